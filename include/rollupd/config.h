@@ -1,0 +1,110 @@
+/* config: the immutable configuration, loaded from a libconfig file. Pure (reads one file).
+ * Every string is owned by the struct (copied out of libconfig). */
+#ifndef ROLLUPD_CONFIG_H
+#define ROLLUPD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rollupd/util.h"
+
+enum ru_log_level {
+    RU_LOG_ERR = 3,
+    RU_LOG_WARNING = 4,
+    RU_LOG_NOTICE = 5,
+    RU_LOG_INFO = 6,
+    RU_LOG_DEBUG = 7,
+};
+
+/* Where Redis is: parsed from redis.url. */
+struct ru_redis_addr {
+    char *host;     /* NULL for a Unix socket */
+    int port;       /* default 6379 */
+    char *path;     /* Unix socket path, or NULL */
+    char *user;     /* ACL user or NULL */
+    char *password; /* or NULL */
+    int db;         /* SELECT db, default 0 */
+};
+
+struct ru_config {
+    char *path; /* the file it was loaded from (NULL for defaults only) */
+
+    struct {
+        char *url;
+        struct ru_redis_addr addr;
+        char *stream;
+        char *group;
+        char *consumer;           /* never empty after load: defaults to the host name */
+        int count;                /* XREADGROUP COUNT, 1..100000, default 1000 */
+        int block_ms;             /* XREADGROUP BLOCK, 0..60000, default 1000 */
+        char *start;              /* "0" or "$" */
+        char *dead_letter_stream; /* never empty after load: "<stream>:dead" */
+        int64_t claim_idle_ms;    /* 0 = off: take over consumers idle this long */
+        int connect_timeout_ms;   /* default 5000 */
+    } redis;
+
+    struct {
+        char *conninfo;
+        char *hourly_table;       /* may be schema-qualified: "schema.table" */
+        char *raw_table;          /* "" = off */
+        int statement_timeout_ms; /* bound on each flush statement; default 60000 */
+        int connect_timeout_s;    /* default 10 */
+    } postgres;
+
+    struct {
+        int interval_ms; /* default 5000, 100..3600000 */
+        int max_events;  /* flush early when this many events wait; default 500000 */
+        int max_keys;    /* flush early when this many keys wait; default 100000 */
+    } flush;
+
+    struct {
+        int max_memory_mb; /* stop reading (backpressure) above this; default 1024 */
+    } limits;
+
+    struct {
+        char *socket; /* default "/run/rollupd/rollupd.sock" */
+    } status;
+
+    struct {
+        char *listen; /* "" = off, else "host:port" for GET /metrics and /health */
+    } metrics;
+
+    struct {
+        enum ru_log_level level; /* default info */
+    } log;
+};
+
+/* Fills cfg with the documented defaults (consumer and dead_letter_stream resolved). */
+void ru_config_defaults(struct ru_config *cfg);
+
+/* Loads path over the defaults and validates it. On failure returns -1, leaves cfg
+ * deinitialised, and writes one line to err naming the file, the line when known and
+ * the key, e.g. "/etc/rollupd.conf:12: redis.count: must be an integer from 1 to 100000"
+ * or "/etc/rollupd.conf:3: syntax error". Unknown groups and keys are refused, naming
+ * the key (a typo must not silently fall back to a default). Returns 0 on success. */
+int ru_config_load(struct ru_config *cfg, const char *path, char *err, size_t errlen) RU_MUSTCHECK;
+
+/* Frees every string; cfg may then be loaded again. Safe on a zeroed struct. */
+void ru_config_deinit(struct ru_config *cfg);
+
+/* Parses a Redis URL: redis://[[user]:password@]host[:port][/db] or unix:/path[?db=N]
+ * (also unix:///path). Returns 0 or -1 with a reason in err. */
+int ru_config_parse_redis_url(const char *url, struct ru_redis_addr *out, char *err,
+                              size_t errlen) RU_MUSTCHECK;
+void ru_config_addr_deinit(struct ru_redis_addr *a);
+
+/* Copies a Redis URL or libpq conninfo into out with any password replaced by "***",
+ * for logs and status. Works for key=value conninfo (password=...) and URIs
+ * (scheme://user:secret@host). */
+void ru_config_redact(const char *s, char *out, size_t outlen);
+
+/* Names of keys whose change needs a restart rather than a reload (stream, group,
+ * consumer, status.socket, ...): writes a comma-separated list of those that differ
+ * between a and b into out (empty when none). */
+void ru_config_restart_keys(const struct ru_config *a, const struct ru_config *b, char *out,
+                            size_t outlen);
+
+const char *ru_config_level_name(enum ru_log_level level);
+
+#endif

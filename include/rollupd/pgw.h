@@ -1,0 +1,93 @@
+/* pgw: the PostgreSQL writer. Owns the PGconn and a flusher thread, so a slow or absent
+ * PostgreSQL never stalls the event loop: the loop hands over a detached batch
+ * (ru_pgw_submit), keeps reading into a fresh store, and learns of the COMMIT through
+ * ru_pgw_fd() becoming readable. A batch is retried (with backoff, after reconnecting)
+ * until it commits or the writer is stopped: data is never dropped.
+ *
+ * One flush is one transaction: COPY of the aggregates (and their duration histograms
+ * and user sets) into temporary staging tables, merge into rollupd's own state tables,
+ * recompute the derived columns of only the touched rows of route_analytics_hourly with
+ * PostgreSQL's own numeric/float8 arithmetic, optional COPY of raw rows, and the
+ * consumer's checkpoint. */
+#ifndef ROLLUPD_PGW_H
+#define ROLLUPD_PGW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rollupd/config.h"
+#include "rollupd/store.h"
+#include "rollupd/util.h"
+
+/* What one flush writes, and what to acknowledge once it committed. Owned by whoever
+ * holds it: the loop while filling, the writer between submit and completion. */
+struct ru_batch {
+    struct ru_store *store;
+    struct ru_sid *ids; /* stream entries to XACK after COMMIT */
+    size_t nids, ids_cap;
+    struct ru_sid checkpoint; /* highest id applied by this batch (and all before it) */
+    struct ru_buf raw;        /* COPY text rows for the raw table (optional) */
+    uint64_t nraw;
+    int64_t created_ms; /* monotonic time of the first event, for freshness */
+
+    /* filled by the writer */
+    uint64_t rows_written;
+    int64_t duration_us;
+    int attempts;
+};
+
+struct ru_batch *ru_batch_new(void);
+void ru_batch_free(struct ru_batch *b);
+void ru_batch_add_id(struct ru_batch *b, const struct ru_sid *id);
+/* Bytes the batch holds (store + ids + raw rows). */
+size_t ru_batch_mem(const struct ru_batch *b);
+
+/* Appends one raw row in COPY text format for genonaut's route_analytics table.
+ * Returns 0, or -1 with a reason when PostgreSQL would refuse the row (user id not a
+ * UUID, query_params not JSON, cache_status too long). */
+struct ru_event;
+int ru_batch_add_raw(struct ru_batch *b, const struct ru_event *ev, char *err, size_t errlen);
+
+/* COPY text escaping of [s, s+len) (backslash, tab, newline, carriage return). */
+void ru_pgw_copy_escape(struct ru_buf *out, const char *s, size_t len);
+
+enum ru_pgw_state { RU_PGW_CONNECTING, RU_PGW_READY, RU_PGW_FLUSHING, RU_PGW_RETRYING };
+
+struct ru_pgw_stats {
+    uint64_t flushes, flush_failures, rows_written, events_flushed, raw_rows;
+    int64_t last_flush_unix_ms, last_flush_us;
+    bool connected;
+    char last_error[256];
+};
+
+struct ru_pgw;
+
+/* Copies the settings it needs. The thread starts at once and connects, creates the
+ * schema if missing and loads this consumer's checkpoint; ru_pgw_ready() tells when. */
+struct ru_pgw *ru_pgw_new(const struct ru_config *cfg);
+/* Stops the thread (abandoning a flush in progress, which rolls back) and frees. */
+void ru_pgw_free(struct ru_pgw *w);
+
+/* Readable when the initial set-up or a submitted batch finished. */
+int ru_pgw_fd(const struct ru_pgw *w);
+/* Clears the fd's readiness; returns the finished batch (or NULL when the event was
+ * the initial set-up). The batch has committed: acknowledge its ids and free it. */
+struct ru_batch *ru_pgw_collect(struct ru_pgw *w);
+
+bool ru_pgw_ready(const struct ru_pgw *w); /* set-up done: schema and checkpoint */
+bool ru_pgw_busy(const struct ru_pgw *w);  /* a batch is in the writer's hands */
+/* The checkpoint loaded at set-up. */
+struct ru_sid ru_pgw_checkpoint(const struct ru_pgw *w);
+
+/* Hands a batch to the writer (consumed). Only when ready and not busy. */
+void ru_pgw_submit(struct ru_pgw *w, struct ru_batch *b);
+
+/* New conninfo and statement timeout on reload: the writer reconnects before its next
+ * transaction. */
+void ru_pgw_reconfigure(struct ru_pgw *w, const struct ru_config *cfg);
+
+/* A consistent copy of the writer's figures (thread-safe). */
+void ru_pgw_get_stats(const struct ru_pgw *w, struct ru_pgw_stats *out);
+
+#endif

@@ -1,0 +1,1214 @@
+/* config: loads and validates the libconfig file into struct ru_config. Pure: reads one
+ * file (plus anything it @includes), never prints, never exits. */
+#include "rollupd/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define DEFAULT_REDIS_URL    "redis://127.0.0.1:6379/0"
+#define DEFAULT_STREAM       "genonaut:route_analytics:stream"
+#define DEFAULT_GROUP        "rollupd"
+#define DEFAULT_START        "0"
+#define DEFAULT_CONNINFO     "dbname=genonaut"
+#define DEFAULT_HOURLY_TABLE "route_analytics_hourly"
+#define DEFAULT_SOCKET       "/run/rollupd/rollupd.sock"
+#define DEAD_SUFFIX          ":dead"
+#define REDIS_DEFAULT_PORT   6379
+#define IDENT_MAX            63 /* PostgreSQL NAMEDATALEN - 1 */
+#define SUN_PATH_MAX         (sizeof(((struct sockaddr_un *)0)->sun_path))
+
+/* ---- small helpers ------------------------------------------------------------------ */
+
+static void set_str(char **dst, const char *src)
+{
+    char *copy = ru_xstrdup(src);
+    free(*dst);
+    *dst = copy;
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+static void host_name(char *buf, size_t len)
+{
+    if (gethostname(buf, len) != 0)
+        buf[0] = '\0';
+    buf[len - 1] = '\0';
+    if (buf[0] == '\0')
+        ru_strlcpy(buf, "rollupd", len);
+}
+
+static char *dead_letter_for(const char *stream)
+{
+    struct ru_buf b = RU_BUF_INIT;
+    ru_buf_puts(&b, stream);
+    ru_buf_puts(&b, DEAD_SUFFIX);
+    return b.p;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes [s, s+n) into a new string; -1 on a bad escape or an encoded NUL. */
+static int pct_decode(const char *s, size_t n, char **out)
+{
+    struct ru_buf b = RU_BUF_INIT;
+    ru_buf_reserve(&b, n);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            ru_buf_putc(&b, s[i]);
+            continue;
+        }
+        int hi = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
+        int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+            ru_buf_free(&b);
+            return -1;
+        }
+        ru_buf_putc(&b, (char)(hi * 16 + lo));
+        i += 2;
+    }
+    if (b.p == NULL)
+        ru_buf_puts(&b, "");
+    *out = b.p;
+    return 0;
+}
+
+/* Strict non-negative decimal in [s, s+n), at most max. */
+static int parse_uint(const char *s, size_t n, int64_t max, int64_t *out)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
+    if (ru_parse_i64(s, n, out) < 0 || *out > max)
+        return -1;
+    return 0;
+}
+
+/* ---- Redis URL ---------------------------------------------------------------------- */
+
+void ru_config_addr_deinit(struct ru_redis_addr *a)
+{
+    free(a->host);
+    free(a->path);
+    free(a->user);
+    free(a->password);
+    memset(a, 0, sizeof(*a));
+}
+
+static bool host_char_ok(int c)
+{
+    return isalnum(c) || c == '-' || c == '.' || c == '_';
+}
+
+static int parse_port(const char *s, size_t n, int *port)
+{
+    int64_t v;
+    if (n == 0 || parse_uint(s, n, 65535, &v) < 0 || v == 0)
+        return -1;
+    *port = (int)v;
+    return 0;
+}
+
+static int parse_tcp_url(const char *s, struct ru_redis_addr *out, const char **why)
+{
+    size_t alen = strcspn(s, "/?#");
+    if (s[alen] == '?' || s[alen] == '#') {
+        *why = "query strings and fragments are not supported in redis:// URLs";
+        return -1;
+    }
+
+    const char *host = s;
+    size_t hlen = alen;
+    const char *at = memrchr(s, '@', alen);
+    if (at != NULL) {
+        /* [[user]:password@]; a bare "secret@" is a password, as in redis-cli */
+        size_t ulen = (size_t)(at - s);
+        const char *colon = memchr(s, ':', ulen);
+        const char *pw = colon != NULL ? colon + 1 : s;
+        size_t pwlen = (size_t)(at - pw);
+        if (colon != NULL && colon > s && pct_decode(s, (size_t)(colon - s), &out->user) < 0) {
+            *why = "bad percent-encoding in the user name";
+            return -1;
+        }
+        if (pwlen > 0 && pct_decode(pw, pwlen, &out->password) < 0) {
+            *why = "bad percent-encoding in the password";
+            return -1;
+        }
+        host = at + 1;
+        hlen = alen - ulen - 1;
+    }
+
+    const char *port = NULL;
+    size_t portlen = 0;
+    if (hlen > 0 && host[0] == '[') {
+        const char *close = memchr(host, ']', hlen);
+        char addr[INET6_ADDRSTRLEN + 64];
+        size_t ilen = close != NULL ? (size_t)(close - host - 1) : 0;
+        if (close == NULL || ilen == 0 || ilen >= sizeof(addr)) {
+            *why = "bad IPv6 address";
+            return -1;
+        }
+        memcpy(addr, host + 1, ilen);
+        addr[ilen] = '\0';
+        char *zone = strchr(addr, '%');
+        if (zone != NULL)
+            *zone = '\0';
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, addr, &a6) != 1) {
+            *why = "bad IPv6 address";
+            return -1;
+        }
+        out->host = ru_xstrndup(host + 1, ilen);
+        size_t rest = hlen - ilen - 2;
+        if (rest > 0) {
+            if (close[1] != ':') {
+                *why = "bad host";
+                return -1;
+            }
+            port = close + 2;
+            portlen = rest - 1;
+        }
+    } else {
+        const char *colon = memchr(host, ':', hlen);
+        size_t nlen = colon != NULL ? (size_t)(colon - host) : hlen;
+        if (colon != NULL && memchr(colon + 1, ':', hlen - nlen - 1) != NULL) {
+            *why = "IPv6 addresses must be in brackets, e.g. redis://[::1]:6379";
+            return -1;
+        }
+        if (nlen == 0) {
+            *why = "missing host";
+            return -1;
+        }
+        for (size_t i = 0; i < nlen; i++) {
+            if (!host_char_ok((unsigned char)host[i])) {
+                *why = "bad host";
+                return -1;
+            }
+        }
+        out->host = ru_xstrndup(host, nlen);
+        if (colon != NULL) {
+            port = colon + 1;
+            portlen = hlen - nlen - 1;
+        }
+    }
+    if (port != NULL && parse_port(port, portlen, &out->port) < 0) {
+        *why = "bad port (must be from 1 to 65535)";
+        return -1;
+    }
+
+    if (s[alen] == '/') {
+        const char *db = s + alen + 1;
+        int64_t v = 0;
+        if (*db != '\0' && parse_uint(db, strlen(db), INT_MAX, &v) < 0) {
+            *why = "bad db (must be a non-negative integer)";
+            return -1;
+        }
+        out->db = (int)v;
+    }
+    return 0;
+}
+
+static int parse_unix_url(const char *s, struct ru_redis_addr *out, const char **why)
+{
+    if (s[0] == '/' && s[1] == '/')
+        s += 2; /* unix:///path: empty authority */
+    if (s[0] != '/') {
+        *why = "unix socket path must be absolute (unix:/path or unix:///path)";
+        return -1;
+    }
+    size_t plen = strcspn(s, "?");
+    if (plen >= SUN_PATH_MAX) {
+        *why = "unix socket path too long";
+        return -1;
+    }
+    out->path = ru_xstrndup(s, plen);
+    out->port = 0;
+
+    const char *q = s + plen;
+    while (*q != '\0') {
+        q++; /* '?' or '&' */
+        size_t n = strcspn(q, "&");
+        const char *eq = memchr(q, '=', n);
+        size_t klen = eq != NULL ? (size_t)(eq - q) : n;
+        const char *v = eq != NULL ? eq + 1 : q + n;
+        size_t vlen = (size_t)(q + n - v);
+        if (n == 0) {
+            /* empty parameter ("?&db=1"): ignore */
+        } else if (eq == NULL) {
+            *why = "bad query parameter (expected name=value)";
+            return -1;
+        } else if (klen == 2 && memcmp(q, "db", 2) == 0) {
+            int64_t db;
+            if (parse_uint(v, vlen, INT_MAX, &db) < 0) {
+                *why = "bad db (must be a non-negative integer)";
+                return -1;
+            }
+            out->db = (int)db;
+        } else if (klen == 4 && memcmp(q, "user", 4) == 0) {
+            free(out->user);
+            out->user = NULL;
+            if (vlen > 0 && pct_decode(v, vlen, &out->user) < 0) {
+                *why = "bad percent-encoding in the user name";
+                return -1;
+            }
+        } else if (klen == 8 && memcmp(q, "password", 8) == 0) {
+            free(out->password);
+            out->password = NULL;
+            if (vlen > 0 && pct_decode(v, vlen, &out->password) < 0) {
+                *why = "bad percent-encoding in the password";
+                return -1;
+            }
+        } else {
+            *why = "unknown query parameter (only db, user and password are supported)";
+            return -1;
+        }
+        q += n;
+    }
+    return 0;
+}
+
+int ru_config_parse_redis_url(const char *url, struct ru_redis_addr *out, char *err, size_t errlen)
+{
+    const char *why = NULL;
+    int rc = -1;
+
+    memset(out, 0, sizeof(*out));
+    out->port = REDIS_DEFAULT_PORT;
+    if (url == NULL || url[0] == '\0')
+        why = "empty URL";
+    else if (strncasecmp(url, "redis://", 8) == 0)
+        rc = parse_tcp_url(url + 8, out, &why);
+    else if (strncasecmp(url, "unix:", 5) == 0)
+        rc = parse_unix_url(url + 5, out, &why);
+    else
+        why = "unsupported scheme (expected redis://host[:port][/db] or unix:/path)";
+    if (rc < 0) {
+        ru_config_addr_deinit(out);
+        if (err != NULL && errlen > 0)
+            ru_strlcpy(err, why != NULL ? why : "bad URL", errlen);
+    }
+    return rc;
+}
+
+/* ---- value checks (why: a reason without the key) ----------------------------------- */
+
+typedef int (*check_fn)(const char *v, char *why, size_t whylen);
+
+static int check_url(const char *v, char *why, size_t whylen)
+{
+    struct ru_redis_addr a;
+    if (ru_config_parse_redis_url(v, &a, why, whylen) < 0)
+        return -1;
+    ru_config_addr_deinit(&a);
+    return 0;
+}
+
+static int check_nonempty(const char *v, char *why, size_t whylen)
+{
+    if (v[0] == '\0') {
+        ru_strlcpy(why, "must not be empty", whylen);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_start(const char *v, char *why, size_t whylen)
+{
+    if (strcmp(v, "0") != 0 && strcmp(v, "$") != 0) {
+        ru_strlcpy(why, "must be \"0\" (the whole stream) or \"$\" (new entries only)", whylen);
+        return -1;
+    }
+    return 0;
+}
+
+static bool ident_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > IDENT_MAX)
+        return false;
+    if (!isalpha((unsigned char)s[0]) && s[0] != '_')
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!isalnum(c) && c != '_' && c != '$')
+            return false;
+    }
+    return true;
+}
+
+static int check_table(const char *v, char *why, size_t whylen)
+{
+    const char *dot = strchr(v, '.');
+    bool ok = dot == NULL ? ident_ok(v, strlen(v))
+                          : ident_ok(v, (size_t)(dot - v)) && ident_ok(dot + 1, strlen(dot + 1));
+    if (!ok) {
+        ru_strlcpy(why,
+                   "must be a table name or schema.table, each part [A-Za-z_][A-Za-z0-9_$]* "
+                   "of at most 63 bytes",
+                   whylen);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_table_opt(const char *v, char *why, size_t whylen)
+{
+    return v[0] == '\0' ? 0 : check_table(v, why, whylen);
+}
+
+static int check_socket(const char *v, char *why, size_t whylen)
+{
+    if (check_nonempty(v, why, whylen) < 0)
+        return -1;
+    if (strlen(v) >= SUN_PATH_MAX) {
+        snprintf(why, whylen, "socket path too long (at most %zu bytes)", SUN_PATH_MAX - 1);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_listen(const char *v, char *why, size_t whylen)
+{
+    const char *port;
+    char host[INET6_ADDRSTRLEN + 1];
+    unsigned char abuf[sizeof(struct in6_addr)];
+    bool ok;
+
+    if (v[0] == '\0')
+        return 0;
+    if (v[0] == '[') {
+        const char *close = strchr(v, ']');
+        size_t n = close != NULL ? (size_t)(close - v - 1) : 0;
+        ok = close != NULL && n > 0 && n < sizeof(host) && close[1] == ':';
+        if (ok) {
+            memcpy(host, v + 1, n);
+            host[n] = '\0';
+            ok = inet_pton(AF_INET6, host, abuf) == 1;
+        }
+        port = ok ? close + 2 : NULL;
+    } else {
+        const char *colon = strrchr(v, ':');
+        size_t n = colon != NULL ? (size_t)(colon - v) : 0;
+        ok = colon != NULL && n > 0 && n < sizeof(host);
+        if (ok) {
+            memcpy(host, v, n);
+            host[n] = '\0';
+            ok = strcmp(host, "localhost") == 0 || inet_pton(AF_INET, host, abuf) == 1;
+        }
+        port = ok ? colon + 1 : NULL;
+    }
+    if (!ok) {
+        ru_strlcpy(why,
+                   "must be \"host:port\" with an IPv4 address, localhost or a bracketed IPv6 "
+                   "address (e.g. \"127.0.0.1:9187\" or \"[::1]:9187\")",
+                   whylen);
+        return -1;
+    }
+    int p;
+    if (parse_port(port, strlen(port), &p) < 0) {
+        ru_strlcpy(why, "bad port (must be from 1 to 65535)", whylen);
+        return -1;
+    }
+    return 0;
+}
+
+static int level_from_name(const char *s, enum ru_log_level *out)
+{
+    static const enum ru_log_level all[] = {RU_LOG_ERR, RU_LOG_WARNING, RU_LOG_NOTICE, RU_LOG_INFO,
+                                            RU_LOG_DEBUG};
+    for (size_t i = 0; i < RU_ARRAY_LEN(all); i++) {
+        if (strcasecmp(s, ru_config_level_name(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *ru_config_level_name(enum ru_log_level level)
+{
+    switch (level) {
+    case RU_LOG_ERR:
+        return "error";
+    case RU_LOG_WARNING:
+        return "warning";
+    case RU_LOG_NOTICE:
+        return "notice";
+    case RU_LOG_INFO:
+        return "info";
+    case RU_LOG_DEBUG:
+        return "debug";
+    }
+    return "unknown";
+}
+
+/* ---- the key table ------------------------------------------------------------------ */
+
+enum kind { K_STR, K_INT, K_I64, K_LEVEL };
+
+struct key {
+    const char *section;
+    const char *name;
+    enum kind kind;
+    size_t off;
+    int64_t min, max;
+    check_fn check;
+};
+
+/* Initialisers for struct key, without the braces (kept outside for clang-format). */
+#define KSTR(sec, nm, fn)     #sec, #nm, K_STR, offsetof(struct ru_config, sec.nm), 0, 0, fn
+#define KINT(sec, nm, lo, hi) #sec, #nm, K_INT, offsetof(struct ru_config, sec.nm), lo, hi, NULL
+#define KI64(sec, nm, lo, hi) #sec, #nm, K_I64, offsetof(struct ru_config, sec.nm), lo, hi, NULL
+#define KLEVEL(sec, nm)       #sec, #nm, K_LEVEL, offsetof(struct ru_config, sec.nm), 0, 0, NULL
+
+static const struct key keys[] = {
+    {KSTR(redis, url, check_url)},
+    {KSTR(redis, stream, check_nonempty)},
+    {KSTR(redis, group, check_nonempty)},
+    {KSTR(redis, consumer, NULL)},
+    {KINT(redis, count, 1, 100000)},
+    {KINT(redis, block_ms, 0, 60000)},
+    {KSTR(redis, start, check_start)},
+    {KSTR(redis, dead_letter_stream, NULL)},
+    {KI64(redis, claim_idle_ms, 0, INT64_MAX)},
+    {KINT(redis, connect_timeout_ms, 100, 600000)},
+    {KSTR(postgres, conninfo, NULL)},
+    {KSTR(postgres, hourly_table, check_table)},
+    {KSTR(postgres, raw_table, check_table_opt)},
+    {KINT(postgres, statement_timeout_ms, 0, 3600000)},
+    {KINT(postgres, connect_timeout_s, 1, 600)},
+    {KINT(flush, interval_ms, 100, 3600000)},
+    {KINT(flush, max_events, 1000, 100000000)},
+    {KINT(flush, max_keys, 100, 10000000)},
+    {KINT(limits, max_memory_mb, 16, 1048576)},
+    {KSTR(status, socket, check_socket)},
+    {KSTR(metrics, listen, check_listen)},
+    {KLEVEL(log, level)},
+};
+
+#define NKEYS RU_ARRAY_LEN(keys)
+
+static int find_key(const char *section, const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static bool known_section(const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].section, name) == 0)
+            return true;
+    return false;
+}
+
+/* ---- defaults / deinit -------------------------------------------------------------- */
+
+void ru_config_defaults(struct ru_config *cfg)
+{
+    char host[256];
+
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->path = NULL;
+
+    cfg->redis.url = ru_xstrdup(DEFAULT_REDIS_URL);
+    if (ru_config_parse_redis_url(cfg->redis.url, &cfg->redis.addr, NULL, 0) < 0)
+        memset(&cfg->redis.addr, 0, sizeof(cfg->redis.addr)); /* cannot happen */
+    cfg->redis.stream = ru_xstrdup(DEFAULT_STREAM);
+    cfg->redis.group = ru_xstrdup(DEFAULT_GROUP);
+    host_name(host, sizeof(host));
+    cfg->redis.consumer = ru_xstrdup(host);
+    cfg->redis.count = 1000;
+    cfg->redis.block_ms = 1000;
+    cfg->redis.start = ru_xstrdup(DEFAULT_START);
+    cfg->redis.dead_letter_stream = dead_letter_for(DEFAULT_STREAM);
+    cfg->redis.claim_idle_ms = 0;
+    cfg->redis.connect_timeout_ms = 5000;
+
+    cfg->postgres.conninfo = ru_xstrdup(DEFAULT_CONNINFO);
+    cfg->postgres.hourly_table = ru_xstrdup(DEFAULT_HOURLY_TABLE);
+    cfg->postgres.raw_table = ru_xstrdup("");
+    cfg->postgres.statement_timeout_ms = 60000;
+    cfg->postgres.connect_timeout_s = 10;
+
+    cfg->flush.interval_ms = 5000;
+    cfg->flush.max_events = 500000;
+    cfg->flush.max_keys = 100000;
+
+    cfg->limits.max_memory_mb = 1024;
+
+    cfg->status.socket = ru_xstrdup(DEFAULT_SOCKET);
+    cfg->metrics.listen = ru_xstrdup("");
+    cfg->log.level = RU_LOG_INFO;
+}
+
+void ru_config_deinit(struct ru_config *cfg)
+{
+    free(cfg->path);
+    free(cfg->redis.url);
+    ru_config_addr_deinit(&cfg->redis.addr);
+    free(cfg->redis.stream);
+    free(cfg->redis.group);
+    free(cfg->redis.consumer);
+    free(cfg->redis.start);
+    free(cfg->redis.dead_letter_stream);
+    free(cfg->postgres.conninfo);
+    free(cfg->postgres.hourly_table);
+    free(cfg->postgres.raw_table);
+    free(cfg->status.socket);
+    free(cfg->metrics.listen);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+/* ---- loading ------------------------------------------------------------------------ */
+
+/* libconfig 1.5 silently wraps integer literals that do not fit in 32 bits unless they
+ * carry an L suffix (5000000000 reads as 705032704). So each file is scanned once for such
+ * literals, and an int setting at the same place takes the true value from the scan. */
+struct wide_lit {
+    char *file;
+    char name[64];      /* the setting name written before the literal */
+    unsigned name_line; /* where that name is */
+    unsigned lit_line;  /* where the literal is */
+    int64_t value;
+    bool overflow; /* beyond int64 */
+    bool used;
+};
+
+struct loader {
+    const char *path;
+    char *err;
+    size_t errlen;
+    struct wide_lit *lits;
+    size_t nlits, litcap;
+    char **scanned;
+    size_t nscanned;
+    const char *key_file[NKEYS]; /* where each key was set (libconfig memory) */
+    unsigned key_line[NKEYS];
+};
+
+static void fail(struct loader *ld, const char *file, unsigned line, const char *fmt, ...)
+    RU_PRINTF(4, 5);
+
+static void fail(struct loader *ld, const char *file, unsigned line, const char *fmt, ...)
+{
+    struct ru_buf b = RU_BUF_INIT;
+    va_list ap;
+
+    if (ld->err == NULL || ld->errlen == 0)
+        return;
+    ru_buf_puts(&b, file != NULL ? file : ld->path);
+    if (line > 0)
+        ru_buf_printf(&b, ":%u", line);
+    ru_buf_puts(&b, ": ");
+    va_start(ap, fmt);
+    ru_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    for (size_t i = 0; i < b.len; i++) /* one line, whatever libconfig said */
+        if (b.p[i] == '\n' || b.p[i] == '\r')
+            b.p[i] = ' ';
+    ru_strlcpy(ld->err, b.p, ld->errlen);
+    ru_buf_free(&b);
+}
+
+static void add_wide_lit(struct loader *ld, const char *file, const char *name, unsigned name_line,
+                         unsigned lit_line, int64_t value, bool overflow)
+{
+    if (ld->nlits == ld->litcap) {
+        ld->litcap = ld->litcap ? ld->litcap * 2 : 8;
+        ld->lits = ru_xrealloc(ld->lits, ld->litcap * sizeof(*ld->lits));
+    }
+    struct wide_lit *l = &ld->lits[ld->nlits++];
+    memset(l, 0, sizeof(*l));
+    l->file = ru_xstrdup(file);
+    ru_strlcpy(l->name, name, sizeof(l->name));
+    l->name_line = name_line;
+    l->lit_line = lit_line;
+    l->value = value;
+    l->overflow = overflow;
+}
+
+/* Classifies the number token [t, t+n) (sign excluded); records it when it is an
+ * unsuffixed integer outside the 32-bit range. */
+static void scan_number(struct loader *ld, const char *file, const char *name, unsigned name_line,
+                        unsigned line, bool neg, const char *t, size_t n)
+{
+    bool hex = n > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X');
+    size_t start = hex ? 2 : 0;
+    size_t i = start;
+    uint64_t v = 0;
+    bool overflow = false;
+
+    for (; i < n; i++) {
+        int d =
+            hex ? hexval((unsigned char)t[i]) : (isdigit((unsigned char)t[i]) ? t[i] - '0' : -1);
+        if (d < 0)
+            break;
+        uint64_t base = hex ? 16 : 10;
+        if (v > (UINT64_MAX - (uint64_t)d) / base)
+            overflow = true;
+        else
+            v = v * base + (uint64_t)d;
+    }
+    if (i == start || (i < n && t[i] == 'L'))
+        return; /* not an integer, or an int64 literal libconfig reads correctly */
+    if (i < n)
+        return; /* a float or junk: libconfig decides */
+    if (!overflow && v > (uint64_t)INT64_MAX + (neg ? 1u : 0u))
+        overflow = true;
+    int64_t sv = 0;
+    if (!overflow)
+        sv = neg ? (v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v) : (int64_t)v;
+    if (overflow || sv > INT32_MAX || sv < INT32_MIN)
+        add_wide_lit(ld, file, name, name_line, line, sv, overflow);
+}
+
+static void scan_text(struct loader *ld, const char *file, const char *p, size_t n)
+{
+    char name[64] = "";
+    unsigned name_line = 0;
+    unsigned line = 1;
+    size_t i = 0;
+
+    while (i < n) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '\n') {
+            line++;
+            i++;
+        } else if (c == '#' || (c == '/' && i + 1 < n && p[i + 1] == '/')) {
+            while (i < n && p[i] != '\n')
+                i++;
+        } else if (c == '/' && i + 1 < n && p[i + 1] == '*') {
+            for (i += 2; i < n && !(p[i] == '*' && i + 1 < n && p[i + 1] == '/'); i++)
+                if (p[i] == '\n')
+                    line++;
+            i = i + 2 < n ? i + 2 : n;
+        } else if (c == '"') {
+            for (i++; i < n && p[i] != '"'; i++) {
+                if (p[i] == '\\' && i + 1 < n)
+                    i++;
+                if (p[i] == '\n')
+                    line++;
+            }
+            i++;
+        } else if (isalpha(c) || c == '*') {
+            size_t s = i;
+            while (i < n &&
+                   (isalnum((unsigned char)p[i]) || p[i] == '-' || p[i] == '_' || p[i] == '*'))
+                i++;
+            size_t len = i - s < sizeof(name) ? i - s : sizeof(name) - 1;
+            memcpy(name, p + s, len);
+            name[len] = '\0';
+            name_line = line;
+        } else if (isdigit(c) || ((c == '-' || c == '+' || c == '.') && i + 1 < n &&
+                                  (isdigit((unsigned char)p[i + 1]) || p[i + 1] == '.'))) {
+            bool neg = c == '-';
+            if (c == '-' || c == '+')
+                i++;
+            size_t s = i;
+            while (i < n &&
+                   (isalnum((unsigned char)p[i]) || p[i] == '.' ||
+                    ((p[i] == '-' || p[i] == '+') && (p[i - 1] == 'e' || p[i - 1] == 'E'))))
+                i++;
+            scan_number(ld, file, name, name_line, line, neg, p + s, i - s);
+        } else {
+            i++;
+        }
+    }
+}
+
+static void scan_file(struct loader *ld, const char *file)
+{
+    for (size_t i = 0; i < ld->nscanned; i++)
+        if (strcmp(ld->scanned[i], file) == 0)
+            return;
+    ld->scanned = ru_xrealloc(ld->scanned, (ld->nscanned + 1) * sizeof(*ld->scanned));
+    ld->scanned[ld->nscanned++] = ru_xstrdup(file);
+
+    FILE *fp = fopen(file, "r");
+    if (fp == NULL)
+        return;
+    struct ru_buf b = RU_BUF_INIT;
+    char chunk[4096];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+        ru_buf_append(&b, chunk, got);
+    fclose(fp);
+    if (b.p != NULL)
+        scan_text(ld, file, b.p, b.len);
+    ru_buf_free(&b);
+}
+
+static void loader_free(struct loader *ld)
+{
+    for (size_t i = 0; i < ld->nlits; i++)
+        free(ld->lits[i].file);
+    free(ld->lits);
+    for (size_t i = 0; i < ld->nscanned; i++)
+        free(ld->scanned[i]);
+    free(ld->scanned);
+}
+
+static const char *src_file(const struct loader *ld, const config_setting_t *s)
+{
+    const char *f = config_setting_source_file(s);
+    return f != NULL ? f : ld->path;
+}
+
+static const char *type_name(int type)
+{
+    switch (type) {
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        return "an integer";
+    case CONFIG_TYPE_FLOAT:
+        return "a float";
+    case CONFIG_TYPE_STRING:
+        return "a string";
+    case CONFIG_TYPE_BOOL:
+        return "a boolean";
+    case CONFIG_TYPE_GROUP:
+        return "a group";
+    case CONFIG_TYPE_ARRAY:
+        return "an array";
+    case CONFIG_TYPE_LIST:
+        return "a list";
+    }
+    return "nothing";
+}
+
+static int get_integer(struct loader *ld, const config_setting_t *s, const char *key, int64_t *out)
+{
+    const char *file = src_file(ld, s);
+    unsigned line = config_setting_source_line(s);
+    int type = config_setting_type(s);
+
+    if (type == CONFIG_TYPE_INT64) {
+        *out = config_setting_get_int64(s);
+        return 0;
+    }
+    if (type != CONFIG_TYPE_INT) {
+        fail(ld, file, line, "%s: expected an integer, got %s", key, type_name(type));
+        return -1;
+    }
+    *out = config_setting_get_int(s);
+
+    scan_file(ld, file);
+    const char *name = config_setting_name(s);
+    for (size_t i = 0; i < ld->nlits; i++) {
+        struct wide_lit *l = &ld->lits[i];
+        if (l->used || strcmp(l->file, file) != 0 || strcmp(l->name, name) != 0 ||
+            (l->name_line != line && l->lit_line != line))
+            continue;
+        l->used = true;
+        if (l->overflow) {
+            fail(ld, file, line, "%s: integer too large", key);
+            return -1;
+        }
+        *out = l->value;
+        break;
+    }
+    return 0;
+}
+
+static int apply_key(struct loader *ld, struct ru_config *c, int idx, const config_setting_t *s)
+{
+    const struct key *k = &keys[idx];
+    const char *file = src_file(ld, s);
+    unsigned line = config_setting_source_line(s);
+    char key[128];
+    char why[256];
+    void *field = (char *)c + k->off;
+
+    snprintf(key, sizeof(key), "%s.%s", k->section, k->name);
+    ld->key_file[idx] = file;
+    ld->key_line[idx] = line;
+
+    if (k->kind == K_INT || k->kind == K_I64) {
+        int64_t v;
+        if (get_integer(ld, s, key, &v) < 0)
+            return -1;
+        if (v < k->min || v > k->max) {
+            if (k->max == INT64_MAX)
+                fail(ld, file, line, "%s: must be %lld or more (got %lld)", key, (long long)k->min,
+                     (long long)v);
+            else
+                fail(ld, file, line, "%s: must be from %lld to %lld (got %lld)", key,
+                     (long long)k->min, (long long)k->max, (long long)v);
+            return -1;
+        }
+        if (k->kind == K_INT)
+            *(int *)field = (int)v;
+        else
+            *(int64_t *)field = v;
+        return 0;
+    }
+
+    int type = config_setting_type(s);
+    if (type != CONFIG_TYPE_STRING) {
+        fail(ld, file, line, "%s: expected a string, got %s", key, type_name(type));
+        return -1;
+    }
+    const char *v = config_setting_get_string(s);
+
+    if (k->kind == K_LEVEL) {
+        if (level_from_name(v, (enum ru_log_level *)field) < 0) {
+            fail(ld, file, line,
+                 "%s: must be one of \"debug\", \"info\", \"notice\", \"warning\", \"error\"", key);
+            return -1;
+        }
+        return 0;
+    }
+    if (k->check != NULL && k->check(v, why, sizeof(why)) < 0) {
+        fail(ld, file, line, "%s: %s", key, why);
+        return -1;
+    }
+    set_str((char **)field, v);
+    return 0;
+}
+
+static int apply_file(struct loader *ld, struct ru_config *c, config_t *lc)
+{
+    config_setting_t *root = config_root_setting(lc);
+    int nsec = config_setting_length(root);
+
+    for (int i = 0; i < nsec; i++) {
+        config_setting_t *sec = config_setting_get_elem(root, (unsigned)i);
+        const char *sname = config_setting_name(sec);
+        const char *file = src_file(ld, sec);
+        unsigned line = config_setting_source_line(sec);
+
+        if (sname == NULL || !known_section(sname)) {
+            fail(ld, file, line, "%s: unknown section", sname != NULL ? sname : "?");
+            return -1;
+        }
+        if (!config_setting_is_group(sec)) {
+            fail(ld, file, line, "%s: expected a section (%s: { ... };), got %s", sname, sname,
+                 type_name(config_setting_type(sec)));
+            return -1;
+        }
+        int nkeys = config_setting_length(sec);
+        for (int j = 0; j < nkeys; j++) {
+            config_setting_t *s = config_setting_get_elem(sec, (unsigned)j);
+            const char *kname = config_setting_name(s);
+            int idx = kname != NULL ? find_key(sname, kname) : -1;
+            if (idx < 0) {
+                fail(ld, src_file(ld, s), config_setting_source_line(s), "%s.%s: unknown key",
+                     sname, kname != NULL ? kname : "?");
+                return -1;
+            }
+            if (apply_key(ld, c, idx, s) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* Cross-key checks and defaults that depend on other keys. */
+static int resolve(struct loader *ld, struct ru_config *c)
+{
+    char why[256];
+    int dead = find_key("redis", "dead_letter_stream");
+    int raw = find_key("postgres", "raw_table");
+    int url = find_key("redis", "url");
+
+    if (c->redis.dead_letter_stream[0] == '\0') {
+        free(c->redis.dead_letter_stream);
+        c->redis.dead_letter_stream = dead_letter_for(c->redis.stream);
+    } else if (strcmp(c->redis.dead_letter_stream, c->redis.stream) == 0) {
+        fail(ld, ld->key_file[dead], ld->key_line[dead],
+             "redis.dead_letter_stream: must differ from redis.stream");
+        return -1;
+    }
+    if (c->redis.consumer[0] == '\0') {
+        char host[256];
+        host_name(host, sizeof(host));
+        set_str(&c->redis.consumer, host);
+    }
+    if (c->postgres.raw_table[0] != '\0' &&
+        strcmp(c->postgres.raw_table, c->postgres.hourly_table) == 0) {
+        fail(ld, ld->key_file[raw], ld->key_line[raw],
+             "postgres.raw_table: must differ from postgres.hourly_table");
+        return -1;
+    }
+    ru_config_addr_deinit(&c->redis.addr);
+    if (ru_config_parse_redis_url(c->redis.url, &c->redis.addr, why, sizeof(why)) < 0) {
+        fail(ld, ld->key_file[url], ld->key_line[url], "redis.url: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+static int load(struct loader *ld, struct ru_config *c)
+{
+    char ebuf[128];
+    FILE *fp = fopen(ld->path, "r");
+    if (fp == NULL) {
+        fail(ld, NULL, 0, "cannot open: %s", strerror_r(errno, ebuf, sizeof(ebuf)));
+        return -1;
+    }
+    struct stat st;
+    bool dir = fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode);
+    fclose(fp);
+    if (dir) {
+        fail(ld, NULL, 0, "cannot open: %s", strerror_r(EISDIR, ebuf, sizeof(ebuf)));
+        return -1;
+    }
+
+    config_t lc;
+    config_init(&lc);
+    /* No include_dir: libconfig 1.5 would prepend it to absolute @include paths too.
+     * Relative @include paths are thus relative to the working directory. */
+
+    int rc = -1;
+    if (config_read_file(&lc, ld->path) != CONFIG_TRUE) {
+        const char *efile = config_error_file(&lc);
+        const char *text = config_error_text(&lc);
+        if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+            fail(ld, efile, 0, "cannot open: %s", text != NULL ? text : "I/O error");
+        else
+            fail(ld, efile, (unsigned)config_error_line(&lc), "%s",
+                 text != NULL ? text : "syntax error");
+    } else if (apply_file(ld, c, &lc) == 0 && resolve(ld, c) == 0) {
+        rc = 0;
+    }
+    config_destroy(&lc);
+    return rc;
+}
+
+int ru_config_load(struct ru_config *cfg, const char *path, char *err, size_t errlen)
+{
+    struct ru_config c;
+    struct loader ld;
+
+    memset(&ld, 0, sizeof(ld));
+    ld.path = path != NULL ? path : "(null)";
+    ld.err = err;
+    ld.errlen = errlen;
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    memset(cfg, 0, sizeof(*cfg));
+    if (path == NULL || path[0] == '\0') {
+        fail(&ld, "(none)", 0, "no configuration file given");
+        return -1;
+    }
+
+    ru_config_defaults(&c);
+    c.path = ru_xstrdup(path);
+    /* "" until the file says otherwise: resolved from other keys at the end */
+    set_str(&c.redis.consumer, "");
+    set_str(&c.redis.dead_letter_stream, "");
+
+    int rc = load(&ld, &c);
+    loader_free(&ld);
+    if (rc < 0) {
+        ru_config_deinit(&c);
+        return -1;
+    }
+    *cfg = c;
+    return 0;
+}
+
+/* ---- redaction ---------------------------------------------------------------------- */
+
+static bool secret_key(const char *k, size_t n)
+{
+    return (n == 8 && strncasecmp(k, "password", 8) == 0) ||
+           (n == 11 && strncasecmp(k, "sslpassword", 11) == 0);
+}
+
+/* Length of a URI scheme followed by ':' at s, or 0. */
+static size_t scheme_len(const char *s)
+{
+    size_t n = 0;
+    if (!isalpha((unsigned char)s[0]))
+        return 0;
+    while (isalnum((unsigned char)s[n]) || s[n] == '+' || s[n] == '-' || s[n] == '.')
+        n++;
+    return s[n] == ':' ? n : 0;
+}
+
+static void redact_query(const char *p, struct ru_buf *b)
+{
+    const char *q = strchr(p, '?');
+    if (q == NULL) {
+        ru_buf_puts(b, p);
+        return;
+    }
+    ru_buf_append(b, p, (size_t)(q - p));
+    p = q;
+    while (*p != '\0') {
+        ru_buf_putc(b, *p++); /* '?' or '&' */
+        size_t n = strcspn(p, "&");
+        const char *eq = memchr(p, '=', n);
+        if (eq != NULL && secret_key(p, (size_t)(eq - p))) {
+            ru_buf_append(b, p, (size_t)(eq - p) + 1);
+            ru_buf_puts(b, "***");
+        } else {
+            ru_buf_append(b, p, n);
+        }
+        p += n;
+    }
+}
+
+static void redact_uri(const char *s, size_t slen, struct ru_buf *b)
+{
+    bool redis = (slen == 5 && strncasecmp(s, "redis", 5) == 0) ||
+                 (slen == 6 && strncasecmp(s, "rediss", 6) == 0);
+    const char *p = s + slen + 1;
+
+    ru_buf_append(b, s, slen + 1);
+    if (p[0] == '/' && p[1] == '/') {
+        ru_buf_puts(b, "//");
+        p += 2;
+        /* The last '@' ends the user info even when the password holds unencoded
+         * '/', '?' or '#': redacting too much beats leaking a secret. */
+        const char *at = strrchr(p, '@');
+        if (at != NULL) {
+            size_t alen = strcspn(p, "/?#");
+            const char *colon = memchr(p, ':', (size_t)(at - p));
+            if (colon != NULL) {
+                ru_buf_append(b, p, (size_t)(colon - p) + 1);
+                ru_buf_puts(b, "***@");
+                p = at + 1;
+            } else if (redis && p + alen > at) {
+                ru_buf_puts(b, "***@"); /* redis://secret@host: a bare password */
+                p = at + 1;
+            }
+        }
+    }
+    redact_query(p, b);
+}
+
+static void redact_conninfo(const char *p, struct ru_buf *b)
+{
+    bool swallow = false; /* words after an unquoted secret may belong to it */
+
+    while (*p != '\0') {
+        if (isspace((unsigned char)*p)) {
+            ru_buf_putc(b, *p++);
+            continue;
+        }
+        const char *k = p;
+        while (*p != '\0' && !isspace((unsigned char)*p) && *p != '=')
+            p++;
+        size_t klen = (size_t)(p - k);
+        const char *ws = p;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p != '=') {
+            /* a word without '=': not valid conninfo; drop it if it may be secret */
+            if (!swallow)
+                ru_buf_append(b, k, (size_t)(ws - k));
+            p = ws;
+            continue;
+        }
+        p++;
+        while (isspace((unsigned char)*p))
+            p++;
+        const char *v = p;
+        bool quoted = *p == '\'';
+        if (quoted) {
+            for (p++; *p != '\0' && *p != '\''; p++)
+                if (*p == '\\' && p[1] != '\0')
+                    p++;
+            if (*p == '\'')
+                p++;
+        } else {
+            while (*p != '\0' && !isspace((unsigned char)*p)) {
+                if (*p == '\\' && p[1] != '\0')
+                    p++;
+                p++;
+            }
+        }
+        if (secret_key(k, klen)) {
+            ru_buf_append(b, k, (size_t)(v - k));
+            ru_buf_puts(b, "***");
+            swallow = !quoted;
+        } else {
+            ru_buf_append(b, k, (size_t)(p - k));
+            swallow = false;
+        }
+    }
+}
+
+void ru_config_redact(const char *s, char *out, size_t outlen)
+{
+    struct ru_buf b = RU_BUF_INIT;
+
+    if (out == NULL || outlen == 0)
+        return;
+    if (s == NULL) {
+        out[0] = '\0';
+        return;
+    }
+    const char *p = s;
+    while (isspace((unsigned char)*p))
+        p++;
+    ru_buf_append(&b, s, (size_t)(p - s));
+    size_t slen = scheme_len(p);
+    if (slen > 0)
+        redact_uri(p, slen, &b);
+    else
+        redact_conninfo(p, &b);
+    ru_strlcpy(out, b.p != NULL ? b.p : "", outlen);
+    ru_buf_free(&b);
+}
+
+/* ---- reload ------------------------------------------------------------------------- */
+
+void ru_config_restart_keys(const struct ru_config *a, const struct ru_config *b, char *out,
+                            size_t outlen)
+{
+    const struct {
+        const char *name;
+        const char *va, *vb;
+    } fixed[] = {
+        {"redis.stream", a->redis.stream, b->redis.stream},
+        {"redis.group", a->redis.group, b->redis.group},
+        {"redis.consumer", a->redis.consumer, b->redis.consumer},
+        {"redis.dead_letter_stream", a->redis.dead_letter_stream, b->redis.dead_letter_stream},
+        {"postgres.hourly_table", a->postgres.hourly_table, b->postgres.hourly_table},
+        {"postgres.raw_table", a->postgres.raw_table, b->postgres.raw_table},
+        {"status.socket", a->status.socket, b->status.socket},
+        {"metrics.listen", a->metrics.listen, b->metrics.listen},
+    };
+    struct ru_buf buf = RU_BUF_INIT;
+
+    if (out == NULL || outlen == 0)
+        return;
+    for (size_t i = 0; i < RU_ARRAY_LEN(fixed); i++) {
+        if (str_eq(fixed[i].va, fixed[i].vb))
+            continue;
+        if (buf.len > 0)
+            ru_buf_puts(&buf, ", ");
+        ru_buf_puts(&buf, fixed[i].name);
+    }
+    ru_strlcpy(out, buf.p != NULL ? buf.p : "", outlen);
+    ru_buf_free(&buf);
+}

@@ -1,0 +1,610 @@
+#include "rollupd/daemon.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <malloc.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <systemd/sd-daemon.h>
+
+#include "rollupd/event.h"
+#include "rollupd/log.h"
+#include "rollupd/pgw.h"
+#include "rollupd/status.h"
+#include "rollupd/stream.h"
+
+#define MAX_POLLFDS 80
+
+struct counters {
+    uint64_t consumed;     /* valid events taken into memory */
+    uint64_t invalid;      /* dead-lettered entries */
+    uint64_t trimmed;      /* pending entries the producer trimmed away */
+    uint64_t raw_rejected; /* events whose raw row PostgreSQL would refuse */
+    uint64_t replay_acked; /* replayed entries already committed: acknowledged only */
+    uint64_t group_recreated;
+};
+
+struct ru_daemon {
+    struct ru_config cfg;
+    struct ru_stream *stream;
+    struct ru_pgw *pgw;
+    struct ru_status *status;
+    int sfd, tfd;
+
+    struct ru_batch *cur;     /* filling */
+    uint64_t inflight_events; /* events of the batch in the writer's hands */
+    size_t inflight_mem;
+    bool flush_due;   /* the timer fired or a size limit was reached */
+    bool flush_asked; /* SIGUSR1 or the status command */
+    bool stopping, stop_final_sent, ready_sent, paused;
+    int exit_code;
+    int64_t started_ms, stop_deadline_ms;
+    uint64_t watchdog_us;
+    int64_t last_watchdog_ms;
+
+    struct ru_status_req **flush_waiters;
+    size_t nwaiters, waiters_cap;
+    struct ru_status_req **after_waiters; /* asked while a flush was in flight */
+    size_t nafter, after_cap;
+
+    struct counters c;
+    struct ru_buf scratch;
+    struct ru_ratelimit rl_invalid, rl_trim;
+    /* events/s over the last flush interval, for STATUS= */
+    uint64_t rate_mark_events;
+    int64_t rate_mark_ms;
+    double rate;
+};
+
+/* ---- stream callbacks ---- */
+
+static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n,
+                     enum ru_seen seen)
+{
+    struct ru_daemon *d = ud;
+    struct ru_event ev;
+    char why[160];
+    ru_buf_reset(&d->scratch);
+    if (ru_event_parse(&ev, f, n, &d->scratch, why, sizeof(why)) < 0) {
+        char idt[RU_SID_STRLEN];
+        ru_sid_format(id, idt);
+        ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
+                       "msg=\"invalid entry dead-lettered\" id=%s reason=\"%s\"", idt, why);
+        ru_stream_dead_letter(d->stream, id, f, n, why);
+        d->c.invalid++;
+        return;
+    }
+    if (seen == RU_SEEN_COMMITTED) {
+        ru_stream_ack(d->stream, id, 1);
+        d->c.replay_acked++;
+        return;
+    }
+    if (seen == RU_SEEN_INFLIGHT)
+        return;
+    if (d->cur->nids == 0)
+        d->cur->created_ms = ru_mono_ms();
+    ru_store_add(d->cur->store, &ev);
+    ru_batch_add_id(d->cur, id);
+    d->c.consumed++;
+    if (d->cfg.postgres.raw_table[0] && ru_batch_add_raw(d->cur, &ev, why, sizeof(why)) < 0) {
+        d->c.raw_rejected++;
+        ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
+                       "msg=\"raw row rejected; event still counted hourly\" reason=\"%s\"", why);
+    }
+}
+
+static void on_trimmed(void *ud, const struct ru_sid *id, enum ru_seen seen)
+{
+    struct ru_daemon *d = ud;
+    if (seen != RU_SEEN_NEW)
+        return; /* applied before it was trimmed: nothing lost */
+    d->c.trimmed++;
+    char idt[RU_SID_STRLEN];
+    ru_sid_format(id, idt);
+    ru_log_limited(&d->rl_trim, RU_LOG_ERR,
+                   "msg=\"pending entry was trimmed by the producer before it was read: data "
+                   "lost upstream\" id=%s trimmed_total=%" PRIu64,
+                   idt, d->c.trimmed);
+}
+
+static void maybe_ready(struct ru_daemon *d);
+
+static void on_stream_state(void *ud, bool up, const char *err)
+{
+    struct ru_daemon *d = ud;
+    if (up) {
+        ru_info("msg=\"redis live\" stream=%s group=%s consumer=%s", d->cfg.redis.stream,
+                d->cfg.redis.group, d->cfg.redis.consumer);
+        maybe_ready(d);
+    } else {
+        ru_warn("msg=\"redis connection lost, reconnecting with backoff\" error=\"%s\"", err);
+    }
+}
+
+static void on_group_recreated(void *ud)
+{
+    struct ru_daemon *d = ud;
+    d->c.group_recreated++;
+    ru_err("msg=\"consumer group was missing and has been recreated; entries added while it "
+           "was gone may have been lost (was Redis restarted without persistence?)\" group=%s",
+           d->cfg.redis.group);
+}
+
+static void on_batch(void *ud, size_t n, bool replay)
+{
+    struct ru_daemon *d = ud;
+    ru_debug("msg=read entries=%zu replay=%d", n, (int)replay);
+    const struct ru_config *c = &d->cfg;
+    if (ru_store_nevents(d->cur->store) >= (uint64_t)c->flush.max_events ||
+        ru_store_nkeys(d->cur->store) >= (size_t)c->flush.max_keys)
+        d->flush_due = true;
+}
+
+/* ---- memory and backpressure ---- */
+
+static size_t mem_in_use(const struct ru_daemon *d)
+{
+    return ru_batch_mem(d->cur) + d->inflight_mem;
+}
+
+static void check_backpressure(struct ru_daemon *d)
+{
+    size_t limit = (size_t)d->cfg.limits.max_memory_mb * 1024 * 1024;
+    size_t used = mem_in_use(d);
+    if (used >= limit / 2)
+        d->flush_due = true;
+    bool want_pause = d->stopping || used >= limit * 9 / 10;
+    if (want_pause != d->paused) {
+        d->paused = want_pause;
+        ru_stream_pause(d->stream, want_pause);
+        if (!d->stopping)
+            ru_log(want_pause ? RU_LOG_WARNING : RU_LOG_INFO,
+                   "msg=\"%s\" memory_mb=%zu limit_mb=%d",
+                   want_pause ? "memory bound reached: reading paused until PostgreSQL catches up"
+                              : "reading resumed",
+                   used / (1024 * 1024), d->cfg.limits.max_memory_mb);
+    }
+}
+
+/* ---- flushing ---- */
+
+static void waiters_push(struct ru_status_req ***arr, size_t *n, size_t *cap,
+                         struct ru_status_req *r)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        *arr = ru_xrealloc(*arr, *cap * sizeof(**arr));
+    }
+    (*arr)[(*n)++] = r;
+}
+
+static void answer_waiters(struct ru_daemon *d, const char *json)
+{
+    for (size_t i = 0; i < d->nwaiters; i++)
+        ru_status_reply(d->flush_waiters[i], json, strlen(json));
+    d->nwaiters = 0;
+}
+
+static void maybe_flush(struct ru_daemon *d)
+{
+    if (!ru_pgw_ready(d->pgw) || ru_pgw_busy(d->pgw))
+        return;
+    bool want = d->flush_due || d->flush_asked || d->stopping;
+    if (!want)
+        return;
+    if (d->stopping && !ru_stream_idle(d->stream) && ru_stream_connected(d->stream) &&
+        ru_mono_ms() < d->stop_deadline_ms)
+        return; /* let the last read deliver what Redis already sent us */
+    /* waiters asked before this point are answered by this flush */
+    for (size_t i = 0; i < d->nafter; i++)
+        waiters_push(&d->flush_waiters, &d->nwaiters, &d->waiters_cap, d->after_waiters[i]);
+    d->nafter = 0;
+    d->flush_due = false;
+    d->flush_asked = false;
+    if (d->cur->nids == 0) {
+        answer_waiters(d, "{\"flushed\":true,\"events\":0,\"rows\":0,\"ms\":0}");
+        if (d->stopping)
+            d->stop_final_sent = true;
+        return;
+    }
+    struct ru_batch *b = d->cur;
+    d->cur = ru_batch_new();
+    d->inflight_events = ru_store_nevents(b->store);
+    d->inflight_mem = ru_batch_mem(b);
+    if (d->stopping)
+        d->stop_final_sent = true;
+    ru_debug("msg=\"flush submitted\" events=%" PRIu64 " keys=%zu", d->inflight_events,
+             ru_store_nkeys(b->store));
+    ru_pgw_submit(d->pgw, b);
+}
+
+static void send_status_line(struct ru_daemon *d)
+{
+    struct ru_pgw_stats ps;
+    ru_pgw_get_stats(d->pgw, &ps);
+    sd_notifyf(0,
+               "STATUS=%.0f events/s, last flush %" PRId64 " ms ago (%" PRIu64 " rows), %" PRIu64
+               " pending, redis %s, postgres %s",
+               d->rate, ps.last_flush_unix_ms ? ru_wall_ms() - ps.last_flush_unix_ms : -1,
+               ps.rows_written, ru_store_nevents(d->cur->store) + d->inflight_events,
+               ru_stream_connected(d->stream) ? "up" : "down", ps.connected ? "up" : "down");
+}
+
+static void on_writer_event(struct ru_daemon *d)
+{
+    struct ru_batch *b = ru_pgw_collect(d->pgw);
+    if (b == NULL) {
+        /* set-up finished: now we know the checkpoint, start reading */
+        struct ru_sid ck = ru_pgw_checkpoint(d->pgw);
+        char idt[RU_SID_STRLEN];
+        ru_sid_format(&ck, idt);
+        ru_info("msg=\"postgres ready\" checkpoint=%s", idt);
+        ru_stream_start(d->stream, &ck);
+        return;
+    }
+    ru_stream_set_committed(d->stream, &b->checkpoint);
+    ru_stream_ack(d->stream, b->ids, b->nids);
+    uint64_t events = ru_store_nevents(b->store);
+    char json[256];
+    snprintf(json, sizeof(json),
+             "{\"flushed\":true,\"events\":%" PRIu64 ",\"rows\":%" PRIu64 ",\"ms\":%.3f}", events,
+             b->rows_written, (double)b->duration_us / 1000.0);
+    answer_waiters(d, json);
+    ru_info("msg=flush events=%" PRIu64 " rows=%" PRIu64 " raw_rows=%" PRIu64
+            " ms=%.1f attempts=%d",
+            events, b->rows_written, b->nraw, (double)b->duration_us / 1000.0, b->attempts);
+    d->inflight_events = 0;
+    d->inflight_mem = 0;
+    ru_batch_free(b);
+    int64_t now = ru_mono_ms();
+    if (now > d->rate_mark_ms) {
+        uint64_t total = d->c.consumed;
+        d->rate = (double)(total - d->rate_mark_events) * 1000.0 / (double)(now - d->rate_mark_ms);
+        d->rate_mark_events = total;
+        d->rate_mark_ms = now;
+    }
+    send_status_line(d);
+    malloc_trim(0); /* give a large batch's memory back rather than keep the peak */
+}
+
+/* ---- readiness ---- */
+
+static void maybe_ready(struct ru_daemon *d)
+{
+    if (d->ready_sent || !ru_pgw_ready(d->pgw) || !ru_stream_connected(d->stream))
+        return;
+    d->ready_sent = true;
+    sd_notify(0, "READY=1");
+    send_status_line(d);
+    ru_notice("msg=ready version=" RU_VERSION " consumer=%s", d->cfg.redis.consumer);
+}
+
+/* ---- status commands ---- */
+
+static json_t *status_json(struct ru_daemon *d)
+{
+    struct ru_pgw_stats ps;
+    ru_pgw_get_stats(d->pgw, &ps);
+    const struct ru_stream_stats *ss = ru_stream_stats(d->stream);
+    char url[512], ci[512], seen[RU_SID_STRLEN];
+    ru_config_redact(d->cfg.redis.url, url, sizeof(url));
+    ru_config_redact(d->cfg.postgres.conninfo, ci, sizeof(ci));
+    ru_sid_format(ru_stream_last_seen(d->stream), seen);
+    json_t *o = json_object();
+    json_object_set_new(o, "version", json_string(RU_VERSION));
+    json_object_set_new(o, "config_file", d->cfg.path ? json_string(d->cfg.path) : json_null());
+    json_object_set_new(o, "uptime_s", json_integer((ru_mono_ms() - d->started_ms) / 1000));
+    json_object_set_new(o, "consumer", json_string(d->cfg.redis.consumer));
+    json_object_set_new(o, "stream", json_string(d->cfg.redis.stream));
+    json_object_set_new(o, "group", json_string(d->cfg.redis.group));
+    json_object_set_new(o, "events_consumed", json_integer((json_int_t)d->c.consumed));
+    json_object_set_new(o, "events_flushed", json_integer((json_int_t)ps.events_flushed));
+    json_object_set_new(o, "events_invalid", json_integer((json_int_t)d->c.invalid));
+    json_object_set_new(o, "events_dead_lettered", json_integer((json_int_t)ss->dead_lettered));
+    json_object_set_new(o, "events_trimmed", json_integer((json_int_t)d->c.trimmed));
+    json_object_set_new(o, "events_replay_acked", json_integer((json_int_t)d->c.replay_acked));
+    json_object_set_new(o, "raw_rows_rejected", json_integer((json_int_t)d->c.raw_rejected));
+    json_object_set_new(o, "raw_rows_written", json_integer((json_int_t)ps.raw_rows));
+    json_object_set_new(o, "rows_written", json_integer((json_int_t)ps.rows_written));
+    json_object_set_new(o, "flushes", json_integer((json_int_t)ps.flushes));
+    json_object_set_new(o, "flush_failures", json_integer((json_int_t)ps.flush_failures));
+    json_object_set_new(
+        o, "last_flush_unix",
+        json_real(ps.last_flush_unix_ms ? (double)ps.last_flush_unix_ms / 1000.0 : 0.0));
+    json_object_set_new(o, "last_flush_ms", json_real((double)ps.last_flush_us / 1000.0));
+    json_object_set_new(o, "flush_in_progress", json_boolean(ru_pgw_busy(d->pgw)));
+    json_object_set_new(
+        o, "pending_events",
+        json_integer((json_int_t)(ru_store_nevents(d->cur->store) + d->inflight_events)));
+    json_object_set_new(o, "pending_keys", json_integer((json_int_t)ru_store_nkeys(d->cur->store)));
+    json_object_set_new(o, "memory_bytes", json_integer((json_int_t)mem_in_use(d)));
+    json_object_set_new(o, "memory_limit_bytes",
+                        json_integer((json_int_t)d->cfg.limits.max_memory_mb * 1024 * 1024));
+    json_object_set_new(o, "reading_paused", json_boolean(d->paused));
+    json_object_set_new(o, "events_per_s", json_real(d->rate));
+    json_object_set_new(o, "last_seen_id", json_string(seen));
+    json_object_set_new(o, "group_lag", ss->lag >= 0 ? json_integer(ss->lag) : json_null());
+    json_object_set_new(o, "group_pending",
+                        ss->group_pending >= 0 ? json_integer(ss->group_pending) : json_null());
+    json_object_set_new(o, "group_recreated", json_integer((json_int_t)d->c.group_recreated));
+    json_object_set_new(o, "redis_connected", json_boolean(ru_stream_connected(d->stream)));
+    json_object_set_new(o, "redis_url", json_string(url));
+    json_object_set_new(o, "redis_reconnects", json_integer((json_int_t)ss->reconnects));
+    json_object_set_new(o, "redis_last_error", json_string(ru_stream_last_error(d->stream)));
+    json_object_set_new(o, "postgres_connected", json_boolean(ps.connected));
+    json_object_set_new(o, "postgres_conninfo", json_string(ci));
+    json_object_set_new(o, "postgres_last_error", json_string(ps.last_error));
+    return o;
+}
+
+static void cmd_status(void *ud, struct ru_status_req *req, const char *args)
+{
+    json_t *o = status_json(ud);
+    char *s = json_dumps(o, JSON_COMPACT);
+    ru_status_reply(req, s, strlen(s));
+    free(s);
+    json_decref(o);
+}
+
+static void cmd_flush(void *ud, struct ru_status_req *req, const char *args)
+{
+    struct ru_daemon *d = ud;
+    waiters_push(&d->after_waiters, &d->nafter, &d->after_cap, req);
+    d->flush_asked = true;
+    maybe_flush(d);
+}
+
+static const struct ru_status_cmd commands[] = {
+    {"status", "one JSON object with every counter and gauge", cmd_status},
+    {"flush", "flush now; answers after the COMMIT", cmd_flush},
+};
+
+/* ---- signals, reload ---- */
+
+static void reload(struct ru_daemon *d)
+{
+    sd_notify(0, "RELOADING=1");
+    struct ru_config nc;
+    char err[512];
+    if (ru_config_load(&nc, d->cfg.path, err, sizeof(err)) < 0) {
+        ru_warn("msg=\"reload rejected; the running configuration stays\" error=\"%s\"", err);
+        sd_notify(0, "READY=1");
+        return;
+    }
+    char keys[512];
+    ru_config_restart_keys(&d->cfg, &nc, keys, sizeof(keys));
+    if (keys[0])
+        ru_warn("msg=\"reload: these keys only change on restart and keep their running "
+                "values\" keys=\"%s\"",
+                keys);
+    bool redis_changed = strcmp(nc.redis.url, d->cfg.redis.url) != 0 ||
+                         nc.redis.count != d->cfg.redis.count ||
+                         nc.redis.block_ms != d->cfg.redis.block_ms ||
+                         nc.redis.connect_timeout_ms != d->cfg.redis.connect_timeout_ms;
+    bool pg_changed = strcmp(nc.postgres.conninfo, d->cfg.postgres.conninfo) != 0 ||
+                      nc.postgres.statement_timeout_ms != d->cfg.postgres.statement_timeout_ms ||
+                      nc.postgres.connect_timeout_s != d->cfg.postgres.connect_timeout_s;
+    /* keep the restart-only values: swap them from the old configuration */
+#define KEEP(field)                                                                                \
+    do {                                                                                           \
+        char *t = nc.field;                                                                        \
+        nc.field = d->cfg.field;                                                                   \
+        d->cfg.field = t;                                                                          \
+    } while (0)
+    KEEP(redis.stream);
+    KEEP(redis.group);
+    KEEP(redis.consumer);
+    KEEP(redis.dead_letter_stream);
+    KEEP(postgres.hourly_table);
+    KEEP(postgres.raw_table);
+    KEEP(status.socket);
+    KEEP(metrics.listen);
+#undef KEEP
+    ru_config_deinit(&d->cfg);
+    d->cfg = nc;
+    ru_log_set_level(d->cfg.log.level);
+    struct itimerspec its = {
+        {d->cfg.flush.interval_ms / 1000, (long)(d->cfg.flush.interval_ms % 1000) * 1000000L},
+        {d->cfg.flush.interval_ms / 1000, (long)(d->cfg.flush.interval_ms % 1000) * 1000000L}};
+    timerfd_settime(d->tfd, 0, &its, NULL);
+    if (redis_changed)
+        ru_stream_reconfigure(d->stream, &d->cfg);
+    if (pg_changed)
+        ru_pgw_reconfigure(d->pgw, &d->cfg);
+    ru_notice("msg=\"configuration reloaded\" file=%s flush_interval_ms=%d log_level=%s "
+              "redis_reconnect=%d postgres_reconnect=%d",
+              d->cfg.path, d->cfg.flush.interval_ms, ru_config_level_name(d->cfg.log.level),
+              (int)redis_changed, (int)pg_changed);
+    sd_notify(0, "READY=1");
+}
+
+static void on_signal(struct ru_daemon *d)
+{
+    struct signalfd_siginfo si;
+    while (read(d->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        switch (si.ssi_signo) {
+        case SIGUSR1:
+            ru_info("msg=\"flush requested by SIGUSR1\"");
+            d->flush_asked = true;
+            break;
+        case SIGHUP:
+            reload(d);
+            break;
+        case SIGTERM:
+        case SIGINT:
+            if (d->stopping) {
+                ru_notice("msg=\"second stop signal: exiting now; uncommitted events stay "
+                          "pending in Redis\"");
+                fflush(stderr);
+                _exit(0);
+            }
+            ru_notice("msg=\"stopping: final flush\" signal=%s",
+                      si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            sd_notify(0, "STOPPING=1");
+            d->stopping = true;
+            d->stop_deadline_ms = ru_mono_ms() + d->cfg.redis.block_ms + 2000;
+            check_backpressure(d);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* ---- lifecycle ---- */
+
+struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
+{
+    struct ru_daemon *d = ru_xcalloc(1, sizeof(*d));
+    d->cfg = *cfg;
+    memset(cfg, 0, sizeof(*cfg));
+    d->sfd = d->tfd = -1;
+    d->started_ms = d->rate_mark_ms = ru_mono_ms();
+    d->rl_invalid = (struct ru_ratelimit)RU_RATELIMIT_INIT(5000);
+    d->rl_trim = (struct ru_ratelimit)RU_RATELIMIT_INIT(5000);
+    ru_log_set_level(d->cfg.log.level);
+
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGUSR1);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
+        (d->sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+        snprintf(err, errlen, "signalfd: %s", strerror(errno));
+        goto fail;
+    }
+    d->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (d->tfd < 0) {
+        snprintf(err, errlen, "timerfd: %s", strerror(errno));
+        goto fail;
+    }
+    int iv = d->cfg.flush.interval_ms;
+    struct itimerspec its = {{iv / 1000, (long)(iv % 1000) * 1000000L},
+                             {iv / 1000, (long)(iv % 1000) * 1000000L}};
+    timerfd_settime(d->tfd, 0, &its, NULL);
+
+    d->status = ru_status_new(d->cfg.status.socket, -1, 0660, commands, RU_ARRAY_LEN(commands), d,
+                              err, errlen);
+    if (d->status == NULL)
+        goto fail;
+    struct ru_stream_cb cb = {d,        on_entry,        on_trimmed,
+                              on_batch, on_stream_state, on_group_recreated};
+    d->stream = ru_stream_new(&d->cfg, &cb);
+    d->cur = ru_batch_new();
+    d->pgw = ru_pgw_new(&d->cfg);
+    uint64_t wd = 0;
+    if (sd_watchdog_enabled(0, &wd) > 0)
+        d->watchdog_us = wd;
+    return d;
+fail:
+    ru_daemon_free(d);
+    return NULL;
+}
+
+void ru_daemon_free(struct ru_daemon *d)
+{
+    if (d == NULL)
+        return;
+    ru_pgw_free(d->pgw);
+    ru_stream_free(d->stream);
+    ru_status_free(d->status);
+    ru_batch_free(d->cur);
+    if (d->sfd >= 0)
+        close(d->sfd);
+    if (d->tfd >= 0)
+        close(d->tfd);
+    free(d->flush_waiters);
+    free(d->after_waiters);
+    ru_buf_free(&d->scratch);
+    ru_config_deinit(&d->cfg);
+    free(d);
+}
+
+static void watchdog(struct ru_daemon *d)
+{
+    if (d->watchdog_us == 0)
+        return;
+    int64_t now = ru_mono_ms();
+    if (now - d->last_watchdog_ms >= (int64_t)(d->watchdog_us / 1000 / 4)) {
+        sd_notify(0, "WATCHDOG=1");
+        d->last_watchdog_ms = now;
+    }
+}
+
+int ru_daemon_run(struct ru_daemon *d)
+{
+    struct pollfd fds[MAX_POLLFDS];
+    for (;;) {
+        int n = 0;
+        fds[n++] = (struct pollfd){d->sfd, POLLIN, 0};
+        fds[n++] = (struct pollfd){d->tfd, POLLIN, 0};
+        fds[n++] = (struct pollfd){ru_pgw_fd(d->pgw), POLLIN, 0};
+        int sfdi = -1;
+        if (ru_stream_fd(d->stream) >= 0) {
+            sfdi = n;
+            fds[n++] = (struct pollfd){ru_stream_fd(d->stream), ru_stream_events(d->stream), 0};
+        }
+        int first_status = n;
+        n += ru_status_pollfds(d->status, fds + n, MAX_POLLFDS - n);
+
+        int timeout = ru_stream_tick(d->stream);
+        if (d->watchdog_us) {
+            int wd = (int)(d->watchdog_us / 1000 / 4);
+            if (wd < timeout)
+                timeout = wd;
+        }
+        if (timeout > 250)
+            timeout = 250;
+        if (timeout < 0)
+            timeout = 0;
+        int rc = poll(fds, (nfds_t)n, timeout);
+        if (rc < 0 && errno != EINTR) {
+            ru_err("msg=\"poll failed\" error=\"%s\"", strerror(errno));
+            return 1;
+        }
+        if (rc > 0) {
+            if (fds[0].revents)
+                on_signal(d);
+            if (fds[1].revents) {
+                uint64_t ticks;
+                ssize_t r = read(d->tfd, &ticks, sizeof(ticks));
+                (void)r;
+                d->flush_due = true;
+            }
+            if (fds[2].revents)
+                on_writer_event(d);
+            if (sfdi >= 0 && fds[sfdi].revents)
+                ru_stream_on_ready(d->stream, fds[sfdi].revents);
+            for (int i = first_status; i < n; i++)
+                if (fds[i].revents)
+                    ru_status_on_ready(d->status, fds[i].fd, fds[i].revents);
+        }
+        ru_status_tick(d->status);
+        check_backpressure(d);
+        maybe_flush(d);
+        maybe_ready(d);
+        watchdog(d);
+        if (d->stopping && d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
+            (ru_stream_idle(d->stream) || ru_mono_ms() > d->stop_deadline_ms + 5000)) {
+            if (d->cur->nids == 0 || !ru_pgw_ready(d->pgw))
+                break;
+            d->stop_final_sent = false; /* entries arrived after the final flush: flush again */
+        }
+        if (d->stopping && !ru_pgw_ready(d->pgw))
+            break; /* PostgreSQL never came up: nothing was read, nothing to flush */
+    }
+    ru_notice("msg=stopped events_consumed=%" PRIu64 " events_invalid=%" PRIu64, d->c.consumed,
+              d->c.invalid);
+    return d->exit_code;
+}

@@ -1,0 +1,83 @@
+/* rollupd: argv, configuration check, and wiring. Runs in the foreground. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rollupd/config.h"
+#include "rollupd/daemon.h"
+#include "rollupd/log.h"
+
+#define DEFAULT_CONFIG "/etc/rollupd/rollupd.conf"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: rollupd [-c FILE] [-t] [-h] [--version]\n"
+                 "\n"
+                 "Reads genonaut's route-analytics Redis stream in a consumer group, aggregates\n"
+                 "hourly route statistics in memory and merges them into PostgreSQL exactly once.\n"
+                 "\n"
+                 "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
+                 "  -t, --test          check the configuration and exit (0 = valid)\n"
+                 "  -h, --help          this help\n"
+                 "      --version       print the version\n"
+                 "\n"
+                 "Signals: SIGUSR1 flush now, SIGHUP reload, SIGTERM/SIGINT graceful stop.\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = DEFAULT_CONFIG;
+    bool test = false;
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"test", no_argument, NULL, 't'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "c:th", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            test = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("rollupd %s\n", RU_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "rollupd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    struct ru_config cfg;
+    char err[1024];
+    if (ru_config_load(&cfg, path, err, sizeof(err)) < 0) {
+        fprintf(stderr, "rollupd: configuration error: %s\n", err);
+        return 1;
+    }
+    if (test) {
+        printf("rollupd: configuration %s is valid\n", path);
+        ru_config_deinit(&cfg);
+        return 0;
+    }
+    struct ru_daemon *d = ru_daemon_new(&cfg, err, sizeof(err));
+    if (d == NULL) {
+        ru_err("msg=\"cannot start\" error=\"%s\"", err);
+        ru_config_deinit(&cfg);
+        return 1;
+    }
+    int rc = ru_daemon_run(d);
+    ru_daemon_free(d);
+    return rc;
+}

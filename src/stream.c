@@ -1,0 +1,887 @@
+#include "rollupd/stream.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "rollupd/log.h"
+
+#define READ_CHUNK     (256 * 1024)
+#define ACK_CHUNK      1000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 30000
+#define XINFO_EVERY_MS 5000
+#define DEAD_MAXLEN    "100000"
+
+enum cmd_kind {
+    C_AUTH,
+    C_SELECT,
+    C_GROUP_CREATE,
+    C_READ_REPLAY,
+    C_READ_LIVE,
+    C_ACK,
+    C_MULTI,
+    C_QUEUED,
+    C_EXEC_DL,
+    C_XINFO,
+};
+
+enum conn_state { S_DOWN, S_CONNECTING, S_HANDSHAKE, S_REPLAY, S_LIVE };
+
+/* Reply arena: hiredis builds every reply object here through the functions below. */
+struct achunk {
+    struct achunk *next;
+    size_t used, cap;
+    char data[];
+};
+
+struct arena {
+    struct achunk *head;
+    size_t total;
+};
+
+struct ru_stream {
+    /* copied configuration */
+    char *host, *path, *user, *password;
+    int port, db;
+    char *stream, *group, *consumer, *dead, *start;
+    int count, block_ms, connect_timeout_ms;
+    char count_s[16], block_s[16];
+
+    struct ru_stream_cb cb;
+    redisContext *c;
+    enum conn_state state;
+    bool started, paused, read_inflight, group_known, exec_ok;
+
+    /* FIFO of the replies we expect, in command order */
+    uint8_t *q;
+    size_t qhead, qlen, qcap;
+    int64_t oldest_sent_ms; /* when the oldest outstanding command was sent */
+
+    struct ru_sid committed, last_seen, cursor;
+    int backoff_ms;
+    int64_t next_attempt_ms, connect_deadline_ms, next_xinfo_ms;
+    char last_err[256];
+
+    struct arena arena;
+    char *rbuf;
+    struct ru_field *fields;
+    size_t fields_cap;
+    struct ru_buf scratch;
+    const char **argv;
+    size_t *argvlen;
+    size_t argv_cap;
+
+    struct ru_stream_stats stats;
+};
+
+static redisReplyObjectFunctions arena_fns;
+
+static void *arena_alloc(struct arena *a, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    struct achunk *c = a->head;
+    if (c == NULL || c->cap - c->used < n) {
+        size_t cap = n > 1024 * 1024 ? n : 1024 * 1024;
+        c = ru_xmalloc(sizeof(*c) + cap);
+        c->cap = cap;
+        c->used = 0;
+        c->next = a->head;
+        a->head = c;
+        a->total += cap;
+    }
+    void *p = c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+/* Called between complete replies only, so no partially built reply lives here. */
+static void arena_reset(struct arena *a)
+{
+    if (a->head == NULL)
+        return;
+    if (a->head->next == NULL) {
+        a->head->used = 0;
+        return;
+    }
+    size_t total = a->total;
+    while (a->head) {
+        struct achunk *n = a->head->next;
+        free(a->head);
+        a->head = n;
+    }
+    a->total = 0;
+    struct achunk *c = ru_xmalloc(sizeof(*c) + total);
+    c->cap = total;
+    c->used = 0;
+    c->next = NULL;
+    a->head = c;
+    a->total = total;
+}
+
+static void arena_free(struct arena *a)
+{
+    while (a->head) {
+        struct achunk *n = a->head->next;
+        free(a->head);
+        a->head = n;
+    }
+    a->total = 0;
+}
+
+static redisReply *arena_reply(const redisReadTask *task, int type)
+{
+    struct ru_stream *s = task->privdata;
+    redisReply *r = arena_alloc(&s->arena, sizeof(*r));
+    memset(r, 0, sizeof(*r));
+    r->type = type;
+    if (task->parent) {
+        redisReply *parent = task->parent->obj;
+        parent->element[task->idx] = r;
+    }
+    return r;
+}
+
+static void *a_string(const redisReadTask *task, char *str, size_t len)
+{
+    redisReply *r = arena_reply(task, task->type);
+    struct ru_stream *s = task->privdata;
+    r->str = arena_alloc(&s->arena, len + 1);
+    memcpy(r->str, str, len);
+    r->str[len] = '\0';
+    r->len = len;
+    return r;
+}
+
+static void *a_array(const redisReadTask *task, int elements)
+{
+    redisReply *r = arena_reply(task, REDIS_REPLY_ARRAY);
+    struct ru_stream *s = task->privdata;
+    r->elements = elements > 0 ? (size_t)elements : 0;
+    if (elements > 0) {
+        r->element = arena_alloc(&s->arena, (size_t)elements * sizeof(redisReply *));
+        memset(r->element, 0, (size_t)elements * sizeof(redisReply *));
+    }
+    return r;
+}
+
+static void *a_integer(const redisReadTask *task, long long value)
+{
+    redisReply *r = arena_reply(task, REDIS_REPLY_INTEGER);
+    r->integer = value;
+    return r;
+}
+
+static void *a_nil(const redisReadTask *task)
+{
+    return arena_reply(task, REDIS_REPLY_NIL);
+}
+
+static void a_free(void *obj)
+{
+    (void)obj; /* arena memory: released by arena_reset */
+}
+
+static redisReplyObjectFunctions arena_fns = {a_string, a_array, a_integer, a_nil, a_free};
+
+/* ---- configuration ---- */
+
+static void copy_config(struct ru_stream *s, const struct ru_config *cfg)
+{
+    free(s->host);
+    free(s->path);
+    free(s->user);
+    free(s->password);
+    const struct ru_redis_addr *a = &cfg->redis.addr;
+    s->host = a->host ? ru_xstrdup(a->host) : NULL;
+    s->path = a->path ? ru_xstrdup(a->path) : NULL;
+    s->user = a->user ? ru_xstrdup(a->user) : NULL;
+    s->password = a->password ? ru_xstrdup(a->password) : NULL;
+    s->port = a->port;
+    s->db = a->db;
+    s->count = cfg->redis.count;
+    s->block_ms = cfg->redis.block_ms;
+    s->connect_timeout_ms = cfg->redis.connect_timeout_ms;
+    snprintf(s->count_s, sizeof(s->count_s), "%d", s->count);
+    snprintf(s->block_s, sizeof(s->block_s), "%d", s->block_ms);
+}
+
+struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_stream_cb *cb)
+{
+    struct ru_stream *s = ru_xcalloc(1, sizeof(*s));
+    copy_config(s, cfg);
+    s->stream = ru_xstrdup(cfg->redis.stream);
+    s->group = ru_xstrdup(cfg->redis.group);
+    s->consumer = ru_xstrdup(cfg->redis.consumer);
+    s->dead = ru_xstrdup(cfg->redis.dead_letter_stream);
+    s->start = ru_xstrdup(cfg->redis.start);
+    s->cb = *cb;
+    s->rbuf = ru_xmalloc(READ_CHUNK);
+    s->stats.lag = -1;
+    s->stats.group_pending = -1;
+    s->state = S_DOWN;
+    return s;
+}
+
+static void disconnect(struct ru_stream *s, const char *why);
+
+void ru_stream_free(struct ru_stream *s)
+{
+    if (s == NULL)
+        return;
+    if (s->c)
+        redisFree(s->c);
+    arena_free(&s->arena);
+    free(s->host);
+    free(s->path);
+    free(s->user);
+    free(s->password);
+    free(s->stream);
+    free(s->group);
+    free(s->consumer);
+    free(s->dead);
+    free(s->start);
+    free(s->q);
+    free(s->rbuf);
+    free(s->fields);
+    free(s->argv);
+    free(s->argvlen);
+    ru_buf_free(&s->scratch);
+    free(s);
+}
+
+/* ---- command queue ---- */
+
+static void q_push(struct ru_stream *s, enum cmd_kind k)
+{
+    if (s->qlen == s->qcap) {
+        size_t cap = s->qcap ? s->qcap * 2 : 64;
+        uint8_t *q = ru_xmalloc(cap);
+        for (size_t i = 0; i < s->qlen; i++)
+            q[i] = s->q[(s->qhead + i) % s->qcap];
+        free(s->q);
+        s->q = q;
+        s->qhead = 0;
+        s->qcap = cap;
+    }
+    if (s->qlen == 0)
+        s->oldest_sent_ms = ru_mono_ms();
+    s->q[(s->qhead + s->qlen++) % s->qcap] = (uint8_t)k;
+}
+
+static enum cmd_kind q_pop(struct ru_stream *s)
+{
+    enum cmd_kind k = (enum cmd_kind)s->q[s->qhead];
+    s->qhead = (s->qhead + 1) % s->qcap;
+    s->qlen--;
+    s->oldest_sent_ms = ru_mono_ms();
+    return k;
+}
+
+static void argv_reserve(struct ru_stream *s, size_t n)
+{
+    if (n <= s->argv_cap)
+        return;
+    s->argv = ru_xrealloc(s->argv, n * sizeof(*s->argv));
+    s->argvlen = ru_xrealloc(s->argvlen, n * sizeof(*s->argvlen));
+    s->argv_cap = n;
+}
+
+static void send_argv(struct ru_stream *s, enum cmd_kind k, int argc)
+{
+    if (redisAppendCommandArgv(s->c, argc, s->argv, s->argvlen) != REDIS_OK) {
+        disconnect(s, "cannot format command");
+        return;
+    }
+    q_push(s, k);
+}
+
+/* Sets argument i (evaluated once) to a NUL-terminated string. */
+#define ARG(i, str)                                                                                \
+    do {                                                                                           \
+        size_t ix_ = (size_t)(i);                                                                  \
+        s->argv[ix_] = (str);                                                                      \
+        s->argvlen[ix_] = strlen(s->argv[ix_]);                                                    \
+    } while (0)
+
+static void send_read(struct ru_stream *s)
+{
+    if (s->read_inflight || s->c == NULL || s->paused)
+        return;
+    char cur[RU_SID_STRLEN];
+    argv_reserve(s, 12);
+    int n = 0;
+    ARG(n++, "XREADGROUP");
+    ARG(n++, "GROUP");
+    ARG(n++, s->group);
+    ARG(n++, s->consumer);
+    ARG(n++, "COUNT");
+    ARG(n++, s->count_s);
+    if (s->state == S_LIVE) {
+        ARG(n++, "BLOCK");
+        ARG(n++, s->block_s);
+    }
+    ARG(n++, "STREAMS");
+    ARG(n++, s->stream);
+    if (s->state == S_LIVE) {
+        ARG(n++, ">");
+    } else {
+        ru_sid_format(&s->cursor, cur);
+        ARG(n++, cur);
+    }
+    s->read_inflight = true;
+    send_argv(s, s->state == S_LIVE ? C_READ_LIVE : C_READ_REPLAY, n);
+}
+
+static void send_group_create(struct ru_stream *s, const char *start)
+{
+    argv_reserve(s, 6);
+    ARG(0, "XGROUP");
+    ARG(1, "CREATE");
+    ARG(2, s->stream);
+    ARG(3, s->group);
+    ARG(4, start);
+    ARG(5, "MKSTREAM");
+    send_argv(s, C_GROUP_CREATE, 6);
+}
+
+static void try_write(struct ru_stream *s)
+{
+    if (s->c == NULL || s->state == S_CONNECTING)
+        return;
+    int done = 0;
+    if (redisBufferWrite(s->c, &done) != REDIS_OK)
+        disconnect(s, s->c->errstr[0] ? s->c->errstr : "write failed");
+}
+
+void ru_stream_ack(struct ru_stream *s, const struct ru_sid *ids, size_t n)
+{
+    if (s->c == NULL || s->state < S_REPLAY || n == 0)
+        return;
+    argv_reserve(s, ACK_CHUNK + 3);
+    char(*txt)[RU_SID_STRLEN] = ru_xmalloc(sizeof(*txt) * (n < ACK_CHUNK ? n : ACK_CHUNK));
+    for (size_t off = 0; off < n && s->c; off += ACK_CHUNK) {
+        size_t m = n - off < ACK_CHUNK ? n - off : ACK_CHUNK;
+        ARG(0, "XACK");
+        ARG(1, s->stream);
+        ARG(2, s->group);
+        for (size_t i = 0; i < m; i++) {
+            s->argvlen[3 + i] = ru_sid_format(&ids[off + i], txt[i]);
+            s->argv[3 + i] = txt[i];
+        }
+        send_argv(s, C_ACK, (int)(m + 3));
+        s->stats.acked += m;
+    }
+    free(txt);
+    try_write(s);
+}
+
+void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
+                           const struct ru_field *fields, size_t nfields, const char *reason)
+{
+    if (s->c == NULL || s->state < S_REPLAY)
+        return; /* stays pending: the next replay dead-letters it */
+    char idtxt[RU_SID_STRLEN];
+    size_t idlen = ru_sid_format(id, idtxt);
+    argv_reserve(s, 12 + 2 * nfields);
+    ARG(0, "MULTI");
+    send_argv(s, C_MULTI, 1);
+    int n = 0;
+    ARG(n++, "XADD");
+    ARG(n++, s->dead);
+    ARG(n++, "MAXLEN");
+    ARG(n++, "~");
+    ARG(n++, DEAD_MAXLEN);
+    ARG(n++, "*");
+    ARG(n++, "rollupd.entry_id");
+    s->argv[n] = idtxt;
+    s->argvlen[n++] = idlen;
+    ARG(n++, "rollupd.reason");
+    ARG(n++, reason);
+    for (size_t i = 0; i < nfields; i++) {
+        s->argv[n] = fields[i].name.p;
+        s->argvlen[n++] = fields[i].name.len;
+        s->argv[n] = fields[i].value.p;
+        s->argvlen[n++] = fields[i].value.len;
+    }
+    if (s->c)
+        send_argv(s, C_QUEUED, n);
+    ARG(0, "XACK");
+    ARG(1, s->stream);
+    ARG(2, s->group);
+    s->argv[3] = idtxt;
+    s->argvlen[3] = idlen;
+    if (s->c)
+        send_argv(s, C_QUEUED, 4);
+    ARG(0, "EXEC");
+    if (s->c)
+        send_argv(s, C_EXEC_DL, 1);
+    try_write(s);
+}
+
+/* ---- connection ---- */
+
+static void set_error(struct ru_stream *s, const char *why)
+{
+    ru_strlcpy(s->last_err, why, sizeof(s->last_err));
+}
+
+static void schedule_reconnect(struct ru_stream *s)
+{
+    int b = s->backoff_ms ? s->backoff_ms : BACKOFF_MIN_MS;
+    /* full jitter in [b/2, b] so instances restarted together do not reconnect in step */
+    int wait = b / 2 + (int)(random() % (b / 2 + 1));
+    s->next_attempt_ms = ru_mono_ms() + wait;
+    s->backoff_ms = b * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b * 2;
+}
+
+static void disconnect(struct ru_stream *s, const char *why)
+{
+    bool was_up = s->state >= S_HANDSHAKE;
+    if (s->c) {
+        redisFree(s->c);
+        s->c = NULL;
+    }
+    arena_reset(&s->arena);
+    s->state = S_DOWN;
+    s->qlen = 0;
+    s->qhead = 0;
+    s->read_inflight = false;
+    set_error(s, why);
+    schedule_reconnect(s);
+    if (s->cb.on_state)
+        s->cb.on_state(s->cb.ud, false, why);
+    (void)was_up;
+}
+
+static void start_handshake(struct ru_stream *s)
+{
+    s->state = S_HANDSHAKE;
+    s->c->reader->fn = &arena_fns;
+    s->c->reader->privdata = s;
+    s->c->reader->maxbuf = 0;
+    if (s->password) {
+        argv_reserve(s, 3);
+        int n = 0;
+        ARG(n++, "AUTH");
+        if (s->user)
+            ARG(n++, s->user);
+        ARG(n++, s->password);
+        send_argv(s, C_AUTH, n);
+    }
+    if (s->db != 0) {
+        char dbs[16];
+        snprintf(dbs, sizeof(dbs), "%d", s->db);
+        argv_reserve(s, 2);
+        ARG(0, "SELECT");
+        ARG(1, dbs);
+        send_argv(s, C_SELECT, 2);
+    }
+    send_group_create(s, s->start);
+    try_write(s);
+}
+
+static void connect_now(struct ru_stream *s)
+{
+    if (s->path)
+        s->c = redisConnectUnixNonBlock(s->path);
+    else
+        s->c = redisConnectNonBlock(s->host, s->port);
+    if (s->c == NULL) {
+        disconnect(s, "cannot allocate redis context");
+        return;
+    }
+    if (s->c->err) {
+        char why[200];
+        snprintf(why, sizeof(why), "connect: %s", s->c->errstr);
+        disconnect(s, why);
+        return;
+    }
+    s->state = S_CONNECTING;
+    s->connect_deadline_ms = ru_mono_ms() + s->connect_timeout_ms;
+    s->stats.reconnects++;
+}
+
+void ru_stream_start(struct ru_stream *s, const struct ru_sid *committed)
+{
+    s->committed = *committed;
+    if (ru_sid_cmp(&s->last_seen, committed) < 0)
+        s->last_seen = *committed;
+    s->group_known = !ru_sid_is_zero(committed);
+    s->started = true;
+    s->next_attempt_ms = 0;
+    s->stats.reconnects = 0;
+    connect_now(s);
+    if (s->stats.reconnects)
+        s->stats.reconnects--; /* the first connection is not a reconnect */
+}
+
+void ru_stream_set_committed(struct ru_stream *s, const struct ru_sid *committed)
+{
+    if (ru_sid_cmp(&s->committed, committed) < 0)
+        s->committed = *committed;
+}
+
+void ru_stream_reconfigure(struct ru_stream *s, const struct ru_config *cfg)
+{
+    copy_config(s, cfg);
+    if (s->started) {
+        disconnect(s, "configuration reloaded");
+        s->backoff_ms = 0;
+        s->next_attempt_ms = 0;
+    }
+}
+
+void ru_stream_pause(struct ru_stream *s, bool paused)
+{
+    s->paused = paused;
+    if (!paused && (s->state == S_LIVE || s->state == S_REPLAY)) {
+        send_read(s);
+        try_write(s);
+    }
+}
+
+/* ---- replies ---- */
+
+static enum ru_seen classify(struct ru_stream *s, const struct ru_sid *id)
+{
+    if (ru_sid_cmp(id, &s->committed) <= 0)
+        return RU_SEEN_COMMITTED;
+    if (ru_sid_cmp(id, &s->last_seen) <= 0)
+        return RU_SEEN_INFLIGHT;
+    return RU_SEEN_NEW;
+}
+
+static bool is_error(const redisReply *r, const char *prefix)
+{
+    return r->type == REDIS_REPLY_ERROR && strncmp(r->str, prefix, strlen(prefix)) == 0;
+}
+
+/* Walks one XREADGROUP reply: [[stream, [[id, [f, v, ...] | nil], ...]]] or nil. */
+static size_t handle_entries(struct ru_stream *s, const redisReply *r, bool replay)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
+        return 0;
+    const redisReply *sr = r->element[0];
+    if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2 ||
+        sr->element[1]->type != REDIS_REPLY_ARRAY)
+        return 0;
+    const redisReply *entries = sr->element[1];
+    size_t n = 0;
+    for (size_t i = 0; i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+            e->element[0]->type != REDIS_REPLY_STRING)
+            continue;
+        struct ru_sid id;
+        if (ru_sid_parse(&id, e->element[0]->str, e->element[0]->len) < 0)
+            continue;
+        enum ru_seen seen = classify(s, &id);
+        if (replay)
+            s->cursor = id;
+        if (ru_sid_cmp(&id, &s->last_seen) > 0)
+            s->last_seen = id;
+        n++;
+        const redisReply *fr = e->element[1];
+        if (fr->type != REDIS_REPLY_ARRAY || fr->elements == 0) {
+            /* trimmed while pending: nothing left to apply */
+            ru_stream_ack(s, &id, 1);
+            if (s->cb.on_trimmed)
+                s->cb.on_trimmed(s->cb.ud, &id, seen);
+            continue;
+        }
+        size_t nf = fr->elements / 2;
+        if (nf > s->fields_cap) {
+            s->fields_cap = nf * 2;
+            s->fields = ru_xrealloc(s->fields, s->fields_cap * sizeof(*s->fields));
+        }
+        size_t k = 0;
+        for (size_t j = 0; j + 1 < fr->elements; j += 2) {
+            const redisReply *fn = fr->element[j], *fv = fr->element[j + 1];
+            s->fields[k].name.p = fn->str ? fn->str : "";
+            s->fields[k].name.len = fn->str ? fn->len : 0;
+            s->fields[k].value.p = fv->str ? fv->str : "";
+            s->fields[k].value.len = fv->str ? fv->len : 0;
+            k++;
+        }
+        s->stats.entries++;
+        s->cb.on_entry(s->cb.ud, &id, s->fields, k, seen);
+    }
+    return n;
+}
+
+static void parse_xinfo(struct ru_stream *s, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *g = r->element[i];
+        if (g->type != REDIS_REPLY_ARRAY)
+            continue;
+        bool ours = false;
+        int64_t pending = -1, lag = -1;
+        for (size_t j = 0; j + 1 < g->elements; j += 2) {
+            const redisReply *k = g->element[j], *v = g->element[j + 1];
+            if (k->type != REDIS_REPLY_STRING && k->type != REDIS_REPLY_STATUS)
+                continue;
+            if (strcmp(k->str, "name") == 0 && v->str && strcmp(v->str, s->group) == 0)
+                ours = true;
+            else if (strcmp(k->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+                pending = v->integer;
+            else if (strcmp(k->str, "lag") == 0 && v->type == REDIS_REPLY_INTEGER)
+                lag = v->integer;
+        }
+        if (ours) {
+            s->stats.group_pending = pending;
+            s->stats.lag = lag;
+        }
+    }
+}
+
+static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply *r)
+{
+    switch (k) {
+    case C_AUTH:
+    case C_SELECT:
+        if (r->type == REDIS_REPLY_ERROR) {
+            char why[200];
+            snprintf(why, sizeof(why), "%s: %s", k == C_AUTH ? "AUTH" : "SELECT", r->str);
+            disconnect(s, why);
+        }
+        return;
+    case C_GROUP_CREATE:
+        if (r->type == REDIS_REPLY_ERROR && !is_error(r, "BUSYGROUP")) {
+            char why[200];
+            snprintf(why, sizeof(why), "XGROUP CREATE: %s", r->str);
+            disconnect(s, why);
+            return;
+        }
+        if (r->type != REDIS_REPLY_ERROR && s->group_known) {
+            s->stats.group_recreated++;
+            if (s->cb.on_group_recreated)
+                s->cb.on_group_recreated(s->cb.ud);
+        }
+        s->group_known = true;
+        if (s->state == S_HANDSHAKE) {
+            s->backoff_ms = 0;
+            s->last_err[0] = '\0';
+            s->state = S_REPLAY;
+            memset(&s->cursor, 0, sizeof(s->cursor));
+            send_read(s);
+        }
+        return;
+    case C_READ_REPLAY:
+    case C_READ_LIVE: {
+        s->read_inflight = false;
+        s->stats.reads++;
+        if (r->type == REDIS_REPLY_ERROR) {
+            if (is_error(r, "NOGROUP")) {
+                /* the group vanished under us (FLUSHALL, restart without persistence) */
+                send_group_create(s, "0");
+                s->state = S_HANDSHAKE;
+                return;
+            }
+            char why[200];
+            snprintf(why, sizeof(why), "XREADGROUP: %s", r->str);
+            disconnect(s, why);
+            return;
+        }
+        bool replay = k == C_READ_REPLAY;
+        if (!replay)
+            send_read(s); /* keep Redis busy while we parse this batch */
+        size_t n = handle_entries(s, r, replay);
+        if (replay && n == 0) {
+            s->state = S_LIVE;
+            s->next_xinfo_ms = 0;
+            if (s->cb.on_state)
+                s->cb.on_state(s->cb.ud, true, NULL);
+            send_read(s);
+        } else if (replay) {
+            send_read(s);
+        }
+        if (s->cb.on_batch)
+            s->cb.on_batch(s->cb.ud, n, replay);
+        return;
+    }
+    case C_ACK:
+        if (r->type == REDIS_REPLY_ERROR)
+            ru_debug("msg=\"XACK failed\" error=\"%s\"", r->str);
+        return;
+    case C_MULTI:
+    case C_QUEUED:
+        s->exec_ok = true;
+        if (r->type == REDIS_REPLY_ERROR) {
+            s->exec_ok = false;
+            ru_warn("msg=\"dead-letter command refused\" error=\"%s\"", r->str);
+        }
+        return;
+    case C_EXEC_DL:
+        if (r->type == REDIS_REPLY_ARRAY)
+            s->stats.dead_lettered++;
+        else
+            ru_warn("msg=\"dead-letter transaction failed\" error=\"%s\"",
+                    r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
+        return;
+    case C_XINFO:
+        parse_xinfo(s, r);
+        return;
+    }
+}
+
+static void read_replies(struct ru_stream *s)
+{
+    for (;;) {
+        ssize_t n = read(s->c->fd, s->rbuf, READ_CHUNK);
+        if (n == 0) {
+            disconnect(s, "connection closed by server");
+            return;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (errno == EINTR)
+                continue;
+            char why[160];
+            snprintf(why, sizeof(why), "read: %s", strerror(errno));
+            disconnect(s, why);
+            return;
+        }
+        if (redisReaderFeed(s->c->reader, s->rbuf, (size_t)n) != REDIS_OK) {
+            disconnect(s, "protocol error");
+            return;
+        }
+        for (;;) {
+            void *reply = NULL;
+            if (redisReaderGetReply(s->c->reader, &reply) != REDIS_OK) {
+                char why[160];
+                snprintf(why, sizeof(why), "protocol error: %s", s->c->reader->errstr);
+                disconnect(s, why);
+                return;
+            }
+            if (reply == NULL)
+                break;
+            if (s->qlen == 0) {
+                disconnect(s, "unexpected reply");
+                return;
+            }
+            handle_reply(s, q_pop(s), reply);
+            if (s->c == NULL)
+                return; /* the handler disconnected */
+            arena_reset(&s->arena);
+        }
+        if ((size_t)n < READ_CHUNK)
+            break;
+    }
+    try_write(s);
+}
+
+int ru_stream_fd(const struct ru_stream *s)
+{
+    return s->c ? s->c->fd : -1;
+}
+
+short ru_stream_events(const struct ru_stream *s)
+{
+    if (s->c == NULL)
+        return 0;
+    if (s->state == S_CONNECTING)
+        return POLLOUT;
+    short ev = POLLIN;
+    if (s->c->obuf && s->c->obuf[0] != '\0')
+        ev |= POLLOUT;
+    return ev;
+}
+
+void ru_stream_on_ready(struct ru_stream *s, short revents)
+{
+    if (s->c == NULL)
+        return;
+    if (s->state == S_CONNECTING) {
+        if (!(revents & (POLLOUT | POLLERR | POLLHUP)))
+            return;
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(s->c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        if (err) {
+            char why[160];
+            snprintf(why, sizeof(why), "connect: %s", strerror(err));
+            disconnect(s, why);
+            return;
+        }
+        start_handshake(s);
+        return;
+    }
+    if (revents & (POLLIN | POLLHUP | POLLERR))
+        read_replies(s);
+    if (s->c && (revents & POLLOUT))
+        try_write(s);
+}
+
+int ru_stream_tick(struct ru_stream *s)
+{
+    int64_t now = ru_mono_ms();
+    if (!s->started)
+        return 1000;
+    if (s->state == S_DOWN) {
+        if (now >= s->next_attempt_ms)
+            connect_now(s);
+        else
+            return (int)(s->next_attempt_ms - now);
+    }
+    if (s->state == S_CONNECTING && now > s->connect_deadline_ms) {
+        disconnect(s, "connect timed out");
+        return 10;
+    }
+    /* A server that stops answering (paused, partitioned) looks like a slow BLOCK;
+     * give it the block time plus the connect timeout before giving up. */
+    if (s->c && s->qlen > 0 && now - s->oldest_sent_ms > s->block_ms + s->connect_timeout_ms) {
+        disconnect(s, "server did not answer in time");
+        return 10;
+    }
+    if (s->state == S_LIVE && now >= s->next_xinfo_ms) {
+        s->next_xinfo_ms = now + XINFO_EVERY_MS;
+        argv_reserve(s, 3);
+        ARG(0, "XINFO");
+        ARG(1, "GROUPS");
+        ARG(2, s->stream);
+        send_argv(s, C_XINFO, 3);
+        try_write(s);
+    }
+    return 1000;
+}
+
+bool ru_stream_connected(const struct ru_stream *s)
+{
+    return s->state >= S_REPLAY;
+}
+
+bool ru_stream_live(const struct ru_stream *s)
+{
+    return s->state == S_LIVE;
+}
+
+bool ru_stream_idle(const struct ru_stream *s)
+{
+    return s->c == NULL || s->qlen == 0 || (s->qlen == 1 && s->read_inflight);
+}
+
+const char *ru_stream_last_error(const struct ru_stream *s)
+{
+    return s->last_err;
+}
+
+const struct ru_stream_stats *ru_stream_stats(const struct ru_stream *s)
+{
+    return &s->stats;
+}
+
+const struct ru_sid *ru_stream_last_seen(const struct ru_stream *s)
+{
+    return &s->last_seen;
+}
