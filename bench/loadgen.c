@@ -347,7 +347,7 @@ enum pkind { PV_STR, PV_LIST, PV_NUM };
 struct pkv {
     const char *key;
     enum pkind kind;
-    const char *s;             /* PV_STR */
+    const char *s;              /* PV_STR */
     const char *list[MAX_LIST]; /* PV_LIST */
     int nlist;
     long num; /* PV_NUM */
@@ -396,8 +396,7 @@ static const struct tmpl TEMPLATES[] = {
     {"/api/v1/tags/", M_GET | M_OPTIONS, 22483, PK_TAGS, SP_NORMAL},
     {"/api/v1/tags", M_GET | M_OPTIONS, 0, PK_TAGS, SP_REDIRECT},
     {"/api/v1/images/%I", M_GET, 28, PK_NONE, SP_NOTFOUND},
-    {"/api/v1/users/%U/search-history", M_GET | M_OPTIONS | M_POST, 846, PK_HISTORY,
-     SP_NORMAL},
+    {"/api/v1/users/%U/search-history", M_GET | M_OPTIONS | M_POST, 846, PK_HISTORY, SP_NORMAL},
     {"/api/v1/checkpoint-models/", M_GET | M_OPTIONS, 5120, PK_MODELS, SP_NORMAL},
     {"/api/v1/lora-models/", M_GET | M_OPTIONS, 7340, PK_MODELS, SP_NORMAL},
     {"/api/v1/generation-jobs/", M_GET | M_OPTIONS | M_POST, 2210, PK_JOBS, SP_CREATE},
@@ -435,12 +434,11 @@ struct universe {
 };
 
 static const char *SEARCH_TERMS[] = {
-    "\"grumpy cat\"", "sunset", "café au lait", "C:\\temp\\x", "tab\there", "日本", "a/b?c=d",
-    "grumpy 🐱",
+    "\"grumpy cat\"", "sunset", "café au lait", "C:\\temp\\x",
+    "tab\there",      "日本",   "a/b?c=d",      "grumpy 🐱",
 };
 static const char *SORTS[] = {"name-asc", "name-desc", "created-desc", "popularity"};
-static const char *SOURCES[] = {"user-regular", "community-regular", "community-auto",
-                                "user-auto"};
+static const char *SOURCES[] = {"user-regular", "community-regular", "community-auto", "user-auto"};
 static const char *STATES[] = {"pending", "running", "completed", "failed"};
 
 static const char *uni_tag(const struct universe *u, struct rng *r)
@@ -524,8 +522,7 @@ static void make_sets(struct route *rt, const struct universe *u, struct rng *r)
             ps_str(p, "sort_field", rng_chance(r, 0.7) ? "created_at" : "quality_score");
             ps_str(p, "sort_order", rng_chance(r, 0.8) ? "desc" : "asc");
             if (rng_chance(r, 0.7))
-                ps_str(p, "search_term",
-                       SEARCH_TERMS[rng_below(r, RU_ARRAY_LEN(SEARCH_TERMS))]);
+                ps_str(p, "search_term", SEARCH_TERMS[rng_below(r, RU_ARRAY_LEN(SEARCH_TERMS))]);
             ps_str(p, "include_stats", "false");
             kv = ps_list(p, "content_source_types");
             for (int k = 0, m = 1 + (int)rng_below(r, 4); k < m; k++)
@@ -630,6 +627,18 @@ static void universe_build(struct universe *u, int nroutes, int nusers)
         rt->path = b.p;
         make_sets(rt, u, &r);
     }
+}
+
+static void universe_free(struct universe *u)
+{
+    for (int i = 0; i < u->nroutes; i++) {
+        free(u->routes[i].path);
+        free(u->routes[i].sets);
+    }
+    free(u->routes);
+    free(u->users);
+    free(u->tags);
+    memset(u, 0, sizeof(*u));
 }
 
 /* ------------------------------------------------------------------ JSON spelling */
@@ -1085,16 +1094,14 @@ static void make_event(struct gen *g, struct event *ev, long long i)
     else if (ev->status >= 400)
         ev->resp = 20 + (int)rng_below(r, 200);
     else
-        ev->resp = t->resp_size ? t->resp_size + (int)rng_below(r, (uint64_t)t->resp_size / 10 + 1)
-                                : 0;
+        ev->resp =
+            t->resp_size ? t->resp_size + (int)rng_below(r, (uint64_t)t->resp_size / 10 + 1) : 0;
 
     ev->has_db = rng_chance(r, 0.5);
     ev->db = ev->has_db ? (int)rng_zipf(r, 40, 1.0) : 0;
     double u = rng_unit(r);
     ev->cache = u < 0.03 ? NULL : u < 0.11 ? "hit" : u < 0.15 ? "miss" : "";
-    ev->error_type = ev->status >= 500   ? "server_error"
-                     : ev->status >= 400 ? "client_error"
-                                         : "";
+    ev->error_type = ev->status >= 500 ? "server_error" : ev->status >= 400 ? "client_error" : "";
     ev->extra_field = rng_chance(r, 0.02);
 }
 
@@ -1146,8 +1153,13 @@ static void build_xadd(struct cmd *c, const struct opts *o, const struct event *
     static const char *bad_ts[] = {"now", "", "1761235223.31x", "17612352e", "12:00:00"};
     static const char *bad_num[] = {"abc", "12ms", "", "twelve", "1 2"};
     static const char *bad_status[] = {"OK", "2OO", "", "status", "20O"};
-    static const char *bad_params[] = {"[\"sort\", \"name-asc\"]", "\"page_size=20\"",
-                                       "{\"sort\": }", "null", "{\"a\": 1", "42", "not json"};
+    static const char *bad_params[] = {"[\"sort\", \"name-asc\"]",
+                                       "\"page_size=20\"",
+                                       "{\"sort\": }",
+                                       "null",
+                                       "{\"a\": 1",
+                                       "42",
+                                       "not json"};
     static const char *bad_bytes[] = {"\xff", "\xc3\x28", "\xed\xa0\x80", "\xe2\x82"};
     char tmp[64];
 
@@ -1194,8 +1206,7 @@ static void build_xadd(struct cmd *c, const struct opts *o, const struct event *
     if (!ev->qp_omitted)
         cmd_field(c, "query_params", ev->qp.p);
     if (bad == BAD_PARAMS)
-        cmd_field(c, "query_params_normalized",
-                  bad_params[rng_below(r, RU_ARRAY_LEN(bad_params))]);
+        cmd_field(c, "query_params_normalized", bad_params[rng_below(r, RU_ARRAY_LEN(bad_params))]);
     else if (!ev->qpn_omitted)
         cmd_field(c, "query_params_normalized", ev->qpn.p);
     cmd_field(c, "request_size_bytes", ev->req);
@@ -1339,8 +1350,8 @@ int main(int argc, char **argv)
         fprintf(stderr,
                 "loadgen: %s:%d stream=%s n=%lld seed=%" PRIu64 " rate=%g start=%.0f hours=%g "
                 "routes=%d users=%d\n",
-                o.host, o.port, o.stream, o.count, o.seed, o.rate, o.start_ts, o.hours,
-                o.routes, o.users);
+                o.host, o.port, o.stream, o.count, o.seed, o.rate, o.start_ts, o.hours, o.routes,
+                o.users);
 
     struct event ev;
     memset(&ev, 0, sizeof(ev));
@@ -1406,5 +1417,6 @@ int main(int argc, char **argv)
     ru_buf_free(&cmd.b);
     ru_buf_free(&ev.qp);
     ru_buf_free(&ev.qpn);
+    universe_free(&g.u);
     return 0;
 }

@@ -16,12 +16,19 @@
 #include <systemd/sd-daemon.h>
 
 #include "rollupd/event.h"
+#include "rollupd/http.h"
 #include "rollupd/log.h"
 #include "rollupd/pgw.h"
 #include "rollupd/status.h"
 #include "rollupd/stream.h"
 
-#define MAX_POLLFDS 80
+#define MAX_POLLFDS 100
+#define TRIM_DEGRADED_MS (3600 * 1000) /* health stays degraded this long after a trim */
+
+/* Flush-duration histogram buckets (seconds), for rollupd_flush_duration_seconds. */
+static const double flush_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                       0.5,   1,    2.5,   5,    10,  30};
+#define NBUCKETS (sizeof(flush_buckets) / sizeof(flush_buckets[0]))
 
 struct counters {
     uint64_t consumed;     /* valid events taken into memory */
@@ -30,6 +37,9 @@ struct counters {
     uint64_t raw_rejected; /* events whose raw row PostgreSQL would refuse */
     uint64_t replay_acked; /* replayed entries already committed: acknowledged only */
     uint64_t group_recreated;
+    int64_t last_trim_ms;   /* monotonic time of the last trimmed entry, 0 = never */
+    uint64_t flush_bucket[NBUCKETS + 1]; /* cumulative at render time; +Inf last */
+    double flush_seconds_sum;
 };
 
 struct ru_daemon {
@@ -37,6 +47,7 @@ struct ru_daemon {
     struct ru_stream *stream;
     struct ru_pgw *pgw;
     struct ru_status *status;
+    struct ru_http *http;
     int sfd, tfd;
 
     struct ru_batch *cur;     /* filling */
@@ -107,6 +118,7 @@ static void on_trimmed(void *ud, const struct ru_sid *id, enum ru_seen seen)
     if (seen != RU_SEEN_NEW)
         return; /* applied before it was trimmed: nothing lost */
     d->c.trimmed++;
+    d->c.last_trim_ms = ru_mono_ms();
     char idt[RU_SID_STRLEN];
     ru_sid_format(id, idt);
     ru_log_limited(&d->rl_trim, RU_LOG_ERR,
@@ -261,6 +273,12 @@ static void on_writer_event(struct ru_daemon *d)
     ru_info("msg=flush events=%" PRIu64 " rows=%" PRIu64 " raw_rows=%" PRIu64
             " ms=%.1f attempts=%d",
             events, b->rows_written, b->nraw, (double)b->duration_us / 1000.0, b->attempts);
+    double secs = (double)b->duration_us / 1e6;
+    size_t bi = 0;
+    while (bi < NBUCKETS && secs > flush_buckets[bi])
+        bi++;
+    d->c.flush_bucket[bi]++;
+    d->c.flush_seconds_sum += secs;
     d->inflight_events = 0;
     d->inflight_mem = 0;
     ru_batch_free(b);
@@ -287,7 +305,189 @@ static void maybe_ready(struct ru_daemon *d)
     ru_notice("msg=ready version=" RU_VERSION " consumer=%s", d->cfg.redis.consumer);
 }
 
+/* ---- health ---- */
+
+enum health { H_OK = 0, H_DEGRADED = 1, H_DOWN = 2 };
+
+/* down: no progress is possible (Redis not connected, PostgreSQL never reached);
+ * degraded: working, but something needs an operator (flushes failing while batches
+ * wait in memory, reading paused at the memory bound, entries trimmed upstream before
+ * they were read, the consumer group recreated). */
+static enum health health_of(struct ru_daemon *d, char *why, size_t len)
+{
+    struct ru_pgw_stats ps;
+    ru_pgw_get_stats(d->pgw, &ps);
+    why[0] = '\0';
+    if (!ru_pgw_ready(d->pgw)) {
+        snprintf(why, len, "postgres not ready: %s",
+                 ps.last_error[0] ? ps.last_error : "connecting");
+        return H_DOWN;
+    }
+    if (!ru_stream_connected(d->stream)) {
+        const char *e = ru_stream_last_error(d->stream);
+        snprintf(why, len, "redis unreachable: %s", e[0] ? e : "connecting");
+        return H_DOWN;
+    }
+    if (!ps.connected || (ru_pgw_busy(d->pgw) && ps.last_error[0])) {
+        snprintf(why, len, "postgres failing, %" PRIu64 " events waiting in memory: %s",
+                 ru_store_nevents(d->cur->store) + d->inflight_events, ps.last_error);
+        return H_DEGRADED;
+    }
+    if (d->paused && !d->stopping) {
+        snprintf(why, len, "reading paused at the memory bound (%zu MiB of %d MiB)",
+                 mem_in_use(d) / (1024 * 1024), d->cfg.limits.max_memory_mb);
+        return H_DEGRADED;
+    }
+    if (d->c.last_trim_ms && ru_mono_ms() - d->c.last_trim_ms < TRIM_DEGRADED_MS) {
+        snprintf(why, len,
+                 "%" PRIu64 " entries were trimmed by the producer before they were read "
+                 "(data lost upstream; last %" PRId64 " s ago)",
+                 d->c.trimmed, (ru_mono_ms() - d->c.last_trim_ms) / 1000);
+        return H_DEGRADED;
+    }
+    if (d->c.group_recreated) {
+        snprintf(why, len, "consumer group was recreated %" PRIu64 " time(s)",
+                 d->c.group_recreated);
+        return H_DEGRADED;
+    }
+    return H_OK;
+}
+
+static void health_line(struct ru_daemon *d, struct ru_buf *out, enum health *h)
+{
+    char why[512];
+    *h = health_of(d, why, sizeof(why));
+    if (*h == H_OK)
+        ru_buf_puts(out, "ok\n");
+    else
+        ru_buf_printf(out, "%s: %s\n", *h == H_DOWN ? "down" : "degraded", why);
+}
+
+/* ---- Prometheus text exposition (format 0.0.4) ---- */
+
+static void metric(struct ru_buf *b, const char *name, const char *type, const char *help,
+                   double v)
+{
+    ru_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+static void render_metrics(struct ru_daemon *d, struct ru_buf *b)
+{
+    struct ru_pgw_stats ps;
+    ru_pgw_get_stats(d->pgw, &ps);
+    const struct ru_stream_stats *ss = ru_stream_stats(d->stream);
+    char why[512];
+    enum health h = health_of(d, why, sizeof(why));
+    ru_buf_printf(b,
+                  "# HELP rollupd_build_info Version of the running rollupd.\n"
+                  "# TYPE rollupd_build_info gauge\n"
+                  "rollupd_build_info{version=\"%s\"} 1\n",
+                  RU_VERSION);
+    metric(b, "rollupd_up", "gauge", "1 when healthy, 0 when degraded or down.", h == H_OK);
+    metric(b, "rollupd_health", "gauge", "0 ok, 1 degraded, 2 down.", h);
+    metric(b, "rollupd_uptime_seconds", "gauge", "Seconds since start.",
+           (double)(ru_mono_ms() - d->started_ms) / 1000.0);
+    metric(b, "rollupd_events_consumed_total", "counter", "Valid events read into memory.",
+           (double)d->c.consumed);
+    metric(b, "rollupd_events_flushed_total", "counter", "Events committed to PostgreSQL.",
+           (double)ps.events_flushed);
+    metric(b, "rollupd_events_invalid_total", "counter",
+           "Malformed entries sent to the dead-letter stream.", (double)d->c.invalid);
+    metric(b, "rollupd_events_dead_lettered_total", "counter",
+           "Dead-letter transactions Redis confirmed.", (double)ss->dead_lettered);
+    metric(b, "rollupd_events_trimmed_total", "counter",
+           "Pending entries the producer trimmed before they were read (lost upstream).",
+           (double)d->c.trimmed);
+    metric(b, "rollupd_events_replay_acked_total", "counter",
+           "Replayed entries already committed, acknowledged without re-applying.",
+           (double)d->c.replay_acked);
+    metric(b, "rollupd_raw_rows_rejected_total", "counter",
+           "Events whose raw row PostgreSQL would refuse (still counted hourly).",
+           (double)d->c.raw_rejected);
+    metric(b, "rollupd_raw_rows_written_total", "counter", "Raw rows copied.",
+           (double)ps.raw_rows);
+    metric(b, "rollupd_rows_written_total", "counter", "Hourly rows inserted or updated.",
+           (double)ps.rows_written);
+    metric(b, "rollupd_flushes_total", "counter", "Committed flushes.", (double)ps.flushes);
+    metric(b, "rollupd_flush_failures_total", "counter", "Flush attempts that failed (retried).",
+           (double)ps.flush_failures);
+    metric(b, "rollupd_last_flush_timestamp_seconds", "gauge", "Unix time of the last commit.",
+           (double)ps.last_flush_unix_ms / 1000.0);
+    ru_buf_puts(b, "# HELP rollupd_flush_duration_seconds Duration of committed flushes.\n"
+                   "# TYPE rollupd_flush_duration_seconds histogram\n");
+    uint64_t cum = 0;
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        cum += d->c.flush_bucket[i];
+        ru_buf_printf(b, "rollupd_flush_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                      flush_buckets[i], cum);
+    }
+    cum += d->c.flush_bucket[NBUCKETS];
+    ru_buf_printf(b,
+                  "rollupd_flush_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+                  "rollupd_flush_duration_seconds_sum %.6f\n"
+                  "rollupd_flush_duration_seconds_count %" PRIu64 "\n",
+                  cum, d->c.flush_seconds_sum, cum);
+    metric(b, "rollupd_pending_events", "gauge", "Events in memory not yet committed.",
+           (double)(ru_store_nevents(d->cur->store) + d->inflight_events));
+    metric(b, "rollupd_pending_keys", "gauge", "Hourly keys in the batch being filled.",
+           (double)ru_store_nkeys(d->cur->store));
+    metric(b, "rollupd_memory_bytes", "gauge", "Bytes held by batches in memory.",
+           (double)mem_in_use(d));
+    metric(b, "rollupd_memory_limit_bytes", "gauge", "limits.max_memory_mb in bytes.",
+           (double)d->cfg.limits.max_memory_mb * 1024 * 1024);
+    metric(b, "rollupd_reading_paused", "gauge", "1 while backpressure pauses reading.",
+           d->paused);
+    metric(b, "rollupd_group_lag", "gauge", "Entries not yet delivered to the group (-1 unknown).",
+           (double)ss->lag);
+    metric(b, "rollupd_group_pending", "gauge",
+           "Entries delivered but not acknowledged in the group (-1 unknown).",
+           (double)ss->group_pending);
+    metric(b, "rollupd_redis_connected", "gauge", "1 while connected to Redis.",
+           ru_stream_connected(d->stream));
+    metric(b, "rollupd_postgres_connected", "gauge", "1 while connected to PostgreSQL.",
+           ps.connected);
+    metric(b, "rollupd_redis_reconnects_total", "counter", "Redis reconnections.",
+           (double)ss->reconnects);
+}
+
+static void on_http(void *ud, const char *path, int *status, const char **ctype,
+                    struct ru_buf *body)
+{
+    struct ru_daemon *d = ud;
+    if (strcmp(path, "/metrics") == 0) {
+        *status = 200;
+        *ctype = "text/plain; version=0.0.4; charset=utf-8";
+        render_metrics(d, body);
+    } else if (strcmp(path, "/health") == 0) {
+        enum health h;
+        health_line(d, body, &h);
+        *status = h == H_DOWN ? 503 : 200;
+    } else {
+        *status = 404;
+        ru_buf_puts(body, "not found: try /metrics or /health\n");
+    }
+}
+
+static void cmd_health(void *ud, struct ru_status_req *req, const char *args)
+{
+    struct ru_buf b = RU_BUF_INIT;
+    enum health h;
+    health_line(ud, &b, &h);
+    ru_status_reply(req, b.p, b.len);
+    ru_buf_free(&b);
+}
+
+static void cmd_metrics(void *ud, struct ru_status_req *req, const char *args)
+{
+    struct ru_buf b = RU_BUF_INIT;
+    render_metrics(ud, &b);
+    ru_status_reply(req, b.p, b.len);
+    ru_buf_free(&b);
+}
+
+
 /* ---- status commands ---- */
+
 
 static json_t *status_json(struct ru_daemon *d)
 {
@@ -342,6 +542,11 @@ static json_t *status_json(struct ru_daemon *d)
     json_object_set_new(o, "postgres_connected", json_boolean(ps.connected));
     json_object_set_new(o, "postgres_conninfo", json_string(ci));
     json_object_set_new(o, "postgres_last_error", json_string(ps.last_error));
+    char why[512];
+    enum health h = health_of(d, why, sizeof(why));
+    json_object_set_new(o, "health",
+                        json_string(h == H_OK ? "ok" : h == H_DEGRADED ? "degraded" : "down"));
+    json_object_set_new(o, "health_reason", json_string(why));
     return o;
 }
 
@@ -362,9 +567,12 @@ static void cmd_flush(void *ud, struct ru_status_req *req, const char *args)
     maybe_flush(d);
 }
 
+
 static const struct ru_status_cmd commands[] = {
     {"status", "one JSON object with every counter and gauge", cmd_status},
-    {"flush", "flush now; answers after the COMMIT", cmd_flush},
+    {"health", "ok, or degraded: <reason>, or down: <reason>", cmd_health},
+    {"flush", "flush now; answers a JSON result after the COMMIT", cmd_flush},
+    {"metrics", "Prometheus text exposition format 0.0.4", cmd_metrics},
 };
 
 /* ---- signals, reload ---- */
@@ -498,8 +706,13 @@ struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
                               err, errlen);
     if (d->status == NULL)
         goto fail;
-    struct ru_stream_cb cb = {d,        on_entry,        on_trimmed,
-                              on_batch, on_stream_state, on_group_recreated};
+    if (d->cfg.metrics.listen[0]) {
+        d->http = ru_http_new(d->cfg.metrics.listen, on_http, d, err, errlen);
+        if (d->http == NULL)
+            goto fail;
+    }
+    struct ru_stream_cb cb = {d, on_entry, on_trimmed, on_batch, on_stream_state,
+                              on_group_recreated};
     d->stream = ru_stream_new(&d->cfg, &cb);
     d->cur = ru_batch_new();
     d->pgw = ru_pgw_new(&d->cfg);
@@ -519,6 +732,7 @@ void ru_daemon_free(struct ru_daemon *d)
     ru_pgw_free(d->pgw);
     ru_stream_free(d->stream);
     ru_status_free(d->status);
+    ru_http_free(d->http);
     ru_batch_free(d->cur);
     if (d->sfd >= 0)
         close(d->sfd);
@@ -557,6 +771,9 @@ int ru_daemon_run(struct ru_daemon *d)
         }
         int first_status = n;
         n += ru_status_pollfds(d->status, fds + n, MAX_POLLFDS - n);
+        int first_http = n;
+        if (d->http)
+            n += ru_http_pollfds(d->http, fds + n, MAX_POLLFDS - n);
 
         int timeout = ru_stream_tick(d->stream);
         if (d->watchdog_us) {
@@ -586,11 +803,16 @@ int ru_daemon_run(struct ru_daemon *d)
                 on_writer_event(d);
             if (sfdi >= 0 && fds[sfdi].revents)
                 ru_stream_on_ready(d->stream, fds[sfdi].revents);
-            for (int i = first_status; i < n; i++)
+            for (int i = first_status; i < first_http; i++)
                 if (fds[i].revents)
                     ru_status_on_ready(d->status, fds[i].fd, fds[i].revents);
+            for (int i = first_http; i < n; i++)
+                if (fds[i].revents)
+                    ru_http_on_ready(d->http, fds[i].fd, fds[i].revents);
         }
         ru_status_tick(d->status);
+        if (d->http)
+            ru_http_tick(d->http);
         check_backpressure(d);
         maybe_flush(d);
         maybe_ready(d);

@@ -9,14 +9,93 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "rollupd/util.h"
 
 #define DEFAULT_SOCKET "/run/rollupd/rollupd.sock"
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: rollupctl [-s SOCKET] [-t TIMEOUT_MS] COMMAND [ARGS]\n"
-                 "commands: status, flush, help (see rollupctl(1))\n");
+    fprintf(out,
+            "usage: rollupctl [-s SOCKET] [-t TIMEOUT_MS] COMMAND [ARGS]\n"
+            "\n"
+            "  status [--json]   a readable summary (or the raw JSON object)\n"
+            "  health            prints ok / degraded: ... / down: ...; exits 0, 1 or 2\n"
+            "  flush             flush now and wait for the COMMIT\n"
+            "  metrics           Prometheus text format\n"
+            "  adopt CONSUMER    take over a dead consumer's pending entries\n"
+            "  help              the daemon's command list\n"
+            "\n"
+            "  -s SOCKET   status socket (default $ROLLUPD_SOCKET or " DEFAULT_SOCKET ")\n"
+            "  -t MS       answer timeout (default 5000; flush and adopt: 600000)\n"
+            "Exit status: 0 ok, 1 the daemon answered with an error (or degraded), 2 down,\n"
+            "unreachable or no answer.\n");
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+static long long jint(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    if (json_is_integer(v))
+        return (long long)json_integer_value(v);
+    if (json_is_real(v))
+        return (long long)json_real_value(v);
+    return -1;
+}
+
+static double jreal(json_t *o, const char *k)
+{
+    return json_number_value(json_object_get(o, k));
+}
+
+/* The readable form of "status". */
+static int print_summary(const char *text)
+{
+    json_error_t e;
+    json_t *o = json_loads(text, 0, &e);
+    if (o == NULL) {
+        fprintf(stderr, "rollupctl: status answer is not JSON: %s\n", e.text);
+        return 1;
+    }
+    double last = jreal(o, "last_flush_unix");
+    double ago = last > 0 ? ru_wall_s() - last : -1;
+    printf("rollupd %s, up %lld s, config %s\n", jstr(o, "version"), jint(o, "uptime_s"),
+           jstr(o, "config_file"));
+    printf("health      %s%s%s\n", jstr(o, "health"), jstr(o, "health_reason")[0] ? ": " : "",
+           jstr(o, "health_reason"));
+    printf("stream      %s  group %s  consumer %s\n", jstr(o, "stream"), jstr(o, "group"),
+           jstr(o, "consumer"));
+    printf("redis       %s  %s  reconnects %lld%s%s\n",
+           json_is_true(json_object_get(o, "redis_connected")) ? "connected" : "DISCONNECTED",
+           jstr(o, "redis_url"), jint(o, "redis_reconnects"),
+           jstr(o, "redis_last_error")[0] ? "  last error: " : "", jstr(o, "redis_last_error"));
+    printf("postgres    %s  %s%s%s\n",
+           json_is_true(json_object_get(o, "postgres_connected")) ? "connected" : "DISCONNECTED",
+           jstr(o, "postgres_conninfo"), jstr(o, "postgres_last_error")[0] ? "  last error: " : "",
+           jstr(o, "postgres_last_error"));
+    printf("events      consumed %lld  flushed %lld  invalid %lld  trimmed %lld  %.0f/s\n",
+           jint(o, "events_consumed"), jint(o, "events_flushed"), jint(o, "events_invalid"),
+           jint(o, "events_trimmed"), jreal(o, "events_per_s"));
+    printf("pending     %lld events, %lld keys, %.1f MiB of %.0f MiB%s\n",
+           jint(o, "pending_events"), jint(o, "pending_keys"),
+           (double)jint(o, "memory_bytes") / 1048576.0,
+           (double)jint(o, "memory_limit_bytes") / 1048576.0,
+           json_is_true(json_object_get(o, "reading_paused")) ? "  (reading paused)" : "");
+    printf("group       lag %lld  pending %lld\n", jint(o, "group_lag"), jint(o, "group_pending"));
+    if (ago >= 0)
+        printf("flushes     %lld (%lld failed), %lld rows written, last %.1f s ago in %.1f ms\n",
+               jint(o, "flushes"), jint(o, "flush_failures"), jint(o, "rows_written"), ago,
+               jreal(o, "last_flush_ms"));
+    else
+        printf("flushes     none yet\n");
+    json_decref(o);
+    return 0;
 }
 
 /* Sends one line, reads the answer until the server closes. Returns 0 or -1. */
@@ -74,6 +153,7 @@ static int ask(const char *path, const char *line, int timeout_ms, struct ru_buf
 int main(int argc, char **argv)
 {
     const char *path = getenv("ROLLUPD_SOCKET") ? getenv("ROLLUPD_SOCKET") : DEFAULT_SOCKET;
+    bool json = false;
     int timeout_ms = 0;
     int c;
     while ((c = getopt(argc, argv, "+s:t:h")) != -1) {
@@ -96,23 +176,37 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    const char *cmd = argv[optind];
     struct ru_buf line = RU_BUF_INIT;
-    for (int i = optind; i < argc; i++) {
-        if (i > optind)
-            ru_buf_putc(&line, ' ');
+    ru_buf_puts(&line, cmd);
+    for (int i = optind + 1; i < argc; i++) {
+        if (strcmp(cmd, "status") == 0 && strcmp(argv[i], "--json") == 0) {
+            json = true;
+            continue;
+        }
+        ru_buf_putc(&line, ' ');
         ru_buf_puts(&line, argv[i]);
     }
     ru_buf_putc(&line, '\n');
     if (timeout_ms <= 0)
-        timeout_ms = strcmp(argv[optind], "flush") == 0 ? 600000 : 5000;
+        timeout_ms = strcmp(cmd, "flush") == 0 || strcmp(cmd, "adopt") == 0 ? 600000 : 5000;
     struct ru_buf out = RU_BUF_INIT;
     int rc = ask(path, line.p, timeout_ms, &out);
-    if (rc == 0) {
-        fwrite(out.p ? out.p : "", 1, out.len, stdout);
-        if (out.len >= 6 && strncmp(out.p, "error:", 6) == 0)
-            rc = 1;
-    } else {
+    const char *text = out.p ? out.p : "";
+    if (rc < 0) {
         rc = 2;
+        if (strcmp(cmd, "health") == 0)
+            printf("down: rollupd unreachable at %s\n", path);
+    } else if (strncmp(text, "error:", 6) == 0) {
+        fprintf(stderr, "rollupctl: %s", text);
+        rc = 1;
+    } else if (strcmp(cmd, "health") == 0) {
+        fputs(text, stdout);
+        rc = strncmp(text, "ok", 2) == 0 ? 0 : strncmp(text, "degraded", 8) == 0 ? 1 : 2;
+    } else if (strcmp(cmd, "status") == 0 && !json) {
+        rc = print_summary(text);
+    } else {
+        fwrite(text, 1, out.len, stdout);
     }
     ru_buf_free(&line);
     ru_buf_free(&out);

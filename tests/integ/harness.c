@@ -31,12 +31,13 @@ struct ru_h_env ru_h_env;
 static void hfail(const char *fmt, ...) RU_PRINTF(1, 2) __attribute__((noreturn));
 static void hfail(const char *fmt, ...)
 {
-    struct ru_buf b = RU_BUF_INIT;
+    /* static: the assertion does not return, so nothing could free a heap buffer */
+    static char msg[LOG_TAIL + 2048];
     va_list ap;
     va_start(ap, fmt);
-    ru_buf_vprintf(&b, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    cr_assert_fail("%s", b.p ? b.p : "harness failure");
+    cr_assert_fail("%s", msg);
     abort(); /* not reached: cr_assert_fail ends the test */
 }
 
@@ -154,8 +155,7 @@ void ru_h_env_load(void)
     }
     free(text);
     if (e->redis_port <= 0 || e->pg_port <= 0 || e->testenv_dir[0] == '\0')
-        hfail("%s is incomplete (RU_REDIS_PORT, RU_PG_PORT and RU_TESTENV_DIR are needed)",
-              path);
+        hfail("%s is incomplete (RU_REDIS_PORT, RU_PG_PORT and RU_TESTENV_DIR are needed)", path);
 
     const char *bd = getenv("RU_BUILD_DIR");
     if (bd && *bd) {
@@ -692,8 +692,8 @@ static void daemon_exec(struct ru_h_daemon *d, const char *const *extra_args)
     char exe[RU_H_PATH + 16];
     snprintf(exe, sizeof(exe), "%s/rollupd", ru_h_env.build_dir);
     if (access(exe, X_OK) != 0)
-        hfail("harness: %s is missing (%s): build it first (RU_BUILD_DIR=%s)", exe,
-              strerror(errno), ru_h_env.build_dir);
+        hfail("harness: %s is missing (%s): build it first (RU_BUILD_DIR=%s)", exe, strerror(errno),
+              ru_h_env.build_dir);
     const char *argv[32];
     int n = 0;
     argv[n++] = exe;
@@ -781,8 +781,7 @@ static void daemon_ready_or_fail(struct ru_h_daemon *d)
     snprintf(msg, sizeof(msg),
              "rollupd (pid %d) %s\n  config: %s\n  socket: %s\n---- log tail (%s) ----\n%s",
              (int)d->pid,
-             running ? "did not answer on its status socket within 20 s"
-                     : "exited during start-up",
+             running ? "did not answer on its status socket within 20 s" : "exited during start-up",
              d->conf, d->sock, d->log, tail_of(log));
     free(log);
     hfail("%s", msg);
@@ -1028,10 +1027,12 @@ long long ru_h_loadgen_finish(struct ru_h_proc *p)
     if (r != p->pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         char msg[LOG_TAIL + 256];
         snprintf(msg, sizeof(msg), "rollupd-loadgen failed (%s %d); output:\n%s",
-                 r != p->pid              ? "waitpid error"
-                 : WIFEXITED(st)          ? "exit"
-                                          : "signal",
-                 r != p->pid ? errno : WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+                 r != p->pid     ? "waitpid error"
+                 : WIFEXITED(st) ? "exit"
+                                 : "signal",
+                 r != p->pid     ? errno
+                 : WIFEXITED(st) ? WEXITSTATUS(st)
+                                 : WTERMSIG(st),
                  tail_of(out));
         free(out);
         hfail("%s", msg);

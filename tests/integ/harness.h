@@ -117,23 +117,23 @@ void ru_h_genonaut_schema(PGconn *c);
 
 /* Knobs for ru_h_config. Zero/NULL fields take the defaults shown. */
 struct ru_h_cfg {
-    const char *stream;    /* required */
-    const char *group;     /* required */
-    const char *consumer;  /* NULL = "c1" */
-    const char *conninfo;  /* required */
-    const char *socket;    /* NULL = a fresh ru_h_sock_path() */
-    const char *redis_url; /* NULL = redis://127.0.0.1:<port>/0 */
-    const char *hourly_table;  /* NULL = key omitted (daemon default) */
-    const char *raw_table;     /* NULL = key omitted (daemon default: off) */
-    const char *start;         /* NULL = "0" */
-    const char *log_level;     /* NULL = "debug" */
-    int flush_interval_ms;     /* 0 = 200 */
-    int count;                 /* 0 = key omitted */
-    int block_ms;              /* 0 = 100 */
-    long long claim_idle_ms;   /* 0 = key omitted */
-    int max_events;            /* 0 = key omitted */
-    int max_keys;              /* 0 = key omitted */
-    int max_memory_mb;         /* 0 = key omitted */
+    const char *stream;         /* required */
+    const char *group;          /* required */
+    const char *consumer;       /* NULL = "c1" */
+    const char *conninfo;       /* required */
+    const char *socket;         /* NULL = a fresh ru_h_sock_path() */
+    const char *redis_url;      /* NULL = redis://127.0.0.1:<port>/0 */
+    const char *hourly_table;   /* NULL = key omitted (daemon default) */
+    const char *raw_table;      /* NULL = key omitted (daemon default: off) */
+    const char *start;          /* NULL = "0" */
+    const char *log_level;      /* NULL = "debug" */
+    int flush_interval_ms;      /* 0 = 200 */
+    int count;                  /* 0 = key omitted */
+    int block_ms;               /* 0 = 100 */
+    long long claim_idle_ms;    /* 0 = key omitted */
+    int max_events;             /* 0 = key omitted */
+    int max_keys;               /* 0 = key omitted */
+    int max_memory_mb;          /* 0 = key omitted */
     const char *metrics_listen; /* NULL = key omitted */
     /* Raw libconfig text appended inside a group (e.g. "statement_timeout_ms = 500;"). */
     const char *redis_extra;
@@ -145,13 +145,13 @@ struct ru_h_cfg {
 char *ru_h_config(const struct ru_h_cfg *cfg);
 
 struct ru_h_daemon {
-    pid_t pid;              /* 0 when not running */
-    char dir[RU_H_SUBDIR];  /* RU_TESTENV_DIR/run/<pid>-<n> */
-    char conf[RU_H_PATH];   /* dir/rollupd.conf */
-    char log[RU_H_PATH];    /* dir/rollupd.log: the daemon's stdout and stderr */
+    pid_t pid;               /* 0 when not running */
+    char dir[RU_H_SUBDIR];   /* RU_TESTENV_DIR/run/<pid>-<n> */
+    char conf[RU_H_PATH];    /* dir/rollupd.conf */
+    char log[RU_H_PATH];     /* dir/rollupd.log: the daemon's stdout and stderr */
     char pidfile[RU_H_PATH]; /* RU_TESTENV_DIR/pids/<pid>.pid */
-    char sock[RU_H_PATH];   /* status.socket from the config text */
-    int exit_status;        /* after ru_h_daemon_wait_exit */
+    char sock[RU_H_PATH];    /* status.socket from the config text */
+    int exit_status;         /* after ru_h_daemon_wait_exit */
     bool exited;
 };
 
@@ -163,7 +163,8 @@ void ru_h_daemon_start(struct ru_h_daemon *d, const char *config_text);
 
 /* Like ru_h_daemon_start without waiting for the socket (for start-up failures: follow
  * with ru_h_daemon_wait_exit). extra_args (NULL-terminated, may be NULL) go after -c FILE. */
-void ru_h_daemon_spawn(struct ru_h_daemon *d, const char *config_text, const char *const *extra_args);
+void ru_h_daemon_spawn(struct ru_h_daemon *d, const char *config_text,
+                       const char *const *extra_args);
 
 /* Waits until the status socket answers; false when the daemon exited or time ran out. */
 bool ru_h_daemon_wait_ready(struct ru_h_daemon *d, int timeout_ms);

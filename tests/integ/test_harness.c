@@ -106,8 +106,8 @@ Test(harness, loadgen_oracle, .timeout = 300)
         cr_assert_eq(fa->elements, fb->elements);
         for (size_t k = 0; k < fa->elements; k++)
             cr_assert(fa->element[k]->len == fb->element[k]->len &&
-                          memcmp(fa->element[k]->str, fb->element[k]->str,
-                                 fa->element[k]->len) == 0,
+                          memcmp(fa->element[k]->str, fb->element[k]->str, fa->element[k]->len) ==
+                              0,
                       "entry %zu field %zu differs", i, k);
     }
     freeReplyObject(a);
@@ -257,18 +257,20 @@ Test(harness, oracle_tiny)
     cr_assert_eq(ru_h_pg_int(c, "SELECT count(*) FROM tiny.agg"), 4);
 
     char *row = ru_h_pg_text(
-        c, "SELECT concat_ws(',', \"timestamp\", total_requests, successful_requests,"
-           " client_errors, server_errors, avg_duration_ms, p50_duration_ms, p95_duration_ms,"
-           " p99_duration_ms, unique_users, avg_request_size_bytes,"
-           " coalesce(avg_response_size_bytes::text, 'null'), avg_db_query_count, cache_hits,"
-           " cache_misses) FROM tiny.agg WHERE route = '/a' AND \"timestamp\" = '2025-10-23 16:00'");
+        c,
+        "SELECT concat_ws(',', \"timestamp\", total_requests, successful_requests,"
+        " client_errors, server_errors, avg_duration_ms, p50_duration_ms, p95_duration_ms,"
+        " p99_duration_ms, unique_users, avg_request_size_bytes,"
+        " coalesce(avg_response_size_bytes::text, 'null'), avg_db_query_count, cache_hits,"
+        " cache_misses) FROM tiny.agg WHERE route = '/a' AND \"timestamp\" = '2025-10-23 16:00'");
     cr_assert_str_eq(row, "2025-10-23 16:00:00,2,1,1,0,2,2,2,2,1,10,18,3,1,0");
     free(row);
-    row = ru_h_pg_text(c, "SELECT concat_ws(',', \"timestamp\", total_requests, avg_duration_ms,"
-                          " p50_duration_ms, unique_users,"
-                          " coalesce(avg_request_size_bytes::text, 'null'),"
-                          " coalesce(avg_db_query_count::text, 'null'), query_params_normalized)"
-                          " FROM tiny.agg WHERE route = '/a' AND \"timestamp\" < '2025-10-23 16:00'");
+    row =
+        ru_h_pg_text(c, "SELECT concat_ws(',', \"timestamp\", total_requests, avg_duration_ms,"
+                        " p50_duration_ms, unique_users,"
+                        " coalesce(avg_request_size_bytes::text, 'null'),"
+                        " coalesce(avg_db_query_count::text, 'null'), query_params_normalized)"
+                        " FROM tiny.agg WHERE route = '/a' AND \"timestamp\" < '2025-10-23 16:00'");
     cr_assert_str_eq(row, "2025-10-23 15:00:00,1,7,7,0,null,null,{}");
     free(row);
     row = ru_h_pg_text(
@@ -338,8 +340,9 @@ Test(harness, status_socket)
     cr_assert_null(ru_h_status(path), "nothing listens yet");
     cr_assert_null(ru_h_sock_cmd(path, "status"));
 
-    pid_t srv = fake_status_server(path, "{\"state\": \"running\", \"events\": {\"valid\": 12,"
-                                         " \"rate\": 2.5}, \"hours\": [{\"rows\": 3}]}\n",
+    pid_t srv = fake_status_server(path,
+                                   "{\"state\": \"running\", \"events\": {\"valid\": 12,"
+                                   " \"rate\": 2.5}, \"hours\": [{\"rows\": 3}]}\n",
                                    2);
     char *raw = ru_h_sock_cmd(path, "status");
     cr_assert_not_null(raw);
