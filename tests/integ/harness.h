@@ -52,7 +52,8 @@ void ru_h_env_load(void);
 int ru_h_next_id(void);
 
 /* A fresh namespace for one test: stream "t:<pid>:<n>:stream", group "t:<pid>:<n>:group",
- * dbname "t_<pid>_<n>" (each buffer n bytes). Skips n whose stream key already exists. */
+ * dbname "t_<pid>_<n>" (each buffer n bytes; group and dbname may be NULL). Skips n whose
+ * stream key already exists. The dbname is only a name: ru_h_fresh_db creates databases. */
 void ru_h_names(char *stream, char *group, char *dbname, size_t n);
 
 /* Creates a new empty database t_<pid>_<n> and writes its conninfo
