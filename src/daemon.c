@@ -42,6 +42,18 @@ struct counters {
     double flush_seconds_sum;
 };
 
+/* Taking over the pending entries of a consumer that is gone for good. */
+enum adopt_phase { A_IDLE, A_CKPT_WANTED, A_CKPT, A_FETCH, A_READY, A_FLUSHING };
+
+struct adoption {
+    enum adopt_phase phase;
+    char *consumer;
+    struct ru_sid ck; /* the adopted consumer's checkpoint */
+    struct ru_batch *b;
+    struct ru_status_req *req; /* NULL for an automatic one */
+    uint64_t applied, acked_only, invalid, trimmed;
+};
+
 struct ru_daemon {
     struct ru_config cfg;
     struct ru_stream *stream;
@@ -55,7 +67,7 @@ struct ru_daemon {
     size_t inflight_mem;
     bool flush_due;   /* the timer fired or a size limit was reached */
     bool flush_asked; /* SIGUSR1 or the status command */
-    bool stopping, stop_final_sent, ready_sent, paused;
+    bool stopping, stop_final_sent, ready_sent, paused, fatal;
     int exit_code;
     int64_t started_ms, stop_deadline_ms;
     uint64_t watchdog_us;
@@ -67,6 +79,10 @@ struct ru_daemon {
     size_t nafter, after_cap;
 
     struct counters c;
+    struct adoption adopt;
+    uint64_t adoptions;
+    int64_t next_claim_check_ms;
+    bool stream_started;
     struct ru_buf scratch;
     struct ru_ratelimit rl_invalid, rl_trim;
     /* events/s over the last flush interval, for STATUS= */
@@ -105,11 +121,8 @@ static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f
     ru_store_add(d->cur->store, &ev);
     ru_batch_add_id(d->cur, id);
     d->c.consumed++;
-    if (d->cfg.postgres.raw_table[0] && ru_batch_add_raw(d->cur, &ev, why, sizeof(why)) < 0) {
-        d->c.raw_rejected++;
-        ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
-                       "msg=\"raw row rejected; event still counted hourly\" reason=\"%s\"", why);
-    }
+    if (d->cfg.postgres.raw_table[0])
+        (void)ru_batch_add_raw(d->cur, id, &ev); /* refusals are reported after COMMIT */
 }
 
 static void on_trimmed(void *ud, const struct ru_sid *id, enum ru_seen seen)
@@ -158,6 +171,179 @@ static void on_batch(void *ud, size_t n, bool replay)
     if (ru_store_nevents(d->cur->store) >= (uint64_t)c->flush.max_events ||
         ru_store_nkeys(d->cur->store) >= (size_t)c->flush.max_keys)
         d->flush_due = true;
+}
+
+
+/* ---- adoption ---- */
+
+static void adopt_reset(struct ru_daemon *d)
+{
+    ru_batch_free(d->adopt.b);
+    free(d->adopt.consumer);
+    memset(&d->adopt, 0, sizeof(d->adopt));
+}
+
+static void adopt_fail(struct ru_daemon *d, const char *why)
+{
+    ru_warn("msg=\"adoption abandoned; its entries stay pending\" consumer=%s reason=\"%s\"",
+            d->adopt.consumer, why);
+    if (d->adopt.req)
+        ru_status_replyf(d->adopt.req, "error: adopt %s: %s", d->adopt.consumer, why);
+    adopt_reset(d);
+}
+
+static void adopt_start(struct ru_daemon *d, const char *consumer, struct ru_status_req *req)
+{
+    if (d->adopt.phase != A_IDLE) {
+        if (req)
+            ru_status_replyf(req, "error: an adoption of '%s' is in progress",
+                             d->adopt.consumer);
+        return;
+    }
+    if (strcmp(consumer, d->cfg.redis.consumer) == 0) {
+        if (req)
+            ru_status_replyf(req, "error: '%s' is this rollupd's own consumer", consumer);
+        return;
+    }
+    d->adopt.consumer = ru_xstrdup(consumer);
+    d->adopt.req = req;
+    d->adopt.b = ru_batch_new();
+    d->adopt.b->adopt_consumer = ru_xstrdup(consumer);
+    d->adopt.phase = A_CKPT_WANTED;
+    ru_notice("msg=\"adopting the pending entries of another consumer\" consumer=%s mode=%s",
+              consumer, req ? "manual" : "automatic");
+}
+
+static void on_adopt_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n)
+{
+    struct ru_daemon *d = ud;
+    struct adoption *a = &d->adopt;
+    if (a->phase != A_FETCH)
+        return;
+    bool committed = ru_sid_cmp(id, &a->ck) <= 0;
+    if (f == NULL) {
+        ru_batch_add_id(a->b, id); /* acknowledge with the batch */
+        if (!committed) {
+            a->trimmed++;
+            d->c.trimmed++;
+            d->c.last_trim_ms = ru_mono_ms();
+        }
+        return;
+    }
+    struct ru_event ev;
+    char why[160];
+    ru_buf_reset(&d->scratch);
+    if (ru_event_parse(&ev, f, n, &d->scratch, why, sizeof(why)) < 0) {
+        ru_stream_dead_letter(d->stream, id, f, n, why);
+        a->invalid++;
+        d->c.invalid++;
+        return;
+    }
+    ru_batch_add_id(a->b, id);
+    if (committed) {
+        a->acked_only++;
+        return;
+    }
+    ru_store_add(a->b->store, &ev);
+    a->applied++;
+    if (d->cfg.postgres.raw_table[0])
+        (void)ru_batch_add_raw(a->b, id, &ev);
+}
+
+static void on_adopt_done(void *ud, const char *err)
+{
+    struct ru_daemon *d = ud;
+    if (d->adopt.phase != A_FETCH)
+        return;
+    if (err) {
+        adopt_fail(d, err);
+        return;
+    }
+    d->adopt.phase = A_READY;
+}
+
+static void on_consumer(void *ud, const char *name, long long pending, long long idle_ms)
+{
+    struct ru_daemon *d = ud;
+    if (d->adopt.phase == A_IDLE && pending > 0 && d->cfg.redis.claim_idle_ms > 0 &&
+        idle_ms >= d->cfg.redis.claim_idle_ms && !d->stopping)
+        adopt_start(d, name, NULL);
+}
+
+/* Drives an adoption one step when the writer is free; true when it used the writer. */
+static bool adopt_step(struct ru_daemon *d)
+{
+    struct adoption *a = &d->adopt;
+    if (a->phase == A_CKPT_WANTED) {
+        ru_pgw_request_checkpoint(d->pgw, a->consumer);
+        a->phase = A_CKPT;
+        return true;
+    }
+    if (a->phase == A_READY) {
+        if (a->b->nids == 0) {
+            if (a->req)
+                ru_status_replyf(a->req,
+                                 "{\"adopted\":\"%s\",\"applied\":0,\"acknowledged_only\":0,"
+                                 "\"invalid\":%" PRIu64 ",\"trimmed\":0}",
+                                 a->consumer, a->invalid);
+            adopt_reset(d);
+            return false;
+        }
+        ru_pgw_submit(d->pgw, a->b);
+        a->b = NULL;
+        a->phase = A_FLUSHING;
+        return true;
+    }
+    return false;
+}
+
+/* Raw rows refused in a committed batch: their events are counted hourly; the refusal
+ * goes to the dead-letter stream as a note and to the log. */
+static void report_rejects(struct ru_daemon *d, const struct ru_batch *b)
+{
+    for (size_t i = 0; i < b->nrejects; i++) {
+        char idt[RU_SID_STRLEN];
+        ru_sid_format(&b->rejects[i].id, idt);
+        ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
+                       "msg=\"raw row refused; event still counted hourly\" id=%s reason=\"%s\"",
+                       idt, b->rejects[i].reason);
+        ru_stream_dead_letter_note(d->stream, &b->rejects[i].id, b->rejects[i].reason);
+    }
+    d->c.raw_rejected += b->nrejects;
+}
+
+static void adopt_committed(struct ru_daemon *d, struct ru_batch *b)
+{
+    struct adoption *a = &d->adopt;
+    if (b->fenced) {
+        adopt_fail(d, b->fence_reason);
+        ru_batch_free(b);
+        return;
+    }
+    ru_stream_ack(d->stream, b->ids, b->nids);
+    report_rejects(d, b);
+    d->adoptions++;
+    ru_notice("msg=\"adopted consumer\" consumer=%s applied=%" PRIu64 " acknowledged_only=%" PRIu64
+              " invalid=%" PRIu64 " trimmed=%" PRIu64 " ms=%.1f",
+              a->consumer, a->applied, a->acked_only, a->invalid, a->trimmed,
+              (double)b->duration_us / 1000.0);
+    if (a->req)
+        ru_status_replyf(a->req,
+                         "{\"adopted\":\"%s\",\"applied\":%" PRIu64 ",\"acknowledged_only\":%" PRIu64
+                         ",\"invalid\":%" PRIu64 ",\"trimmed\":%" PRIu64 "}",
+                         a->consumer, a->applied, a->acked_only, a->invalid, a->trimmed);
+    ru_batch_free(b);
+    adopt_reset(d);
+}
+
+static void cmd_adopt(void *ud, struct ru_status_req *req, const char *args)
+{
+    struct ru_daemon *d = ud;
+    if (args[0] == '\0') {
+        ru_status_replyf(req, "error: usage: adopt CONSUMER");
+        return;
+    }
+    adopt_start(d, args, req);
 }
 
 /* ---- memory and backpressure ---- */
@@ -209,6 +395,8 @@ static void maybe_flush(struct ru_daemon *d)
 {
     if (!ru_pgw_ready(d->pgw) || ru_pgw_busy(d->pgw))
         return;
+    if (!d->stopping && adopt_step(d))
+        return;
     bool want = d->flush_due || d->flush_asked || d->stopping;
     if (!want)
         return;
@@ -253,7 +441,39 @@ static void send_status_line(struct ru_daemon *d)
 static void on_writer_event(struct ru_daemon *d)
 {
     struct ru_batch *b = ru_pgw_collect(d->pgw);
+    if (b == NULL && d->stream_started) {
+        struct ru_sid ck;
+        char err[256];
+        int rc = ru_pgw_take_checkpoint(d->pgw, &ck, err, sizeof(err));
+        if (rc != 0 && d->adopt.phase == A_CKPT) {
+            if (rc < 0) {
+                adopt_fail(d, err);
+            } else {
+                d->adopt.ck = ck;
+                d->adopt.b->adopt_expected = ck;
+                d->adopt.phase = A_FETCH;
+                if (ru_stream_adopt_fetch(d->stream, d->adopt.consumer) < 0)
+                    adopt_fail(d, "redis is not connected");
+            }
+        }
+        return;
+    }
+    if (b != NULL && b->adopt_consumer != NULL) {
+        adopt_committed(d, b);
+        return;
+    }
+    if (b != NULL && b->fenced) {
+        ru_err("msg=\"stopping: %s; the uncommitted batch stays pending in Redis\"",
+               b->fence_reason);
+        ru_batch_free(b);
+        d->inflight_events = 0;
+        d->inflight_mem = 0;
+        d->exit_code = 1;
+        d->fatal = true;
+        return;
+    }
     if (b == NULL) {
+        d->stream_started = true;
         /* set-up finished: now we know the checkpoint, start reading */
         struct ru_sid ck = ru_pgw_checkpoint(d->pgw);
         char idt[RU_SID_STRLEN];
@@ -264,6 +484,7 @@ static void on_writer_event(struct ru_daemon *d)
     }
     ru_stream_set_committed(d->stream, &b->checkpoint);
     ru_stream_ack(d->stream, b->ids, b->nids);
+    report_rejects(d, b);
     uint64_t events = ru_store_nevents(b->store);
     char json[256];
     snprintf(json, sizeof(json),
@@ -272,7 +493,7 @@ static void on_writer_event(struct ru_daemon *d)
     answer_waiters(d, json);
     ru_info("msg=flush events=%" PRIu64 " rows=%" PRIu64 " raw_rows=%" PRIu64
             " ms=%.1f attempts=%d",
-            events, b->rows_written, b->nraw, (double)b->duration_us / 1000.0, b->attempts);
+            events, b->rows_written, b->raw_written, (double)b->duration_us / 1000.0, b->attempts);
     double secs = (double)b->duration_us / 1e6;
     size_t bi = 0;
     while (bi < NBUCKETS && secs > flush_buckets[bi])
@@ -448,6 +669,8 @@ static void render_metrics(struct ru_daemon *d, struct ru_buf *b)
            ps.connected);
     metric(b, "rollupd_redis_reconnects_total", "counter", "Redis reconnections.",
            (double)ss->reconnects);
+    metric(b, "rollupd_adoptions_total", "counter", "Dead consumers whose entries were adopted.",
+           (double)d->adoptions);
 }
 
 static void on_http(void *ud, const char *path, int *status, const char **ctype,
@@ -535,6 +758,9 @@ static json_t *status_json(struct ru_daemon *d)
     json_object_set_new(o, "group_pending",
                         ss->group_pending >= 0 ? json_integer(ss->group_pending) : json_null());
     json_object_set_new(o, "group_recreated", json_integer((json_int_t)d->c.group_recreated));
+    json_object_set_new(o, "adoptions", json_integer((json_int_t)d->adoptions));
+    json_object_set_new(o, "adoption_in_progress",
+                        d->adopt.phase != A_IDLE ? json_string(d->adopt.consumer) : json_null());
     json_object_set_new(o, "redis_connected", json_boolean(ru_stream_connected(d->stream)));
     json_object_set_new(o, "redis_url", json_string(url));
     json_object_set_new(o, "redis_reconnects", json_integer((json_int_t)ss->reconnects));
@@ -573,6 +799,7 @@ static const struct ru_status_cmd commands[] = {
     {"health", "ok, or degraded: <reason>, or down: <reason>", cmd_health},
     {"flush", "flush now; answers a JSON result after the COMMIT", cmd_flush},
     {"metrics", "Prometheus text exposition format 0.0.4", cmd_metrics},
+    {"adopt", "adopt CONSUMER: take over a dead consumer's pending entries", cmd_adopt},
 };
 
 /* ---- signals, reload ---- */
@@ -711,8 +938,17 @@ struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
         if (d->http == NULL)
             goto fail;
     }
-    struct ru_stream_cb cb = {d, on_entry, on_trimmed, on_batch, on_stream_state,
-                              on_group_recreated};
+    struct ru_stream_cb cb = {
+        .ud = d,
+        .on_entry = on_entry,
+        .on_trimmed = on_trimmed,
+        .on_batch = on_batch,
+        .on_state = on_stream_state,
+        .on_group_recreated = on_group_recreated,
+        .on_adopt_entry = on_adopt_entry,
+        .on_adopt_done = on_adopt_done,
+        .on_consumer = on_consumer,
+    };
     d->stream = ru_stream_new(&d->cfg, &cb);
     d->cur = ru_batch_new();
     d->pgw = ru_pgw_new(&d->cfg);
@@ -734,6 +970,7 @@ void ru_daemon_free(struct ru_daemon *d)
     ru_status_free(d->status);
     ru_http_free(d->http);
     ru_batch_free(d->cur);
+    adopt_reset(d);
     if (d->sfd >= 0)
         close(d->sfd);
     if (d->tfd >= 0)
@@ -825,6 +1062,16 @@ int ru_daemon_run(struct ru_daemon *d)
         }
         if (d->stopping && !ru_pgw_ready(d->pgw))
             break; /* PostgreSQL never came up: nothing was read, nothing to flush */
+        if (d->fatal)
+            break;
+        if (d->cfg.redis.claim_idle_ms > 0 && ru_stream_live(d->stream) &&
+            d->adopt.phase == A_IDLE && ru_mono_ms() >= d->next_claim_check_ms) {
+            int64_t every = d->cfg.redis.claim_idle_ms / 4;
+            d->next_claim_check_ms =
+                ru_mono_ms() + (every < 1000 ? 1000 : every > 30000 ? 30000 : every);
+            if (ru_stream_list_consumers(d->stream) < 0)
+                d->next_claim_check_ms = 0;
+        }
     }
     ru_notice("msg=stopped events_consumed=%" PRIu64 " events_invalid=%" PRIu64, d->c.consumed,
               d->c.invalid);

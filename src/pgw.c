@@ -34,6 +34,9 @@ void ru_batch_free(struct ru_batch *b)
     if (b == NULL)
         return;
     ru_store_free(b->store);
+    free(b->adopt_consumer);
+    free(b->raw_ids);
+    free(b->rejects);
     free(b->ids);
     ru_buf_free(&b->raw);
     free(b);
@@ -52,7 +55,8 @@ void ru_batch_add_id(struct ru_batch *b, const struct ru_sid *id)
 
 size_t ru_batch_mem(const struct ru_batch *b)
 {
-    return sizeof(*b) + ru_store_mem(b->store) + b->ids_cap * sizeof(*b->ids) + b->raw.cap;
+    return sizeof(*b) + ru_store_mem(b->store) + b->ids_cap * sizeof(*b->ids) + b->raw.cap +
+           b->nraw * sizeof(*b->raw_ids);
 }
 
 void ru_pgw_copy_escape(struct ru_buf *out, const char *s, size_t len)
@@ -101,21 +105,35 @@ static void put_int_or_null(struct ru_buf *b, int64_t v, bool present)
         ru_buf_append(b, "\\N", 2);
 }
 
-int ru_batch_add_raw(struct ru_batch *b, const struct ru_event *ev, char *err, size_t errlen)
+void ru_batch_add_reject(struct ru_batch *b, const struct ru_sid *id, const char *reason)
 {
-    if (ev->user_id.len && !ev->user_is_uuid) {
-        snprintf(err, errlen, "raw row: user_id is not a UUID");
+    if (b->nrejects == b->rejects_cap) {
+        b->rejects_cap = b->rejects_cap ? b->rejects_cap * 2 : 16;
+        b->rejects = ru_xrealloc(b->rejects, b->rejects_cap * sizeof(*b->rejects));
+    }
+    b->rejects[b->nrejects].id = *id;
+    ru_strlcpy(b->rejects[b->nrejects].reason, reason, sizeof(b->rejects[0].reason));
+    b->nrejects++;
+}
+
+int ru_batch_add_raw(struct ru_batch *b, const struct ru_sid *id, const struct ru_event *ev)
+{
+    const char *why = NULL;
+    if (ev->user_id.len && !ev->user_is_uuid)
+        why = "raw row: user_id is not a UUID";
+    else if (!ev->query_params_json)
+        why = "raw row: query_params is not valid JSON";
+    else if (ru_utf8_chars(ev->cache_status.p, ev->cache_status.len) > RU_EVENT_MAX_CACHE)
+        why = "raw row: cache_status is longer than 10 characters";
+    if (why) {
+        ru_batch_add_reject(b, id, why);
         return -1;
     }
-    if (!ev->query_params_json) {
-        snprintf(err, errlen, "raw row: query_params is not valid JSON");
-        return -1;
+    if ((b->nraw & (b->nraw - 1)) == 0 || b->nraw == 0) {
+        size_t cap = b->nraw ? b->nraw * 2 : 64;
+        b->raw_ids = ru_xrealloc(b->raw_ids, cap * sizeof(*b->raw_ids));
     }
-    if (ru_utf8_chars(ev->cache_status.p, ev->cache_status.len) > RU_EVENT_MAX_CACHE) {
-        snprintf(err, errlen, "raw row: cache_status is longer than %d characters",
-                 RU_EVENT_MAX_CACHE);
-        return -1;
-    }
+    b->raw_ids[b->nraw] = *id;
     struct ru_buf *o = &b->raw;
     char ts[32];
     ru_pgw_copy_escape(o, ev->route.p, ev->route.len);
@@ -176,7 +194,15 @@ struct ru_pgw {
     PGcancel *cancel;
 
     _Atomic bool ready, busy;
-    struct ru_sid checkpoint;
+    struct ru_sid checkpoint; /* loaded at set-up */
+    struct ru_sid committed;  /* what our last commit stored: the fencing token */
+
+    /* checkpoint request (adoption), protected by mu */
+    char *ck_req;
+    bool ck_done;
+    int ck_rc;
+    struct ru_sid ck_val;
+    char ck_err[256];
 
     /* thread-owned */
     PGconn *conn;
@@ -479,12 +505,12 @@ static int create_schema(struct ru_pgw *w)
     return rc;
 }
 
-static int load_checkpoint(struct ru_pgw *w)
+static int query_checkpoint(struct ru_pgw *w, const char *consumer, struct ru_sid *out)
 {
     struct ru_buf b = RU_BUF_INIT;
     ru_buf_printf(&b, "SELECT last_id FROM %s WHERE stream = $1 AND grp = $2 AND consumer = $3",
                   w->n.ckpt);
-    const char *params[3] = {w->stream, w->group, w->consumer};
+    const char *params[3] = {w->stream, w->group, consumer};
     PGresult *r = PQexecParams(w->conn, b.p, 3, NULL, params, NULL, NULL, 0);
     ru_buf_free(&b);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -502,7 +528,15 @@ static int load_checkpoint(struct ru_pgw *w)
         }
     }
     PQclear(r);
-    w->checkpoint = id;
+    *out = id;
+    return 0;
+}
+
+static int load_checkpoint(struct ru_pgw *w)
+{
+    if (query_checkpoint(w, w->consumer, &w->checkpoint) < 0)
+        return -1;
+    w->committed = w->checkpoint;
     return 0;
 }
 
@@ -600,8 +634,18 @@ fail:
     return -1;
 }
 
+/* SQLSTATE of the last failed COPY ("" when it failed in libpq itself). */
+static __thread char copy_sqlstate[6];
+
+static void note_sqlstate(const PGresult *r)
+{
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    ru_strlcpy(copy_sqlstate, st ? st : "", sizeof(copy_sqlstate));
+}
+
 static int copy_in(struct ru_pgw *w, const char *sql, const struct ru_buf *data)
 {
+    copy_sqlstate[0] = '\0';
     PGresult *r = PQexec(w->conn, sql);
     if (PQresultStatus(r) != PGRES_COPY_IN) {
         set_error(w, "COPY", PQresultErrorMessage(r));
@@ -624,6 +668,7 @@ static int copy_in(struct ru_pgw *w, const char *sql, const struct ru_buf *data)
     int rc = 0;
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         set_error(w, "COPY", PQresultErrorMessage(r));
+        note_sqlstate(r);
         rc = -1;
     }
     PQclear(r);
@@ -696,8 +741,76 @@ static void build_users(struct ru_buf *o, const struct ru_store *st)
     }
 }
 
+
+/* True for errors caused by the data of some row (class 22 data exception, class 23
+ * integrity violation such as a foreign key to a deleted user): isolating the row helps.
+ * Anything else (connection, timeout, permissions) fails the whole flush and is retried. */
+static bool row_error(void)
+{
+    return copy_sqlstate[0] == '2' && (copy_sqlstate[1] == '2' || copy_sqlstate[1] == '3');
+}
+
+/* Copies raw rows [lo, hi) (line offsets in off[]) under a savepoint; on a row error,
+ * splits the range in two and recurses, so each refused row is found with about
+ * log2(n) extra COPYs and recorded as a reject while every other row is written. */
+static int copy_raw_range(struct ru_pgw *w, struct ru_batch *b, const char *sql,
+                          const size_t *off, size_t lo, size_t hi)
+{
+    struct ru_buf part = RU_BUF_INIT;
+    ru_buf_append(&part, b->raw.p + off[lo], off[hi] - off[lo]);
+    int rc = exec_ok(w, "SAVEPOINT ru_raw", "SAVEPOINT");
+    if (rc == 0)
+        rc = copy_in(w, sql, &part);
+    ru_buf_free(&part);
+    if (rc == 0)
+        return exec_ok(w, "RELEASE SAVEPOINT ru_raw", "RELEASE");
+    if (!row_error() || PQstatus(w->conn) != CONNECTION_OK)
+        return -1;
+    char reason[256];
+    pthread_mutex_lock(&w->mu);
+    snprintf(reason, sizeof(reason), "raw row refused by PostgreSQL: %.200s",
+             w->stats.last_error);
+    pthread_mutex_unlock(&w->mu);
+    if (exec_ok(w, "ROLLBACK TO SAVEPOINT ru_raw; RELEASE SAVEPOINT ru_raw", "ROLLBACK TO") < 0)
+        return -1;
+    if (hi - lo == 1) {
+        ru_batch_add_reject(b, &b->raw_ids[lo], reason);
+        return 0;
+    }
+    size_t mid = lo + (hi - lo) / 2;
+    if (copy_raw_range(w, b, sql, off, lo, mid) < 0)
+        return -1;
+    return copy_raw_range(w, b, sql, off, mid, hi);
+}
+
+static int copy_raw(struct ru_pgw *w, struct ru_batch *b)
+{
+    struct ru_buf sql = RU_BUF_INIT;
+    ru_buf_printf(&sql,
+                  "COPY %s (route, method, user_id, \"timestamp\", duration_ms, status_code,"
+                  " query_params, query_params_normalized, request_size_bytes,"
+                  " response_size_bytes, error_type, db_query_count, cache_status,"
+                  " created_at) FROM STDIN",
+                  w->n.raw);
+    size_t *off = ru_xmalloc((b->nraw + 1) * sizeof(*off));
+    size_t n = 0;
+    off[0] = 0;
+    for (size_t i = 0; i < b->raw.len && n < b->nraw; i++)
+        if (b->raw.p[i] == '\n')
+            off[++n] = i + 1;
+    int rc = n == b->nraw ? copy_raw_range(w, b, sql.p, off, 0, n) : -1;
+    free(off);
+    ru_buf_free(&sql);
+    return rc;
+}
+
 static int flush_once(struct ru_pgw *w, struct ru_batch *b)
 {
+    /* rejects PostgreSQL found in an earlier attempt of this batch are found again */
+    if (b->attempts == 1)
+        b->ingest_rejects = b->nrejects;
+    else
+        b->nrejects = b->ingest_rejects;
     struct ru_buf *o = &w->copybuf;
     if (exec_ok(w, "BEGIN", "BEGIN") < 0)
         return -1;
@@ -715,41 +828,73 @@ static int flush_once(struct ru_pgw *w, struct ru_batch *b)
         return -1;
     if (ru_store_nkeys(b->store) && exec_ok(w, w->flush_sql, "merging the rollup") < 0)
         return -1;
-    if (w->n.raw && b->raw.len) {
-        struct ru_buf sql = RU_BUF_INIT;
-        ru_buf_printf(&sql,
-                      "COPY %s (route, method, user_id, \"timestamp\", duration_ms, status_code,"
-                      " query_params, query_params_normalized, request_size_bytes,"
-                      " response_size_bytes, error_type, db_query_count, cache_status,"
-                      " created_at) FROM STDIN",
-                      w->n.raw);
-        int rc = copy_in(w, sql.p, &b->raw);
-        ru_buf_free(&sql);
-        if (rc < 0)
-            return -1;
-    }
-    if (!ru_sid_is_zero(&b->checkpoint)) {
-        char id[RU_SID_STRLEN], events[24];
-        ru_sid_format(&b->checkpoint, id);
-        snprintf(events, sizeof(events), "%llu", (unsigned long long)ru_store_nevents(b->store));
-        struct ru_buf sql = RU_BUF_INIT;
-        ru_buf_printf(&sql,
-                      "INSERT INTO %1$s AS c (stream, grp, consumer, last_id, events, updated_at)"
-                      " VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (stream, grp, consumer)"
-                      " DO UPDATE SET last_id = excluded.last_id,"
-                      " events = c.events + excluded.events, updated_at = now()",
-                      w->n.ckpt);
-        const char *params[5] = {w->stream, w->group, w->consumer, id, events};
-        PGresult *r = PQexecParams(w->conn, sql.p, 5, NULL, params, NULL, NULL, 0);
-        ru_buf_free(&sql);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            set_error(w, "saving the checkpoint", PQresultErrorMessage(r));
+    if (w->n.raw && b->raw.len && copy_raw(w, b) < 0)
+        return -1;
+    /* The checkpoint doubles as a fencing token: it only moves from the value this
+     * writer last committed (or, for an adoption, the value read before fetching). If
+     * another process changed it, this batch must not commit. */
+    const char *consumer = b->adopt_consumer ? b->adopt_consumer : w->consumer;
+    struct ru_sid expected = b->adopt_consumer ? b->adopt_expected : w->committed;
+    struct ru_sid next = expected;
+    if (ru_sid_cmp(&b->checkpoint, &next) > 0)
+        next = b->checkpoint;
+    if (b->adopt_consumer) {
+        struct ru_buf key = RU_BUF_INIT;
+        ru_buf_printf(&key, "rollupd:%s:%s:%s", w->stream, w->group, consumer);
+        const char *kp[1] = {key.p};
+        PGresult *r = PQexecParams(w->conn,
+                                   "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", 1,
+                                   NULL, kp, NULL, NULL, 0);
+        ru_buf_free(&key);
+        bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            set_error(w, "locking the adopted consumer", PQresultErrorMessage(r));
             PQclear(r);
             return -1;
         }
         PQclear(r);
+        if (!ok) {
+            b->fenced = true;
+            snprintf(b->fence_reason, sizeof(b->fence_reason),
+                     "consumer '%s' is alive (its rollupd holds its lock)", consumer);
+            return -2;
+        }
     }
-    return exec_ok(w, "COMMIT", "COMMIT");
+    char idtxt[RU_SID_STRLEN], exptxt[RU_SID_STRLEN], events[24];
+    ru_sid_format(&next, idtxt);
+    ru_sid_format(&expected, exptxt);
+    snprintf(events, sizeof(events), "%llu", (unsigned long long)ru_store_nevents(b->store));
+    struct ru_buf sql = RU_BUF_INIT;
+    ru_buf_printf(&sql,
+                  "INSERT INTO %1$s AS c (stream, grp, consumer, last_id, events, updated_at)"
+                  " SELECT $1, $2, $3, $4, $5, now() WHERE $6 = '0-0' OR EXISTS (SELECT 1 FROM"
+                  " %1$s WHERE stream = $1 AND grp = $2 AND consumer = $3)"
+                  " ON CONFLICT (stream, grp, consumer) DO UPDATE SET last_id = excluded.last_id,"
+                  " events = c.events + excluded.events, updated_at = now()"
+                  " WHERE c.last_id = $6",
+                  w->n.ckpt);
+    const char *params[6] = {w->stream, w->group, consumer, idtxt, events, exptxt};
+    PGresult *r = PQexecParams(w->conn, sql.p, 6, NULL, params, NULL, NULL, 0);
+    ru_buf_free(&sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        set_error(w, "saving the checkpoint", PQresultErrorMessage(r));
+        PQclear(r);
+        return -1;
+    }
+    bool moved = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    if (!moved) {
+        b->fenced = true;
+        snprintf(b->fence_reason, sizeof(b->fence_reason),
+                 "checkpoint of consumer '%s' is no longer %s: another process took it over",
+                 consumer, exptxt);
+        return -2;
+    }
+    if (exec_ok(w, "COMMIT", "COMMIT") < 0)
+        return -1;
+    if (!b->adopt_consumer)
+        w->committed = next;
+    return 0;
 }
 
 static void run_batch(struct ru_pgw *w, struct ru_batch *b)
@@ -768,15 +913,27 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
         }
         int64_t t0 = ru_mono_us();
         b->attempts++;
-        if (flush_once(w, b) == 0) {
+        int rc = flush_once(w, b);
+        if (rc == -2) {
+            /* fenced: never retried; the loop decides what to do with the batch */
+            PQclear(PQexec(w->conn, "ROLLBACK"));
+            pthread_mutex_lock(&w->mu);
+            w->job = NULL;
+            w->done = b;
+            pthread_mutex_unlock(&w->mu);
+            notify_loop(w);
+            return;
+        }
+        if (rc == 0) {
             w->backoff_ms = 0;
             b->duration_us = ru_mono_us() - t0;
             b->rows_written = ru_store_nkeys(b->store);
+            b->raw_written = w->n.raw ? b->nraw - (b->nrejects - b->ingest_rejects) : 0;
             pthread_mutex_lock(&w->mu);
             w->stats.flushes++;
             w->stats.rows_written += b->rows_written;
             w->stats.events_flushed += ru_store_nevents(b->store);
-            w->stats.raw_rows += b->nraw;
+            w->stats.raw_rows += b->raw_written;
             w->stats.last_flush_unix_ms = ru_wall_ms();
             w->stats.last_flush_us = b->duration_us;
             w->stats.last_error[0] = '\0';
@@ -836,15 +993,37 @@ static void *writer_main(void *arg)
 
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        while (!w->stop && w->job == NULL)
+        while (!w->stop && w->job == NULL && w->ck_req == NULL)
             pthread_cond_wait(&w->cv, &w->mu);
         if (w->stop) {
             pthread_mutex_unlock(&w->mu);
             break;
         }
         struct ru_batch *b = w->job;
+        char *ck_req = w->ck_req;
         pthread_mutex_unlock(&w->mu);
-        run_batch(w, b);
+        if (b) {
+            run_batch(w, b);
+            continue;
+        }
+        /* a checkpoint query for an adoption: one attempt, the loop retries if it wants */
+        struct ru_sid val = {0, 0};
+        int rc = -1;
+        if (w->conn == NULL || atomic_load(&w->reconfigured)) {
+            drop_conn(w);
+            connect_db(w);
+        }
+        if (w->conn)
+            rc = query_checkpoint(w, ck_req, &val);
+        pthread_mutex_lock(&w->mu);
+        free(w->ck_req);
+        w->ck_req = NULL;
+        w->ck_done = true;
+        w->ck_rc = rc;
+        w->ck_val = val;
+        ru_strlcpy(w->ck_err, rc < 0 ? w->stats.last_error : "", sizeof(w->ck_err));
+        pthread_mutex_unlock(&w->mu);
+        notify_loop(w);
     }
     drop_conn(w);
     return NULL;
@@ -895,6 +1074,7 @@ void ru_pgw_free(struct ru_pgw *w)
     pthread_join(w->thread, NULL);
     ru_batch_free(w->job);
     ru_batch_free(w->done);
+    free(w->ck_req);
     close(w->efd);
     free(w->conninfo);
     free(w->stream);
@@ -952,6 +1132,32 @@ void ru_pgw_submit(struct ru_pgw *w, struct ru_batch *b)
     w->job = b;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
+}
+
+void ru_pgw_request_checkpoint(struct ru_pgw *w, const char *consumer)
+{
+    atomic_store(&w->busy, true);
+    pthread_mutex_lock(&w->mu);
+    free(w->ck_req);
+    w->ck_req = ru_xstrdup(consumer);
+    w->ck_done = false;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int ru_pgw_take_checkpoint(struct ru_pgw *w, struct ru_sid *out, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&w->mu);
+    int rc = 0;
+    if (w->ck_done) {
+        w->ck_done = false;
+        rc = w->ck_rc < 0 ? -1 : 1;
+        *out = w->ck_val;
+        ru_strlcpy(err, w->ck_err, errlen);
+        atomic_store(&w->busy, false);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
 }
 
 void ru_pgw_reconfigure(struct ru_pgw *w, const struct ru_config *cfg)

@@ -29,6 +29,10 @@ enum cmd_kind {
     C_QUEUED,
     C_EXEC_DL,
     C_XINFO,
+    C_XPENDING_ADOPT,
+    C_XRANGE_ADOPT,
+    C_XINFO_CONSUMERS,
+    C_NOTE,
 };
 
 enum conn_state { S_DOWN, S_CONNECTING, S_HANDSHAKE, S_REPLAY, S_LIVE };
@@ -78,6 +82,15 @@ struct ru_stream {
     size_t argv_cap;
 
     struct ru_stream_stats stats;
+
+    /* adoption in progress */
+    struct {
+        bool active;
+        char *consumer;
+        struct ru_sid *ids; /* ids whose XRANGE is in flight, FIFO */
+        size_t head, n, cap;
+        bool more; /* another XPENDING page was requested */
+    } adopt;
 };
 
 static redisReplyObjectFunctions arena_fns;
@@ -251,6 +264,8 @@ void ru_stream_free(struct ru_stream *s)
     free(s->fields);
     free(s->argv);
     free(s->argvlen);
+    free(s->adopt.consumer);
+    free(s->adopt.ids);
     ru_buf_free(&s->scratch);
     free(s);
 }
@@ -424,6 +439,27 @@ void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
     try_write(s);
 }
 
+void ru_stream_dead_letter_note(struct ru_stream *s, const struct ru_sid *id, const char *reason)
+{
+    if (s->c == NULL || s->state < S_REPLAY)
+        return;
+    char idtxt[RU_SID_STRLEN];
+    ru_sid_format(id, idtxt);
+    argv_reserve(s, 10);
+    ARG(0, "XADD");
+    ARG(1, s->dead);
+    ARG(2, "MAXLEN");
+    ARG(3, "~");
+    ARG(4, DEAD_MAXLEN);
+    ARG(5, "*");
+    ARG(6, "rollupd.entry_id");
+    ARG(7, idtxt);
+    ARG(8, "rollupd.reason");
+    ARG(9, reason);
+    send_argv(s, C_NOTE, 10);
+    try_write(s);
+}
+
 /* ---- connection ---- */
 
 static void set_error(struct ru_stream *s, const char *why)
@@ -454,6 +490,11 @@ static void disconnect(struct ru_stream *s, const char *why)
     s->read_inflight = false;
     set_error(s, why);
     schedule_reconnect(s);
+    if (s->adopt.active) {
+        s->adopt.active = false;
+        if (s->cb.on_adopt_done)
+            s->cb.on_adopt_done(s->cb.ud, why);
+    }
     if (s->cb.on_state)
         s->cb.on_state(s->cb.ud, false, why);
     (void)was_up;
@@ -643,6 +684,169 @@ static void parse_xinfo(struct ru_stream *s, const redisReply *r)
     }
 }
 
+
+/* ---- adoption and consumers ---- */
+
+static void adopt_finish(struct ru_stream *s, const char *err)
+{
+    s->adopt.active = false;
+    if (s->cb.on_adopt_done)
+        s->cb.on_adopt_done(s->cb.ud, err);
+}
+
+static void send_xpending_page(struct ru_stream *s, const struct ru_sid *after)
+{
+    char start[RU_SID_STRLEN + 1];
+    if (after == NULL) {
+        strcpy(start, "-");
+    } else {
+        start[0] = '(';
+        ru_sid_format(after, start + 1);
+    }
+    argv_reserve(s, 8);
+    ARG(0, "XPENDING");
+    ARG(1, s->stream);
+    ARG(2, s->group);
+    ARG(3, start);
+    ARG(4, "+");
+    ARG(5, "1000");
+    ARG(6, s->adopt.consumer);
+    send_argv(s, C_XPENDING_ADOPT, 7);
+}
+
+int ru_stream_adopt_fetch(struct ru_stream *s, const char *consumer)
+{
+    if (s->state != S_LIVE || s->adopt.active)
+        return -1;
+    free(s->adopt.consumer);
+    s->adopt.consumer = ru_xstrdup(consumer);
+    s->adopt.active = true;
+    s->adopt.head = s->adopt.n = 0;
+    s->adopt.more = true;
+    send_xpending_page(s, NULL);
+    try_write(s);
+    return 0;
+}
+
+/* One XPENDING page: [[id, consumer, idle, deliveries], ...]. Fetch each entry. */
+static void adopt_pending_page(struct ru_stream *s, const redisReply *r)
+{
+    if (!s->adopt.active)
+        return;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        adopt_finish(s, r->type == REDIS_REPLY_ERROR ? r->str : "XPENDING: unexpected reply");
+        return;
+    }
+    struct ru_sid last = {0, 0};
+    size_t got = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        struct ru_sid id;
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || e->element[0]->str == NULL ||
+            ru_sid_parse(&id, e->element[0]->str, e->element[0]->len) < 0)
+            continue;
+        if (s->adopt.n == s->adopt.cap) {
+            /* compact the consumed head before growing */
+            memmove(s->adopt.ids, s->adopt.ids + s->adopt.head,
+                    (s->adopt.n - s->adopt.head) * sizeof(*s->adopt.ids));
+            s->adopt.n -= s->adopt.head;
+            s->adopt.head = 0;
+            if (s->adopt.n == s->adopt.cap) {
+                s->adopt.cap = s->adopt.cap ? s->adopt.cap * 2 : 1024;
+                s->adopt.ids = ru_xrealloc(s->adopt.ids, s->adopt.cap * sizeof(*s->adopt.ids));
+            }
+        }
+        s->adopt.ids[s->adopt.n++] = id;
+        char idt[RU_SID_STRLEN];
+        ru_sid_format(&id, idt);
+        argv_reserve(s, 4);
+        ARG(0, "XRANGE");
+        ARG(1, s->stream);
+        ARG(2, idt);
+        ARG(3, idt);
+        send_argv(s, C_XRANGE_ADOPT, 4);
+        last = id;
+        got++;
+    }
+    s->adopt.more = got == 1000;
+    if (s->adopt.more)
+        send_xpending_page(s, &last);
+    else if (s->adopt.head == s->adopt.n)
+        adopt_finish(s, NULL);
+    try_write(s);
+}
+
+/* XRANGE id id: [[id, [f, v, ...]]] or [] when the entry was trimmed. */
+static void adopt_range(struct ru_stream *s, const redisReply *r)
+{
+    if (!s->adopt.active || s->adopt.head == s->adopt.n)
+        return;
+    struct ru_sid id = s->adopt.ids[s->adopt.head++];
+    size_t k = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
+        r->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
+        const redisReply *fr = r->element[0]->element[1];
+        size_t nf = fr->elements / 2;
+        if (nf > s->fields_cap) {
+            s->fields_cap = nf * 2;
+            s->fields = ru_xrealloc(s->fields, s->fields_cap * sizeof(*s->fields));
+        }
+        for (size_t j = 0; j + 1 < fr->elements; j += 2) {
+            const redisReply *fn = fr->element[j], *fv = fr->element[j + 1];
+            s->fields[k].name.p = fn->str ? fn->str : "";
+            s->fields[k].name.len = fn->str ? fn->len : 0;
+            s->fields[k].value.p = fv->str ? fv->str : "";
+            s->fields[k].value.len = fv->str ? fv->len : 0;
+            k++;
+        }
+    }
+    if (s->cb.on_adopt_entry)
+        s->cb.on_adopt_entry(s->cb.ud, &id, k ? s->fields : NULL, k);
+    if (!s->adopt.more && s->adopt.head == s->adopt.n)
+        adopt_finish(s, NULL);
+}
+
+int ru_stream_list_consumers(struct ru_stream *s)
+{
+    if (s->state != S_LIVE)
+        return -1;
+    argv_reserve(s, 4);
+    ARG(0, "XINFO");
+    ARG(1, "CONSUMERS");
+    ARG(2, s->stream);
+    ARG(3, s->group);
+    send_argv(s, C_XINFO_CONSUMERS, 4);
+    try_write(s);
+    return 0;
+}
+
+static void parse_consumers(struct ru_stream *s, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY || s->cb.on_consumer == NULL)
+        return;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *c = r->element[i];
+        if (c->type != REDIS_REPLY_ARRAY)
+            continue;
+        const char *name = NULL;
+        long long pending = 0, idle = 0;
+        for (size_t j = 0; j + 1 < c->elements; j += 2) {
+            const redisReply *k = c->element[j], *v = c->element[j + 1];
+            if (k->str == NULL)
+                continue;
+            if (strcmp(k->str, "name") == 0 && v->str)
+                name = v->str;
+            else if (strcmp(k->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+                pending = v->integer;
+            else if (strcmp(k->str, "idle") == 0 && v->type == REDIS_REPLY_INTEGER)
+                idle = v->integer;
+        }
+        if (name && strcmp(name, s->consumer) != 0)
+            s->cb.on_consumer(s->cb.ud, name, pending, idle);
+    }
+}
+
 static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply *r)
 {
     switch (k) {
@@ -729,6 +933,19 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
         return;
     case C_XINFO:
         parse_xinfo(s, r);
+        return;
+    case C_XPENDING_ADOPT:
+        adopt_pending_page(s, r);
+        return;
+    case C_XRANGE_ADOPT:
+        adopt_range(s, r);
+        return;
+    case C_XINFO_CONSUMERS:
+        parse_consumers(s, r);
+        return;
+    case C_NOTE:
+        if (r->type == REDIS_REPLY_ERROR)
+            ru_warn("msg=\"dead-letter note refused\" error=\"%s\"", r->str);
         return;
     }
 }

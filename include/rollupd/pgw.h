@@ -29,12 +29,31 @@ struct ru_batch {
     struct ru_sid checkpoint; /* highest id applied by this batch (and all before it) */
     struct ru_buf raw;        /* COPY text rows for the raw table (optional) */
     uint64_t nraw;
+    struct ru_sid *raw_ids;   /* the stream id of each raw row */
+    /* Raw rows refused (by our checks at ingest, or by PostgreSQL at COPY time and then
+     * isolated by bisection): their events still count in the hourly table. */
+    struct ru_raw_reject {
+        struct ru_sid id;
+        char reason[200];
+    } *rejects;
+    size_t nrejects, rejects_cap;
+    size_t ingest_rejects; /* rejects found at ingest (kept across retries) */
     int64_t created_ms; /* monotonic time of the first event, for freshness */
+
+    /* Adoption: apply under another (dead) consumer's checkpoint. NULL = our own. The
+     * writer commits only if that checkpoint still equals adopt_expected and no live
+     * process holds the consumer's lock; otherwise the batch comes back fenced. */
+    char *adopt_consumer;
+    struct ru_sid adopt_expected;
 
     /* filled by the writer */
     uint64_t rows_written;
+    uint64_t raw_written; /* raw rows copied (nraw less those PostgreSQL refused) */
     int64_t duration_us;
     int attempts;
+    bool fenced; /* not committed: the checkpoint moved under us (another process took
+                  * over this consumer), or the adopted consumer is alive */
+    char fence_reason[160];
 };
 
 struct ru_batch *ru_batch_new(void);
@@ -44,10 +63,12 @@ void ru_batch_add_id(struct ru_batch *b, const struct ru_sid *id);
 size_t ru_batch_mem(const struct ru_batch *b);
 
 /* Appends one raw row in COPY text format for genonaut's route_analytics table.
- * Returns 0, or -1 with a reason when PostgreSQL would refuse the row (user id not a
- * UUID, query_params not JSON, cache_status too long). */
+ * Returns 0, or -1 when PostgreSQL would refuse the row (user id not a UUID,
+ * query_params not JSON, cache_status too long): the refusal is recorded in
+ * b->rejects with its reason instead. */
 struct ru_event;
-int ru_batch_add_raw(struct ru_batch *b, const struct ru_event *ev, char *err, size_t errlen);
+int ru_batch_add_raw(struct ru_batch *b, const struct ru_sid *id, const struct ru_event *ev);
+void ru_batch_add_reject(struct ru_batch *b, const struct ru_sid *id, const char *reason);
 
 /* COPY text escaping of [s, s+len) (backslash, tab, newline, carriage return). */
 void ru_pgw_copy_escape(struct ru_buf *out, const char *s, size_t len);
@@ -82,6 +103,13 @@ struct ru_sid ru_pgw_checkpoint(const struct ru_pgw *w);
 
 /* Hands a batch to the writer (consumed). Only when ready and not busy. */
 void ru_pgw_submit(struct ru_pgw *w, struct ru_batch *b);
+
+/* Asks the writer for another consumer's checkpoint (for adoption). Only when ready and
+ * not busy. The answer arrives like a finished batch: ru_pgw_collect returns NULL and
+ * ru_pgw_take_checkpoint then returns 1 with the result (0 when there is none, -1 with a
+ * reason in err when the query failed). */
+void ru_pgw_request_checkpoint(struct ru_pgw *w, const char *consumer);
+int ru_pgw_take_checkpoint(struct ru_pgw *w, struct ru_sid *out, char *err, size_t errlen);
 
 /* New conninfo and statement timeout on reload: the writer reconnects before its next
  * transaction. */

@@ -38,6 +38,15 @@ struct ru_stream_cb {
     void (*on_state)(void *ud, bool up, const char *err);
     /* The group did not exist on a connection that had seen it before. */
     void (*on_group_recreated)(void *ud);
+
+    /* Adoption (ru_stream_adopt_fetch): each pending entry of the other consumer, in id
+     * order (fields NULL and n 0 when the producer trimmed it), then done (err NULL on
+     * success). */
+    void (*on_adopt_entry)(void *ud, const struct ru_sid *id, const struct ru_field *fields,
+                           size_t nfields);
+    void (*on_adopt_done)(void *ud, const char *err);
+    /* One consumer of the group (ru_stream_list_consumers). */
+    void (*on_consumer)(void *ud, const char *name, long long pending, long long idle_ms);
 };
 
 struct ru_stream_stats {
@@ -79,6 +88,17 @@ void ru_stream_ack(struct ru_stream *s, const struct ru_sid *ids, size_t n);
  * happen together or not at all. */
 void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
                            const struct ru_field *fields, size_t nfields, const char *reason);
+
+/* Reads every pending entry of another consumer of the group (XPENDING ... consumer,
+ * then XRANGE of each id) without claiming it: nothing changes in Redis until the
+ * caller acknowledges. Returns -1 when not live or an adoption is already running. */
+int ru_stream_adopt_fetch(struct ru_stream *s, const char *consumer) RU_MUSTCHECK;
+/* XINFO CONSUMERS: on_consumer for each. Returns -1 when not live. */
+int ru_stream_list_consumers(struct ru_stream *s) RU_MUSTCHECK;
+
+/* Records a note in the dead-letter stream without acknowledging anything (for an
+ * event that was counted but whose raw row was refused). */
+void ru_stream_dead_letter_note(struct ru_stream *s, const struct ru_sid *id, const char *reason);
 
 /* Poll integration. fd is -1 while there is no socket. */
 int ru_stream_fd(const struct ru_stream *s);
