@@ -35,3 +35,8 @@ foreach(src ${RU_INTEG_TESTS})
     LABELS integration FIXTURES_REQUIRED servers TIMEOUT 900
     ENVIRONMENT "RU_TESTENV=${RU_TESTENV_DIR}/env;RU_BUILD_DIR=${CMAKE_BINARY_DIR};RU_SOURCE_DIR=${CMAKE_CURRENT_SOURCE_DIR}")
 endforeach()
+
+# The unit files: systemd-analyze verify and security (exposure must stay <= 1.0).
+add_test(NAME units COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/tests/integ/test_units.sh
+         ${CMAKE_BINARY_DIR})
+set_tests_properties(units PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 120)
