@@ -56,7 +56,7 @@ void ru_batch_add_id(struct ru_batch *b, const struct ru_sid *id)
 size_t ru_batch_mem(const struct ru_batch *b)
 {
     return sizeof(*b) + ru_store_mem(b->store) + b->ids_cap * sizeof(*b->ids) + b->raw.cap +
-           b->nraw * sizeof(*b->raw_ids);
+           b->raw_ids_cap * sizeof(*b->raw_ids);
 }
 
 void ru_pgw_copy_escape(struct ru_buf *out, const char *s, size_t len)
@@ -129,9 +129,9 @@ int ru_batch_add_raw(struct ru_batch *b, const struct ru_sid *id, const struct r
         ru_batch_add_reject(b, id, why);
         return -1;
     }
-    if ((b->nraw & (b->nraw - 1)) == 0 || b->nraw == 0) {
-        size_t cap = b->nraw ? b->nraw * 2 : 64;
-        b->raw_ids = ru_xrealloc(b->raw_ids, cap * sizeof(*b->raw_ids));
+    if (b->nraw == b->raw_ids_cap) {
+        b->raw_ids_cap = b->raw_ids_cap ? b->raw_ids_cap * 2 : 1024;
+        b->raw_ids = ru_xrealloc(b->raw_ids, b->raw_ids_cap * sizeof(*b->raw_ids));
     }
     b->raw_ids[b->nraw] = *id;
     struct ru_buf *o = &b->raw;

@@ -156,7 +156,8 @@ uint64_t ru_hash(const void *data, size_t len, uint64_t seed)
         len -= 8;
     }
     uint64_t w = 0;
-    memcpy(&w, p, len);
+    if (len)
+        memcpy(&w, p, len);
     return mix64(h ^ w ^ ((uint64_t)len << 56));
 }
 

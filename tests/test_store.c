@@ -191,6 +191,43 @@ Test(store, strings_are_copied)
     ru_store_free(st);
 }
 
+Test(store, long_strings)
+{
+    /* the longest valid route, and strings larger than an arena chunk */
+    struct ru_store *st = ru_store_new();
+    size_t lens[] = {RU_EVENT_MAX_ROUTE, RU_EVENT_MAX_ROUTE + 256, 100000, 64 * 1024 - 1, 300};
+    char *routes[RU_ARRAY_LEN(lens)];
+    for (size_t i = 0; i < RU_ARRAY_LEN(lens); i++) {
+        routes[i] = malloc(lens[i] + 1);
+        for (size_t j = 0; j < lens[i]; j++)
+            routes[i][j] = (char)('a' + (j * 7 + i) % 26);
+        routes[i][0] = '/';
+        routes[i][lens[i]] = '\0';
+        struct ru_event e = ev_make(H0, routes[i]);
+        e.params_canon = (struct ru_str){routes[i], lens[i] < 1536 ? lens[i] : 1536};
+        ru_store_add(st, &e);
+        ru_store_add(st, &e);
+    }
+    /* a prefix is another key */
+    struct ru_event e = ev_make(H0, "x");
+    e.route = (struct ru_str){routes[2], 44};
+    e.params_canon = (struct ru_str){routes[2], 1536};
+    ru_store_add(st, &e);
+    cr_assert_eq(ru_store_nkeys(st), RU_ARRAY_LEN(lens) + 1);
+    for (size_t i = 0; i < RU_ARRAY_LEN(lens); i++) {
+        const struct ru_agg *a = ru_store_agg(st, i);
+        cr_assert_eq(a->route_len, lens[i]);
+        cr_assert_eq(strlen(a->route), lens[i]);
+        cr_assert_eq(memcmp(a->route, routes[i], lens[i]), 0, "route %zu", i);
+        cr_assert_eq(a->total, 2);
+        free(routes[i]);
+    }
+    cr_assert_eq(ru_store_agg(st, RU_ARRAY_LEN(lens))->route_len, 44);
+    cr_assert_eq(ru_store_agg(st, RU_ARRAY_LEN(lens))->total, 1);
+    cr_assert_geq(ru_store_mem(st), 100000 + 64 * 1024);
+    ru_store_free(st);
+}
+
 Test(store, each_key_field_distinguishes)
 {
     struct ru_store *st = ru_store_new();
@@ -277,6 +314,102 @@ Test(store, binary_safe_route)
     cr_assert_eq(memcmp(ru_store_agg(st, 0)->route, "/a\0b", 4), 0);
     cr_assert_eq(memcmp(ru_store_agg(st, 1)->route, "/a\0c", 4), 0);
     cr_assert_eq(ru_store_agg(st, 2)->route_len, 2);
+    ru_store_free(st);
+}
+
+/* Keys whose 64-bit hashes collide, so that only the key comparison tells them apart.
+ * Built from ru_hash's structure (per 8-byte word w: h = mix64(h ^ w) + K; seed and length
+ * mixed in first); the test checks through agg->hash_hi that the collision really
+ * happened, and fails if ru_hash or the store's key hash changed so that it no longer does. */
+#define GOLDEN 0x9e3779b97f4a7c15ULL
+
+static uint64_t mix64_copy(uint64_t x)
+{
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ULL;
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ULL;
+    x ^= x >> 32;
+    return x;
+}
+
+/* Given 16 bytes a and a different first word for b, fills b[8..16) so that
+ * ru_hash(a, 16, seed) == ru_hash(b, 16, seed). */
+static void collide16(const char a[16], char b[16], uint64_t seed)
+{
+    uint64_t a1, a2, b1;
+    memcpy(&a1, a, 8);
+    memcpy(&a2, a + 8, 8);
+    memcpy(&b1, b, 8);
+    uint64_t h = seed ^ (GOLDEN * 17);
+    uint64_t sa = mix64_copy(h ^ a1) + GOLDEN, sb = mix64_copy(h ^ b1) + GOLDEN;
+    uint64_t b2 = sa ^ a2 ^ sb;
+    memcpy(b + 8, &b2, 8);
+    cr_assert_eq(ru_hash(a, 16, seed), ru_hash(b, 16, seed),
+                 "collision construction no longer matches ru_hash");
+    cr_assert_neq(memcmp(a, b, 16), 0);
+}
+
+static uint64_t key_seed(int64_t hour_us)
+{
+    return ru_hash(&hour_us, sizeof(hour_us), 0x5bd1e995);
+}
+
+Test(store, colliding_hashes_stay_distinct)
+{
+    struct ru_store *st = ru_store_new();
+    /* routes that differ, same hour, method and params */
+    char ra[16] = "/api/collide/aaa", rb[16] = "/api/other/bbbbb";
+    collide16(ra, rb, key_seed(H0));
+    /* params that differ, same hour, route and method */
+    char pa[16] = "{\"k\": \"vvvvvv\"} ", pb[16] = "{\"q\": \"wwwwwwww";
+    uint64_t hm = ru_hash("GET", 3, ru_hash("/p", 2, key_seed(H0)));
+    collide16(pa, pb, hm);
+
+    struct ru_event e = ev_make(H0, "x");
+    e.route = (struct ru_str){ra, 16};
+    ru_store_add(st, &e);
+    e.route = (struct ru_str){rb, 16};
+    ru_store_add(st, &e);
+    ru_store_add(st, &e);
+    struct ru_event p = ev_make(H0, "/p");
+    p.params_canon = (struct ru_str){pa, 16};
+    ru_store_add(st, &p);
+    p.params_canon = (struct ru_str){pb, 16};
+    ru_store_add(st, &p);
+    ru_store_add(st, &p);
+    ru_store_add(st, &p);
+
+    cr_assert_eq(ru_store_nkeys(st), 4, "colliding keys were merged");
+    const struct ru_agg *a0 = ru_store_agg(st, 0), *a1 = ru_store_agg(st, 1);
+    const struct ru_agg *a2 = ru_store_agg(st, 2), *a3 = ru_store_agg(st, 3);
+    cr_assert_eq(a0->hash_hi, a1->hash_hi, "route keys do not collide: update the test");
+    cr_assert_eq(a2->hash_hi, a3->hash_hi, "params keys do not collide: update the test");
+    cr_assert_eq(memcmp(a0->route, ra, 16), 0);
+    cr_assert_eq(memcmp(a1->route, rb, 16), 0);
+    cr_assert_eq(memcmp(a2->params, pa, 16), 0);
+    cr_assert_eq(memcmp(a3->params, pb, 16), 0);
+    cr_assert_eq(a0->total, 1);
+    cr_assert_eq(a1->total, 2);
+    cr_assert_eq(a2->total, 1);
+    cr_assert_eq(a3->total, 3);
+
+    /* still apart and found after the table grew (rehash keeps both in one chain) */
+    char route[32];
+    for (unsigned i = 0; i < 5000; i++) {
+        snprintf(route, sizeof(route), "/fill/%u", i);
+        struct ru_event f = ev_make(H0, route);
+        ru_store_add(st, &f);
+    }
+    e.route = (struct ru_str){ra, 16};
+    ru_store_add(st, &e);
+    p.params_canon = (struct ru_str){pa, 16};
+    ru_store_add(st, &p);
+    cr_assert_eq(ru_store_nkeys(st), 5004);
+    cr_assert_eq(ru_store_agg(st, 0)->total, 2);
+    cr_assert_eq(ru_store_agg(st, 1)->total, 2);
+    cr_assert_eq(ru_store_agg(st, 2)->total, 2);
+    cr_assert_eq(ru_store_agg(st, 3)->total, 3);
     ru_store_free(st);
 }
 
@@ -1043,8 +1176,8 @@ static struct ru_event raw_event(void)
     return ev;
 }
 
-/* Checks that the raw rows of b are exactly want_prefixes[i] followed by a creation
- * time "YYYY-MM-DD HH:MM:SS[.ffffff]" close to now, then a newline. */
+/* Checks that the raw rows of b are exactly want[i] followed by a creation time
+ * "YYYY-MM-DD HH:MM:SS[.ffffff]" close to now (UTC), then a newline. */
 static void check_raw_rows(const struct ru_batch *b, const char *const *want, size_t n)
 {
     cr_assert_eq(b->nraw, n);
@@ -1080,9 +1213,10 @@ static void check_raw_rows(const struct ru_batch *b, const char *const *want, si
 Test(batch, add_raw_row_format)
 {
     struct ru_batch *b = ru_batch_new();
-    char err[128] = "";
+    struct ru_sid id1 = sid(1761235223315, 0), id2 = sid(1761235223315, 1),
+                  id3 = sid(1761235224000, 0);
     struct ru_event ev = raw_event();
-    cr_assert_eq(ru_batch_add_raw(b, &ev, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(ru_batch_add_raw(b, &id1, &ev), 0);
 
     /* anonymous, no sizes, no db count, no error, no cache status, whole-second time */
     struct ru_event an = raw_event();
@@ -1101,7 +1235,7 @@ Test(batch, add_raw_row_format)
     an.db_query_count = 12;
     an.error_type = S("");
     an.cache_status = S("");
-    cr_assert_eq(ru_batch_add_raw(b, &an, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(ru_batch_add_raw(b, &id2, &an), 0);
 
     /* an error type, a zero db count (present), negative sizes, UTF-8 */
     struct ru_event er = raw_event();
@@ -1115,7 +1249,7 @@ Test(batch, add_raw_row_format)
     er.db_query_count = 0;
     er.error_type = S("server_error");
     er.cache_status = S("miss");
-    cr_assert_eq(ru_batch_add_raw(b, &er, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(ru_batch_add_raw(b, &id3, &er), 0);
 
     const char *want[] = {
         "/api/v1/notifications/unread/count\tGET\t" UUID1 "\t2025-10-23 16:00:23.315774\t111\t200"
@@ -1132,23 +1266,56 @@ Test(batch, add_raw_row_format)
     for (size_t i = 0; i < b->raw.len; i++)
         tabs += b->raw.p[i] == '\t';
     cr_assert_eq(tabs, 3 * 13);
+    /* each row remembers its stream id; nothing was refused */
+    cr_assert_eq(ru_sid_cmp(&b->raw_ids[0], &id1), 0);
+    cr_assert_eq(ru_sid_cmp(&b->raw_ids[1], &id2), 0);
+    cr_assert_eq(ru_sid_cmp(&b->raw_ids[2], &id3), 0);
+    cr_assert_eq(b->nrejects, 0);
+    /* raw rows do not touch the ids to acknowledge nor the checkpoint */
+    cr_assert_eq(b->nids, 0);
+    cr_assert(ru_sid_is_zero(&b->checkpoint));
     cr_assert_geq(ru_batch_mem(b), b->raw.len);
     ru_batch_free(b);
 }
 
+Test(batch, add_raw_many_rows_keep_ids)
+{
+    enum { N = 1000 };
+    struct ru_batch *b = ru_batch_new();
+    struct ru_event ev = raw_event();
+    for (uint64_t i = 0; i < N; i++) {
+        struct ru_sid id = sid(1000 + i, i % 3);
+        ev.duration_ms = (int32_t)i;
+        cr_assert_eq(ru_batch_add_raw(b, &id, &ev), 0, "row %" PRIu64, i);
+    }
+    cr_assert_eq(b->nraw, N);
+    for (uint64_t i = 0; i < N; i++) {
+        cr_assert_eq(b->raw_ids[i].ms, 1000 + i, "raw id %" PRIu64, i);
+        cr_assert_eq(b->raw_ids[i].seq, i % 3, "raw id %" PRIu64, i);
+    }
+    size_t lines = 0;
+    for (size_t i = 0; i < b->raw.len; i++)
+        lines += b->raw.p[i] == '\n';
+    cr_assert_eq(lines, N);
+    ru_batch_free(b);
+}
+
+/* Adds one good row, then ev, which must be refused with a reason mentioning why. */
 static void check_refused(const struct ru_event *ev, const char *why)
 {
     struct ru_batch *b = ru_batch_new();
     struct ru_event ok = raw_event();
-    char err[128] = "";
-    cr_assert_eq(ru_batch_add_raw(b, &ok, err, sizeof(err)), 0, "%s", err);
+    struct ru_sid id1 = sid(10, 1), id2 = sid(10, 2);
+    cr_assert_eq(ru_batch_add_raw(b, &id1, &ok), 0);
     size_t len = b->raw.len;
-    err[0] = '\0';
-    cr_assert_eq(ru_batch_add_raw(b, ev, err, sizeof(err)), -1, "accepted: %s", why);
-    cr_assert_neq(err[0], '\0', "no reason given for %s", why);
-    cr_assert(strstr(err, why) != NULL, "reason '%s' does not mention '%s'", err, why);
+    cr_assert_eq(ru_batch_add_raw(b, &id2, ev), -1, "accepted: %s", why);
     cr_assert_eq(b->raw.len, len, "refused row left bytes behind");
     cr_assert_eq(b->nraw, 1);
+    cr_assert_eq(b->nrejects, 1);
+    cr_assert_eq(ru_sid_cmp(&b->rejects[0].id, &id2), 0);
+    cr_assert(strstr(b->rejects[0].reason, why) != NULL, "reason '%s' does not mention '%s'",
+              b->rejects[0].reason, why);
+    cr_assert_eq(ru_sid_cmp(&b->raw_ids[0], &id1), 0);
     ru_batch_free(b);
 }
 
@@ -1183,19 +1350,48 @@ Test(batch, add_raw_refusals)
 Test(batch, add_raw_limits_accepted)
 {
     struct ru_batch *b = ru_batch_new();
-    char err[128] = "";
+    struct ru_sid id = sid(1, 0);
     struct ru_event ev = raw_event();
     ev.cache_status = S("0123456789"); /* exactly 10 characters */
-    cr_assert_eq(ru_batch_add_raw(b, &ev, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(ru_batch_add_raw(b, &id, &ev), 0);
     /* 10 characters in 20 bytes */
     ev.cache_status = S("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
                         "\xc3\xa9");
-    cr_assert_eq(ru_batch_add_raw(b, &ev, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(ru_batch_add_raw(b, &id, &ev), 0);
     /* an anonymous user needs no UUID */
     ev = raw_event();
     ev.user_id = S("");
     ev.user_is_uuid = false;
-    cr_assert_eq(ru_batch_add_raw(b, &ev, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(ru_batch_add_raw(b, &id, &ev), 0);
     cr_assert_eq(b->nraw, 3);
+    cr_assert_eq(b->nrejects, 0);
+    ru_batch_free(b);
+}
+
+Test(batch, add_reject)
+{
+    struct ru_batch *b = ru_batch_new();
+    char longr[400];
+    memset(longr, 'r', sizeof(longr) - 1);
+    longr[sizeof(longr) - 1] = '\0';
+    for (uint64_t i = 0; i < 40; i++) { /* past the initial capacity */
+        struct ru_sid id = sid(i, 40 - i);
+        char reason[32];
+        snprintf(reason, sizeof(reason), "reason %" PRIu64, i);
+        ru_batch_add_reject(b, &id, i == 39 ? longr : reason);
+    }
+    cr_assert_eq(b->nrejects, 40);
+    cr_assert_eq(b->nraw, 0);
+    cr_assert_eq(b->raw.len, 0);
+    for (uint64_t i = 0; i < 39; i++) {
+        char reason[32];
+        snprintf(reason, sizeof(reason), "reason %" PRIu64, i);
+        cr_assert_eq(b->rejects[i].id.ms, i);
+        cr_assert_eq(b->rejects[i].id.seq, 40 - i);
+        cr_assert_str_eq(b->rejects[i].reason, reason);
+    }
+    /* a long reason is truncated to the field, NUL-terminated */
+    cr_assert_eq(strlen(b->rejects[39].reason), sizeof(b->rejects[39].reason) - 1);
+    cr_assert_eq(strncmp(b->rejects[39].reason, longr, sizeof(b->rejects[39].reason) - 1), 0);
     ru_batch_free(b);
 }

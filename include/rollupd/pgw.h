@@ -30,6 +30,7 @@ struct ru_batch {
     struct ru_buf raw;        /* COPY text rows for the raw table (optional) */
     uint64_t nraw;
     struct ru_sid *raw_ids;   /* the stream id of each raw row */
+    size_t raw_ids_cap;
     /* Raw rows refused (by our checks at ingest, or by PostgreSQL at COPY time and then
      * isolated by bisection): their events still count in the hourly table. */
     struct ru_raw_reject {

@@ -679,7 +679,7 @@ static pid_t spawn(const char *const *argv, const char *out_path)
         unsetenv("WATCHDOG_PID");
         unsetenv("LISTEN_FDS");
         unsetenv("LISTEN_PID");
-        execv(argv[0], (char *const *)argv);
+        execvp(argv[0], (char *const *)argv);
         dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
@@ -694,12 +694,21 @@ static void daemon_exec(struct ru_h_daemon *d, const char *const *extra_args)
     if (access(exe, X_OK) != 0)
         hfail("harness: %s is missing (%s): build it first (RU_BUILD_DIR=%s)", exe, strerror(errno),
               ru_h_env.build_dir);
-    const char *argv[32];
+    const char *argv[48];
     int n = 0;
+    /* RU_DAEMON_WRAPPER (e.g. "valgrind --error-exitcode=99 --leak-check=full") runs the
+     * daemon under a tool; its words come first */
+    static char wrapper[512];
+    const char *wr = getenv("RU_DAEMON_WRAPPER");
+    if (wr && *wr) {
+        ru_strlcpy(wrapper, wr, sizeof(wrapper));
+        for (char *tok = strtok(wrapper, " "); tok && n < 16; tok = strtok(NULL, " "))
+            argv[n++] = tok;
+    }
     argv[n++] = exe;
     argv[n++] = "-c";
     argv[n++] = d->conf;
-    for (int i = 0; extra_args && extra_args[i] && n < 31; i++)
+    for (int i = 0; extra_args && extra_args[i] && n < 47; i++)
         argv[n++] = extra_args[i];
     argv[n] = NULL;
     d->pid = spawn(argv, d->log);
