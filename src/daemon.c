@@ -22,12 +22,11 @@
 #include "rollupd/status.h"
 #include "rollupd/stream.h"
 
-#define MAX_POLLFDS 100
+#define MAX_POLLFDS      100
 #define TRIM_DEGRADED_MS (3600 * 1000) /* health stays degraded this long after a trim */
 
 /* Flush-duration histogram buckets (seconds), for rollupd_flush_duration_seconds. */
-static const double flush_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                       0.5,   1,    2.5,   5,    10,  30};
+static const double flush_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 #define NBUCKETS (sizeof(flush_buckets) / sizeof(flush_buckets[0]))
 
 struct counters {
@@ -37,7 +36,7 @@ struct counters {
     uint64_t raw_rejected; /* events whose raw row PostgreSQL would refuse */
     uint64_t replay_acked; /* replayed entries already committed: acknowledged only */
     uint64_t group_recreated;
-    int64_t last_trim_ms;   /* monotonic time of the last trimmed entry, 0 = never */
+    int64_t last_trim_ms;                /* monotonic time of the last trimmed entry, 0 = never */
     uint64_t flush_bucket[NBUCKETS + 1]; /* cumulative at render time; +Inf last */
     double flush_seconds_sum;
 };
@@ -173,7 +172,6 @@ static void on_batch(void *ud, size_t n, bool replay)
         d->flush_due = true;
 }
 
-
 /* ---- adoption ---- */
 
 static void adopt_reset(struct ru_daemon *d)
@@ -196,8 +194,7 @@ static void adopt_start(struct ru_daemon *d, const char *consumer, struct ru_sta
 {
     if (d->adopt.phase != A_IDLE) {
         if (req)
-            ru_status_replyf(req, "error: an adoption of '%s' is in progress",
-                             d->adopt.consumer);
+            ru_status_replyf(req, "error: an adoption of '%s' is in progress", d->adopt.consumer);
         return;
     }
     if (strcmp(consumer, d->cfg.redis.consumer) == 0) {
@@ -329,8 +326,9 @@ static void adopt_committed(struct ru_daemon *d, struct ru_batch *b)
               (double)b->duration_us / 1000.0);
     if (a->req)
         ru_status_replyf(a->req,
-                         "{\"adopted\":\"%s\",\"applied\":%" PRIu64 ",\"acknowledged_only\":%" PRIu64
-                         ",\"invalid\":%" PRIu64 ",\"trimmed\":%" PRIu64 "}",
+                         "{\"adopted\":\"%s\",\"applied\":%" PRIu64
+                         ",\"acknowledged_only\":%" PRIu64 ",\"invalid\":%" PRIu64
+                         ",\"trimmed\":%" PRIu64 "}",
                          a->consumer, a->applied, a->acked_only, a->invalid, a->trimmed);
     ru_batch_free(b);
     adopt_reset(d);
@@ -586,8 +584,7 @@ static void health_line(struct ru_daemon *d, struct ru_buf *out, enum health *h)
 
 /* ---- Prometheus text exposition (format 0.0.4) ---- */
 
-static void metric(struct ru_buf *b, const char *name, const char *type, const char *help,
-                   double v)
+static void metric(struct ru_buf *b, const char *name, const char *type, const char *help, double v)
 {
     ru_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
@@ -625,8 +622,7 @@ static void render_metrics(struct ru_daemon *d, struct ru_buf *b)
     metric(b, "rollupd_raw_rows_rejected_total", "counter",
            "Events whose raw row PostgreSQL would refuse (still counted hourly).",
            (double)d->c.raw_rejected);
-    metric(b, "rollupd_raw_rows_written_total", "counter", "Raw rows copied.",
-           (double)ps.raw_rows);
+    metric(b, "rollupd_raw_rows_written_total", "counter", "Raw rows copied.", (double)ps.raw_rows);
     metric(b, "rollupd_rows_written_total", "counter", "Hourly rows inserted or updated.",
            (double)ps.rows_written);
     metric(b, "rollupd_flushes_total", "counter", "Committed flushes.", (double)ps.flushes);
@@ -656,8 +652,7 @@ static void render_metrics(struct ru_daemon *d, struct ru_buf *b)
            (double)mem_in_use(d));
     metric(b, "rollupd_memory_limit_bytes", "gauge", "limits.max_memory_mb in bytes.",
            (double)d->cfg.limits.max_memory_mb * 1024 * 1024);
-    metric(b, "rollupd_reading_paused", "gauge", "1 while backpressure pauses reading.",
-           d->paused);
+    metric(b, "rollupd_reading_paused", "gauge", "1 while backpressure pauses reading.", d->paused);
     metric(b, "rollupd_group_lag", "gauge", "Entries not yet delivered to the group (-1 unknown).",
            (double)ss->lag);
     metric(b, "rollupd_group_pending", "gauge",
@@ -708,9 +703,7 @@ static void cmd_metrics(void *ud, struct ru_status_req *req, const char *args)
     ru_buf_free(&b);
 }
 
-
 /* ---- status commands ---- */
-
 
 static json_t *status_json(struct ru_daemon *d)
 {
@@ -771,7 +764,9 @@ static json_t *status_json(struct ru_daemon *d)
     char why[512];
     enum health h = health_of(d, why, sizeof(why));
     json_object_set_new(o, "health",
-                        json_string(h == H_OK ? "ok" : h == H_DEGRADED ? "degraded" : "down"));
+                        json_string(h == H_OK         ? "ok"
+                                    : h == H_DEGRADED ? "degraded"
+                                                      : "down"));
     json_object_set_new(o, "health_reason", json_string(why));
     return o;
 }
@@ -792,7 +787,6 @@ static void cmd_flush(void *ud, struct ru_status_req *req, const char *args)
     d->flush_asked = true;
     maybe_flush(d);
 }
-
 
 static const struct ru_status_cmd commands[] = {
     {"status", "one JSON object with every counter and gauge", cmd_status},
@@ -878,7 +872,7 @@ static void on_signal(struct ru_daemon *d)
             if (d->stopping) {
                 ru_notice("msg=\"second stop signal: exiting now; uncommitted events stay "
                           "pending in Redis\"");
-                fflush(stderr);
+                ru_pgw_cancel(d->pgw); /* roll back now rather than when the lock frees */
                 _exit(0);
             }
             ru_notice("msg=\"stopping: final flush\" signal=%s",
@@ -1067,8 +1061,9 @@ int ru_daemon_run(struct ru_daemon *d)
         if (d->cfg.redis.claim_idle_ms > 0 && ru_stream_live(d->stream) &&
             d->adopt.phase == A_IDLE && ru_mono_ms() >= d->next_claim_check_ms) {
             int64_t every = d->cfg.redis.claim_idle_ms / 4;
-            d->next_claim_check_ms =
-                ru_mono_ms() + (every < 1000 ? 1000 : every > 30000 ? 30000 : every);
+            d->next_claim_check_ms = ru_mono_ms() + (every < 1000    ? 1000
+                                                     : every > 30000 ? 30000
+                                                                     : every);
             if (ru_stream_list_consumers(d->stream) < 0)
                 d->next_claim_check_ms = 0;
         }

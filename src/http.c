@@ -220,8 +220,7 @@ void ru_http_on_ready(struct ru_http *h, int fd, short revents)
         }
         c->inlen += (size_t)n;
         c->in[c->inlen] = '\0';
-        if (strstr(c->in, "\r\n\r\n") || strstr(c->in, "\n\n") ||
-            c->inlen >= sizeof(c->in) - 1) {
+        if (strstr(c->in, "\r\n\r\n") || strstr(c->in, "\n\n") || c->inlen >= sizeof(c->in) - 1) {
             respond(h, c);
             on_write(c);
         }

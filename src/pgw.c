@@ -741,7 +741,6 @@ static void build_users(struct ru_buf *o, const struct ru_store *st)
     }
 }
 
-
 /* True for errors caused by the data of some row (class 22 data exception, class 23
  * integrity violation such as a foreign key to a deleted user): isolating the row helps.
  * Anything else (connection, timeout, permissions) fails the whole flush and is retried. */
@@ -753,8 +752,8 @@ static bool row_error(void)
 /* Copies raw rows [lo, hi) (line offsets in off[]) under a savepoint; on a row error,
  * splits the range in two and recurses, so each refused row is found with about
  * log2(n) extra COPYs and recorded as a reject while every other row is written. */
-static int copy_raw_range(struct ru_pgw *w, struct ru_batch *b, const char *sql,
-                          const size_t *off, size_t lo, size_t hi)
+static int copy_raw_range(struct ru_pgw *w, struct ru_batch *b, const char *sql, const size_t *off,
+                          size_t lo, size_t hi)
 {
     struct ru_buf part = RU_BUF_INIT;
     ru_buf_append(&part, b->raw.p + off[lo], off[hi] - off[lo]);
@@ -768,8 +767,7 @@ static int copy_raw_range(struct ru_pgw *w, struct ru_batch *b, const char *sql,
         return -1;
     char reason[256];
     pthread_mutex_lock(&w->mu);
-    snprintf(reason, sizeof(reason), "raw row refused by PostgreSQL: %.200s",
-             w->stats.last_error);
+    snprintf(reason, sizeof(reason), "raw row refused by PostgreSQL: %.200s", w->stats.last_error);
     pthread_mutex_unlock(&w->mu);
     if (exec_ok(w, "ROLLBACK TO SAVEPOINT ru_raw; RELEASE SAVEPOINT ru_raw", "ROLLBACK TO") < 0)
         return -1;
@@ -842,9 +840,9 @@ static int flush_once(struct ru_pgw *w, struct ru_batch *b)
         struct ru_buf key = RU_BUF_INIT;
         ru_buf_printf(&key, "rollupd:%s:%s:%s", w->stream, w->group, consumer);
         const char *kp[1] = {key.p};
-        PGresult *r = PQexecParams(w->conn,
-                                   "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", 1,
-                                   NULL, kp, NULL, NULL, 0);
+        PGresult *r =
+            PQexecParams(w->conn, "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", 1,
+                         NULL, kp, NULL, NULL, 0);
         ru_buf_free(&key);
         bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -1166,6 +1164,16 @@ void ru_pgw_reconfigure(struct ru_pgw *w, const struct ru_config *cfg)
     copy_settings(w, cfg);
     atomic_store(&w->reconfigured, true);
     pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void ru_pgw_cancel(struct ru_pgw *w)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->cancel) {
+        char errbuf[256];
+        PQcancel(w->cancel, errbuf, sizeof(errbuf));
+    }
     pthread_mutex_unlock(&w->mu);
 }
 

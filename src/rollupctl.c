@@ -17,20 +17,19 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: rollupctl [-s SOCKET] [-t TIMEOUT_MS] COMMAND [ARGS]\n"
-            "\n"
-            "  status [--json]   a readable summary (or the raw JSON object)\n"
-            "  health            prints ok / degraded: ... / down: ...; exits 0, 1 or 2\n"
-            "  flush             flush now and wait for the COMMIT\n"
-            "  metrics           Prometheus text format\n"
-            "  adopt CONSUMER    take over a dead consumer's pending entries\n"
-            "  help              the daemon's command list\n"
-            "\n"
-            "  -s SOCKET   status socket (default $ROLLUPD_SOCKET or " DEFAULT_SOCKET ")\n"
-            "  -t MS       answer timeout (default 5000; flush and adopt: 600000)\n"
-            "Exit status: 0 ok, 1 the daemon answered with an error (or degraded), 2 down,\n"
-            "unreachable or no answer.\n");
+    fprintf(out, "usage: rollupctl [-s SOCKET] [-t TIMEOUT_MS] COMMAND [ARGS]\n"
+                 "\n"
+                 "  status [--json]   a readable summary (or the raw JSON object)\n"
+                 "  health            prints ok / degraded: ... / down: ...; exits 0, 1 or 2\n"
+                 "  flush             flush now and wait for the COMMIT\n"
+                 "  metrics           Prometheus text format\n"
+                 "  adopt CONSUMER    take over a dead consumer's pending entries\n"
+                 "  help              the daemon's command list\n"
+                 "\n"
+                 "  -s SOCKET   status socket (default $ROLLUPD_SOCKET or " DEFAULT_SOCKET ")\n"
+                 "  -t MS       answer timeout (default 5000; flush and adopt: 600000)\n"
+                 "Exit status: 0 ok, 1 the daemon answered with an error (or degraded), 2 down,\n"
+                 "unreachable or no answer.\n");
 }
 
 static const char *jstr(json_t *o, const char *k)

@@ -684,7 +684,6 @@ static void parse_xinfo(struct ru_stream *s, const redisReply *r)
     }
 }
 
-
 /* ---- adoption and consumers ---- */
 
 static void adopt_finish(struct ru_stream *s, const char *err)
@@ -1061,7 +1060,7 @@ int ru_stream_tick(struct ru_stream *s)
         disconnect(s, "server did not answer in time");
         return 10;
     }
-    if (s->state == S_LIVE && now >= s->next_xinfo_ms) {
+    if (s->state == S_LIVE && !s->paused && now >= s->next_xinfo_ms) {
         s->next_xinfo_ms = now + XINFO_EVERY_MS;
         argv_reserve(s, 3);
         ARG(0, "XINFO");
@@ -1085,7 +1084,9 @@ bool ru_stream_live(const struct ru_stream *s)
 
 bool ru_stream_idle(const struct ru_stream *s)
 {
-    return s->c == NULL || s->qlen == 0 || (s->qlen == 1 && s->read_inflight);
+    /* a blocked read counts as outstanding: when stopping, its reply may carry entries
+     * Redis has already assigned to us, which must be taken in and flushed */
+    return s->c == NULL || s->qlen == 0;
 }
 
 const char *ru_stream_last_error(const struct ru_stream *s)

@@ -16,8 +16,7 @@ typedef void (*ru_http_fn)(void *ud, const char *path, int *status, const char *
                            struct ru_buf *body);
 
 /* Listens on "host:port" (IPv4, "localhost" or "[v6]"). Returns NULL with a reason in err. */
-struct ru_http *ru_http_new(const char *listen, ru_http_fn fn, void *ud, char *err,
-                            size_t errlen);
+struct ru_http *ru_http_new(const char *listen, ru_http_fn fn, void *ud, char *err, size_t errlen);
 void ru_http_free(struct ru_http *h);
 int ru_http_pollfds(struct ru_http *h, struct pollfd *fds, int max);
 void ru_http_on_ready(struct ru_http *h, int fd, short revents);

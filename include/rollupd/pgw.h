@@ -29,17 +29,17 @@ struct ru_batch {
     struct ru_sid checkpoint; /* highest id applied by this batch (and all before it) */
     struct ru_buf raw;        /* COPY text rows for the raw table (optional) */
     uint64_t nraw;
-    struct ru_sid *raw_ids;   /* the stream id of each raw row */
+    struct ru_sid *raw_ids; /* the stream id of each raw row */
     size_t raw_ids_cap;
     /* Raw rows refused (by our checks at ingest, or by PostgreSQL at COPY time and then
      * isolated by bisection): their events still count in the hourly table. */
     struct ru_raw_reject {
         struct ru_sid id;
         char reason[200];
-    } *rejects;
+    } * rejects;
     size_t nrejects, rejects_cap;
     size_t ingest_rejects; /* rejects found at ingest (kept across retries) */
-    int64_t created_ms; /* monotonic time of the first event, for freshness */
+    int64_t created_ms;    /* monotonic time of the first event, for freshness */
 
     /* Adoption: apply under another (dead) consumer's checkpoint. NULL = our own. The
      * writer commits only if that checkpoint still equals adopt_expected and no live
@@ -115,6 +115,10 @@ int ru_pgw_take_checkpoint(struct ru_pgw *w, struct ru_sid *out, char *err, size
 /* New conninfo and statement timeout on reload: the writer reconnects before its next
  * transaction. */
 void ru_pgw_reconfigure(struct ru_pgw *w, const struct ru_config *cfg);
+
+/* Asks PostgreSQL to cancel the statement in progress (thread-safe; for an immediate
+ * exit, so the server session does not linger holding locks). */
+void ru_pgw_cancel(struct ru_pgw *w);
 
 /* A consistent copy of the writer's figures (thread-safe). */
 void ru_pgw_get_stats(const struct ru_pgw *w, struct ru_pgw_stats *out);

@@ -109,7 +109,8 @@ int ru_stream_tick(struct ru_stream *s);
 
 bool ru_stream_connected(const struct ru_stream *s); /* handshake done */
 bool ru_stream_live(const struct ru_stream *s);      /* replay finished */
-bool ru_stream_idle(const struct ru_stream *s);      /* nothing queued or in flight */
+bool ru_stream_idle(
+    const struct ru_stream *s); /* nothing queued or in flight, blocked reads included */
 const char *ru_stream_last_error(const struct ru_stream *s);
 const struct ru_stream_stats *ru_stream_stats(const struct ru_stream *s);
 /* The highest id this process has taken in (applied, in flight or committed). */

@@ -1,0 +1,1398 @@
+/* End-to-end tests of rollupd (Criterion suite "e2e"): the real daemon against the private
+ * redis-server and PostgreSQL of scripts/testenv, fed by rollupd-loadgen or by hand, with
+ * the hourly table compared to genonaut's own aggregation (the loadgen oracle).
+ *
+ * Every test has its own database and stream/group names, waits on observable state with
+ * deadlines (status socket, XPENDING, XINFO GROUPS, SQL), and fails with a message that
+ * carries the tail of every daemon's log and its last status. */
+#include "harness.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+
+#define H0          1761228000LL /* 2025-10-23 14:00:00 UTC, an hour boundary */
+#define HOUR_S      3600LL
+#define WAIT_MS     60000 /* deadline for "everything is flushed" */
+#define LOG_TAIL    4000  /* bytes of each daemon log quoted on failure */
+#define MAX_DAEMONS 3
+
+/* ------------------------------------------------------------------ per-test context */
+
+/* Criterion runs each test in its own process, so this is per test. */
+static struct {
+    char stream[128], group[128], dbname[128], dead[160];
+    char ci[256];
+    PGconn *pg;
+    redisContext *r;
+    struct ru_h_daemon *d[MAX_DAEMONS];
+    int nd;
+    int64_t t0;
+} T;
+
+/* The daemon's log without its "postgres notice" debug lines (malloc'd). */
+static char *log_without_notices(const struct ru_h_daemon *d)
+{
+    static const char NOTICE[] = "msg=\"postgres notice\"";
+    char *log = ru_h_daemon_log(d);
+    struct ru_buf b = RU_BUF_INIT;
+    for (char *line = log; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) + 1 : strlen(line);
+        if (memmem(line, len, NOTICE, sizeof(NOTICE) - 1) == NULL)
+            ru_buf_append(&b, line, len);
+        line += len;
+    }
+    free(log);
+    return b.p ? b.p : ru_xstrdup("");
+}
+
+static void fail_log(int line, const char *fmt, ...) RU_PRINTF(2, 3) __attribute__((noreturn));
+
+/* Fails the test with the message (from the test's line), every daemon's status and the
+ * tail of its log. */
+static void fail_log(int line, const char *fmt, ...)
+{
+    struct ru_buf b = RU_BUF_INIT;
+    ru_buf_printf(&b, "test_e2e.c:%d: ", line);
+    va_list ap;
+    va_start(ap, fmt);
+    ru_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    for (int i = 0; i < T.nd; i++) {
+        struct ru_h_daemon *d = T.d[i];
+        bool running = ru_h_daemon_running(d);
+        char *st = running ? ru_h_sock_cmd(d->sock, "status") : NULL;
+        char *log = log_without_notices(d);
+        size_t n = strlen(log);
+        ru_buf_printf(&b,
+                      "\n---- rollupd #%d (pid %d, %s) status: %s\n---- log tail (%s, without"
+                      " postgres notices) ----\n%s",
+                      i, (int)d->pid, running ? "running" : "not running", st ? st : "(none)",
+                      d->log, n > LOG_TAIL ? log + n - LOG_TAIL : log);
+        free(st);
+        free(log);
+    }
+    cr_assert_fail("%s", b.p ? b.p : "failure");
+    abort(); /* not reached */
+}
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            fail_log(__LINE__, __VA_ARGS__);                                                       \
+    } while (0)
+
+static void setup(void)
+{
+    memset(&T, 0, sizeof(T));
+    T.t0 = ru_mono_ms();
+    ru_h_names(T.stream, T.group, T.dbname, sizeof(T.stream));
+    snprintf(T.dead, sizeof(T.dead), "%s:dead", T.stream);
+    ru_h_fresh_db(T.ci, sizeof(T.ci));
+    T.pg = ru_h_pg_connect(T.ci);
+    T.r = ru_h_redis();
+}
+
+static void track(struct ru_h_daemon *d)
+{
+    cr_assert_lt(T.nd, MAX_DAEMONS);
+    T.d[T.nd++] = d;
+}
+
+/* A config for this test's stream, group and database. */
+static struct ru_h_cfg base_cfg(int flush_ms)
+{
+    struct ru_h_cfg k = {
+        .stream = T.stream, .group = T.group, .conninfo = T.ci, .flush_interval_ms = flush_ms};
+    return k;
+}
+
+static void start_daemon(struct ru_h_daemon *d, const struct ru_h_cfg *k)
+{
+    char *text = ru_h_config(k);
+    ru_h_daemon_start(d, text);
+    free(text);
+    track(d);
+}
+
+/* Stops every daemon still running with SIGTERM (each must exit 0), deletes the test's
+ * streams (a failed test keeps them for inspection), closes connections and logs how long
+ * the test took. */
+static void finish(const char *name)
+{
+    for (int i = 0; i < T.nd; i++) {
+        if (!ru_h_daemon_running(T.d[i]))
+            continue;
+        int rc = ru_h_daemon_stop(T.d[i]);
+        CHECK(rc == 0, "%s: rollupd #%d exited with status %d after SIGTERM", name, i, rc);
+    }
+    if (T.r)
+        freeReplyObject(ru_h_redis_cmd(T.r, "DEL %s %s", T.stream, T.dead));
+    if (T.pg)
+        PQfinish(T.pg);
+    if (T.r)
+        redisFree(T.r);
+    T.pg = NULL;
+    T.r = NULL;
+    cr_log_info("e2e/%s: %.1f s", name, (double)(ru_mono_ms() - T.t0) / 1000.0);
+}
+
+/* ------------------------------------------------------------------ observing */
+
+struct st {
+    bool ok, redis, pg, in_flush;
+    bool lag_known; /* group_lag reported: an XINFO GROUPS was answered */
+    long long consumed, flushed, invalid, dead_lettered, trimmed, pending, flushes, rows, failures,
+        raw_written, raw_rejected;
+};
+
+static bool json_bool(const json_t *o, const char *key)
+{
+    return json_is_true(json_object_get(o, key));
+}
+
+static long long json_ll(const json_t *o, const char *key)
+{
+    long long v = -1;
+    if (!ru_h_json_int(o, key, &v))
+        return -1;
+    return v;
+}
+
+/* One status answer of d; ok = false when it does not answer. */
+static struct st status_of(struct ru_h_daemon *d)
+{
+    struct st s = {0};
+    if (!ru_h_daemon_running(d))
+        return s;
+    json_t *j = ru_h_status(d->sock);
+    if (j == NULL)
+        return s;
+    s.ok = true;
+    s.redis = json_bool(j, "redis_connected");
+    s.pg = json_bool(j, "postgres_connected");
+    s.in_flush = json_bool(j, "flush_in_progress");
+    s.lag_known = json_is_integer(json_object_get(j, "group_lag"));
+    s.consumed = json_ll(j, "events_consumed");
+    s.flushed = json_ll(j, "events_flushed");
+    s.invalid = json_ll(j, "events_invalid");
+    s.dead_lettered = json_ll(j, "events_dead_lettered");
+    s.trimmed = json_ll(j, "events_trimmed");
+    s.pending = json_ll(j, "pending_events");
+    s.flushes = json_ll(j, "flushes");
+    s.rows = json_ll(j, "rows_written");
+    s.failures = json_ll(j, "flush_failures");
+    s.raw_written = json_ll(j, "raw_rows_written");
+    s.raw_rejected = json_ll(j, "raw_rows_rejected");
+    json_decref(j);
+    return s;
+}
+
+/* What XINFO GROUPS says about this test's group. */
+struct ginfo {
+    bool found;
+    long long pending, entries_read, lag; /* -1 = nil */
+};
+
+static struct ginfo group_info(void)
+{
+    struct ginfo g = {false, -1, -1, -1};
+    redisReply *rep = ru_h_redis_cmd(T.r, "XINFO GROUPS %s", T.stream);
+    if (rep->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < rep->elements; i++) {
+            redisReply *e = rep->element[i];
+            if (e->type != REDIS_REPLY_ARRAY)
+                continue;
+            bool ours = false;
+            struct ginfo x = {true, -1, -1, -1};
+            for (size_t k = 0; k + 1 < e->elements; k += 2) {
+                const redisReply *key = e->element[k], *v = e->element[k + 1];
+                if (key->str == NULL)
+                    continue;
+                if (strcmp(key->str, "name") == 0)
+                    ours = v->str && strcmp(v->str, T.group) == 0;
+                else if (strcmp(key->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+                    x.pending = v->integer;
+                else if (strcmp(key->str, "entries-read") == 0 && v->type == REDIS_REPLY_INTEGER)
+                    x.entries_read = v->integer;
+                else if (strcmp(key->str, "lag") == 0 && v->type == REDIS_REPLY_INTEGER)
+                    x.lag = v->integer;
+            }
+            if (ours)
+                g = x;
+        }
+    }
+    freeReplyObject(rep);
+    return g;
+}
+
+/* Everything observable at once: status sums over the running daemons, the group, the
+ * stream and the dead-letter stream. */
+struct obs {
+    int answered;
+    bool in_flush;
+    long long consumed, flushed, invalid, pending, flushes;
+    struct ginfo g;
+    long long xlen, dead_len;
+};
+
+static void observe(struct obs *o)
+{
+    memset(o, 0, sizeof(*o));
+    for (int i = 0; i < T.nd; i++) {
+        struct st s = status_of(T.d[i]);
+        if (!s.ok)
+            continue;
+        o->answered++;
+        o->in_flush |= s.in_flush;
+        o->consumed += s.consumed;
+        o->flushed += s.flushed;
+        o->invalid += s.invalid;
+        o->pending += s.pending;
+        o->flushes += s.flushes;
+    }
+    o->g = group_info();
+    o->xlen = ru_h_xlen(T.r, T.stream);
+    o->dead_len = ru_h_xlen(T.r, T.dead);
+}
+
+static const char *obs_text(const struct obs *o)
+{
+    static char buf[512];
+    snprintf(buf, sizeof(buf),
+             "daemons answering=%d consumed=%lld flushed=%lld invalid=%lld pending_events=%lld"
+             " flushes=%lld flush_in_progress=%d | XLEN=%lld dead XLEN=%lld | group %s"
+             " pending=%lld entries-read=%lld lag=%lld",
+             o->answered, o->consumed, o->flushed, o->invalid, o->pending, o->flushes,
+             (int)o->in_flush, o->xlen, o->dead_len, o->g.found ? "found" : "MISSING", o->g.pending,
+             o->g.entries_read, o->g.lag);
+    return buf;
+}
+
+struct want {
+    long long target;
+    struct obs o;
+};
+
+/* This process's daemons have flushed or dead-lettered target entries, nothing is
+ * pending in the group and nothing waits in memory. */
+static bool cond_flushed(void *arg)
+{
+    struct want *w = arg;
+    observe(&w->o);
+    return w->o.answered == T.nd && w->o.flushed + w->o.invalid >= w->target && w->o.g.found &&
+           w->o.g.pending == 0 && w->o.pending == 0;
+}
+
+/* The stream holds target entries, all delivered to the group (entries-read == XLEN),
+ * none pending, and the daemons hold nothing in memory (works across restarts, where
+ * the status counters start again from zero). */
+static bool cond_drained(void *arg)
+{
+    struct want *w = arg;
+    observe(&w->o);
+    return w->o.answered >= 1 && w->o.xlen >= w->target && w->o.g.found &&
+           w->o.g.entries_read == w->o.xlen && (w->o.g.lag == 0 || w->o.g.lag == -1) &&
+           w->o.g.pending == 0 && w->o.pending == 0 && !w->o.in_flush;
+}
+
+static void wait_flushed(long long target, const char *what)
+{
+    struct want w = {.target = target};
+    bool ok = ru_h_wait(cond_flushed, &w, WAIT_MS);
+    CHECK(ok,
+          "%s: not everything was flushed and acknowledged within %d ms (want flushed+invalid"
+          " >= %lld, group pending 0, pending_events 0); last seen: %s",
+          what, WAIT_MS, target, obs_text(&w.o));
+}
+
+static void wait_drained(long long target, const char *what)
+{
+    struct want w = {.target = target};
+    bool ok = ru_h_wait(cond_drained, &w, WAIT_MS);
+    CHECK(ok,
+          "%s: the stream was not drained within %d ms (want XLEN >= %lld, entries-read =="
+          " XLEN, lag 0, group pending 0, pending_events 0); last seen: %s",
+          what, WAIT_MS, target, obs_text(&w.o));
+}
+
+static bool cond_connected(void *arg)
+{
+    struct st s = status_of(arg);
+    return s.ok && s.redis && s.pg;
+}
+
+/* Waits until d has its PostgreSQL set-up done and its group handshake (so the group
+ * exists and XPENDING can be asked). */
+static void wait_connected(struct ru_h_daemon *d)
+{
+    CHECK(ru_h_wait(cond_connected, d, 30000),
+          "rollupd (pid %d) did not report redis_connected and postgres_connected within 30 s",
+          (int)d->pid);
+}
+
+/* ------------------------------------------------------------------ oracle checks */
+
+/* Oracle diff of route_analytics_hourly (optionally filtered) must be 0. */
+static void check_oracle(const char *what, const char *where)
+{
+    long long d = ru_h_oracle_diff_ex(T.pg, "oracle_raw", "route_analytics_hourly", where);
+    if (d != 0) {
+        ru_h_oracle_print_diff_ex(T.pg, "oracle_raw", "route_analytics_hourly", where);
+        fail_log(__LINE__,
+                 "%s: route_analytics_hourly differs from genonaut's aggregation of the oracle"
+                 " in %lld rows (both directions; rows printed on stderr)",
+                 what, d);
+    }
+}
+
+/* Number of groups in genonaut's aggregation of oracle_raw. */
+static long long oracle_groups(void)
+{
+    char *osql = ru_h_oracle_sql("oracle_raw");
+    long long n = ru_h_pg_intf(T.pg, "SELECT count(*) FROM (%s) x", osql);
+    free(osql);
+    return n;
+}
+
+static long long hourly_rows(void)
+{
+    return ru_h_pg_int(T.pg, "SELECT count(*) FROM route_analytics_hourly");
+}
+
+static long long hourly_total(void)
+{
+    return ru_h_pg_int(T.pg, "SELECT coalesce(sum(total_requests), 0) FROM route_analytics_hourly");
+}
+
+/* Sum of the events recorded in rollupd's checkpoint rows of this stream and group. */
+static long long checkpoint_events(void)
+{
+    char *s = PQescapeLiteral(T.pg, T.stream, strlen(T.stream));
+    char *g = PQescapeLiteral(T.pg, T.group, strlen(T.group));
+    long long n = ru_h_pg_intf(T.pg,
+                               "SELECT coalesce(sum(events), 0) FROM rollupd_checkpoint"
+                               " WHERE stream = %s AND grp = %s",
+                               s, g);
+    PQfreemem(s);
+    PQfreemem(g);
+    return n;
+}
+
+/* The row count and the hourly row count must match the oracle exactly. */
+static void check_rows_match_oracle(const char *what)
+{
+    check_oracle(what, NULL);
+    long long rows = hourly_rows(), groups = oracle_groups();
+    CHECK(rows == groups, "%s: route_analytics_hourly has %lld rows, the oracle %lld groups", what,
+          rows, groups);
+}
+
+static bool log_has(struct ru_h_daemon *d, const char *needle)
+{
+    char *log = ru_h_daemon_log(d);
+    bool found = strstr(log, needle) != NULL;
+    free(log);
+    return found;
+}
+
+/* ------------------------------------------------------------------ 1 */
+
+Test(e2e, oracle_many_hours, .timeout = 240)
+{
+    setup();
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    struct ru_h_cfg k = base_cfg(200);
+    struct ru_h_daemon d;
+    start_daemon(&d, &k);
+    wait_connected(&d);
+
+    /* loadgen respells ~10% of the params (key order, spaces, escapes, duplicate keys,
+     * number spellings) and users (case, braces, hyphens) */
+    long long valid = ru_h_loadgen("-s %s -n 30000 --seed 11 --start-ts %lld --hours 6"
+                                   " --late-frac 0.05 --invalid-frac 0.01 --oracle %s --quiet",
+                                   T.stream, H0, oracle);
+    struct ru_h_lg_result lg = *ru_h_loadgen_last();
+    cr_assert_eq(lg.written, 30000);
+    wait_flushed(lg.written, "oracle_many_hours");
+
+    struct st s = status_of(&d);
+    CHECK(s.flushed + s.invalid == lg.written,
+          "events_flushed %lld + events_invalid %lld != %lld written", s.flushed, s.invalid,
+          lg.written);
+    CHECK(s.flushed == valid && s.consumed == valid,
+          "events_flushed %lld, events_consumed %lld, loadgen wrote %lld valid", s.flushed,
+          s.consumed, valid);
+    CHECK(s.invalid == lg.invalid && s.dead_lettered == lg.invalid,
+          "events_invalid %lld, events_dead_lettered %lld, loadgen wrote %lld invalid", s.invalid,
+          s.dead_lettered, lg.invalid);
+    CHECK(s.trimmed == 0 && s.failures == 0, "events_trimmed %lld, flush_failures %lld", s.trimmed,
+          s.failures);
+    long long dead = ru_h_xlen(T.r, T.dead);
+    CHECK(dead == lg.invalid, "%s has %lld entries, loadgen wrote %lld invalid", T.dead, dead,
+          lg.invalid);
+
+    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    /* the feed did spell one params object several ways (else this proves little) */
+    ru_h_pg_exec(T.pg, "CREATE TABLE oracle_txt (route text, method text, user_id text, ts text,"
+                       " duration_ms int, status_code int, qpn text, req int, resp int, db int,"
+                       " cache text)");
+    ru_h_oracle_load_into(T.pg, "oracle_txt", oracle);
+    long long respelled = ru_h_pg_int(T.pg, "SELECT count(*) FROM (SELECT qpn::jsonb FROM"
+                                            " oracle_txt WHERE qpn IS NOT NULL GROUP BY 1"
+                                            " HAVING count(DISTINCT qpn) > 1) x");
+    CHECK(respelled >= 5, "only %lld params objects were spelled in several ways", respelled);
+    check_rows_match_oracle("oracle_many_hours");
+    long long hours =
+        ru_h_pg_int(T.pg, "SELECT count(DISTINCT \"timestamp\") FROM route_analytics_hourly");
+    CHECK(hours == 6, "rows cover %lld hours, want 6", hours);
+    CHECK(hourly_total() == valid, "sum(total_requests) %lld != %lld valid", hourly_total(), valid);
+    CHECK(checkpoint_events() == valid, "checkpoint events %lld != %lld valid", checkpoint_events(),
+          valid);
+
+    /* raw mode is off: no raw rows */
+    char *reg = ru_h_pg_text(T.pg, "SELECT to_regclass('route_analytics')::text");
+    long long raw = reg ? ru_h_pg_int(T.pg, "SELECT count(*) FROM route_analytics") : 0;
+    CHECK(raw == 0, "raw_table is off but route_analytics holds %lld rows", raw);
+    free(reg);
+    finish("oracle_many_hours");
+}
+
+/* ------------------------------------------------------------------ 2 */
+
+#define SLICES    20
+#define SLICE_LEN 1000
+
+Test(e2e, one_hour_many_flushes, .timeout = 240)
+{
+    setup();
+    struct ru_h_cfg k = base_cfg(100);
+    struct ru_h_daemon d;
+    start_daemon(&d, &k);
+    wait_connected(&d);
+
+    long long written = 0, valid = 0;
+    for (int i = 0; i < SLICES; i++) {
+        char oracle[RU_H_PATH];
+        ru_h_tmp_path(oracle, sizeof(oracle), "slice.tsv");
+        valid += ru_h_loadgen("-s %s -n %d --seed %d --start-ts %lld --hours 1 --late-frac 0"
+                              " --oracle %s --quiet",
+                              T.stream, SLICE_LEN, 200 + i, H0, oracle);
+        written += ru_h_loadgen_last()->written;
+        char what[64];
+        snprintf(what, sizeof(what), "one_hour_many_flushes slice %d", i + 1);
+        wait_flushed(written, what);
+        /* the rows are current after every flush, not only at the end of the hour */
+        ru_h_oracle_load(T.pg, oracle);
+        check_oracle(what, NULL);
+    }
+    struct st s = status_of(&d);
+    cr_log_info("one_hour_many_flushes: %lld flushes for %d slices", s.flushes, SLICES);
+    CHECK(s.flushes >= 10, "only %lld flushes for %d slices fed one after the other", s.flushes,
+          SLICES);
+    CHECK(s.flushed == valid, "events_flushed %lld != %lld valid", s.flushed, valid);
+    long long hours =
+        ru_h_pg_int(T.pg, "SELECT count(DISTINCT \"timestamp\") FROM route_analytics_hourly");
+    CHECK(hours == 1, "rows cover %lld hours, want 1", hours);
+    CHECK(ru_h_pg_intf(T.pg,
+                       "SELECT count(*) FROM route_analytics_hourly WHERE \"timestamp\" <>"
+                       " to_timestamp(%lld) AT TIME ZONE 'UTC'",
+                       H0) == 0,
+          "rows outside the hour starting at %lld", H0);
+    check_rows_match_oracle("one_hour_many_flushes");
+    finish("one_hour_many_flushes");
+}
+
+/* ------------------------------------------------------------------ 3 */
+
+Test(e2e, late_events_merge, .timeout = 240)
+{
+    setup();
+    char o1[RU_H_PATH], o2[RU_H_PATH];
+    ru_h_tmp_path(o1, sizeof(o1), "oracle1.tsv");
+    ru_h_tmp_path(o2, sizeof(o2), "oracle2.tsv");
+    struct ru_h_cfg k = base_cfg(200);
+    struct ru_h_daemon d;
+    start_daemon(&d, &k);
+    wait_connected(&d);
+
+    /* hours H and H+1 */
+    long long written = 0;
+    ru_h_loadgen("-s %s -n 6000 --seed 31 --start-ts %lld --hours 2 --late-frac 0 --oracle %s"
+                 " --quiet",
+                 T.stream, H0, o1);
+    written += ru_h_loadgen_last()->written;
+    wait_flushed(written, "late_events_merge phase 1");
+    ru_h_oracle_load(T.pg, o1);
+    check_rows_match_oracle("late_events_merge phase 1");
+    ru_h_pg_exec(T.pg, "CREATE TABLE snap AS SELECT id, \"timestamp\", route, method,"
+                       " query_params_normalized AS qpn, total_requests, created_at"
+                       " FROM route_analytics_hourly");
+    long long snap = ru_h_pg_int(T.pg, "SELECT count(*) FROM snap");
+    long long snap_h = ru_h_pg_intf(T.pg,
+                                    "SELECT count(*) FROM snap WHERE \"timestamp\" ="
+                                    " to_timestamp(%lld) AT TIME ZONE 'UTC'",
+                                    H0);
+    CHECK(snap > 0 && snap_h > 0, "phase 1 wrote %lld rows, %lld in hour H", snap, snap_h);
+
+    /* late: more for the old hour H, then for H-2, after H+1 was written */
+    ru_h_loadgen("-s %s -n 3000 --seed 32 --start-ts %lld --hours 1 --late-frac 0 --oracle %s"
+                 " --quiet",
+                 T.stream, H0, o2);
+    written += ru_h_loadgen_last()->written;
+    ru_h_loadgen("-s %s -n 1000 --seed 33 --start-ts %lld --hours 1 --late-frac 0 --oracle %s"
+                 " --quiet",
+                 T.stream, H0 - 2 * HOUR_S, o2);
+    written += ru_h_loadgen_last()->written;
+    wait_flushed(written, "late_events_merge phase 2");
+    ru_h_oracle_load(T.pg, o2);
+    check_rows_match_oracle("late_events_merge phase 2");
+
+    /* the rows written before are the same rows (same id, key and created_at), updated */
+    long long kept =
+        ru_h_pg_int(T.pg, "SELECT count(*) FROM snap s JOIN route_analytics_hourly h ON h.id = s.id"
+                          " AND h.\"timestamp\" = s.\"timestamp\" AND h.route = s.route"
+                          " AND h.method = s.method"
+                          " AND h.query_params_normalized IS NOT DISTINCT FROM s.qpn"
+                          " AND h.created_at = s.created_at");
+    CHECK(kept == snap,
+          "only %lld of the %lld rows written in phase 1 kept their id, key and"
+          " created_at",
+          kept, snap);
+    long long grown = ru_h_pg_int(T.pg, "SELECT count(*) FROM snap s JOIN route_analytics_hourly"
+                                        " h ON h.id = s.id"
+                                        " WHERE h.total_requests > s.total_requests");
+    CHECK(grown > 0, "no row of hour H was updated by the late events");
+    long long shrunk = ru_h_pg_int(T.pg, "SELECT count(*) FROM snap s JOIN route_analytics_hourly"
+                                         " h ON h.id = s.id"
+                                         " WHERE h.total_requests < s.total_requests");
+    CHECK(shrunk == 0, "%lld rows lost requests", shrunk);
+    long long later = ru_h_pg_intf(T.pg,
+                                   "SELECT count(*) FROM snap s JOIN route_analytics_hourly h"
+                                   " ON h.id = s.id WHERE s.\"timestamp\" <>"
+                                   " to_timestamp(%lld) AT TIME ZONE 'UTC'"
+                                   " AND h.total_requests <> s.total_requests",
+                                   H0);
+    CHECK(later == 0, "%lld rows of hour H+1 changed, but no late event was for H+1", later);
+    long long dup =
+        ru_h_pg_int(T.pg, "SELECT count(*) - count(DISTINCT (\"timestamp\", route, method,"
+                          " query_params_normalized)) FROM route_analytics_hourly");
+    CHECK(dup == 0, "%lld duplicated keys in route_analytics_hourly", dup);
+    long long older = ru_h_pg_intf(T.pg,
+                                   "SELECT count(*) FROM route_analytics_hourly WHERE"
+                                   " \"timestamp\" = to_timestamp(%lld) AT TIME ZONE 'UTC'",
+                                   H0 - 2 * HOUR_S);
+    CHECK(older > 0, "no rows for the older hour H-2");
+    cr_log_info("late_events_merge: %lld rows kept, %lld grew, %lld rows for H-2", kept, grown,
+                older);
+    finish("late_events_merge");
+}
+
+/* ------------------------------------------------------------------ 4 */
+
+/* Kill moments, one per kill. */
+enum kill_at {
+    K_CONSUMED,  /* events read into memory, maybe not flushed */
+    K_IN_FLUSH,  /* a flush transaction in progress */
+    K_AT_START,  /* as soon as the socket answers: PostgreSQL set-up, replay */
+    K_ACK_STUCK, /* a flush committed whose XACK Redis has not processed */
+    K_FLUSHES_3, /* three flushes committed by this incarnation */
+    K_COUNT
+};
+
+static const char *const kill_names[K_COUNT] = {
+    "after reading", "during a flush", "right after start",
+    "between COMMIT and XACK (Redis paused)", "after three commits"};
+
+struct kill_arg {
+    struct ru_h_daemon *d;
+    enum kill_at at;
+    long long flushes0; /* K_ACK_STUCK: flushes when Redis was paused */
+};
+
+static bool cond_kill_moment(void *arg)
+{
+    struct kill_arg *a = arg;
+    struct st s = status_of(a->d);
+    if (!s.ok)
+        return false;
+    switch (a->at) {
+    case K_CONSUMED:
+        return s.consumed >= 500;
+    case K_IN_FLUSH:
+        return s.in_flush;
+    case K_AT_START:
+        return true;
+    case K_ACK_STUCK:
+        return s.pending > 0 && s.pg && s.redis;
+    case K_FLUSHES_3:
+        return s.flushes >= 3;
+    default:
+        return true;
+    }
+}
+
+/* After CLIENT PAUSE WRITE: every event read has been committed by a flush that started
+ * after the pause, so its XACK waits in Redis. */
+static bool cond_committed_after_pause(void *arg)
+{
+    struct kill_arg *a = arg;
+    struct st s = status_of(a->d);
+    return s.ok && s.pending == 0 && !s.in_flush && s.flushes > a->flushes0;
+}
+
+static bool cond_replay_acked(void *arg)
+{
+    struct ru_h_daemon *d = arg;
+    if (!ru_h_daemon_running(d))
+        return false;
+    json_t *j = ru_h_status(d->sock);
+    long long n = j ? json_ll(j, "events_replay_acked") : -1;
+    json_decref(j);
+    return n > 0;
+}
+
+/* Runs a command without arguments to format (split on spaces); must answer +OK. */
+static void redis_ok(const char *cmd)
+{
+    redisReply *r = ru_h_redis_cmd(T.r, cmd);
+    bool ok = r->type == REDIS_REPLY_STATUS;
+    char err[256];
+    snprintf(err, sizeof(err), "%s", r->str ? r->str : "?");
+    freeReplyObject(r);
+    CHECK(ok, "redis %s: %s", cmd, err);
+}
+
+Test(e2e, kill9_restart_exactly_once, .timeout = 240)
+{
+    setup();
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    struct ru_h_cfg k = base_cfg(150);
+    struct ru_h_daemon d;
+    start_daemon(&d, &k);
+    wait_connected(&d);
+
+    const long long n = 60000;
+    struct ru_h_proc lg;
+    ru_h_loadgen_start(&lg,
+                       "-s %s -n %lld --rate 20000 --seed 41 --start-ts %lld --hours 4"
+                       " --invalid-frac 0.005 --oracle %s --quiet",
+                       T.stream, n, H0, oracle);
+    int during_feed = 0;
+    for (int i = 0; i < K_COUNT; i++) {
+        struct kill_arg a = {&d, (enum kill_at)i, 0};
+        bool reached = ru_h_wait(cond_kill_moment, &a, 10000);
+        bool paused = false;
+        long long stuck = 0;
+        if (i == K_ACK_STUCK) {
+            CHECK(reached, "no events waiting in memory within 10 s");
+            /* writes wait in Redis (XADD, XREADGROUP, XACK); PostgreSQL goes on */
+            a.flushes0 = status_of(&d).flushes;
+            redis_ok("CLIENT PAUSE 4000 WRITE");
+            paused = true;
+            reached = ru_h_wait(cond_committed_after_pause, &a, 3000);
+            stuck = ru_h_xpending(T.r, T.stream, T.group);
+            if (!reached || stuck <= 0) {
+                redis_ok("CLIENT UNPAUSE");
+                CHECK(reached, "with Redis paused, the events in memory were not committed"
+                               " within 3 s");
+                CHECK(stuck > 0, "nothing pending after a commit whose XACK cannot run");
+            }
+        }
+        long long xlen = ru_h_xlen(T.r, T.stream);
+        during_feed += xlen < n;
+        ru_h_daemon_kill(&d, SIGKILL);
+        int rc = ru_h_daemon_wait_exit(&d, 10000);
+        if (paused)
+            redis_ok("CLIENT UNPAUSE");
+        CHECK(rc == 128 + SIGKILL, "kill %d: rollupd exit status %d, want %d", i + 1, rc,
+              128 + SIGKILL);
+        cr_log_info("kill9: kill %d %s%s, stream at %lld of %lld%s", i + 1, kill_names[i],
+                    reached ? "" : " (moment not seen within 10 s: killed anyway)", xlen, n,
+                    paused ? ", committed entries left unacknowledged" : "");
+        ru_h_daemon_restart(&d);
+        if (i == K_ACK_STUCK)
+            CHECK(ru_h_wait(cond_replay_acked, &d, 20000),
+                  "after the restart, the %lld committed but unacknowledged entries were not"
+                  " acknowledged as already applied (events_replay_acked stays 0)",
+                  stuck);
+    }
+    long long valid = ru_h_loadgen_finish(&lg);
+    struct ru_h_lg_result res = *ru_h_loadgen_last();
+    cr_log_info("kill9: %d of %d kills while the feed ran (loadgen %.1f s)", during_feed, K_COUNT,
+                res.seconds);
+    wait_drained(res.written, "kill9_restart_exactly_once");
+
+    long long dead = ru_h_xlen(T.r, T.dead);
+    CHECK(dead == res.invalid,
+          "%s has %lld entries, loadgen wrote %lld invalid (each must be"
+          " dead-lettered exactly once)",
+          T.dead, dead, res.invalid);
+    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    long long total = hourly_total(), ck = checkpoint_events();
+    CHECK(total == valid, "sum(total_requests) = %lld, want %lld (lost or doubled events)", total,
+          valid);
+    CHECK(ck == valid, "rollupd_checkpoint counts %lld events committed, want %lld", ck, valid);
+    check_rows_match_oracle("kill9_restart_exactly_once");
+    CHECK(log_has(&d, "replay=1"), "no replay of pending entries seen in the log after kill -9");
+    finish("kill9_restart_exactly_once");
+}
+
+/* ------------------------------------------------------------------ 5 */
+
+static bool cond_consumed(void *arg)
+{
+    struct want *w = arg;
+    observe(&w->o);
+    return w->o.consumed >= w->target;
+}
+
+/* "msg=stopped events_consumed=N" from the log, or -1. */
+static long long stopped_consumed(struct ru_h_daemon *d)
+{
+    char *log = ru_h_daemon_log(d);
+    long long n = -1;
+    const char *last = NULL;
+    for (const char *p = log; (p = strstr(p, "msg=stopped events_consumed=")) != NULL; p++)
+        last = p;
+    if (last)
+        n = atoll(last + strlen("msg=stopped events_consumed="));
+    free(log);
+    return n;
+}
+
+Test(e2e, sigterm_graceful, .timeout = 240)
+{
+    setup();
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    /* a flush interval far beyond the test: only the stop itself can commit */
+    struct ru_h_cfg k = base_cfg(600000);
+    struct ru_h_daemon d;
+    start_daemon(&d, &k);
+    wait_connected(&d);
+
+    struct ru_h_proc lg;
+    ru_h_loadgen_start(&lg,
+                       "-s %s -n 20000 --rate 10000 --seed 51 --start-ts %lld --hours 3"
+                       " --oracle %s --quiet",
+                       T.stream, H0, oracle);
+    struct want w = {.target = 3000};
+    CHECK(ru_h_wait(cond_consumed, &w, 30000), "rollupd did not read 3000 events: %s",
+          obs_text(&w.o));
+    struct st before = status_of(&d);
+    CHECK(before.flushed == 0, "events_flushed = %lld before the stop (interval is 600 s)",
+          before.flushed);
+    long long xlen_at_stop = ru_h_xlen(T.r, T.stream);
+
+    ru_h_daemon_kill(&d, SIGTERM);
+    int rc = ru_h_daemon_wait_exit(&d, 30000);
+    CHECK(rc == 0, "exit status %d after SIGTERM, want 0", rc);
+    CHECK(log_has(&d, "stopping: final flush"), "no 'stopping: final flush' in the log");
+    /* everything delivered to the group before the exit is committed and acknowledged */
+    struct ginfo g = group_info();
+    long long total = hourly_total(), ck = checkpoint_events(), consumed = stopped_consumed(&d);
+    cr_log_info("sigterm: stream at %lld when stopped; entries-read %lld, pending %lld,"
+                " committed %lld, consumed %lld",
+                xlen_at_stop, g.entries_read, g.pending, total, consumed);
+    CHECK(g.found && g.pending == 0,
+          "%lld entries still pending in the group after a graceful stop (entries-read %lld,"
+          " committed %lld)",
+          g.pending, g.entries_read, total);
+    CHECK(total > 0 && total == g.entries_read,
+          "committed %lld events but the group delivered %lld (entries-read)", total,
+          g.entries_read);
+    CHECK(ck == total && consumed == total,
+          "checkpoint events %lld, 'stopped events_consumed=' %lld, hourly total %lld", ck,
+          consumed, total);
+    CHECK(ru_h_xlen(T.r, T.dead) == 0, "dead letters without invalid input");
+
+    /* restart (short flush interval now) and feed more */
+    struct ru_h_cfg k2 = base_cfg(200);
+    k2.socket = d.sock;
+    char *text = ru_h_config(&k2);
+    ru_h_daemon_rewrite_config(&d, text);
+    free(text);
+    long long valid = ru_h_loadgen_finish(&lg);
+    long long written = ru_h_loadgen_last()->written;
+    ru_h_daemon_restart(&d);
+    valid += ru_h_loadgen("-s %s -n 5000 --seed 52 --start-ts %lld --hours 3 --oracle %s --quiet",
+                          T.stream, H0, oracle);
+    written += ru_h_loadgen_last()->written;
+    wait_drained(written, "sigterm_graceful after restart");
+    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    CHECK(hourly_total() == valid && checkpoint_events() == valid,
+          "sum(total_requests) %lld, checkpoint events %lld, want %lld", hourly_total(),
+          checkpoint_events(), valid);
+    check_rows_match_oracle("sigterm_graceful");
+    finish("sigterm_graceful");
+}
+
+/* The daemon is idle in XREADGROUP BLOCK: nothing in memory or pending, and its first
+ * XINFO GROUPS (queued behind the first live read) has been answered, so the blocked read
+ * is the only command it waits for. */
+static bool cond_idle_blocked(void *arg)
+{
+    struct st s = status_of(arg);
+    return s.ok && s.redis && s.pg && s.pending == 0 && !s.in_flush && s.lag_known &&
+           ru_h_xpending(T.r, T.stream, T.group) == 0;
+}
+
+#define STOP_CYCLES 3
+
+/* SIGTERM while the daemon waits in XREADGROUP BLOCK with nothing in memory, and an entry
+ * arrives while it shuts down: Redis hands that entry to the blocked read, so the daemon
+ * must take it in, commit and acknowledge it before exiting (its stop deadline of
+ * block_ms + 2 s exists for this), not leave it pending on the stopped consumer. */
+Test(e2e, sigterm_inflight_read, .timeout = 120)
+{
+    setup();
+    struct ru_h_cfg k = base_cfg(200);
+    struct ru_h_daemon d;
+    start_daemon(&d, &k);
+    wait_connected(&d);
+
+    int stranded = 0;
+    struct ru_buf ids = RU_BUF_INIT;
+    for (int i = 0; i < STOP_CYCLES; i++) {
+        CHECK(ru_h_wait(cond_idle_blocked, &d, 20000),
+              "cycle %d: the daemon did not become idle (nothing pending, group_lag reported)",
+              i + 1);
+        ru_h_daemon_kill(&d, SIGTERM);
+        ru_h_sleep_ms(1); /* pacing: let the signal be handled first */
+        redisReply *x = ru_h_redis_cmd(T.r,
+                                       "XADD %s * route /api/v1/stop method GET timestamp %lld"
+                                       " duration_ms 5 status_code 200",
+                                       T.stream, H0 + i);
+        cr_assert_eq(x->type, REDIS_REPLY_STRING);
+        char id[64];
+        snprintf(id, sizeof(id), "%s", x->str);
+        freeReplyObject(x);
+        int rc = ru_h_daemon_wait_exit(&d, 30000);
+        CHECK(rc == 0, "cycle %d: exit status %d after SIGTERM, want 0", i + 1, rc);
+        long long pending = ru_h_xpending(T.r, T.stream, T.group);
+        cr_log_info("sigterm_inflight_read: cycle %d, entry %s added during the stop, %lld"
+                    " pending after the exit",
+                    i + 1, id, pending);
+        if (pending > 0) {
+            stranded++;
+            ru_buf_printf(&ids, " %s", id);
+        }
+        ru_h_daemon_restart(&d); /* replays whatever was left pending */
+    }
+    /* nothing is lost in the end: the restarted consumer replays its pending entries */
+    wait_drained(STOP_CYCLES, "sigterm_inflight_read");
+    CHECK(hourly_total() == STOP_CYCLES, "sum(total_requests) %lld, want %d", hourly_total(),
+          STOP_CYCLES);
+    CHECK(stranded == 0,
+          "DAEMON BUG (graceful stop does not wait for its in-flight XREADGROUP): in %d of %d"
+          " SIGTERM stops of an idle daemon, the entry added during the shutdown (%s) was"
+          " delivered by Redis to the blocked XREADGROUP but never taken in: rollupd exited 0"
+          " with it still pending in the group (XPENDING > 0). Only a restart of the same"
+          " consumer name recovers it. Cause: ru_stream_idle() counts the outstanding"
+          " blocked read as idle, so the stop path neither waits for its reply (stop deadline"
+          " block_ms + 2 s) nor flushes what it returns",
+          stranded, STOP_CYCLES, ids.p ? ids.p : "");
+    ru_buf_free(&ids);
+    finish("sigterm_inflight_read");
+}
+
+/* ------------------------------------------------------------------ 6 */
+
+Test(e2e, two_instances_one_group, .timeout = 240)
+{
+    setup();
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    struct ru_h_cfg k1 = base_cfg(200), k2 = base_cfg(200);
+    k1.consumer = "c1";
+    k2.consumer = "c2";
+    struct ru_h_daemon d1, d2;
+    start_daemon(&d1, &k1);
+    start_daemon(&d2, &k2);
+    wait_connected(&d1);
+    wait_connected(&d2);
+
+    long long valid = ru_h_loadgen("-s %s -n 40000 --rate 20000 --seed 61 --start-ts %lld"
+                                   " --hours 4 --invalid-frac 0.01 --oracle %s --quiet",
+                                   T.stream, H0, oracle);
+    struct ru_h_lg_result res = *ru_h_loadgen_last();
+    wait_flushed(res.written, "two_instances_one_group");
+
+    struct st s1 = status_of(&d1), s2 = status_of(&d2);
+    cr_log_info("two instances: c1 consumed %lld (%lld invalid), c2 consumed %lld (%lld invalid)",
+                s1.consumed, s1.invalid, s2.consumed, s2.invalid);
+    CHECK(s1.consumed > 0 && s2.consumed > 0,
+          "both consumers must get entries: c1 consumed %lld, c2 consumed %lld", s1.consumed,
+          s2.consumed);
+    CHECK(s1.consumed + s2.consumed == valid && s1.flushed + s2.flushed == valid,
+          "consumed %lld + %lld, flushed %lld + %lld, want %lld valid", s1.consumed, s2.consumed,
+          s1.flushed, s2.flushed, valid);
+    CHECK(s1.invalid + s2.invalid == res.invalid, "invalid %lld + %lld, want %lld", s1.invalid,
+          s2.invalid, res.invalid);
+    CHECK(ru_h_xpending(T.r, T.stream, T.group) == 0, "entries still pending");
+    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    check_rows_match_oracle("two_instances_one_group");
+    long long consumers = ru_h_pg_int(T.pg, "SELECT count(*) FROM rollupd_checkpoint");
+    CHECK(consumers == 2 && checkpoint_events() == valid,
+          "%lld checkpoint rows (want 2) counting %lld events (want %lld)", consumers,
+          checkpoint_events(), valid);
+    finish("two_instances_one_group");
+}
+
+/* ------------------------------------------------------------------ 7 */
+
+struct kv {
+    const char *k, *v;
+    size_t klen, vlen;
+};
+
+/* A field with a literal name and value (sizeof keeps embedded NUL bytes). */
+#define KV(key, val)                                                                               \
+    {                                                                                              \
+        key, val, sizeof(key) - 1, sizeof(val) - 1                                                 \
+    }
+#define KV_END                                                                                     \
+    {                                                                                              \
+        NULL, NULL, 0, 0                                                                           \
+    }
+#define MAX_KV 16
+
+/* XADD stream * fields...; returns the new id (malloc'd). */
+static char *xadd_kv(const struct kv *f)
+{
+    const char *argv[3 + 2 * MAX_KV];
+    size_t len[3 + 2 * MAX_KV];
+    int n = 0;
+    argv[n] = "XADD", len[n++] = 4;
+    argv[n] = T.stream, len[n++] = strlen(T.stream);
+    argv[n] = "*", len[n++] = 1;
+    for (int i = 0; f[i].k; i++) {
+        cr_assert_lt(i, MAX_KV);
+        argv[n] = f[i].k, len[n++] = f[i].klen;
+        argv[n] = f[i].v, len[n++] = f[i].vlen;
+    }
+    redisReply *r = redisCommandArgv(T.r, n, argv, len);
+    cr_assert_not_null(r, "XADD: %s", T.r->errstr);
+    cr_assert_eq(r->type, REDIS_REPLY_STRING, "XADD: %s", r->str ? r->str : "?");
+    char *id = ru_xstrdup(r->str);
+    freeReplyObject(r);
+    return id;
+}
+
+static size_t kv_count(const struct kv *f)
+{
+    size_t n = 0;
+    while (f[n].k)
+        n++;
+    return n;
+}
+
+/* Valid events: the fields written and the oracle line (route, method, user, ts, duration,
+ * status, qpn, req, resp, db, cache). */
+struct valid_ev {
+    struct kv f[MAX_KV];
+    const char *oracle;
+};
+
+static const struct valid_ev VALID[] = {
+    {{KV("route", "/api/v1/tags"), KV("method", "GET"), KV("user_id", ""),
+      KV("timestamp", "1761228001.5"), KV("duration_ms", "12"), KV("status_code", "200"),
+      KV("query_params", "{\"page\": \"1\", \"sort\": \"name\"}"),
+      KV("query_params_normalized", "{\"sort\": \"name\"}"), KV("request_size_bytes", "0"),
+      KV("response_size_bytes", "18"), KV("error_type", ""), KV("cache_status", ""), KV_END},
+     "/api/v1/tags\tGET\t\\N\t1761228001.5\t12\t200\t{\"sort\": \"name\"}\t0\t18\t\\N\t\\N"},
+    {{KV("route", "/api/v1/tags"), KV("user_id", "121e194b-4caa-4b81-ad4f-86ca3919d5b9"),
+      KV("timestamp", "1761228002"), KV("duration_ms", "30"), KV("status_code", "404"),
+      KV("query_params_normalized", "{ \"sort\" : \"name\" }"), KV("db_query_count", "3"), KV_END},
+     "/api/v1/tags\tGET\t121e194b-4caa-4b81-ad4f-86ca3919d5b9\t1761228002\t30\t404\t"
+     "{\"sort\": \"name\"}\t0\t0\t3\t\\N"},
+    {{KV("route", "/api/v1/tags"), KV("method", "OPTIONS"), KV("user_id", ""),
+      KV("timestamp", "1761228003.25"), KV("duration_ms", "1"), KV("status_code", "200"), KV_END},
+     "/api/v1/tags\tOPTIONS\t\\N\t1761228003.25\t1\t200\t\\N\t0\t0\t\\N\t\\N"},
+    {{KV("route", "/api/v1/content/unified"), KV("method", "GET"),
+      KV("user_id", "121E194B-4CAA-4B81-AD4F-86CA3919D5B9"), KV("timestamp", "1761228004"),
+      KV("duration_ms", "111"), KV("status_code", "500"),
+      KV("query_params_normalized", "{\"b\": [\"1\", \"2\"], \"a\": \"x\"}"),
+      KV("request_size_bytes", "10"), KV("response_size_bytes", "0"),
+      KV("error_type", "server_error"), KV("cache_status", "miss"), KV_END},
+     "/api/v1/content/unified\tGET\t121e194b-4caa-4b81-ad4f-86ca3919d5b9\t1761228004\t111\t500\t"
+     "{\"a\": \"x\", \"b\": [\"1\", \"2\"]}\t10\t0\t\\N\tmiss"},
+    {{KV("route", "/api/v1/content/unified"), KV("method", "GET"), KV("user_id", ""),
+      KV("timestamp", "1761228005"), KV("duration_ms", "222"), KV("status_code", "307"),
+      KV("query_params_normalized", "{\"a\":\"x\",\"b\":[\"1\",\"2\"]}"), KV("cache_status", "hit"),
+      KV("app_version", "0.4.2"), KV_END},
+     "/api/v1/content/unified\tGET\t\\N\t1761228005\t222\t307\t"
+     "{\"a\": \"x\", \"b\": [\"1\", \"2\"]}\t0\t0\t\\N\thit"},
+    {{KV("route", "/api/v1/content/unified"), KV("method", "GET"),
+      KV("user_id", "dfbb88fc-3c31-468f-a2d7-99605206c985"), KV("timestamp", "1761231601"),
+      KV("duration_ms", "7"), KV("status_code", "201"), KV_END},
+     "/api/v1/content/unified\tGET\tdfbb88fc-3c31-468f-a2d7-99605206c985\t1761231601\t7\t201\t"
+     "\\N\t0\t0\t\\N\t\\N"},
+    {{KV("route", "/api/v1/tags"), KV("method", "GET"), KV("timestamp", "1761228006.000001"),
+      KV("duration_ms", "13"), KV("status_code", "200"),
+      KV("query_params_normalized", "{\"sort\": \"name\"}"), KV("db_query_count", "4"), KV_END},
+     "/api/v1/tags\tGET\t\\N\t1761228006.000001\t13\t200\t{\"sort\": \"name\"}\t0\t0\t4\t\\N"},
+    {{KV("route", "/api/v1/users/me"), KV("method", "GET"),
+      KV("user_id", "dfbb88fc-3c31-468f-a2d7-99605206c985"), KV("timestamp", "1761228007"),
+      KV("duration_ms", "2"), KV("status_code", "401"), KV("error_type", "client_error"), KV_END},
+     "/api/v1/users/me\tGET\tdfbb88fc-3c31-468f-a2d7-99605206c985\t1761228007\t2\t401\t"
+     "\\N\t0\t0\t\\N\t\\N"},
+    {{KV("route", "/api/v1/users/me"), KV("method", "GET"), KV("user_id", ""),
+      KV("timestamp", "1761228008"), KV("duration_ms", "4"), KV("status_code", "200"), KV_END},
+     "/api/v1/users/me\tGET\t\\N\t1761228008\t4\t200\t\\N\t0\t0\t\\N\t\\N"},
+    {{KV("route", "/api/v1/tags"), KV("method", "GET"), KV("timestamp", "1761228009"),
+      KV("duration_ms", "14"), KV("status_code", "200"),
+      KV("query_params_normalized", "{\"sort\": \"name\"}"), KV_END},
+     "/api/v1/tags\tGET\t\\N\t1761228009\t14\t200\t{\"sort\": \"name\"}\t0\t0\t\\N\t\\N"},
+    {{KV("route", "/api/v1/tags"), KV("method", "GET"), KV("timestamp", "1761228010"),
+      KV("duration_ms", "15"), KV("status_code", "304"),
+      KV("query_params_normalized", "{\"sort\": \"name\"}"), KV_END},
+     "/api/v1/tags\tGET\t\\N\t1761228010\t15\t304\t{\"sort\": \"name\"}\t0\t0\t\\N\t\\N"},
+    {{KV("route", "/api/v1/tags"), KV("method", "GET"), KV("timestamp", "1761228011"),
+      KV("duration_ms", "16"), KV("status_code", "503"),
+      KV("query_params_normalized", "{\"sort\": \"name\"}"), KV_END},
+     "/api/v1/tags\tGET\t\\N\t1761228011\t16\t503\t{\"sort\": \"name\"}\t0\t0\t\\N\t\\N"},
+};
+
+/* Malformed entries: each has exactly one defect; reason_has names the field. */
+struct bad_ev {
+    const char *what, *reason_has;
+    struct kv f[MAX_KV];
+};
+
+#define OK_TAIL                                                                                    \
+    KV("duration_ms", "12"), KV("status_code", "200"), KV("query_params_normalized", "{}")
+
+static const struct bad_ev BAD[] = {
+    {"missing route",
+     "route",
+     {KV("method", "GET"), KV("timestamp", "1761228100"), OK_TAIL, KV_END}},
+    {"empty route",
+     "route",
+     {KV("route", ""), KV("method", "GET"), KV("timestamp", "1761228100"), OK_TAIL, KV_END}},
+    {"timestamp abc",
+     "timestamp",
+     {KV("route", "/api/v1/tags"), KV("timestamp", "abc"), OK_TAIL, KV_END}},
+    {"duration 12.5",
+     "duration_ms",
+     {KV("route", "/api/v1/tags"), KV("timestamp", "1761228100"), KV("duration_ms", "12.5"),
+      KV("status_code", "200"), KV_END}},
+    {"status missing",
+     "status_code",
+     {KV("route", "/api/v1/tags"), KV("timestamp", "1761228100"), KV("duration_ms", "12"), KV_END}},
+    {"params [1,2]",
+     "query_params_normalized",
+     {KV("route", "/api/v1/tags"), KV("timestamp", "1761228100"), KV("duration_ms", "12"),
+      KV("status_code", "200"), KV("query_params_normalized", "[1,2]"), KV_END}},
+    {"params {broken",
+     "query_params_normalized",
+     {KV("route", "/api/v1/tags"), KV("timestamp", "1761228100"), KV("duration_ms", "12"),
+      KV("status_code", "200"), KV("query_params_normalized", "{broken"), KV_END}},
+    {"route not UTF-8",
+     "route",
+     {KV("route", "/api/v1/\xff\xfe"), KV("timestamp", "1761228100"), OK_TAIL, KV_END}},
+    {"NUL in route",
+     "route",
+     {KV("route", "/api/v1/ta\0gs"), KV("timestamp", "1761228100"), OK_TAIL, KV_END}},
+    {"repeated field",
+     "route",
+     {KV("route", "/api/v1/tags"), KV("timestamp", "1761228100"), OK_TAIL,
+      KV("route", "/api/v1/tags"), KV_END}},
+};
+
+#define NVALID RU_ARRAY_LEN(VALID)
+#define NBAD   RU_ARRAY_LEN(BAD)
+
+/* Finds the dead letter of entry id in reply (XRANGE of the dead stream); NULL if none. */
+static const redisReply *dead_letter_of(const redisReply *all, const char *id)
+{
+    for (size_t i = 0; i < all->elements; i++) {
+        const redisReply *f = all->element[i]->element[1];
+        if (f->elements >= 2 && strcmp(f->element[0]->str, "rollupd.entry_id") == 0 &&
+            strcmp(f->element[1]->str, id) == 0)
+            return f;
+    }
+    return NULL;
+}
+
+Test(e2e, invalid_entries_dead_lettered, .timeout = 120)
+{
+    setup();
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    FILE *of = fopen(oracle, "w");
+    cr_assert_not_null(of);
+    for (size_t i = 0; i < NVALID; i++)
+        fprintf(of, "%s\n", VALID[i].oracle);
+    fclose(of);
+
+    struct ru_h_cfg k = base_cfg(200);
+    struct ru_h_daemon d;
+    start_daemon(&d, &k);
+    wait_connected(&d);
+
+    /* valid, bad, valid, bad, ..., then the remaining valid ones */
+    char *bad_id[NBAD];
+    for (size_t i = 0; i < NVALID || i < NBAD; i++) {
+        if (i < NVALID)
+            free(xadd_kv(VALID[i].f));
+        if (i < NBAD)
+            bad_id[i] = xadd_kv(BAD[i].f);
+    }
+    wait_flushed((long long)(NVALID + NBAD), "invalid_entries_dead_lettered");
+
+    struct st s = status_of(&d);
+    CHECK(s.invalid == (long long)NBAD && s.dead_lettered == (long long)NBAD,
+          "events_invalid %lld, events_dead_lettered %lld, want %zu", s.invalid, s.dead_lettered,
+          NBAD);
+    CHECK(s.flushed == (long long)NVALID && s.consumed == (long long)NVALID,
+          "events_flushed %lld, events_consumed %lld, want %zu", s.flushed, s.consumed, NVALID);
+    CHECK(ru_h_xpending(T.r, T.stream, T.group) == 0, "entries still pending");
+    long long dead_len = ru_h_xlen(T.r, T.dead);
+    CHECK(dead_len == (long long)NBAD, "%s has %lld entries, want %zu", T.dead, dead_len, NBAD);
+
+    redisReply *all = ru_h_redis_cmd(T.r, "XRANGE %s - +", T.dead);
+    cr_assert_eq(all->type, REDIS_REPLY_ARRAY);
+    for (size_t i = 0; i < NBAD; i++) {
+        const redisReply *f = dead_letter_of(all, bad_id[i]);
+        CHECK(f != NULL, "no dead letter with rollupd.entry_id %s (%s)", bad_id[i], BAD[i].what);
+        size_t nf = kv_count(BAD[i].f);
+        CHECK(f->elements == 4 + 2 * nf,
+              "dead letter of %s (%s): %zu field names and values,"
+              " want %zu",
+              bad_id[i], BAD[i].what, f->elements, 4 + 2 * nf);
+        CHECK(strcmp(f->element[2]->str, "rollupd.reason") == 0 && f->element[3]->len > 0,
+              "dead letter of %s (%s): no non-empty rollupd.reason", bad_id[i], BAD[i].what);
+        CHECK(strstr(f->element[3]->str, BAD[i].reason_has) != NULL,
+              "dead letter of %s (%s): reason '%s' does not name '%s'", bad_id[i], BAD[i].what,
+              f->element[3]->str, BAD[i].reason_has);
+        cr_log_info("dead letter (%s): %s", BAD[i].what, f->element[3]->str);
+        for (size_t j = 0; j < nf; j++) {
+            const redisReply *name = f->element[4 + 2 * j], *val = f->element[5 + 2 * j];
+            CHECK(
+                name->len == BAD[i].f[j].klen && memcmp(name->str, BAD[i].f[j].k, name->len) == 0 &&
+                    val->len == BAD[i].f[j].vlen && memcmp(val->str, BAD[i].f[j].v, val->len) == 0,
+                "dead letter of %s (%s): field %zu is '%.*s'='%.*s', want '%s' (%zu bytes)",
+                bad_id[i], BAD[i].what, j, (int)name->len, name->str, (int)val->len, val->str,
+                BAD[i].f[j].k, BAD[i].f[j].vlen);
+        }
+        free(bad_id[i]);
+    }
+    freeReplyObject(all);
+
+    /* the valid entries behind them were counted, with genonaut's semantics */
+    CHECK(hourly_total() == (long long)NVALID, "sum(total_requests) %lld, want %zu", hourly_total(),
+          NVALID);
+    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), (long long)NVALID);
+    check_rows_match_oracle("invalid_entries_dead_lettered");
+    finish("invalid_entries_dead_lettered");
+}
+
+/* ------------------------------------------------------------------ 8 */
+
+/* genonaut's aggregation job over its raw table, with the compared columns. */
+static const char RAW_AGG[] =
+    "SELECT date_trunc('hour', r.\"timestamp\") AS \"timestamp\", r.route,"
+    " r.method::text AS method, r.query_params_normalized,"
+    " count(*)::integer AS total_requests,"
+    " (count(*) FILTER (WHERE r.status_code BETWEEN 200 AND 299))::integer,"
+    " (count(*) FILTER (WHERE r.status_code BETWEEN 400 AND 499))::integer,"
+    " (count(*) FILTER (WHERE r.status_code >= 500))::integer,"
+    " avg(r.duration_ms)::integer,"
+    " (percentile_cont(0.5) WITHIN GROUP (ORDER BY r.duration_ms))::integer,"
+    " (percentile_cont(0.95) WITHIN GROUP (ORDER BY r.duration_ms))::integer,"
+    " (percentile_cont(0.99) WITHIN GROUP (ORDER BY r.duration_ms))::integer,"
+    " count(DISTINCT r.user_id)::integer,"
+    " avg(r.request_size_bytes)::integer, avg(r.response_size_bytes)::integer,"
+    " avg(r.db_query_count)::float8,"
+    " (count(*) FILTER (WHERE r.cache_status = 'hit'))::integer,"
+    " (count(*) FILTER (WHERE r.cache_status = 'miss'))::integer"
+    " FROM route_analytics r GROUP BY 1, 2, 3, 4";
+
+static const char HOURLY_COLS[] =
+    "SELECT \"timestamp\", route, method::text, query_params_normalized, total_requests,"
+    " successful_requests, client_errors, server_errors, avg_duration_ms, p50_duration_ms,"
+    " p95_duration_ms, p99_duration_ms, unique_users, avg_request_size_bytes,"
+    " avg_response_size_bytes, avg_db_query_count, cache_hits, cache_misses"
+    " FROM route_analytics_hourly";
+
+/* Raw rows (what can be compared with the oracle) minus the oracle and the reverse. */
+static const char RAW_ROWS[] =
+    "SELECT route, method::text, user_id, (extract(epoch FROM \"timestamp\") * 1000000)::bigint,"
+    " duration_ms, status_code::int, query_params_normalized, request_size_bytes,"
+    " response_size_bytes, db_query_count, cache_status::text FROM route_analytics";
+static const char ORACLE_ROWS[] =
+    "SELECT route, method, user_id, (ts::numeric * 1000000)::bigint, duration_ms, status_code,"
+    " coalesce(qpn, '{}'::jsonb), nullif(req, 0), nullif(resp, 0), db, cache FROM oracle_raw";
+
+/* Checks route_analytics against the oracle (every valid event once) and genonaut's
+ * aggregation of route_analytics against route_analytics_hourly. */
+static void check_raw(const char *what, long long valid, const char *hourly_where)
+{
+    long long raw = ru_h_pg_int(T.pg, "SELECT count(*) FROM route_analytics");
+    CHECK(raw == valid, "%s: route_analytics has %lld rows, want %lld valid events", what, raw,
+          valid);
+    long long d1 =
+        ru_h_pg_intf(T.pg, "SELECT count(*) FROM (%s EXCEPT ALL %s) x", RAW_ROWS, ORACLE_ROWS);
+    long long d2 =
+        ru_h_pg_intf(T.pg, "SELECT count(*) FROM (%s EXCEPT ALL %s) x", ORACLE_ROWS, RAW_ROWS);
+    CHECK(d1 == 0 && d2 == 0,
+          "%s: %lld raw rows are not in the oracle, %lld oracle events are not in"
+          " route_analytics",
+          what, d1, d2);
+    long long h1 =
+        ru_h_pg_intf(T.pg, "SELECT count(*) FROM (SELECT * FROM (%s) a WHERE %s EXCEPT ALL %s) x",
+                     HOURLY_COLS, hourly_where, RAW_AGG);
+    long long h2 =
+        ru_h_pg_intf(T.pg, "SELECT count(*) FROM (%s EXCEPT ALL SELECT * FROM (%s) a WHERE %s) x",
+                     RAW_AGG, HOURLY_COLS, hourly_where);
+    CHECK(h1 == 0 && h2 == 0,
+          "%s: genonaut's SQL over route_analytics differs from route_analytics_hourly: %lld"
+          " hourly rows not in it, %lld of its rows not in the hourly table",
+          what, h1, h2);
+}
+
+Test(e2e, raw_mode, .timeout = 180)
+{
+    setup();
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    struct ru_h_cfg k = base_cfg(200);
+    k.raw_table = "route_analytics";
+    struct ru_h_daemon d;
+    start_daemon(&d, &k);
+    wait_connected(&d);
+    long long valid = ru_h_loadgen("-s %s -n 10000 --seed 81 --start-ts %lld --hours 3"
+                                   " --invalid-frac 0.01 --oracle %s --quiet",
+                                   T.stream, H0, oracle);
+    struct ru_h_lg_result res = *ru_h_loadgen_last();
+    wait_flushed(res.written, "raw_mode");
+    struct st s = status_of(&d);
+    CHECK(s.raw_written == valid && s.raw_rejected == 0,
+          "raw_rows_written %lld, raw_rows_rejected %lld, want %lld and 0", s.raw_written,
+          s.raw_rejected, valid);
+    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    check_raw("raw_mode", valid, "true");
+    check_rows_match_oracle("raw_mode");
+    finish("raw_mode");
+}
+
+/* ------------------------------------------------------------------ 9 */
+
+static const char OLD_ROW[] =
+    "SELECT concat_ws(',', id, \"timestamp\", route, method, query_params_normalized,"
+    " total_requests, p95_duration_ms, created_at) FROM route_analytics_hourly"
+    " WHERE \"timestamp\" < '2021-01-01'";
+
+Test(e2e, existing_genonaut_schema, .timeout = 180)
+{
+    setup();
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    ru_h_genonaut_schema(T.pg);
+    /* a row genonaut's own job wrote long ago: rollupd must leave it alone */
+    ru_h_pg_exec(T.pg,
+                 "INSERT INTO route_analytics_hourly (\"timestamp\", route, method,"
+                 " query_params_normalized, total_requests, successful_requests, client_errors,"
+                 " server_errors, avg_duration_ms, p50_duration_ms, p95_duration_ms,"
+                 " p99_duration_ms, unique_users, cache_hits, cache_misses, created_at)"
+                 " VALUES ('2020-01-01 10:00', '/api/v1/tags', 'GET', '{}', 5, 5, 0, 0, 10, 9, 20,"
+                 " 21, 2, 0, 0, '2020-01-01 11:00:00')");
+    char *old = ru_h_pg_text(T.pg, OLD_ROW);
+
+    struct ru_h_cfg k = base_cfg(200);
+    k.raw_table = "route_analytics";
+    struct ru_h_daemon d;
+    start_daemon(&d, &k);
+    wait_connected(&d);
+    long long valid = ru_h_loadgen("-s %s -n 8000 --seed 91 --start-ts %lld --hours 3"
+                                   " --invalid-frac 0.01 --oracle %s --quiet",
+                                   T.stream, H0, oracle);
+    wait_flushed(ru_h_loadgen_last()->written, "existing_genonaut_schema");
+    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+
+    const char *recent = "\"timestamp\" >= '2021-01-01'";
+    check_oracle("existing_genonaut_schema", recent);
+    long long rows =
+        ru_h_pg_intf(T.pg, "SELECT count(*) FROM route_analytics_hourly WHERE %s", recent);
+    CHECK(rows == oracle_groups(), "%lld rows, want %lld", rows, oracle_groups());
+    char *now = ru_h_pg_text(T.pg, OLD_ROW);
+    CHECK(now && strcmp(now, old) == 0, "the old row changed: was %s, now %s", old,
+          now ? now : "(gone)");
+    free(old);
+    free(now);
+    /* genonaut's definitions are kept, not doubled */
+    long long idx = ru_h_pg_int(T.pg, "SELECT count(*) FROM pg_indexes"
+                                      " WHERE tablename = 'route_analytics_hourly'");
+    CHECK(idx == 7, "route_analytics_hourly has %lld indexes, want genonaut's 7", idx);
+    long long uq = ru_h_pg_int(T.pg, "SELECT count(*) FROM pg_constraint WHERE conrelid ="
+                                     " 'route_analytics_hourly'::regclass AND contype = 'u'");
+    CHECK(uq == 1, "route_analytics_hourly has %lld unique constraints, want 1", uq);
+    check_raw("existing_genonaut_schema", valid, recent);
+    finish("existing_genonaut_schema");
+}
+
+/* ------------------------------------------------------------------ 10 */
+
+/* 1-based number of the line of text that contains needle; 0 when absent. */
+static int line_of(const char *text, const char *needle)
+{
+    const char *p = strstr(text, needle);
+    if (p == NULL)
+        return 0;
+    int line = 1;
+    for (const char *q = text; q < p; q++)
+        line += *q == '\n';
+    return line;
+}
+
+Test(e2e, config_check, .timeout = 60)
+{
+    setup();
+    static const char *const test_args[] = {"-t", NULL};
+
+    struct ru_h_cfg k = base_cfg(200);
+    char *good = ru_h_config(&k);
+    struct ru_h_daemon d;
+    ru_h_daemon_spawn(&d, good, test_args);
+    track(&d);
+    int rc = ru_h_daemon_wait_exit(&d, 10000);
+    CHECK(rc == 0, "rollupd -c %s -t: exit status %d for a valid file, want 0", d.conf, rc);
+    CHECK(log_has(&d, "is valid"), "rollupd -t printed no 'is valid' for a valid file");
+    CHECK(ru_h_redis_int(T.r, "EXISTS %s", T.stream) == 0, "rollupd -t touched Redis (created %s)",
+          T.stream);
+    free(good);
+
+    k.flush_extra = "bogus_key = 1;";
+    char *bad = ru_h_config(&k);
+    int line = line_of(bad, "bogus_key");
+    cr_assert_gt(line, 0);
+    struct ru_h_daemon b;
+    ru_h_daemon_spawn(&b, bad, test_args);
+    track(&b);
+    rc = ru_h_daemon_wait_exit(&b, 10000);
+    CHECK(rc == 1, "rollupd -c %s -t: exit status %d for a bad key, want 1", b.conf, rc);
+    char where[RU_H_PATH + 16];
+    snprintf(where, sizeof(where), "%s:%d:", b.conf, line);
+    CHECK(log_has(&b, where), "the error does not name '%s' (file and line of the bad key)", where);
+    CHECK(log_has(&b, "bogus_key"), "the error does not name the key");
+
+    /* without -t the daemon refuses to start on the same file */
+    struct ru_h_daemon b2;
+    ru_h_daemon_spawn(&b2, bad, NULL);
+    track(&b2);
+    rc = ru_h_daemon_wait_exit(&b2, 10000);
+    CHECK(rc == 1, "rollupd -c %s with a bad key: exit status %d, want 1", b2.conf, rc);
+    free(bad);
+    finish("config_check");
+}
