@@ -93,9 +93,23 @@ struct ru_daemon {
 /* ---- stream callbacks ---- */
 
 static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n,
-                     enum ru_seen seen)
+                     enum ru_seen seen, bool replay)
 {
     struct ru_daemon *d = ud;
+    if (!replay && seen != RU_SEEN_NEW) {
+        /* Re-delivered after the group was recreated. Committed: acknowledge. In flight:
+         * a valid entry is in a batch that acknowledges it after its COMMIT; an invalid
+         * one was dead-lettered already, so only the new group's acknowledgement is due. */
+        struct ru_event ev;
+        char why[160];
+        ru_buf_reset(&d->scratch);
+        if (seen == RU_SEEN_COMMITTED ||
+            ru_event_parse(&ev, f, n, &d->scratch, why, sizeof(why)) < 0) {
+            ru_stream_ack(d->stream, id, 1);
+            d->c.replay_acked++;
+        }
+        return;
+    }
     struct ru_event ev;
     char why[160];
     ru_buf_reset(&d->scratch);
@@ -357,7 +371,12 @@ static void check_backpressure(struct ru_daemon *d)
     size_t used = mem_in_use(d);
     if (used >= limit / 2)
         d->flush_due = true;
-    bool want_pause = d->stopping || used >= limit * 9 / 10;
+    /* Pause before the next step could cross the bound: one more XREADGROUP reply
+     * (count entries, each at worst a new key: about 1 KiB) plus the next doubling of
+     * the store's tables. The bound holds; memory is never freed by dropping data. */
+    size_t reserve = (size_t)d->cfg.redis.count * 1024 + ru_store_next_growth(d->cur->store) +
+                     2 * d->cur->ids_cap * sizeof(*d->cur->ids) + d->cur->raw.cap;
+    bool want_pause = d->stopping || used + reserve >= limit;
     if (want_pause != d->paused) {
         d->paused = want_pause;
         ru_stream_pause(d->stream, want_pause);

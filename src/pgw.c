@@ -532,8 +532,12 @@ static int query_checkpoint(struct ru_pgw *w, const char *consumer, struct ru_si
     return 0;
 }
 
+/* At set-up only: later reconnects keep w->committed, the value this process last
+ * stored, which is what fences out a takeover that happened while we were away. */
 static int load_checkpoint(struct ru_pgw *w)
 {
+    if (atomic_load(&w->ready))
+        return 0;
     if (query_checkpoint(w, w->consumer, &w->checkpoint) < 0)
         return -1;
     w->committed = w->checkpoint;
@@ -858,6 +862,8 @@ static int flush_once(struct ru_pgw *w, struct ru_batch *b)
             return -2;
         }
     }
+    b->attempted = next;
+    b->attempted_set = true;
     char idtxt[RU_SID_STRLEN], exptxt[RU_SID_STRLEN], events[24];
     ru_sid_format(&next, idtxt);
     ru_sid_format(&expected, exptxt);
@@ -895,6 +901,21 @@ static int flush_once(struct ru_pgw *w, struct ru_batch *b)
     return 0;
 }
 
+/* After a failed attempt whose COMMIT may have reached the server: the checkpoint row
+ * tells. It equals what that attempt wrote only if the attempt committed (checkpoints
+ * only move forward and each batch writes a new, higher value). */
+static bool committed_already(struct ru_pgw *w, struct ru_batch *b)
+{
+    struct ru_sid stored;
+    const char *consumer = b->adopt_consumer ? b->adopt_consumer : w->consumer;
+    struct ru_sid expected = b->adopt_consumer ? b->adopt_expected : w->committed;
+    if (ru_sid_cmp(&b->attempted, &expected) == 0)
+        return false; /* the attempt would not have moved it: cannot tell, and need not */
+    if (query_checkpoint(w, consumer, &stored) < 0)
+        return false; /* the retry will fail and come back here */
+    return ru_sid_cmp(&stored, &b->attempted) == 0;
+}
+
 static void run_batch(struct ru_pgw *w, struct ru_batch *b)
 {
     for (;;) {
@@ -910,8 +931,20 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
             }
         }
         int64_t t0 = ru_mono_us();
-        b->attempts++;
-        int rc = flush_once(w, b);
+        int rc;
+        if (b->attempted_set && committed_already(w, b)) {
+            /* the COMMIT went through but its answer was lost with the connection */
+            ru_log(RU_LOG_WARNING,
+                   "msg=\"previous attempt had committed; not applying the "
+                   "batch again\" attempt=%d",
+                   b->attempts);
+            if (!b->adopt_consumer)
+                w->committed = b->attempted;
+            rc = 0;
+        } else {
+            b->attempts++;
+            rc = flush_once(w, b);
+        }
         if (rc == -2) {
             /* fenced: never retried; the loop decides what to do with the batch */
             PQclear(PQexec(w->conn, "ROLLBACK"));

@@ -338,6 +338,17 @@ size_t ru_store_mem(const struct ru_store *st)
     return st->mem;
 }
 
+size_t ru_store_next_growth(const struct ru_store *st)
+{
+    size_t aggs = (st->aggs_cap ? st->aggs_cap : 256) * sizeof(*st->aggs);
+    size_t table = st->table_cap * sizeof(*st->table);
+    size_t users =
+        st->udict_cap * sizeof(*st->udict) +
+        (st->users_cap ? st->users_cap : 256) * (sizeof(*st->user_text) + sizeof(*st->user_len));
+    /* the key array is reallocated (old and new copies live for a moment) */
+    return 2 * aggs + table + users;
+}
+
 const struct ru_agg *ru_store_agg(const struct ru_store *st, size_t i)
 {
     return &st->aggs[i];

@@ -651,7 +651,7 @@ static size_t handle_entries(struct ru_stream *s, const redisReply *r, bool repl
             k++;
         }
         s->stats.entries++;
-        s->cb.on_entry(s->cb.ud, &id, s->fields, k, seen);
+        s->cb.on_entry(s->cb.ud, &id, s->fields, k, seen, replay);
     }
     return n;
 }

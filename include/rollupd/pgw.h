@@ -52,6 +52,8 @@ struct ru_batch {
     uint64_t raw_written; /* raw rows copied (nraw less those PostgreSQL refused) */
     int64_t duration_us;
     int attempts;
+    struct ru_sid attempted; /* the checkpoint an attempt tried to store */
+    bool attempted_set;
     bool fenced; /* not committed: the checkpoint moved under us (another process took
                   * over this consumer), or the adopted consumer is alive */
     char fence_reason[160];

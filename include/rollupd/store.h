@@ -51,6 +51,10 @@ uint64_t ru_store_nevents(const struct ru_store *st);
 /* Bytes held by the store (tables, arena, histograms, user sets). */
 size_t ru_store_mem(const struct ru_store *st);
 
+/* Bytes the next growth step of the key array or hash table would add (they double
+ * when full): what a memory bound must keep in reserve. */
+size_t ru_store_next_growth(const struct ru_store *st);
+
 /* The i-th aggregate, 0 <= i < ru_store_nkeys (insertion order). Borrowed. */
 const struct ru_agg *ru_store_agg(const struct ru_store *st, size_t i);
 

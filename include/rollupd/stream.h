@@ -26,9 +26,12 @@ enum ru_seen {
 
 struct ru_stream_cb {
     void *ud;
-    /* One entry. fields borrowed until return. */
+    /* One entry. fields borrowed until return. replay: it came from this consumer's own
+     * pending list (so any dead-lettering it needed has not happened yet); otherwise it
+     * is a fresh delivery, which for an id already seen means the group was recreated
+     * and Redis is handing out old entries again. */
     void (*on_entry)(void *ud, const struct ru_sid *id, const struct ru_field *fields,
-                     size_t nfields, enum ru_seen seen);
+                     size_t nfields, enum ru_seen seen, bool replay);
     /* A pending entry that came back without fields: the producer trimmed it. The
      * stream has already queued its XACK. */
     void (*on_trimmed)(void *ud, const struct ru_sid *id, enum ru_seen seen);
