@@ -175,14 +175,28 @@ static int parse_tcp_url(const char *s, struct ru_redis_addr *out, const char **
         memcpy(addr, host + 1, ilen);
         addr[ilen] = '\0';
         char *zone = strchr(addr, '%');
-        if (zone != NULL)
-            *zone = '\0';
+        if (zone != NULL) {
+            /* a zone names an interface: %eth0, %2 (RFC 6874 spells the '%' as %25) */
+            *zone++ = '\0';
+            if (strncmp(zone, "25", 2) == 0 && zone[2] != '\0')
+                zone += 2;
+            size_t zl = strlen(zone);
+            if (zl == 0 || zl > 15 ||
+                strspn(zone, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+                    zl) {
+                *why = "bad IPv6 zone (an interface name or number)";
+                return -1;
+            }
+        }
         struct in6_addr a6;
         if (inet_pton(AF_INET6, addr, &a6) != 1) {
             *why = "bad IPv6 address";
             return -1;
         }
-        out->host = ru_xstrndup(host + 1, ilen);
+        /* keep the decoded zone: "fe80::1%25eth0" connects as "fe80::1%eth0" */
+        struct ru_buf hb = RU_BUF_INIT;
+        ru_buf_printf(&hb, "%s%s%s", addr, zone ? "%" : "", zone ? zone : "");
+        out->host = hb.p;
         size_t rest = hlen - ilen - 2;
         if (rest > 0) {
             if (close[1] != ':') {
@@ -964,6 +978,44 @@ static int resolve(struct loader *ld, struct ru_config *c)
     return 0;
 }
 
+/* libconfig 1.5 exits the process on an @include of a directory and blocks on a FIFO;
+ * check every @include (recursively, as libconfig resolves them: relative to the working
+ * directory) and refuse anything but a regular file, naming the line. */
+static int check_includes(struct loader *ld, const char *path, int depth)
+{
+    if (depth > 10) {
+        fail(ld, path, 0, "@include nested too deeply");
+        return -1;
+    }
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL)
+        return 0; /* libconfig reports it with its own message */
+    char line[4096];
+    unsigned lineno = 0;
+    int rc = 0;
+    while (rc == 0 && fgets(line, sizeof(line), fp) != NULL) {
+        lineno++;
+        const char *q = line + strspn(line, " \t");
+        if (strncmp(q, "@include", 8) != 0)
+            continue;
+        q = strchr(q + 8, '"');
+        const char *end = q ? strchr(q + 1, '"') : NULL;
+        if (q == NULL || end == NULL)
+            continue; /* a syntax error libconfig will name */
+        char inc[4096];
+        snprintf(inc, sizeof(inc), "%.*s", (int)(end - q - 1), q + 1);
+        struct stat st;
+        if (stat(inc, &st) == 0 && !S_ISREG(st.st_mode)) {
+            fail(ld, path, lineno, "@include \"%s\": not a regular file", inc);
+            rc = -1;
+        } else if (stat(inc, &st) == 0) {
+            rc = check_includes(ld, inc, depth + 1);
+        }
+    }
+    fclose(fp);
+    return rc;
+}
+
 static int load(struct loader *ld, struct ru_config *c)
 {
     char ebuf[128];
@@ -979,6 +1031,9 @@ static int load(struct loader *ld, struct ru_config *c)
         fail(ld, NULL, 0, "cannot open: %s", strerror_r(EISDIR, ebuf, sizeof(ebuf)));
         return -1;
     }
+
+    if (check_includes(ld, ld->path, 0) < 0)
+        return -1;
 
     config_t lc;
     config_init(&lc);
@@ -1053,17 +1108,9 @@ static size_t scheme_len(const char *s)
     return s[n] == ':' ? n : 0;
 }
 
-static void redact_query(const char *p, struct ru_buf *b)
+static void redact_pairs(const char *p, struct ru_buf *b)
 {
-    const char *q = strchr(p, '?');
-    if (q == NULL) {
-        ru_buf_puts(b, p);
-        return;
-    }
-    ru_buf_append(b, p, (size_t)(q - p));
-    p = q;
     while (*p != '\0') {
-        ru_buf_putc(b, *p++); /* '?' or '&' */
         size_t n = strcspn(p, "&");
         const char *eq = memchr(p, '=', n);
         if (eq != NULL && secret_key(p, (size_t)(eq - p))) {
@@ -1073,7 +1120,21 @@ static void redact_query(const char *p, struct ru_buf *b)
             ru_buf_append(b, p, n);
         }
         p += n;
+        if (*p == '&')
+            ru_buf_putc(b, *p++);
     }
+}
+
+/* The query's key=value pairs, with secret values replaced. Without a '?', the text is
+ * still read as pairs: an odd URI must not carry "password=..." through untouched. */
+static void redact_query(const char *p, struct ru_buf *b)
+{
+    const char *q = strchr(p, '?');
+    if (q != NULL) {
+        ru_buf_append(b, p, (size_t)(q - p) + 1);
+        p = q + 1;
+    }
+    redact_pairs(p, b);
 }
 
 static void redact_uri(const char *s, size_t slen, struct ru_buf *b)
@@ -1086,9 +1147,21 @@ static void redact_uri(const char *s, size_t slen, struct ru_buf *b)
     if (p[0] == '/' && p[1] == '/') {
         ru_buf_puts(b, "//");
         p += 2;
-        /* The last '@' ends the user info even when the password holds unencoded
-         * '/', '?' or '#': redacting too much beats leaking a secret. */
-        const char *at = strrchr(p, '@');
+        /* Where the user info ends depends on the reader: our Redis URL parser takes the
+         * last '@' before the first '/', '?' or '#'; libpq the first '@' before the first
+         * '/', even past a '?' or '#'. Redact up to the last '@' before the query (which
+         * also covers a password holding an unencoded '/' or '@'), or else up to libpq's
+         * '@', so that neither reading shows a secret; an '@' in the query
+         * (user=name@server) is left to redact_query. */
+        size_t qpos = strcspn(p, "?#");
+        const char *at = NULL;
+        for (const char *q = p; q < p + qpos; q++)
+            if (*q == '@')
+                at = q;
+        if (at == NULL) {
+            size_t spos = strcspn(p, "/");
+            at = memchr(p, '@', spos);
+        }
         if (at != NULL) {
             size_t alen = strcspn(p, "/?#");
             const char *colon = memchr(p, ':', (size_t)(at - p));

@@ -163,7 +163,13 @@ uint64_t ru_hash(const void *data, size_t len, uint64_t seed)
 
 static int parse_u64(const char *s, size_t len, uint64_t *out)
 {
-    if (len == 0 || len > 20)
+    if (len == 0)
+        return -1;
+    while (len > 1 && s[0] == '0') { /* leading zeros do not change the value */
+        s++;
+        len--;
+    }
+    if (len > 20)
         return -1;
     uint64_t v = 0;
     for (size_t i = 0; i < len; i++) {
