@@ -336,7 +336,8 @@ static void build_flush_sql(struct ru_pgw *w)
     ru_buf_printf(&b,
                   "INSERT INTO ru_map (k, id) SELECT s.k, (SELECT h.id FROM %s h"
                   " WHERE h.\"timestamp\" = s.ts AND h.route = s.route AND h.method = s.method"
-                  " AND h.query_params_normalized = s.params) FROM ru_rows s;\n",
+                  " AND h.query_params_normalized = s.params) FROM ru_rows s;\n"
+                  "ANALYZE ru_map;\n",
                   n->hourly);
     /* lock the touched rows in id order: writers serialise per row, never deadlock */
     ru_buf_printf(&b,
@@ -376,43 +377,42 @@ static void build_flush_sql(struct ru_pgw *w)
      * numeric->integer cast (half away from zero) for averages, exactly as AVG(int);
      * percentile_cont's float8 interpolation at q*(n-1) then a float8->integer cast
      * (half to even). The value at 0-based rank r is the smallest value whose
-     * cumulative count exceeds r. */
-    ru_buf_printf(
-        &b,
-        "WITH st AS (SELECT t.* FROM %s t WHERE t.hourly_id = ANY(ARRAY(SELECT id FROM ru_map))),"
-        " pos AS (SELECT hourly_id, 0.5::float8 * (total - 1) AS x50,"
-        " 0.95::float8 * (total - 1) AS x95, 0.99::float8 * (total - 1) AS x99 FROM st),"
-        " cum AS (SELECT h.hourly_id, h.value, sum(h.cnt::float8) OVER"
-        " (PARTITION BY h.hourly_id ORDER BY h.value) AS c FROM %s h"
-        " WHERE h.hourly_id = ANY(ARRAY(SELECT id FROM ru_map))),"
-        " q AS (SELECT p.hourly_id,"
-        " min(c.value) FILTER (WHERE c.c > floor(p.x50)) AS lo50,"
-        " min(c.value) FILTER (WHERE c.c > ceil(p.x50)) AS hi50,"
-        " min(c.value) FILTER (WHERE c.c > floor(p.x95)) AS lo95,"
-        " min(c.value) FILTER (WHERE c.c > ceil(p.x95)) AS hi95,"
-        " min(c.value) FILTER (WHERE c.c > floor(p.x99)) AS lo99,"
-        " min(c.value) FILTER (WHERE c.c > ceil(p.x99)) AS hi99"
-        " FROM pos p JOIN cum c USING (hourly_id) GROUP BY p.hourly_id)"
-        " UPDATE %s h SET total_requests = st.total, successful_requests = st.ok,"
-        " client_errors = st.c4xx, server_errors = st.c5xx,"
-        " avg_duration_ms = (st.dur_sum::numeric / st.total)::integer,"
-        " p50_duration_ms = (q.lo50::float8 + (q.hi50::float8 - q.lo50::float8)"
-        " * (p.x50 - floor(p.x50)))::integer,"
-        " p95_duration_ms = (q.lo95::float8 + (q.hi95::float8 - q.lo95::float8)"
-        " * (p.x95 - floor(p.x95)))::integer,"
-        " p99_duration_ms = (q.lo99::float8 + (q.hi99::float8 - q.lo99::float8)"
-        " * (p.x99 - floor(p.x99)))::integer,"
-        " unique_users = st.users_n,"
-        " avg_request_size_bytes = CASE WHEN st.req_n > 0 THEN"
-        " (st.req_sum::numeric / st.req_n)::integer END,"
-        " avg_response_size_bytes = CASE WHEN st.resp_n > 0 THEN"
-        " (st.resp_sum::numeric / st.resp_n)::integer END,"
-        " avg_db_query_count = CASE WHEN st.db_n > 0 THEN"
-        " (st.db_sum::numeric / st.db_n)::float8 END,"
-        " cache_hits = st.hits, cache_misses = st.misses"
-        " FROM st JOIN pos p USING (hourly_id) JOIN q USING (hourly_id)"
-        " WHERE h.id = st.hourly_id;\n",
-        n->state, n->hist, n->hourly);
+     * cumulative count exceeds r. Every touched row is visited through LATERAL index
+     * lookups on its own key, so the plan stays one index scan per row whatever the
+     * planner believes about table sizes. */
+    ru_buf_printf(&b,
+                  "UPDATE %s h SET total_requests = x.total, successful_requests = x.ok,"
+                  " client_errors = x.c4xx, server_errors = x.c5xx,"
+                  " avg_duration_ms = (x.dur_sum::numeric / x.total)::integer,"
+                  " p50_duration_ms = (x.lo50::float8 + (x.hi50::float8 - x.lo50::float8)"
+                  " * (x.x50 - floor(x.x50)))::integer,"
+                  " p95_duration_ms = (x.lo95::float8 + (x.hi95::float8 - x.lo95::float8)"
+                  " * (x.x95 - floor(x.x95)))::integer,"
+                  " p99_duration_ms = (x.lo99::float8 + (x.hi99::float8 - x.lo99::float8)"
+                  " * (x.x99 - floor(x.x99)))::integer,"
+                  " unique_users = x.users_n,"
+                  " avg_request_size_bytes = CASE WHEN x.req_n > 0 THEN"
+                  " (x.req_sum::numeric / x.req_n)::integer END,"
+                  " avg_response_size_bytes = CASE WHEN x.resp_n > 0 THEN"
+                  " (x.resp_sum::numeric / x.resp_n)::integer END,"
+                  " avg_db_query_count = CASE WHEN x.db_n > 0 THEN"
+                  " (x.db_sum::numeric / x.db_n)::float8 END,"
+                  " cache_hits = x.hits, cache_misses = x.misses"
+                  " FROM (SELECT st.*, p.*, q.* FROM ru_map m"
+                  " CROSS JOIN LATERAL (SELECT * FROM %s t WHERE t.hourly_id = m.id) st"
+                  " CROSS JOIN LATERAL (SELECT 0.5::float8 * (st.total - 1) AS x50,"
+                  " 0.95::float8 * (st.total - 1) AS x95, 0.99::float8 * (st.total - 1) AS x99) p"
+                  " CROSS JOIN LATERAL (SELECT"
+                  " min(c.value) FILTER (WHERE c.c > floor(p.x50)) AS lo50,"
+                  " min(c.value) FILTER (WHERE c.c > ceil(p.x50)) AS hi50,"
+                  " min(c.value) FILTER (WHERE c.c > floor(p.x95)) AS lo95,"
+                  " min(c.value) FILTER (WHERE c.c > ceil(p.x95)) AS hi95,"
+                  " min(c.value) FILTER (WHERE c.c > floor(p.x99)) AS lo99,"
+                  " min(c.value) FILTER (WHERE c.c > ceil(p.x99)) AS hi99"
+                  " FROM (SELECT hh.value, sum(hh.cnt::float8) OVER (ORDER BY hh.value) AS c"
+                  " FROM %s hh WHERE hh.hourly_id = m.id) c) q) x"
+                  " WHERE h.id = x.hourly_id;\n",
+                  n->hourly, n->state, n->hist);
     free(w->flush_sql);
     w->flush_sql = b.p;
 }
@@ -827,6 +827,10 @@ static int flush_once(struct ru_pgw *w, struct ru_batch *b)
     ru_buf_reset(o);
     build_users(o, b->store);
     if (o->len && copy_in(w, "COPY ru_users FROM STDIN", o) < 0)
+        return -1;
+    /* temporary tables are never analyzed by autovacuum: give the planner real sizes */
+    if (ru_store_nkeys(b->store) &&
+        exec_ok(w, "ANALYZE ru_rows, ru_hist, ru_users", "ANALYZE staging") < 0)
         return -1;
     if (ru_store_nkeys(b->store) && exec_ok(w, w->flush_sql, "merging the rollup") < 0)
         return -1;

@@ -196,10 +196,27 @@ int ru_sid_parse(struct ru_sid *out, const char *s, size_t len)
     return parse_u64(dash + 1, len - (size_t)(dash - s) - 1, &out->seq);
 }
 
+static size_t put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* Hot: every acknowledged id is formatted once (no printf). */
 size_t ru_sid_format(const struct ru_sid *id, char *buf)
 {
-    int n = snprintf(buf, RU_SID_STRLEN, "%" PRIu64 "-%" PRIu64, id->ms, id->seq);
-    return (size_t)n;
+    size_t n = put_u64(buf, id->ms);
+    buf[n++] = '-';
+    n += put_u64(buf + n, id->seq);
+    buf[n] = '\0';
+    return n;
 }
 
 int ru_sid_cmp(const struct ru_sid *a, const struct ru_sid *b)

@@ -1,0 +1,415 @@
+/* rollupd-bench-ceiling: the least any consumer of the stream must do, done as fast as
+ * this machine allows: XREADGROUP ... COUNT n STREAMS key > in a consumer group, then
+ * XACK of the ids it returned, and nothing else.
+ *
+ * Reply handling is the fastest we know: hiredis builds replies through custom object
+ * functions into an arena (as src/stream.c does, no malloc per element), the socket is
+ * read in 256 KiB chunks, and the next XREADGROUP is written together with the XACK of
+ * the previous batch *before* the current batch is walked, so Redis always has the next
+ * read queued while we work. Its drain rate of a pre-filled stream is the physical limit
+ * for any consumer on this machine; bench/run compares rollupd with it.
+ *
+ * Prints one JSON object on stdout: events, seconds, events_per_s, reads, acked,
+ * utime_s, stime_s, vmhwm_kb (the process's own CPU and peak RSS). */
+#include "rollupd/util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#define READ_CHUNK (256 * 1024)
+#define ARENA_MIN  (1024 * 1024)
+#define QCAP       16
+
+static void die(const char *fmt, ...) RU_PRINTF(1, 2);
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ceiling: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+/* ---- reply arena (one reset per complete reply) ---- */
+
+struct achunk {
+    struct achunk *next;
+    size_t used, cap;
+    char data[];
+};
+
+struct arena {
+    struct achunk *head;
+    size_t total;
+};
+
+static void *arena_alloc(struct arena *a, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    struct achunk *c = a->head;
+    if (c == NULL || c->cap - c->used < n) {
+        size_t cap = n > ARENA_MIN ? n : ARENA_MIN;
+        c = ru_xmalloc(sizeof(*c) + cap);
+        c->cap = cap;
+        c->used = 0;
+        c->next = a->head;
+        a->head = c;
+        a->total += cap;
+    }
+    void *p = c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+/* Keeps one chunk as large as everything used so far: after the first big reply no
+ * further allocation happens. */
+static void arena_reset(struct arena *a)
+{
+    if (a->head == NULL)
+        return;
+    if (a->head->next == NULL) {
+        a->head->used = 0;
+        return;
+    }
+    size_t total = a->total;
+    while (a->head) {
+        struct achunk *n = a->head->next;
+        free(a->head);
+        a->head = n;
+    }
+    struct achunk *c = ru_xmalloc(sizeof(*c) + total);
+    c->cap = total;
+    c->used = 0;
+    c->next = NULL;
+    a->head = c;
+    a->total = total;
+}
+
+static redisReply *a_reply(const redisReadTask *task, int type)
+{
+    redisReply *r = arena_alloc(task->privdata, sizeof(*r));
+    memset(r, 0, sizeof(*r));
+    r->type = type;
+    if (task->parent) {
+        redisReply *parent = task->parent->obj;
+        parent->element[task->idx] = r;
+    }
+    return r;
+}
+
+static void *a_string(const redisReadTask *task, char *str, size_t len)
+{
+    redisReply *r = a_reply(task, task->type);
+    r->str = arena_alloc(task->privdata, len + 1);
+    memcpy(r->str, str, len);
+    r->str[len] = '\0';
+    r->len = len;
+    return r;
+}
+
+static void *a_array(const redisReadTask *task, int elements)
+{
+    redisReply *r = a_reply(task, REDIS_REPLY_ARRAY);
+    r->elements = elements > 0 ? (size_t)elements : 0;
+    if (elements > 0) {
+        r->element = arena_alloc(task->privdata, (size_t)elements * sizeof(redisReply *));
+        memset(r->element, 0, (size_t)elements * sizeof(redisReply *));
+    }
+    return r;
+}
+
+static void *a_integer(const redisReadTask *task, long long value)
+{
+    redisReply *r = a_reply(task, REDIS_REPLY_INTEGER);
+    r->integer = value;
+    return r;
+}
+
+static void *a_nil(const redisReadTask *task)
+{
+    return a_reply(task, REDIS_REPLY_NIL);
+}
+
+static void a_free(void *obj)
+{
+    (void)obj; /* arena memory */
+}
+
+static redisReplyObjectFunctions arena_fns = {a_string, a_array, a_integer, a_nil, a_free};
+
+/* ---- connection ---- */
+
+enum kind { K_READ, K_ACK };
+
+struct ceil {
+    redisContext *c;
+    struct arena arena;
+    char *rbuf;
+    enum kind q[QCAP]; /* replies we wait for, in command order */
+    int qhead, qlen;
+    const char *stream, *group, *consumer;
+    long long count, max, requested;
+    /* ids of the last walked batch, waiting for the next XACK */
+    char (*ids)[RU_SID_STRLEN];
+    const char **argv;
+    size_t *argvlen;
+    long long nids;
+};
+
+static void q_push(struct ceil *cl, enum kind k)
+{
+    if (cl->qlen == QCAP)
+        die("internal: reply queue full");
+    cl->q[(cl->qhead + cl->qlen++) % QCAP] = k;
+}
+
+static enum kind q_pop(struct ceil *cl)
+{
+    enum kind k = cl->q[cl->qhead];
+    cl->qhead = (cl->qhead + 1) % QCAP;
+    cl->qlen--;
+    return k;
+}
+
+static void flush_out(struct ceil *cl)
+{
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(cl->c, &done) != REDIS_OK)
+            die("write: %s", cl->c->errstr);
+}
+
+static redisReply *next_reply(struct ceil *cl)
+{
+    for (;;) {
+        void *rep = NULL;
+        if (redisReaderGetReply(cl->c->reader, &rep) != REDIS_OK)
+            die("protocol error: %s", cl->c->reader->errstr);
+        if (rep)
+            return rep;
+        ssize_t n = read(cl->c->fd, cl->rbuf, READ_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            die("read: %s", n == 0 ? "connection closed" : strerror(errno));
+        if (redisReaderFeed(cl->c->reader, cl->rbuf, (size_t)n) != REDIS_OK)
+            die("protocol error");
+    }
+}
+
+/* Queues XREADGROUP for the next batch; false when -n is reached. */
+static bool send_read(struct ceil *cl)
+{
+    long long cnt = cl->count;
+    if (cl->max > 0 && cl->max - cl->requested < cnt)
+        cnt = cl->max - cl->requested;
+    if (cnt <= 0)
+        return false;
+    char cnts[24];
+    snprintf(cnts, sizeof(cnts), "%lld", cnt);
+    const char *argv[] = {"XREADGROUP", "GROUP",   cl->group,  cl->consumer, "COUNT",
+                          cnts,         "STREAMS", cl->stream, ">"};
+    if (redisAppendCommandArgv(cl->c, (int)RU_ARRAY_LEN(argv), argv, NULL) != REDIS_OK)
+        die("XREADGROUP: %s", cl->c->errstr);
+    cl->requested += cnt;
+    q_push(cl, K_READ);
+    return true;
+}
+
+static void send_ack(struct ceil *cl)
+{
+    if (cl->nids == 0)
+        return;
+    cl->argv[0] = "XACK";
+    cl->argvlen[0] = 4;
+    cl->argv[1] = cl->stream;
+    cl->argvlen[1] = strlen(cl->stream);
+    cl->argv[2] = cl->group;
+    cl->argvlen[2] = strlen(cl->group);
+    if (redisAppendCommandArgv(cl->c, (int)(cl->nids + 3), cl->argv, cl->argvlen) != REDIS_OK)
+        die("XACK: %s", cl->c->errstr);
+    cl->nids = 0; /* hiredis copied the arguments into its output buffer */
+    q_push(cl, K_ACK);
+}
+
+/* Walks [[stream, [[id, fields], ...]]] and keeps the ids for the next XACK. */
+static long long take_ids(struct ceil *cl, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_NIL)
+        return 0;
+    if (r->type == REDIS_REPLY_ERROR)
+        die("XREADGROUP: %s", r->str);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_ARRAY || r->element[0]->elements != 2)
+        die("XREADGROUP: unexpected reply shape");
+    const redisReply *entries = r->element[0]->element[1];
+    if (entries->type != REDIS_REPLY_ARRAY)
+        die("XREADGROUP: unexpected entries");
+    for (size_t i = 0; i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 ||
+            e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= RU_SID_STRLEN)
+            die("XREADGROUP: unexpected entry");
+        long long k = cl->nids++;
+        memcpy(cl->ids[k], e->element[0]->str, e->element[0]->len + 1);
+        cl->argv[3 + k] = cl->ids[k];
+        cl->argvlen[3 + k] = e->element[0]->len;
+    }
+    return (long long)entries->elements;
+}
+
+static long vmhwm_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kb = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: rollupd-bench-ceiling [options]\n"
+          "  -h HOST, -p PORT   Redis address (default 127.0.0.1:6379)\n"
+          "  -s STREAM          stream key (default genonaut_demo:route_analytics:stream)\n"
+          "  -g GROUP           consumer group, created at --start if missing (default ceiling)\n"
+          "  -c CONSUMER        consumer name (default ceiling)\n"
+          "  --count N          XREADGROUP COUNT (default 1000, as rollupd's redis.count)\n"
+          "  -n N               stop after N entries (default 0: at the first empty read)\n"
+          "  --start ID         where a new group starts (default 0)\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    struct ceil cl;
+    memset(&cl, 0, sizeof(cl));
+    const char *host = "127.0.0.1", *start = "0";
+    int port = 6379;
+    cl.stream = "genonaut_demo:route_analytics:stream";
+    cl.group = "ceiling";
+    cl.consumer = "ceiling";
+    cl.count = 1000;
+    static const struct option lopts[] = {{"count", required_argument, NULL, 'C'},
+                                          {"start", required_argument, NULL, 'S'},
+                                          {"help", no_argument, NULL, 'H'},
+                                          {NULL, 0, NULL, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "h:p:s:g:c:n:", lopts, NULL)) != -1) {
+        switch (o) {
+        case 'h':
+            host = optarg;
+            break;
+        case 'p':
+            port = atoi(optarg);
+            break;
+        case 's':
+            cl.stream = optarg;
+            break;
+        case 'g':
+            cl.group = optarg;
+            break;
+        case 'c':
+            cl.consumer = optarg;
+            break;
+        case 'n':
+            cl.max = atoll(optarg);
+            break;
+        case 'C':
+            cl.count = atoll(optarg);
+            break;
+        case 'S':
+            start = optarg;
+            break;
+        case 'H':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (cl.count < 1 || cl.count > 100000 || port < 1 || port > 65535 || cl.max < 0)
+        die("bad arguments (see --help)");
+
+    struct timeval tv = {5, 0};
+    cl.c = redisConnectWithTimeout(host, port, tv);
+    if (cl.c == NULL || cl.c->err)
+        die("cannot connect to %s:%d: %s", host, port, cl.c ? cl.c->errstr : "out of memory");
+    struct timeval rtv = {60, 0};
+    redisSetTimeout(cl.c, rtv);
+    cl.c->reader->fn = &arena_fns;
+    cl.c->reader->privdata = &cl.arena;
+    cl.c->reader->maxbuf = 0;
+    cl.rbuf = ru_xmalloc(READ_CHUNK);
+    cl.ids = ru_xmalloc((size_t)cl.count * sizeof(*cl.ids));
+    cl.argv = ru_xmalloc(((size_t)cl.count + 3) * sizeof(*cl.argv));
+    cl.argvlen = ru_xmalloc(((size_t)cl.count + 3) * sizeof(*cl.argvlen));
+
+    const char *mk[] = {"XGROUP", "CREATE", cl.stream, cl.group, start, "MKSTREAM"};
+    if (redisAppendCommandArgv(cl.c, (int)RU_ARRAY_LEN(mk), mk, NULL) != REDIS_OK)
+        die("XGROUP: %s", cl.c->errstr);
+    flush_out(&cl);
+    redisReply *r = next_reply(&cl);
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0)
+        die("XGROUP CREATE: %s", r->str);
+    arena_reset(&cl.arena);
+
+    int64_t t0 = ru_mono_us();
+    long long events = 0, reads = 0, acked = 0;
+    send_read(&cl);
+    flush_out(&cl);
+    while (cl.qlen > 0) {
+        enum kind k = q_pop(&cl);
+        r = next_reply(&cl);
+        if (k == K_ACK) {
+            if (r->type != REDIS_REPLY_INTEGER)
+                die("XACK: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            acked += r->integer;
+            arena_reset(&cl.arena);
+            continue;
+        }
+        reads++;
+        bool empty = r->type == REDIS_REPLY_NIL ||
+                     (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+                      r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
+                      r->element[0]->element[1]->type == REDIS_REPLY_ARRAY &&
+                      r->element[0]->element[1]->elements == 0);
+        /* Redis gets the previous batch's XACK and the next read before we walk this one */
+        send_ack(&cl);
+        bool more = !empty && send_read(&cl);
+        flush_out(&cl);
+        events += take_ids(&cl, r);
+        arena_reset(&cl.arena);
+        if (!more) {
+            /* no read follows: acknowledge this batch now */
+            send_ack(&cl);
+            flush_out(&cl);
+        }
+    }
+    double secs = (double)(ru_mono_us() - t0) / 1e6;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("{\"events\":%lld,\"seconds\":%.6f,\"events_per_s\":%.1f,\"reads\":%lld,"
+           "\"acked\":%lld,\"utime_s\":%.3f,\"stime_s\":%.3f,\"vmhwm_kb\":%ld}\n",
+           events, secs, secs > 0 ? (double)events / secs : 0.0, reads, acked,
+           (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, vmhwm_kb());
+    if (acked != events)
+        die("acknowledged %lld of %lld entries", acked, events);
+    redisFree(cl.c);
+    return 0;
+}

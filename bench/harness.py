@@ -1,0 +1,756 @@
+#!/usr/bin/python3
+"""bench/harness.py: the measuring side of bench/run (which builds, starts the servers and
+calls this). Standard library only.
+
+  harness.py ceiling|rollupd|python ...  run one consumer on a pre-filled stream, write JSON
+  harness.py flush ...                   the flush benchmark (rollupd + bare COPY+upsert)
+  harness.py fresh ...                   the freshness benchmark (20k events/s)
+  harness.py report DIR                  the tables, ratios and goals, as Markdown
+
+What one consumer run measures, from just before the consumer starts until every event
+is committed in PostgreSQL (the consumer exited, or for rollupd: status shows
+events_flushed + events_invalid == N and pending_events == 0):
+  - seconds and events/s;
+  - CPU seconds (utime + stime) of the consumer: /proc/<pid>/stat just before rollupd is
+    stopped; for programs that exit by themselves, the rusage wait4() returns;
+  - CPU of redis-server (/proc/<pid>/stat, all threads) and of PostgreSQL (postmaster with
+    its reaped children plus the live children), before/after;
+  - the consumer's peak RSS: VmHWM from /proc/<pid>/status (ru_maxrss for the others);
+  - "other load": CPU the whole machine spent (from /proc/stat) beyond the consumer,
+    redis-server and PostgreSQL, in cores: other sessions share this machine.
+"""
+import argparse
+import glob
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- /proc
+
+def proc_fields(pid):
+    """Fields of /proc/PID/stat after the command name: [0] = state (field 3)."""
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    return s[s.rindex(")") + 2:].split()
+
+
+def proc_cpu(pid, children=False):
+    f = proc_fields(pid)
+    t = int(f[11]) + int(f[12])
+    if children:
+        t += int(f[13]) + int(f[14])
+    return t / CLK
+
+
+def vmhwm_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return -1
+
+
+def pg_cpu(postmaster):
+    """The postmaster, its reaped children (cutime/cstime) and its live children."""
+    total = proc_cpu(postmaster, children=True)
+    for d in glob.glob("/proc/[0-9]*"):
+        try:
+            f = proc_fields(d[6:])
+        except (OSError, ValueError):
+            continue
+        if f[1] == str(postmaster):
+            total += (int(f[11]) + int(f[12])) / CLK
+    return total
+
+
+def machine_busy():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK
+
+
+def read_env(path):
+    env = {}
+    with open(path) as f:
+        for line in f:
+            if "=" in line:
+                k, v = line.rstrip("\n").split("=", 1)
+                env[k] = v
+    return env
+
+
+class Servers:
+    def __init__(self, env_path):
+        self.env = read_env(env_path)
+        self.dir = os.path.dirname(os.path.abspath(env_path))
+        with open(self.env["RU_REDIS_PIDFILE"]) as f:
+            self.redis_pid = int(f.readline())
+        with open(os.path.join(self.env["RU_PG_DATA"], "postmaster.pid")) as f:
+            self.pg_pid = int(f.readline())
+        self.redis_port = int(self.env["RU_REDIS_PORT"])
+        self.pg_port = int(self.env["RU_PG_PORT"])
+
+    def dsn(self, db):
+        return f"host=127.0.0.1 port={self.pg_port} user=postgres dbname={db}"
+
+    def snapshot(self):
+        return {"t": time.monotonic(), "redis": proc_cpu(self.redis_pid),
+                "pg": pg_cpu(self.pg_pid), "busy": machine_busy()}
+
+
+def measured(name, kind, events, s0, s1, consumer_cpu, hwm_kb, extra):
+    secs = s1["t"] - s0["t"]
+    redis = s1["redis"] - s0["redis"]
+    pg = s1["pg"] - s0["pg"]
+    busy = s1["busy"] - s0["busy"]
+    res = {
+        "name": name, "kind": kind, "events": events, "seconds": round(secs, 3),
+        "events_per_s": round(events / secs, 1) if secs > 0 else 0,
+        "consumer_cpu_s": round(consumer_cpu, 3), "redis_cpu_s": round(redis, 3),
+        "pg_cpu_s": round(pg, 3),
+        "other_cores": round(max(0.0, busy - consumer_cpu - redis - pg) / secs, 2)
+        if secs > 0 else 0,
+        "vmhwm_kb": hwm_kb,
+    }
+    res.update(extra)
+    return res
+
+
+def write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+    print(json.dumps(obj), flush=True)
+
+
+# ---------------------------------------------------------------- status socket
+
+def ask(sock_path, cmd, timeout=5.0):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(sock_path)
+        s.sendall(cmd.encode() + b"\n")
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        s.close()
+    return json.loads(b"".join(chunks))
+
+
+def status(sock_path):
+    try:
+        return ask(sock_path, "status")
+    except (OSError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- rollupd
+
+def rollupd_conf(path, srv, stream, group, db, sock, interval_ms, extra_flush="", extra_pg=""):
+    with open(path, "w") as f:
+        f.write(f"""redis: {{ url = "redis://127.0.0.1:{srv.redis_port}/0"; stream = "{stream}";
+  group = "{group}"; consumer = "bench"; }};
+postgres: {{ conninfo = "{srv.dsn(db)}";{extra_pg} }};
+flush: {{ interval_ms = {interval_ms};{extra_flush} }};
+status: {{ socket = "{sock}"; }};
+log: {{ level = "info"; }};
+""")
+
+
+class Rollupd:
+    """A rollupd child. Its pid file goes where scripts/testenv stop looks (DIR/pids), so
+    the servers' shutdown stops it too if this harness dies first."""
+
+    def __init__(self, binary, conf, log, srv):
+        self.log = open(log, "w")
+        self.p = subprocess.Popen([binary, "-c", conf], stdout=self.log, stderr=self.log,
+                                  stdin=subprocess.DEVNULL)
+        self.pidfile = os.path.join(srv.dir, "pids", f"bench-{self.p.pid}.pid")
+        try:
+            with open(self.pidfile, "w") as f:
+                f.write(f"{self.p.pid}\n")
+        except OSError:
+            self.pidfile = None
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self):
+        if self.p.poll() is None:
+            # a final flush normally takes a second; one stuck retrying a batch would wait
+            # for PostgreSQL, so a second SIGTERM (exit at once) follows, then SIGKILL
+            for sig, wait in ((signal.SIGTERM, 20), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+                self.p.send_signal(sig)
+                try:
+                    self.p.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        self.log.close()
+        if self.pidfile:
+            try:
+                os.unlink(self.pidfile)
+            except OSError:
+                pass
+
+
+def wait_status(sock, proc, pred, timeout, what, poll=0.05):
+    """Polls the status socket until pred(status) holds; returns that status."""
+    deadline = time.monotonic() + timeout
+    st = None
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise SystemExit(f"harness: rollupd exited while waiting for {what}")
+        st = status(sock)
+        if st is not None and pred(st):
+            return st
+        time.sleep(poll)
+    raise SystemExit(f"harness: timed out waiting for {what}; last status: {st}")
+
+
+def cmd_rollupd(a):
+    srv = Servers(a.env)
+    logdir = os.path.dirname(os.path.abspath(a.out))
+    conf = os.path.join(logdir, f"{a.name}.conf")
+    sock = os.path.join(a.rundir, f"{a.name}.sock")
+    rollupd_conf(conf, srv, a.stream, a.group, a.db, sock, a.interval_ms)
+    s0 = srv.snapshot()
+    d = Rollupd(a.bin, conf, os.path.join(logdir, f"{a.name}.log"), srv)
+    try:
+        st = wait_status(sock, d, lambda s: s["events_flushed"] + s["events_invalid"] >= a.events
+                         and s["pending_events"] == 0, a.timeout, f"{a.events} events committed")
+        s1 = srv.snapshot()
+        cpu = proc_cpu(d.p.pid)
+        hwm = vmhwm_kb(d.p.pid)
+    finally:
+        d.stop()
+    write_json(a.out, measured(a.name, "rollupd", a.events, s0, s1, cpu, hwm, {
+        "flushes": st["flushes"], "rows_written": st["rows_written"],
+        "last_flush_ms": st["last_flush_ms"], "events_flushed": st["events_flushed"],
+        "events_invalid": st["events_invalid"]}))
+
+
+# ---------------------------------------------------------------- programs that exit
+
+def run_exiting(a, kind, argv):
+    srv = Servers(a.env)
+    logdir = os.path.dirname(os.path.abspath(a.out))
+    out_path = os.path.join(logdir, f"{a.name}.out")
+    err_path = os.path.join(logdir, f"{a.name}.err")
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        s0 = srv.snapshot()
+        p = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        _, wstatus, ru = os.wait4(p.pid, 0)
+        s1 = srv.snapshot()
+        p.returncode = os.waitstatus_to_exitcode(wstatus)
+    if p.returncode != 0:
+        sys.stderr.write(open(err_path).read())
+        raise SystemExit(f"harness: {a.name} failed (exit {p.returncode})")
+    res = json.loads(open(out_path).read().strip().splitlines()[-1])
+    extra = {k: res[k] for k in ("flushes", "rows_written", "raw_rows", "hourly_rows",
+                                 "skipped", "keys") if k in res}
+    write_json(a.out, measured(a.name, kind, res["events"], s0, s1,
+                               ru.ru_utime + ru.ru_stime, ru.ru_maxrss, extra))
+
+
+def cmd_ceiling(a):
+    srv = Servers(a.env)
+    run_exiting(a, "ceiling", [a.bin, "-p", str(srv.redis_port), "-s", a.stream, "-g", a.group,
+                               "-n", str(a.events), "--count", "1000"])
+
+
+def cmd_python(a):
+    srv = Servers(a.env)
+    run_exiting(a, a.kind, ["/usr/bin/python3", a.script, "--redis-port", str(srv.redis_port),
+                            "--stream", a.stream, "--group", a.group, "--dsn", srv.dsn(a.db),
+                            "-n", str(a.events)] + (["--hiredis"] if a.hiredis else []))
+
+
+# ---------------------------------------------------------------- flush benchmark
+
+def run_tool(argv):
+    out = subprocess.run(argv, check=True, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    return json.loads(out.stdout.decode().strip().splitlines()[-1])
+
+
+def pow2_at_least(n, start):
+    c = start
+    while c < n:
+        c *= 2
+    return c
+
+
+class FlushFailed(Exception):
+    pass
+
+
+def flush_and_wait(sock, proc, timeout):
+    """Sends "flush" and waits for the answer; raises FlushFailed as soon as status shows a
+    failed attempt (rollupd would retry the same batch forever) or after timeout."""
+    base = (status(sock) or {}).get("flush_failures", 0)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sock)
+    s.sendall(b"flush\n")
+    s.settimeout(0.25)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                b = s.recv(65536)
+                if not b:
+                    return json.loads(b"".join(chunks))
+                chunks.append(b)
+                continue
+            except socket.timeout:
+                pass
+            st = status(sock) or {}
+            if st.get("flush_failures", 0) > base:
+                raise FlushFailed(f"flush attempt failed: {st.get('postgres_last_error')}")
+            if time.monotonic() > deadline or not proc.alive():
+                raise FlushFailed(f"no answer to flush within {timeout:.0f} s")
+    finally:
+        s.close()
+
+
+AUTO_EXPLAIN = ("session_preload_libraries = 'auto_explain'", "auto_explain.log_min_duration = 0",
+                "auto_explain.log_analyze = on", "auto_explain.log_timing = off",
+                "auto_explain.log_format = json")
+
+
+def explain_segment(pg_log, offset):
+    """(duration ms, statement label, actual rows) of each auto_explain entry after offset."""
+    import re
+    with open(pg_log, errors="replace") as f:
+        f.seek(offset)
+        text = f.read()
+    out = []
+    entries = re.split(r"\n(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", text)
+    for e in entries:
+        m = re.search(r"duration: ([0-9.]+) ms  plan:\n(.*)", e, re.S)
+        if not m:
+            continue
+        try:
+            plan = json.loads(m.group(2))["Plan"]
+        except (ValueError, KeyError):
+            continue
+        label = plan["Node Type"]
+        if label == "ModifyTable":
+            label = f"{plan.get('Operation')} {plan.get('Relation Name')}"
+            if plan.get("Relation Name") == "rollupd_state" and plan.get("Operation") == "Update":
+                label += " (users_n, with INSERT rollupd_users)"
+            if plan.get("Relation Name") == "route_analytics_hourly" and \
+                    plan.get("Operation") == "Update":
+                label += " (derived columns, percentiles)"
+        elif label == "Aggregate":
+            label = "SELECT ... FOR UPDATE (row locks)"
+        rows = plan.get("Actual Rows")
+        for sub in plan.get("Plans", []):
+            rows = sub.get("Actual Rows", rows)
+            break
+        out.append((float(m.group(1)), label, rows))
+    return out
+
+
+def cmd_flush(a):
+    """Each case XADDs ROWS x EVENTS events (keys of its own), waits until rollupd holds
+    them all, then asks for one flush (the status command answers after COMMIT). The same
+    keys are written again for the "updated" flush. rollupd runs with a one-hour flush
+    interval and limits high enough that only these flushes happen; everything else is
+    rollupd's default (statement_timeout_ms = 60000)."""
+    srv = Servers(a.env)
+    bindir = a.bindir
+    stream = "bench:flush"
+    logdir = os.path.dirname(os.path.abspath(a.out))
+    conf = os.path.join(logdir, f"rollupd-{a.name}.conf")
+    sock = os.path.join(a.rundir, f"{a.name}.sock")
+    extra = " max_events = 100000000; max_keys = 10000000;"
+    extra_pg = "" if a.statement_timeout_ms is None else \
+        f" statement_timeout_ms = {a.statement_timeout_ms};"
+    rollupd_conf(conf, srv, stream, "rollupd", a.db, sock, 3600000, extra, extra_pg)
+    hour = (int(time.time()) // 3600 - 1) * 3600
+    if a.cases == "profile":
+        cases = [("10k x 1", 10000, 1, "real", 200), ("10k x 10", 10000, 10, "real", 200),
+                 ("10k x 100", 10000, 100, "real", 200)]
+    else:
+        # the slowest case last: a flush that fails is retried forever and ends the run
+        cases = [("1k x 1", 1000, 1, "real", 200), ("10k x 1", 10000, 1, "real", 200),
+                 ("100k x 1", 100000, 1, "real", 200), ("10k x 10", 10000, 10, "real", 200),
+                 ("10k x 100", 10000, 100, "real", 200)]
+    if a.diag:
+        cases.insert(-1, ("10k x 100, one duration, anonymous", 10000, 100, "const", 0))
+    pg_log = os.path.join(srv.dir, "pg.log")
+    if a.explain:
+        for setting in AUTO_EXPLAIN:
+            subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-h", "127.0.0.1",
+                            "-p", str(srv.pg_port), "-U", "postgres", "-d", a.db, "-c",
+                            f"ALTER DATABASE {a.db} SET {setting}"], check=True)
+    d = Rollupd(os.path.join(bindir, "rollupd"), conf,
+                os.path.join(logdir, f"rollupd-{a.name}.log"), srv)
+    results = []
+    consumed = 0
+    try:
+        wait_status(sock, d, lambda s: s["redis_connected"] and s["postgres_connected"], 60,
+                    "rollupd ready")
+        for ci, (label, rows, per_row, durations, users) in enumerate(cases):
+            tag = f"c{ci}"
+            for phase in ("new", "updated"):
+                gen = run_tool([os.path.join(bindir, "rollupd-bench-keygen"), "-p",
+                                str(srv.redis_port), "-s", stream, "--rows", str(rows),
+                                "--events", str(per_row), "--tag", tag, "--hour", str(hour),
+                                "--durations", durations, "--users", str(users)])
+                consumed += gen["events"]
+                st = wait_status(sock, d, lambda s: s["events_consumed"] >= consumed
+                                 and s["pending_keys"] == rows, 600, f"case {label} read")
+                r = {"case": label, "phase": phase, "rows": rows, "events_per_row": per_row,
+                     "events": gen["events"], "memory_bytes": st["memory_bytes"],
+                     "pending_keys": st["pending_keys"], "hist_slots": gen["hist_slots"],
+                     "user_slots": gen["user_slots"], "row_durations": gen["row_durations"],
+                     "row_users": gen["row_users"], "distinct_users": gen["distinct_users"]}
+                # memory per key beyond the per-value structures: stream ids (16 B each,
+                # capacity doubling from 1024), histogram slots (8 B), user-set slots
+                # (4 B) and the user dictionary (text + index arrays + hash slots)
+                ids = pow2_at_least(gen["events"], 1024) * 16
+                du = gen["distinct_users"]
+                udict = (du * 37 + pow2_at_least(du, 256) * 12 if du else 0) + \
+                    pow2_at_least(2 * du + 1, 1024) * 16
+                r["ids_bytes"] = ids
+                r["per_key_bytes"] = round(st["memory_bytes"] / rows, 1)
+                r["per_key_bytes_excl"] = round((st["memory_bytes"] - ids - 8 * gen["hist_slots"]
+                                                 - 4 * gen["user_slots"] - udict) / rows, 1)
+                log_off = os.path.getsize(pg_log) if a.explain else 0
+                s0 = srv.snapshot()
+                t0 = time.monotonic()
+                try:
+                    fl = flush_and_wait(sock, d, a.flush_timeout)
+                except FlushFailed as e:
+                    # the batch stays in rollupd, retried forever: no later case can run
+                    r["error"] = str(e)
+                    r["failed_after_s"] = round(time.monotonic() - t0, 1)
+                    results.append(r)
+                    print(json.dumps(r), flush=True)
+                    raise
+                s1 = srv.snapshot()
+                r["flush_ms"] = fl["ms"]
+                r["flush_wall_ms"] = round((time.monotonic() - t0) * 1000, 1)
+                r["flushed_rows"] = fl["rows"]
+                r["pg_cpu_ms"] = round((s1["pg"] - s0["pg"]) * 1000, 0)
+                r["other_cores"] = round(max(0.0, (s1["busy"] - s0["busy"]) - (s1["pg"] - s0["pg"])
+                                             - (s1["redis"] - s0["redis"])) / (s1["t"] - s0["t"]),
+                                         2)
+                if a.explain:
+                    time.sleep(0.2)
+                    r["statements"] = explain_segment(pg_log, log_off)
+                results.append(r)
+                print(json.dumps(r), flush=True)
+            if not a.no_bare:
+                # the yardstick, measured right after, so both see the same machine load
+                b = run_tool([os.path.join(bindir, "rollupd-bench-upsert"), "-d", srv.dsn(a.db),
+                              "--rows", str(rows), "--reps", "1", "--tag", f"b{ci}",
+                              "--hour", str(hour)])
+                results[-2]["bare_ms"] = b["new_ms"][0]
+                results[-1]["bare_ms"] = b["updated_ms"][0]
+                print(json.dumps(b), flush=True)
+    except FlushFailed:
+        pass
+    finally:
+        d.stop()
+    if a.explain:
+        subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-h", "127.0.0.1", "-p",
+                        str(srv.pg_port), "-U", "postgres", "-d", "postgres", "-c",
+                        f"ALTER DATABASE {a.db} RESET ALL"], check=True)
+    write_json(a.out, {"cases": results})
+
+
+# ---------------------------------------------------------------- freshness
+
+def cmd_fresh(a):
+    srv = Servers(a.env)
+    stream = "bench:fresh"
+    logdir = os.path.dirname(os.path.abspath(a.out))
+    conf = os.path.join(logdir, "rollupd-fresh.conf")
+    sock = os.path.join(a.rundir, "fresh.sock")
+    rollupd_conf(conf, srv, stream, "rollupd", a.db, sock, a.interval_ms)
+    d = Rollupd(os.path.join(a.bindir, "rollupd"), conf, os.path.join(logdir, "rollupd-fresh.log"), srv)
+    lg = None
+    try:
+        wait_status(sock, d, lambda s: s["redis_connected"] and s["postgres_connected"], 60,
+                    "rollupd ready")
+        total = int(a.rate * (a.warmup + a.seconds + 20))
+        lg_log = open(os.path.join(logdir, "fresh-loadgen.log"), "w")
+        lg = subprocess.Popen([os.path.join(a.bindir, "rollupd-loadgen"), "-p",
+                               str(srv.redis_port), "-s", stream, "-n", str(total), "--rate",
+                               str(a.rate), "--now-ts", "--seed", "7"], stdout=lg_log,
+                              stderr=lg_log, stdin=subprocess.DEVNULL)
+        time.sleep(a.warmup)
+        st0 = status(sock)
+        s0 = srv.snapshot()
+        c0 = proc_cpu(d.p.pid)
+        res = run_tool([os.path.join(a.bindir, "rollupd-bench-fresh"), "-p",
+                        str(srv.redis_port), "-s", stream, "-d", srv.dsn(a.db), "--seconds",
+                        str(a.seconds), "--every-ms", "100", "--poll-ms", "10", "--out",
+                        os.path.join(logdir, "fresh-latencies.txt")])
+        s1 = srv.snapshot()
+        c1 = proc_cpu(d.p.pid)
+        st1 = status(sock)
+    finally:
+        if lg is not None and lg.poll() is None:
+            lg.terminate()
+            lg.wait()
+        d.stop()
+    secs = s1["t"] - s0["t"]
+    ev = st1["events_consumed"] - st0["events_consumed"]
+    res.update({"rate_target": a.rate, "interval_ms": a.interval_ms,
+                "events_per_s_consumed": round(ev / secs, 1),
+                "rollupd_cpu_cores": round((c1 - c0) / secs, 3),
+                "redis_cpu_cores": round((s1["redis"] - s0["redis"]) / secs, 3),
+                "pg_cpu_cores": round((s1["pg"] - s0["pg"]) / secs, 3),
+                "flushes": st1["flushes"] - st0["flushes"],
+                "last_flush_ms": st1["last_flush_ms"], "group_lag": st1.get("group_lag")})
+    write_json(a.out, res)
+
+
+# ---------------------------------------------------------------- report
+
+def fmt(v, nd=1):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def per_m(cpu, events):
+    return cpu / events * 1e6 if events else 0.0
+
+
+def main_table(runs, w):
+    w("### End to end: pre-filled stream -> every event committed in PostgreSQL\n")
+    w("| consumer | events | seconds | events/s | consumer CPU s / M ev | redis CPU s / M ev"
+      " | postgres CPU s / M ev | peak RSS MiB | flushes | rows written | other load (cores) |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in runs:
+        w(f"| {r['name']} | {fmt(r['events'])} | {fmt(r['seconds'], 2)} | "
+          f"{fmt(r['events_per_s'], 0)} | {fmt(per_m(r['consumer_cpu_s'], r['events']), 2)} | "
+          f"{fmt(per_m(r['redis_cpu_s'], r['events']), 2)} | "
+          f"{fmt(per_m(r['pg_cpu_s'], r['events']), 2)} | {fmt(r['vmhwm_kb'] / 1024, 1)} | "
+          f"{fmt(r.get('flushes'))} | {fmt(r.get('rows_written'))} | "
+          f"{fmt(r['other_cores'], 2)} |")
+
+    def med(kind, key):
+        v = [r[key] for r in runs if r["kind"] == kind]
+        return statistics.median(v) if v else None
+
+    def med_per_event(kind, key):
+        v = [r[key] / r["events"] for r in runs if r["kind"] == kind and r["events"]]
+        return statistics.median(v) if v else None
+
+    rd, ce = med("rollupd", "events_per_s"), med("ceiling", "events_per_s")
+    ca, to = med("careful", "events_per_s"), med("today", "events_per_s")
+    rr, cr = med_per_event("rollupd", "redis_cpu_s"), med_per_event("ceiling", "redis_cpu_s")
+
+    def ratio(x, y):
+        return x / y if x and y else None
+
+    w("\n### Ratios (medians over repetitions)\n")
+    w("| ratio | value | goal | met |")
+    w("|---|---:|---:|:-:|")
+    for label, v, goal, ok in (
+            ("rollupd / ceiling, events/s", ratio(rd, ce), ">= 0.90", lambda x: x >= 0.9),
+            ("rollupd / ceiling, redis-server CPU per event", ratio(rr, cr), "<= 1.10",
+             lambda x: x <= 1.1),
+            ("rollupd / careful Python, events/s", ratio(rd, ca), ">= 10", lambda x: x >= 10),
+            ("rollupd / today's job, events/s", ratio(rd, to), ">= 40", lambda x: x >= 40)):
+        met = "–" if v is None else ("yes" if ok(v) else "**no**")
+        w(f"| {label} | {fmt(v, 2) if v is not None else '–'} | {goal} | {met} |")
+
+
+def cmd_report(a):
+    runs = []
+    for p in sorted(glob.glob(os.path.join(a.dir, "main-*.json"))):
+        runs.append(json.load(open(p)))
+    order = {"ceiling": 0, "rollupd": 1, "careful": 2, "today": 3}
+    runs.sort(key=lambda r: (order.get(r["kind"], 9), r["name"]))
+    out = []
+    w = out.append
+    if runs:
+        main_table(runs, w)
+    fl = os.path.join(a.dir, "flush.json")
+    if os.path.exists(fl):
+        f = json.load(open(fl))
+        w("\n### Flush: one rollupd flush (BEGIN..COMMIT, as the `flush` command reports it) vs "
+          "a bare COPY + INSERT ... ON CONFLICT DO UPDATE of the same number of rows, run "
+          "right after it\n")
+        w("| case (rows x events per row) | phase | events | rollupd flush ms | bare upsert ms"
+          " | rollupd / bare | staged hist rows | staged user rows | postgres CPU ms |"
+          " other load (cores) |")
+        w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for c in f["cases"]:
+            if "error" in c:
+                w(f"| {c['case']} | {c['phase']} | {fmt(c['events'])} | **failed** after "
+                  f"{c['failed_after_s']} s: {c['error']} | | | {fmt(c['row_durations'])} | "
+                  f"{fmt(c['row_users'])} | | |")
+                continue
+            bare = c.get("bare_ms")
+            w(f"| {c['case']} | {c['phase']} | {fmt(c['events'])} | {fmt(c['flush_ms'], 1)} | "
+              f"{fmt(bare, 1)} | {fmt(c['flush_ms'] / bare, 2) if bare else '–'} | "
+              f"{fmt(c['row_durations'])} | {fmt(c['row_users'])} | "
+              f"{fmt(c.get('pg_cpu_ms'), 0)} | {fmt(c.get('other_cores'), 2)} |")
+        w("\n| goal: flush of 10k touched rows <= 3 x bare | rollupd / bare | met |")
+        w("|---|---:|:-:|")
+        for c in f["cases"]:
+            if c["rows"] != 10000 or "error" in c or not c.get("bare_ms"):
+                continue
+            v = c["flush_ms"] / c["bare_ms"]
+            w(f"| {c['case']}, {c['phase']} | {fmt(v, 2)} | {'yes' if v <= 3 else '**no**'} |")
+        w("\n| memory case | keys | events | memory_bytes | bytes / key | bytes / key beyond"
+          " ids, histogram slots, user sets and dictionary | goal |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
+        for c in f["cases"]:
+            if c["phase"] != "new" or c["rows"] < 10000 or "error" in c:
+                continue
+            w(f"| {c['case']} | {fmt(c['pending_keys'])} | {fmt(c['events'])} | "
+              f"{fmt(c['memory_bytes'])} | {fmt(c['per_key_bytes'], 0)} | "
+              f"{fmt(c['per_key_bytes_excl'], 0)} | < 1024 "
+              f"{'(met)' if c['per_key_bytes_excl'] < 1024 else '(**missed**)'} |")
+
+    pf = os.path.join(a.dir, "prof-flush.json")
+    if os.path.exists(pf):
+        f = json.load(open(pf))
+        cases = [c for c in f["cases"] if "statements" in c]
+        w("\n### Flush breakdown: ms per statement of rollupd's merge SQL (auto_explain, "
+          "statement_timeout off; actual rows of the statement's input in brackets)\n")
+        w("| statement | " + " | ".join(f"{c['case']} {c['phase']}" for c in cases) + " |")
+        w("|---|" + "---:|" * len(cases))
+        labels = []
+        for c in cases:
+            for _, label, _ in c["statements"]:
+                if label not in labels:
+                    labels.append(label)
+        for label in labels:
+            cells = []
+            for c in cases:
+                v = [(ms, rows) for ms, lab, rows in c["statements"] if lab == label]
+                cells.append(" + ".join(f"{ms:,.0f} ({fmt(rows)})" for ms, rows in v) or "–")
+            w(f"| {label} | " + " | ".join(cells) + " |")
+        w("| COPY of the staging tables, BEGIN, COMMIT, client side | " + " | ".join(
+            f"{c['flush_ms'] - sum(ms for ms, _, _ in c['statements']):,.0f}" for c in cases)
+          + " |")
+        w("| **flush total** | " + " | ".join(f"**{c['flush_ms']:,.0f}**" for c in cases) + " |")
+        for c in f["cases"]:
+            if "error" in c:
+                w(f"\n{c['case']} {c['phase']}: **failed** after {c['failed_after_s']} s: "
+                  f"{c['error']}")
+
+    fr = os.path.join(a.dir, "fresh.json")
+    if os.path.exists(fr):
+        f = json.load(open(fr))
+        goal = f["interval_ms"] + 1000
+        w("\n### Freshness: event timestamp -> its hourly row visible "
+          f"(loadgen --rate {f['rate_target']} --now-ts, flush.interval_ms = "
+          f"{f['interval_ms']})\n")
+        w("| markers | found | p50 ms | p90 ms | p99 ms | max ms | consumed events/s |"
+          " rollupd cores | redis cores | postgres cores | flushes | goal p99 |")
+        w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        w(f"| {f['markers']} | {f['found']} | {fmt(f['p50_ms'], 0)} | {fmt(f['p90_ms'], 0)} | "
+          f"{fmt(f['p99_ms'], 0)} | {fmt(f['max_ms'], 0)} | "
+          f"{fmt(f['events_per_s_consumed'], 0)} | {fmt(f['rollupd_cpu_cores'], 2)} | "
+          f"{fmt(f['redis_cpu_cores'], 2)} | {fmt(f['pg_cpu_cores'], 2)} | {f['flushes']} | "
+          f"< {goal} {'(met)' if f['p99_ms'] < goal else '(**missed**)'} |")
+    text = "\n".join(out) + "\n"
+    if a.md:
+        with open(a.md, "w") as f:
+            f.write(text)
+    sys.stdout.write(text)
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description="bench/run's measuring side")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def common(p):
+        p.add_argument("--env", required=True, help="scripts/testenv's env file")
+        p.add_argument("--rundir", required=True)
+        p.add_argument("--out", required=True)
+
+    def consumer(p):
+        common(p)
+        p.add_argument("--name", required=True)
+        p.add_argument("--stream", required=True)
+        p.add_argument("--group", required=True)
+        p.add_argument("-n", "--events", type=int, required=True)
+
+    p = sub.add_parser("ceiling")
+    consumer(p)
+    p.add_argument("--bin", required=True)
+    p.set_defaults(fn=cmd_ceiling)
+
+    p = sub.add_parser("rollupd")
+    consumer(p)
+    p.add_argument("--bin", required=True)
+    p.add_argument("--db", required=True)
+    p.add_argument("--interval-ms", type=int, default=1000)
+    p.add_argument("--timeout", type=float, default=600)
+    p.set_defaults(fn=cmd_rollupd)
+
+    p = sub.add_parser("python")
+    consumer(p)
+    p.add_argument("--kind", required=True, choices=("careful", "today"))
+    p.add_argument("--script", required=True)
+    p.add_argument("--db", required=True)
+    p.add_argument("--hiredis", action="store_true")
+    p.set_defaults(fn=cmd_python)
+
+    p = sub.add_parser("flush")
+    common(p)
+    p.add_argument("--bindir", required=True)
+    p.add_argument("--db", required=True)
+    p.add_argument("--diag", action="store_true", help="add the 1-duration diagnostic case")
+    p.add_argument("--flush-timeout", type=float, default=300)
+    p.add_argument("--name", default="flush")
+    p.add_argument("--cases", choices=("all", "profile"), default="all")
+    p.add_argument("--explain", action="store_true",
+                   help="log each flush statement with auto_explain and break flushes down")
+    p.add_argument("--no-bare", action="store_true")
+    p.add_argument("--statement-timeout-ms", type=int)
+    p.set_defaults(fn=cmd_flush)
+
+    p = sub.add_parser("fresh")
+    common(p)
+    p.add_argument("--bindir", required=True)
+    p.add_argument("--db", required=True)
+    p.add_argument("--rate", type=float, default=20000)
+    p.add_argument("--seconds", type=float, default=30)
+    p.add_argument("--warmup", type=float, default=3)
+    p.add_argument("--interval-ms", type=int, default=1000)
+    p.set_defaults(fn=cmd_fresh)
+
+    p = sub.add_parser("report")
+    p.add_argument("dir")
+    p.add_argument("--md")
+    p.set_defaults(fn=cmd_report)
+
+    a = ap.parse_args()
+    a.fn(a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+/* rollupd-bench-keygen: writes an exact number of hourly keys into a Redis stream, for the
+ * flush benchmark: ROWS distinct routes (/api/v1/bench/TAG/<i>, GET, params {}) in one
+ * hour, EVENTS events each, interleaved row by row (e0 of every row, then e1, ...).
+ * rollupd-loadgen cannot do this: its keys follow from its route/method/params universe.
+ *
+ * Per event: a duration drawn like genonaut traffic (mostly 1..200 ms, log-uniform; a
+ * tail to 10 s) or a constant (--durations const), a user from a pool of --users ids
+ * (0 = anonymous), status 200 (1 in 20 is a 404), response size 512.
+ *
+ * Prints one JSON object: events, rows, distinct (row, duration) pairs, distinct (row,
+ * user) pairs, distinct users, and the histogram and user-set slots rollupd's store
+ * allocates for them (store.c's growth rule replayed), so memory per key can be computed
+ * without counting the per-value structures. */
+#include "rollupd/util.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#define MAX_DURATION 10000
+
+static void die(const char *fmt, ...) RU_PRINTF(1, 2);
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("keygen: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static double unit(uint64_t *s)
+{
+    return (double)(splitmix64(s) >> 11) * 0x1.0p-53;
+}
+
+/* The value for (row, event): a pure function, so the same row gets the same sequence in
+ * the simulation below and in the stream. */
+static int duration_of(uint64_t seed, long row, long ev, bool constant)
+{
+    if (constant)
+        return 100;
+    uint64_t s = seed ^ ((uint64_t)row * 0x100000001b3ULL) ^ ((uint64_t)ev << 40);
+    splitmix64(&s);
+    double u = unit(&s);
+    if (u < 0.02)
+        return 0;
+    if (u < 0.85)
+        return (int)floor(exp(unit(&s) * log(201.0)));
+    if (u < 0.98)
+        return 200 + (int)floor(exp(unit(&s) * log(1800.0)));
+    return 2000 + (int)(unit(&s) * 8001.0);
+}
+
+static int user_of(uint64_t seed, long row, long ev, int users)
+{
+    if (users <= 0)
+        return -1;
+    uint64_t s = (seed * 31) ^ ((uint64_t)row * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)ev << 32);
+    splitmix64(&s);
+    return (int)(unit(&s) * users);
+}
+
+static void uuid_of(uint64_t seed, int i, char out[37])
+{
+    uint64_t s = seed ^ 0xabcdef12345ULL ^ (uint64_t)i * 0x2545f4914f6cdd1dULL;
+    uint64_t a = splitmix64(&s), b = splitmix64(&s);
+    uint8_t x[16];
+    memcpy(x, &a, 8);
+    memcpy(x + 8, &b, 8);
+    x[6] = (uint8_t)((x[6] & 0x0f) | 0x40);
+    x[8] = (uint8_t)((x[8] & 0x3f) | 0x80);
+    static const char hx[] = "0123456789abcdef";
+    int k = 0;
+    for (int j = 0; j < 16; j++) {
+        if (j == 4 || j == 6 || j == 8 || j == 10)
+            out[k++] = '-';
+        out[k++] = hx[x[j] >> 4];
+        out[k++] = hx[x[j] & 15];
+    }
+    out[k] = '\0';
+}
+
+/* store.c grows a per-key table before each add when (n + 1) * 4 > cap * 3, starting
+ * at `first` slots; replays that for one key given its sequence of "is this value new". */
+struct growth {
+    uint32_t cap, n;
+};
+
+static void growth_add(struct growth *g, bool is_new, uint32_t first)
+{
+    if (g->cap == 0 || (g->n + 1) * 4 > g->cap * 3)
+        g->cap = g->cap ? g->cap * 2 : first;
+    if (is_new)
+        g->n++;
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: rollupd-bench-keygen [options]\n"
+          "  -h HOST, -p PORT      Redis address (default 127.0.0.1:6379)\n"
+          "  -s STREAM             stream key\n"
+          "  --rows R              distinct hourly keys (default 10000)\n"
+          "  --events E            events per key (default 1)\n"
+          "  --tag T               route component making the keys unique (default t)\n"
+          "  --hour EPOCH          start of the hour (default: the previous hour)\n"
+          "  --users U             user pool (default 200; 0 = anonymous)\n"
+          "  --durations real|const  (default real)\n"
+          "  --seed S              (default 1)\n"
+          "  --pipeline N          commands per round trip (default 1000)\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    const char *host = "127.0.0.1", *stream = "genonaut_demo:route_analytics:stream";
+    const char *tag = "t";
+    int port = 6379, users = 200, pipeline = 1000;
+    long rows = 10000, events = 1;
+    long long hour = -1;
+    uint64_t seed = 1;
+    bool constant = false;
+    static const struct option lopts[] = {
+        {"rows", required_argument, NULL, 'R'},  {"events", required_argument, NULL, 'E'},
+        {"tag", required_argument, NULL, 'T'},   {"hour", required_argument, NULL, 'O'},
+        {"users", required_argument, NULL, 'U'}, {"durations", required_argument, NULL, 'D'},
+        {"seed", required_argument, NULL, 'S'},  {"pipeline", required_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'H'},        {NULL, 0, NULL, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "h:p:s:", lopts, NULL)) != -1) {
+        switch (o) {
+        case 'h':
+            host = optarg;
+            break;
+        case 'p':
+            port = atoi(optarg);
+            break;
+        case 's':
+            stream = optarg;
+            break;
+        case 'R':
+            rows = atol(optarg);
+            break;
+        case 'E':
+            events = atol(optarg);
+            break;
+        case 'T':
+            tag = optarg;
+            break;
+        case 'O':
+            hour = atoll(optarg);
+            break;
+        case 'U':
+            users = atoi(optarg);
+            break;
+        case 'D':
+            if (strcmp(optarg, "const") == 0)
+                constant = true;
+            else if (strcmp(optarg, "real") != 0)
+                die("--durations: real or const");
+            break;
+        case 'S':
+            seed = strtoull(optarg, NULL, 10);
+            break;
+        case 'P':
+            pipeline = atoi(optarg);
+            break;
+        case 'H':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (rows < 1 || events < 1 || users < 0 || pipeline < 1 || port < 1 || port > 65535)
+        die("bad arguments (see --help)");
+    if (hour < 0)
+        hour = ((long long)time(NULL) / 3600 - 1) * 3600;
+    hour -= hour % 3600;
+
+    /* the expected per-key structures, replaying store.c's growth */
+    uint64_t hist_slots = 0, user_slots = 0, row_durations = 0, row_users = 0;
+    uint8_t *seen_d = ru_xcalloc(MAX_DURATION + 1, 1);
+    uint8_t *seen_u = ru_xcalloc((size_t)users + 1, 1);
+    uint8_t *any_u = ru_xcalloc((size_t)users + 1, 1);
+    for (long r = 0; r < rows; r++) {
+        struct growth gh = {0, 0}, gu = {0, 0};
+        memset(seen_d, 0, MAX_DURATION + 1);
+        memset(seen_u, 0, (size_t)users + 1);
+        for (long e = 0; e < events; e++) {
+            int d = duration_of(seed, r, e, constant);
+            growth_add(&gh, !seen_d[d], 8);
+            seen_d[d] = 1;
+            int u = user_of(seed, r, e, users);
+            if (u >= 0) {
+                growth_add(&gu, !seen_u[u], 4);
+                seen_u[u] = 1;
+                any_u[u] = 1;
+            }
+        }
+        hist_slots += gh.cap;
+        user_slots += gu.cap;
+        row_durations += gh.n;
+        row_users += gu.n;
+    }
+    long distinct_users = 0;
+    for (int u = 0; u < users; u++)
+        distinct_users += any_u[u];
+
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectWithTimeout(host, port, tv);
+    if (c == NULL || c->err)
+        die("cannot connect to %s:%d: %s", host, port, c ? c->errstr : "out of memory");
+    struct timeval rtv = {60, 0};
+    redisSetTimeout(c, rtv);
+
+    char route[256], ts[40], dur[16], uid[37], status[8];
+    const char *av[26];
+    int64_t t0 = ru_mono_us();
+    uint64_t tsr = seed ^ 0x7357ULL;
+    long long total = (long long)rows * events, sent = 0;
+    while (sent < total) {
+        long long n = total - sent < pipeline ? total - sent : pipeline;
+        for (long long k = 0; k < n; k++) {
+            long long i = sent + k;
+            long e = (long)(i / rows), r = (long)(i % rows);
+            snprintf(route, sizeof(route), "/api/v1/bench/%s/%ld", tag, r);
+            long long off_us = (long long)(unit(&tsr) * 3599999999.0);
+            snprintf(ts, sizeof(ts), "%lld.%06lld", hour + off_us / 1000000, off_us % 1000000);
+            snprintf(dur, sizeof(dur), "%d", duration_of(seed, r, e, constant));
+            int u = user_of(seed, r, e, users);
+            if (u >= 0)
+                uuid_of(seed, u, uid);
+            else
+                uid[0] = '\0';
+            snprintf(status, sizeof(status), "%d", (r + e) % 20 == 19 ? 404 : 200);
+            int a = 0;
+            av[a++] = "XADD";
+            av[a++] = stream;
+            av[a++] = "*";
+            av[a++] = "route";
+            av[a++] = route;
+            av[a++] = "method";
+            av[a++] = "GET";
+            av[a++] = "user_id";
+            av[a++] = uid;
+            av[a++] = "timestamp";
+            av[a++] = ts;
+            av[a++] = "duration_ms";
+            av[a++] = dur;
+            av[a++] = "status_code";
+            av[a++] = status;
+            av[a++] = "query_params";
+            av[a++] = "{}";
+            av[a++] = "query_params_normalized";
+            av[a++] = "{}";
+            av[a++] = "request_size_bytes";
+            av[a++] = "0";
+            av[a++] = "response_size_bytes";
+            av[a++] = "512";
+            av[a++] = "error_type";
+            av[a++] = status[0] == '4' ? "client_error" : "";
+            if (redisAppendCommandArgv(c, a, av, NULL) != REDIS_OK)
+                die("XADD: %s", c->errstr);
+        }
+        for (long long k = 0; k < n; k++) {
+            redisReply *rep = NULL;
+            if (redisGetReply(c, (void **)&rep) != REDIS_OK || rep == NULL)
+                die("XADD: %s", c->errstr[0] ? c->errstr : "no reply");
+            if (rep->type == REDIS_REPLY_ERROR)
+                die("XADD: %s", rep->str);
+            freeReplyObject(rep);
+        }
+        sent += n;
+    }
+    double secs = (double)(ru_mono_us() - t0) / 1e6;
+    redisFree(c);
+    printf("{\"events\":%lld,\"rows\":%ld,\"events_per_row\":%ld,\"hour\":%lld,"
+           "\"row_durations\":%" PRIu64 ",\"row_users\":%" PRIu64 ",\"distinct_users\":%ld,"
+           "\"hist_slots\":%" PRIu64 ",\"user_slots\":%" PRIu64 ",\"seconds\":%.3f}\n",
+           total, rows, events, hour, row_durations, row_users, distinct_users, hist_slots,
+           user_slots, secs);
+    free(seen_d);
+    free(seen_u);
+    free(any_u);
+    return 0;
+}
