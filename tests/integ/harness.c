@@ -687,6 +687,66 @@ static pid_t spawn(const char *const *argv, const char *out_path)
     return pid;
 }
 
+/* Under RU_DAEMON_WRAPPER (valgrind in CI), every daemon a test leaves running is
+ * stopped gracefully when the test process exits, so the tool gets to report; valgrind
+ * runs with --error-exitcode=99, and such an exit fails the test process. */
+#define MAX_TRACKED 64
+static struct {
+    pid_t pid;
+    char log[RU_H_PATH];
+} tracked[MAX_TRACKED];
+static int ntracked;
+
+static int check_exit(pid_t pid, int st, const char *log)
+{
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 99) {
+        fprintf(stderr, "harness: the tool wrapping rollupd (pid %d) reported errors: see %s\n",
+                (int)pid, log);
+        char *t = read_file(log, NULL);
+        if (t) {
+            size_t n = strlen(t);
+            fprintf(stderr, "%s\n", n > 6000 ? t + n - 6000 : t);
+            free(t);
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static void stop_tracked(void)
+{
+    int bad = 0;
+    for (int i = 0; i < ntracked; i++) {
+        pid_t pid = tracked[i].pid;
+        if (pid <= 0 || waitpid(pid, NULL, WNOHANG) != 0)
+            continue; /* already reaped by the test (checked there) or gone */
+        kill(pid, SIGTERM);
+        int st = 0;
+        int64_t deadline = ru_mono_ms() + 120000;
+        pid_t r;
+        while ((r = waitpid(pid, &st, WNOHANG)) == 0 && ru_mono_ms() < deadline)
+            usleep(20000);
+        if (r == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+        }
+        bad |= check_exit(pid, st, tracked[i].log);
+    }
+    if (bad)
+        _exit(99);
+}
+
+static void track(pid_t pid, const char *log)
+{
+    if (getenv("RU_DAEMON_WRAPPER") == NULL || ntracked >= MAX_TRACKED)
+        return;
+    if (ntracked == 0)
+        atexit(stop_tracked);
+    tracked[ntracked].pid = pid;
+    ru_strlcpy(tracked[ntracked].log, log, sizeof(tracked[ntracked].log));
+    ntracked++;
+}
+
 static void daemon_exec(struct ru_h_daemon *d, const char *const *extra_args)
 {
     char exe[RU_H_PATH + 16];
@@ -712,6 +772,7 @@ static void daemon_exec(struct ru_h_daemon *d, const char *const *extra_args)
         argv[n++] = extra_args[i];
     argv[n] = NULL;
     d->pid = spawn(argv, d->log);
+    track(d->pid, d->log);
     d->exited = false;
     d->exit_status = -1;
 
@@ -749,8 +810,11 @@ bool ru_h_daemon_running(struct ru_h_daemon *d)
     if (r == 0)
         return true;
     d->exited = true;
-    if (r == d->pid)
+    if (r == d->pid) {
         d->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (getenv("RU_DAEMON_WRAPPER") && check_exit(r, st, d->log))
+            cr_assert_fail("the tool wrapping rollupd reported errors (log %s)", d->log);
+    }
     else
         d->exit_status = -1; /* not our child any more: cannot know */
     if (d->pidfile[0])
