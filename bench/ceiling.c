@@ -3,7 +3,7 @@
  * XACK of the ids it returned, and nothing else.
  *
  * Reply handling is the fastest we know: hiredis builds replies through custom object
- * functions into an arena (as src/stream.c does, no malloc per element), the socket is
+ * functions into an arena (src/reply.c, as rollupd does: no malloc per element), the socket is
  * read in 256 KiB chunks, and the next XREADGROUP is written together with the XACK of
  * the previous batch *before* the current batch is walked, so Redis always has the next
  * read queued while we work. Its drain rate of a pre-filled stream is the physical limit
@@ -11,6 +11,7 @@
  *
  * Prints one JSON object on stdout: events, seconds, events_per_s, reads, acked,
  * utime_s, stime_s, vmhwm_kb (the process's own CPU and peak RSS). */
+#include "rollupd/reply.h"
 #include "rollupd/util.h"
 
 #include <errno.h>
@@ -24,7 +25,6 @@
 #include <hiredis/hiredis.h>
 
 #define READ_CHUNK (256 * 1024)
-#define ARENA_MIN  (1024 * 1024)
 #define QCAP       16
 
 static void die(const char *fmt, ...) RU_PRINTF(1, 2);
@@ -39,120 +39,13 @@ static void die(const char *fmt, ...)
     exit(1);
 }
 
-/* ---- reply arena (one reset per complete reply) ---- */
-
-struct achunk {
-    struct achunk *next;
-    size_t used, cap;
-    char data[];
-};
-
-struct arena {
-    struct achunk *head;
-    size_t total;
-};
-
-static void *arena_alloc(struct arena *a, size_t n)
-{
-    n = (n + 15) & ~(size_t)15;
-    struct achunk *c = a->head;
-    if (c == NULL || c->cap - c->used < n) {
-        size_t cap = n > ARENA_MIN ? n : ARENA_MIN;
-        c = ru_xmalloc(sizeof(*c) + cap);
-        c->cap = cap;
-        c->used = 0;
-        c->next = a->head;
-        a->head = c;
-        a->total += cap;
-    }
-    void *p = c->data + c->used;
-    c->used += n;
-    return p;
-}
-
-/* Keeps one chunk as large as everything used so far: after the first big reply no
- * further allocation happens. */
-static void arena_reset(struct arena *a)
-{
-    if (a->head == NULL)
-        return;
-    if (a->head->next == NULL) {
-        a->head->used = 0;
-        return;
-    }
-    size_t total = a->total;
-    while (a->head) {
-        struct achunk *n = a->head->next;
-        free(a->head);
-        a->head = n;
-    }
-    struct achunk *c = ru_xmalloc(sizeof(*c) + total);
-    c->cap = total;
-    c->used = 0;
-    c->next = NULL;
-    a->head = c;
-    a->total = total;
-}
-
-static redisReply *a_reply(const redisReadTask *task, int type)
-{
-    redisReply *r = arena_alloc(task->privdata, sizeof(*r));
-    memset(r, 0, sizeof(*r));
-    r->type = type;
-    if (task->parent) {
-        redisReply *parent = task->parent->obj;
-        parent->element[task->idx] = r;
-    }
-    return r;
-}
-
-static void *a_string(const redisReadTask *task, char *str, size_t len)
-{
-    redisReply *r = a_reply(task, task->type);
-    r->str = arena_alloc(task->privdata, len + 1);
-    memcpy(r->str, str, len);
-    r->str[len] = '\0';
-    r->len = len;
-    return r;
-}
-
-static void *a_array(const redisReadTask *task, int elements)
-{
-    redisReply *r = a_reply(task, REDIS_REPLY_ARRAY);
-    r->elements = elements > 0 ? (size_t)elements : 0;
-    if (elements > 0) {
-        r->element = arena_alloc(task->privdata, (size_t)elements * sizeof(redisReply *));
-        memset(r->element, 0, (size_t)elements * sizeof(redisReply *));
-    }
-    return r;
-}
-
-static void *a_integer(const redisReadTask *task, long long value)
-{
-    redisReply *r = a_reply(task, REDIS_REPLY_INTEGER);
-    r->integer = value;
-    return r;
-}
-
-static void *a_nil(const redisReadTask *task)
-{
-    return a_reply(task, REDIS_REPLY_NIL);
-}
-
-static void a_free(void *obj)
-{
-    (void)obj; /* arena memory */
-}
-
-static redisReplyObjectFunctions arena_fns = {a_string, a_array, a_integer, a_nil, a_free};
-
 /* ---- connection ---- */
 
 enum kind { K_READ, K_ACK };
 
 struct ceil {
     redisContext *c;
-    struct arena arena;
+    struct ru_reply_arena *arena;
     char *rbuf;
     enum kind q[QCAP]; /* replies we wait for, in command order */
     int qhead, qlen;
@@ -351,8 +244,8 @@ int main(int argc, char **argv)
         die("cannot connect to %s:%d: %s", host, port, cl.c ? cl.c->errstr : "out of memory");
     struct timeval rtv = {60, 0};
     redisSetTimeout(cl.c, rtv);
-    cl.c->reader->fn = &arena_fns;
-    cl.c->reader->privdata = &cl.arena;
+    cl.arena = ru_reply_arena_new();
+    ru_reply_arena_attach(cl.arena, cl.c->reader);
     cl.c->reader->maxbuf = 0;
     cl.rbuf = ru_xmalloc(READ_CHUNK);
     cl.ids = ru_xmalloc((size_t)cl.count * sizeof(*cl.ids));
@@ -366,7 +259,7 @@ int main(int argc, char **argv)
     redisReply *r = next_reply(&cl);
     if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0)
         die("XGROUP CREATE: %s", r->str);
-    arena_reset(&cl.arena);
+    ru_reply_arena_reset(cl.arena);
 
     int64_t t0 = ru_mono_us();
     long long events = 0, reads = 0, acked = 0;
@@ -379,7 +272,7 @@ int main(int argc, char **argv)
             if (r->type != REDIS_REPLY_INTEGER)
                 die("XACK: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
             acked += r->integer;
-            arena_reset(&cl.arena);
+            ru_reply_arena_reset(cl.arena);
             continue;
         }
         reads++;
@@ -393,7 +286,7 @@ int main(int argc, char **argv)
         bool more = !empty && send_read(&cl);
         flush_out(&cl);
         events += take_ids(&cl, r);
-        arena_reset(&cl.arena);
+        ru_reply_arena_reset(cl.arena);
         if (!more) {
             /* no read follows: acknowledge this batch now */
             send_ack(&cl);

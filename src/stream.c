@@ -10,6 +10,7 @@
 #include <hiredis/hiredis.h>
 
 #include "rollupd/log.h"
+#include "rollupd/reply.h"
 
 #define READ_CHUNK     (256 * 1024)
 #define ACK_CHUNK      1000
@@ -37,18 +38,6 @@ enum cmd_kind {
 
 enum conn_state { S_DOWN, S_CONNECTING, S_HANDSHAKE, S_REPLAY, S_LIVE };
 
-/* Reply arena: hiredis builds every reply object here through the functions below. */
-struct achunk {
-    struct achunk *next;
-    size_t used, cap;
-    char data[];
-};
-
-struct arena {
-    struct achunk *head;
-    size_t total;
-};
-
 struct ru_stream {
     /* copied configuration */
     char *host, *path, *user, *password;
@@ -72,7 +61,7 @@ struct ru_stream {
     int64_t next_attempt_ms, connect_deadline_ms, next_xinfo_ms;
     char last_err[256];
 
-    struct arena arena;
+    struct ru_reply_arena *arena;
     char *rbuf;
     struct ru_field *fields;
     size_t fields_cap;
@@ -92,115 +81,6 @@ struct ru_stream {
         bool more; /* another XPENDING page was requested */
     } adopt;
 };
-
-static redisReplyObjectFunctions arena_fns;
-
-static void *arena_alloc(struct arena *a, size_t n)
-{
-    n = (n + 15) & ~(size_t)15;
-    struct achunk *c = a->head;
-    if (c == NULL || c->cap - c->used < n) {
-        size_t cap = n > 1024 * 1024 ? n : 1024 * 1024;
-        c = ru_xmalloc(sizeof(*c) + cap);
-        c->cap = cap;
-        c->used = 0;
-        c->next = a->head;
-        a->head = c;
-        a->total += cap;
-    }
-    void *p = c->data + c->used;
-    c->used += n;
-    return p;
-}
-
-/* Called between complete replies only, so no partially built reply lives here. */
-static void arena_reset(struct arena *a)
-{
-    if (a->head == NULL)
-        return;
-    if (a->head->next == NULL) {
-        a->head->used = 0;
-        return;
-    }
-    size_t total = a->total;
-    while (a->head) {
-        struct achunk *n = a->head->next;
-        free(a->head);
-        a->head = n;
-    }
-    a->total = 0;
-    struct achunk *c = ru_xmalloc(sizeof(*c) + total);
-    c->cap = total;
-    c->used = 0;
-    c->next = NULL;
-    a->head = c;
-    a->total = total;
-}
-
-static void arena_free(struct arena *a)
-{
-    while (a->head) {
-        struct achunk *n = a->head->next;
-        free(a->head);
-        a->head = n;
-    }
-    a->total = 0;
-}
-
-static redisReply *arena_reply(const redisReadTask *task, int type)
-{
-    struct ru_stream *s = task->privdata;
-    redisReply *r = arena_alloc(&s->arena, sizeof(*r));
-    memset(r, 0, sizeof(*r));
-    r->type = type;
-    if (task->parent) {
-        redisReply *parent = task->parent->obj;
-        parent->element[task->idx] = r;
-    }
-    return r;
-}
-
-static void *a_string(const redisReadTask *task, char *str, size_t len)
-{
-    redisReply *r = arena_reply(task, task->type);
-    struct ru_stream *s = task->privdata;
-    r->str = arena_alloc(&s->arena, len + 1);
-    memcpy(r->str, str, len);
-    r->str[len] = '\0';
-    r->len = len;
-    return r;
-}
-
-static void *a_array(const redisReadTask *task, int elements)
-{
-    redisReply *r = arena_reply(task, REDIS_REPLY_ARRAY);
-    struct ru_stream *s = task->privdata;
-    r->elements = elements > 0 ? (size_t)elements : 0;
-    if (elements > 0) {
-        r->element = arena_alloc(&s->arena, (size_t)elements * sizeof(redisReply *));
-        memset(r->element, 0, (size_t)elements * sizeof(redisReply *));
-    }
-    return r;
-}
-
-static void *a_integer(const redisReadTask *task, long long value)
-{
-    redisReply *r = arena_reply(task, REDIS_REPLY_INTEGER);
-    r->integer = value;
-    return r;
-}
-
-static void *a_nil(const redisReadTask *task)
-{
-    return arena_reply(task, REDIS_REPLY_NIL);
-}
-
-static void a_free(void *obj)
-{
-    (void)obj; /* arena memory: released by arena_reset */
-}
-
-static redisReplyObjectFunctions arena_fns = {a_string, a_array, a_integer, a_nil, a_free};
 
 /* ---- configuration ---- */
 
@@ -235,6 +115,7 @@ struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_str
     s->start = ru_xstrdup(cfg->redis.start);
     s->cb = *cb;
     s->rbuf = ru_xmalloc(READ_CHUNK);
+    s->arena = ru_reply_arena_new();
     s->stats.lag = -1;
     s->stats.group_pending = -1;
     s->state = S_DOWN;
@@ -249,7 +130,7 @@ void ru_stream_free(struct ru_stream *s)
         return;
     if (s->c)
         redisFree(s->c);
-    arena_free(&s->arena);
+    ru_reply_arena_free(s->arena);
     free(s->host);
     free(s->path);
     free(s->user);
@@ -483,7 +364,7 @@ static void disconnect(struct ru_stream *s, const char *why)
         redisFree(s->c);
         s->c = NULL;
     }
-    arena_reset(&s->arena);
+    ru_reply_arena_reset(s->arena);
     s->state = S_DOWN;
     s->qlen = 0;
     s->qhead = 0;
@@ -503,9 +384,7 @@ static void disconnect(struct ru_stream *s, const char *why)
 static void start_handshake(struct ru_stream *s)
 {
     s->state = S_HANDSHAKE;
-    s->c->reader->fn = &arena_fns;
-    s->c->reader->privdata = s;
-    s->c->reader->maxbuf = 0;
+    ru_reply_arena_attach(s->arena, s->c->reader);
     if (s->password) {
         argv_reserve(s, 3);
         int n = 0;
@@ -603,6 +482,26 @@ static bool is_error(const redisReply *r, const char *prefix)
     return r->type == REDIS_REPLY_ERROR && strncmp(r->str, prefix, strlen(prefix)) == 0;
 }
 
+/* The field/value pairs of one entry's reply array, as borrowed views in s->fields. */
+static size_t take_fields(struct ru_stream *s, const redisReply *fr)
+{
+    size_t nf = fr->elements / 2;
+    if (nf > s->fields_cap) {
+        s->fields_cap = nf * 2;
+        s->fields = ru_xrealloc(s->fields, s->fields_cap * sizeof(*s->fields));
+    }
+    size_t k = 0;
+    for (size_t j = 0; j + 1 < fr->elements; j += 2) {
+        const redisReply *fn = fr->element[j], *fv = fr->element[j + 1];
+        s->fields[k].name.p = fn->str ? fn->str : "";
+        s->fields[k].name.len = fn->str ? fn->len : 0;
+        s->fields[k].value.p = fv->str ? fv->str : "";
+        s->fields[k].value.len = fv->str ? fv->len : 0;
+        k++;
+    }
+    return k;
+}
+
 /* Walks one XREADGROUP reply: [[stream, [[id, [f, v, ...] | nil], ...]]] or nil. */
 static size_t handle_entries(struct ru_stream *s, const redisReply *r, bool replay)
 {
@@ -636,20 +535,7 @@ static size_t handle_entries(struct ru_stream *s, const redisReply *r, bool repl
                 s->cb.on_trimmed(s->cb.ud, &id, seen);
             continue;
         }
-        size_t nf = fr->elements / 2;
-        if (nf > s->fields_cap) {
-            s->fields_cap = nf * 2;
-            s->fields = ru_xrealloc(s->fields, s->fields_cap * sizeof(*s->fields));
-        }
-        size_t k = 0;
-        for (size_t j = 0; j + 1 < fr->elements; j += 2) {
-            const redisReply *fn = fr->element[j], *fv = fr->element[j + 1];
-            s->fields[k].name.p = fn->str ? fn->str : "";
-            s->fields[k].name.len = fn->str ? fn->len : 0;
-            s->fields[k].value.p = fv->str ? fv->str : "";
-            s->fields[k].value.len = fv->str ? fv->len : 0;
-            k++;
-        }
+        size_t k = take_fields(s, fr);
         s->stats.entries++;
         s->cb.on_entry(s->cb.ud, &id, s->fields, k, seen, replay);
     }
@@ -785,20 +671,7 @@ static void adopt_range(struct ru_stream *s, const redisReply *r)
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
         r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
         r->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
-        const redisReply *fr = r->element[0]->element[1];
-        size_t nf = fr->elements / 2;
-        if (nf > s->fields_cap) {
-            s->fields_cap = nf * 2;
-            s->fields = ru_xrealloc(s->fields, s->fields_cap * sizeof(*s->fields));
-        }
-        for (size_t j = 0; j + 1 < fr->elements; j += 2) {
-            const redisReply *fn = fr->element[j], *fv = fr->element[j + 1];
-            s->fields[k].name.p = fn->str ? fn->str : "";
-            s->fields[k].name.len = fn->str ? fn->len : 0;
-            s->fields[k].value.p = fv->str ? fv->str : "";
-            s->fields[k].value.len = fv->str ? fv->len : 0;
-            k++;
-        }
+        k = take_fields(s, r->element[0]->element[1]);
     }
     if (s->cb.on_adopt_entry)
         s->cb.on_adopt_entry(s->cb.ud, &id, k ? s->fields : NULL, k);
@@ -988,7 +861,7 @@ static void read_replies(struct ru_stream *s)
             handle_reply(s, q_pop(s), reply);
             if (s->c == NULL)
                 return; /* the handler disconnected */
-            arena_reset(&s->arena);
+            ru_reply_arena_reset(s->arena);
         }
         if ((size_t)n < READ_CHUNK)
             break;
