@@ -49,7 +49,7 @@ struct ru_stream {
     struct ru_stream_cb cb;
     redisContext *c;
     enum conn_state state;
-    bool started, paused, read_inflight, group_known, exec_ok;
+    bool started, paused, read_inflight, group_known, exec_ok, xinfo_inflight;
 
     /* FIFO of the replies we expect, in command order */
     uint8_t *q;
@@ -369,6 +369,7 @@ static void disconnect(struct ru_stream *s, const char *why)
     s->qlen = 0;
     s->qhead = 0;
     s->read_inflight = false;
+    s->xinfo_inflight = false;
     set_error(s, why);
     schedule_reconnect(s);
     if (s->adopt.active) {
@@ -804,6 +805,7 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
                     r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
         return;
     case C_XINFO:
+        s->xinfo_inflight = false;
         parse_xinfo(s, r);
         return;
     case C_XPENDING_ADOPT:
@@ -929,11 +931,13 @@ int ru_stream_tick(struct ru_stream *s)
     }
     /* A server that stops answering (paused, partitioned) looks like a slow BLOCK;
      * give it the block time plus the connect timeout before giving up. */
-    if (s->c && s->qlen > 0 && now - s->oldest_sent_ms > s->block_ms + s->connect_timeout_ms) {
+    if (s->c && s->qlen > 0 && s->block_ms > 0 &&
+        now - s->oldest_sent_ms > s->block_ms + s->connect_timeout_ms) {
         disconnect(s, "server did not answer in time");
         return 10;
     }
-    if (s->state == S_LIVE && !s->paused && now >= s->next_xinfo_ms) {
+    if (s->state == S_LIVE && !s->paused && !s->xinfo_inflight && now >= s->next_xinfo_ms) {
+        s->xinfo_inflight = true;
         s->next_xinfo_ms = now + XINFO_EVERY_MS;
         argv_reserve(s, 3);
         ARG(0, "XINFO");
