@@ -42,7 +42,7 @@ struct counters {
 };
 
 /* Taking over the pending entries of a consumer that is gone for good. */
-enum adopt_phase { A_IDLE, A_CKPT_WANTED, A_CKPT, A_FETCH, A_READY, A_FLUSHING };
+enum adopt_phase { A_IDLE, A_CKPT_WANTED, A_CKPT, A_FETCH_WANTED, A_FETCH, A_READY, A_FLUSHING };
 
 struct adoption {
     enum adopt_phase phase;
@@ -362,7 +362,7 @@ static void cmd_adopt(void *ud, struct ru_status_req *req, const char *args)
 
 static size_t mem_in_use(const struct ru_daemon *d)
 {
-    return ru_batch_mem(d->cur) + d->inflight_mem;
+    return ru_batch_mem(d->cur) + d->inflight_mem + (d->adopt.b ? ru_batch_mem(d->adopt.b) : 0);
 }
 
 static void check_backpressure(struct ru_daemon *d)
@@ -376,7 +376,10 @@ static void check_backpressure(struct ru_daemon *d)
      * the store's tables. The bound holds; memory is never freed by dropping data. */
     size_t reserve = (size_t)d->cfg.redis.count * 1024 + ru_store_next_growth(d->cur->store) +
                      2 * d->cur->ids_cap * sizeof(*d->cur->ids) + d->cur->raw.cap;
-    bool want_pause = d->stopping || used + reserve >= limit;
+    /* with nothing held there is nothing to wait for: a reserve larger than the bound
+     * (a huge redis.count) must not stop reading for good */
+    bool holding = d->cur->nids > 0 || d->inflight_mem > 0;
+    bool want_pause = d->stopping || (holding && used + reserve >= limit);
     if (want_pause != d->paused) {
         d->paused = want_pause;
         ru_stream_pause(d->stream, want_pause);
@@ -468,9 +471,7 @@ static void on_writer_event(struct ru_daemon *d)
             } else {
                 d->adopt.ck = ck;
                 d->adopt.b->adopt_expected = ck;
-                d->adopt.phase = A_FETCH;
-                if (ru_stream_adopt_fetch(d->stream, d->adopt.consumer) < 0)
-                    adopt_fail(d, "redis is not connected");
+                d->adopt.phase = A_FETCH_WANTED; /* started once Redis is live */
             }
         }
         return;
@@ -1077,6 +1078,9 @@ int ru_daemon_run(struct ru_daemon *d)
             break; /* PostgreSQL never came up: nothing was read, nothing to flush */
         if (d->fatal)
             break;
+        if (d->adopt.phase == A_FETCH_WANTED && ru_stream_live(d->stream) &&
+            ru_stream_adopt_fetch(d->stream, d->adopt.consumer) == 0)
+            d->adopt.phase = A_FETCH;
         if (d->cfg.redis.claim_idle_ms > 0 && ru_stream_live(d->stream) &&
             d->adopt.phase == A_IDLE && ru_mono_ms() >= d->next_claim_check_ms) {
             int64_t every = d->cfg.redis.claim_idle_ms / 4;

@@ -50,6 +50,7 @@ struct ru_stream {
     redisContext *c;
     enum conn_state state;
     bool started, paused, read_inflight, group_known, exec_ok, xinfo_inflight;
+    bool in_reply; /* a reply is being walked: its arena memory must stay */
 
     /* FIFO of the replies we expect, in command order */
     uint8_t *q;
@@ -364,7 +365,8 @@ static void disconnect(struct ru_stream *s, const char *why)
         redisFree(s->c);
         s->c = NULL;
     }
-    ru_reply_arena_reset(s->arena);
+    if (!s->in_reply) /* else the reply being walked lives on until it is done */
+        ru_reply_arena_reset(s->arena);
     s->state = S_DOWN;
     s->qlen = 0;
     s->qhead = 0;
@@ -385,6 +387,8 @@ static void disconnect(struct ru_stream *s, const char *why)
 static void start_handshake(struct ru_stream *s)
 {
     s->state = S_HANDSHAKE;
+    if (s->path == NULL)
+        redisEnableKeepAlive(s->c); /* notice a peer that vanished without a FIN */
     ru_reply_arena_attach(s->arena, s->c->reader);
     if (s->password) {
         argv_reserve(s, 3);
@@ -530,8 +534,10 @@ static size_t handle_entries(struct ru_stream *s, const redisReply *r, bool repl
         n++;
         const redisReply *fr = e->element[1];
         if (fr->type != REDIS_REPLY_ARRAY || fr->elements == 0) {
-            /* trimmed while pending: nothing left to apply */
-            ru_stream_ack(s, &id, 1);
+            /* trimmed while pending: nothing left to apply (an entry already in an
+             * uncommitted batch is acknowledged by that batch after its COMMIT) */
+            if (seen != RU_SEEN_INFLIGHT)
+                ru_stream_ack(s, &id, 1);
             if (s->cb.on_trimmed)
                 s->cb.on_trimmed(s->cb.ud, &id, seen);
             continue;
@@ -798,7 +804,13 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
         }
         return;
     case C_EXEC_DL:
-        if (r->type == REDIS_REPLY_ARRAY)
+        if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+            r->element[0]->type == REDIS_REPLY_ERROR)
+            /* Redis does not roll back: the entry was acknowledged without its copy */
+            ru_err("msg=\"dead-letter copy failed inside the transaction; the invalid entry "
+                   "was acknowledged without a copy\" error=\"%s\"",
+                   r->element[0]->str);
+        else if (r->type == REDIS_REPLY_ARRAY)
             s->stats.dead_lettered++;
         else
             ru_warn("msg=\"dead-letter transaction failed\" error=\"%s\"",
@@ -860,10 +872,12 @@ static void read_replies(struct ru_stream *s)
                 disconnect(s, "unexpected reply");
                 return;
             }
+            s->in_reply = true;
             handle_reply(s, q_pop(s), reply);
+            s->in_reply = false;
+            ru_reply_arena_reset(s->arena);
             if (s->c == NULL)
                 return; /* the handler disconnected */
-            ru_reply_arena_reset(s->arena);
         }
         if ((size_t)n < READ_CHUNK)
             break;
@@ -931,7 +945,8 @@ int ru_stream_tick(struct ru_stream *s)
     }
     /* A server that stops answering (paused, partitioned) looks like a slow BLOCK;
      * give it the block time plus the connect timeout before giving up. */
-    if (s->c && s->qlen > 0 && s->block_ms > 0 &&
+    bool may_block_forever = s->block_ms == 0 && s->read_inflight && s->state == S_LIVE;
+    if (s->c && s->qlen > 0 && !may_block_forever &&
         now - s->oldest_sent_ms > s->block_ms + s->connect_timeout_ms) {
         disconnect(s, "server did not answer in time");
         return 10;

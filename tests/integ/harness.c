@@ -814,8 +814,7 @@ bool ru_h_daemon_running(struct ru_h_daemon *d)
         d->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         if (getenv("RU_DAEMON_WRAPPER") && check_exit(r, st, d->log))
             cr_assert_fail("the tool wrapping rollupd reported errors (log %s)", d->log);
-    }
-    else
+    } else
         d->exit_status = -1; /* not our child any more: cannot know */
     if (d->pidfile[0])
         unlink(d->pidfile);
