@@ -637,16 +637,16 @@ static void adopt_pending_page(struct ru_stream *s, const redisReply *r)
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || e->element[0]->str == NULL ||
             ru_sid_parse(&id, e->element[0]->str, e->element[0]->len) < 0)
             continue;
-        if (s->adopt.n == s->adopt.cap) {
+        if (s->adopt.n == s->adopt.cap && s->adopt.head > 0) {
             /* compact the consumed head before growing */
             memmove(s->adopt.ids, s->adopt.ids + s->adopt.head,
                     (s->adopt.n - s->adopt.head) * sizeof(*s->adopt.ids));
             s->adopt.n -= s->adopt.head;
             s->adopt.head = 0;
-            if (s->adopt.n == s->adopt.cap) {
-                s->adopt.cap = s->adopt.cap ? s->adopt.cap * 2 : 1024;
-                s->adopt.ids = ru_xrealloc(s->adopt.ids, s->adopt.cap * sizeof(*s->adopt.ids));
-            }
+        }
+        if (s->adopt.n == s->adopt.cap) {
+            s->adopt.cap = s->adopt.cap ? s->adopt.cap * 2 : 1024;
+            s->adopt.ids = ru_xrealloc(s->adopt.ids, s->adopt.cap * sizeof(*s->adopt.ids));
         }
         s->adopt.ids[s->adopt.n++] = id;
         char idt[RU_SID_STRLEN];
