@@ -652,8 +652,10 @@ static void reset_child_signals(void)
         signal(sigs[i], SIG_DFL);
 }
 
-/* fork + exec argv[0] with stdout and stderr appended to out_path; the child dies with us. */
-static pid_t spawn(const char *const *argv, const char *out_path)
+/* fork + exec argv[0] with stdout and stderr appended to out_path; the child dies with us.
+ * The child's environment is ours without the systemd variables, plus env ("K=V" entries,
+ * NULL-terminated; may be NULL). */
+static pid_t spawn(const char *const *argv, const char *out_path, const char *const *env)
 {
     int fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -679,6 +681,8 @@ static pid_t spawn(const char *const *argv, const char *out_path)
         unsetenv("WATCHDOG_PID");
         unsetenv("LISTEN_FDS");
         unsetenv("LISTEN_PID");
+        for (size_t i = 0; env && env[i]; i++)
+            putenv((char *)env[i]);
         execvp(argv[0], (char *const *)argv);
         dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
@@ -747,7 +751,8 @@ static void track(pid_t pid, const char *log)
     ntracked++;
 }
 
-static void daemon_exec(struct ru_h_daemon *d, const char *const *extra_args)
+static void daemon_exec(struct ru_h_daemon *d, const char *const *extra_args,
+                        const char *const *env)
 {
     char exe[RU_H_PATH + 16];
     snprintf(exe, sizeof(exe), "%s/rollupd", ru_h_env.build_dir);
@@ -771,7 +776,7 @@ static void daemon_exec(struct ru_h_daemon *d, const char *const *extra_args)
     for (int i = 0; extra_args && extra_args[i] && n < 47; i++)
         argv[n++] = extra_args[i];
     argv[n] = NULL;
-    d->pid = spawn(argv, d->log);
+    d->pid = spawn(argv, d->log, env);
     track(d->pid, d->log);
     d->exited = false;
     d->exit_status = -1;
@@ -788,6 +793,12 @@ static void daemon_exec(struct ru_h_daemon *d, const char *const *extra_args)
 void ru_h_daemon_spawn(struct ru_h_daemon *d, const char *config_text,
                        const char *const *extra_args)
 {
+    ru_h_daemon_spawn_env(d, config_text, extra_args, NULL);
+}
+
+void ru_h_daemon_spawn_env(struct ru_h_daemon *d, const char *config_text,
+                           const char *const *extra_args, const char *const *env)
+{
     ru_h_env_load();
     memset(d, 0, sizeof(*d));
     snprintf(d->dir, sizeof(d->dir), "%s/run/%d-%d", ru_h_env.testenv_dir, (int)getpid(),
@@ -798,7 +809,7 @@ void ru_h_daemon_spawn(struct ru_h_daemon *d, const char *config_text,
     write_file(d->conf, config_text);
     if (!config_socket(config_text, d->sock, sizeof(d->sock)))
         d->sock[0] = '\0';
-    daemon_exec(d, extra_args);
+    daemon_exec(d, extra_args, env);
 }
 
 bool ru_h_daemon_running(struct ru_h_daemon *d)
@@ -874,7 +885,7 @@ void ru_h_daemon_restart(struct ru_h_daemon *d)
         fputs("---- harness: restart ----\n", f);
         fclose(f);
     }
-    daemon_exec(d, NULL);
+    daemon_exec(d, NULL, NULL);
     daemon_ready_or_fail(d);
 }
 
@@ -941,20 +952,26 @@ char *ru_h_sock_cmd(const char *path, const char *cmd)
     ru_buf_puts(&out, cmd);
     if (out.len == 0 || out.p[out.len - 1] != '\n')
         ru_buf_putc(&out, '\n');
-    size_t off = 0;
-    while (off < out.len) {
-        ssize_t n = send(fd, out.p + off, out.len - off, MSG_NOSIGNAL);
+    char *answer = ru_h_fd_exchange(fd, out.p, 5000);
+    ru_buf_free(&out);
+    return answer;
+}
+
+char *ru_h_fd_exchange(int fd, const char *request, int timeout_ms)
+{
+    size_t len = strlen(request), off = 0;
+    while (off < len) {
+        ssize_t n = send(fd, request + off, len - off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
             close(fd);
-            ru_buf_free(&out);
             return NULL;
         }
         off += (size_t)n;
     }
     struct ru_buf in = RU_BUF_INIT;
-    int64_t deadline = ru_mono_ms() + 5000;
+    int64_t deadline = ru_mono_ms() + timeout_ms;
     for (;;) {
         int64_t left = deadline - ru_mono_ms();
         if (left <= 0)
@@ -974,7 +991,6 @@ char *ru_h_sock_cmd(const char *path, const char *cmd)
         ru_buf_append(&in, tmp, (size_t)n);
     }
     close(fd);
-    ru_buf_free(&out);
     return in.p ? in.p : ru_xstrdup("");
 }
 
@@ -1073,7 +1089,7 @@ static void loadgen_vstart(struct ru_h_proc *p, const char *fmt, va_list ap)
         argv[n++] = we.we_wordv[i];
     argv[n] = NULL;
     ru_h_tmp_path(p->out, sizeof(p->out), "loadgen.out");
-    p->pid = spawn(argv, p->out);
+    p->pid = spawn(argv, p->out, NULL);
     free(argv);
     wordfree(&we);
     free(args);

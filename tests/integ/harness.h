@@ -167,6 +167,11 @@ void ru_h_daemon_start(struct ru_h_daemon *d, const char *config_text);
 void ru_h_daemon_spawn(struct ru_h_daemon *d, const char *config_text,
                        const char *const *extra_args);
 
+/* ru_h_daemon_spawn with env ("K=V" entries, NULL-terminated) added to the daemon's
+ * environment, e.g. NOTIFY_SOCKET, which the harness otherwise keeps from the child. */
+void ru_h_daemon_spawn_env(struct ru_h_daemon *d, const char *config_text,
+                           const char *const *extra_args, const char *const *env);
+
 /* Waits until the status socket answers; false when the daemon exited or time ran out. */
 bool ru_h_daemon_wait_ready(struct ru_h_daemon *d, int timeout_ms);
 
@@ -199,6 +204,10 @@ char *ru_h_daemon_log(const struct ru_h_daemon *d);
 /* Connects to the Unix socket, writes cmd (plus "\n" when missing), reads until EOF
  * (5 s deadline). Returns the answer (malloc'd) or NULL when unreachable. */
 char *ru_h_sock_cmd(const char *path, const char *cmd);
+
+/* On a connected socket fd: sends request whole, reads until EOF or timeout_ms, closes fd.
+ * Returns the answer so far (malloc'd), or NULL when the send failed. */
+char *ru_h_fd_exchange(int fd, const char *request, int timeout_ms);
 
 /* ru_h_sock_cmd(path, "status") parsed with jansson; NULL when unreachable or not JSON.
  * Free with json_decref. */

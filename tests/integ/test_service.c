@@ -28,8 +28,6 @@
 
 #include <criterion/criterion.h>
 
-extern char **environ;
-
 #define START_MS 20000 /* deadline for start-up states (health ok, READY=1) */
 #define STATE_MS 15000 /* deadline for a state reached by the daemon's own work */
 #define TAIL     3000  /* bytes of a log quoted in a failure message */
@@ -498,91 +496,24 @@ static size_t notes_wait(const struct ru_h_daemon *d, struct notes *nt, const ch
 }
 
 /* Like ru_h_daemon_start, but with NOTIFY_SOCKET and WATCHDOG_USEC in the daemon's
- * environment. The harness's spawn removes NOTIFY_SOCKET and WATCHDOG_* from the child's
- * environment (so that a test run under systemd does not leak them), so setenv() in this
- * process would not reach the daemon: this forks and execs $RU_BUILD_DIR/rollupd itself,
- * with the same run directory layout and pid file, and the same clean-up guarantees
- * (PR_SET_PDEATHSIG; testenv stop kills what the pid file names). */
+ * environment. The daemon runs unwrapped even under RU_DAEMON_WRAPPER: this test measures
+ * answer times and watchdog intervals, which a tool like valgrind would distort. */
 static void daemon_start_env(struct ru_h_daemon *d, const char *config_text, const char *sock,
                              const char *notify_socket, const char *watchdog_usec)
 {
-    ru_h_env_load();
-    memset(d, 0, sizeof(*d));
-    ru_h_tmp_path(d->dir, sizeof(d->dir), "notifyd");
-    cr_assert_eq(mkdir(d->dir, 0755), 0, "mkdir %s: %s", d->dir, strerror(errno));
-    snprintf(d->conf, sizeof(d->conf), "%s/rollupd.conf", d->dir);
-    snprintf(d->log, sizeof(d->log), "%s/rollupd.log", d->dir);
-    ru_strlcpy(d->sock, sock, sizeof(d->sock));
-    FILE *f = fopen(d->conf, "w");
-    cr_assert_not_null(f, "cannot write %s: %s", d->conf, strerror(errno));
-    fputs(config_text, f);
-    cr_assert_eq(fclose(f), 0);
-
-    char exe[RU_H_PATH];
-    snprintf(exe, sizeof(exe), "%s/rollupd", ru_h_env.build_dir);
-    cr_assert(access(exe, X_OK) == 0, "%s is missing: build it first", exe);
-
-    /* the environment, built before fork: ours minus the systemd variables, plus two */
-    size_t n = 0;
-    while (environ[n])
-        n++;
-    char **envp = ru_xcalloc(n + 3, sizeof(char *));
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *e = environ[i];
-        if (strncmp(e, "NOTIFY_SOCKET=", 14) == 0 || strncmp(e, "WATCHDOG_", 9) == 0 ||
-            strncmp(e, "LISTEN_", 7) == 0)
-            continue;
-        envp[k++] = environ[i];
-    }
     char ns[RU_H_PATH + 32], wd[64];
     snprintf(ns, sizeof(ns), "NOTIFY_SOCKET=%s", notify_socket);
     snprintf(wd, sizeof(wd), "WATCHDOG_USEC=%s", watchdog_usec);
-    envp[k++] = ns;
-    envp[k++] = wd;
-    envp[k] = NULL;
-
-    int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    cr_assert_geq(fd, 0, "cannot open %s: %s", d->log, strerror(errno));
-    fflush(NULL);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int nul = open("/dev/null", O_RDONLY);
-        if (nul >= 0)
-            dup2(nul, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        static const int sigs[] = {SIGHUP, SIGINT, SIGTERM, SIGPIPE, SIGUSR1, SIGUSR2, SIGCHLD};
-        for (size_t i = 0; i < RU_ARRAY_LEN(sigs); i++)
-            signal(sigs[i], SIG_DFL);
-        execve(exe, (char *const[]){exe, "-c", d->conf, NULL}, envp);
-        dprintf(2, "exec %s: %s\n", exe, strerror(errno));
-        _exit(127);
+    const char *const env[] = {ns, wd, NULL};
+    char *wrapper = getenv("RU_DAEMON_WRAPPER") ? ru_xstrdup(getenv("RU_DAEMON_WRAPPER")) : NULL;
+    unsetenv("RU_DAEMON_WRAPPER");
+    ru_h_daemon_spawn_env(d, config_text, NULL, env);
+    if (wrapper) {
+        setenv("RU_DAEMON_WRAPPER", wrapper, 1);
+        free(wrapper);
     }
-    close(fd);
-    free(envp);
-    d->pid = pid;
-    d->exited = false;
-    d->exit_status = -1;
-
-    char pdir[RU_H_SUBDIR];
-    snprintf(pdir, sizeof(pdir), "%s/pids", ru_h_env.testenv_dir);
-    if (mkdir(pdir, 0755) != 0 && errno != EEXIST)
-        cr_assert_fail("mkdir %s: %s", pdir, strerror(errno));
-    snprintf(d->pidfile, sizeof(d->pidfile), "%s/%d.pid", pdir, (int)pid);
-    f = fopen(d->pidfile, "w");
-    cr_assert_not_null(f, "cannot write %s", d->pidfile);
-    fprintf(f, "%d\n", (int)pid);
-    fclose(f);
-
+    cr_assert_str_eq(d->sock, sock, "the config's status socket");
+    pid_t pid = d->pid;
     CHECK(d, ru_h_daemon_wait_ready(d, START_MS),
           "rollupd (pid %d) did not answer on %s within %d ms (running: %d)", (int)pid, d->sock,
           START_MS, (int)ru_h_daemon_running(d));
@@ -615,39 +546,7 @@ static char *http_raw(int port, const char *request)
         close(fd);
         return NULL;
     }
-    size_t len = strlen(request), off = 0;
-    while (off < len) {
-        ssize_t w = send(fd, request + off, len - off, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            close(fd);
-            return NULL;
-        }
-        off += (size_t)w;
-    }
-    struct ru_buf in = RU_BUF_INIT;
-    int64_t deadline = ru_mono_ms() + 5000;
-    for (;;) {
-        int64_t left = deadline - ru_mono_ms();
-        if (left <= 0)
-            break;
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int pr = poll(&p, 1, (int)left);
-        if (pr < 0 && errno == EINTR)
-            continue;
-        if (pr <= 0)
-            break;
-        char tmp[8192];
-        ssize_t n = read(fd, tmp, sizeof(tmp));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        ru_buf_append(&in, tmp, (size_t)n);
-    }
-    close(fd);
-    return in.p ? in.p : ru_xstrdup("");
+    return ru_h_fd_exchange(fd, request, 5000);
 }
 
 /* The body of an HTTP answer (pointer into it), or NULL. */
