@@ -24,20 +24,11 @@
 
 #include <hiredis/hiredis.h>
 
+#define BENCH_PROG "ceiling"
+#include "common.h"
+
 #define READ_CHUNK (256 * 1024)
 #define QCAP       16
-
-static void die(const char *fmt, ...) RU_PRINTF(1, 2);
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("ceiling: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
 
 /* ---- connection ---- */
 

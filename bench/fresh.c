@@ -20,17 +20,8 @@
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 
-static void die(const char *fmt, ...) RU_PRINTF(1, 2);
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("fresh: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
+#define BENCH_PROG "fresh"
+#include "common.h"
 
 struct marker {
     char route[96];

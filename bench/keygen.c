@@ -23,19 +23,10 @@
 
 #include <hiredis/hiredis.h>
 
-#define MAX_DURATION 10000
+#define BENCH_PROG "keygen"
+#include "common.h"
 
-static void die(const char *fmt, ...) RU_PRINTF(1, 2);
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("keygen: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
+#define MAX_DURATION 10000
 
 static uint64_t splitmix64(uint64_t *x)
 {

@@ -21,6 +21,9 @@
 
 #include <hiredis/hiredis.h>
 
+#define BENCH_PROG "loadgen"
+#include "common.h"
+
 #define USEC_PER_SEC  INT64_C(1000000)
 #define USEC_PER_HOUR INT64_C(3600000000)
 #define MAX_FIELDS    24
@@ -50,18 +53,6 @@ struct opts {
     long long maxlen;
     int pipeline;
 };
-
-static void die(const char *fmt, ...) RU_PRINTF(1, 2);
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("loadgen: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
 
 static void usage(FILE *f)
 {

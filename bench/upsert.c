@@ -21,19 +21,10 @@
 
 #include <libpq-fe.h>
 
-#define MAX_REPS 20
+#define BENCH_PROG "upsert"
+#include "common.h"
 
-static void die(const char *fmt, ...) RU_PRINTF(1, 2);
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("upsert: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
+#define MAX_REPS 20
 
 static void exec_ok(PGconn *c, const char *sql)
 {
