@@ -298,6 +298,28 @@ class FlushFailed(Exception):
     pass
 
 
+def state_per_key(c):
+    """Bytes of cached row state per key added by a "new" flush (None before the cache)."""
+    if "cache_delta_bytes" not in c:
+        return None
+    return c["cache_delta_bytes"] / c["rows"]
+
+
+def state_excl(c):
+    """The same beyond the per-value parts: 16 B per histogram entry (value, count) and per
+    user-set slot (a 128-bit id; capacity the next power of two keeping the load <= 3/4)."""
+    per = state_per_key(c)
+    if per is None:
+        return None
+    users = c["row_users"] / c["rows"]
+    slots = 0
+    if users > 0:
+        slots = 8
+        while slots * 3 < users * 4:
+            slots *= 2
+    return per - 16 * c["row_durations"] / c["rows"] - 16 * slots
+
+
 def flush_and_wait(sock, proc, timeout):
     """Sends "flush" and waits for the answer; raises FlushFailed as soon as status shows a
     failed attempt (rollupd would retry the same batch forever) or after timeout."""
@@ -429,9 +451,15 @@ def cmd_flush(a):
                 udict = (du * 37 + pow2_at_least(du, 256) * 12 if du else 0) + \
                     pow2_at_least(2 * du + 1, 1024) * 16
                 r["ids_bytes"] = ids
-                r["per_key_bytes"] = round(st["memory_bytes"] / rows, 1)
-                r["per_key_bytes_excl"] = round((st["memory_bytes"] - ids - 8 * gen["hist_slots"]
+                # the batch being filled (memory_bytes also counts the writer's cache of
+                # row states, reported on its own below)
+                batch = st["memory_bytes"] - st.get("state_cache_bytes", 0)
+                r["batch_bytes"] = batch
+                r["per_key_bytes"] = round(batch / rows, 1)
+                r["per_key_bytes_excl"] = round((batch - ids - 8 * gen["hist_slots"]
                                                  - 4 * gen["user_slots"] - udict) / rows, 1)
+                cache0 = st.get("state_cache_bytes", 0)
+                chunk0 = st.get("state_chunk_bytes", 0)
                 log_off = os.path.getsize(pg_log) if a.explain else 0
                 s0 = srv.snapshot()
                 t0 = time.monotonic()
@@ -445,6 +473,12 @@ def cmd_flush(a):
                     print(json.dumps(r), flush=True)
                     raise
                 s1 = srv.snapshot()
+                st1 = status(sock) or {}
+                # row states the writer now caches for this case's rows (new phase: all
+                # new), and the histogram/user chunk bytes this flush wrote
+                r["cache_delta_bytes"] = st1.get("state_cache_bytes", 0) - cache0
+                r["cache_rows"] = st1.get("state_cache_rows", 0)
+                r["chunk_bytes"] = st1.get("state_chunk_bytes", 0) - chunk0
                 r["flush_ms"] = fl["ms"]
                 r["flush_wall_ms"] = round((time.monotonic() - t0) * 1000, 1)
                 r["flushed_rows"] = fl["rows"]
@@ -598,19 +632,20 @@ def cmd_report(a):
           "a bare COPY + INSERT ... ON CONFLICT DO UPDATE of the same number of rows, run "
           "right after it\n")
         w("| case (rows x events per row) | phase | events | rollupd flush ms | bare upsert ms"
-          " | rollupd / bare | staged hist rows | staged user rows | postgres CPU ms |"
-          " other load (cores) |")
-        w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          " | rollupd / bare | distinct (row, duration) | distinct (row, user) |"
+          " chunk bytes written | postgres CPU ms | other load (cores) |")
+        w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for c in f["cases"]:
             if "error" in c:
                 w(f"| {c['case']} | {c['phase']} | {fmt(c['events'])} | **failed** after "
                   f"{c['failed_after_s']} s: {c['error']} | | | {fmt(c['row_durations'])} | "
-                  f"{fmt(c['row_users'])} | | |")
+                  f"{fmt(c['row_users'])} | | | |")
                 continue
             bare = c.get("bare_ms")
             w(f"| {c['case']} | {c['phase']} | {fmt(c['events'])} | {fmt(c['flush_ms'], 1)} | "
               f"{fmt(bare, 1)} | {fmt(c['flush_ms'] / bare, 2) if bare else '–'} | "
               f"{fmt(c['row_durations'])} | {fmt(c['row_users'])} | "
+              f"{fmt(c.get('chunk_bytes'))} | "
               f"{fmt(c.get('pg_cpu_ms'), 0)} | {fmt(c.get('other_cores'), 2)} |")
         w("\n| goal: flush of 10k touched rows <= 3 x bare | rollupd / bare | met |")
         w("|---|---:|:-:|")
@@ -619,16 +654,19 @@ def cmd_report(a):
                 continue
             v = c["flush_ms"] / c["bare_ms"]
             w(f"| {c['case']}, {c['phase']} | {fmt(v, 2)} | {'yes' if v <= 3 else '**no**'} |")
-        w("\n| memory case | keys | events | memory_bytes | bytes / key | bytes / key beyond"
-          " ids, histogram slots, user sets and dictionary | goal |")
-        w("|---|---:|---:|---:|---:|---:|---:|")
+        w("\n| memory case | keys | events | batch bytes | bytes / key | bytes / key beyond"
+          " ids, histogram slots, user sets and dictionary | goal | cached row state bytes"
+          " / key (after the flush) | of which beyond 16 B per histogram entry and per"
+          " user-set slot |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for c in f["cases"]:
             if c["phase"] != "new" or c["rows"] < 10000 or "error" in c:
                 continue
             w(f"| {c['case']} | {fmt(c['pending_keys'])} | {fmt(c['events'])} | "
-              f"{fmt(c['memory_bytes'])} | {fmt(c['per_key_bytes'], 0)} | "
+              f"{fmt(c.get('batch_bytes', c['memory_bytes']))} | {fmt(c['per_key_bytes'], 0)} | "
               f"{fmt(c['per_key_bytes_excl'], 0)} | < 1024 "
-              f"{'(met)' if c['per_key_bytes_excl'] < 1024 else '(**missed**)'} |")
+              f"{'(met)' if c['per_key_bytes_excl'] < 1024 else '(**missed**)'} | "
+              f"{fmt(state_per_key(c), 0)} | {fmt(state_excl(c), 0)} |")
 
     pf = os.path.join(a.dir, "prof-flush.json")
     if os.path.exists(pf):

@@ -362,7 +362,8 @@ static void cmd_adopt(void *ud, struct ru_status_req *req, const char *args)
 
 static size_t mem_in_use(const struct ru_daemon *d)
 {
-    return ru_batch_mem(d->cur) + d->inflight_mem + (d->adopt.b ? ru_batch_mem(d->adopt.b) : 0);
+    return ru_batch_mem(d->cur) + d->inflight_mem + (d->adopt.b ? ru_batch_mem(d->adopt.b) : 0) +
+           ru_pgw_cache_mem(d->pgw);
 }
 
 static void check_backpressure(struct ru_daemon *d)
@@ -668,7 +669,19 @@ static void render_metrics(struct ru_daemon *d, struct ru_buf *b)
            (double)(ru_store_nevents(d->cur->store) + d->inflight_events));
     metric(b, "rollupd_pending_keys", "gauge", "Hourly keys in the batch being filled.",
            (double)ru_store_nkeys(d->cur->store));
-    metric(b, "rollupd_memory_bytes", "gauge", "Bytes held by batches in memory.",
+    metric(b, "rollupd_state_cache_rows", "gauge",
+           "Hourly rows whose full state the writer keeps in memory.", (double)ps.cache_rows);
+    metric(b, "rollupd_state_cache_bytes", "gauge", "Bytes of those states.",
+           (double)ps.cache_bytes);
+    metric(b, "rollupd_state_reloads_total", "counter",
+           "Row states read back from PostgreSQL (not cached, or written by another process).",
+           (double)ps.state_reloads);
+    metric(b, "rollupd_state_evictions_total", "counter",
+           "Row states dropped from memory to keep to a quarter of limits.max_memory_mb.",
+           (double)ps.state_evictions);
+    metric(b, "rollupd_state_chunk_bytes_total", "counter",
+           "Bytes of histogram and user-set chunks written.", (double)ps.chunk_bytes);
+    metric(b, "rollupd_memory_bytes", "gauge", "Bytes held by batches and row states in memory.",
            (double)mem_in_use(d));
     metric(b, "rollupd_memory_limit_bytes", "gauge", "limits.max_memory_mb in bytes.",
            (double)d->cfg.limits.max_memory_mb * 1024 * 1024);
@@ -762,6 +775,11 @@ static json_t *status_json(struct ru_daemon *d)
         json_integer((json_int_t)(ru_store_nevents(d->cur->store) + d->inflight_events)));
     json_object_set_new(o, "pending_keys", json_integer((json_int_t)ru_store_nkeys(d->cur->store)));
     json_object_set_new(o, "memory_bytes", json_integer((json_int_t)mem_in_use(d)));
+    json_object_set_new(o, "state_cache_rows", json_integer((json_int_t)ps.cache_rows));
+    json_object_set_new(o, "state_cache_bytes", json_integer((json_int_t)ps.cache_bytes));
+    json_object_set_new(o, "state_reloads", json_integer((json_int_t)ps.state_reloads));
+    json_object_set_new(o, "state_evictions", json_integer((json_int_t)ps.state_evictions));
+    json_object_set_new(o, "state_chunk_bytes", json_integer((json_int_t)ps.chunk_bytes));
     json_object_set_new(o, "memory_limit_bytes",
                         json_integer((json_int_t)d->cfg.limits.max_memory_mb * 1024 * 1024));
     json_object_set_new(o, "reading_paused", json_boolean(d->paused));

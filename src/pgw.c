@@ -1,6 +1,7 @@
 #include "rollupd/pgw.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -14,6 +15,8 @@
 #include "rollupd/event.h"
 #include "rollupd/json.h"
 #include "rollupd/log.h"
+#include "rollupd/pgnum.h"
+#include "rollupd/rowstate.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 30000
@@ -172,7 +175,7 @@ int ru_batch_add_raw(struct ru_batch *b, const struct ru_sid *id, const struct r
 /* ---- the writer ---- */
 
 struct sql_names {
-    char *hourly, *state, *hist, *users, *ckpt, *raw; /* quoted, maybe schema-qualified */
+    char *hourly, *state, *ckpt, *raw; /* quoted, maybe schema-qualified */
     bool genonaut_names; /* create genonaut's index names (default table name) */
 };
 
@@ -194,6 +197,7 @@ struct ru_pgw {
     PGcancel *cancel;
 
     _Atomic bool ready, busy;
+    _Atomic size_t cache_bytes; /* the state cache's size, for the loop's memory bound */
     struct ru_sid checkpoint; /* loaded at set-up */
     struct ru_sid committed;  /* what our last commit stored: the fencing token */
 
@@ -209,7 +213,13 @@ struct ru_pgw {
     char *stream, *group, *consumer;
     char *hourly_cfg, *raw_cfg;
     struct sql_names n;
-    char *flush_sql;
+    char *sql_lock, *sql_states, *sql_chunks, *sql_insert, *sql_update, *sql_copy_state;
+    struct ru_rowcache *cache; /* states of recently written rows */
+    struct ru_scratch scratch; /* the deltas of the flush in progress */
+    size_t cache_budget;       /* bytes */
+    uint64_t flush_seq;
+    struct flush_key *done_keys; /* committed, not yet in the cache */
+    size_t done_nkeys;
     int backoff_ms;
     struct ru_buf copybuf;
     struct ru_ratelimit rl;
@@ -310,111 +320,94 @@ static void names_free(struct sql_names *n)
 {
     free(n->hourly);
     free(n->state);
-    free(n->hist);
-    free(n->users);
     free(n->ckpt);
     free(n->raw);
     memset(n, 0, sizeof(*n));
 }
 
+/* The column lists shared by the flush statements. */
+#define HOURLY_VALS                                                                                \
+    "total_requests, successful_requests, client_errors, server_errors, avg_duration_ms,"          \
+    " p50_duration_ms, p95_duration_ms, p99_duration_ms, unique_users, avg_request_size_bytes,"    \
+    " avg_response_size_bytes, avg_db_query_count, cache_hits, cache_misses"
+#define STAGED_VALS "tr, sr, ce, se, ad, p50, p95, p99, uu, arq, ars, adb, ch, cm"
+#define STATE_COLS                                                                                 \
+    "total, ok, c4xx, c5xx, hits, misses, dur_sum, req_sum, req_n, resp_sum, resp_n, db_sum,"      \
+    " db_n, users_n"
+
+static void free_sql(struct ru_pgw *w)
+{
+    char **all[] = {&w->sql_lock,   &w->sql_states, &w->sql_chunks,
+                    &w->sql_insert, &w->sql_update, &w->sql_copy_state};
+    for (size_t i = 0; i < RU_ARRAY_LEN(all); i++) {
+        free(*all[i]);
+        *all[i] = NULL;
+    }
+}
+
+/* rollupd_rowstate keeps one row per (hourly row, version): the counters as of that
+ * version and a chunk (what the version added to the histogram and the user set, or with
+ * seq = base_seq all of it). The newest version of an hourly row is its state. */
 static void build_flush_sql(struct ru_pgw *w)
 {
+    free_sql(w);
     const struct sql_names *n = &w->n;
     struct ru_buf b = RU_BUF_INIT;
+    /* 1. find and lock the touched rows in key order (the staged order): one index probe
+     * per key, whatever the size of the table. Their state is read by the next statement,
+     * whose snapshot is taken once the locks are held. */
     ru_buf_printf(&b,
-                  /* new rows first, in key order, so that concurrent writers insert in
-                   * the same order */
-                  "INSERT INTO %s (\"timestamp\", route, method, query_params_normalized,"
-                  " total_requests, successful_requests, client_errors, server_errors,"
-                  " cache_hits, cache_misses, created_at)"
-                  " SELECT ts, route, method, params, 0, 0, 0, 0, 0, 0,"
-                  " now() AT TIME ZONE 'UTC' FROM ru_rows ORDER BY ts, route, method, params"
-                  " ON CONFLICT (\"timestamp\", route, method, query_params_normalized)"
-                  " DO NOTHING;\n",
-                  n->hourly);
-    /* one index probe per staged row: cost follows the rows touched, not the table */
-    ru_buf_printf(&b,
-                  "INSERT INTO ru_map (k, id) SELECT s.k, (SELECT h.id FROM %s h"
+                  "SELECT s.k, h.id FROM ru_keys s CROSS JOIN LATERAL (SELECT id FROM %s h"
                   " WHERE h.\"timestamp\" = s.ts AND h.route = s.route AND h.method = s.method"
-                  " AND h.query_params_normalized = s.params) FROM ru_rows s;\n"
-                  "ANALYZE ru_map;\n",
+                  " AND h.query_params_normalized = s.params FOR UPDATE) h ORDER BY s.k",
                   n->hourly);
-    /* lock the touched rows in id order: writers serialise per row, never deadlock */
+    w->sql_lock = b.p;
+    memset(&b, 0, sizeof(b));
     ru_buf_printf(&b,
-                  "SELECT count(*) FROM (SELECT 1 FROM %s WHERE id = ANY(ARRAY(SELECT id FROM"
-                  " ru_map)) ORDER BY id FOR UPDATE) l;\n",
-                  n->hourly);
-    ru_buf_printf(&b,
-                  "INSERT INTO %s AS t (hourly_id, total, ok, c4xx, c5xx, hits, misses, dur_sum,"
-                  " req_sum, req_n, resp_sum, resp_n, db_sum, db_n, users_n)"
-                  " SELECT m.id, s.total, s.ok, s.c4xx, s.c5xx, s.hits, s.misses, s.dur_sum,"
-                  " s.req_sum, s.req_n, s.resp_sum, s.resp_n, s.db_sum, s.db_n, 0"
-                  " FROM ru_rows s JOIN ru_map m USING (k) ORDER BY m.id"
-                  " ON CONFLICT (hourly_id) DO UPDATE SET total = t.total + excluded.total,"
-                  " ok = t.ok + excluded.ok, c4xx = t.c4xx + excluded.c4xx,"
-                  " c5xx = t.c5xx + excluded.c5xx, hits = t.hits + excluded.hits,"
-                  " misses = t.misses + excluded.misses, dur_sum = t.dur_sum + excluded.dur_sum,"
-                  " req_sum = t.req_sum + excluded.req_sum, req_n = t.req_n + excluded.req_n,"
-                  " resp_sum = t.resp_sum + excluded.resp_sum,"
-                  " resp_n = t.resp_n + excluded.resp_n, db_sum = t.db_sum + excluded.db_sum,"
-                  " db_n = t.db_n + excluded.db_n;\n",
+                  "SELECT q.i, t.seq, t.base_seq, " STATE_COLS
+                  " FROM unnest($1::int8[]) WITH ORDINALITY AS q(id, i) CROSS JOIN LATERAL"
+                  " (SELECT * FROM %s t WHERE t.hourly_id = q.id ORDER BY t.seq DESC LIMIT 1) t",
                   n->state);
+    w->sql_states = b.p;
+    memset(&b, 0, sizeof(b));
     ru_buf_printf(&b,
-                  "INSERT INTO %s AS t (hourly_id, value, cnt) SELECT m.id, h.value, h.cnt"
-                  " FROM ru_hist h JOIN ru_map m USING (k) ORDER BY 1, 2"
-                  " ON CONFLICT (hourly_id, value) DO UPDATE SET cnt = t.cnt + excluded.cnt;\n",
-                  n->hist);
-    /* distinct users: only ids new to the row count, so the figure stays incremental */
+                  "SELECT c.hourly_id, c.seq, c.seq = c.base_seq, c.data"
+                  " FROM unnest($1::int8[], $2::int8[]) AS q(id, after) CROSS JOIN LATERAL"
+                  " (SELECT * FROM %s c WHERE c.hourly_id = q.id AND c.seq > q.after OFFSET 0) c"
+                  " ORDER BY 1, 2",
+                  n->state);
+    w->sql_chunks = b.p;
+    memset(&b, 0, sizeof(b));
+    /* 2. new rows are written once, with their final values; the join maps each back to
+     * its staged key (a key another writer inserted meanwhile is missing: retried) */
     ru_buf_printf(&b,
-                  "WITH ins AS (INSERT INTO %s (hourly_id, user_id) SELECT m.id, u.user_id"
-                  " FROM ru_users u JOIN ru_map m USING (k) ORDER BY 1, 2"
-                  " ON CONFLICT DO NOTHING RETURNING hourly_id),"
-                  " c AS (SELECT hourly_id, count(*) AS n FROM ins GROUP BY hourly_id)"
-                  " UPDATE %s t SET users_n = t.users_n + c.n FROM c"
-                  " WHERE t.hourly_id = c.hourly_id;\n",
-                  n->users, n->state);
-    /* Derived columns, with PostgreSQL's own arithmetic: numeric division then a
-     * numeric->integer cast (half away from zero) for averages, exactly as AVG(int);
-     * percentile_cont's float8 interpolation at q*(n-1) then a float8->integer cast
-     * (half to even). The value at 0-based rank r is the smallest value whose
-     * cumulative count exceeds r. Every touched row is visited through LATERAL index
-     * lookups on its own key, so the plan stays one index scan per row whatever the
-     * planner believes about table sizes. */
+                  "WITH ins AS (INSERT INTO %s (\"timestamp\", route, method,"
+                  " query_params_normalized, " HOURLY_VALS ", created_at)"
+                  " SELECT ts, route, method, params, " STAGED_VALS ", now() AT TIME ZONE 'UTC'"
+                  " FROM ru_new ORDER BY k ON CONFLICT (\"timestamp\", route, method,"
+                  " query_params_normalized) DO NOTHING"
+                  " RETURNING id, \"timestamp\", route, method, query_params_normalized)"
+                  " SELECT n.k, ins.id FROM ins JOIN ru_new n ON n.ts = ins.\"timestamp\""
+                  " AND n.route = ins.route AND n.method = ins.method"
+                  " AND n.params = ins.query_params_normalized",
+                  n->hourly);
+    w->sql_insert = b.p;
+    memset(&b, 0, sizeof(b));
+    /* 3. rows that existed get their new values: a nested loop over the staged rows keeps
+     * it one index probe per row */
     ru_buf_printf(&b,
-                  "UPDATE %s h SET total_requests = x.total, successful_requests = x.ok,"
-                  " client_errors = x.c4xx, server_errors = x.c5xx,"
-                  " avg_duration_ms = (x.dur_sum::numeric / x.total)::integer,"
-                  " p50_duration_ms = (x.lo50::float8 + (x.hi50::float8 - x.lo50::float8)"
-                  " * (x.x50 - floor(x.x50)))::integer,"
-                  " p95_duration_ms = (x.lo95::float8 + (x.hi95::float8 - x.lo95::float8)"
-                  " * (x.x95 - floor(x.x95)))::integer,"
-                  " p99_duration_ms = (x.lo99::float8 + (x.hi99::float8 - x.lo99::float8)"
-                  " * (x.x99 - floor(x.x99)))::integer,"
-                  " unique_users = x.users_n,"
-                  " avg_request_size_bytes = CASE WHEN x.req_n > 0 THEN"
-                  " (x.req_sum::numeric / x.req_n)::integer END,"
-                  " avg_response_size_bytes = CASE WHEN x.resp_n > 0 THEN"
-                  " (x.resp_sum::numeric / x.resp_n)::integer END,"
-                  " avg_db_query_count = CASE WHEN x.db_n > 0 THEN"
-                  " (x.db_sum::numeric / x.db_n)::float8 END,"
-                  " cache_hits = x.hits, cache_misses = x.misses"
-                  " FROM (SELECT st.*, p.*, q.* FROM ru_map m"
-                  " CROSS JOIN LATERAL (SELECT * FROM %s t WHERE t.hourly_id = m.id) st"
-                  " CROSS JOIN LATERAL (SELECT 0.5::float8 * (st.total - 1) AS x50,"
-                  " 0.95::float8 * (st.total - 1) AS x95, 0.99::float8 * (st.total - 1) AS x99) p"
-                  " CROSS JOIN LATERAL (SELECT"
-                  " min(c.value) FILTER (WHERE c.c > floor(p.x50)) AS lo50,"
-                  " min(c.value) FILTER (WHERE c.c > ceil(p.x50)) AS hi50,"
-                  " min(c.value) FILTER (WHERE c.c > floor(p.x95)) AS lo95,"
-                  " min(c.value) FILTER (WHERE c.c > ceil(p.x95)) AS hi95,"
-                  " min(c.value) FILTER (WHERE c.c > floor(p.x99)) AS lo99,"
-                  " min(c.value) FILTER (WHERE c.c > ceil(p.x99)) AS hi99"
-                  " FROM (SELECT hh.value, sum(hh.cnt::float8) OVER (ORDER BY hh.value) AS c"
-                  " FROM %s hh WHERE hh.hourly_id = m.id) c) q) x"
-                  " WHERE h.id = x.hourly_id;\n",
-                  n->hourly, n->state, n->hist);
-    free(w->flush_sql);
-    w->flush_sql = b.p;
+                  "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;\n"
+                  "UPDATE %s h SET (" HOURLY_VALS ") = (" STAGED_VALS ")"
+                  " FROM ru_vals v WHERE h.id = v.id;\n"
+                  "SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on;\n",
+                  n->hourly);
+    w->sql_update = b.p;
+    memset(&b, 0, sizeof(b));
+    ru_buf_printf(&b,
+                  "COPY %s (hourly_id, seq, base_seq, " STATE_COLS ", data) FROM STDIN"
+                  " (FORMAT binary)",
+                  n->state);
+    w->sql_copy_state = b.p;
 }
 
 static int create_schema(struct ru_pgw *w)
@@ -470,21 +463,21 @@ static int create_schema(struct ru_pgw *w)
                       n->raw);
     }
     ru_buf_printf(&b,
-                  "CREATE TABLE IF NOT EXISTS %s (hourly_id bigint PRIMARY KEY,"
+                  "CREATE TABLE IF NOT EXISTS %s (hourly_id bigint NOT NULL,"
+                  " seq bigint NOT NULL, base_seq bigint NOT NULL,"
                   " total bigint NOT NULL, ok bigint NOT NULL, c4xx bigint NOT NULL,"
                   " c5xx bigint NOT NULL, hits bigint NOT NULL, misses bigint NOT NULL,"
                   " dur_sum bigint NOT NULL, req_sum bigint NOT NULL, req_n bigint NOT NULL,"
                   " resp_sum bigint NOT NULL, resp_n bigint NOT NULL, db_sum bigint NOT NULL,"
-                  " db_n bigint NOT NULL, users_n bigint NOT NULL);\n"
-                  "CREATE TABLE IF NOT EXISTS %s (hourly_id bigint NOT NULL, value integer NOT"
-                  " NULL, cnt bigint NOT NULL, PRIMARY KEY (hourly_id, value));\n"
-                  "CREATE TABLE IF NOT EXISTS %s (hourly_id bigint NOT NULL, user_id text NOT"
-                  " NULL, PRIMARY KEY (hourly_id, user_id));\n"
+                  " db_n bigint NOT NULL, users_n bigint NOT NULL, data bytea NOT NULL,"
+                  " PRIMARY KEY (hourly_id, seq));\n"
+                  /* chunks are compact already: never spend CPU compressing them */
+                  "ALTER TABLE %s ALTER COLUMN data SET STORAGE EXTERNAL;\n"
                   "CREATE TABLE IF NOT EXISTS %s (stream text NOT NULL, grp text NOT NULL,"
                   " consumer text NOT NULL, last_id text NOT NULL, events bigint NOT NULL,"
                   " updated_at timestamptz NOT NULL, PRIMARY KEY (stream, grp, consumer));\n"
                   "COMMIT;\n",
-                  n->state, n->hist, n->users, n->ckpt);
+                  n->state, n->state, n->ckpt);
     int rc = exec_ok(w, b.p, "creating the schema");
     ru_buf_free(&b);
     if (rc < 0) {
@@ -608,9 +601,7 @@ static int connect_db(struct ru_pgw *w)
         goto fail;
     names_free(&w->n);
     w->n.hourly = quote_ident_path(w->conn, w->hourly_cfg, NULL);
-    w->n.state = quote_ident_path(w->conn, w->hourly_cfg, "rollupd_state");
-    w->n.hist = quote_ident_path(w->conn, w->hourly_cfg, "rollupd_hist");
-    w->n.users = quote_ident_path(w->conn, w->hourly_cfg, "rollupd_users");
+    w->n.state = quote_ident_path(w->conn, w->hourly_cfg, "rollupd_rowstate");
     w->n.ckpt = quote_ident_path(w->conn, w->hourly_cfg, "rollupd_checkpoint");
     w->n.raw = w->raw_cfg[0] ? quote_ident_path(w->conn, w->raw_cfg, NULL) : NULL;
     const char *base = strchr(w->hourly_cfg, '.');
@@ -618,13 +609,15 @@ static int connect_db(struct ru_pgw *w)
     if (create_schema(w) < 0 || lock_consumer(w) < 0 || load_checkpoint(w) < 0)
         goto fail;
     if (exec_ok(w,
-                "CREATE TEMP TABLE ru_rows (k int4, ts timestamp, route text, method text,"
-                " params jsonb, total int8, ok int8, c4xx int8, c5xx int8, hits int8,"
-                " misses int8, dur_sum int8, req_sum int8, req_n int8, resp_sum int8,"
-                " resp_n int8, db_sum int8, db_n int8) ON COMMIT DELETE ROWS;"
-                " CREATE TEMP TABLE ru_hist (k int4, value int4, cnt int8) ON COMMIT DELETE ROWS;"
-                " CREATE TEMP TABLE ru_users (k int4, user_id text) ON COMMIT DELETE ROWS;"
-                " CREATE TEMP TABLE ru_map (k int4 PRIMARY KEY, id int8) ON COMMIT DELETE ROWS",
+                "CREATE TEMP TABLE ru_keys (k int4, ts timestamp, route text, method text,"
+                " params jsonb) ON COMMIT DELETE ROWS;"
+                " CREATE TEMP TABLE ru_new (k int4, ts timestamp, route text, method text,"
+                " params jsonb, tr int8, sr int8, ce int8, se int8, ad int8, p50 int8, p95 int8,"
+                " p99 int8, uu int8, arq int8, ars int8, adb float8, ch int8, cm int8)"
+                " ON COMMIT DELETE ROWS;"
+                " CREATE TEMP TABLE ru_vals (id int8, tr int8, sr int8, ce int8, se int8,"
+                " ad int8, p50 int8, p95 int8, p99 int8, uu int8, arq int8, ars int8,"
+                " adb float8, ch int8, cm int8) ON COMMIT DELETE ROWS",
                 "creating staging tables") < 0)
         goto fail;
     build_flush_sql(w);
@@ -681,68 +674,466 @@ static int copy_in(struct ru_pgw *w, const char *sql, const struct ru_buf *data)
     return rc;
 }
 
-static void build_rows(struct ru_buf *o, const struct ru_store *st)
+/* ---- one flush ---- */
+
+#define MAX_CHUNKS 32 /* chunks per row before they are folded into one base chunk */
+
+/* What one flush decides for one batch key (index into the sorted key order). */
+struct flush_key {
+    const struct ru_agg *a;
+    int64_t id;               /* hourly row id; 0 until a new row is inserted */
+    struct ru_rowstate *base; /* cached state the key builds on; NULL for a new row */
+    struct ru_rowdelta d;
+    int64_t version;
+    int32_t nchunks;
+    bool is_new, full, compact;
+    /* as read from rollupd_state under the row lock */
+    bool has_state;
+    int64_t st_version;
+    int32_t st_nchunks;
+    struct ru_rowcounts st_c;
+};
+
+static int agg_key_cmp(const struct ru_agg *x, const struct ru_agg *y)
+{
+    if (x->hour_us != y->hour_us)
+        return x->hour_us < y->hour_us ? -1 : 1;
+    const char *xs[3] = {x->route, x->method, x->params};
+    const char *ys[3] = {y->route, y->method, y->params};
+    const uint32_t xl[3] = {x->route_len, x->method_len, x->params_len};
+    const uint32_t yl[3] = {y->route_len, y->method_len, y->params_len};
+    for (int i = 0; i < 3; i++) {
+        int c = memcmp(xs[i], ys[i], xl[i] < yl[i] ? xl[i] : yl[i]);
+        if (c != 0)
+            return c;
+        if (xl[i] != yl[i])
+            return xl[i] < yl[i] ? -1 : 1;
+    }
+    return 0;
+}
+
+static int fk_cmp(const void *a, const void *b)
+{
+    return agg_key_cmp(((const struct flush_key *)a)->a, ((const struct flush_key *)b)->a);
+}
+
+static void put_key(struct ru_buf *o, size_t k, const struct ru_agg *a)
 {
     char ts[32];
-    size_t n = ru_store_nkeys(st);
+    ru_buf_put_i64(o, (int64_t)k);
+    ru_buf_putc(o, '\t');
+    ru_buf_append(o, ts, ru_event_format_ts(a->hour_us, ts));
+    ru_buf_putc(o, '\t');
+    ru_pgw_copy_escape(o, a->route, a->route_len);
+    ru_buf_putc(o, '\t');
+    ru_pgw_copy_escape(o, a->method, a->method_len);
+    ru_buf_putc(o, '\t');
+    ru_pgw_copy_escape(o, a->params, a->params_len);
+}
+
+static void put_hourly(struct ru_buf *o, const struct ru_hourly_vals *v)
+{
+    const int64_t head[] = {v->total, v->ok, v->c4xx, v->c5xx, v->avg_dur,
+                            v->p50,   v->p95, v->p99, v->users};
+    for (size_t i = 0; i < RU_ARRAY_LEN(head); i++) {
+        ru_buf_putc(o, '\t');
+        ru_buf_put_i64(o, head[i]);
+    }
+    ru_buf_putc(o, '\t');
+    put_int_or_null(o, v->avg_req, v->has_req);
+    ru_buf_putc(o, '\t');
+    put_int_or_null(o, v->avg_resp, v->has_resp);
+    ru_buf_putc(o, '\t');
+    if (v->has_db) {
+        char num[32];
+        ru_buf_append(o, num, ru_pgnum_format_float8(v->avg_db, num));
+    } else {
+        ru_buf_append(o, "\\N", 2);
+    }
+    ru_buf_putc(o, '\t');
+    ru_buf_put_i64(o, v->hits);
+    ru_buf_putc(o, '\t');
+    ru_buf_put_i64(o, v->misses);
+}
+
+static void put_be16(struct ru_buf *o, uint16_t v)
+{
+    const char b[2] = {(char)(v >> 8), (char)v};
+    ru_buf_append(o, b, 2);
+}
+
+static void put_be32(struct ru_buf *o, uint32_t v)
+{
+    const char b[4] = {(char)(v >> 24), (char)(v >> 16), (char)(v >> 8), (char)v};
+    ru_buf_append(o, b, 4);
+}
+
+static void put_be64(struct ru_buf *o, uint64_t v)
+{
+    put_be32(o, (uint32_t)(v >> 32));
+    put_be32(o, (uint32_t)v);
+}
+
+static int64_t be64(const char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | (uint8_t)p[i];
+    return (int64_t)v;
+}
+
+static int64_t get_i64(const PGresult *r, int row, int col)
+{
+    int64_t v = 0;
+    const char *s = PQgetvalue(r, row, col);
+    if (ru_parse_i64(s, strlen(s), &v) < 0)
+        v = 0;
+    return v;
+}
+
+/* Brings the cached states of the listed rows up to the version PostgreSQL holds, from
+ * the chunks written after the cached one (all of them for a row not cached). */
+static int reload_states(struct ru_pgw *w, struct flush_key *keys, const size_t *which, size_t n,
+                         const int64_t *after)
+{
+    struct ru_buf ids = RU_BUF_INIT, afters = RU_BUF_INIT;
+    ru_buf_putc(&ids, '{');
+    ru_buf_putc(&afters, '{');
     for (size_t i = 0; i < n; i++) {
-        const struct ru_agg *a = ru_store_agg(st, i);
-        ru_buf_put_i64(o, (int64_t)i);
-        ru_buf_putc(o, '\t');
-        ru_buf_append(o, ts, ru_event_format_ts(a->hour_us, ts));
-        ru_buf_putc(o, '\t');
-        ru_pgw_copy_escape(o, a->route, a->route_len);
-        ru_buf_putc(o, '\t');
-        ru_pgw_copy_escape(o, a->method, a->method_len);
-        ru_buf_putc(o, '\t');
-        ru_pgw_copy_escape(o, a->params, a->params_len);
-        const int64_t v[] = {(int64_t)a->total, (int64_t)a->ok,     (int64_t)a->c4xx,
-                             (int64_t)a->c5xx,  (int64_t)a->hits,   (int64_t)a->misses,
-                             a->dur_sum,        a->req_sum,         (int64_t)a->req_n,
-                             a->resp_sum,       (int64_t)a->resp_n, a->db_sum,
-                             (int64_t)a->db_n};
-        for (size_t j = 0; j < RU_ARRAY_LEN(v); j++) {
-            ru_buf_putc(o, '\t');
-            ru_buf_put_i64(o, v[j]);
+        if (i) {
+            ru_buf_putc(&ids, ',');
+            ru_buf_putc(&afters, ',');
         }
+        ru_buf_put_i64(&ids, keys[which[i]].id);
+        ru_buf_put_i64(&afters, after[i]);
+    }
+    ru_buf_putc(&ids, '}');
+    ru_buf_putc(&afters, '}');
+    const char *params[2] = {ids.p, afters.p};
+    PGresult *r = PQexecParams(w->conn, w->sql_chunks, 2, NULL, params, NULL, NULL, 1);
+    ru_buf_free(&ids);
+    ru_buf_free(&afters);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        set_error(w, "reading row states", PQresultErrorMessage(r));
+        PQclear(r);
+        return -1;
+    }
+    int rows = PQntuples(r);
+    for (int i = 0; i < rows; i++) {
+        if (PQgetlength(r, i, 0) != 8 || PQgetlength(r, i, 1) != 8 || PQgetlength(r, i, 2) != 1) {
+            set_error(w, "reading row states", "unexpected binary layout");
+            PQclear(r);
+            return -1;
+        }
+        int64_t id = be64(PQgetvalue(r, i, 0));
+        int64_t seq = be64(PQgetvalue(r, i, 1));
+        bool base = PQgetvalue(r, i, 2)[0] != 0;
+        /* every row asked for is in the cache (write_rows put it there) */
+        struct ru_rowstate *s = ru_rowcache_get(w->cache, id);
+        if (s == NULL) {
+            set_error(w, "reading row states", "a chunk for a row that was not asked for");
+            PQclear(r);
+            return -1;
+        }
+        if (ru_rowstate_apply_chunk(s, (const uint8_t *)PQgetvalue(r, i, 3),
+                                    (size_t)PQgetlength(r, i, 3), base) < 0) {
+            char msg[120];
+            snprintf(msg, sizeof(msg), "chunk %lld of hourly row %lld is not readable",
+                     (long long)seq, (long long)id);
+            set_error(w, "reading row states", msg);
+            PQclear(r);
+            return -1;
+        }
+    }
+    PQclear(r);
+    pthread_mutex_lock(&w->mu);
+    w->stats.state_reloads += n;
+    pthread_mutex_unlock(&w->mu);
+    return 0;
+}
+
+/* Locks the batch's rows, brings their states up to date, computes their next state and
+ * writes rows, states and chunks. keys[] is sorted; on success every key has its id. */
+static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_key *keys,
+                      size_t n)
+{
+    int64_t t0 = ru_mono_us();
+    struct ru_buf *o = &w->copybuf;
+    ru_buf_reset(o);
+    for (size_t k = 0; k < n; k++) {
+        put_key(o, k, keys[k].a);
         ru_buf_putc(o, '\n');
     }
-}
-
-static void build_hist(struct ru_buf *o, const struct ru_store *st)
-{
-    size_t n = ru_store_nkeys(st);
-    for (size_t i = 0; i < n; i++) {
-        const struct ru_agg *a = ru_store_agg(st, i);
-        for (uint32_t j = 0; j < a->hist_cap; j++) {
-            if (a->hist[j].count == 0)
+    if (copy_in(w, "COPY ru_keys FROM STDIN", o) < 0)
+        return -1;
+    PGresult *r = PQexec(w->conn, w->sql_lock);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        set_error(w, "locking the touched rows", PQresultErrorMessage(r));
+        PQclear(r);
+        return -1;
+    }
+    size_t *found = ru_xmalloc(n * sizeof(*found));
+    size_t nfound = 0;
+    for (size_t k = 0; k < n; k++) {
+        keys[k].id = 0;
+        keys[k].base = NULL;
+        keys[k].is_new = true;
+        keys[k].has_state = false;
+    }
+    struct ru_buf ids = RU_BUF_INIT;
+    ru_buf_putc(&ids, '{');
+    for (int i = 0; i < PQntuples(r); i++) {
+        int64_t k = get_i64(r, i, 0);
+        if (k < 0 || (size_t)k >= n || !keys[k].is_new)
+            continue;
+        keys[k].is_new = false;
+        keys[k].id = get_i64(r, i, 1);
+        if (nfound)
+            ru_buf_putc(&ids, ',');
+        ru_buf_put_i64(&ids, keys[k].id);
+        found[nfound++] = (size_t)k;
+    }
+    ru_buf_putc(&ids, '}');
+    PQclear(r);
+    r = NULL;
+    if (nfound) {
+        const char *params[1] = {ids.p};
+        r = PQexecParams(w->conn, w->sql_states, 1, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            set_error(w, "reading row states", PQresultErrorMessage(r));
+            PQclear(r);
+            ru_buf_free(&ids);
+            free(found);
+            return -1;
+        }
+        for (int i = 0; i < PQntuples(r); i++) {
+            int64_t ix = get_i64(r, i, 0) - 1;
+            if (ix < 0 || (size_t)ix >= nfound)
                 continue;
-            ru_buf_put_i64(o, (int64_t)i);
-            ru_buf_putc(o, '\t');
-            ru_buf_put_i64(o, a->hist[j].value);
-            ru_buf_putc(o, '\t');
-            ru_buf_put_i64(o, a->hist[j].count);
-            ru_buf_putc(o, '\n');
+            struct flush_key *fk = &keys[found[ix]];
+            fk->has_state = true;
+            fk->st_version = get_i64(r, i, 1);
+            fk->st_nchunks = (int32_t)(fk->st_version - get_i64(r, i, 2) + 1);
+            int64_t *cv[RU_ROWCOUNTS_N] = {
+                &fk->st_c.total,   &fk->st_c.ok,       &fk->st_c.c4xx,   &fk->st_c.c5xx,
+                &fk->st_c.hits,    &fk->st_c.misses,   &fk->st_c.dur_sum, &fk->st_c.req_sum,
+                &fk->st_c.req_n,   &fk->st_c.resp_sum, &fk->st_c.resp_n, &fk->st_c.db_sum,
+                &fk->st_c.db_n,    &fk->st_c.users_n};
+            for (int c = 0; c < RU_ROWCOUNTS_N; c++)
+                *cv[c] = get_i64(r, i, 3 + c);
+        }
+        PQclear(r);
+    }
+    ru_buf_free(&ids);
+
+    size_t *stale = ru_xmalloc(n * sizeof(*stale));
+    int64_t *after = ru_xmalloc(n * sizeof(*after));
+    size_t nstale = 0;
+    for (size_t f = 0; f < nfound; f++) {
+        struct flush_key *fk = &keys[found[f]];
+        struct ru_rowstate *s = ru_rowcache_get(w->cache, fk->id);
+        if (s == NULL) {
+            s = ru_rowstate_new(fk->id);
+            ru_rowcache_put(w->cache, s);
+        }
+        s->used = w->flush_seq;
+        fk->base = s;
+        if (!fk->has_state) {
+            /* a row rollupd has no state for (written before rollupd ran, or by
+             * another job): rollupd's figures start from nothing, in a base version */
+            ru_rowstate_clear(s);
+            memset(&s->c, 0, sizeof(s->c));
+            s->version = 0;
+            s->nchunks = 0;
+            fk->full = true;
+            continue;
+        }
+        if (s->version != fk->st_version) {
+            if (s->version > fk->st_version || s->version <= 0) {
+                ru_rowstate_clear(s);
+                s->version = 0;
+            }
+            after[nstale] = s->version;
+            stale[nstale++] = found[f];
+            s->version = fk->st_version;
+        }
+        /* the counters come from the locked state row in any case */
+        s->c = fk->st_c;
+        s->nchunks = fk->st_nchunks;
+        fk->full = fk->compact = s->nchunks + 1 > MAX_CHUNKS;
+    }
+    free(found);
+    int rc = nstale ? reload_states(w, keys, stale, nstale, after) : 0;
+    if (rc < 0) {
+        /* a half-applied reload must not pass for the version it was heading to */
+        for (size_t i = 0; i < nstale; i++) {
+            ru_rowstate_clear(keys[stale[i]].base);
+            keys[stale[i]].base->version = 0;
         }
     }
-}
+    free(stale);
+    free(after);
+    if (rc < 0)
+        return -1;
 
-static void build_users(struct ru_buf *o, const struct ru_store *st)
-{
-    size_t n = ru_store_nkeys(st);
-    for (size_t i = 0; i < n; i++) {
-        const struct ru_agg *a = ru_store_agg(st, i);
-        for (uint32_t j = 0; j < a->users_cap; j++) {
-            if (a->users[j] == 0)
-                continue;
-            size_t len;
-            const char *u = ru_store_user(st, a->users[j] - 1, &len);
-            ru_buf_put_i64(o, (int64_t)i);
-            ru_buf_putc(o, '\t');
-            ru_pgw_copy_escape(o, u, len);
-            ru_buf_putc(o, '\n');
+    /* next states and the new rows' values; each user id of the batch is parsed once */
+    struct ru_userkey *uk = ru_userkeys_build(st);
+    size_t nnew = 0;
+    ru_buf_reset(o);
+    for (size_t k = 0; k < n; k++) {
+        struct flush_key *fk = &keys[k];
+        ru_rowdelta_prepare(&fk->d, fk->base, st, uk, fk->a, &w->scratch);
+        fk->version = (fk->base ? fk->base->version : 0) + 1;
+        if (fk->is_new)
+            fk->full = true;
+        fk->nchunks = fk->full ? 1 : fk->base->nchunks + 1;
+        if (!fk->is_new)
+            continue;
+        struct ru_hourly_vals v;
+        ru_rowdelta_derive(&fk->d, &v);
+        put_key(o, k, fk->a);
+        put_hourly(o, &v);
+        ru_buf_putc(o, '\n');
+        nnew++;
+    }
+    free(uk);
+    int64_t t_prep = ru_mono_us();
+    if (nnew) {
+        if (copy_in(w, "COPY ru_new FROM STDIN", o) < 0)
+            return -1;
+        r = PQexec(w->conn, w->sql_insert);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            set_error(w, "inserting new hourly rows", PQresultErrorMessage(r));
+            PQclear(r);
+            return -1;
+        }
+        size_t got = 0;
+        for (int i = 0; i < PQntuples(r); i++) {
+            int64_t k = get_i64(r, i, 0);
+            if (k >= 0 && (size_t)k < n && keys[k].is_new && keys[k].id == 0) {
+                keys[k].id = get_i64(r, i, 1);
+                got++;
+            }
+        }
+        PQclear(r);
+        if (got != nnew) {
+            /* another writer inserted some of these keys after our lookup: start over,
+             * they are existing rows now */
+            set_error(w, "inserting new hourly rows",
+                      "could not serialize: another writer created some of the rows");
+            return -1;
         }
     }
+
+    /* new values of the rows that existed, and the next version of every row's state */
+    ru_buf_reset(o);
+    struct ru_buf states = RU_BUF_INIT, blob = RU_BUF_INIT, compact = RU_BUF_INIT;
+    uint64_t chunk_bytes = 0;
+    size_t nupd = 0, ncompact = 0;
+    /* COPY binary: signature, flags, header extension length */
+    ru_buf_append(&states, "PGCOPY\n\377\r\n\0", 11);
+    put_be32(&states, 0);
+    put_be32(&states, 0);
+    ru_buf_putc(&compact, '{');
+    for (size_t k = 0; k < n; k++) {
+        struct flush_key *fk = &keys[k];
+        if (!fk->is_new) {
+            struct ru_hourly_vals v;
+            ru_rowdelta_derive(&fk->d, &v);
+            ru_buf_put_i64(o, fk->id);
+            put_hourly(o, &v);
+            ru_buf_putc(o, '\n');
+            nupd++;
+        }
+        if (fk->compact) {
+            if (ncompact++)
+                ru_buf_putc(&compact, ',');
+            ru_buf_put_i64(&compact, fk->id);
+        }
+        ru_buf_reset(&blob);
+        ru_rowdelta_encode(&fk->d, fk->base, fk->full, &blob);
+        chunk_bytes += blob.len;
+        const struct ru_rowcounts *c = &fk->d.c;
+        const int64_t head[3 + RU_ROWCOUNTS_N] = {
+            fk->id,    fk->version, fk->version - fk->nchunks + 1,
+            c->total,  c->ok,       c->c4xx,
+            c->c5xx,   c->hits,     c->misses,
+            c->dur_sum, c->req_sum, c->req_n,
+            c->resp_sum, c->resp_n, c->db_sum,
+            c->db_n,   c->users_n};
+        put_be16(&states, 3 + RU_ROWCOUNTS_N + 1);
+        for (size_t i = 0; i < RU_ARRAY_LEN(head); i++) {
+            put_be32(&states, 8);
+            put_be64(&states, (uint64_t)head[i]);
+        }
+        put_be32(&states, (uint32_t)blob.len);
+        ru_buf_append(&states, blob.p, blob.len);
+    }
+    put_be16(&states, 0xffff);
+    ru_buf_putc(&compact, '}');
+    int64_t t_enc = ru_mono_us();
+    ru_buf_free(&blob);
+    pthread_mutex_lock(&w->mu);
+    w->stats.chunk_bytes += chunk_bytes;
+    pthread_mutex_unlock(&w->mu);
+    rc = 0;
+    if (nupd) {
+        rc = copy_in(w, "COPY ru_vals FROM STDIN", o);
+        if (rc == 0)
+            rc = exec_ok(w, w->sql_update, "updating hourly rows");
+    }
+    if (rc == 0 && ncompact) {
+        /* folded into one base version: the older versions go */
+        struct ru_buf sql = RU_BUF_INIT;
+        ru_buf_printf(&sql, "DELETE FROM %s WHERE hourly_id = ANY($1::int8[])", w->n.state);
+        const char *params[1] = {compact.p};
+        PGresult *dr = PQexecParams(w->conn, sql.p, 1, NULL, params, NULL, NULL, 0);
+        ru_buf_free(&sql);
+        if (PQresultStatus(dr) != PGRES_COMMAND_OK) {
+            set_error(w, "folding row states", PQresultErrorMessage(dr));
+            rc = -1;
+        }
+        PQclear(dr);
+    }
+    if (rc == 0)
+        rc = copy_in(w, w->sql_copy_state, &states);
+    ru_buf_free(&states);
+    ru_buf_free(&compact);
+    ru_debug("msg=\"flush rows\" keys=%zu new=%zu updated=%zu folded=%zu chunk_bytes=%" PRIu64
+             " lock_and_prepare_ms=%.1f insert_and_encode_ms=%.1f write_ms=%.1f",
+             n, nnew, nupd, ncompact, chunk_bytes, (double)(t_prep - t0) / 1000.0,
+             (double)(t_enc - t_prep) / 1000.0, (double)(ru_mono_us() - t_enc) / 1000.0);
+    return rc;
+}
+
+/* After COMMIT: the cache takes the committed states, then keeps to its budget. */
+static void commit_states(struct ru_pgw *w, struct flush_key *keys, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        struct flush_key *fk = &keys[k];
+        struct ru_rowstate *s = fk->base;
+        if (s == NULL) {
+            s = ru_rowstate_new(fk->id);
+            s->used = w->flush_seq;
+            ru_rowstate_commit(s, &fk->d, fk->version, fk->nchunks);
+            ru_rowcache_put(w->cache, s);
+        } else {
+            ru_rowstate_commit(s, &fk->d, fk->version, fk->nchunks);
+        }
+    }
+    ru_rowcache_account(w->cache);
+    size_t evicted = ru_rowcache_evict(w->cache, w->cache_budget);
+    pthread_mutex_lock(&w->mu);
+    w->stats.state_evictions += evicted;
+    w->stats.cache_rows = ru_rowcache_count(w->cache);
+    w->stats.cache_bytes = ru_rowcache_mem(w->cache);
+    pthread_mutex_unlock(&w->mu);
+    atomic_store(&w->cache_bytes, ru_rowcache_mem(w->cache) + w->scratch.cap);
+}
+
+static void free_keys(struct flush_key *keys)
+{
+    free(keys); /* the deltas live in the writer's scratch */
 }
 
 /* True for errors caused by the data of some row (class 22 data exception, class 23
@@ -806,33 +1197,16 @@ static int copy_raw(struct ru_pgw *w, struct ru_batch *b)
     return rc;
 }
 
-static int flush_once(struct ru_pgw *w, struct ru_batch *b)
+static int flush_txn(struct ru_pgw *w, struct ru_batch *b, struct flush_key *keys, size_t n)
 {
     /* rejects PostgreSQL found in an earlier attempt of this batch are found again */
     if (b->attempts == 1)
         b->ingest_rejects = b->nrejects;
     else
         b->nrejects = b->ingest_rejects;
-    struct ru_buf *o = &w->copybuf;
     if (exec_ok(w, "BEGIN", "BEGIN") < 0)
         return -1;
-    ru_buf_reset(o);
-    build_rows(o, b->store);
-    if (copy_in(w, "COPY ru_rows FROM STDIN", o) < 0)
-        return -1;
-    ru_buf_reset(o);
-    build_hist(o, b->store);
-    if (copy_in(w, "COPY ru_hist FROM STDIN", o) < 0)
-        return -1;
-    ru_buf_reset(o);
-    build_users(o, b->store);
-    if (o->len && copy_in(w, "COPY ru_users FROM STDIN", o) < 0)
-        return -1;
-    /* temporary tables are never analyzed by autovacuum: give the planner real sizes */
-    if (ru_store_nkeys(b->store) &&
-        exec_ok(w, "ANALYZE ru_rows, ru_hist, ru_users", "ANALYZE staging") < 0)
-        return -1;
-    if (ru_store_nkeys(b->store) && exec_ok(w, w->flush_sql, "merging the rollup") < 0)
+    if (n && write_rows(w, b->store, keys, n) < 0)
         return -1;
     if (w->n.raw && b->raw.len && copy_raw(w, b) < 0)
         return -1;
@@ -903,6 +1277,37 @@ static int flush_once(struct ru_pgw *w, struct ru_batch *b)
     if (!b->adopt_consumer)
         w->committed = next;
     return 0;
+}
+
+static int flush_once(struct ru_pgw *w, struct ru_batch *b)
+{
+    size_t n = ru_store_nkeys(b->store);
+    struct flush_key *keys = n ? ru_xcalloc(n, sizeof(*keys)) : NULL;
+    for (size_t i = 0; i < n; i++)
+        keys[i].a = ru_store_agg(b->store, i);
+    ru_scratch_reset(&w->scratch);
+    /* one key order for every writer: rows are locked and inserted in it */
+    qsort(keys, n, sizeof(*keys), fk_cmp);
+    w->flush_seq++;
+    int rc = flush_txn(w, b, keys, n);
+    if (rc == 0) {
+        /* the cache takes the committed states once the loop has been told */
+        w->done_keys = keys;
+        w->done_nkeys = n;
+    } else {
+        free_keys(keys);
+    }
+    return rc;
+}
+
+static void apply_done_keys(struct ru_pgw *w)
+{
+    if (w->done_keys == NULL)
+        return;
+    commit_states(w, w->done_keys, w->done_nkeys);
+    free_keys(w->done_keys);
+    w->done_keys = NULL;
+    w->done_nkeys = 0;
 }
 
 /* After a failed attempt whose COMMIT may have reached the server: the checkpoint row
@@ -976,6 +1381,7 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
             w->done = b;
             pthread_mutex_unlock(&w->mu);
             notify_loop(w);
+            apply_done_keys(w);
             return;
         }
         pthread_mutex_lock(&w->mu);
@@ -1071,6 +1477,8 @@ static void copy_settings(struct ru_pgw *w, const struct ru_config *cfg)
     ru_buf_puts(&ci, cfg->postgres.conninfo);
     w->conninfo = ci.p;
     w->statement_timeout_ms = cfg->postgres.statement_timeout_ms;
+    /* a quarter of the memory bound for the states of recently written rows */
+    w->cache_budget = (size_t)cfg->limits.max_memory_mb * 1024 * 1024 / 4;
     w->connect_timeout_s = cfg->postgres.connect_timeout_s;
 }
 
@@ -1080,6 +1488,7 @@ struct ru_pgw *ru_pgw_new(const struct ru_config *cfg)
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->cache = ru_rowcache_new();
     copy_settings(w, cfg);
     w->stream = ru_xstrdup(cfg->redis.stream);
     w->group = ru_xstrdup(cfg->redis.group);
@@ -1117,7 +1526,10 @@ void ru_pgw_free(struct ru_pgw *w)
     free(w->consumer);
     free(w->hourly_cfg);
     free(w->raw_cfg);
-    free(w->flush_sql);
+    free_sql(w);
+    free_keys(w->done_keys);
+    ru_scratch_free(&w->scratch);
+    ru_rowcache_free(w->cache);
     names_free(&w->n);
     ru_buf_free(&w->copybuf);
     pthread_mutex_destroy(&w->mu);
@@ -1212,6 +1624,11 @@ void ru_pgw_cancel(struct ru_pgw *w)
         PQcancel(w->cancel, errbuf, sizeof(errbuf));
     }
     pthread_mutex_unlock(&w->mu);
+}
+
+size_t ru_pgw_cache_mem(const struct ru_pgw *w)
+{
+    return atomic_load(&((struct ru_pgw *)w)->cache_bytes);
 }
 
 void ru_pgw_get_stats(const struct ru_pgw *w, struct ru_pgw_stats *out)

@@ -4,11 +4,12 @@
  * ru_pgw_fd() becoming readable. A batch is retried (with backoff, after reconnecting)
  * until it commits or the writer is stopped: data is never dropped.
  *
- * One flush is one transaction: COPY of the aggregates (and their duration histograms
- * and user sets) into temporary staging tables, merge into rollupd's own state tables,
- * recompute the derived columns of only the touched rows of route_analytics_hourly with
- * PostgreSQL's own numeric/float8 arithmetic, optional COPY of raw rows, and the
- * consumer's checkpoint. */
+ * One flush is one transaction: lock the touched rows of route_analytics_hourly in key
+ * order, bring the writer's cached state of each up to the version PostgreSQL holds
+ * (rowstate), compute every derived column here with PostgreSQL's own arithmetic
+ * (pgnum), insert new rows once with their final values, update the others, store each
+ * row's counters and one chunk of what the flush added to its histogram and user set,
+ * optional COPY of raw rows, and the consumer's checkpoint. */
 #ifndef ROLLUPD_PGW_H
 #define ROLLUPD_PGW_H
 
@@ -80,6 +81,10 @@ enum ru_pgw_state { RU_PGW_CONNECTING, RU_PGW_READY, RU_PGW_FLUSHING, RU_PGW_RET
 
 struct ru_pgw_stats {
     uint64_t flushes, flush_failures, rows_written, events_flushed, raw_rows;
+    /* row states: rows whose cached state was behind PostgreSQL's and was read back,
+     * states evicted, chunk bytes written, and the cache's current size */
+    uint64_t state_reloads, state_evictions, chunk_bytes;
+    uint64_t cache_rows, cache_bytes;
     int64_t last_flush_unix_ms, last_flush_us;
     bool connected;
     char last_error[256];
@@ -121,6 +126,10 @@ void ru_pgw_reconfigure(struct ru_pgw *w, const struct ru_config *cfg);
 /* Asks PostgreSQL to cancel the statement in progress (thread-safe; for an immediate
  * exit, so the server session does not linger holding locks). */
 void ru_pgw_cancel(struct ru_pgw *w);
+
+/* Bytes held by the cache of row states (thread-safe; at most a quarter of
+ * limits.max_memory_mb once a flush has ended). */
+size_t ru_pgw_cache_mem(const struct ru_pgw *w);
 
 /* A consistent copy of the writer's figures (thread-safe). */
 void ru_pgw_get_stats(const struct ru_pgw *w, struct ru_pgw_stats *out);

@@ -511,6 +511,76 @@ Test(e2e, one_hour_many_flushes, .timeout = 240)
     finish("one_hour_many_flushes");
 }
 
+/* Row states shared by two writers and folded: two consumers of one group write the same
+ * hourly rows in turn, so each finds its cached state behind and reads the other's
+ * versions back; hot rows pass 32 versions and are folded into one base version; one
+ * writer restarts half-way with an empty cache. The rows must match the oracle after every
+ * few slices. */
+#define STATE_SLICES    45
+#define STATE_SLICE_LEN 200
+#define STATE_MAX_VERS  32 /* versions kept per row before folding (pgw's MAX_CHUNKS) */
+
+static long long state_reloads(struct ru_h_daemon *d)
+{
+    json_t *j = ru_h_status(d->sock);
+    long long v = -1;
+    if (j)
+        v = json_ll(j, "state_reloads");
+    json_decref(j);
+    return v;
+}
+
+Test(e2e, row_states_shared_and_folded, .timeout = 240)
+{
+    setup();
+    struct ru_h_cfg k1 = base_cfg(100), k2 = base_cfg(100);
+    k1.consumer = "c1";
+    k2.consumer = "c2";
+    struct ru_h_daemon d1, d2;
+    start_daemon(&d1, &k1);
+    start_daemon(&d2, &k2);
+    wait_connected(&d1);
+    wait_connected(&d2);
+
+    long long written = 0, reloads_before_restart = 0;
+    for (int i = 0; i < STATE_SLICES; i++) {
+        char oracle[RU_H_PATH], what[64];
+        ru_h_tmp_path(oracle, sizeof(oracle), "slice.tsv");
+        ru_h_loadgen("-s %s -n %d --seed %d --start-ts %lld --hours 1 --late-frac 0"
+                     " --oracle %s --quiet",
+                     T.stream, STATE_SLICE_LEN, 700 + i, H0, oracle);
+        written += ru_h_loadgen_last()->written;
+        snprintf(what, sizeof(what), "row_states slice %d", i + 1);
+        wait_drained(written, what); /* (status counters restart with c1) */
+        ru_h_oracle_load(T.pg, oracle);
+        if (i % 5 == 4)
+            check_rows_match_oracle(what);
+        if (i == STATE_SLICES / 2) {
+            reloads_before_restart = state_reloads(&d1);
+            CHECK(ru_h_daemon_stop(&d1) == 0, "c1 did not stop cleanly");
+            ru_h_daemon_restart(&d1); /* its cache starts empty */
+            wait_connected(&d1);
+        }
+    }
+    check_rows_match_oracle("row_states_shared_and_folded");
+    long long most = ru_h_pg_int(T.pg, "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n"
+                                       " FROM rollupd_rowstate GROUP BY hourly_id) x");
+    long long folded = ru_h_pg_intf(T.pg,
+                                    "SELECT count(*) FROM (SELECT hourly_id FROM rollupd_rowstate"
+                                    " GROUP BY hourly_id HAVING max(seq) > %d) x",
+                                    STATE_MAX_VERS);
+    long long r1 = state_reloads(&d1), r2 = state_reloads(&d2);
+    cr_log_info("row_states: most versions kept %lld, rows folded %lld, reloads c1 %lld+%lld"
+                " c2 %lld",
+                most, folded, reloads_before_restart, r1, r2);
+    CHECK(most <= STATE_MAX_VERS, "a row keeps %lld versions (at most %d)", most, STATE_MAX_VERS);
+    CHECK(folded > 0, "no row passed %d versions: the folding was not exercised", STATE_MAX_VERS);
+    CHECK(reloads_before_restart > 0 && r1 > 0 && r2 > 0,
+          "each writer must have read the other's versions back (c1 %lld then %lld, c2 %lld)",
+          reloads_before_restart, r1, r2);
+    finish("row_states_shared_and_folded");
+}
+
 /* ------------------------------------------------------------------ 3 */
 
 Test(e2e, late_events_merge, .timeout = 240)

@@ -1,0 +1,154 @@
+/* rowstate: the complete mergeable state of one hourly row, as the PostgreSQL writer keeps
+ * it between flushes, and the compact encoding in which it is stored. Pure.
+ *
+ * PostgreSQL holds, per hourly row, the counters (rollupd_state, with a version that every
+ * write increments) and a short list of chunks (rollupd_chunk): each chunk carries what one
+ * flush added to the row's duration histogram and the user ids that were new to the row,
+ * or, for a "base" chunk, the whole histogram and user set. The writer caches the state of
+ * recently written rows, so a flush sends only what changed and computes the derived
+ * columns (averages, percentiles, distinct users) here, with PostgreSQL's own arithmetic
+ * (pgnum). A cached state is used only while its version equals the one in PostgreSQL,
+ * read under the row lock; otherwise the chunks after it are read back.
+ *
+ * A flush of one row: ru_rowdelta_prepare (next state = cached state + one batch key),
+ * ru_rowdelta_derive (the hourly row's values), ru_rowdelta_encode (the chunk to store),
+ * and after COMMIT ru_rowstate_commit. */
+#ifndef ROLLUPD_ROWSTATE_H
+#define ROLLUPD_ROWSTATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rollupd/store.h"
+#include "rollupd/util.h"
+
+/* Counters stored in rollupd_state, in its column order. */
+struct ru_rowcounts {
+    int64_t total, ok, c4xx, c5xx, hits, misses, dur_sum, req_sum, req_n, resp_sum, resp_n,
+        db_sum, db_n, users_n;
+};
+#define RU_ROWCOUNTS_N 14
+
+/* One histogram entry: a duration and how many events had it. */
+struct ru_hv {
+    int32_t value;
+    uint64_t count;
+};
+
+/* A 128-bit user id (a canonical UUID); other user ids are kept as text. */
+struct ru_uuid {
+    uint64_t hi, lo;
+};
+
+struct ru_userset {
+    struct ru_uuid *uuids; /* open addressing; the all-zero UUID is has_zero */
+    size_t uuids_cap, uuids_n;
+    bool has_zero;
+    struct ru_textslot {
+        uint64_t hash;
+        char *text; /* NULL = empty */
+        uint32_t len;
+    } * texts;
+    size_t texts_cap, texts_n;
+};
+
+struct ru_rowstate {
+    int64_t id;      /* route_analytics_hourly.id */
+    int64_t version; /* rollupd_state.version this state reflects (0: none stored) */
+    int32_t nchunks; /* chunk rows behind it in PostgreSQL */
+    uint64_t used;   /* the writer's flush sequence when last used (for eviction) */
+    struct ru_rowcounts c;
+    struct ru_hv *hist; /* sorted by value */
+    size_t hist_n, hist_cap;
+    struct ru_userset users;
+};
+
+struct ru_rowstate *ru_rowstate_new(int64_t id);
+void ru_rowstate_free(struct ru_rowstate *s);
+/* Forgets histogram and users (counters and version are the caller's). */
+void ru_rowstate_clear(struct ru_rowstate *s);
+/* Applies one stored chunk: a base chunk replaces histogram and users, another adds to
+ * them. Returns 0, or -1 when the bytes are not a chunk. */
+int ru_rowstate_apply_chunk(struct ru_rowstate *s, const uint8_t *data, size_t len, bool base)
+    RU_MUSTCHECK;
+/* Bytes the state holds. */
+size_t ru_rowstate_mem(const struct ru_rowstate *s);
+
+/* Canonical UUID text (36 characters, lower-case hex, dashes at 8, 13, 18, 23) -> 128 bits.
+ * Returns false for any other text. */
+bool ru_uuid_from_text(const char *s, size_t len, struct ru_uuid *out);
+
+/* The next state of one row: base (NULL for a row with no stored state) plus one batch key. */
+struct ru_rowdelta {
+    struct ru_rowcounts c;   /* next counters (absolute) */
+    struct ru_hv *add;       /* the batch's histogram, sorted */
+    size_t add_n;
+    struct ru_hv *next_hist; /* base histogram + add, sorted */
+    size_t next_n;
+    struct ru_uuid *new_uuids; /* user ids new to the row */
+    size_t new_uuids_n;
+    struct ru_str *new_texts; /* borrowed from the batch's store */
+    size_t new_texts_n;
+};
+
+struct ru_hourly_vals {
+    int64_t total, ok, c4xx, c5xx, avg_dur, p50, p95, p99, users, hits, misses;
+    bool has_req, has_resp, has_db;
+    int64_t avg_req, avg_resp;
+    double avg_db;
+};
+
+/* A user id of a store's dictionary, parsed once for all the keys of a batch. */
+struct ru_userkey {
+    struct ru_uuid uuid;
+    uint64_t hash; /* of the text, when it is not a UUID */
+    bool is_uuid;
+};
+/* One entry per user index of st (ru_store_nusers); the caller frees it. */
+struct ru_userkey *ru_userkeys_build(const struct ru_store *st);
+
+/* Memory for the deltas of one flush: one block reused from flush to flush (sized to what
+ * the last flush needed), so preparing a key allocates nothing and faults in no fresh
+ * pages. Everything allocated lives until the next reset. */
+struct ru_scratch {
+    char *base;
+    size_t used, cap;
+    size_t want; /* bytes asked for since the reset */
+    struct scratch_block *overflow;
+};
+void *ru_scratch_alloc(struct ru_scratch *sc, size_t n);
+void ru_scratch_reset(struct ru_scratch *sc);
+void ru_scratch_free(struct ru_scratch *sc);
+
+/* Fills d, its arrays in sc (valid until sc is reset). */
+void ru_rowdelta_prepare(struct ru_rowdelta *d, const struct ru_rowstate *base,
+                         const struct ru_store *st, const struct ru_userkey *uk,
+                         const struct ru_agg *a, struct ru_scratch *sc);
+/* The hourly row's columns for the next state, as genonaut's SQL computes them. */
+void ru_rowdelta_derive(const struct ru_rowdelta *d, struct ru_hourly_vals *v);
+/* Appends the chunk to store: what the delta adds, or with full the whole next state
+ * (base's users included). */
+void ru_rowdelta_encode(const struct ru_rowdelta *d, const struct ru_rowstate *base, bool full,
+                        struct ru_buf *out);
+/* After COMMIT: s becomes the next state (its arrays copied out of the scratch). */
+void ru_rowstate_commit(struct ru_rowstate *s, struct ru_rowdelta *d, int64_t version,
+                        int32_t nchunks);
+
+/* The writer's cache of row states, by hourly id. */
+struct ru_rowcache;
+struct ru_rowcache *ru_rowcache_new(void);
+void ru_rowcache_free(struct ru_rowcache *c);
+struct ru_rowstate *ru_rowcache_get(const struct ru_rowcache *c, int64_t id);
+/* Adds s (owned by the cache from now on); id must not be cached yet. */
+void ru_rowcache_put(struct ru_rowcache *c, struct ru_rowstate *s);
+size_t ru_rowcache_count(const struct ru_rowcache *c);
+/* Bytes held by the cache and its states (kept current by ru_rowcache_account). */
+size_t ru_rowcache_mem(const struct ru_rowcache *c);
+/* Recomputes the byte count after states changed. */
+void ru_rowcache_account(struct ru_rowcache *c);
+/* Evicts the least recently used states until at most budget bytes are held. Returns how
+ * many were evicted. */
+size_t ru_rowcache_evict(struct ru_rowcache *c, size_t budget);
+
+#endif
