@@ -5,8 +5,9 @@
  * Reply handling is the fastest we know: hiredis builds replies through custom object
  * functions into an arena (src/reply.c, as rollupd does: no malloc per element), the socket is
  * read in 256 KiB chunks, and the next XREADGROUP is written together with the XACK of
- * the previous batch *before* the current batch is walked, so Redis always has the next
- * read queued while we work. Its drain rate of a pre-filled stream is the physical limit
+ * the previous batch *before* the current batch is walked; after a full batch two reads
+ * are kept in flight (rollupd's policy), so Redis always has the next read queued while
+ * we work. Its drain rate of a pre-filled stream is the physical limit
  * for any consumer on this machine; bench/run compares rollupd with it.
  *
  * Prints one JSON object on stdout: events, seconds, events_per_s, reads, acked,
@@ -42,6 +43,7 @@ struct ceil {
     int qhead, qlen;
     const char *stream, *group, *consumer;
     long long count, max, requested;
+    int reads_inflight;
     /* ids of the last walked batch, waiting for the next XACK */
     char (*ids)[RU_SID_STRLEN];
     const char **argv;
@@ -105,6 +107,7 @@ static bool send_read(struct ceil *cl)
     if (redisAppendCommandArgv(cl->c, (int)RU_ARRAY_LEN(argv), argv, NULL) != REDIS_OK)
         die("XREADGROUP: %s", cl->c->errstr);
     cl->requested += cnt;
+    cl->reads_inflight++;
     q_push(cl, K_READ);
     return true;
 }
@@ -267,18 +270,25 @@ int main(int argc, char **argv)
             continue;
         }
         reads++;
-        bool empty = r->type == REDIS_REPLY_NIL ||
-                     (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-                      r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
-                      r->element[0]->element[1]->type == REDIS_REPLY_ARRAY &&
-                      r->element[0]->element[1]->elements == 0);
-        /* Redis gets the previous batch's XACK and the next read before we walk this one */
+        cl.reads_inflight--;
+        long long entries = 0;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+            r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
+            r->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
+            entries = (long long)r->element[0]->element[1]->elements;
+        /* Redis gets the previous batch's XACK and the next read(s) before we walk this
+         * one: two reads in flight after a full batch, one after a short one, none after
+         * an empty one (the stream is drained) */
         send_ack(&cl);
-        bool more = !empty && send_read(&cl);
+        if (entries > 0) {
+            int depth = entries >= cl.count ? 2 : 1;
+            while (cl.reads_inflight < depth && send_read(&cl))
+                ;
+        }
         flush_out(&cl);
         events += take_ids(&cl, r);
         ru_reply_arena_reset(cl.arena);
-        if (!more) {
+        if (cl.reads_inflight == 0) {
             /* no read follows: acknowledge this batch now */
             send_ack(&cl);
             flush_out(&cl);

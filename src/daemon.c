@@ -372,10 +372,11 @@ static void check_backpressure(struct ru_daemon *d)
     size_t used = mem_in_use(d);
     if (used >= limit / 2)
         d->flush_due = true;
-    /* Pause before the next step could cross the bound: one more XREADGROUP reply
-     * (count entries, each at worst a new key: about 1 KiB) plus the next doubling of
-     * the store's tables. The bound holds; memory is never freed by dropping data. */
-    size_t reserve = (size_t)d->cfg.redis.count * 1024 + ru_store_next_growth(d->cur->store) +
+    /* Pause before the next step could cross the bound: the XREADGROUP replies still on
+     * their way (at most two, count entries each, each at worst a new key: about 1 KiB)
+     * plus the next doubling of the store's tables. The bound holds; memory is never
+     * freed by dropping data. */
+    size_t reserve = 2 * (size_t)d->cfg.redis.count * 1024 + ru_store_next_growth(d->cur->store) +
                      2 * d->cur->ids_cap * sizeof(*d->cur->ids) + d->cur->raw.cap;
     /* with nothing held there is nothing to wait for: a reserve larger than the bound
      * (a huge redis.count) must not stop reading for good */

@@ -378,13 +378,14 @@ int ru_rowstate_apply_chunk(struct ru_rowstate *s, const uint8_t *data, size_t l
     }
     if (base)
         ru_rowstate_clear(s);
-    struct ru_hv *m = ru_xmalloc((s->hist_n + nh ? s->hist_n + nh : 1) * sizeof(*m));
+    size_t cap = s->hist_n + nh ? s->hist_n + nh : 1;
+    struct ru_hv *m = ru_xmalloc(cap * sizeof(*m));
     size_t mn = hist_merge(m, s->hist, s->hist_n, add, nh);
     free(add);
     free(s->hist);
     s->hist = m;
     s->hist_n = mn;
-    s->hist_cap = s->hist_n + nh;
+    s->hist_cap = cap;
     uint64_t nu = get_varint(&r);
     if (!r.bad && nu <= (uint64_t)(r.end - r.p) / 16)
         uuid_reserve(&s->users, s->users.uuids_n + nu);
@@ -577,7 +578,11 @@ void ru_rowdelta_prepare(struct ru_rowdelta *d, const struct ru_rowstate *base,
         size_t len;
         const char *t = ru_store_user(st, a->users[i] - 1, &len);
         if (!text_has(&base->users, t, len, k->hash)) {
-            d->new_texts[d->new_texts_n].p = t;
+            /* copied: the batch (and its store) may be gone before the commit applies */
+            char *copy = ru_scratch_alloc(sc, len + 1);
+            memcpy(copy, t, len);
+            copy[len] = '\0';
+            d->new_texts[d->new_texts_n].p = copy;
             d->new_texts[d->new_texts_n++].len = len;
         }
     }

@@ -49,7 +49,11 @@ struct ru_stream {
     struct ru_stream_cb cb;
     redisContext *c;
     enum conn_state state;
-    bool started, paused, read_inflight, group_known, exec_ok, xinfo_inflight;
+    bool started, paused, group_known, exec_ok, xinfo_inflight;
+    /* XREADGROUPs sent and not answered: one while replaying or when the last live read
+     * came back short; two after a full one, so Redis has the next read at hand while we
+     * parse (read_depth) */
+    int reads_inflight, read_depth;
     bool in_reply; /* a reply is being walked: its arena memory must stay */
 
     /* FIFO of the replies we expect, in command order */
@@ -119,6 +123,7 @@ struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_str
     s->arena = ru_reply_arena_new();
     s->stats.lag = -1;
     s->stats.group_pending = -1;
+    s->read_depth = 1;
     s->state = S_DOWN;
     return s;
 }
@@ -206,10 +211,12 @@ static void send_argv(struct ru_stream *s, enum cmd_kind k, int argc)
         s->argvlen[ix_] = strlen(s->argv[ix_]);                                                    \
     } while (0)
 
-static void send_read(struct ru_stream *s)
+/* Queues one more XREADGROUP if the depth allows; true when it did. */
+static bool send_read(struct ru_stream *s)
 {
-    if (s->read_inflight || s->c == NULL || s->paused)
-        return;
+    int depth = s->state == S_LIVE ? s->read_depth : 1;
+    if (s->reads_inflight >= depth || s->c == NULL || s->paused)
+        return false;
     char cur[RU_SID_STRLEN];
     argv_reserve(s, 12);
     int n = 0;
@@ -231,8 +238,9 @@ static void send_read(struct ru_stream *s)
         ru_sid_format(&s->cursor, cur);
         ARG(n++, cur);
     }
-    s->read_inflight = true;
+    s->reads_inflight++;
     send_argv(s, s->state == S_LIVE ? C_READ_LIVE : C_READ_REPLAY, n);
+    return true;
 }
 
 static void send_group_create(struct ru_stream *s, const char *start)
@@ -370,7 +378,8 @@ static void disconnect(struct ru_stream *s, const char *why)
     s->state = S_DOWN;
     s->qlen = 0;
     s->qhead = 0;
-    s->read_inflight = false;
+    s->reads_inflight = 0;
+    s->read_depth = 1;
     s->xinfo_inflight = false;
     set_error(s, why);
     schedule_reconnect(s);
@@ -726,6 +735,18 @@ static void parse_consumers(struct ru_stream *s, const redisReply *r)
     }
 }
 
+/* Entries in an XREADGROUP reply [[stream, [entry, ...]]] (0 for nil or an error). */
+static size_t reply_entries(const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
+        return 0;
+    const redisReply *st = r->element[0];
+    if (st->type != REDIS_REPLY_ARRAY || st->elements < 2 ||
+        st->element[1]->type != REDIS_REPLY_ARRAY)
+        return 0;
+    return st->element[1]->elements;
+}
+
 static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply *r)
 {
     switch (k) {
@@ -760,7 +781,7 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
         return;
     case C_READ_REPLAY:
     case C_READ_LIVE: {
-        s->read_inflight = false;
+        s->reads_inflight--;
         s->stats.reads++;
         if (r->type == REDIS_REPLY_ERROR) {
             if (is_error(r, "NOGROUP")) {
@@ -775,8 +796,14 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
             return;
         }
         bool replay = k == C_READ_REPLAY;
-        if (!replay)
-            send_read(s); /* keep Redis busy while we parse this batch */
+        if (!replay) {
+            /* keep Redis busy while we parse this batch: the next read leaves now, not
+             * after the batch, and after a full batch a second one follows it */
+            s->read_depth = reply_entries(r) >= (size_t)s->count ? 2 : 1;
+            while (send_read(s))
+                ;
+            try_write(s);
+        }
         size_t n = handle_entries(s, r, replay);
         if (replay && n == 0) {
             s->state = S_LIVE;
@@ -945,7 +972,7 @@ int ru_stream_tick(struct ru_stream *s)
     }
     /* A server that stops answering (paused, partitioned) looks like a slow BLOCK;
      * give it the block time plus the connect timeout before giving up. */
-    bool may_block_forever = s->block_ms == 0 && s->read_inflight && s->state == S_LIVE;
+    bool may_block_forever = s->block_ms == 0 && s->reads_inflight > 0 && s->state == S_LIVE;
     if (s->c && s->qlen > 0 && !may_block_forever &&
         now - s->oldest_sent_ms > s->block_ms + s->connect_timeout_ms) {
         disconnect(s, "server did not answer in time");

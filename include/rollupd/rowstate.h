@@ -88,7 +88,7 @@ struct ru_rowdelta {
     size_t next_n;
     struct ru_uuid *new_uuids; /* user ids new to the row */
     size_t new_uuids_n;
-    struct ru_str *new_texts; /* borrowed from the batch's store */
+    struct ru_str *new_texts; /* copies, in the scratch */
     size_t new_texts_n;
 };
 
