@@ -373,11 +373,9 @@ def explain_segment(pg_log, offset):
         label = plan["Node Type"]
         if label == "ModifyTable":
             label = f"{plan.get('Operation')} {plan.get('Relation Name')}"
-            if plan.get("Relation Name") == "rollupd_state" and plan.get("Operation") == "Update":
-                label += " (users_n, with INSERT rollupd_users)"
             if plan.get("Relation Name") == "route_analytics_hourly" and \
                     plan.get("Operation") == "Update":
-                label += " (derived columns, percentiles)"
+                label += " (rows that existed)"
         elif label == "Aggregate":
             label = "SELECT ... FOR UPDATE (row locks)"
         rows = plan.get("Actual Rows")
@@ -453,7 +451,8 @@ def cmd_flush(a):
                 r["ids_bytes"] = ids
                 # the batch being filled (memory_bytes also counts the writer's cache of
                 # row states, reported on its own below)
-                batch = st["memory_bytes"] - st.get("state_cache_bytes", 0)
+                batch = st["memory_bytes"] - st.get("state_cache_bytes", 0) \
+                    - st.get("state_scratch_bytes", 0)
                 r["batch_bytes"] = batch
                 r["per_key_bytes"] = round(batch / rows, 1)
                 r["per_key_bytes_excl"] = round((batch - ids - 8 * gen["hist_slots"]
@@ -473,7 +472,10 @@ def cmd_flush(a):
                     print(json.dumps(r), flush=True)
                     raise
                 s1 = srv.snapshot()
-                st1 = status(sock) or {}
+                # the writer moves the committed states into its cache right after
+                # answering: wait for that before reading the cache's size
+                st1 = wait_status(sock, d, lambda s: s.get("state_cache_flushes", 0)
+                                  >= s["flushes"], 60, "states cached")
                 # row states the writer now caches for this case's rows (new phase: all
                 # new), and the histogram/user chunk bytes this flush wrote
                 r["cache_delta_bytes"] = st1.get("state_cache_bytes", 0) - cache0
@@ -687,7 +689,8 @@ def cmd_report(a):
                 v = [(ms, rows) for ms, lab, rows in c["statements"] if lab == label]
                 cells.append(" + ".join(f"{ms:,.0f} ({fmt(rows)})" for ms, rows in v) or "–")
             w(f"| {label} | " + " | ".join(cells) + " |")
-        w("| COPY of the staging tables, BEGIN, COMMIT, client side | " + " | ".join(
+        w("| COPYs (keys, new rows, values, row-state versions), BEGIN, COMMIT, rollupd's own"
+          " work (next states, derived columns, chunks) | " + " | ".join(
             f"{c['flush_ms'] - sum(ms for ms, _, _ in c['statements']):,.0f}" for c in cases)
           + " |")
         w("| **flush total** | " + " | ".join(f"**{c['flush_ms']:,.0f}**" for c in cases) + " |")

@@ -571,7 +571,7 @@ void ru_config_defaults(struct ru_config *cfg)
     cfg->postgres.connect_timeout_s = 10;
 
     cfg->flush.interval_ms = 5000;
-    cfg->flush.max_events = 500000;
+    cfg->flush.max_events = 50000;
     cfg->flush.max_keys = 100000;
 
     cfg->limits.max_memory_mb = 1024;

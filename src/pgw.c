@@ -176,7 +176,7 @@ int ru_batch_add_raw(struct ru_batch *b, const struct ru_sid *id, const struct r
 
 struct sql_names {
     char *hourly, *state, *ckpt, *raw; /* quoted, maybe schema-qualified */
-    bool genonaut_names; /* create genonaut's index names (default table name) */
+    bool genonaut_names;               /* create genonaut's index names (default table name) */
 };
 
 struct ru_pgw {
@@ -198,8 +198,8 @@ struct ru_pgw {
 
     _Atomic bool ready, busy;
     _Atomic size_t cache_bytes; /* the state cache's size, for the loop's memory bound */
-    struct ru_sid checkpoint; /* loaded at set-up */
-    struct ru_sid committed;  /* what our last commit stored: the fencing token */
+    struct ru_sid checkpoint;   /* loaded at set-up */
+    struct ru_sid committed;    /* what our last commit stored: the fencing token */
 
     /* checkpoint request (adoption), protected by mu */
     char *ck_req;
@@ -687,7 +687,7 @@ struct flush_key {
     int64_t version;
     int32_t nchunks;
     bool is_new, full, compact;
-    /* as read from rollupd_state under the row lock */
+    /* the newest stored version, read under the row lock */
     bool has_state;
     int64_t st_version;
     int32_t st_nchunks;
@@ -733,8 +733,8 @@ static void put_key(struct ru_buf *o, size_t k, const struct ru_agg *a)
 
 static void put_hourly(struct ru_buf *o, const struct ru_hourly_vals *v)
 {
-    const int64_t head[] = {v->total, v->ok, v->c4xx, v->c5xx, v->avg_dur,
-                            v->p50,   v->p95, v->p99, v->users};
+    const int64_t head[] = {v->total, v->ok,  v->c4xx, v->c5xx, v->avg_dur,
+                            v->p50,   v->p95, v->p99,  v->users};
     for (size_t i = 0; i < RU_ARRAY_LEN(head); i++) {
         ru_buf_putc(o, '\t');
         ru_buf_put_i64(o, head[i]);
@@ -854,8 +854,7 @@ static int reload_states(struct ru_pgw *w, struct flush_key *keys, const size_t 
 
 /* Locks the batch's rows, brings their states up to date, computes their next state and
  * writes rows, states and chunks. keys[] is sorted; on success every key has its id. */
-static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_key *keys,
-                      size_t n)
+static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_key *keys, size_t n)
 {
     int64_t t0 = ru_mono_us();
     struct ru_buf *o = &w->copybuf;
@@ -914,11 +913,11 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
             fk->has_state = true;
             fk->st_version = get_i64(r, i, 1);
             fk->st_nchunks = (int32_t)(fk->st_version - get_i64(r, i, 2) + 1);
-            int64_t *cv[RU_ROWCOUNTS_N] = {
-                &fk->st_c.total,   &fk->st_c.ok,       &fk->st_c.c4xx,   &fk->st_c.c5xx,
-                &fk->st_c.hits,    &fk->st_c.misses,   &fk->st_c.dur_sum, &fk->st_c.req_sum,
-                &fk->st_c.req_n,   &fk->st_c.resp_sum, &fk->st_c.resp_n, &fk->st_c.db_sum,
-                &fk->st_c.db_n,    &fk->st_c.users_n};
+            int64_t *cv[RU_ROWCOUNTS_N] = {&fk->st_c.total,    &fk->st_c.ok,      &fk->st_c.c4xx,
+                                           &fk->st_c.c5xx,     &fk->st_c.hits,    &fk->st_c.misses,
+                                           &fk->st_c.dur_sum,  &fk->st_c.req_sum, &fk->st_c.req_n,
+                                           &fk->st_c.resp_sum, &fk->st_c.resp_n,  &fk->st_c.db_sum,
+                                           &fk->st_c.db_n,     &fk->st_c.users_n};
             for (int c = 0; c < RU_ROWCOUNTS_N; c++)
                 *cv[c] = get_i64(r, i, 3 + c);
         }
@@ -1055,12 +1054,12 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
         chunk_bytes += blob.len;
         const struct ru_rowcounts *c = &fk->d.c;
         const int64_t head[3 + RU_ROWCOUNTS_N] = {
-            fk->id,    fk->version, fk->version - fk->nchunks + 1,
-            c->total,  c->ok,       c->c4xx,
-            c->c5xx,   c->hits,     c->misses,
-            c->dur_sum, c->req_sum, c->req_n,
-            c->resp_sum, c->resp_n, c->db_sum,
-            c->db_n,   c->users_n};
+            fk->id,      fk->version, fk->version - fk->nchunks + 1,
+            c->total,    c->ok,       c->c4xx,
+            c->c5xx,     c->hits,     c->misses,
+            c->dur_sum,  c->req_sum,  c->req_n,
+            c->resp_sum, c->resp_n,   c->db_sum,
+            c->db_n,     c->users_n};
         put_be16(&states, 3 + RU_ROWCOUNTS_N + 1);
         for (size_t i = 0; i < RU_ARRAY_LEN(head); i++) {
             put_be32(&states, 8);
@@ -1127,6 +1126,8 @@ static void commit_states(struct ru_pgw *w, struct flush_key *keys, size_t n)
     w->stats.state_evictions += evicted;
     w->stats.cache_rows = ru_rowcache_count(w->cache);
     w->stats.cache_bytes = ru_rowcache_mem(w->cache);
+    w->stats.scratch_bytes = w->scratch.cap;
+    w->stats.cache_flushes++;
     pthread_mutex_unlock(&w->mu);
     atomic_store(&w->cache_bytes, ru_rowcache_mem(w->cache) + w->scratch.cap);
 }

@@ -586,8 +586,8 @@ void ru_rowdelta_prepare(struct ru_rowdelta *d, const struct ru_rowstate *base,
             d->new_texts[d->new_texts_n++].len = len;
         }
     }
-    c.users_n = (int64_t)userset_count(&base->users) + (int64_t)d->new_uuids_n +
-                (int64_t)d->new_texts_n;
+    c.users_n =
+        (int64_t)userset_count(&base->users) + (int64_t)d->new_uuids_n + (int64_t)d->new_texts_n;
     d->c = c;
 }
 

@@ -155,7 +155,7 @@ static void assert_defaults(const struct ru_config *c)
     cr_assert_eq(c->postgres.statement_timeout_ms, 60000);
     cr_assert_eq(c->postgres.connect_timeout_s, 10);
     cr_assert_eq(c->flush.interval_ms, 5000);
-    cr_assert_eq(c->flush.max_events, 500000);
+    cr_assert_eq(c->flush.max_events, 50000);
     cr_assert_eq(c->flush.max_keys, 100000);
     cr_assert_eq(c->limits.max_memory_mb, 1024);
     cr_assert_str_eq(c->status.socket, "/run/rollupd/rollupd.sock");

@@ -14,12 +14,12 @@
 
 #define HOUR (487565LL * RU_USECS_PER_HOUR)
 
-static struct ru_str S(const char *s)
-{
+static struct ru_str S(const char *s) {
     return (struct ru_str){s, strlen(s)};
 }
 
-static void add(struct ru_store *st, int32_t duration, const char *user, int status)
+static void
+add(struct ru_store *st, int32_t duration, const char *user, int status)
 {
     struct ru_event ev;
     memset(&ev, 0, sizeof(ev));
@@ -249,7 +249,7 @@ Test(rowstate, bad_chunks_refused)
 {
     struct ru_rowstate *s = ru_rowstate_new(1);
     /* values must ascend, counts be positive, lengths fit, nothing trail */
-    const uint8_t descending[] = {2, 20, 1, 1, 1, 0, 0};   /* 10, then 10 + (-1) */
+    const uint8_t descending[] = {2, 20, 1, 1, 1, 0, 0}; /* 10, then 10 + (-1) */
     const uint8_t zero_count[] = {1, 20, 0, 0, 0};
     const uint8_t truncated[] = {2, 20, 1};
     const uint8_t trailing[] = {0, 0, 0, 7};

@@ -54,7 +54,7 @@ struct ru_config {
 
     struct {
         int interval_ms; /* default 5000, 100..3600000 */
-        int max_events;  /* flush early when this many events wait; default 500000 */
+        int max_events;  /* flush early when this many events wait; default 50000 */
         int max_keys;    /* flush early when this many keys wait; default 100000 */
     } flush;
 

@@ -85,6 +85,8 @@ struct ru_pgw_stats {
      * states evicted, chunk bytes written, and the cache's current size */
     uint64_t state_reloads, state_evictions, chunk_bytes;
     uint64_t cache_rows, cache_bytes;
+    uint64_t scratch_bytes; /* the reused block the next states are prepared in */
+    uint64_t cache_flushes; /* committed flushes whose states the cache has taken */
     int64_t last_flush_unix_ms, last_flush_us;
     bool connected;
     char last_error[256];

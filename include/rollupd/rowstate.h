@@ -1,14 +1,14 @@
 /* rowstate: the complete mergeable state of one hourly row, as the PostgreSQL writer keeps
  * it between flushes, and the compact encoding in which it is stored. Pure.
  *
- * PostgreSQL holds, per hourly row, the counters (rollupd_state, with a version that every
- * write increments) and a short list of chunks (rollupd_chunk): each chunk carries what one
- * flush added to the row's duration histogram and the user ids that were new to the row,
- * or, for a "base" chunk, the whole histogram and user set. The writer caches the state of
- * recently written rows, so a flush sends only what changed and computes the derived
- * columns (averages, percentiles, distinct users) here, with PostgreSQL's own arithmetic
- * (pgnum). A cached state is used only while its version equals the one in PostgreSQL,
- * read under the row lock; otherwise the chunks after it are read back.
+ * PostgreSQL holds, per hourly row, a short list of versions (rollupd_rowstate): each has
+ * the counters as of that version and a chunk of what it added to the row's duration
+ * histogram and user set, or, for a base version, the whole histogram and user set. The
+ * writer caches the state of recently written rows, so a flush sends only what changed and
+ * computes the derived columns (averages, percentiles, distinct users) here, with
+ * PostgreSQL's own arithmetic (pgnum). A cached state is used only while its version equals
+ * the newest one stored, read under the row lock; otherwise the versions after it are read
+ * back.
  *
  * A flush of one row: ru_rowdelta_prepare (next state = cached state + one batch key),
  * ru_rowdelta_derive (the hourly row's values), ru_rowdelta_encode (the chunk to store),
@@ -23,10 +23,10 @@
 #include "rollupd/store.h"
 #include "rollupd/util.h"
 
-/* Counters stored in rollupd_state, in its column order. */
+/* Counters stored with each version in rollupd_rowstate, in its column order. */
 struct ru_rowcounts {
-    int64_t total, ok, c4xx, c5xx, hits, misses, dur_sum, req_sum, req_n, resp_sum, resp_n,
-        db_sum, db_n, users_n;
+    int64_t total, ok, c4xx, c5xx, hits, misses, dur_sum, req_sum, req_n, resp_sum, resp_n, db_sum,
+        db_n, users_n;
 };
 #define RU_ROWCOUNTS_N 14
 
@@ -55,7 +55,7 @@ struct ru_userset {
 
 struct ru_rowstate {
     int64_t id;      /* route_analytics_hourly.id */
-    int64_t version; /* rollupd_state.version this state reflects (0: none stored) */
+    int64_t version; /* the rollupd_rowstate seq this state reflects (0: none stored) */
     int32_t nchunks; /* chunk rows behind it in PostgreSQL */
     uint64_t used;   /* the writer's flush sequence when last used (for eviction) */
     struct ru_rowcounts c;
@@ -70,8 +70,8 @@ void ru_rowstate_free(struct ru_rowstate *s);
 void ru_rowstate_clear(struct ru_rowstate *s);
 /* Applies one stored chunk: a base chunk replaces histogram and users, another adds to
  * them. Returns 0, or -1 when the bytes are not a chunk. */
-int ru_rowstate_apply_chunk(struct ru_rowstate *s, const uint8_t *data, size_t len, bool base)
-    RU_MUSTCHECK;
+int ru_rowstate_apply_chunk(struct ru_rowstate *s, const uint8_t *data, size_t len,
+                            bool base) RU_MUSTCHECK;
 /* Bytes the state holds. */
 size_t ru_rowstate_mem(const struct ru_rowstate *s);
 
@@ -81,8 +81,8 @@ bool ru_uuid_from_text(const char *s, size_t len, struct ru_uuid *out);
 
 /* The next state of one row: base (NULL for a row with no stored state) plus one batch key. */
 struct ru_rowdelta {
-    struct ru_rowcounts c;   /* next counters (absolute) */
-    struct ru_hv *add;       /* the batch's histogram, sorted */
+    struct ru_rowcounts c; /* next counters (absolute) */
+    struct ru_hv *add;     /* the batch's histogram, sorted */
     size_t add_n;
     struct ru_hv *next_hist; /* base histogram + add, sorted */
     size_t next_n;
