@@ -64,8 +64,9 @@ struct ru_daemon {
     struct ru_batch *cur;     /* filling */
     uint64_t inflight_events; /* events of the batch in the writer's hands */
     size_t inflight_mem;
-    bool flush_due;   /* the timer fired or a size limit was reached */
-    bool flush_asked; /* SIGUSR1 or the status command */
+    bool flush_due;      /* the timer fired or a size limit was reached */
+    unsigned full_reads; /* live reads in a row that came back full (a backlog) */
+    bool flush_asked;    /* SIGUSR1 or the status command */
     bool stopping, stop_final_sent, ready_sent, paused, fatal;
     int exit_code;
     int64_t started_ms, stop_deadline_ms;
@@ -176,6 +177,8 @@ static void on_group_recreated(void *ud)
            d->cfg.redis.group);
 }
 
+#define BACKLOG_READS 8 /* full reads in a row that make a backlog */
+
 static void on_batch(void *ud, size_t n, bool replay)
 {
     struct ru_daemon *d = ud;
@@ -184,6 +187,20 @@ static void on_batch(void *ud, size_t n, bool replay)
     if (ru_store_nevents(d->cur->store) >= (uint64_t)c->flush.max_events ||
         ru_store_nkeys(d->cur->store) >= (size_t)c->flush.max_keys)
         d->flush_due = true;
+    if (replay)
+        return;
+    /* A backlog just drained (a run of full reads, then a short one): commit what it
+     * brought now rather than at the next tick. A steady trickle (short reads only) and
+     * a rate near the drain rate (full and short reads mixed) keep to the timer. */
+    if (n >= (size_t)c->redis.count) {
+        d->full_reads++;
+        return;
+    }
+    if (d->full_reads >= BACKLOG_READS && ru_store_nevents(d->cur->store) > 0) {
+        ru_debug("msg=\"backlog drained, flushing now\" full_reads=%u", d->full_reads);
+        d->flush_due = true;
+    }
+    d->full_reads = 0;
 }
 
 /* ---- adoption ---- */

@@ -399,6 +399,9 @@ static void start_handshake(struct ru_stream *s)
     if (s->path == NULL)
         redisEnableKeepAlive(s->c); /* notice a peer that vanished without a FIN */
     ru_reply_arena_attach(s->arena, s->c->reader);
+    /* keep the reader's buffer between replies: freeing it whenever it empties (hiredis'
+     * default above 16 KiB) reallocates and refills it for every batch */
+    s->c->reader->maxbuf = 0;
     if (s->password) {
         argv_reserve(s, 3);
         int n = 0;
