@@ -226,7 +226,9 @@ static bool send_read(struct ru_stream *s)
     ARG(n++, s->consumer);
     ARG(n++, "COUNT");
     ARG(n++, s->count_s);
-    if (s->state == S_LIVE) {
+    /* block only when caught up: while a backlog lasts (the last reply was full) a read
+     * that finds nothing answers at once, so the end of the backlog shows at once */
+    if (s->state == S_LIVE && s->read_depth < 2) {
         ARG(n++, "BLOCK");
         ARG(n++, s->block_s);
     }
