@@ -384,10 +384,18 @@ def explain_segment(pg_log, offset):
         if not m:
             continue
         try:
-            plan = json.loads(m.group(2))["Plan"]
+            doc = json.loads(m.group(2))
+            plan = doc["Plan"]
         except (ValueError, KeyError):
             continue
         label = plan["Node Type"]
+        text = doc.get("Query Text", "")
+        for needle, name in (("FOR UPDATE", "Lock the touched rows (key lookups)"),
+                             ("WITH ins AS", "Insert new hourly rows"),
+                             ("WITH ORDINALITY", "Read the rows' newest state"),
+                             ("c.seq > q.after", "Read back state versions")):
+            if needle in text:
+                label = name
         if label == "ModifyTable":
             label = f"{plan.get('Operation')} {plan.get('Relation Name')}"
             if plan.get("Relation Name") == "route_analytics_hourly" and \
@@ -498,6 +506,7 @@ def cmd_flush(a):
                 r["cache_delta_bytes"] = st1.get("state_cache_bytes", 0) - cache0
                 r["cache_rows"] = st1.get("state_cache_rows", 0)
                 r["chunk_bytes"] = st1.get("state_chunk_bytes", 0) - chunk0
+                r["cache_ms"] = st1.get("state_cache_last_ms")
                 r["flush_ms"] = fl["ms"]
                 r["flush_wall_ms"] = round((time.monotonic() - t0) * 1000, 1)
                 r["flushed_rows"] = fl["rows"]
@@ -664,19 +673,20 @@ def cmd_report(a):
           "right after it\n")
         w("| case (rows x events per row) | phase | events | rollupd flush ms | bare upsert ms"
           " | rollupd / bare | distinct (row, duration) | distinct (row, user) |"
-          " chunk bytes written | postgres CPU ms | other load (cores) |")
-        w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          " chunk bytes written | cache update after COMMIT ms | postgres CPU ms |"
+          " other load (cores) |")
+        w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for c in f["cases"]:
             if "error" in c:
                 w(f"| {c['case']} | {c['phase']} | {fmt(c['events'])} | **failed** after "
                   f"{c['failed_after_s']} s: {c['error']} | | | {fmt(c['row_durations'])} | "
-                  f"{fmt(c['row_users'])} | | | |")
+                  f"{fmt(c['row_users'])} | | | | |")
                 continue
             bare = c.get("bare_ms")
             w(f"| {c['case']} | {c['phase']} | {fmt(c['events'])} | {fmt(c['flush_ms'], 1)} | "
               f"{fmt(bare, 1)} | {fmt(c['flush_ms'] / bare, 2) if bare else '–'} | "
               f"{fmt(c['row_durations'])} | {fmt(c['row_users'])} | "
-              f"{fmt(c.get('chunk_bytes'))} | "
+              f"{fmt(c.get('chunk_bytes'))} | {fmt(c.get('cache_ms'), 1)} | "
               f"{fmt(c.get('pg_cpu_ms'), 0)} | {fmt(c.get('other_cores'), 2)} |")
         w("\n| goal: flush of 10k touched rows <= 3 x bare | rollupd / bare | met |")
         w("|---|---:|:-:|")

@@ -799,6 +799,7 @@ static json_t *status_json(struct ru_daemon *d)
     json_object_set_new(o, "state_evictions", json_integer((json_int_t)ps.state_evictions));
     json_object_set_new(o, "state_scratch_bytes", json_integer((json_int_t)ps.scratch_bytes));
     json_object_set_new(o, "state_cache_flushes", json_integer((json_int_t)ps.cache_flushes));
+    json_object_set_new(o, "state_cache_last_ms", json_real((double)ps.cache_last_us / 1000.0));
     json_object_set_new(o, "state_chunk_bytes", json_integer((json_int_t)ps.chunk_bytes));
     json_object_set_new(o, "memory_limit_bytes",
                         json_integer((json_int_t)d->cfg.limits.max_memory_mb * 1024 * 1024));

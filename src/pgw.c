@@ -1305,7 +1305,11 @@ static void apply_done_keys(struct ru_pgw *w)
 {
     if (w->done_keys == NULL)
         return;
+    int64_t t0 = ru_mono_us();
     commit_states(w, w->done_keys, w->done_nkeys);
+    pthread_mutex_lock(&w->mu);
+    w->stats.cache_last_us = ru_mono_us() - t0;
+    pthread_mutex_unlock(&w->mu);
     free_keys(w->done_keys);
     w->done_keys = NULL;
     w->done_nkeys = 0;

@@ -87,6 +87,7 @@ struct ru_pgw_stats {
     uint64_t cache_rows, cache_bytes;
     uint64_t scratch_bytes; /* the reused block the next states are prepared in */
     uint64_t cache_flushes; /* committed flushes whose states the cache has taken */
+    int64_t cache_last_us;  /* how long the last of those took (after the COMMIT) */
     int64_t last_flush_unix_ms, last_flush_us;
     bool connected;
     char last_error[256];
