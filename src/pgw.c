@@ -1,6 +1,7 @@
 #include "rollupd/pgw.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -348,66 +349,63 @@ static void free_sql(struct ru_pgw *w)
 /* rollupd_rowstate keeps one row per (hourly row, version): the counters as of that
  * version and a chunk (what the version added to the histogram and the user set, or with
  * seq = base_seq all of it). The newest version of an hourly row is its state. */
+/* A statement's text (malloc'd). */
+static char *sqlf(const char *fmt, ...) RU_PRINTF(1, 2);
+static char *sqlf(const char *fmt, ...)
+{
+    struct ru_buf b = RU_BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    ru_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    return b.p;
+}
+
 static void build_flush_sql(struct ru_pgw *w)
 {
     free_sql(w);
     const struct sql_names *n = &w->n;
-    struct ru_buf b = RU_BUF_INIT;
     /* 1. find and lock the touched rows in key order (the staged order): one index probe
      * per key, whatever the size of the table. Their state is read by the next statement,
      * whose snapshot is taken once the locks are held. */
-    ru_buf_printf(&b,
-                  "SELECT s.k, h.id FROM ru_keys s CROSS JOIN LATERAL (SELECT id FROM %s h"
-                  " WHERE h.\"timestamp\" = s.ts AND h.route = s.route AND h.method = s.method"
-                  " AND h.query_params_normalized = s.params FOR UPDATE) h ORDER BY s.k",
-                  n->hourly);
-    w->sql_lock = b.p;
-    memset(&b, 0, sizeof(b));
-    ru_buf_printf(&b,
-                  "SELECT q.i, t.seq, t.base_seq, " STATE_COLS
-                  " FROM unnest($1::int8[]) WITH ORDINALITY AS q(id, i) CROSS JOIN LATERAL"
-                  " (SELECT * FROM %s t WHERE t.hourly_id = q.id ORDER BY t.seq DESC LIMIT 1) t",
-                  n->state);
-    w->sql_states = b.p;
-    memset(&b, 0, sizeof(b));
-    ru_buf_printf(&b,
-                  "SELECT c.hourly_id, c.seq, c.seq = c.base_seq, c.data"
-                  " FROM unnest($1::int8[], $2::int8[]) AS q(id, after) CROSS JOIN LATERAL"
-                  " (SELECT * FROM %s c WHERE c.hourly_id = q.id AND c.seq > q.after OFFSET 0) c"
-                  " ORDER BY 1, 2",
-                  n->state);
-    w->sql_chunks = b.p;
-    memset(&b, 0, sizeof(b));
+    w->sql_lock = sqlf("SELECT s.k, h.id FROM ru_keys s CROSS JOIN LATERAL (SELECT id FROM %s h"
+                       " WHERE h.\"timestamp\" = s.ts AND h.route = s.route AND h.method = s.method"
+                       " AND h.query_params_normalized = s.params FOR UPDATE) h ORDER BY s.k",
+                       n->hourly);
+    w->sql_states =
+        sqlf("SELECT q.i, t.seq, t.base_seq, " STATE_COLS
+             " FROM unnest($1::int8[]) WITH ORDINALITY AS q(id, i) CROSS JOIN LATERAL"
+             " (SELECT * FROM %s t WHERE t.hourly_id = q.id ORDER BY t.seq DESC LIMIT 1) t",
+             n->state);
+    w->sql_chunks =
+        sqlf("SELECT c.hourly_id, c.seq, c.seq = c.base_seq, c.data"
+             " FROM unnest($1::int8[], $2::int8[]) AS q(id, after) CROSS JOIN LATERAL"
+             " (SELECT * FROM %s c WHERE c.hourly_id = q.id AND c.seq > q.after OFFSET 0) c"
+             " ORDER BY 1, 2",
+             n->state);
     /* 2. new rows are written once, with their final values; the join maps each back to
      * its staged key (a key another writer inserted meanwhile is missing: retried) */
-    ru_buf_printf(&b,
-                  "WITH ins AS (INSERT INTO %s (\"timestamp\", route, method,"
-                  " query_params_normalized, " HOURLY_VALS ", created_at)"
-                  " SELECT ts, route, method, params, " STAGED_VALS ", now() AT TIME ZONE 'UTC'"
-                  " FROM ru_new ORDER BY k ON CONFLICT (\"timestamp\", route, method,"
-                  " query_params_normalized) DO NOTHING"
-                  " RETURNING id, \"timestamp\", route, method, query_params_normalized)"
-                  " SELECT n.k, ins.id FROM ins JOIN ru_new n ON n.ts = ins.\"timestamp\""
-                  " AND n.route = ins.route AND n.method = ins.method"
-                  " AND n.params = ins.query_params_normalized",
-                  n->hourly);
-    w->sql_insert = b.p;
-    memset(&b, 0, sizeof(b));
+    w->sql_insert =
+        sqlf("WITH ins AS (INSERT INTO %s (\"timestamp\", route, method,"
+             " query_params_normalized, " HOURLY_VALS ", created_at)"
+             " SELECT ts, route, method, params, " STAGED_VALS ", now() AT TIME ZONE 'UTC'"
+             " FROM ru_new ORDER BY k ON CONFLICT (\"timestamp\", route, method,"
+             " query_params_normalized) DO NOTHING"
+             " RETURNING id, \"timestamp\", route, method, query_params_normalized)"
+             " SELECT n.k, ins.id FROM ins JOIN ru_new n ON n.ts = ins.\"timestamp\""
+             " AND n.route = ins.route AND n.method = ins.method"
+             " AND n.params = ins.query_params_normalized",
+             n->hourly);
     /* 3. rows that existed get their new values: a nested loop over the staged rows keeps
      * it one index probe per row */
-    ru_buf_printf(&b,
-                  "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;\n"
-                  "UPDATE %s h SET (" HOURLY_VALS ") = (" STAGED_VALS ")"
-                  " FROM ru_vals v WHERE h.id = v.id;\n"
-                  "SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on;\n",
-                  n->hourly);
-    w->sql_update = b.p;
-    memset(&b, 0, sizeof(b));
-    ru_buf_printf(&b,
-                  "COPY %s (hourly_id, seq, base_seq, " STATE_COLS ", data) FROM STDIN"
-                  " (FORMAT binary)",
-                  n->state);
-    w->sql_copy_state = b.p;
+    w->sql_update = sqlf("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;\n"
+                         "UPDATE %s h SET (" HOURLY_VALS ") = (" STAGED_VALS ")"
+                         " FROM ru_vals v WHERE h.id = v.id;\n"
+                         "SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on;\n",
+                         n->hourly);
+    w->sql_copy_state = sqlf("COPY %s (hourly_id, seq, base_seq, " STATE_COLS ", data) FROM STDIN"
+                             " (FORMAT binary)",
+                             n->state);
 }
 
 static int create_schema(struct ru_pgw *w)

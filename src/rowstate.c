@@ -98,16 +98,7 @@ static void uuid_add(struct ru_userset *us, const struct ru_uuid *u)
         us->has_zero = true;
         return;
     }
-    if ((us->uuids_n + 1) * 4 > us->uuids_cap * 3) {
-        size_t cap = us->uuids_cap ? us->uuids_cap * 2 : 8;
-        struct ru_uuid *t = ru_xcalloc(cap, sizeof(*t));
-        for (size_t i = 0; i < us->uuids_cap; i++)
-            if (!uuid_is_zero(&us->uuids[i]))
-                uuid_insert_slot(t, cap, &us->uuids[i]);
-        free(us->uuids);
-        us->uuids = t;
-        us->uuids_cap = cap;
-    }
+    uuid_reserve(us, us->uuids_n + 1);
     uuid_insert_slot(us->uuids, us->uuids_cap, u);
     us->uuids_n++;
 }

@@ -338,6 +338,18 @@ static void wait_connected(struct ru_h_daemon *d)
           (int)d->pid);
 }
 
+/* Two daemons of one group, consumers c1 and c2, both connected. */
+static void start_pair(struct ru_h_daemon *d1, struct ru_h_daemon *d2, int flush_ms)
+{
+    struct ru_h_cfg k1 = base_cfg(flush_ms), k2 = base_cfg(flush_ms);
+    k1.consumer = "c1";
+    k2.consumer = "c2";
+    start_daemon(d1, &k1);
+    start_daemon(d2, &k2);
+    wait_connected(d1);
+    wait_connected(d2);
+}
+
 /* ------------------------------------------------------------------ oracle checks */
 
 /* Oracle diff of route_analytics_hourly (optionally filtered) must be 0. */
@@ -533,14 +545,8 @@ static long long state_reloads(struct ru_h_daemon *d)
 Test(e2e, row_states_shared_and_folded, .timeout = 240)
 {
     setup();
-    struct ru_h_cfg k1 = base_cfg(100), k2 = base_cfg(100);
-    k1.consumer = "c1";
-    k2.consumer = "c2";
     struct ru_h_daemon d1, d2;
-    start_daemon(&d1, &k1);
-    start_daemon(&d2, &k2);
-    wait_connected(&d1);
-    wait_connected(&d2);
+    start_pair(&d1, &d2, 100);
 
     long long written = 0, reloads_before_restart = 0;
     for (int i = 0; i < STATE_SLICES; i++) {
@@ -983,14 +989,8 @@ Test(e2e, two_instances_one_group, .timeout = 240)
     setup();
     char oracle[RU_H_PATH];
     ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
-    struct ru_h_cfg k1 = base_cfg(200), k2 = base_cfg(200);
-    k1.consumer = "c1";
-    k2.consumer = "c2";
     struct ru_h_daemon d1, d2;
-    start_daemon(&d1, &k1);
-    start_daemon(&d2, &k2);
-    wait_connected(&d1);
-    wait_connected(&d2);
+    start_pair(&d1, &d2, 200);
 
     long long valid = ru_h_loadgen("-s %s -n 40000 --rate 20000 --seed 61 --start-ts %lld"
                                    " --hours 4 --invalid-frac 0.01 --oracle %s --quiet",
