@@ -482,6 +482,27 @@ static int create_schema(struct ru_pgw *w)
         PQclear(PQexec(w->conn, "ROLLBACK"));
         return -1;
     }
+    /* An earlier build kept row state in rollupd_hist and rollupd_users; its rows would
+     * restart from nothing here, losing the events already acknowledged. Refuse (data
+     * waits in Redis) until an operator has let that build finish its hours or dropped
+     * the tables. */
+    char *old = quote_ident_path(w->conn, w->hourly_cfg, "rollupd_hist");
+    const char *oldp[1] = {old};
+    PGresult *r =
+        PQexecParams(w->conn, "SELECT to_regclass($1) IS NOT NULL", 1, NULL, oldp, NULL, NULL, 0);
+    bool stale_tables = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (stale_tables) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "%.80s from an earlier rollupd build exists; its rows cannot be carried over"
+                 " (README: Upgrading)",
+                 old);
+        free(old);
+        set_error(w, "checking the schema", msg);
+        return -1;
+    }
+    free(old);
     /* refuse early if the hourly table lacks genonaut's unique key */
     struct ru_buf chk = RU_BUF_INIT;
     ru_buf_printf(&chk,
@@ -945,6 +966,14 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
             fk->full = true;
             continue;
         }
+        if (s->version == fk->st_version && !ru_rowstate_consistent(s, &fk->st_c)) {
+            /* same version number, other contents (versions deleted and written again,
+             * a restored database): trust the stored versions */
+            ru_warn("msg=\"cached row state disagrees with PostgreSQL; reading it back\" "
+                    "hourly_id=%lld version=%lld",
+                    (long long)fk->id, (long long)fk->st_version);
+            s->version = 0;
+        }
         if (s->version != fk->st_version) {
             if (s->version > fk->st_version || s->version <= 0) {
                 ru_rowstate_clear(s);
@@ -961,6 +990,17 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
     }
     free(found);
     int rc = nstale ? reload_states(w, keys, stale, nstale, after) : 0;
+    for (size_t i = 0; rc == 0 && i < nstale; i++) {
+        const struct flush_key *fk = &keys[stale[i]];
+        if (!ru_rowstate_consistent(fk->base, &fk->st_c)) {
+            char msg[160];
+            snprintf(msg, sizeof(msg),
+                     "the stored versions of hourly row %lld do not add up to its counters",
+                     (long long)fk->id);
+            set_error(w, "reading row states", msg);
+            rc = -1;
+        }
+    }
     if (rc < 0) {
         /* a half-applied reload must not pass for the version it was heading to */
         for (size_t i = 0; i < nstale; i++) {
@@ -970,6 +1010,9 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
     }
     free(stale);
     free(after);
+    /* states read back count toward the memory bound now, not only after the COMMIT */
+    ru_rowcache_account(w->cache);
+    atomic_store(&w->cache_bytes, ru_rowcache_mem(w->cache) + w->scratch.cap);
     if (rc < 0)
         return -1;
 
@@ -1119,7 +1162,10 @@ static void commit_states(struct ru_pgw *w, struct flush_key *keys, size_t n)
         }
     }
     ru_rowcache_account(w->cache);
-    size_t evicted = ru_rowcache_evict(w->cache, w->cache_budget);
+    pthread_mutex_lock(&w->mu);
+    size_t budget = w->cache_budget; /* set by a reload, under mu */
+    pthread_mutex_unlock(&w->mu);
+    size_t evicted = ru_rowcache_evict(w->cache, budget);
     pthread_mutex_lock(&w->mu);
     w->stats.state_evictions += evicted;
     w->stats.cache_rows = ru_rowcache_count(w->cache);

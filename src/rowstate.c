@@ -185,6 +185,14 @@ void ru_rowstate_free(struct ru_rowstate *s)
     free(s);
 }
 
+bool ru_rowstate_consistent(const struct ru_rowstate *s, const struct ru_rowcounts *c)
+{
+    uint64_t events = 0;
+    for (size_t i = 0; i < s->hist_n; i++)
+        events += s->hist[i].count;
+    return events == (uint64_t)c->total && userset_count(&s->users) == (size_t)c->users_n;
+}
+
 size_t ru_rowstate_mem(const struct ru_rowstate *s)
 {
     size_t m = sizeof(*s) + s->hist_cap * sizeof(*s->hist) +
@@ -356,8 +364,14 @@ int ru_rowstate_apply_chunk(struct ru_rowstate *s, const uint8_t *data, size_t l
     for (uint64_t i = 0; i < nh && !r.bad; i++) {
         uint64_t z = get_varint(&r);
         int64_t step = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
-        int64_t v = prev + step;
         add[i].count = get_varint(&r);
+        /* prev is an int32 value, so a step outside the int32 range is corrupt (and the
+         * sum below cannot overflow) */
+        if (step < -((int64_t)1 << 32) || step > ((int64_t)1 << 32)) {
+            r.bad = true;
+            break;
+        }
+        int64_t v = prev + step;
         if (v < INT32_MIN || v > INT32_MAX || (i > 0 && v <= prev) || add[i].count == 0)
             r.bad = true;
         add[i].value = (int32_t)v;

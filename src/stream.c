@@ -13,6 +13,7 @@
 #include "rollupd/reply.h"
 
 #define READ_CHUNK     (256 * 1024)
+#define READER_MAXBUF  (4 * 1024 * 1024) /* hiredis keeps up to this much between replies */
 #define ACK_CHUNK      1000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 30000
@@ -401,9 +402,9 @@ static void start_handshake(struct ru_stream *s)
     if (s->path == NULL)
         redisEnableKeepAlive(s->c); /* notice a peer that vanished without a FIN */
     ru_reply_arena_attach(s->arena, s->c->reader);
-    /* keep the reader's buffer between replies: freeing it whenever it empties (hiredis'
-     * default above 16 KiB) reallocates and refills it for every batch */
-    s->c->reader->maxbuf = 0;
+    /* keep the reader's buffer between replies of a usual size: freeing it whenever it
+     * empties (hiredis' default above 16 KiB) reallocates and refills it for every batch */
+    s->c->reader->maxbuf = READER_MAXBUF;
     if (s->password) {
         argv_reserve(s, 3);
         int n = 0;
@@ -788,6 +789,12 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
     case C_READ_LIVE: {
         s->reads_inflight--;
         s->stats.reads++;
+        if (k == C_READ_LIVE && s->state != S_LIVE) {
+            /* the second of two live reads, answered after the first found the group
+             * gone: whatever it delivered is in our pending list, which the replay after
+             * the group's re-creation reads */
+            return;
+        }
         if (r->type == REDIS_REPLY_ERROR) {
             if (is_error(r, "NOGROUP")) {
                 /* the group vanished under us (FLUSHALL, restart without persistence) */

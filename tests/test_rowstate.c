@@ -254,15 +254,45 @@ Test(rowstate, bad_chunks_refused)
     const uint8_t truncated[] = {2, 20, 1};
     const uint8_t trailing[] = {0, 0, 0, 7};
     const uint8_t text_too_long[] = {0, 0, 1, 9, 'a'};
+    /* a step of INT64_MAX after 10 (zigzag 2^64 - 2) */
+    const uint8_t huge_step[] = {2,    20,   1,    0xfe, 0xff, 0xff, 0xff, 0xff,
+                                 0xff, 0xff, 0xff, 0xff, 0x01, 1,    0,    0};
     const uint8_t empty_ok[] = {0, 0, 0};
     cr_assert_eq(ru_rowstate_apply_chunk(s, descending, sizeof(descending), false), -1);
     cr_assert_eq(ru_rowstate_apply_chunk(s, zero_count, sizeof(zero_count), false), -1);
     cr_assert_eq(ru_rowstate_apply_chunk(s, truncated, sizeof(truncated), false), -1);
     cr_assert_eq(ru_rowstate_apply_chunk(s, trailing, sizeof(trailing), false), -1);
     cr_assert_eq(ru_rowstate_apply_chunk(s, text_too_long, sizeof(text_too_long), false), -1);
+    cr_assert_eq(ru_rowstate_apply_chunk(s, huge_step, sizeof(huge_step), false), -1);
     cr_assert_eq(ru_rowstate_apply_chunk(s, empty_ok, sizeof(empty_ok), false), 0);
     cr_assert_eq(ru_rowstate_apply_chunk(s, NULL, 0, false), -1);
     ru_rowstate_free(s);
+}
+
+Test(rowstate, consistency_with_counters)
+{
+    const int32_t dur[] = {5, 7, 7};
+    const char *const users[] = {"a", "00000000-0000-4000-8000-000000000001", "a"};
+    struct ru_store *st = ru_store_new();
+    for (int i = 0; i < 3; i++)
+        add(st, dur[i], users[i], 200);
+    struct ru_rowdelta d;
+    struct ru_scratch sc = {0};
+    struct ru_userkey *uk = ru_userkeys_build(st);
+    ru_rowdelta_prepare(&d, NULL, st, uk, ru_store_agg(st, 0), &sc);
+    struct ru_rowstate *s = ru_rowstate_new(3);
+    ru_rowstate_commit(s, &d, 1, 1);
+    struct ru_rowcounts c = d.c;
+    cr_assert(ru_rowstate_consistent(s, &c));
+    c.total++;
+    cr_assert_not(ru_rowstate_consistent(s, &c), "one event more than the histogram holds");
+    c.total--;
+    c.users_n = 1;
+    cr_assert_not(ru_rowstate_consistent(s, &c), "two users in the set, one counted");
+    free(uk);
+    ru_scratch_free(&sc);
+    ru_rowstate_free(s);
+    ru_store_free(st);
 }
 
 Test(rowstate, cache_evicts_least_recent)

@@ -74,6 +74,9 @@ int ru_rowstate_apply_chunk(struct ru_rowstate *s, const uint8_t *data, size_t l
                             bool base) RU_MUSTCHECK;
 /* Bytes the state holds. */
 size_t ru_rowstate_mem(const struct ru_rowstate *s);
+/* Whether the histogram and user set agree with stored counters (every event is in the
+ * histogram; users_n counts the set). */
+bool ru_rowstate_consistent(const struct ru_rowstate *s, const struct ru_rowcounts *c);
 
 /* Canonical UUID text (36 characters, lower-case hex, dashes at 8, 13, 18, 23) -> 128 bits.
  * Returns false for any other text. */

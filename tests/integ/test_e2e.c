@@ -1426,6 +1426,34 @@ static int line_of(const char *text, const char *needle)
     return line;
 }
 
+/* State tables of an earlier build (per-value rows) cannot be carried over: rollupd must
+ * not start writing, and must say why, rather than reset the rows they describe. */
+static bool cond_refused_old_state(void *arg)
+{
+    json_t *j = ru_h_status(((struct ru_h_daemon *)arg)->sock);
+    const char *e = j ? json_string_value(json_object_get(j, "postgres_last_error")) : NULL;
+    bool ok = e && strstr(e, "earlier rollupd build") != NULL;
+    json_decref(j);
+    return ok;
+}
+
+Test(e2e, refuses_earlier_state_tables, .timeout = 60)
+{
+    setup();
+    ru_h_pg_exec(T.pg, "CREATE TABLE rollupd_hist (hourly_id bigint, value int, cnt bigint)");
+    struct ru_h_cfg k = base_cfg(200);
+    struct ru_h_daemon d;
+    start_daemon(&d, &k);
+    CHECK(ru_h_wait(cond_refused_old_state, &d, 20000),
+          "rollupd did not report the earlier build's rollupd_hist within 20 s");
+    ru_h_loadgen("-s %s -n 100 --seed 5 --start-ts %lld --hours 1 --quiet", T.stream, H0);
+    struct st s = status_of(&d);
+    CHECK(!s.pg && s.flushed == 0, "it connected or flushed anyway (flushed %lld)", s.flushed);
+    CHECK(ru_h_pg_int(T.pg, "SELECT count(*) FROM route_analytics_hourly") == 0,
+          "hourly rows were written");
+    finish("refuses_earlier_state_tables");
+}
+
 Test(e2e, config_check, .timeout = 60)
 {
     setup();
