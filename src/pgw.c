@@ -214,7 +214,7 @@ struct ru_pgw {
     char *stream, *group, *consumer;
     char *hourly_cfg, *raw_cfg;
     struct sql_names n;
-    char *sql_lock, *sql_states, *sql_chunks, *sql_insert, *sql_update, *sql_copy_state;
+    char *sql_lock, *sql_states, *sql_chunks, *sql_insert, *sql_update, *sql_fold, *sql_copy_state;
     struct ru_rowcache *cache; /* states of recently written rows */
     struct ru_scratch scratch; /* the deltas of the flush in progress */
     size_t cache_budget;       /* bytes */
@@ -338,8 +338,8 @@ static void names_free(struct sql_names *n)
 
 static void free_sql(struct ru_pgw *w)
 {
-    char **all[] = {&w->sql_lock,   &w->sql_states, &w->sql_chunks,
-                    &w->sql_insert, &w->sql_update, &w->sql_copy_state};
+    char **all[] = {&w->sql_lock,   &w->sql_states, &w->sql_chunks,    &w->sql_insert,
+                    &w->sql_update, &w->sql_fold,   &w->sql_copy_state};
     for (size_t i = 0; i < RU_ARRAY_LEN(all); i++) {
         free(*all[i]);
         *all[i] = NULL;
@@ -403,6 +403,8 @@ static void build_flush_sql(struct ru_pgw *w)
                          " FROM ru_vals v WHERE h.id = v.id;\n"
                          "SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on;\n",
                          n->hourly);
+    /* a row folded into one base version loses its older versions */
+    w->sql_fold = sqlf("DELETE FROM %s WHERE hourly_id = ANY($1::int8[])", n->state);
     w->sql_copy_state = sqlf("COPY %s (hourly_id, seq, base_seq, " STATE_COLS ", data) FROM STDIN"
                              " (FORMAT binary)",
                              n->state);
@@ -775,32 +777,6 @@ static void put_hourly(struct ru_buf *o, const struct ru_hourly_vals *v)
     ru_buf_put_i64(o, v->misses);
 }
 
-static void put_be16(struct ru_buf *o, uint16_t v)
-{
-    const char b[2] = {(char)(v >> 8), (char)v};
-    ru_buf_append(o, b, 2);
-}
-
-static void put_be32(struct ru_buf *o, uint32_t v)
-{
-    const char b[4] = {(char)(v >> 24), (char)(v >> 16), (char)(v >> 8), (char)v};
-    ru_buf_append(o, b, 4);
-}
-
-static void put_be64(struct ru_buf *o, uint64_t v)
-{
-    put_be32(o, (uint32_t)(v >> 32));
-    put_be32(o, (uint32_t)v);
-}
-
-static int64_t be64(const char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | (uint8_t)p[i];
-    return (int64_t)v;
-}
-
 static int64_t get_i64(const PGresult *r, int row, int col)
 {
     int64_t v = 0;
@@ -844,8 +820,8 @@ static int reload_states(struct ru_pgw *w, struct flush_key *keys, const size_t 
             PQclear(r);
             return -1;
         }
-        int64_t id = be64(PQgetvalue(r, i, 0));
-        int64_t seq = be64(PQgetvalue(r, i, 1));
+        int64_t id = (int64_t)ru_load_be64(PQgetvalue(r, i, 0));
+        int64_t seq = (int64_t)ru_load_be64(PQgetvalue(r, i, 1));
         bool base = PQgetvalue(r, i, 2)[0] != 0;
         /* every row asked for is in the cache (write_rows put it there) */
         struct ru_rowstate *s = ru_rowcache_get(w->cache, id);
@@ -1011,7 +987,9 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
     free(stale);
     free(after);
     /* states read back count toward the memory bound now, not only after the COMMIT */
-    ru_rowcache_account(w->cache);
+    for (size_t k = 0; k < n; k++)
+        if (keys[k].base)
+            ru_rowcache_remeasure(w->cache, keys[k].base);
     atomic_store(&w->cache_bytes, ru_rowcache_mem(w->cache) + w->scratch.cap);
     if (rc < 0)
         return -1;
@@ -1072,8 +1050,8 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
     size_t nupd = 0, ncompact = 0;
     /* COPY binary: signature, flags, header extension length */
     ru_buf_append(&states, "PGCOPY\n\377\r\n\0", 11);
-    put_be32(&states, 0);
-    put_be32(&states, 0);
+    ru_buf_put_be(&states, 0, 4);
+    ru_buf_put_be(&states, 0, 4);
     ru_buf_putc(&compact, '{');
     for (size_t k = 0; k < n; k++) {
         struct flush_key *fk = &keys[k];
@@ -1101,15 +1079,15 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
             c->dur_sum,  c->req_sum,  c->req_n,
             c->resp_sum, c->resp_n,   c->db_sum,
             c->db_n,     c->users_n};
-        put_be16(&states, 3 + RU_ROWCOUNTS_N + 1);
+        ru_buf_put_be(&states, 3 + RU_ROWCOUNTS_N + 1, 2);
         for (size_t i = 0; i < RU_ARRAY_LEN(head); i++) {
-            put_be32(&states, 8);
-            put_be64(&states, (uint64_t)head[i]);
+            ru_buf_put_be(&states, 8, 4);
+            ru_buf_put_be(&states, (uint64_t)head[i], 8);
         }
-        put_be32(&states, (uint32_t)blob.len);
+        ru_buf_put_be(&states, (uint32_t)blob.len, 4);
         ru_buf_append(&states, blob.p, blob.len);
     }
-    put_be16(&states, 0xffff);
+    ru_buf_put_be(&states, 0xffff, 2);
     ru_buf_putc(&compact, '}');
     int64_t t_enc = ru_mono_us();
     ru_buf_free(&blob);
@@ -1124,11 +1102,8 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
     }
     if (rc == 0 && ncompact) {
         /* folded into one base version: the older versions go */
-        struct ru_buf sql = RU_BUF_INIT;
-        ru_buf_printf(&sql, "DELETE FROM %s WHERE hourly_id = ANY($1::int8[])", w->n.state);
         const char *params[1] = {compact.p};
-        PGresult *dr = PQexecParams(w->conn, sql.p, 1, NULL, params, NULL, NULL, 0);
-        ru_buf_free(&sql);
+        PGresult *dr = PQexecParams(w->conn, w->sql_fold, 1, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(dr) != PGRES_COMMAND_OK) {
             set_error(w, "folding row states", PQresultErrorMessage(dr));
             rc = -1;
@@ -1159,9 +1134,9 @@ static void commit_states(struct ru_pgw *w, struct flush_key *keys, size_t n)
             ru_rowcache_put(w->cache, s);
         } else {
             ru_rowstate_commit(s, &fk->d, fk->version, fk->nchunks);
+            ru_rowcache_remeasure(w->cache, s);
         }
     }
-    ru_rowcache_account(w->cache);
     pthread_mutex_lock(&w->mu);
     size_t budget = w->cache_budget; /* set by a reload, under mu */
     pthread_mutex_unlock(&w->mu);

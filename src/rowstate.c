@@ -139,6 +139,7 @@ static void text_add(struct ru_userset *us, const char *s, size_t len, uint64_t 
     struct ru_textslot v = {h, ru_xstrndup(s, len), (uint32_t)len};
     text_insert_slot(us->texts, us->texts_cap, v);
     us->texts_n++;
+    us->text_bytes += len + 1;
 }
 
 static uint64_t text_hash(const char *s, size_t len)
@@ -195,13 +196,9 @@ bool ru_rowstate_consistent(const struct ru_rowstate *s, const struct ru_rowcoun
 
 size_t ru_rowstate_mem(const struct ru_rowstate *s)
 {
-    size_t m = sizeof(*s) + s->hist_cap * sizeof(*s->hist) +
-               s->users.uuids_cap * sizeof(*s->users.uuids) +
-               s->users.texts_cap * sizeof(*s->users.texts);
-    for (size_t i = 0; i < s->users.texts_cap; i++)
-        if (s->users.texts[i].text)
-            m += s->users.texts[i].len + 1;
-    return m;
+    return sizeof(*s) + s->hist_cap * sizeof(*s->hist) +
+           s->users.uuids_cap * sizeof(*s->users.uuids) +
+           s->users.texts_cap * sizeof(*s->users.texts) + s->users.text_bytes;
 }
 
 /* out = a + b, both sorted by value; returns the entries written (out holds an + bn). */
@@ -240,15 +237,6 @@ static uint8_t *put_varint(uint8_t *p, uint64_t v)
     }
     *p++ = (uint8_t)v;
     return p;
-}
-
-static uint8_t *put_u64be(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-    return p + 8;
 }
 
 /* The end of o's data, with room for n more bytes. */
@@ -292,9 +280,7 @@ static uint64_t get_u64be(struct reader *r)
         r->bad = true;
         return 0;
     }
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | r->p[i];
+    uint64_t v = ru_load_be64(r->p);
     r->p += 8;
     return v;
 }
@@ -315,7 +301,9 @@ static void put_hist(struct ru_buf *o, const struct ru_hv *h, size_t n)
 
 static uint8_t *put_uuid(uint8_t *p, const struct ru_uuid *u)
 {
-    return put_u64be(put_u64be(p, u->hi), u->lo);
+    ru_store_be(p, u->hi, 8);
+    ru_store_be(p + 8, u->lo, 8);
+    return p + 16;
 }
 
 /* uuids (set slots and a list), then texts (set slots and a list) */
@@ -743,7 +731,8 @@ void ru_rowcache_put(struct ru_rowcache *c, struct ru_rowstate *s)
         rehash(c, c->cap * 2);
     slot_insert(c->slots, c->cap, s);
     c->n++;
-    c->mem += ru_rowstate_mem(s);
+    s->counted = ru_rowstate_mem(s);
+    c->mem += s->counted;
 }
 
 size_t ru_rowcache_count(const struct ru_rowcache *c)
@@ -756,13 +745,11 @@ size_t ru_rowcache_mem(const struct ru_rowcache *c)
     return c->mem;
 }
 
-void ru_rowcache_account(struct ru_rowcache *c)
+void ru_rowcache_remeasure(struct ru_rowcache *c, struct ru_rowstate *s)
 {
-    size_t m = sizeof(*c) + c->cap * sizeof(*c->slots);
-    for (size_t i = 0; i < c->cap; i++)
-        if (c->slots[i])
-            m += ru_rowstate_mem(c->slots[i]);
-    c->mem = m;
+    size_t now = ru_rowstate_mem(s);
+    c->mem = c->mem - s->counted + now;
+    s->counted = now;
 }
 
 static int used_cmp(const void *a, const void *b)
@@ -782,9 +769,9 @@ size_t ru_rowcache_evict(struct ru_rowcache *c, size_t budget)
         if (c->slots[i])
             all[n++] = c->slots[i];
     qsort(all, n, sizeof(*all), used_cmp);
-    size_t gone = 0, mem = c->mem;
-    while (gone < n && mem > budget) {
-        mem -= ru_rowstate_mem(all[gone]);
+    size_t gone = 0;
+    while (gone < n && c->mem > budget) {
+        c->mem -= all[gone]->counted;
         ru_rowstate_free(all[gone]);
         all[gone++] = NULL;
     }
@@ -796,6 +783,5 @@ size_t ru_rowcache_evict(struct ru_rowcache *c, size_t budget)
         c->n++;
     }
     free(all);
-    ru_rowcache_account(c);
     return gone;
 }

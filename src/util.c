@@ -118,6 +118,32 @@ void ru_buf_free(struct ru_buf *b)
     b->len = b->cap = 0;
 }
 
+void ru_store_be(void *p, uint64_t v, int bytes)
+{
+    unsigned char *q = p;
+    for (int i = bytes - 1; i >= 0; i--) {
+        q[i] = (unsigned char)v;
+        v >>= 8;
+    }
+}
+
+void ru_buf_put_be(struct ru_buf *b, uint64_t v, int bytes)
+{
+    ru_buf_reserve(b, (size_t)bytes);
+    ru_store_be(b->p + b->len, v, bytes);
+    b->len += (size_t)bytes;
+    b->p[b->len] = '\0';
+}
+
+uint64_t ru_load_be64(const void *p)
+{
+    const unsigned char *q = p;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | q[i];
+    return v;
+}
+
 void ru_buf_put_i64(struct ru_buf *b, int64_t v)
 {
     char tmp[24];

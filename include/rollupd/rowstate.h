@@ -51,6 +51,7 @@ struct ru_userset {
         uint32_t len;
     } * texts;
     size_t texts_cap, texts_n;
+    size_t text_bytes; /* the texts themselves, NUL included */
 };
 
 struct ru_rowstate {
@@ -58,6 +59,7 @@ struct ru_rowstate {
     int64_t version; /* the rollupd_rowstate seq this state reflects (0: none stored) */
     int32_t nchunks; /* chunk rows behind it in PostgreSQL */
     uint64_t used;   /* the writer's flush sequence when last used (for eviction) */
+    size_t counted;  /* bytes the cache counts for it (ru_rowcache_remeasure) */
     struct ru_rowcounts c;
     struct ru_hv *hist; /* sorted by value */
     size_t hist_n, hist_cap;
@@ -146,10 +148,10 @@ struct ru_rowstate *ru_rowcache_get(const struct ru_rowcache *c, int64_t id);
 /* Adds s (owned by the cache from now on); id must not be cached yet. */
 void ru_rowcache_put(struct ru_rowcache *c, struct ru_rowstate *s);
 size_t ru_rowcache_count(const struct ru_rowcache *c);
-/* Bytes held by the cache and its states (kept current by ru_rowcache_account). */
+/* Bytes held by the cache and its states, as last measured. */
 size_t ru_rowcache_mem(const struct ru_rowcache *c);
-/* Recomputes the byte count after states changed. */
-void ru_rowcache_account(struct ru_rowcache *c);
+/* Measures s again after it changed (reloaded, cleared, committed). */
+void ru_rowcache_remeasure(struct ru_rowcache *c, struct ru_rowstate *s);
 /* Evicts the least recently used states until at most budget bytes are held. Returns how
  * many were evicted. */
 size_t ru_rowcache_evict(struct ru_rowcache *c, size_t budget);

@@ -42,6 +42,12 @@ void ru_buf_free(struct ru_buf *b);
 /* Appends a signed decimal integer (no locale, no printf). */
 void ru_buf_put_i64(struct ru_buf *b, int64_t v);
 
+/* Network byte order: the low `bytes` (1..8) bytes of v at p, most significant first;
+ * the same appended to a buffer; and 8 bytes read back. */
+void ru_store_be(void *p, uint64_t v, int bytes);
+void ru_buf_put_be(struct ru_buf *b, uint64_t v, int bytes);
+uint64_t ru_load_be64(const void *p);
+
 /* 64-bit hash of a byte string; seedable so keys can chain fields. */
 uint64_t ru_hash(const void *data, size_t len, uint64_t seed);
 
