@@ -160,10 +160,11 @@ def status(sock_path):
 
 # ---------------------------------------------------------------- rollupd
 
-def rollupd_conf(path, srv, stream, group, db, sock, interval_ms, extra_flush="", extra_pg=""):
+def rollupd_conf(path, srv, stream, group, db, sock, interval_ms, extra_flush="", extra_pg="",
+                 extra_redis=""):
     with open(path, "w") as f:
         f.write(f"""redis: {{ url = "redis://127.0.0.1:{srv.redis_port}/0"; stream = "{stream}";
-  group = "{group}"; consumer = "bench"; }};
+  group = "{group}"; consumer = "bench";{extra_redis} }};
 postgres: {{ conninfo = "{srv.dsn(db)}";{extra_pg} }};
 flush: {{ interval_ms = {interval_ms};{extra_flush} }};
 status: {{ socket = "{sock}"; }};
@@ -229,7 +230,8 @@ def cmd_rollupd(a):
     sock = os.path.join(a.rundir, f"{a.name}.sock")
     # BENCH_ROLLUPD_FLUSH: more flush settings for the main table, e.g. " max_events = 10000;"
     rollupd_conf(conf, srv, a.stream, a.group, a.db, sock, a.interval_ms,
-                 os.environ.get("BENCH_ROLLUPD_FLUSH", ""))
+                 os.environ.get("BENCH_ROLLUPD_FLUSH", ""),
+                 extra_redis=" lone_consumer = true;" if a.lone else "")
     s0 = srv.snapshot()
     d = Rollupd(a.bin, conf, os.path.join(logdir, f"{a.name}.log"), srv)
     # where the time goes: until the first event is read (start-up: PostgreSQL set-up,
@@ -253,7 +255,8 @@ def cmd_rollupd(a):
         hwm = vmhwm_kb(d.p.pid)
     finally:
         d.stop()
-    write_json(a.out, measured(a.name, "rollupd", a.events, s0, s1, cpu, hwm, {
+    write_json(a.out, measured(a.name, "lone" if a.lone else "rollupd", a.events, s0, s1, cpu,
+                               hwm, {
         "flushes": st["flushes"], "rows_written": st["rows_written"],
         "last_flush_ms": st["last_flush_ms"], "events_flushed": st["events_flushed"],
         "events_invalid": st["events_invalid"],
@@ -635,31 +638,37 @@ def main_table(runs, w):
         v = [r[key] / r["events"] for r in runs if r["kind"] == kind and r["events"]]
         return statistics.median(v) if v else None
 
-    rd, ce = med("rollupd", "events_per_s"), med("ceiling", "events_per_s")
+    ce, cr = med("ceiling", "events_per_s"), med_per_event("ceiling", "redis_cpu_s")
     ca, to = med("careful", "events_per_s"), med("today", "events_per_s")
-    rr, cr = med_per_event("rollupd", "redis_cpu_s"), med_per_event("ceiling", "redis_cpu_s")
 
     def ratio(x, y):
         return x / y if x and y else None
 
     w("\n### Ratios (medians over repetitions)\n")
+    w("rollupd-N: a consumer in a shared group (the default: XREADGROUP, XACK after COMMIT). "
+      "lone-N: `redis.lone_consumer = true` (XREADGROUP NOACK, the PostgreSQL checkpoint is "
+      "the record, no XACK).\n")
     w("| ratio | value | goal | met |")
     w("|---|---:|---:|:-:|")
-    for label, v, goal, ok in (
-            ("rollupd / ceiling, events/s", ratio(rd, ce), ">= 0.90", lambda x: x >= 0.9),
-            ("rollupd / ceiling, redis-server CPU per event", ratio(rr, cr), "<= 1.10",
-             lambda x: x <= 1.1),
-            ("rollupd / careful Python, events/s", ratio(rd, ca), ">= 10", lambda x: x >= 10),
-            ("rollupd / today's job, events/s", ratio(rd, to), ">= 40", lambda x: x >= 40)):
-        met = "–" if v is None else ("yes" if ok(v) else "**no**")
-        w(f"| {label} | {fmt(v, 2) if v is not None else '–'} | {goal} | {met} |")
+    for kind, who in (("rollupd", "rollupd (shared group)"), ("lone", "rollupd (lone consumer)")):
+        rd, rr = med(kind, "events_per_s"), med_per_event(kind, "redis_cpu_s")
+        if rd is None:
+            continue
+        for label, v, goal, ok in (
+                ("/ ceiling, events/s", ratio(rd, ce), ">= 0.90", lambda x: x >= 0.9),
+                ("/ ceiling, redis-server CPU per event", ratio(rr, cr), "<= 1.10",
+                 lambda x: x <= 1.1),
+                ("/ careful Python, events/s", ratio(rd, ca), ">= 10", lambda x: x >= 10),
+                ("/ today's job, events/s", ratio(rd, to), ">= 40", lambda x: x >= 40)):
+            met = "–" if v is None else ("yes" if ok(v) else "**no**")
+            w(f"| {who} {label} | {fmt(v, 2) if v is not None else '–'} | {goal} | {met} |")
 
 
 def cmd_report(a):
     runs = []
     for p in sorted(glob.glob(os.path.join(a.dir, "main-*.json"))):
         runs.append(json.load(open(p)))
-    order = {"ceiling": 0, "rollupd": 1, "careful": 2, "today": 3}
+    order = {"ceiling": 0, "rollupd": 1, "lone": 2, "careful": 3, "today": 4}
     runs.sort(key=lambda r: (order.get(r["kind"], 9), r["name"]))
     out = []
     w = out.append
@@ -789,6 +798,7 @@ def main():
     p.add_argument("--db", required=True)
     p.add_argument("--interval-ms", type=int, default=1000)
     p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--lone", action="store_true", help="redis.lone_consumer = true")
     p.set_defaults(fn=cmd_rollupd)
 
     p = sub.add_parser("python")

@@ -481,7 +481,7 @@ const char *ru_config_level_name(enum ru_log_level level)
 
 /* ---- the key table ------------------------------------------------------------------ */
 
-enum kind { K_STR, K_INT, K_I64, K_LEVEL };
+enum kind { K_STR, K_INT, K_I64, K_LEVEL, K_BOOL };
 
 struct key {
     const char *section;
@@ -497,6 +497,7 @@ struct key {
 #define KINT(sec, nm, lo, hi) #sec, #nm, K_INT, offsetof(struct ru_config, sec.nm), lo, hi, NULL
 #define KI64(sec, nm, lo, hi) #sec, #nm, K_I64, offsetof(struct ru_config, sec.nm), lo, hi, NULL
 #define KLEVEL(sec, nm)       #sec, #nm, K_LEVEL, offsetof(struct ru_config, sec.nm), 0, 0, NULL
+#define KBOOL(sec, nm)        #sec, #nm, K_BOOL, offsetof(struct ru_config, sec.nm), 0, 0, NULL
 
 static const struct key keys[] = {
     {KSTR(redis, url, check_url)},
@@ -508,6 +509,7 @@ static const struct key keys[] = {
     {KSTR(redis, start, check_start)},
     {KSTR(redis, dead_letter_stream, NULL)},
     {KI64(redis, claim_idle_ms, 0, INT64_MAX)},
+    {KBOOL(redis, lone_consumer)},
     {KINT(redis, connect_timeout_ms, 100, 600000)},
     {KSTR(postgres, conninfo, NULL)},
     {KSTR(postgres, hourly_table, check_table)},
@@ -884,6 +886,14 @@ static int apply_key(struct loader *ld, struct ru_config *c, int idx, const conf
     }
 
     int type = config_setting_type(s);
+    if (k->kind == K_BOOL) {
+        if (type != CONFIG_TYPE_BOOL) {
+            fail(ld, file, line, "%s: expected true or false, got %s", key, type_name(type));
+            return -1;
+        }
+        *(bool *)field = config_setting_get_bool(s) != 0;
+        return 0;
+    }
     if (type != CONFIG_TYPE_STRING) {
         fail(ld, file, line, "%s: expected a string, got %s", key, type_name(type));
         return -1;
@@ -968,6 +978,13 @@ static int resolve(struct loader *ld, struct ru_config *c)
         strcmp(c->postgres.raw_table, c->postgres.hourly_table) == 0) {
         fail(ld, ld->key_file[raw], ld->key_line[raw],
              "postgres.raw_table: must differ from postgres.hourly_table");
+        return -1;
+    }
+    if (c->redis.lone_consumer && c->redis.claim_idle_ms > 0) {
+        int claim = find_key("redis", "claim_idle_ms");
+        fail(ld, ld->key_file[claim], ld->key_line[claim],
+             "redis.claim_idle_ms: a lone consumer has no other consumers to take over; set "
+             "it to 0 or lone_consumer to false");
         return -1;
     }
     ru_config_addr_deinit(&c->redis.addr);
@@ -1281,6 +1298,11 @@ void ru_config_restart_keys(const struct ru_config *a, const struct ru_config *b
         if (buf.len > 0)
             ru_buf_puts(&buf, ", ");
         ru_buf_puts(&buf, fixed[i].name);
+    }
+    if (a->redis.lone_consumer != b->redis.lone_consumer) {
+        if (buf.len > 0)
+            ru_buf_puts(&buf, ", ");
+        ru_buf_puts(&buf, "redis.lone_consumer");
     }
     ru_strlcpy(out, buf.p != NULL ? buf.p : "", outlen);
     ru_buf_free(&buf);

@@ -35,6 +35,9 @@ struct counters {
     uint64_t trimmed;      /* pending entries the producer trimmed away */
     uint64_t raw_rejected; /* events whose raw row PostgreSQL would refuse */
     uint64_t replay_acked; /* replayed entries already committed: acknowledged only */
+    uint64_t recovered;    /* valid entries counted after a recovery read them again */
+    uint64_t dead_known;   /* invalid entries recovery found already dead-lettered */
+    uint64_t gaps;         /* recoveries that found entries deleted before being read */
     uint64_t group_recreated;
     int64_t last_trim_ms;                /* monotonic time of the last trimmed entry, 0 = never */
     uint64_t flush_bucket[NBUCKETS + 1]; /* cumulative at render time; +Inf last */
@@ -94,10 +97,18 @@ struct ru_daemon {
 /* ---- stream callbacks ---- */
 
 static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n,
-                     enum ru_seen seen, bool replay)
+                     enum ru_seen seen, enum ru_origin origin)
 {
     struct ru_daemon *d = ud;
-    if (!replay && seen != RU_SEEN_NEW) {
+    /* a lone consumer's live entries have no pending entry: nothing to acknowledge */
+    bool noack = d->cfg.redis.lone_consumer && origin == RU_FROM_LIVE;
+    if (seen == RU_SEEN_DEAD) {
+        /* read again by recovery; its dead-letter copy was written before */
+        ru_stream_ack(d->stream, id, 1); /* pending only if an earlier run acknowledged */
+        d->c.dead_known++;
+        return;
+    }
+    if (origin == RU_FROM_LIVE && seen != RU_SEEN_NEW) {
         /* Re-delivered after the group was recreated. Committed: acknowledge. In flight:
          * a valid entry is in a batch that acknowledges it after its COMMIT; an invalid
          * one was dead-lettered already, so only the new group's acknowledgement is due. */
@@ -106,7 +117,8 @@ static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f
         ru_buf_reset(&d->scratch);
         if (seen == RU_SEEN_COMMITTED ||
             ru_event_parse(&ev, f, n, &d->scratch, why, sizeof(why)) < 0) {
-            ru_stream_ack(d->stream, id, 1);
+            if (!noack)
+                ru_stream_ack(d->stream, id, 1);
             d->c.replay_acked++;
         }
         return;
@@ -115,25 +127,35 @@ static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f
     char why[160];
     ru_buf_reset(&d->scratch);
     if (ru_event_parse(&ev, f, n, &d->scratch, why, sizeof(why)) < 0) {
+        /* From the pending list or recovery, an entry seen before is dead-lettered again:
+         * its copy cannot be in the dead-letter stream (pending: the copy and the XACK go
+         * together; recovery: the scan found none), it was lost with a connection. */
         char idt[RU_SID_STRLEN];
         ru_sid_format(id, idt);
         ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
                        "msg=\"invalid entry dead-lettered\" id=%s reason=\"%s\"", idt, why);
         ru_stream_dead_letter(d->stream, id, f, n, why);
-        d->c.invalid++;
+        if (origin != RU_FROM_RECOVERY || seen == RU_SEEN_NEW)
+            d->c.invalid++;
         return;
     }
     if (seen == RU_SEEN_COMMITTED) {
-        ru_stream_ack(d->stream, id, 1);
+        if (!noack)
+            ru_stream_ack(d->stream, id, 1);
         d->c.replay_acked++;
         return;
     }
     if (seen == RU_SEEN_INFLIGHT)
         return;
-    if (d->cur->nids == 0)
+    if (ru_batch_empty(d->cur))
         d->cur->created_ms = ru_mono_ms();
     ru_store_add(d->cur->store, &ev);
-    ru_batch_add_id(d->cur, id);
+    if (noack)
+        ru_batch_note_id(d->cur, id);
+    else
+        ru_batch_add_id(d->cur, id);
+    if (origin == RU_FROM_RECOVERY)
+        d->c.recovered++;
     d->c.consumed++;
     if (d->cfg.postgres.raw_table[0])
         (void)ru_batch_add_raw(d->cur, id, &ev); /* refusals are reported after COMMIT */
@@ -154,14 +176,36 @@ static void on_trimmed(void *ud, const struct ru_sid *id, enum ru_seen seen)
                    idt, d->c.trimmed);
 }
 
+static void on_gap(void *ud, const struct ru_sid *after, const struct ru_sid *deleted)
+{
+    struct ru_daemon *d = ud;
+    d->c.gaps++;
+    d->c.last_trim_ms = ru_mono_ms();
+    char a[RU_SID_STRLEN], b[RU_SID_STRLEN];
+    ru_sid_format(after, a);
+    ru_sid_format(deleted, b);
+    ru_err("msg=\"entries after the checkpoint were deleted from the stream before they were "
+           "read: data lost upstream (MAXLEN too small for the time rollupd was away?)\" "
+           "after=%s max_deleted=%s",
+           a, b);
+}
+
 static void maybe_ready(struct ru_daemon *d);
 
 static void on_stream_state(void *ud, bool up, const char *err)
 {
     struct ru_daemon *d = ud;
     if (up) {
-        ru_info("msg=\"redis live\" stream=%s group=%s consumer=%s", d->cfg.redis.stream,
-                d->cfg.redis.group, d->cfg.redis.consumer);
+        ru_info("msg=\"redis live\" stream=%s group=%s consumer=%s lone_consumer=%d",
+                d->cfg.redis.stream, d->cfg.redis.group, d->cfg.redis.consumer,
+                (int)d->cfg.redis.lone_consumer);
+        struct ru_sid floor;
+        if (ru_stream_take_floor(d->stream, &floor)) {
+            /* commit the group's starting point now: a recovery before the first flush
+             * must not read what was in the group before this consumer */
+            ru_batch_note_id(d->cur, &floor);
+            d->flush_due = true;
+        }
         maybe_ready(d);
     } else {
         ru_warn("msg=\"redis connection lost, reconnecting with backoff\" error=\"%s\"", err);
@@ -372,6 +416,11 @@ static void cmd_adopt(void *ud, struct ru_status_req *req, const char *args)
         ru_status_replyf(req, "error: usage: adopt CONSUMER");
         return;
     }
+    if (d->cfg.redis.lone_consumer) {
+        ru_status_replyf(req, "error: a lone consumer (redis.lone_consumer) has no other "
+                              "consumers in its group to adopt");
+        return;
+    }
     adopt_start(d, args, req);
 }
 
@@ -397,7 +446,7 @@ static void check_backpressure(struct ru_daemon *d)
                      2 * d->cur->ids_cap * sizeof(*d->cur->ids) + d->cur->raw.cap;
     /* with nothing held there is nothing to wait for: a reserve larger than the bound
      * (a huge redis.count) must not stop reading for good */
-    bool holding = d->cur->nids > 0 || d->inflight_mem > 0;
+    bool holding = !ru_batch_empty(d->cur) || d->inflight_mem > 0;
     bool want_pause = d->stopping || (holding && used + reserve >= limit);
     if (want_pause != d->paused) {
         d->paused = want_pause;
@@ -448,7 +497,7 @@ static void maybe_flush(struct ru_daemon *d)
     d->nafter = 0;
     d->flush_due = false;
     d->flush_asked = false;
-    if (d->cur->nids == 0) {
+    if (ru_batch_empty(d->cur)) {
         answer_waiters(d, "{\"flushed\":true,\"events\":0,\"rows\":0,\"ms\":0}");
         if (d->stopping)
             d->stop_final_sent = true;
@@ -456,6 +505,7 @@ static void maybe_flush(struct ru_daemon *d)
     }
     struct ru_batch *b = d->cur;
     d->cur = ru_batch_new();
+    b->lone = ru_stream_recovery_owed(d->stream);
     d->inflight_events = ru_store_nevents(b->store);
     d->inflight_mem = ru_batch_mem(b);
     if (d->stopping)
@@ -516,7 +566,10 @@ static void on_writer_event(struct ru_daemon *d)
         char idt[RU_SID_STRLEN];
         ru_sid_format(&ck, idt);
         ru_info("msg=\"postgres ready\" checkpoint=%s", idt);
-        ru_stream_start(d->stream, &ck);
+        if (ru_pgw_checkpoint_lone(d->pgw))
+            ru_info("msg=\"the checkpoint was stored by a lone consumer: entries delivered "
+                    "after it are read again first\"");
+        ru_stream_start(d->stream, &ck, ru_pgw_checkpoint_lone(d->pgw));
         return;
     }
     ru_stream_set_committed(d->stream, &b->checkpoint);
@@ -597,10 +650,17 @@ static enum health health_of(struct ru_daemon *d, char *why, size_t len)
         return H_DEGRADED;
     }
     if (d->c.last_trim_ms && ru_mono_ms() - d->c.last_trim_ms < TRIM_DEGRADED_MS) {
-        snprintf(why, len,
-                 "%" PRIu64 " entries were trimmed by the producer before they were read "
-                 "(data lost upstream; last %" PRId64 " s ago)",
-                 d->c.trimmed, (ru_mono_ms() - d->c.last_trim_ms) / 1000);
+        if (d->c.gaps)
+            snprintf(why, len,
+                     "entries after the checkpoint were deleted from the stream before they "
+                     "were read, found by %" PRIu64
+                     " recovery(ies) (data lost upstream; last %" PRId64 " s ago)",
+                     d->c.gaps, (ru_mono_ms() - d->c.last_trim_ms) / 1000);
+        else
+            snprintf(why, len,
+                     "%" PRIu64 " entries were trimmed by the producer before they were read "
+                     "(data lost upstream; last %" PRId64 " s ago)",
+                     d->c.trimmed, (ru_mono_ms() - d->c.last_trim_ms) / 1000);
         return H_DEGRADED;
     }
     if (d->c.group_recreated) {
@@ -778,6 +838,12 @@ static json_t *status_json(struct ru_daemon *d)
     json_object_set_new(o, "events_dead_lettered", json_integer((json_int_t)ss->dead_lettered));
     json_object_set_new(o, "events_trimmed", json_integer((json_int_t)d->c.trimmed));
     json_object_set_new(o, "events_replay_acked", json_integer((json_int_t)d->c.replay_acked));
+    json_object_set_new(o, "lone_consumer", json_boolean(d->cfg.redis.lone_consumer));
+    json_object_set_new(o, "recoveries", json_integer((json_int_t)ss->recoveries));
+    json_object_set_new(o, "recovery_entries_read", json_integer((json_int_t)ss->recovered));
+    json_object_set_new(o, "events_recovered", json_integer((json_int_t)d->c.recovered));
+    json_object_set_new(o, "recovery_dead_known", json_integer((json_int_t)d->c.dead_known));
+    json_object_set_new(o, "recovery_gaps", json_integer((json_int_t)d->c.gaps));
     json_object_set_new(o, "raw_rows_rejected", json_integer((json_int_t)d->c.raw_rejected));
     json_object_set_new(o, "raw_rows_written", json_integer((json_int_t)ps.raw_rows));
     json_object_set_new(o, "rows_written", json_integer((json_int_t)ps.rows_written));
@@ -995,6 +1061,7 @@ struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
         .ud = d,
         .on_entry = on_entry,
         .on_trimmed = on_trimmed,
+        .on_gap = on_gap,
         .on_batch = on_batch,
         .on_state = on_stream_state,
         .on_group_recreated = on_group_recreated,
@@ -1109,7 +1176,7 @@ int ru_daemon_run(struct ru_daemon *d)
         watchdog(d);
         if (d->stopping && d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
             (ru_stream_idle(d->stream) || ru_mono_ms() > d->stop_deadline_ms + 5000)) {
-            if (d->cur->nids == 0 || !ru_pgw_ready(d->pgw))
+            if (ru_batch_empty(d->cur) || !ru_pgw_ready(d->pgw))
                 break;
             d->stop_final_sent = false; /* entries arrived after the final flush: flush again */
         }

@@ -57,6 +57,18 @@ void ru_batch_add_id(struct ru_batch *b, const struct ru_sid *id)
         b->checkpoint = *id;
 }
 
+bool ru_batch_empty(const struct ru_batch *b)
+{
+    return b->nids == 0 && ru_store_nevents(b->store) == 0 && b->nraw == 0 &&
+           ru_sid_is_zero(&b->checkpoint);
+}
+
+void ru_batch_note_id(struct ru_batch *b, const struct ru_sid *id)
+{
+    if (ru_sid_cmp(id, &b->checkpoint) > 0)
+        b->checkpoint = *id;
+}
+
 size_t ru_batch_mem(const struct ru_batch *b)
 {
     return sizeof(*b) + ru_store_mem(b->store) + b->ids_cap * sizeof(*b->ids) + b->raw.cap +
@@ -200,6 +212,8 @@ struct ru_pgw {
     _Atomic bool ready, busy;
     _Atomic size_t cache_bytes; /* the state cache's size, for the loop's memory bound */
     struct ru_sid checkpoint;   /* loaded at set-up */
+    bool checkpoint_lone;       /* ... and whether a lone consumer stored it */
+    bool lone;                  /* redis.lone_consumer */
     struct ru_sid committed;    /* what our last commit stored: the fencing token */
 
     /* checkpoint request (adoption), protected by mu */
@@ -476,8 +490,9 @@ static int create_schema(struct ru_pgw *w)
                   "CREATE TABLE IF NOT EXISTS %s (stream text NOT NULL, grp text NOT NULL,"
                   " consumer text NOT NULL, last_id text NOT NULL, events bigint NOT NULL,"
                   " updated_at timestamptz NOT NULL, PRIMARY KEY (stream, grp, consumer));\n"
+                  "ALTER TABLE %s ADD COLUMN IF NOT EXISTS lone boolean NOT NULL DEFAULT false;\n"
                   "COMMIT;\n",
-                  n->state, n->state, n->ckpt);
+                  n->state, n->state, n->ckpt, n->ckpt);
     int rc = exec_ok(w, b.p, "creating the schema");
     ru_buf_free(&b);
     if (rc < 0) {
@@ -519,10 +534,11 @@ static int create_schema(struct ru_pgw *w)
     return rc;
 }
 
-static int query_checkpoint(struct ru_pgw *w, const char *consumer, struct ru_sid *out)
+static int query_checkpoint(struct ru_pgw *w, const char *consumer, struct ru_sid *out, bool *lone)
 {
     struct ru_buf b = RU_BUF_INIT;
-    ru_buf_printf(&b, "SELECT last_id FROM %s WHERE stream = $1 AND grp = $2 AND consumer = $3",
+    ru_buf_printf(&b,
+                  "SELECT last_id, lone FROM %s WHERE stream = $1 AND grp = $2 AND consumer = $3",
                   w->n.ckpt);
     const char *params[3] = {w->stream, w->group, consumer};
     PGresult *r = PQexecParams(w->conn, b.p, 3, NULL, params, NULL, NULL, 0);
@@ -533,6 +549,8 @@ static int query_checkpoint(struct ru_pgw *w, const char *consumer, struct ru_si
         return -1;
     }
     struct ru_sid id = {0, 0};
+    if (lone)
+        *lone = PQntuples(r) == 1 && PQgetvalue(r, 0, 1)[0] == 't';
     if (PQntuples(r) == 1) {
         const char *v = PQgetvalue(r, 0, 0);
         if (ru_sid_parse(&id, v, strlen(v)) < 0) {
@@ -552,9 +570,36 @@ static int load_checkpoint(struct ru_pgw *w)
 {
     if (atomic_load(&w->ready))
         return 0;
-    if (query_checkpoint(w, w->consumer, &w->checkpoint) < 0)
+    if (query_checkpoint(w, w->consumer, &w->checkpoint, &w->checkpoint_lone) < 0)
         return -1;
     w->committed = w->checkpoint;
+    if (!w->lone || w->checkpoint_lone)
+        return 0;
+    /* Mark the row before the first read without acknowledgement: whatever build or
+     * setting starts next must know to read the entries after the checkpoint again. */
+    char idtxt[RU_SID_STRLEN];
+    ru_sid_format(&w->checkpoint, idtxt);
+    struct ru_buf sql = RU_BUF_INIT;
+    ru_buf_printf(&sql,
+                  "INSERT INTO %s AS c (stream, grp, consumer, last_id, events, updated_at, lone)"
+                  " VALUES ($1, $2, $3, $4, 0, now(), true) ON CONFLICT (stream, grp, consumer)"
+                  " DO UPDATE SET lone = true WHERE c.last_id = $4",
+                  w->n.ckpt);
+    const char *params[4] = {w->stream, w->group, w->consumer, idtxt};
+    PGresult *r = PQexecParams(w->conn, sql.p, 4, NULL, params, NULL, NULL, 0);
+    ru_buf_free(&sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        set_error(w, "marking the checkpoint as a lone consumer's", PQresultErrorMessage(r));
+        PQclear(r);
+        return -1;
+    }
+    bool marked = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    if (!marked) {
+        set_error(w, "marking the checkpoint as a lone consumer's",
+                  "the checkpoint moved while it was being read");
+        return -1;
+    }
     return 0;
 }
 
@@ -1268,15 +1313,24 @@ static int flush_txn(struct ru_pgw *w, struct ru_batch *b, struct flush_key *key
     snprintf(events, sizeof(events), "%llu", (unsigned long long)ru_store_nevents(b->store));
     struct ru_buf sql = RU_BUF_INIT;
     ru_buf_printf(&sql,
-                  "INSERT INTO %1$s AS c (stream, grp, consumer, last_id, events, updated_at)"
-                  " SELECT $1, $2, $3, $4, $5, now() WHERE $6 = '0-0' OR EXISTS (SELECT 1 FROM"
-                  " %1$s WHERE stream = $1 AND grp = $2 AND consumer = $3)"
+                  "INSERT INTO %1$s AS c (stream, grp, consumer, last_id, events, updated_at,"
+                  " lone) SELECT $1, $2, $3, $4, $5, now(), $7 WHERE $6 = '0-0' OR EXISTS"
+                  " (SELECT 1 FROM %1$s WHERE stream = $1 AND grp = $2 AND consumer = $3)"
                   " ON CONFLICT (stream, grp, consumer) DO UPDATE SET last_id = excluded.last_id,"
-                  " events = c.events + excluded.events, updated_at = now()"
+                  " events = c.events + excluded.events, updated_at = now(),"
+                  " lone = CASE WHEN $8 THEN c.lone ELSE excluded.lone END"
                   " WHERE c.last_id = $6",
                   w->n.ckpt);
-    const char *params[6] = {w->stream, w->group, consumer, idtxt, events, exptxt};
-    PGresult *r = PQexecParams(w->conn, sql.p, 6, NULL, params, NULL, NULL, 0);
+    /* an adoption keeps the adopted consumer's mark as it is */
+    const char *params[8] = {w->stream,
+                             w->group,
+                             consumer,
+                             idtxt,
+                             events,
+                             exptxt,
+                             b->lone ? "true" : "false",
+                             b->adopt_consumer ? "true" : "false"};
+    PGresult *r = PQexecParams(w->conn, sql.p, 8, NULL, params, NULL, NULL, 0);
     ru_buf_free(&sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         set_error(w, "saving the checkpoint", PQresultErrorMessage(r));
@@ -1344,7 +1398,7 @@ static bool committed_already(struct ru_pgw *w, struct ru_batch *b)
     struct ru_sid expected = b->adopt_consumer ? b->adopt_expected : w->committed;
     if (ru_sid_cmp(&b->attempted, &expected) == 0)
         return false; /* the attempt would not have moved it: cannot tell, and need not */
-    if (query_checkpoint(w, consumer, &stored) < 0)
+    if (query_checkpoint(w, consumer, &stored, NULL) < 0)
         return false; /* the retry will fail and come back here */
     return ru_sid_cmp(&stored, &b->attempted) == 0;
 }
@@ -1478,8 +1532,19 @@ static void *writer_main(void *arg)
             drop_conn(w);
             connect_db(w);
         }
+        bool lone = false;
         if (w->conn)
-            rc = query_checkpoint(w, ck_req, &val);
+            rc = query_checkpoint(w, ck_req, &val, &lone);
+        if (rc == 0 && lone) {
+            /* its entries after the checkpoint are in no pending list to adopt */
+            char msg[200];
+            snprintf(msg, sizeof(msg),
+                     "consumer '%.80s' read without acknowledgements (lone_consumer); start "
+                     "rollupd as that consumer to recover its entries",
+                     ck_req);
+            set_error(w, "adopting", msg);
+            rc = -1;
+        }
         pthread_mutex_lock(&w->mu);
         free(w->ck_req);
         w->ck_req = NULL;
@@ -1517,6 +1582,7 @@ struct ru_pgw *ru_pgw_new(const struct ru_config *cfg)
     w->stream = ru_xstrdup(cfg->redis.stream);
     w->group = ru_xstrdup(cfg->redis.group);
     w->consumer = ru_xstrdup(cfg->redis.consumer);
+    w->lone = cfg->redis.lone_consumer;
     w->hourly_cfg = ru_xstrdup(cfg->postgres.hourly_table);
     w->raw_cfg = ru_xstrdup(cfg->postgres.raw_table);
     w->rl = (struct ru_ratelimit)RU_RATELIMIT_INIT(10000);
@@ -1594,6 +1660,11 @@ bool ru_pgw_busy(const struct ru_pgw *w)
 struct ru_sid ru_pgw_checkpoint(const struct ru_pgw *w)
 {
     return w->checkpoint;
+}
+
+bool ru_pgw_checkpoint_lone(const struct ru_pgw *w)
+{
+    return w->checkpoint_lone;
 }
 
 void ru_pgw_submit(struct ru_pgw *w, struct ru_batch *b)

@@ -12,13 +12,16 @@
 #include "rollupd/log.h"
 #include "rollupd/reply.h"
 
-#define READ_CHUNK     (256 * 1024)
-#define READER_MAXBUF  (4 * 1024 * 1024) /* hiredis keeps up to this much between replies */
-#define ACK_CHUNK      1000
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 30000
-#define XINFO_EVERY_MS 5000
-#define DEAD_MAXLEN    "100000"
+#define READ_CHUNK       (256 * 1024)
+#define READER_MAXBUF    (4 * 1024 * 1024) /* hiredis keeps up to this much between replies */
+#define ACK_CHUNK        1000
+#define BACKOFF_MIN_MS   100
+#define BACKOFF_MAX_MS   30000
+#define XINFO_EVERY_MS   5000
+#define DEAD_MAXLEN      "100000"
+#define DEAD_SCAN_PAGE   1000
+#define DEAD_SCAN_PAGE_S "1000"
+#define DEAD_SCAN_MAX    200000 /* dead-letter entries looked at by one recovery, at most */
 
 enum cmd_kind {
     C_AUTH,
@@ -35,9 +38,16 @@ enum cmd_kind {
     C_XRANGE_ADOPT,
     C_XINFO_CONSUMERS,
     C_NOTE,
+    C_XADD_DL,         /* a lone consumer's dead letter: nothing to acknowledge */
+    C_CHECK_CONSUMERS, /* recovery: is anyone else in the group? */
+    C_RECOVER_GROUPS,  /* recovery: the group's last-delivered id */
+    C_RECOVER_STREAM,  /* recovery: the stream's highest deleted id */
+    C_DEAD_SCAN,       /* recovery: dead letters already written after the start point */
+    C_READ_RECOVER,    /* recovery: XRANGE of what was delivered after the start point */
 };
 
-enum conn_state { S_DOWN, S_CONNECTING, S_HANDSHAKE, S_REPLAY, S_LIVE };
+/* S_CHECK and S_RECOVER only for a lone consumer or one owing a recovery. */
+enum conn_state { S_DOWN, S_CONNECTING, S_HANDSHAKE, S_CHECK, S_RECOVER, S_REPLAY, S_LIVE };
 
 struct ru_stream {
     /* copied configuration */
@@ -63,6 +73,16 @@ struct ru_stream {
     int64_t oldest_sent_ms; /* when the oldest outstanding command was sent */
 
     struct ru_sid committed, last_seen, cursor;
+
+    /* lone consumer and recovery */
+    bool lone;           /* redis.lone_consumer: live reads with NOACK */
+    bool recover;        /* entries after the start point may lack a pending entry */
+    bool floor_set;      /* floor found at the first connection, not yet taken */
+    struct ru_sid floor; /* ids at or below were in the group before this consumer read it */
+    struct ru_sid rec_end, rec_deleted;
+    bool rec_deleted_known;
+    struct ru_sid *dead_ids; /* dead letters of entries after the start point, ascending */
+    size_t ndead, dead_cap, dead_scanned;
     int backoff_ms;
     int64_t next_attempt_ms, connect_deadline_ms, next_xinfo_ms;
     char last_err[256];
@@ -119,6 +139,7 @@ struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_str
     s->consumer = ru_xstrdup(cfg->redis.consumer);
     s->dead = ru_xstrdup(cfg->redis.dead_letter_stream);
     s->start = ru_xstrdup(cfg->redis.start);
+    s->lone = cfg->redis.lone_consumer;
     s->cb = *cb;
     s->rbuf = ru_xmalloc(READ_CHUNK);
     s->arena = ru_reply_arena_new();
@@ -154,6 +175,7 @@ void ru_stream_free(struct ru_stream *s)
     free(s->argvlen);
     free(s->adopt.consumer);
     free(s->adopt.ids);
+    free(s->dead_ids);
     ru_buf_free(&s->scratch);
     free(s);
 }
@@ -212,14 +234,40 @@ static void send_argv(struct ru_stream *s, enum cmd_kind k, int argc)
         s->argvlen[ix_] = strlen(s->argv[ix_]);                                                    \
     } while (0)
 
-/* Queues one more XREADGROUP if the depth allows; true when it did. */
+/* Where recovery starts: after the checkpoint, never below the floor. Entries this
+ * process holds already come back as RU_SEEN_INFLIGHT; reading them again costs little
+ * and finds an invalid one whose dead-letter copy was lost with the connection. */
+static struct ru_sid recover_from(const struct ru_stream *s)
+{
+    struct ru_sid from = s->committed;
+    if (ru_sid_cmp(&s->floor, &from) > 0)
+        from = s->floor;
+    return from;
+}
+
+/* Queues one more XREADGROUP (or, recovering, XRANGE) if the depth allows; true when
+ * it did. */
 static bool send_read(struct ru_stream *s)
 {
     int depth = s->state == S_LIVE ? s->read_depth : 1;
     if (s->reads_inflight >= depth || s->c == NULL || s->paused)
         return false;
-    char cur[RU_SID_STRLEN];
-    argv_reserve(s, 12);
+    char cur[RU_SID_STRLEN + 1], end[RU_SID_STRLEN];
+    argv_reserve(s, 13);
+    if (s->state == S_RECOVER) {
+        cur[0] = '('; /* exclusive: the cursor itself was taken in already */
+        ru_sid_format(&s->cursor, cur + 1);
+        ru_sid_format(&s->rec_end, end);
+        ARG(0, "XRANGE");
+        ARG(1, s->stream);
+        ARG(2, cur);
+        ARG(3, end);
+        ARG(4, "COUNT");
+        ARG(5, s->count_s);
+        s->reads_inflight++;
+        send_argv(s, C_READ_RECOVER, 6);
+        return true;
+    }
     int n = 0;
     ARG(n++, "XREADGROUP");
     ARG(n++, "GROUP");
@@ -232,6 +280,10 @@ static bool send_read(struct ru_stream *s)
     if (s->state == S_LIVE && s->read_depth < 2) {
         ARG(n++, "BLOCK");
         ARG(n++, s->block_s);
+    }
+    if (s->state == S_LIVE && s->lone) {
+        ARG(n++, "NOACK");
+        s->recover = true; /* from now on a lost reply can only be found by recovery */
     }
     ARG(n++, "STREAMS");
     ARG(n++, s->stream);
@@ -269,7 +321,7 @@ static void try_write(struct ru_stream *s)
 
 void ru_stream_ack(struct ru_stream *s, const struct ru_sid *ids, size_t n)
 {
-    if (s->c == NULL || s->state < S_REPLAY || n == 0)
+    if (s->c == NULL || s->state < S_CHECK || n == 0)
         return;
     argv_reserve(s, ACK_CHUNK + 3);
     char(*txt)[RU_SID_STRLEN] = ru_xmalloc(sizeof(*txt) * (n < ACK_CHUNK ? n : ACK_CHUNK));
@@ -292,13 +344,17 @@ void ru_stream_ack(struct ru_stream *s, const struct ru_sid *ids, size_t n)
 void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
                            const struct ru_field *fields, size_t nfields, const char *reason)
 {
-    if (s->c == NULL || s->state < S_REPLAY)
-        return; /* stays pending: the next replay dead-letters it */
+    if (s->c == NULL || s->state < S_RECOVER)
+        return; /* stays pending (or after the checkpoint): dead-lettered when read again */
     char idtxt[RU_SID_STRLEN];
     size_t idlen = ru_sid_format(id, idtxt);
     argv_reserve(s, 12 + 2 * nfields);
-    ARG(0, "MULTI");
-    send_argv(s, C_MULTI, 1);
+    /* a lone consumer's live entry has no pending entry to acknowledge */
+    bool plain = s->lone && s->state == S_LIVE;
+    if (!plain) {
+        ARG(0, "MULTI");
+        send_argv(s, C_MULTI, 1);
+    }
     int n = 0;
     ARG(n++, "XADD");
     ARG(n++, s->dead);
@@ -317,6 +373,12 @@ void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
         s->argv[n] = fields[i].value.p;
         s->argvlen[n++] = fields[i].value.len;
     }
+    if (plain) {
+        if (s->c)
+            send_argv(s, C_XADD_DL, n);
+        try_write(s);
+        return;
+    }
     if (s->c)
         send_argv(s, C_QUEUED, n);
     ARG(0, "XACK");
@@ -334,7 +396,7 @@ void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
 
 void ru_stream_dead_letter_note(struct ru_stream *s, const struct ru_sid *id, const char *reason)
 {
-    if (s->c == NULL || s->state < S_REPLAY)
+    if (s->c == NULL || s->state < S_CHECK)
         return;
     char idtxt[RU_SID_STRLEN];
     ru_sid_format(id, idtxt);
@@ -447,9 +509,10 @@ static void connect_now(struct ru_stream *s)
     s->stats.reconnects++;
 }
 
-void ru_stream_start(struct ru_stream *s, const struct ru_sid *committed)
+void ru_stream_start(struct ru_stream *s, const struct ru_sid *committed, bool recover)
 {
     s->committed = *committed;
+    s->recover = recover;
     if (ru_sid_cmp(&s->last_seen, committed) < 0)
         s->last_seen = *committed;
     s->group_known = !ru_sid_is_zero(committed);
@@ -480,7 +543,7 @@ void ru_stream_reconfigure(struct ru_stream *s, const struct ru_config *cfg)
 void ru_stream_pause(struct ru_stream *s, bool paused)
 {
     s->paused = paused;
-    if (!paused && (s->state == S_LIVE || s->state == S_REPLAY)) {
+    if (!paused && (s->state == S_LIVE || s->state == S_REPLAY || s->state == S_RECOVER)) {
         send_read(s);
         try_write(s);
     }
@@ -522,16 +585,27 @@ static size_t take_fields(struct ru_stream *s, const redisReply *fr)
     return k;
 }
 
-/* Walks one XREADGROUP reply: [[stream, [[id, [f, v, ...] | nil], ...]]] or nil. */
-static size_t handle_entries(struct ru_stream *s, const redisReply *r, bool replay)
+static bool is_dead_lettered(const struct ru_stream *s, const struct ru_sid *id)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
-        return 0;
-    const redisReply *sr = r->element[0];
-    if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2 ||
-        sr->element[1]->type != REDIS_REPLY_ARRAY)
-        return 0;
-    const redisReply *entries = sr->element[1];
+    size_t lo = 0, hi = s->ndead;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = ru_sid_cmp(&s->dead_ids[mid], id);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* Walks a list of entries [[id, [f, v, ...] | nil], ...]. */
+static size_t handle_entry_list(struct ru_stream *s, const redisReply *entries,
+                                enum ru_origin origin)
+{
+    bool replay = origin == RU_FROM_PENDING;
     size_t n = 0;
     for (size_t i = 0; i < entries->elements; i++) {
         const redisReply *e = entries->element[i];
@@ -542,8 +616,15 @@ static size_t handle_entries(struct ru_stream *s, const redisReply *r, bool repl
         if (ru_sid_parse(&id, e->element[0]->str, e->element[0]->len) < 0)
             continue;
         enum ru_seen seen = classify(s, &id);
-        if (replay)
+        if (origin != RU_FROM_LIVE)
             s->cursor = id;
+        if (origin == RU_FROM_RECOVERY) {
+            s->stats.recovered++;
+            /* also for an entry this process holds: its copy may or may not have been
+             * written before the connection went */
+            if (is_dead_lettered(s, &id))
+                seen = RU_SEEN_DEAD;
+        }
         if (ru_sid_cmp(&id, &s->last_seen) > 0)
             s->last_seen = id;
         n++;
@@ -551,7 +632,7 @@ static size_t handle_entries(struct ru_stream *s, const redisReply *r, bool repl
         if (fr->type != REDIS_REPLY_ARRAY || fr->elements == 0) {
             /* trimmed while pending: nothing left to apply (an entry already in an
              * uncommitted batch is acknowledged by that batch after its COMMIT) */
-            if (seen != RU_SEEN_INFLIGHT)
+            if (seen != RU_SEEN_INFLIGHT && replay)
                 ru_stream_ack(s, &id, 1);
             if (s->cb.on_trimmed)
                 s->cb.on_trimmed(s->cb.ud, &id, seen);
@@ -559,36 +640,79 @@ static size_t handle_entries(struct ru_stream *s, const redisReply *r, bool repl
         }
         size_t k = take_fields(s, fr);
         s->stats.entries++;
-        s->cb.on_entry(s->cb.ud, &id, s->fields, k, seen, replay);
+        s->cb.on_entry(s->cb.ud, &id, s->fields, k, seen, origin);
     }
     return n;
+}
+
+/* Walks one XREADGROUP reply: [[stream, [[id, [f, v, ...] | nil], ...]]] or nil. */
+static size_t handle_entries(struct ru_stream *s, const redisReply *r, bool replay)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
+        return 0;
+    const redisReply *sr = r->element[0];
+    if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2 ||
+        sr->element[1]->type != REDIS_REPLY_ARRAY)
+        return 0;
+    return handle_entry_list(s, sr->element[1], replay ? RU_FROM_PENDING : RU_FROM_LIVE);
+}
+
+/* The value of key in a flat [key, value, ...] reply, or NULL. */
+static const redisReply *map_get(const redisReply *m, const char *key)
+{
+    if (m == NULL || m->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    for (size_t j = 0; j + 1 < m->elements; j += 2) {
+        const redisReply *k = m->element[j];
+        if ((k->type == REDIS_REPLY_STRING || k->type == REDIS_REPLY_STATUS) &&
+            strcmp(k->str, key) == 0)
+            return m->element[j + 1];
+    }
+    return NULL;
+}
+
+/* Our group's entry in an XINFO GROUPS reply, or NULL. */
+static const redisReply *our_group(const struct ru_stream *s, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *name = map_get(r->element[i], "name");
+        if (name && name->str && strcmp(name->str, s->group) == 0)
+            return r->element[i];
+    }
+    return NULL;
+}
+
+static bool sid_of(const redisReply *v, struct ru_sid *out)
+{
+    return v && (v->type == REDIS_REPLY_STRING || v->type == REDIS_REPLY_STATUS) &&
+           ru_sid_parse(out, v->str, v->len) == 0;
 }
 
 static void parse_xinfo(struct ru_stream *s, const redisReply *r)
 {
     if (r->type != REDIS_REPLY_ARRAY)
         return;
-    for (size_t i = 0; i < r->elements; i++) {
-        const redisReply *g = r->element[i];
-        if (g->type != REDIS_REPLY_ARRAY)
-            continue;
-        bool ours = false;
-        int64_t pending = -1, lag = -1;
-        for (size_t j = 0; j + 1 < g->elements; j += 2) {
-            const redisReply *k = g->element[j], *v = g->element[j + 1];
-            if (k->type != REDIS_REPLY_STRING && k->type != REDIS_REPLY_STATUS)
-                continue;
-            if (strcmp(k->str, "name") == 0 && v->str && strcmp(v->str, s->group) == 0)
-                ours = true;
-            else if (strcmp(k->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
-                pending = v->integer;
-            else if (strcmp(k->str, "lag") == 0 && v->type == REDIS_REPLY_INTEGER)
-                lag = v->integer;
-        }
-        if (ours) {
-            s->stats.group_pending = pending;
-            s->stats.lag = lag;
-        }
+    const redisReply *g = our_group(s, r);
+    const redisReply *nc = map_get(g, "consumers");
+    if (s->lone && s->state == S_LIVE && nc && nc->type == REDIS_REPLY_INTEGER && nc->integer > 1) {
+        /* Entries it reads are not ours, yet a recovery after our checkpoint would read
+         * them again: stop reading until it is gone (the check at connect names it). */
+        char why[200];
+        snprintf(why, sizeof(why),
+                 "another consumer joined group %.60s (%lld consumers); a lone consumer stops "
+                 "reading",
+                 s->group, (long long)nc->integer);
+        ru_err("msg=\"%s\"", why);
+        disconnect(s, why);
+        return;
+    }
+    const redisReply *pending = map_get(g, "pending"), *lag = map_get(g, "lag");
+    if (g != NULL) {
+        s->stats.group_pending =
+            pending && pending->type == REDIS_REPLY_INTEGER ? pending->integer : -1;
+        s->stats.lag = lag && lag->type == REDIS_REPLY_INTEGER ? lag->integer : -1;
     }
 }
 
@@ -701,16 +825,21 @@ static void adopt_range(struct ru_stream *s, const redisReply *r)
         adopt_finish(s, NULL);
 }
 
-int ru_stream_list_consumers(struct ru_stream *s)
+static void send_xinfo_consumers(struct ru_stream *s, enum cmd_kind k)
 {
-    if (s->state != S_LIVE)
-        return -1;
     argv_reserve(s, 4);
     ARG(0, "XINFO");
     ARG(1, "CONSUMERS");
     ARG(2, s->stream);
     ARG(3, s->group);
-    send_argv(s, C_XINFO_CONSUMERS, 4);
+    send_argv(s, k, 4);
+}
+
+int ru_stream_list_consumers(struct ru_stream *s)
+{
+    if (s->state != S_LIVE)
+        return -1;
+    send_xinfo_consumers(s, C_XINFO_CONSUMERS);
     try_write(s);
     return 0;
 }
@@ -739,6 +868,167 @@ static void parse_consumers(struct ru_stream *s, const redisReply *r)
         if (name && strcmp(name, s->consumer) != 0)
             s->cb.on_consumer(s->cb.ud, name, pending, idle);
     }
+}
+
+/* ---- recovery (lone consumer) ---- */
+
+static void start_replay(struct ru_stream *s)
+{
+    s->backoff_ms = 0;
+    s->last_err[0] = '\0';
+    s->state = S_REPLAY;
+    memset(&s->cursor, 0, sizeof(s->cursor));
+    send_read(s);
+}
+
+static void start_check(struct ru_stream *s)
+{
+    s->state = S_CHECK;
+    send_xinfo_consumers(s, C_CHECK_CONSUMERS);
+    ARG(0, "XINFO");
+    ARG(1, "GROUPS");
+    ARG(2, s->stream);
+    if (s->c)
+        send_argv(s, C_RECOVER_GROUPS, 3);
+    ARG(1, "STREAM");
+    if (s->c)
+        send_argv(s, C_RECOVER_STREAM, 3);
+}
+
+static void check_consumers(struct ru_stream *s, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR) {
+        char why[200];
+        snprintf(why, sizeof(why), "XINFO CONSUMERS: %s", r->str);
+        disconnect(s, why);
+        return;
+    }
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *name = map_get(r->element[i], "name");
+        if (name == NULL || name->str == NULL || strcmp(name->str, s->consumer) == 0)
+            continue;
+        char why[400];
+        if (s->lone)
+            snprintf(why, sizeof(why),
+                     "consumer '%.60s' is also in group %.60s: lone_consumer needs the group to "
+                     "itself (remove that consumer with XGROUP DELCONSUMER once nothing of it is "
+                     "pending, or set lone_consumer = false)",
+                     name->str, s->group);
+        else
+            snprintf(why, sizeof(why),
+                     "the last run of this consumer read without acknowledgements and did not "
+                     "stop cleanly, and consumer '%.60s' is also in group %.60s: start this "
+                     "consumer alone until it is live, then the others",
+                     name->str, s->group);
+        ru_err("msg=\"%s\"", why);
+        disconnect(s, why);
+        return;
+    }
+}
+
+static void send_dead_scan(struct ru_stream *s, const struct ru_sid *before)
+{
+    char end[RU_SID_STRLEN + 1] = "+";
+    if (before) {
+        end[0] = '(';
+        ru_sid_format(before, end + 1);
+    }
+    argv_reserve(s, 6);
+    ARG(0, "XREVRANGE");
+    ARG(1, s->dead);
+    ARG(2, end);
+    ARG(3, "-");
+    ARG(4, "COUNT");
+    ARG(5, DEAD_SCAN_PAGE_S);
+    send_argv(s, C_DEAD_SCAN, 6);
+}
+
+static void recovery_done(struct ru_stream *s)
+{
+    if (!s->lone)
+        s->recover = false; /* acknowledged reading from here on */
+    s->ndead = 0;
+    start_replay(s);
+}
+
+static void begin_recovery(struct ru_stream *s)
+{
+    struct ru_sid from = recover_from(s);
+    if (!s->recover) {
+        /* nothing owed: what the group delivered so far was never this consumer's */
+        if (ru_sid_cmp(&s->rec_end, &s->floor) > 0) {
+            s->floor = s->rec_end;
+            s->floor_set = true;
+        }
+        start_replay(s);
+        return;
+    }
+    s->stats.recoveries++;
+    struct ru_sid held = ru_sid_cmp(&s->last_seen, &from) > 0 ? s->last_seen : from;
+    if (s->rec_deleted_known && ru_sid_cmp(&s->rec_deleted, &held) > 0 && s->cb.on_gap)
+        s->cb.on_gap(s->cb.ud, &held, &s->rec_deleted);
+    char a[RU_SID_STRLEN], b[RU_SID_STRLEN];
+    ru_sid_format(&from, a);
+    ru_sid_format(&s->rec_end, b);
+    if (ru_sid_cmp(&s->rec_end, &from) <= 0) {
+        ru_info("msg=\"recovery: nothing delivered after the start point\" from=%s", a);
+        recovery_done(s);
+        return;
+    }
+    ru_info("msg=\"recovery: reading again what the group delivered\" after=%s through=%s", a, b);
+    s->cursor = from;
+    s->ndead = 0;
+    s->dead_scanned = 0;
+    send_dead_scan(s, NULL);
+}
+
+static int sid_cmp_void(const void *a, const void *b)
+{
+    return ru_sid_cmp(a, b);
+}
+
+/* One page of XREVRANGE <dead>: the dead letters of entries after the start point
+ * (notes, which carry only the id and a reason, are not dead letters). */
+static void dead_scan_page(struct ru_stream *s, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY) {
+        char why[200];
+        snprintf(why, sizeof(why), "XREVRANGE %s: %s", s->dead,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        disconnect(s, why);
+        return;
+    }
+    bool done = r->elements < DEAD_SCAN_PAGE;
+    struct ru_sid last = {0, 0};
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || !sid_of(e->element[0], &last))
+            continue;
+        s->dead_scanned++;
+        const redisReply *f = e->element[1];
+        struct ru_sid x;
+        if (f->type != REDIS_REPLY_ARRAY || f->elements <= 4 ||
+            !sid_of(map_get(f, "rollupd.entry_id"), &x))
+            continue;
+        if (ru_sid_cmp(&x, &s->cursor) <= 0) {
+            /* written in id order, so older copies are for older entries; the rest of the
+             * page is still read, for a copy a pending-list replay wrote out of order */
+            done = true;
+            continue;
+        }
+        if (s->ndead == s->dead_cap) {
+            s->dead_cap = s->dead_cap ? s->dead_cap * 2 : 64;
+            s->dead_ids = ru_xrealloc(s->dead_ids, s->dead_cap * sizeof(*s->dead_ids));
+        }
+        s->dead_ids[s->ndead++] = x;
+    }
+    if (!done && s->dead_scanned < DEAD_SCAN_MAX) {
+        send_dead_scan(s, &last);
+        return;
+    }
+    qsort(s->dead_ids, s->ndead, sizeof(*s->dead_ids), sid_cmp_void);
+    s->state = S_RECOVER;
+    send_read(s);
 }
 
 /* Entries in an XREADGROUP reply [[stream, [entry, ...]]] (0 for nil or an error). */
@@ -778,12 +1068,64 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
         }
         s->group_known = true;
         if (s->state == S_HANDSHAKE) {
-            s->backoff_ms = 0;
-            s->last_err[0] = '\0';
-            s->state = S_REPLAY;
-            memset(&s->cursor, 0, sizeof(s->cursor));
-            send_read(s);
+            if (s->lone || s->recover)
+                start_check(s);
+            else
+                start_replay(s);
         }
+        return;
+    case C_CHECK_CONSUMERS:
+        check_consumers(s, r);
+        return;
+    case C_RECOVER_GROUPS: {
+        if (r->type == REDIS_REPLY_ERROR) {
+            char why[200];
+            snprintf(why, sizeof(why), "XINFO GROUPS: %s", r->str);
+            disconnect(s, why);
+            return;
+        }
+        memset(&s->rec_end, 0, sizeof(s->rec_end));
+        sid_of(map_get(our_group(s, r), "last-delivered-id"), &s->rec_end);
+        return;
+    }
+    case C_RECOVER_STREAM:
+        /* max-deleted-entry-id exists from Redis 7.0; without it a gap goes unseen */
+        s->rec_deleted_known = r->type == REDIS_REPLY_ARRAY &&
+                               sid_of(map_get(r, "max-deleted-entry-id"), &s->rec_deleted);
+        begin_recovery(s);
+        return;
+    case C_DEAD_SCAN:
+        dead_scan_page(s, r);
+        return;
+    case C_READ_RECOVER: {
+        s->reads_inflight--;
+        s->stats.reads++;
+        if (r->type != REDIS_REPLY_ARRAY) {
+            char why[200];
+            snprintf(why, sizeof(why), "XRANGE: %s",
+                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            disconnect(s, why);
+            return;
+        }
+        size_t n = handle_entry_list(s, r, RU_FROM_RECOVERY);
+        bool done = r->elements < (size_t)s->count || ru_sid_cmp(&s->cursor, &s->rec_end) >= 0;
+        if (s->cb.on_batch)
+            s->cb.on_batch(s->cb.ud, n, true);
+        if (s->c == NULL || s->state != S_RECOVER)
+            return;
+        if (done)
+            recovery_done(s);
+        else
+            send_read(s);
+        return;
+    }
+    case C_XADD_DL:
+        if (r->type == REDIS_REPLY_ERROR)
+            ru_warn("msg=\"dead-letter copy refused; the entry is counted as invalid but has no "
+                    "copy\" error=\"%s\"",
+                    r->str);
+        else
+            s->stats.dead_lettered++;
         return;
     case C_READ_REPLAY:
     case C_READ_LIVE: {
@@ -1005,7 +1347,21 @@ int ru_stream_tick(struct ru_stream *s)
 
 bool ru_stream_connected(const struct ru_stream *s)
 {
-    return s->state >= S_REPLAY;
+    return s->state >= S_RECOVER;
+}
+
+bool ru_stream_recovery_owed(const struct ru_stream *s)
+{
+    return s->lone || s->recover;
+}
+
+bool ru_stream_take_floor(struct ru_stream *s, struct ru_sid *out)
+{
+    if (!s->floor_set)
+        return false;
+    s->floor_set = false;
+    *out = s->floor;
+    return true;
 }
 
 bool ru_stream_live(const struct ru_stream *s)

@@ -148,6 +148,7 @@ static void assert_defaults(const struct ru_config *c)
     cr_assert_str_eq(c->redis.start, "0");
     cr_assert_str_eq(c->redis.dead_letter_stream, "genonaut:route_analytics:stream:dead");
     cr_assert_eq(c->redis.claim_idle_ms, 0);
+    cr_assert(!c->redis.lone_consumer);
     cr_assert_eq(c->redis.connect_timeout_ms, 5000);
     cr_assert_str_eq(c->postgres.conninfo, "dbname=genonaut");
     cr_assert_str_eq(c->postgres.hourly_table, "route_analytics_hourly");
@@ -209,6 +210,7 @@ Test(config, example_file_documents_the_defaults)
         "start =",
         "dead_letter_stream =",
         "claim_idle_ms =",
+        "lone_consumer =",
         "connect_timeout_ms =",
         "conninfo =",
         "hourly_table =",
@@ -445,6 +447,25 @@ Test(config, wrong_type_for_an_integer_key)
                  "%s:2: limits.max_memory_mb: expected an integer, got a boolean");
     expect_error("redis: { claim_idle_ms = \"1\"; };\n",
                  "%s:1: redis.claim_idle_ms: expected an integer, got a string");
+}
+
+Test(config, lone_consumer)
+{
+    struct ru_config c;
+    expect_load("redis: { lone_consumer = true; };\n", &c);
+    cr_assert(c.redis.lone_consumer);
+    ru_config_deinit(&c);
+    expect_load("redis: { lone_consumer = false; claim_idle_ms = 1000; };\n", &c);
+    cr_assert(!c.redis.lone_consumer);
+    ru_config_deinit(&c);
+    expect_error("redis: {\n  lone_consumer = \"yes\";\n};\n",
+                 "%s:2: redis.lone_consumer: expected true or false, got a string");
+    expect_error("redis: { lone_consumer = 1; };\n",
+                 "%s:1: redis.lone_consumer: expected true or false, got an integer");
+    /* a lone consumer has nobody to take over from */
+    expect_error("redis: {\n  lone_consumer = true;\n  claim_idle_ms = 60000;\n};\n",
+                 "%s:3: redis.claim_idle_ms: a lone consumer has no other consumers to take "
+                 "over; set it to 0 or lone_consumer to false");
 }
 
 Test(config, wrong_type_for_a_string_key)

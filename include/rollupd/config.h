@@ -41,6 +41,7 @@ struct ru_config {
         char *start;              /* "0" or "$" */
         char *dead_letter_stream; /* never empty after load: "<stream>:dead" */
         int64_t claim_idle_ms;    /* 0 = off: take over consumers idle this long */
+        bool lone_consumer;       /* read with NOACK; the PostgreSQL checkpoint is the record */
         int connect_timeout_ms;   /* default 5000 */
     } redis;
 

@@ -28,7 +28,11 @@ struct ru_batch {
     struct ru_sid *ids; /* stream entries to XACK after COMMIT */
     size_t nids, ids_cap;
     struct ru_sid checkpoint; /* highest id applied by this batch (and all before it) */
-    struct ru_buf raw;        /* COPY text rows for the raw table (optional) */
+    /* Stored with the checkpoint: entries after it may have been delivered without
+     * acknowledgement (a lone consumer, or one still owing that recovery), so the next
+     * start must read them again from the stream rather than from a pending list. */
+    bool lone;
+    struct ru_buf raw; /* COPY text rows for the raw table (optional) */
     uint64_t nraw;
     struct ru_sid *raw_ids; /* the stream id of each raw row */
     size_t raw_ids_cap;
@@ -63,6 +67,10 @@ struct ru_batch {
 struct ru_batch *ru_batch_new(void);
 void ru_batch_free(struct ru_batch *b);
 void ru_batch_add_id(struct ru_batch *b, const struct ru_sid *id);
+/* Raises the checkpoint only: an entry read without acknowledgement has nothing to XACK. */
+void ru_batch_note_id(struct ru_batch *b, const struct ru_sid *id);
+/* Nothing to commit: no event, no id, no checkpoint move. */
+bool ru_batch_empty(const struct ru_batch *b);
 /* Bytes the batch holds (store + ids + raw rows). */
 size_t ru_batch_mem(const struct ru_batch *b);
 
@@ -111,6 +119,9 @@ bool ru_pgw_ready(const struct ru_pgw *w); /* set-up done: schema and checkpoint
 bool ru_pgw_busy(const struct ru_pgw *w);  /* a batch is in the writer's hands */
 /* The checkpoint loaded at set-up. */
 struct ru_sid ru_pgw_checkpoint(const struct ru_pgw *w);
+/* Whether the stored checkpoint was written by a lone consumer (before set-up marked it
+ * for this run): entries after it were delivered without acknowledgement. */
+bool ru_pgw_checkpoint_lone(const struct ru_pgw *w);
 
 /* Hands a batch to the writer (consumed). Only when ready and not busy. */
 void ru_pgw_submit(struct ru_pgw *w, struct ru_batch *b);

@@ -1,8 +1,15 @@
 /* stream: the one Redis connection. Owns the hiredis context, the consumer group
  * handshake (AUTH, SELECT, XGROUP CREATE ... MKSTREAM), the replay of this consumer's
  * pending entries, XREADGROUP reading, XACK, dead-lettering and reconnection with
- * exponential backoff and jitter. Non-blocking: the daemon polls ru_stream_fd() for
- * ru_stream_events() and calls ru_stream_on_ready(); ru_stream_tick() drives timers.
+ * exponential backoff and jitter.
+ *
+ * A lone consumer (redis.lone_consumer) reads with NOACK: Redis keeps no pending list,
+ * and the committed checkpoint is the only record. Each connection then first checks
+ * that no other consumer is in the group, and reads again with XRANGE what the group
+ * delivered after the checkpoint (or after the last entry this process saw), skipping
+ * invalid entries the dead-letter stream already holds. Non-blocking: the daemon polls
+ * ru_stream_fd() for ru_stream_events() and calls ru_stream_on_ready(); ru_stream_tick() drives
+ * timers.
  *
  * Replies are built by hiredis into a per-connection arena (custom reply-object
  * functions), so a 1000-entry reply costs a few bump allocations, not ~50k mallocs. */
@@ -22,20 +29,31 @@ enum ru_seen {
     RU_SEEN_NEW = 0,   /* never seen: apply it */
     RU_SEEN_INFLIGHT,  /* already in memory or in a flush not yet committed: skip */
     RU_SEEN_COMMITTED, /* at or below the committed checkpoint: acknowledge only */
+    RU_SEEN_DEAD,      /* recovery: the dead-letter stream already holds its copy */
+};
+
+/* Where a delivered entry came from. */
+enum ru_origin {
+    RU_FROM_LIVE = 0, /* XREADGROUP >: a fresh delivery (acknowledged unless lone) */
+    RU_FROM_PENDING,  /* this consumer's own pending list: dead-lettering not yet done */
+    RU_FROM_RECOVERY, /* XRANGE after the checkpoint: delivered before without a pending
+                       * entry; dead-lettering done only if RU_SEEN_DEAD says so */
 };
 
 struct ru_stream_cb {
     void *ud;
-    /* One entry. fields borrowed until return. replay: it came from this consumer's own
-     * pending list (so any dead-lettering it needed has not happened yet); otherwise it
-     * is a fresh delivery, which for an id already seen means the group was recreated
-     * and Redis is handing out old entries again. */
+    /* One entry. fields borrowed until return. A fresh delivery (RU_FROM_LIVE) of an id
+     * already seen means the group was recreated and Redis is handing out old entries
+     * again. */
     void (*on_entry)(void *ud, const struct ru_sid *id, const struct ru_field *fields,
-                     size_t nfields, enum ru_seen seen, bool replay);
+                     size_t nfields, enum ru_seen seen, enum ru_origin origin);
     /* A pending entry that came back without fields: the producer trimmed it. The
      * stream has already queued its XACK. */
     void (*on_trimmed)(void *ud, const struct ru_sid *id, enum ru_seen seen);
-    /* End of one XREADGROUP reply (n entries, replay or live). */
+    /* Recovery found entries after `after` deleted from the stream (the highest deleted
+     * id is `deleted`) before this consumer read them: lost upstream. */
+    void (*on_gap)(void *ud, const struct ru_sid *after, const struct ru_sid *deleted);
+    /* End of one XREADGROUP or recovery XRANGE reply (n entries; replay unless live). */
     void (*on_batch)(void *ud, size_t n, bool replay);
     /* Connected and live (after replay), or lost (err != NULL). */
     void (*on_state)(void *ud, bool up, const char *err);
@@ -59,6 +77,8 @@ struct ru_stream_stats {
     uint64_t dead_lettered; /* MULTI/XADD/XACK/EXEC confirmed */
     uint64_t reconnects;
     uint64_t group_recreated;
+    uint64_t recovered; /* entries read again by recovery (XRANGE after the checkpoint) */
+    uint64_t recoveries;
     int64_t lag;           /* XINFO GROUPS lag, -1 unknown */
     int64_t group_pending; /* XINFO GROUPS pending, -1 unknown */
 };
@@ -70,8 +90,18 @@ struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_str
 void ru_stream_free(struct ru_stream *s);
 
 /* Sets the committed checkpoint (loaded from PostgreSQL, then raised after each flush)
- * and begins connecting. Entries at or below it are never applied again. */
-void ru_stream_start(struct ru_stream *s, const struct ru_sid *committed);
+ * and begins connecting. Entries at or below it are never applied again. recover: the
+ * checkpoint was stored by a lone consumer, so entries after it may have been delivered
+ * without a pending entry and must be read again before anything else. */
+void ru_stream_start(struct ru_stream *s, const struct ru_sid *committed, bool recover);
+/* True while entries after the committed checkpoint may have been delivered without a
+ * pending entry: always for a lone consumer, else until the owed recovery is done. The
+ * checkpoint stored with the next flush carries this mark. */
+bool ru_stream_recovery_owed(const struct ru_stream *s);
+/* Lone consumer, first connection: the group's last-delivered id when this consumer
+ * began, returned once. Entries at or below it were never this consumer's; the caller
+ * commits it as the checkpoint so that a recovery never reads them. */
+bool ru_stream_take_floor(struct ru_stream *s, struct ru_sid *out);
 void ru_stream_set_committed(struct ru_stream *s, const struct ru_sid *committed);
 
 /* Connection settings changed (reload): drop the connection and reconnect with the new

@@ -725,15 +725,20 @@ static bool cond_committed_after_pause(void *arg)
     return s.ok && s.pending == 0 && !s.in_flush && s.flushes > a->flushes0;
 }
 
+/* One integer of d's status, -1 when it does not answer. */
+static long long status_int(struct ru_h_daemon *d, const char *key)
+{
+    if (!ru_h_daemon_running(d))
+        return -1;
+    json_t *j = ru_h_status(d->sock);
+    long long n = j ? json_ll(j, key) : -1;
+    json_decref(j);
+    return n;
+}
+
 static bool cond_replay_acked(void *arg)
 {
-    struct ru_h_daemon *d = arg;
-    if (!ru_h_daemon_running(d))
-        return false;
-    json_t *j = ru_h_status(d->sock);
-    long long n = j ? json_ll(j, "events_replay_acked") : -1;
-    json_decref(j);
-    return n > 0;
+    return status_int(arg, "events_replay_acked") > 0;
 }
 
 /* Runs a command without arguments to format (split on spaces); must answer +OK. */
@@ -821,6 +826,271 @@ Test(e2e, kill9_restart_exactly_once, .timeout = 240)
     check_rows_match_oracle("kill9_restart_exactly_once");
     CHECK(log_has(&d, "replay=1"), "no replay of pending entries seen in the log after kill -9");
     finish("kill9_restart_exactly_once");
+}
+
+/* ------------------------------------------------------------------ lone consumer */
+
+static bool cond_consumed(void *arg);
+
+/* A lone consumer reads with NOACK: events wait in memory while the group's pending list
+ * stays empty. */
+static bool cond_in_memory(void *arg)
+{
+    struct st s = status_of(arg);
+    return s.ok && s.pending >= 500;
+}
+
+static long long lone_rows(void)
+{
+    return ru_h_pg_intf(T.pg, "SELECT count(*) FROM rollupd_checkpoint WHERE grp = '%s' AND lone",
+                        T.group);
+}
+
+static bool cond_checkpointed(void *arg)
+{
+    return checkpoint_events() >= *(const long long *)arg;
+}
+
+/* A lone consumer leaves nothing in the pending list, so a drained group says nothing
+ * about a restarted daemon that has not read its entries again yet: wait for the
+ * checkpoint to count every valid event as well. */
+static void wait_lone_drained(long long written, long long valid, const char *what)
+{
+    CHECK(ru_h_wait(cond_checkpointed, &valid, WAIT_MS),
+          "%s: rollupd_checkpoint counts %lld events after %d ms, want %lld", what,
+          checkpoint_events(), WAIT_MS, valid);
+    wait_drained(written, what);
+}
+
+/* A lone consumer's dead letter has no pending entry to wait for: the group is drained
+ * before the copy of the last invalid entry is written. */
+static bool cond_dead_letters(void *arg)
+{
+    return ru_h_xlen(T.r, T.dead) >= *(const long long *)arg;
+}
+
+static void check_dead_letters(long long want, const char *what)
+{
+    ru_h_wait(cond_dead_letters, &want, 10000);
+    long long dead = ru_h_xlen(T.r, T.dead);
+    CHECK(dead == want,
+          "%s: %s has %lld entries, loadgen wrote %lld invalid (each must be dead-lettered"
+          " exactly once)",
+          what, T.dead, dead, want);
+}
+
+/* kill -9 at four moments while a feed with invalid entries runs: every valid event is
+ * counted once although Redis kept no pending entry, every invalid one is dead-lettered
+ * once although recovery reads it again. */
+Test(e2e, lone_consumer_kill9_exactly_once, .timeout = 240)
+{
+    setup();
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    struct ru_h_cfg k = base_cfg(1000);
+    k.redis_extra = "lone_consumer = true;";
+    struct ru_h_daemon d;
+    start_daemon(&d, &k);
+    wait_connected(&d);
+
+    const long long n = 60000;
+    struct ru_h_proc lg;
+    ru_h_loadgen_start(&lg,
+                       "-s %s -n %lld --rate 20000 --seed 43 --start-ts %lld --hours 4"
+                       " --invalid-frac 0.005 --oracle %s --quiet",
+                       T.stream, n, H0, oracle);
+    CHECK(ru_h_wait(cond_in_memory, &d, 10000), "no events waiting in memory within 10 s");
+    struct ginfo g = group_info();
+    CHECK(g.pending == 0, "a lone consumer left %lld entries in the pending list", g.pending);
+    static const enum kill_at moments[] = {K_CONSUMED, K_IN_FLUSH, K_AT_START, K_FLUSHES_3,
+                                           K_CONSUMED};
+    long long recovered = 0, dead_known = 0;
+    for (size_t i = 0; i < sizeof(moments) / sizeof(moments[0]); i++) {
+        struct kill_arg a = {&d, moments[i], 0};
+        bool reached = ru_h_wait(cond_kill_moment, &a, 10000);
+        long long r = status_int(&d, "events_recovered"),
+                  dk = status_int(&d, "recovery_dead_known");
+        recovered += r > 0 ? r : 0;
+        dead_known += dk > 0 ? dk : 0;
+        ru_h_daemon_kill(&d, SIGKILL);
+        int rc = ru_h_daemon_wait_exit(&d, 10000);
+        CHECK(rc == 128 + SIGKILL, "kill %zu: rollupd exit status %d", i + 1, rc);
+        cr_log_info("lone kill9: kill %zu %s%s, stream at %lld of %lld", i + 1,
+                    kill_names[moments[i]], reached ? "" : " (moment not seen: killed anyway)",
+                    ru_h_xlen(T.r, T.stream), n);
+        ru_h_daemon_restart(&d);
+    }
+    long long valid = ru_h_loadgen_finish(&lg);
+    struct ru_h_lg_result res = *ru_h_loadgen_last();
+    wait_lone_drained(res.written, valid, "lone_consumer_kill9_exactly_once");
+    long long r = status_int(&d, "events_recovered");
+    recovered += r > 0 ? r : 0;
+
+    check_dead_letters(res.invalid, "lone_consumer_kill9_exactly_once");
+    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    long long total = hourly_total(), ck = checkpoint_events();
+    CHECK(total == valid, "sum(total_requests) = %lld, want %lld (lost or doubled events)", total,
+          valid);
+    CHECK(ck == valid, "rollupd_checkpoint counts %lld events committed, want %lld", ck, valid);
+    check_rows_match_oracle("lone_consumer_kill9_exactly_once");
+    CHECK(recovered > 0, "no event was recovered after five kills with events in memory");
+    CHECK(log_has(&d, "recovery: reading again"), "no recovery seen in the log");
+    CHECK(lone_rows() == 1, "the checkpoint row is not marked as a lone consumer's");
+    cr_log_info("lone kill9: %lld events recovered, %lld invalid entries found already"
+                " dead-lettered",
+                recovered, dead_known);
+    finish("lone_consumer_kill9_exactly_once");
+}
+
+static bool cond_refused(void *arg)
+{
+    struct ru_h_daemon *d = arg;
+    if (!ru_h_daemon_running(d))
+        return false;
+    json_t *j = ru_h_status(d->sock);
+    const char *e = j ? json_string_value(json_object_get(j, "redis_last_error")) : NULL;
+    bool refused = e && strstr(e, "consumer 'other' is also in group") &&
+                   !json_is_true(json_object_get(j, "redis_connected"));
+    json_decref(j);
+    return refused;
+}
+
+static bool cond_left(void *arg)
+{
+    struct ru_h_daemon *d = arg;
+    struct st s = status_of(d);
+    return s.ok && !s.redis && log_has(d, "another consumer joined group");
+}
+
+static void redis_cmd_ok(const char *fmt, const char *a, const char *b, const char *c)
+{
+    redisReply *r = ru_h_redis_cmd(T.r, fmt, a, b, c);
+    bool ok = r->type != REDIS_REPLY_ERROR;
+    char err[256];
+    snprintf(err, sizeof(err), "%s", r->str ? r->str : "?");
+    freeReplyObject(r);
+    CHECK(ok, "redis %s: %s", fmt, err);
+}
+
+/* A lone consumer does not read while another consumer is in its group, and stops
+ * reading when one joins. */
+Test(e2e, lone_consumer_refuses_company, .timeout = 120)
+{
+    setup();
+    redis_cmd_ok("XGROUP CREATE %s %s 0 MKSTREAM", T.stream, T.group, "");
+    redis_cmd_ok("XGROUP CREATECONSUMER %s %s %s", T.stream, T.group, "other");
+    struct ru_h_cfg k = base_cfg(200);
+    k.redis_extra = "lone_consumer = true;";
+    struct ru_h_daemon d;
+    start_daemon(&d, &k);
+    CHECK(ru_h_wait(cond_refused, &d, 20000),
+          "with consumer 'other' in the group, rollupd did not refuse within 20 s");
+    redis_cmd_ok("XGROUP DELCONSUMER %s %s %s", T.stream, T.group, "other");
+    wait_connected(&d);
+
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    long long valid = ru_h_loadgen("-s %s -n 3000 --seed 44 --start-ts %lld --hours 2"
+                                   " --invalid-frac 0.01 --oracle %s --quiet",
+                                   T.stream, H0, oracle);
+    const struct ru_h_lg_result *res = ru_h_loadgen_last();
+    wait_lone_drained(res->written, valid, "lone_consumer_refuses_company");
+    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    check_rows_match_oracle("lone_consumer_refuses_company");
+    check_dead_letters(res->invalid, "lone_consumer_refuses_company");
+
+    redis_cmd_ok("XGROUP CREATECONSUMER %s %s %s", T.stream, T.group, "intruder");
+    CHECK(ru_h_wait(cond_left, &d, 20000),
+          "a consumer joined the group, but rollupd did not stop reading within 20 s");
+    redis_cmd_ok("XGROUP DELCONSUMER %s %s %s", T.stream, T.group, "intruder");
+    wait_connected(&d);
+    finish("lone_consumer_refuses_company");
+}
+
+static bool cond_recovered_dead(void *arg)
+{
+    return status_int(arg, "recovery_dead_known") >= 3;
+}
+
+/* Invalid entries after the checkpoint (the last entries of the stream, so no commit
+ * covers them) are read again by every recovery; their copies must not be written twice,
+ * after a lost connection (the entries are still in memory) or a kill -9 (they are not). */
+Test(e2e, lone_consumer_dead_letters_once, .timeout = 120)
+{
+    setup();
+    struct ru_h_cfg k = base_cfg(200);
+    k.redis_extra = "lone_consumer = true;";
+    struct ru_h_daemon d;
+    start_daemon(&d, &k);
+    wait_connected(&d);
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    long long valid = ru_h_loadgen("-s %s -n 2000 --seed 46 --start-ts %lld --hours 1"
+                                   " --oracle %s --quiet",
+                                   T.stream, H0, oracle);
+    const struct ru_h_lg_result res = *ru_h_loadgen_last();
+    wait_lone_drained(res.written, valid, "lone_consumer_dead_letters_once");
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(ru_h_redis_cmd(T.r, "XADD %s * route /broken", T.stream));
+    long long want = res.invalid + 3;
+    check_dead_letters(want, "three invalid entries at the end");
+
+    /* the connection is cut: recovery reads them again from the checkpoint */
+    freeReplyObject(ru_h_redis_cmd(T.r, "CLIENT KILL TYPE normal"));
+    CHECK(ru_h_wait(cond_recovered_dead, &d, 20000),
+          "after a lost connection, recovery did not find the three copies within 20 s");
+    check_dead_letters(want, "after a lost connection");
+
+    ru_h_daemon_kill(&d, SIGKILL);
+    CHECK(ru_h_daemon_wait_exit(&d, 10000) == 128 + SIGKILL, "rollupd did not die of SIGKILL");
+    ru_h_daemon_restart(&d);
+    CHECK(ru_h_wait(cond_recovered_dead, &d, 20000),
+          "after kill -9, recovery did not find the three copies within 20 s");
+    check_dead_letters(want, "after kill -9");
+    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    CHECK(hourly_total() == valid, "sum(total_requests) = %lld, want %lld", hourly_total(), valid);
+    finish("lone_consumer_dead_letters_once");
+}
+
+/* A lone consumer killed with events in memory, restarted as a shared-group consumer:
+ * the stored mark makes the first run read after the checkpoint again. */
+Test(e2e, lone_then_shared_recovers, .timeout = 120)
+{
+    setup();
+    struct ru_h_cfg k = base_cfg(600000); /* no timed flush: everything stays in memory */
+    k.redis_extra = "lone_consumer = true;";
+    struct ru_h_daemon d;
+    start_daemon(&d, &k);
+    wait_connected(&d);
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    long long valid = ru_h_loadgen("-s %s -n 5000 --seed 45 --start-ts %lld --hours 2"
+                                   " --invalid-frac 0.01 --oracle %s --quiet",
+                                   T.stream, H0, oracle);
+    const struct ru_h_lg_result res = *ru_h_loadgen_last();
+    struct want w = {.target = valid};
+    CHECK(ru_h_wait(cond_consumed, &w, 20000), "not all %lld events taken in within 20 s: %s",
+          valid, obs_text(&w.o));
+    CHECK(w.o.g.pending == 0 && w.o.flushes == 0,
+          "want nothing pending and nothing flushed before the kill: %s", obs_text(&w.o));
+    ru_h_daemon_kill(&d, SIGKILL);
+    CHECK(ru_h_daemon_wait_exit(&d, 10000) == 128 + SIGKILL, "rollupd did not die of SIGKILL");
+
+    struct ru_h_cfg k2 = base_cfg(200);
+    k2.socket = d.sock;
+    char *text = ru_h_config(&k2);
+    ru_h_daemon_rewrite_config(&d, text);
+    free(text);
+    ru_h_daemon_restart(&d);
+    wait_lone_drained(res.written, valid, "lone_then_shared_recovers");
+    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    CHECK(hourly_total() == valid, "sum(total_requests) = %lld, want %lld", hourly_total(), valid);
+    check_rows_match_oracle("lone_then_shared_recovers");
+    check_dead_letters(res.invalid, "lone_then_shared_recovers");
+    CHECK(log_has(&d, "entries delivered after it are read again first"),
+          "the shared-group run did not announce the recovery");
+    CHECK(lone_rows() == 0, "the shared-group run left the lone mark on its checkpoint");
+    finish("lone_then_shared_recovers");
 }
 
 /* ------------------------------------------------------------------ 5 */
