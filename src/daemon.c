@@ -201,9 +201,10 @@ static void on_stream_state(void *ud, bool up, const char *err)
                 (int)d->cfg.redis.lone_consumer);
         struct ru_sid floor;
         if (ru_stream_take_floor(d->stream, &floor)) {
-            /* commit the group's starting point now: a recovery before the first flush
-             * must not read what was in the group before this consumer */
+            /* a lone consumer's first run: commit the group's starting point with the lone
+             * mark before any read without acknowledgement (the stream holds them) */
             ru_batch_note_id(d->cur, &floor);
+            d->cur->lone_start = true;
             d->flush_due = true;
         }
         maybe_ready(d);
@@ -488,6 +489,8 @@ static void maybe_flush(struct ru_daemon *d)
     bool want = d->flush_due || d->flush_asked || d->stopping;
     if (!want)
         return;
+    if (ru_stream_commit_blocked(d->stream))
+        return; /* a dead-letter copy of an entry this commit would cover is unconfirmed */
     if (d->stopping && !ru_stream_idle(d->stream) && ru_stream_connected(d->stream) &&
         ru_mono_ms() < d->stop_deadline_ms)
         return; /* let the last read deliver what Redis already sent us */
@@ -574,6 +577,8 @@ static void on_writer_event(struct ru_daemon *d)
     }
     ru_stream_set_committed(d->stream, &b->checkpoint);
     ru_stream_ack(d->stream, b->ids, b->nids);
+    if (b->lone_start)
+        ru_stream_release_noack(d->stream);
     report_rejects(d, b);
     uint64_t events = ru_store_nevents(b->store);
     char json[256];
@@ -962,6 +967,13 @@ static void reload(struct ru_daemon *d)
     KEEP(status.socket);
     KEEP(metrics.listen);
 #undef KEEP
+    /* the stream and the writer were built for one mode; it changes only at restart */
+    nc.redis.lone_consumer = d->cfg.redis.lone_consumer;
+    if (nc.redis.lone_consumer && nc.redis.claim_idle_ms > 0) {
+        ru_warn("msg=\"reload: claim_idle_ms ignored while this process runs as a lone "
+                "consumer\"");
+        nc.redis.claim_idle_ms = 0;
+    }
     ru_config_deinit(&d->cfg);
     d->cfg = nc;
     ru_log_set_level(d->cfg.log.level);
@@ -1182,6 +1194,13 @@ int ru_daemon_run(struct ru_daemon *d)
         }
         if (d->stopping && !ru_pgw_ready(d->pgw))
             break; /* PostgreSQL never came up: nothing was read, nothing to flush */
+        if (d->stopping && !d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
+            ru_stream_commit_blocked(d->stream) && ru_mono_ms() > d->stop_deadline_ms + 5000) {
+            ru_warn("msg=\"stopping without the final flush: a dead-letter copy is unconfirmed "
+                    "and Redis is away; the next start reads the entries after the checkpoint "
+                    "again\"");
+            break;
+        }
         if (d->fatal)
             break;
         if (d->adopt.phase == A_FETCH_WANTED && ru_stream_live(d->stream) &&

@@ -60,7 +60,7 @@ void ru_batch_add_id(struct ru_batch *b, const struct ru_sid *id)
 bool ru_batch_empty(const struct ru_batch *b)
 {
     return b->nids == 0 && ru_store_nevents(b->store) == 0 && b->nraw == 0 &&
-           ru_sid_is_zero(&b->checkpoint);
+           ru_sid_is_zero(&b->checkpoint) && !b->lone_start;
 }
 
 void ru_batch_note_id(struct ru_batch *b, const struct ru_sid *id)
@@ -213,7 +213,6 @@ struct ru_pgw {
     _Atomic size_t cache_bytes; /* the state cache's size, for the loop's memory bound */
     struct ru_sid checkpoint;   /* loaded at set-up */
     bool checkpoint_lone;       /* ... and whether a lone consumer stored it */
-    bool lone;                  /* redis.lone_consumer */
     struct ru_sid committed;    /* what our last commit stored: the fencing token */
 
     /* checkpoint request (adoption), protected by mu */
@@ -573,33 +572,6 @@ static int load_checkpoint(struct ru_pgw *w)
     if (query_checkpoint(w, w->consumer, &w->checkpoint, &w->checkpoint_lone) < 0)
         return -1;
     w->committed = w->checkpoint;
-    if (!w->lone || w->checkpoint_lone)
-        return 0;
-    /* Mark the row before the first read without acknowledgement: whatever build or
-     * setting starts next must know to read the entries after the checkpoint again. */
-    char idtxt[RU_SID_STRLEN];
-    ru_sid_format(&w->checkpoint, idtxt);
-    struct ru_buf sql = RU_BUF_INIT;
-    ru_buf_printf(&sql,
-                  "INSERT INTO %s AS c (stream, grp, consumer, last_id, events, updated_at, lone)"
-                  " VALUES ($1, $2, $3, $4, 0, now(), true) ON CONFLICT (stream, grp, consumer)"
-                  " DO UPDATE SET lone = true WHERE c.last_id = $4",
-                  w->n.ckpt);
-    const char *params[4] = {w->stream, w->group, w->consumer, idtxt};
-    PGresult *r = PQexecParams(w->conn, sql.p, 4, NULL, params, NULL, NULL, 0);
-    ru_buf_free(&sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        set_error(w, "marking the checkpoint as a lone consumer's", PQresultErrorMessage(r));
-        PQclear(r);
-        return -1;
-    }
-    bool marked = strcmp(PQcmdTuples(r), "1") == 0;
-    PQclear(r);
-    if (!marked) {
-        set_error(w, "marking the checkpoint as a lone consumer's",
-                  "the checkpoint moved while it was being read");
-        return -1;
-    }
     return 0;
 }
 
@@ -1582,7 +1554,6 @@ struct ru_pgw *ru_pgw_new(const struct ru_config *cfg)
     w->stream = ru_xstrdup(cfg->redis.stream);
     w->group = ru_xstrdup(cfg->redis.group);
     w->consumer = ru_xstrdup(cfg->redis.consumer);
-    w->lone = cfg->redis.lone_consumer;
     w->hourly_cfg = ru_xstrdup(cfg->postgres.hourly_table);
     w->raw_cfg = ru_xstrdup(cfg->postgres.raw_table);
     w->rl = (struct ru_ratelimit)RU_RATELIMIT_INIT(10000);

@@ -4,6 +4,8 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,8 +44,11 @@ enum cmd_kind {
     C_CHECK_CONSUMERS, /* recovery: is anyone else in the group? */
     C_RECOVER_GROUPS,  /* recovery: the group's last-delivered id */
     C_RECOVER_STREAM,  /* recovery: the stream's highest deleted id */
-    C_DEAD_SCAN,       /* recovery: dead letters already written after the start point */
-    C_READ_RECOVER,    /* recovery: XRANGE of what was delivered after the start point */
+    C_DEAD_SCAN,
+    /* recovery: dead letters already written after the start point */
+    C_READ_RECOVER, /* recovery: XRANGE of what was delivered after the start point */
+    C_CLIENT_ID,    /* this connection's id, to close it for good from the next one */
+    C_CLIENT_KILL,  /* the last connection, in case Redis still runs a read of it */
 };
 
 /* S_CHECK and S_RECOVER only for a lone consumer or one owing a recovery. */
@@ -75,9 +80,14 @@ struct ru_stream {
     struct ru_sid committed, last_seen, cursor;
 
     /* lone consumer and recovery */
-    bool lone;           /* redis.lone_consumer: live reads with NOACK */
-    bool recover;        /* entries after the start point may lack a pending entry */
-    bool floor_set;      /* floor found at the first connection, not yet taken */
+    bool lone;       /* redis.lone_consumer: live reads with NOACK */
+    bool recover;    /* entries after the start point may lack a pending entry */
+    bool floor_set;  /* floor found at the first connection, not yet taken */
+    bool hold;       /* no NOACK read until the floor and the lone mark are committed */
+    int dl_inflight; /* a lone consumer's dead-letter copies not yet confirmed */
+    bool dl_lost;    /* some were lost with a connection: recovery writes them again */
+    long long client_id, old_client_id; /* CLIENT ID of this and of the last connection */
+    char laddr[64], old_laddr[64];      /* their local addresses as Redis shows them (TCP only) */
     struct ru_sid floor; /* ids at or below were in the group before this consumer read it */
     struct ru_sid rec_end, rec_deleted;
     bool rec_deleted_known;
@@ -250,7 +260,7 @@ static struct ru_sid recover_from(const struct ru_stream *s)
 static bool send_read(struct ru_stream *s)
 {
     int depth = s->state == S_LIVE ? s->read_depth : 1;
-    if (s->reads_inflight >= depth || s->c == NULL || s->paused)
+    if (s->reads_inflight >= depth || s->c == NULL || s->paused || (s->state == S_LIVE && s->hold))
         return false;
     char cur[RU_SID_STRLEN + 1], end[RU_SID_STRLEN];
     argv_reserve(s, 13);
@@ -348,9 +358,11 @@ void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
         return; /* stays pending (or after the checkpoint): dead-lettered when read again */
     char idtxt[RU_SID_STRLEN];
     size_t idlen = ru_sid_format(id, idtxt);
-    argv_reserve(s, 12 + 2 * nfields);
+    argv_reserve(s, 14 + 2 * nfields);
     /* a lone consumer's live entry has no pending entry to acknowledge */
     bool plain = s->lone && s->state == S_LIVE;
+    if (s->lone)
+        s->dl_inflight++; /* until Redis confirms it, no commit may pass this id */
     if (!plain) {
         ARG(0, "MULTI");
         send_argv(s, C_MULTI, 1);
@@ -367,6 +379,8 @@ void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
     s->argvlen[n++] = idlen;
     ARG(n++, "rollupd.reason");
     ARG(n++, reason);
+    ARG(n++, "rollupd.group");
+    ARG(n++, s->group);
     for (size_t i = 0; i < nfields; i++) {
         s->argv[n] = fields[i].name.p;
         s->argvlen[n++] = fields[i].name.len;
@@ -446,6 +460,13 @@ static void disconnect(struct ru_stream *s, const char *why)
     s->reads_inflight = 0;
     s->read_depth = 1;
     s->xinfo_inflight = false;
+    if (s->dl_inflight > 0)
+        s->dl_lost = true; /* the entries are after the checkpoint: recovery reads them */
+    s->dl_inflight = 0;
+    s->old_client_id = s->client_id > 0 && s->laddr[0] ? s->client_id : 0;
+    memcpy(s->old_laddr, s->laddr, sizeof(s->laddr));
+    s->client_id = 0;
+    s->laddr[0] = '\0';
     set_error(s, why);
     schedule_reconnect(s);
     if (s->adopt.active) {
@@ -456,6 +477,27 @@ static void disconnect(struct ru_stream *s, const char *why)
     if (s->cb.on_state)
         s->cb.on_state(s->cb.ud, false, why);
     (void)was_up;
+}
+
+/* This connection's local address as CLIENT LIST shows it ("ip:port", "[ip6]:port"); empty
+ * for a Unix socket, whose clients Redis cannot tell apart by address. */
+static void local_addr(struct ru_stream *s)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN];
+    s->laddr[0] = '\0';
+    if (s->path != NULL || getsockname(s->c->fd, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        if (inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip)))
+            snprintf(s->laddr, sizeof(s->laddr), "%s:%u", ip, (unsigned)ntohs(a->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        if (inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip)))
+            snprintf(s->laddr, sizeof(s->laddr), "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
+    }
 }
 
 static void start_handshake(struct ru_stream *s)
@@ -484,7 +526,31 @@ static void start_handshake(struct ru_stream *s)
         ARG(1, dbs);
         send_argv(s, C_SELECT, 2);
     }
-    send_group_create(s, s->start);
+    if (s->lone || s->recover) {
+        /* A read of the last connection that Redis has not run yet could deliver entries
+         * after this connection's recovery looked: close that connection for good first. */
+        char idt[24];
+        if (s->old_client_id > 0) {
+            /* the address too: after a Redis restart the id may be someone else's */
+            snprintf(idt, sizeof(idt), "%lld", s->old_client_id);
+            argv_reserve(s, 6);
+            ARG(0, "CLIENT");
+            ARG(1, "KILL");
+            ARG(2, "ID");
+            ARG(3, idt);
+            ARG(4, "ADDR");
+            ARG(5, s->old_laddr);
+            send_argv(s, C_CLIENT_KILL, 6);
+        }
+        local_addr(s);
+        argv_reserve(s, 2);
+        ARG(0, "CLIENT");
+        ARG(1, "ID");
+        if (s->c)
+            send_argv(s, C_CLIENT_ID, 2);
+    }
+    if (s->c)
+        send_group_create(s, s->start);
     try_write(s);
 }
 
@@ -948,6 +1014,7 @@ static void recovery_done(struct ru_stream *s)
     if (!s->lone)
         s->recover = false; /* acknowledged reading from here on */
     s->ndead = 0;
+    s->dl_lost = false; /* any copy lost with a connection was found or written again */
     start_replay(s);
 }
 
@@ -955,11 +1022,13 @@ static void begin_recovery(struct ru_stream *s)
 {
     struct ru_sid from = recover_from(s);
     if (!s->recover) {
-        /* nothing owed: what the group delivered so far was never this consumer's */
-        if (ru_sid_cmp(&s->rec_end, &s->floor) > 0) {
+        /* Nothing owed (a lone consumer's first run): what the group delivered so far was
+         * never this consumer's. NOACK reads wait until that starting point and the lone
+         * mark are committed together, so no recovery can ever start below it. */
+        if (ru_sid_cmp(&s->rec_end, &s->floor) > 0)
             s->floor = s->rec_end;
-            s->floor_set = true;
-        }
+        s->floor_set = true;
+        s->hold = true;
         start_replay(s);
         return;
     }
@@ -987,8 +1056,10 @@ static int sid_cmp_void(const void *a, const void *b)
     return ru_sid_cmp(a, b);
 }
 
-/* One page of XREVRANGE <dead>: the dead letters of entries after the start point
- * (notes, which carry only the id and a reason, are not dead letters). */
+/* One page of XREVRANGE <dead>: this group's dead letters of entries after the start
+ * point (notes, which carry only the id and a reason, are not dead letters). A copy is
+ * written after its entry was read, so its own id is not older than the entry's: the
+ * scan ends at the first copy older than the start point, whatever other groups wrote. */
 static void dead_scan_page(struct ru_stream *s, const redisReply *r)
 {
     if (r->type != REDIS_REPLY_ARRAY) {
@@ -1005,17 +1076,18 @@ static void dead_scan_page(struct ru_stream *s, const redisReply *r)
         if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || !sid_of(e->element[0], &last))
             continue;
         s->dead_scanned++;
+        if (ru_sid_cmp(&last, &s->cursor) < 0) {
+            done = true;
+            break;
+        }
         const redisReply *f = e->element[1];
         struct ru_sid x;
         if (f->type != REDIS_REPLY_ARRAY || f->elements <= 4 ||
-            !sid_of(map_get(f, "rollupd.entry_id"), &x))
+            !sid_of(map_get(f, "rollupd.entry_id"), &x) || ru_sid_cmp(&x, &s->cursor) <= 0)
             continue;
-        if (ru_sid_cmp(&x, &s->cursor) <= 0) {
-            /* written in id order, so older copies are for older entries; the rest of the
-             * page is still read, for a copy a pending-list replay wrote out of order */
-            done = true;
-            continue;
-        }
+        const redisReply *g = map_get(f, "rollupd.group");
+        if (g && g->str && strcmp(g->str, s->group) != 0)
+            continue; /* another group's copy (one without the field predates it) */
         if (s->ndead == s->dead_cap) {
             s->dead_cap = s->dead_cap ? s->dead_cap * 2 : 64;
             s->dead_ids = ru_xrealloc(s->dead_ids, s->dead_cap * sizeof(*s->dead_ids));
@@ -1026,6 +1098,10 @@ static void dead_scan_page(struct ru_stream *s, const redisReply *r)
         send_dead_scan(s, &last);
         return;
     }
+    if (!done)
+        ru_warn("msg=\"recovery: dead-letter scan stopped after %d entries; an invalid entry "
+                "copied before that point may be copied again\" dead_letter_stream=%s",
+                DEAD_SCAN_MAX, s->dead);
     qsort(s->dead_ids, s->ndead, sizeof(*s->dead_ids), sid_cmp_void);
     s->state = S_RECOVER;
     send_read(s);
@@ -1119,7 +1195,18 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
             send_read(s);
         return;
     }
+    case C_CLIENT_ID:
+        if (r->type == REDIS_REPLY_INTEGER)
+            s->client_id = r->integer;
+        return;
+    case C_CLIENT_KILL:
+        if (r->type == REDIS_REPLY_ERROR && !is_error(r, "ERR No such client"))
+            ru_warn("msg=\"could not close the previous connection\" error=\"%s\"", r->str);
+        s->old_client_id = 0;
+        return;
     case C_XADD_DL:
+        if (s->dl_inflight > 0)
+            s->dl_inflight--;
         if (r->type == REDIS_REPLY_ERROR)
             ru_warn("msg=\"dead-letter copy refused; the entry is counted as invalid but has no "
                     "copy\" error=\"%s\"",
@@ -1134,7 +1221,7 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
         if (k == C_READ_LIVE && s->state != S_LIVE) {
             /* the second of two live reads, answered after the first found the group
              * gone: whatever it delivered is in our pending list, which the replay after
-             * the group's re-creation reads */
+             * the group's re-creation reads (a lone consumer's recovery reads it) */
             return;
         }
         if (r->type == REDIS_REPLY_ERROR) {
@@ -1185,6 +1272,8 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
         }
         return;
     case C_EXEC_DL:
+        if (s->dl_inflight > 0)
+            s->dl_inflight--;
         if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
             r->element[0]->type == REDIS_REPLY_ERROR)
             /* Redis does not roll back: the entry was acknowledged without its copy */
@@ -1353,6 +1442,22 @@ bool ru_stream_connected(const struct ru_stream *s)
 bool ru_stream_recovery_owed(const struct ru_stream *s)
 {
     return s->lone || s->recover;
+}
+
+void ru_stream_release_noack(struct ru_stream *s)
+{
+    if (!s->hold)
+        return;
+    s->hold = false;
+    if (s->state == S_LIVE) {
+        send_read(s);
+        try_write(s);
+    }
+}
+
+bool ru_stream_commit_blocked(const struct ru_stream *s)
+{
+    return s->dl_inflight > 0 || s->dl_lost;
 }
 
 bool ru_stream_take_floor(struct ru_stream *s, struct ru_sid *out)

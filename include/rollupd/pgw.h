@@ -32,6 +32,9 @@ struct ru_batch {
      * acknowledgement (a lone consumer, or one still owing that recovery), so the next
      * start must read them again from the stream rather than from a pending list. */
     bool lone;
+    /* A lone consumer's first commit: the group's starting point and the lone mark, to be
+     * committed even without events before any read without acknowledgement. */
+    bool lone_start;
     struct ru_buf raw; /* COPY text rows for the raw table (optional) */
     uint64_t nraw;
     struct ru_sid *raw_ids; /* the stream id of each raw row */

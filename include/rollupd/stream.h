@@ -98,10 +98,16 @@ void ru_stream_start(struct ru_stream *s, const struct ru_sid *committed, bool r
  * pending entry: always for a lone consumer, else until the owed recovery is done. The
  * checkpoint stored with the next flush carries this mark. */
 bool ru_stream_recovery_owed(const struct ru_stream *s);
-/* Lone consumer, first connection: the group's last-delivered id when this consumer
- * began, returned once. Entries at or below it were never this consumer's; the caller
- * commits it as the checkpoint so that a recovery never reads them. */
+/* Lone consumer, first run: the group's last-delivered id when this consumer began,
+ * returned once per connection. Entries at or below it were never this consumer's. The
+ * caller commits it as the checkpoint together with the lone mark, then calls
+ * ru_stream_release_noack: no NOACK read is sent before. */
 bool ru_stream_take_floor(struct ru_stream *s, struct ru_sid *out);
+void ru_stream_release_noack(struct ru_stream *s);
+/* A lone consumer's dead-letter copy is unconfirmed (or was lost with a connection and
+ * recovery has not written it again): a commit now could move the checkpoint past the
+ * invalid entry and lose its copy for good. */
+bool ru_stream_commit_blocked(const struct ru_stream *s);
 void ru_stream_set_committed(struct ru_stream *s, const struct ru_sid *committed);
 
 /* Connection settings changed (reload): drop the connection and reconnect with the new
@@ -117,8 +123,9 @@ void ru_stream_pause(struct ru_stream *s, bool paused);
 void ru_stream_ack(struct ru_stream *s, const struct ru_sid *ids, size_t n);
 
 /* Dead-letter one entry: MULTI; XADD <dead> * rollupd.entry_id <id> rollupd.reason
- * <reason> <original fields...>; XACK <id>; EXEC — so the copy and the acknowledgement
- * happen together or not at all. */
+ * <reason> rollupd.group <group> <original fields...>; XACK <id>; EXEC — so the copy and
+ * the acknowledgement happen together or not at all (a lone consumer's live entry: the
+ * XADD alone). */
 void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
                            const struct ru_field *fields, size_t nfields, const char *reason);
 
