@@ -508,7 +508,7 @@ static void maybe_flush(struct ru_daemon *d)
     }
     struct ru_batch *b = d->cur;
     d->cur = ru_batch_new();
-    b->lone = ru_stream_recovery_owed(d->stream);
+    b->lone = ru_stream_recovery_owed(d->stream) || b->lone_start;
     d->inflight_events = ru_store_nevents(b->store);
     d->inflight_mem = ru_batch_mem(b);
     if (d->stopping)
@@ -578,7 +578,7 @@ static void on_writer_event(struct ru_daemon *d)
     ru_stream_set_committed(d->stream, &b->checkpoint);
     ru_stream_ack(d->stream, b->ids, b->nids);
     if (b->lone_start)
-        ru_stream_release_noack(d->stream);
+        ru_stream_release_noack(d->stream, &b->checkpoint);
     report_rejects(d, b);
     uint64_t events = ru_store_nevents(b->store);
     char json[256];
@@ -1196,9 +1196,8 @@ int ru_daemon_run(struct ru_daemon *d)
             break; /* PostgreSQL never came up: nothing was read, nothing to flush */
         if (d->stopping && !d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
             ru_stream_commit_blocked(d->stream) && ru_mono_ms() > d->stop_deadline_ms + 5000) {
-            ru_warn("msg=\"stopping without the final flush: a dead-letter copy is unconfirmed "
-                    "and Redis is away; the next start reads the entries after the checkpoint "
-                    "again\"");
+            ru_warn("msg=\"stopping without the final flush: a dead-letter copy is not confirmed "
+                    "by Redis; the next start reads the entries after the checkpoint again\"");
             break;
         }
         if (d->fatal)

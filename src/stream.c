@@ -4,8 +4,6 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -47,7 +45,8 @@ enum cmd_kind {
     C_DEAD_SCAN,
     /* recovery: dead letters already written after the start point */
     C_READ_RECOVER, /* recovery: XRANGE of what was delivered after the start point */
-    C_CLIENT_ID,    /* this connection's id, to close it for good from the next one */
+    C_CLIENT_INFO,  /* this connection's id and address, to close it from the next one */
+    C_EXEC_DL_LONE, /* EXEC of a copy of an entry without a pending entry (recovery) */
     C_CLIENT_KILL,  /* the last connection, in case Redis still runs a read of it */
 };
 
@@ -84,10 +83,11 @@ struct ru_stream {
     bool recover;    /* entries after the start point may lack a pending entry */
     bool floor_set;  /* floor found at the first connection, not yet taken */
     bool hold;       /* no NOACK read until the floor and the lone mark are committed */
+    bool marked;     /* the lone mark is committed (or was found at start) */
     int dl_inflight; /* a lone consumer's dead-letter copies not yet confirmed */
     bool dl_lost;    /* some were lost with a connection: recovery writes them again */
-    long long client_id, old_client_id; /* CLIENT ID of this and of the last connection */
-    char laddr[64], old_laddr[64];      /* their local addresses as Redis shows them (TCP only) */
+    long long client_id, old_client_id; /* CLIENT INFO id of this and of the last connection */
+    char caddr[64], old_caddr[64];      /* their addresses as Redis sees them (TCP only) */
     struct ru_sid floor; /* ids at or below were in the group before this consumer read it */
     struct ru_sid rec_end, rec_deleted;
     bool rec_deleted_known;
@@ -260,7 +260,10 @@ static struct ru_sid recover_from(const struct ru_stream *s)
 static bool send_read(struct ru_stream *s)
 {
     int depth = s->state == S_LIVE ? s->read_depth : 1;
-    if (s->reads_inflight >= depth || s->c == NULL || s->paused || (s->state == S_LIVE && s->hold))
+    /* recovery must write again the copies lost with a connection even while reading is
+     * paused: until it has, no commit can free the memory that paused it */
+    bool paused = s->paused && !(s->state == S_RECOVER && s->dl_lost);
+    if (s->reads_inflight >= depth || s->c == NULL || paused || (s->state == S_LIVE && s->hold))
         return false;
     char cur[RU_SID_STRLEN + 1], end[RU_SID_STRLEN];
     argv_reserve(s, 13);
@@ -354,15 +357,23 @@ void ru_stream_ack(struct ru_stream *s, const struct ru_sid *ids, size_t n)
 void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
                            const struct ru_field *fields, size_t nfields, const char *reason)
 {
-    if (s->c == NULL || s->state < S_RECOVER)
-        return; /* stays pending (or after the checkpoint): dead-lettered when read again */
+    if (s->c == NULL || s->state < S_RECOVER) {
+        /* stays pending, or is after the checkpoint: dead-lettered when read again (no
+         * commit may pass it before that recovery) */
+        if (s->lone)
+            s->dl_lost = true;
+        return;
+    }
     char idtxt[RU_SID_STRLEN];
     size_t idlen = ru_sid_format(id, idtxt);
     argv_reserve(s, 14 + 2 * nfields);
     /* a lone consumer's live entry has no pending entry to acknowledge */
     bool plain = s->lone && s->state == S_LIVE;
-    if (s->lone)
-        s->dl_inflight++; /* until Redis confirms it, no commit may pass this id */
+    /* an entry without a pending entry: until Redis confirms the copy, no commit may pass
+     * it (one from the pending list stays there until its copy and XACK are done) */
+    bool counted = s->lone && s->state != S_REPLAY;
+    if (counted)
+        s->dl_inflight++;
     if (!plain) {
         ARG(0, "MULTI");
         send_argv(s, C_MULTI, 1);
@@ -404,7 +415,7 @@ void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
         send_argv(s, C_QUEUED, 4);
     ARG(0, "EXEC");
     if (s->c)
-        send_argv(s, C_EXEC_DL, 1);
+        send_argv(s, counted ? C_EXEC_DL_LONE : C_EXEC_DL, 1);
     try_write(s);
 }
 
@@ -463,10 +474,12 @@ static void disconnect(struct ru_stream *s, const char *why)
     if (s->dl_inflight > 0)
         s->dl_lost = true; /* the entries are after the checkpoint: recovery reads them */
     s->dl_inflight = 0;
-    s->old_client_id = s->client_id > 0 && s->laddr[0] ? s->client_id : 0;
-    memcpy(s->old_laddr, s->laddr, sizeof(s->laddr));
+    if (s->client_id > 0) {
+        /* a connection that never had its CLIENT INFO answered sent no read */
+        s->old_client_id = s->client_id;
+        memcpy(s->old_caddr, s->caddr, sizeof(s->caddr));
+    }
     s->client_id = 0;
-    s->laddr[0] = '\0';
     set_error(s, why);
     schedule_reconnect(s);
     if (s->adopt.active) {
@@ -477,27 +490,6 @@ static void disconnect(struct ru_stream *s, const char *why)
     if (s->cb.on_state)
         s->cb.on_state(s->cb.ud, false, why);
     (void)was_up;
-}
-
-/* This connection's local address as CLIENT LIST shows it ("ip:port", "[ip6]:port"); empty
- * for a Unix socket, whose clients Redis cannot tell apart by address. */
-static void local_addr(struct ru_stream *s)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    char ip[INET6_ADDRSTRLEN];
-    s->laddr[0] = '\0';
-    if (s->path != NULL || getsockname(s->c->fd, (struct sockaddr *)&ss, &len) < 0)
-        return;
-    if (ss.ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-        if (inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip)))
-            snprintf(s->laddr, sizeof(s->laddr), "%s:%u", ip, (unsigned)ntohs(a->sin_port));
-    } else if (ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-        if (inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip)))
-            snprintf(s->laddr, sizeof(s->laddr), "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
-    }
 }
 
 static void start_handshake(struct ru_stream *s)
@@ -539,15 +531,14 @@ static void start_handshake(struct ru_stream *s)
             ARG(2, "ID");
             ARG(3, idt);
             ARG(4, "ADDR");
-            ARG(5, s->old_laddr);
+            ARG(5, s->old_caddr);
             send_argv(s, C_CLIENT_KILL, 6);
         }
-        local_addr(s);
         argv_reserve(s, 2);
         ARG(0, "CLIENT");
-        ARG(1, "ID");
+        ARG(1, "INFO");
         if (s->c)
-            send_argv(s, C_CLIENT_ID, 2);
+            send_argv(s, C_CLIENT_INFO, 2);
     }
     if (s->c)
         send_group_create(s, s->start);
@@ -579,6 +570,7 @@ void ru_stream_start(struct ru_stream *s, const struct ru_sid *committed, bool r
 {
     s->committed = *committed;
     s->recover = recover;
+    s->marked = recover;
     if (ru_sid_cmp(&s->last_seen, committed) < 0)
         s->last_seen = *committed;
     s->group_known = !ru_sid_is_zero(committed);
@@ -938,6 +930,27 @@ static void parse_consumers(struct ru_stream *s, const redisReply *r)
 
 /* ---- recovery (lone consumer) ---- */
 
+/* CLIENT INFO: "id=7 addr=127.0.0.1:50312 laddr=... fd=8 ...". The address is kept only
+ * for TCP: Unix-socket clients share one, and after a Redis restart an id alone could be
+ * someone else's. */
+static void parse_client_info(struct ru_stream *s, const redisReply *r)
+{
+    s->client_id = 0;
+    s->caddr[0] = '\0';
+    if (r->type != REDIS_REPLY_STRING)
+        return; /* before Redis 6.2: no CLIENT INFO, the previous connection stays */
+    const char *id = strstr(r->str, "id=");
+    const char *addr = strstr(r->str, " addr=");
+    if (id != r->str || addr == NULL || addr[6] == '/')
+        return;
+    size_t n = strcspn(addr + 6, " \r\n");
+    if (n == 0 || n >= sizeof(s->caddr))
+        return;
+    memcpy(s->caddr, addr + 6, n);
+    s->caddr[n] = '\0';
+    s->client_id = atoll(id + 3);
+}
+
 static void start_replay(struct ru_stream *s)
 {
     s->backoff_ms = 0;
@@ -1024,7 +1037,9 @@ static void begin_recovery(struct ru_stream *s)
     if (!s->recover) {
         /* Nothing owed (a lone consumer's first run): what the group delivered so far was
          * never this consumer's. NOACK reads wait until that starting point and the lone
-         * mark are committed together, so no recovery can ever start below it. */
+         * mark are committed together, so no recovery can ever start below it. No copy
+         * can be lost yet: without a NOACK read every entry is in the pending list. */
+        s->dl_lost = false;
         if (ru_sid_cmp(&s->rec_end, &s->floor) > 0)
             s->floor = s->rec_end;
         s->floor_set = true;
@@ -1195,9 +1210,8 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
             send_read(s);
         return;
     }
-    case C_CLIENT_ID:
-        if (r->type == REDIS_REPLY_INTEGER)
-            s->client_id = r->integer;
+    case C_CLIENT_INFO:
+        parse_client_info(s, r);
         return;
     case C_CLIENT_KILL:
         if (r->type == REDIS_REPLY_ERROR && !is_error(r, "ERR No such client"))
@@ -1208,9 +1222,9 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
         if (s->dl_inflight > 0)
             s->dl_inflight--;
         if (r->type == REDIS_REPLY_ERROR)
-            ru_warn("msg=\"dead-letter copy refused; the entry is counted as invalid but has no "
-                    "copy\" error=\"%s\"",
-                    r->str);
+            ru_err("msg=\"dead-letter copy refused; the entry is counted as invalid but has no "
+                   "copy\" error=\"%s\"",
+                   r->str);
         else
             s->stats.dead_lettered++;
         return;
@@ -1237,15 +1251,23 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
             return;
         }
         bool replay = k == C_READ_REPLAY;
+        /* A lone consumer's short reply: the next read will BLOCK, and the dead-letter
+         * copies of this batch must not wait behind it (commits wait for them). */
+        bool after = false;
         if (!replay) {
             /* keep Redis busy while we parse this batch: the next read leaves now, not
              * after the batch, and after a full batch a second one follows it */
             s->read_depth = reply_entries(r) >= (size_t)s->count ? 2 : 1;
-            while (send_read(s))
+            after = s->lone && s->read_depth < 2;
+            while (!after && send_read(s))
                 ;
             try_write(s);
         }
         size_t n = handle_entries(s, r, replay);
+        if (after && s->c && s->state == S_LIVE) {
+            send_read(s);
+            try_write(s);
+        }
         if (replay && n == 0) {
             s->state = S_LIVE;
             s->next_xinfo_ms = 0;
@@ -1271,9 +1293,11 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
             ru_warn("msg=\"dead-letter command refused\" error=\"%s\"", r->str);
         }
         return;
-    case C_EXEC_DL:
+    case C_EXEC_DL_LONE:
         if (s->dl_inflight > 0)
             s->dl_inflight--;
+        /* fall through */
+    case C_EXEC_DL:
         if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
             r->element[0]->type == REDIS_REPLY_ERROR)
             /* Redis does not roll back: the entry was acknowledged without its copy */
@@ -1441,14 +1465,16 @@ bool ru_stream_connected(const struct ru_stream *s)
 
 bool ru_stream_recovery_owed(const struct ru_stream *s)
 {
-    return s->lone || s->recover;
+    return s->recover || (s->lone && s->marked);
 }
 
-void ru_stream_release_noack(struct ru_stream *s)
+void ru_stream_release_noack(struct ru_stream *s, const struct ru_sid *committed)
 {
-    if (!s->hold)
+    /* a commit of an earlier connection's starting point does not cover a later one */
+    if (!s->hold || ru_sid_cmp(committed, &s->floor) < 0)
         return;
     s->hold = false;
+    s->marked = true;
     if (s->state == S_LIVE) {
         send_read(s);
         try_write(s);

@@ -103,7 +103,7 @@ bool ru_stream_recovery_owed(const struct ru_stream *s);
  * caller commits it as the checkpoint together with the lone mark, then calls
  * ru_stream_release_noack: no NOACK read is sent before. */
 bool ru_stream_take_floor(struct ru_stream *s, struct ru_sid *out);
-void ru_stream_release_noack(struct ru_stream *s);
+void ru_stream_release_noack(struct ru_stream *s, const struct ru_sid *committed);
 /* A lone consumer's dead-letter copy is unconfirmed (or was lost with a connection and
  * recovery has not written it again): a commit now could move the checkpoint past the
  * invalid entry and lose its copy for good. */
