@@ -71,6 +71,8 @@ struct ru_daemon {
     unsigned full_reads; /* live reads in a row that came back full (a backlog) */
     bool flush_asked;    /* SIGUSR1 or the status command */
     bool stopping, stop_final_sent, ready_sent, paused, fatal;
+    bool dl_wait;       /* a flush waits for dead-letter copies to be confirmed */
+    bool stream_paused; /* what the stream was told: paused, stopping or dl_wait */
     int exit_code;
     int64_t started_ms, stop_deadline_ms;
     uint64_t watchdog_us;
@@ -449,9 +451,15 @@ static void check_backpressure(struct ru_daemon *d)
      * (a huge redis.count) must not stop reading for good */
     bool holding = !ru_batch_empty(d->cur) || d->inflight_mem > 0;
     bool want_pause = d->stopping || (holding && used + reserve >= limit);
+    /* a flush waiting for dead-letter copies: read nothing more until they are confirmed,
+     * or a backlog full of invalid entries keeps new copies in flight and never commits */
+    bool stream_pause = want_pause || d->dl_wait;
+    if (stream_pause != d->stream_paused) {
+        d->stream_paused = stream_pause;
+        ru_stream_pause(d->stream, stream_pause);
+    }
     if (want_pause != d->paused) {
         d->paused = want_pause;
-        ru_stream_pause(d->stream, want_pause);
         if (!d->stopping)
             ru_log(want_pause ? RU_LOG_WARNING : RU_LOG_INFO,
                    "msg=\"%s\" memory_mb=%zu limit_mb=%d",
@@ -489,7 +497,8 @@ static void maybe_flush(struct ru_daemon *d)
     bool want = d->flush_due || d->flush_asked || d->stopping;
     if (!want)
         return;
-    if (ru_stream_commit_blocked(d->stream))
+    d->dl_wait = ru_stream_commit_blocked(d->stream);
+    if (d->dl_wait)
         return; /* a dead-letter copy of an entry this commit would cover is unconfirmed */
     if (d->stopping && !ru_stream_idle(d->stream) && ru_stream_connected(d->stream) &&
         ru_mono_ms() < d->stop_deadline_ms)
@@ -723,6 +732,14 @@ static void render_metrics(struct ru_daemon *d, struct ru_buf *b)
     metric(b, "rollupd_events_replay_acked_total", "counter",
            "Replayed entries already committed, acknowledged without re-applying.",
            (double)d->c.replay_acked);
+    metric(b, "rollupd_recoveries_total", "counter",
+           "Lone consumer: connections that read again what was delivered after the checkpoint.",
+           (double)ss->recoveries);
+    metric(b, "rollupd_events_recovered_total", "counter",
+           "Valid events counted after a recovery read them again.", (double)d->c.recovered);
+    metric(b, "rollupd_recovery_gaps_total", "counter",
+           "Recoveries that found entries deleted from the stream before they were read.",
+           (double)d->c.gaps);
     metric(b, "rollupd_raw_rows_rejected_total", "counter",
            "Events whose raw row PostgreSQL would refuse (still counted hourly).",
            (double)d->c.raw_rejected);

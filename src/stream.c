@@ -88,6 +88,7 @@ struct ru_stream {
     bool dl_lost;    /* some were lost with a connection: recovery writes them again */
     long long client_id, old_client_id; /* CLIENT INFO id of this and of the last connection */
     char caddr[64], old_caddr[64];      /* their addresses as Redis sees them (TCP only) */
+    bool client_info_warned;
     struct ru_sid floor; /* ids at or below were in the group before this consumer read it */
     struct ru_sid rec_end, rec_deleted;
     bool rec_deleted_known;
@@ -360,7 +361,7 @@ void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
     if (s->c == NULL || s->state < S_RECOVER) {
         /* stays pending, or is after the checkpoint: dead-lettered when read again (no
          * commit may pass it before that recovery) */
-        if (s->lone)
+        if (s->lone || s->recover)
             s->dl_lost = true;
         return;
     }
@@ -371,7 +372,7 @@ void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
     bool plain = s->lone && s->state == S_LIVE;
     /* an entry without a pending entry: until Redis confirms the copy, no commit may pass
      * it (one from the pending list stays there until its copy and XACK are done) */
-    bool counted = s->lone && s->state != S_REPLAY;
+    bool counted = s->state == S_RECOVER || (s->lone && s->state == S_LIVE);
     if (counted)
         s->dl_inflight++;
     if (!plain) {
@@ -471,8 +472,12 @@ static void disconnect(struct ru_stream *s, const char *why)
     s->reads_inflight = 0;
     s->read_depth = 1;
     s->xinfo_inflight = false;
-    if (s->dl_inflight > 0)
-        s->dl_lost = true; /* the entries are after the checkpoint: recovery reads them */
+    if (s->dl_inflight > 0) {
+        /* the entries are after the checkpoint: the next connection's recovery reads them
+         * again (also for a shared-group consumer that was recovering) */
+        s->dl_lost = true;
+        s->recover = true;
+    }
     s->dl_inflight = 0;
     if (s->client_id > 0) {
         /* a connection that never had its CLIENT INFO answered sent no read */
@@ -516,7 +521,8 @@ static void start_handshake(struct ru_stream *s)
         argv_reserve(s, 2);
         ARG(0, "SELECT");
         ARG(1, dbs);
-        send_argv(s, C_SELECT, 2);
+        if (s->c)
+            send_argv(s, C_SELECT, 2);
     }
     if (s->lone || s->recover) {
         /* A read of the last connection that Redis has not run yet could deliver entries
@@ -532,7 +538,8 @@ static void start_handshake(struct ru_stream *s)
             ARG(3, idt);
             ARG(4, "ADDR");
             ARG(5, s->old_caddr);
-            send_argv(s, C_CLIENT_KILL, 6);
+            if (s->c)
+                send_argv(s, C_CLIENT_KILL, 6);
         }
         argv_reserve(s, 2);
         ARG(0, "CLIENT");
@@ -937,11 +944,18 @@ static void parse_client_info(struct ru_stream *s, const redisReply *r)
 {
     s->client_id = 0;
     s->caddr[0] = '\0';
-    if (r->type != REDIS_REPLY_STRING)
-        return; /* before Redis 6.2: no CLIENT INFO, the previous connection stays */
+    if (r->type != REDIS_REPLY_STRING) {
+        if (!s->client_info_warned)
+            ru_warn("msg=\"CLIENT INFO refused (Redis before 6.2, or an ACL): a read of a lost "
+                    "connection that Redis runs late could deliver entries after recovery "
+                    "looked\" error=\"%s\"",
+                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        s->client_info_warned = true;
+        return;
+    }
     const char *id = strstr(r->str, "id=");
     const char *addr = strstr(r->str, " addr=");
-    if (id != r->str || addr == NULL || addr[6] == '/')
+    if (s->path != NULL || id != r->str || addr == NULL)
         return;
     size_t n = strcspn(addr + 6, " \r\n");
     if (n == 0 || n >= sizeof(s->caddr))
@@ -1073,8 +1087,9 @@ static int sid_cmp_void(const void *a, const void *b)
 
 /* One page of XREVRANGE <dead>: this group's dead letters of entries after the start
  * point (notes, which carry only the id and a reason, are not dead letters). A copy is
- * written after its entry was read, so its own id is not older than the entry's: the
- * scan ends at the first copy older than the start point, whatever other groups wrote. */
+ * written after its entry was read, so its own id's time is not older than the entry's:
+ * the scan ends at the first copy from a millisecond before the start point's, whatever
+ * other groups wrote. */
 static void dead_scan_page(struct ru_stream *s, const redisReply *r)
 {
     if (r->type != REDIS_REPLY_ARRAY) {
@@ -1091,7 +1106,9 @@ static void dead_scan_page(struct ru_stream *s, const redisReply *r)
         if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || !sid_of(e->element[0], &last))
             continue;
         s->dead_scanned++;
-        if (ru_sid_cmp(&last, &s->cursor) < 0) {
+        /* milliseconds only: sequence numbers count within each stream, so a copy written
+         * in the same millisecond as the start point can have a smaller one */
+        if (last.ms < s->cursor.ms) {
             done = true;
             break;
         }
@@ -1219,14 +1236,17 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
         s->old_client_id = 0;
         return;
     case C_XADD_DL:
+        if (r->type == REDIS_REPLY_ERROR) {
+            /* without a pending entry the copy would be gone for good: keep it owed, and
+             * let the recovery of the next connection write it again */
+            char why[200];
+            snprintf(why, sizeof(why), "dead-letter copy refused: %s", r->str);
+            disconnect(s, why);
+            return;
+        }
         if (s->dl_inflight > 0)
             s->dl_inflight--;
-        if (r->type == REDIS_REPLY_ERROR)
-            ru_err("msg=\"dead-letter copy refused; the entry is counted as invalid but has no "
-                   "copy\" error=\"%s\"",
-                   r->str);
-        else
-            s->stats.dead_lettered++;
+        s->stats.dead_lettered++;
         return;
     case C_READ_REPLAY:
     case C_READ_LIVE: {
@@ -1294,6 +1314,17 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
         }
         return;
     case C_EXEC_DL_LONE:
+        if (r->type != REDIS_REPLY_ARRAY ||
+            (r->elements >= 1 && r->element[0]->type == REDIS_REPLY_ERROR)) {
+            char why[200];
+            snprintf(why, sizeof(why), "dead-letter copy refused: %s",
+                     r->type == REDIS_REPLY_ERROR ? r->str
+                     : r->type == REDIS_REPLY_ARRAY && r->element[0]->str != NULL
+                         ? r->element[0]->str
+                         : "no reply");
+            disconnect(s, why);
+            return;
+        }
         if (s->dl_inflight > 0)
             s->dl_inflight--;
         /* fall through */
