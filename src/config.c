@@ -519,7 +519,7 @@ static const struct key keys[] = {
     {KINT(flush, interval_ms, 100, 3600000)},
     {KINT(flush, max_events, 1000, 100000000)},
     {KINT(flush, max_keys, 100, 10000000)},
-    {KINT(limits, max_memory_mb, 16, 1048576)},
+    {KINT(limits, max_memory_mb, 64, 1048576)},
     {KSTR(status, socket, check_socket)},
     {KSTR(metrics, listen, check_listen)},
     {KLEVEL(log, level)},

@@ -1333,7 +1333,8 @@ static int flush_once(struct ru_pgw *w, struct ru_batch *b)
         keys[i].a = ru_store_agg(b->store, i);
     ru_scratch_reset(&w->scratch);
     /* one key order for every writer: rows are locked and inserted in it */
-    qsort(keys, n, sizeof(*keys), fk_cmp);
+    if (n > 1)
+        qsort(keys, n, sizeof(*keys), fk_cmp);
     w->flush_seq++;
     int rc = flush_txn(w, b, keys, n);
     if (rc == 0) {

@@ -1134,7 +1134,8 @@ static void dead_scan_page(struct ru_stream *s, const redisReply *r)
         ru_warn("msg=\"recovery: dead-letter scan stopped after %d entries; an invalid entry "
                 "copied before that point may be copied again\" dead_letter_stream=%s",
                 DEAD_SCAN_MAX, s->dead);
-    qsort(s->dead_ids, s->ndead, sizeof(*s->dead_ids), sid_cmp_void);
+    if (s->ndead > 1)
+        qsort(s->dead_ids, s->ndead, sizeof(*s->dead_ids), sid_cmp_void);
     s->state = S_RECOVER;
     send_read(s);
 }

@@ -252,7 +252,7 @@ Test(config, full_file_overrides_every_key)
                 "  connect_timeout_s = 3;\n"
                 "};\n"
                 "flush: { interval_ms = 100; max_events = 1000; max_keys = 100; };\n"
-                "limits: { max_memory_mb = 16; };\n"
+                "limits: { max_memory_mb = 64; };\n"
                 "status: { socket = \"/tmp/r.sock\"; };\n"
                 "metrics: { listen = \"127.0.0.1:9187\"; };\n"
                 "log: { level = \"debug\"; };\n",
@@ -280,7 +280,7 @@ Test(config, full_file_overrides_every_key)
     cr_assert_eq(c.flush.interval_ms, 100);
     cr_assert_eq(c.flush.max_events, 1000);
     cr_assert_eq(c.flush.max_keys, 100);
-    cr_assert_eq(c.limits.max_memory_mb, 16);
+    cr_assert_eq(c.limits.max_memory_mb, 64);
     cr_assert_str_eq(c.status.socket, "/tmp/r.sock");
     cr_assert_str_eq(c.metrics.listen, "127.0.0.1:9187");
     cr_assert_eq(c.log.level, RU_LOG_DEBUG);
@@ -499,8 +499,8 @@ Test(config, out_of_range)
                  "%s:1: flush.max_events: must be from 1000 to 100000000 (got 999)");
     expect_error("flush: { max_keys = 10000001; };\n",
                  "%s:1: flush.max_keys: must be from 100 to 10000000 (got 10000001)");
-    expect_error("limits: { max_memory_mb = 15; };\n",
-                 "%s:1: limits.max_memory_mb: must be from 16 to 1048576 (got 15)");
+    expect_error("limits: { max_memory_mb = 63; };\n",
+                 "%s:1: limits.max_memory_mb: must be from 64 to 1048576 (got 63)");
 }
 
 Test(config, unknown_key)
