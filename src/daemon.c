@@ -619,6 +619,7 @@ static void on_writer_event(struct ru_daemon *d)
     ru_stream_ack(d->stream, b->ids, b->nids);
     if (b->lone_start)
         ru_stream_release_noack(d->stream, &b->checkpoint);
+    ru_stream_refresh_info(d->stream);
     report_rejects(d, b);
     uint64_t events = ru_store_nevents(b->store);
     char json[256];

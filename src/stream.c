@@ -1513,6 +1513,11 @@ void ru_stream_release_noack(struct ru_stream *s, const struct ru_sid *committed
     }
 }
 
+void ru_stream_refresh_info(struct ru_stream *s)
+{
+    s->next_xinfo_ms = 0; /* the next tick asks, after what is queued (the XACKs) */
+}
+
 bool ru_stream_commit_blocked(const struct ru_stream *s)
 {
     return s->dl_inflight > 0 || s->dl_lost;

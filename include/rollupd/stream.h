@@ -108,6 +108,9 @@ void ru_stream_release_noack(struct ru_stream *s, const struct ru_sid *committed
  * recovery has not written it again): a commit now could move the checkpoint past the
  * invalid entry and lose its copy for good. */
 bool ru_stream_commit_blocked(const struct ru_stream *s);
+/* Ask XINFO GROUPS (lag, pending) at the next tick rather than on the 5 s schedule: after
+ * a commit, so that status does not show what the flush has just settled. */
+void ru_stream_refresh_info(struct ru_stream *s);
 void ru_stream_set_committed(struct ru_stream *s, const struct ru_sid *committed);
 
 /* Connection settings changed (reload): drop the connection and reconnect with the new
