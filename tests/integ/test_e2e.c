@@ -122,6 +122,23 @@ static void start_daemon(struct ru_h_daemon *d, const struct ru_h_cfg *k)
     track(d);
 }
 
+/* Rewrites d's config file from k (send SIGHUP or restart to use it), keeping d's socket. */
+static void rewrite_config(struct ru_h_daemon *d, struct ru_h_cfg k)
+{
+    k.socket = d->sock;
+    char *text = ru_h_config(&k);
+    ru_h_daemon_rewrite_config(d, text);
+    free(text);
+}
+
+/* base_cfg for a lone consumer (redis.lone_consumer = true). */
+static struct ru_h_cfg lone_cfg(int flush_ms)
+{
+    struct ru_h_cfg k = base_cfg(flush_ms);
+    k.redis_extra = "lone_consumer = true;";
+    return k;
+}
+
 /* Stops every daemon still running with SIGTERM (each must exit 0), deletes the test's
  * streams (a failed test keeps them for inspection), closes connections and logs how long
  * the test took. */
@@ -898,8 +915,7 @@ Test(e2e, lone_consumer_kill9_exactly_once, .timeout = 240)
     setup();
     char oracle[RU_H_PATH];
     ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
-    struct ru_h_cfg k = base_cfg(1000);
-    k.redis_extra = "lone_consumer = true;";
+    struct ru_h_cfg k = lone_cfg(1000);
     struct ru_h_daemon d;
     start_daemon(&d, &k);
     wait_connected(&d);
@@ -990,8 +1006,7 @@ Test(e2e, lone_consumer_refuses_company, .timeout = 120)
     setup();
     redis_cmd_ok("XGROUP CREATE %s %s 0 MKSTREAM", T.stream, T.group, "");
     redis_cmd_ok("XGROUP CREATECONSUMER %s %s %s", T.stream, T.group, "other");
-    struct ru_h_cfg k = base_cfg(200);
-    k.redis_extra = "lone_consumer = true;";
+    struct ru_h_cfg k = lone_cfg(200);
     struct ru_h_daemon d;
     start_daemon(&d, &k);
     CHECK(ru_h_wait(cond_refused, &d, 20000),
@@ -1029,8 +1044,7 @@ static bool cond_recovered_dead(void *arg)
 Test(e2e, lone_consumer_dead_letters_once, .timeout = 120)
 {
     setup();
-    struct ru_h_cfg k = base_cfg(200);
-    k.redis_extra = "lone_consumer = true;";
+    struct ru_h_cfg k = lone_cfg(200);
     struct ru_h_daemon d;
     start_daemon(&d, &k);
     wait_connected(&d);
@@ -1079,8 +1093,7 @@ Test(e2e, lone_consumer_starts_after_its_floor, .timeout = 120)
     ru_h_loadgen("-s %s -n 1000 --seed 47 --start-ts %lld --hours 1 --quiet", T.stream, H0);
     char url[128];
     snprintf(url, sizeof(url), "redis://127.0.0.1:1/0"); /* nobody listens: Redis "down" */
-    struct ru_h_cfg k = base_cfg(600000);
-    k.redis_extra = "lone_consumer = true;";
+    struct ru_h_cfg k = lone_cfg(600000);
     k.start = "$";
     k.redis_url = url;
     struct ru_h_daemon d;
@@ -1090,10 +1103,7 @@ Test(e2e, lone_consumer_starts_after_its_floor, .timeout = 120)
     ru_h_pg_exec(locker, "BEGIN");
     ru_h_pg_exec(locker, "LOCK TABLE rollupd_checkpoint IN ACCESS EXCLUSIVE MODE");
     k.redis_url = NULL;
-    k.socket = d.sock;
-    char *text = ru_h_config(&k);
-    ru_h_daemon_rewrite_config(&d, text);
-    free(text);
+    rewrite_config(&d, k);
     ru_h_daemon_kill(&d, SIGHUP);
     CHECK(ru_h_wait(cond_blocked_start, &d, 30000),
           "no Redis connection with the starting point's commit waiting on the lock");
@@ -1112,9 +1122,7 @@ Test(e2e, lone_consumer_starts_after_its_floor, .timeout = 120)
     ru_h_pg_exec(locker, "ROLLBACK");
     PQfinish(locker);
     k.flush_interval_ms = 200;
-    text = ru_h_config(&k);
-    ru_h_daemon_rewrite_config(&d, text);
-    free(text);
+    rewrite_config(&d, k);
     ru_h_daemon_restart(&d);
     wait_lone_drained(res.written, valid, "lone_consumer_starts_after_its_floor");
     cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
@@ -1135,10 +1143,7 @@ Test(e2e, lone_consumer_not_reloaded, .timeout = 120)
     start_daemon(&d, &k);
     wait_connected(&d);
     k.redis_extra = "lone_consumer = true;";
-    k.socket = d.sock;
-    char *text = ru_h_config(&k);
-    ru_h_daemon_rewrite_config(&d, text);
-    free(text);
+    rewrite_config(&d, k);
     ru_h_daemon_kill(&d, SIGHUP);
     CHECK(ru_h_wait(cond_reloaded, &d, 10000), "no reload seen within 10 s");
     CHECK(log_has(&d, "redis.lone_consumer"), "the reload did not warn that lone_consumer waits"
@@ -1160,8 +1165,7 @@ Test(e2e, lone_consumer_not_reloaded, .timeout = 120)
 Test(e2e, lone_then_shared_recovers, .timeout = 120)
 {
     setup();
-    struct ru_h_cfg k = base_cfg(600000); /* no timed flush: everything stays in memory */
-    k.redis_extra = "lone_consumer = true;";
+    struct ru_h_cfg k = lone_cfg(600000); /* no timed flush: everything stays in memory */
     struct ru_h_daemon d;
     start_daemon(&d, &k);
     wait_connected(&d);
@@ -1179,11 +1183,7 @@ Test(e2e, lone_then_shared_recovers, .timeout = 120)
     ru_h_daemon_kill(&d, SIGKILL);
     CHECK(ru_h_daemon_wait_exit(&d, 10000) == 128 + SIGKILL, "rollupd did not die of SIGKILL");
 
-    struct ru_h_cfg k2 = base_cfg(200);
-    k2.socket = d.sock;
-    char *text = ru_h_config(&k2);
-    ru_h_daemon_rewrite_config(&d, text);
-    free(text);
+    rewrite_config(&d, base_cfg(200));
     ru_h_daemon_restart(&d);
     wait_lone_drained(res.written, valid, "lone_then_shared_recovers");
     cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
@@ -1266,11 +1266,7 @@ Test(e2e, sigterm_graceful, .timeout = 240)
     CHECK(ru_h_xlen(T.r, T.dead) == 0, "dead letters without invalid input");
 
     /* restart (short flush interval now) and feed more */
-    struct ru_h_cfg k2 = base_cfg(200);
-    k2.socket = d.sock;
-    char *text = ru_h_config(&k2);
-    ru_h_daemon_rewrite_config(&d, text);
-    free(text);
+    rewrite_config(&d, base_cfg(200));
     long long valid = ru_h_loadgen_finish(&lg);
     long long written = ru_h_loadgen_last()->written;
     ru_h_daemon_restart(&d);
