@@ -442,6 +442,11 @@ static size_t mem_in_use(const struct ru_daemon *d)
  * also fits under the bound. */
 #define FLUSH_BYTES_PER_KEY 2048
 
+static size_t flush_reserve(const struct ru_batch *b)
+{
+    return ru_store_nkeys(b->store) * FLUSH_BYTES_PER_KEY;
+}
+
 /* The process's resident set now, from /proc/self/statm (0 when unreadable). */
 static size_t rss_now(void)
 {
@@ -467,7 +472,7 @@ static size_t mem_budget(const struct ru_daemon *d)
 static void check_backpressure(struct ru_daemon *d)
 {
     size_t limit = mem_budget(d);
-    size_t used = mem_in_use(d) + ru_store_nkeys(d->cur->store) * FLUSH_BYTES_PER_KEY;
+    size_t used = mem_in_use(d) + flush_reserve(d->cur);
     if (used >= limit / 2)
         d->flush_due = true;
     /* Pause before the next step could cross the bound: the XREADGROUP replies still on
@@ -548,7 +553,7 @@ static void maybe_flush(struct ru_daemon *d)
     d->cur = ru_batch_new();
     b->lone = ru_stream_recovery_owed(d->stream) || b->lone_start;
     d->inflight_events = ru_store_nevents(b->store);
-    d->inflight_mem = ru_batch_mem(b) + ru_store_nkeys(b->store) * FLUSH_BYTES_PER_KEY;
+    d->inflight_mem = ru_batch_mem(b) + flush_reserve(b);
     if (d->stopping)
         d->stop_final_sent = true;
     ru_debug("msg=\"flush submitted\" events=%" PRIu64 " keys=%zu", d->inflight_events,

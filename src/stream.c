@@ -650,20 +650,15 @@ static size_t take_fields(struct ru_stream *s, const redisReply *fr)
     return k;
 }
 
+static int sid_cmp_void(const void *a, const void *b)
+{
+    return ru_sid_cmp(a, b);
+}
+
 static bool is_dead_lettered(const struct ru_stream *s, const struct ru_sid *id)
 {
-    size_t lo = 0, hi = s->ndead;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = ru_sid_cmp(&s->dead_ids[mid], id);
-        if (c == 0)
-            return true;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return false;
+    return s->ndead > 0 &&
+           bsearch(id, s->dead_ids, s->ndead, sizeof(*s->dead_ids), sid_cmp_void) != NULL;
 }
 
 /* Walks a list of entries [[id, [f, v, ...] | nil], ...]. */
@@ -1078,11 +1073,6 @@ static void begin_recovery(struct ru_stream *s)
     s->ndead = 0;
     s->dead_scanned = 0;
     send_dead_scan(s, NULL);
-}
-
-static int sid_cmp_void(const void *a, const void *b)
-{
-    return ru_sid_cmp(a, b);
 }
 
 /* One page of XREVRANGE <dead>: this group's dead letters of entries after the start

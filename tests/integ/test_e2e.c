@@ -424,6 +424,18 @@ static void check_rows_match_oracle(const char *what)
           rows, groups);
 }
 
+/* The oracle loaded from its file has valid events; the hourly table and the checkpoint
+ * count each exactly once, and every row matches genonaut's SQL. */
+static void check_exactly_once(const char *oracle, long long valid, const char *what)
+{
+    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    long long total = hourly_total(), ck = checkpoint_events();
+    CHECK(total == valid, "sum(total_requests) = %lld, want %lld (lost or doubled events)", total,
+          valid);
+    CHECK(ck == valid, "rollupd_checkpoint counts %lld events committed, want %lld", ck, valid);
+    check_rows_match_oracle(what);
+}
+
 static bool log_has(struct ru_h_daemon *d, const char *needle)
 {
     char *log = ru_h_daemon_log(d);
@@ -835,12 +847,7 @@ Test(e2e, kill9_restart_exactly_once, .timeout = 240)
           "%s has %lld entries, loadgen wrote %lld invalid (each must be"
           " dead-lettered exactly once)",
           T.dead, dead, res.invalid);
-    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
-    long long total = hourly_total(), ck = checkpoint_events();
-    CHECK(total == valid, "sum(total_requests) = %lld, want %lld (lost or doubled events)", total,
-          valid);
-    CHECK(ck == valid, "rollupd_checkpoint counts %lld events committed, want %lld", ck, valid);
-    check_rows_match_oracle("kill9_restart_exactly_once");
+    check_exactly_once(oracle, valid, "kill9_restart_exactly_once");
     CHECK(log_has(&d, "replay=1"), "no replay of pending entries seen in the log after kill -9");
     finish("kill9_restart_exactly_once");
 }
@@ -954,12 +961,7 @@ Test(e2e, lone_consumer_kill9_exactly_once, .timeout = 240)
     recovered += r > 0 ? r : 0;
 
     check_dead_letters(res.invalid, "lone_consumer_kill9_exactly_once");
-    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
-    long long total = hourly_total(), ck = checkpoint_events();
-    CHECK(total == valid, "sum(total_requests) = %lld, want %lld (lost or doubled events)", total,
-          valid);
-    CHECK(ck == valid, "rollupd_checkpoint counts %lld events committed, want %lld", ck, valid);
-    check_rows_match_oracle("lone_consumer_kill9_exactly_once");
+    check_exactly_once(oracle, valid, "lone_consumer_kill9_exactly_once");
     CHECK(recovered > 0, "no event was recovered after five kills with events in memory");
     CHECK(log_has(&d, "recovery: reading again"), "no recovery seen in the log");
     CHECK(lone_rows() == 1, "the checkpoint row is not marked as a lone consumer's");
