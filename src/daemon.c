@@ -89,6 +89,13 @@ struct ru_daemon {
     uint64_t adoptions;
     int64_t next_claim_check_ms;
     bool stream_started;
+    /* Ownership: the PostgreSQL session (generation) the stream reads under; reading is
+     * suspended while the writer has no session holding the locks; a new Redis connection
+     * waits at its gate until a probe made after it proves the session alive. */
+    unsigned pg_gen, gate_ticket;
+    bool suspended, gate_wait;
+    bool tail_owed; /* shared-group consumer: a lone consumer's entries to recover, and the
+                     * group's mark to clear with a commit once they are */
     struct ru_buf scratch;
     struct ru_ratelimit rl_invalid, rl_trim;
     /* events/s over the last flush interval, for STATUS= */
@@ -108,6 +115,7 @@ static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f
     if (seen == RU_SEEN_DEAD) {
         /* read again by recovery; its dead-letter copy was written before */
         ru_stream_ack(d->stream, id, 1); /* pending only if an earlier run acknowledged */
+        ru_batch_note_id(d->cur, id);
         d->c.dead_known++;
         return;
     }
@@ -138,6 +146,9 @@ static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f
         ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
                        "msg=\"invalid entry dead-lettered\" id=%s reason=\"%s\"", idt, why);
         ru_stream_dead_letter(d->stream, id, f, n, why);
+        /* without a pending entry the checkpoint covers it (the commit waits for the copy) */
+        if (noack || origin == RU_FROM_RECOVERY)
+            ru_batch_note_id(d->cur, id);
         if (origin != RU_FROM_RECOVERY || seen == RU_SEEN_NEW)
             d->c.invalid++;
         return;
@@ -210,6 +221,11 @@ static void on_stream_state(void *ud, bool up, const char *err)
             d->cur->lone_start = true;
             d->flush_due = true;
         }
+        if (d->tail_owed && !ru_stream_recovery_owed(d->stream)) {
+            /* recovered: the next commit clears the group's mark, even without events */
+            d->cur->force = true;
+            d->flush_due = true;
+        }
         maybe_ready(d);
     } else {
         ru_warn("msg=\"redis connection lost, reconnecting with backoff\" error=\"%s\"", err);
@@ -223,6 +239,48 @@ static void on_group_recreated(void *ud)
     ru_err("msg=\"consumer group was missing and has been recreated; entries added while it "
            "was gone may have been lost (was Redis restarted without persistence?)\" group=%s",
            d->cfg.redis.group);
+}
+
+/* A new Redis connection is fenced and waits: the writer proves its session (and with it
+ * the consumer's locks) alive by a round trip made after this point. */
+static void on_gate(void *ud)
+{
+    struct ru_daemon *d = ud;
+    d->gate_ticket = ru_pgw_probe(d->pgw);
+    d->gate_wait = true;
+}
+
+/* Reads only while this process owns the consumer: a lost PostgreSQL session (its locks
+ * gone with it) stops reading at once; the same consumer's locks taken again on a new
+ * session, with the checkpoint as this process left it, start a new connection, which
+ * replays or recovers what was in flight. */
+static void ownership_step(struct ru_daemon *d)
+{
+    if (!d->stream_started || d->fatal)
+        return;
+    bool held = ru_pgw_held(d->pgw);
+    unsigned gen = ru_pgw_generation(d->pgw);
+    if (!held || gen != d->pg_gen) {
+        if (!d->suspended) {
+            ru_warn("msg=\"postgres session lost: reading stopped until this consumer's locks "
+                    "are taken again\"");
+            ru_stream_suspend(d->stream, true, "postgres session lost: reading stopped");
+            d->suspended = true;
+            d->gate_wait = false;
+        }
+        if (!held)
+            return;
+        d->pg_gen = gen;
+        ru_notice("msg=\"postgres session made again with this consumer's locks and the "
+                  "checkpoint unchanged: reading resumes\"");
+        d->suspended = false;
+        ru_stream_suspend(d->stream, false, NULL);
+        return;
+    }
+    if (d->gate_wait && ru_pgw_probed(d->pgw, d->gate_ticket)) {
+        d->gate_wait = false;
+        ru_stream_gate_open(d->stream);
+    }
 }
 
 #define BACKLOG_READS 8 /* full reads in a row that make a backlog */
@@ -552,6 +610,7 @@ static void maybe_flush(struct ru_daemon *d)
     struct ru_batch *b = d->cur;
     d->cur = ru_batch_new();
     b->lone = ru_stream_recovery_owed(d->stream) || b->lone_start;
+    b->dead_pos = ru_stream_dead_pos(d->stream);
     d->inflight_events = ru_store_nevents(b->store);
     d->inflight_mem = ru_batch_mem(b) + flush_reserve(b);
     if (d->stopping)
@@ -573,10 +632,59 @@ static void send_status_line(struct ru_daemon *d)
                ru_stream_connected(d->stream) ? "up" : "down", ps.connected ? "up" : "down");
 }
 
+static void start_reading(struct ru_daemon *d)
+{
+    d->stream_started = true;
+    d->pg_gen = ru_pgw_generation(d->pgw);
+    struct ru_pgw_start ps;
+    ru_pgw_start_point(d->pgw, &ps);
+    char idt[RU_SID_STRLEN];
+    ru_sid_format(&ps.committed, idt);
+    d->base_rss = rss_now();
+    ru_info("msg=\"postgres ready\" checkpoint=%s rss_mb=%.1f memory_budget_mb=%.1f", idt,
+            (double)d->base_rss / 1048576.0, (double)mem_budget(d) / 1048576.0);
+    if (ps.recover) {
+        char g[RU_SID_STRLEN];
+        ru_sid_format(&ps.group_ckpt, g);
+        ru_info("msg=\"a lone consumer of the group read without acknowledgement after its "
+                "checkpoint: entries delivered after it are read again first\" group_checkpoint=%s",
+                g);
+    }
+    d->tail_owed = ps.recover && !d->cfg.redis.lone_consumer;
+    struct ru_stream_start st = {
+        .committed = ps.committed,
+        .recover = ps.recover,
+        .recover_from = ps.group_ckpt,
+        .dead_pos = ps.dead_pos,
+        .dead_pos_known = ps.dead_pos_known,
+    };
+    ru_stream_start(d->stream, &st);
+}
+
+static void stop_fatal(struct ru_daemon *d, const char *why)
+{
+    if (d->fatal)
+        return;
+    ru_err("msg=\"stopping: %s\"", why);
+    d->exit_code = 1;
+    d->fatal = true;
+    ru_stream_suspend(d->stream, true, why);
+}
+
 static void on_writer_event(struct ru_daemon *d)
 {
     struct ru_batch *b = ru_pgw_collect(d->pgw);
-    if (b == NULL && d->stream_started) {
+    if (b == NULL) {
+        const char *fatal = ru_pgw_fatal(d->pgw);
+        if (fatal) {
+            stop_fatal(d, fatal);
+            return;
+        }
+        if (!d->stream_started) {
+            if (ru_pgw_ready(d->pgw))
+                start_reading(d); /* set-up finished: now we know the checkpoint */
+            return;
+        }
         struct ru_sid ck;
         char err[256];
         int rc = ru_pgw_take_checkpoint(d->pgw, &ck, err, sizeof(err));
@@ -589,38 +697,26 @@ static void on_writer_event(struct ru_daemon *d)
                 d->adopt.phase = A_FETCH_WANTED; /* started once Redis is live */
             }
         }
+        ownership_step(d);
         return;
     }
-    if (b != NULL && b->adopt_consumer != NULL) {
+    if (b->adopt_consumer != NULL) {
         adopt_committed(d, b);
         return;
     }
-    if (b != NULL && b->fenced) {
-        ru_err("msg=\"stopping: %s; the uncommitted batch stays pending in Redis\"",
-               b->fence_reason);
+    if (b->fenced) {
+        char why[sizeof(b->fence_reason) + 64];
+        snprintf(why, sizeof(why), "%s; the uncommitted batch stays in Redis", b->fence_reason);
         ru_batch_free(b);
         d->inflight_events = 0;
         d->inflight_mem = 0;
-        d->exit_code = 1;
-        d->fatal = true;
+        stop_fatal(d, why);
         return;
     }
-    if (b == NULL) {
-        d->stream_started = true;
-        /* set-up finished: now we know the checkpoint, start reading */
-        struct ru_sid ck = ru_pgw_checkpoint(d->pgw);
-        char idt[RU_SID_STRLEN];
-        ru_sid_format(&ck, idt);
-        d->base_rss = rss_now();
-        ru_info("msg=\"postgres ready\" checkpoint=%s rss_mb=%.1f memory_budget_mb=%.1f", idt,
-                (double)d->base_rss / 1048576.0, (double)mem_budget(d) / 1048576.0);
-        if (ru_pgw_checkpoint_lone(d->pgw))
-            ru_info("msg=\"the checkpoint was stored by a lone consumer: entries delivered "
-                    "after it are read again first\"");
-        ru_stream_start(d->stream, &ck, ru_pgw_checkpoint_lone(d->pgw));
-        return;
-    }
-    ru_stream_set_committed(d->stream, &b->checkpoint);
+    ru_stream_set_committed(d->stream, &b->checkpoint,
+                            d->cfg.redis.lone_consumer || d->tail_owed ? &b->dead_pos : NULL);
+    if (d->tail_owed && !b->lone)
+        d->tail_owed = false; /* the group's mark is cleared */
     ru_stream_ack(d->stream, b->ids, b->nids);
     if (b->lone_start)
         ru_stream_release_noack(d->stream, &b->checkpoint);
@@ -685,6 +781,13 @@ static enum health health_of(struct ru_daemon *d, char *why, size_t len)
                  ps.last_error[0] ? ps.last_error : "connecting");
         return H_DOWN;
     }
+    if (d->suspended) {
+        snprintf(why, len,
+                 "postgres session lost: reading stopped until this consumer's locks are taken "
+                 "again: %s",
+                 ps.last_error[0] ? ps.last_error : "reconnecting");
+        return H_DOWN;
+    }
     if (!ru_stream_connected(d->stream)) {
         const char *e = ru_stream_last_error(d->stream);
         snprintf(why, len, "redis unreachable: %s", e[0] ? e : "connecting");
@@ -724,7 +827,7 @@ static enum health health_of(struct ru_daemon *d, char *why, size_t len)
 
 static void health_line(struct ru_daemon *d, struct ru_buf *out, enum health *h)
 {
-    char why[512];
+    char why[1024];
     *h = health_of(d, why, sizeof(why));
     if (*h == H_OK)
         ru_buf_puts(out, "ok\n");
@@ -744,7 +847,7 @@ static void render_metrics(struct ru_daemon *d, struct ru_buf *b)
     struct ru_pgw_stats ps;
     ru_pgw_get_stats(d->pgw, &ps);
     const struct ru_stream_stats *ss = ru_stream_stats(d->stream);
-    char why[512];
+    char why[1024];
     enum health h = health_of(d, why, sizeof(why));
     ru_buf_printf(b,
                   "# HELP rollupd_build_info Version of the running rollupd.\n"
@@ -950,7 +1053,7 @@ static json_t *status_json(struct ru_daemon *d)
     json_object_set_new(o, "postgres_connected", json_boolean(ps.connected));
     json_object_set_new(o, "postgres_conninfo", json_string(ci));
     json_object_set_new(o, "postgres_last_error", json_string(ps.last_error));
-    char why[512];
+    char why[1024];
     enum health h = health_of(d, why, sizeof(why));
     json_object_set_new(o, "health",
                         json_string(h == H_OK         ? "ok"
@@ -1136,6 +1239,7 @@ struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
         .on_batch = on_batch,
         .on_state = on_stream_state,
         .on_group_recreated = on_group_recreated,
+        .on_gate = on_gate,
         .on_adopt_entry = on_adopt_entry,
         .on_adopt_done = on_adopt_done,
         .on_consumer = on_consumer,
@@ -1241,6 +1345,7 @@ int ru_daemon_run(struct ru_daemon *d)
         ru_status_tick(d->status);
         if (d->http)
             ru_http_tick(d->http);
+        ownership_step(d);
         check_backpressure(d);
         maybe_flush(d);
         maybe_ready(d);

@@ -23,6 +23,9 @@
 #define BACKOFF_MAX_MS 30000
 #define COPY_CHUNK     (1 << 20)
 #define SCHEMA_LOCK    7250301 /* advisory lock key serialising schema creation */
+#define LOCK_WAIT_MS   10000   /* how long set-up waits for a lock held by another session */
+#define IDLE_CHECK_MS  500     /* how often an idle writer looks at its session */
+#define GROUP_ROW      ""      /* rollupd_checkpoint's consumer for the group's own row */
 
 /* ---- batches ---- */
 
@@ -60,7 +63,7 @@ void ru_batch_add_id(struct ru_batch *b, const struct ru_sid *id)
 bool ru_batch_empty(const struct ru_batch *b)
 {
     return b->nids == 0 && ru_store_nevents(b->store) == 0 && b->nraw == 0 &&
-           ru_sid_is_zero(&b->checkpoint) && !b->lone_start;
+           ru_sid_is_zero(&b->checkpoint) && !b->lone_start && !b->force;
 }
 
 void ru_batch_note_id(struct ru_batch *b, const struct ru_sid *id)
@@ -203,17 +206,27 @@ struct ru_pgw {
     int statement_timeout_ms, connect_timeout_s;
     _Atomic bool reconfigured;
     bool stop;
-    struct ru_batch *job;  /* submitted, not yet done */
-    struct ru_batch *done; /* committed, not yet collected */
+    struct ru_batch *job;      /* submitted, not yet done */
+    struct ru_batch *inflight; /* thread-owned: the job run_batch works on */
+    struct ru_batch *done;     /* committed, not yet collected */
     bool init_done_event;
     struct ru_pgw_stats stats;
     PGcancel *cancel;
 
     _Atomic bool ready, busy;
     _Atomic size_t cache_bytes; /* the state cache's size, for the loop's memory bound */
-    struct ru_sid checkpoint;   /* loaded at set-up */
-    bool checkpoint_lone;       /* ... and whether a lone consumer stored it */
-    struct ru_sid committed;    /* what our last commit stored: the fencing token */
+    struct ru_pgw_start start;  /* what set-up found */
+    /* Fencing tokens: what our last commit stored in this consumer's row and in the
+     * group's row. A commit moves a row only from its token. */
+    struct ru_sid own, grp;
+    bool grp_exists; /* the group row exists (a commit updates rather than inserts) */
+    /* A shared-group consumer holding the group lock exclusively to recover a lone
+     * consumer's entries: its commits move the group row too, and the first commit after
+     * the recovery clears the mark and goes back to the shared lock. */
+    bool tail_held;
+    _Atomic bool held;
+    _Atomic unsigned generation, probe_req, probe_done;
+    char fatal[400]; /* protected by mu; set once */
 
     /* checkpoint request (adoption), protected by mu */
     char *ck_req;
@@ -225,6 +238,7 @@ struct ru_pgw {
     /* thread-owned */
     PGconn *conn;
     char *stream, *group, *consumer;
+    bool lone;
     char *hourly_cfg, *raw_cfg;
     struct sql_names n;
     char *sql_lock, *sql_states, *sql_chunks, *sql_insert, *sql_update, *sql_fold, *sql_copy_state;
@@ -283,6 +297,33 @@ static bool backoff_wait(struct ru_pgw *w)
     return go;
 }
 
+/* Gives up for good: the loop stops reading and exits with this reason. */
+static void set_fatal(struct ru_pgw *w, const char *fmt, ...) RU_PRINTF(2, 3);
+static void set_fatal(struct ru_pgw *w, const char *fmt, ...)
+{
+    char msg[sizeof(w->fatal)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    set_error(w, msg, NULL);
+    pthread_mutex_lock(&w->mu);
+    if (w->fatal[0] == '\0')
+        ru_strlcpy(w->fatal, msg, sizeof(w->fatal));
+    pthread_mutex_unlock(&w->mu);
+    notify_loop(w);
+}
+
+static bool is_fatal(struct ru_pgw *w)
+{
+    pthread_mutex_lock(&w->mu);
+    bool f = w->fatal[0] != '\0';
+    pthread_mutex_unlock(&w->mu);
+    return f;
+}
+
+/* Ends the session, and with it every advisory lock: if they were held, the loop stops
+ * reading at once. */
 static void drop_conn(struct ru_pgw *w)
 {
     pthread_mutex_lock(&w->mu);
@@ -296,6 +337,8 @@ static void drop_conn(struct ru_pgw *w)
         PQfinish(w->conn);
         w->conn = NULL;
     }
+    if (atomic_exchange(&w->held, false))
+        notify_loop(w);
 }
 
 static int exec_ok(struct ru_pgw *w, const char *sql, const char *what)
@@ -490,8 +533,9 @@ static int create_schema(struct ru_pgw *w)
                   " consumer text NOT NULL, last_id text NOT NULL, events bigint NOT NULL,"
                   " updated_at timestamptz NOT NULL, PRIMARY KEY (stream, grp, consumer));\n"
                   "ALTER TABLE %s ADD COLUMN IF NOT EXISTS lone boolean NOT NULL DEFAULT false;\n"
+                  "ALTER TABLE %s ADD COLUMN IF NOT EXISTS dead_pos text;\n"
                   "COMMIT;\n",
-                  n->state, n->state, n->ckpt, n->ckpt);
+                  n->state, n->state, n->ckpt, n->ckpt, n->ckpt);
     int rc = exec_ok(w, b.p, "creating the schema");
     ru_buf_free(&b);
     if (rc < 0) {
@@ -533,11 +577,19 @@ static int create_schema(struct ru_pgw *w)
     return rc;
 }
 
-static int query_checkpoint(struct ru_pgw *w, const char *consumer, struct ru_sid *out, bool *lone)
+/* One row of rollupd_checkpoint. */
+struct ckpt_row {
+    bool found, lone, dead_known;
+    struct ru_sid last, dead;
+};
+
+static int read_row(struct ru_pgw *w, const char *consumer, struct ckpt_row *out)
 {
+    memset(out, 0, sizeof(*out));
     struct ru_buf b = RU_BUF_INIT;
     ru_buf_printf(&b,
-                  "SELECT last_id, lone FROM %s WHERE stream = $1 AND grp = $2 AND consumer = $3",
+                  "SELECT last_id, lone, dead_pos FROM %s WHERE stream = $1 AND grp = $2 AND"
+                  " consumer = $3",
                   w->n.ckpt);
     const char *params[3] = {w->stream, w->group, consumer};
     PGresult *r = PQexecParams(w->conn, b.p, 3, NULL, params, NULL, NULL, 0);
@@ -547,55 +599,253 @@ static int query_checkpoint(struct ru_pgw *w, const char *consumer, struct ru_si
         PQclear(r);
         return -1;
     }
-    struct ru_sid id = {0, 0};
-    if (lone)
-        *lone = PQntuples(r) == 1 && PQgetvalue(r, 0, 1)[0] == 't';
+    int rc = 0;
     if (PQntuples(r) == 1) {
-        const char *v = PQgetvalue(r, 0, 0);
-        if (ru_sid_parse(&id, v, strlen(v)) < 0) {
+        const char *v = PQgetvalue(r, 0, 0), *d = PQgetvalue(r, 0, 2);
+        out->found = true;
+        out->lone = PQgetvalue(r, 0, 1)[0] == 't';
+        out->dead_known = !PQgetisnull(r, 0, 2) && ru_sid_parse(&out->dead, d, strlen(d)) == 0;
+        if (ru_sid_parse(&out->last, v, strlen(v)) < 0) {
             set_error(w, "loading the checkpoint", "stored last_id is not a stream id");
-            PQclear(r);
-            return -1;
+            rc = -1;
         }
     }
     PQclear(r);
-    *out = id;
-    return 0;
+    return rc;
 }
 
-/* At set-up only: later reconnects keep w->committed, the value this process last
- * stored, which is what fences out a takeover that happened while we were away. */
-static int load_checkpoint(struct ru_pgw *w)
+static int query_checkpoint(struct ru_pgw *w, const char *consumer, struct ru_sid *out, bool *lone)
 {
-    if (atomic_load(&w->ready))
-        return 0;
-    if (query_checkpoint(w, w->consumer, &w->checkpoint, &w->checkpoint_lone) < 0)
+    struct ckpt_row row;
+    if (read_row(w, consumer, &row) < 0)
         return -1;
-    w->committed = w->checkpoint;
+    *out = row.last;
+    if (lone)
+        *lone = row.lone;
     return 0;
 }
 
-/* One session-level advisory lock per (stream, group, consumer): two processes
- * configured with the same consumer name would corrupt each other's checkpoint. */
-static int lock_consumer(struct ru_pgw *w)
+/* The advisory lock keys: one per (stream, group, consumer), one per (stream, group). */
+static char *lock_key(const struct ru_pgw *w, const char *consumer)
 {
     struct ru_buf key = RU_BUF_INIT;
-    ru_buf_printf(&key, "rollupd:%s:%s:%s", w->stream, w->group, w->consumer);
-    const char *params[1] = {key.p};
-    PGresult *r = PQexecParams(w->conn, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", 1,
-                               NULL, params, NULL, NULL, 0);
-    ru_buf_free(&key);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        set_error(w, "locking the consumer name", PQresultErrorMessage(r));
-        PQclear(r);
-        return -1;
-    }
-    bool got = PQgetvalue(r, 0, 0)[0] == 't';
+    if (consumer)
+        ru_buf_printf(&key, "rollupd:%s:%s:%s", w->stream, w->group, consumer);
+    else
+        ru_buf_printf(&key, "rollupd-group:%s:%s", w->stream, w->group);
+    return key.p;
+}
+
+/* The sessions holding the lock on key, for an error that names them. */
+static void lock_holders(struct ru_pgw *w, const char *key, char *out, size_t n)
+{
+    const char *params[1] = {key};
+    PGresult *r = PQexecParams(
+        w->conn,
+        "SELECT coalesce(string_agg(format('PostgreSQL session %s of %s since %s', a.pid,"
+        " coalesce(host(a.client_addr), 'a local socket'),"
+        " to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS UTC')), '; '),"
+        " 'a session that has just ended') FROM pg_locks l JOIN pg_stat_activity a ON"
+        " a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND"
+        " l.pid <> pg_backend_pid() AND"
+        " ((l.classid::int8 << 32) | l.objid::int8) = hashtextextended($1, 0)",
+        1, NULL, params, NULL, NULL, 0);
+    ru_strlcpy(out,
+               PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? PQgetvalue(r, 0, 0)
+                                                                         : "another session",
+               n);
     PQclear(r);
-    if (!got) {
-        char msg[200];
-        snprintf(msg, sizeof(msg), "consumer '%s' is held by another rollupd session", w->consumer);
-        set_error(w, "locking the consumer name", msg);
+}
+
+/* fn(key), one of PostgreSQL's advisory lock functions, waiting at most LOCK_WAIT_MS.
+ * 0: done; 1: another session holds it (holders described in who); -1: error. */
+static int advisory(struct ru_pgw *w, const char *fn, const char *key, char *who, size_t n)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT %s(hashtextextended($1, 0))", fn);
+    const char *params[1] = {key};
+    PGresult *r = PQexecParams(w->conn, sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+        PQclear(r);
+        return 0;
+    }
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool busy = st && strcmp(st, "55P03") == 0; /* lock_not_available: lock_timeout */
+    if (!busy)
+        set_error(w, "taking the consumer's lock", PQresultErrorMessage(r));
+    PQclear(r);
+    if (busy && who)
+        lock_holders(w, key, who, n);
+    return busy ? 1 : -1;
+}
+
+/* A row marked lone by an earlier build (one row per consumer) becomes the group's row:
+ * the lone consumer's entries belong to the group. */
+static int migrate_lone_rows(struct ru_pgw *w)
+{
+    struct ru_buf b = RU_BUF_INIT;
+    ru_buf_printf(&b,
+                  "INSERT INTO %1$s (stream, grp, consumer, last_id, events, updated_at, lone)"
+                  " SELECT stream, grp, '', last_id, 0, now(), true FROM %1$s WHERE stream = $1"
+                  " AND grp = $2 AND consumer <> '' AND lone ORDER BY"
+                  " split_part(last_id, '-', 1)::numeric DESC,"
+                  " split_part(last_id, '-', 2)::numeric DESC LIMIT 1"
+                  " ON CONFLICT (stream, grp, consumer) DO NOTHING",
+                  w->n.ckpt);
+    const char *params[2] = {w->stream, w->group};
+    char lock[64];
+    snprintf(lock, sizeof(lock), "BEGIN; SELECT pg_advisory_xact_lock(%d)", SCHEMA_LOCK);
+    int rc = exec_ok(w, lock, "moving a lone checkpoint to its group");
+    PGresult *r = rc == 0 ? PQexecParams(w->conn, b.p, 2, NULL, params, NULL, NULL, 0) : NULL;
+    if (r && PQresultStatus(r) != PGRES_COMMAND_OK) {
+        set_error(w, "moving a lone checkpoint to its group", PQresultErrorMessage(r));
+        rc = -1;
+    }
+    PQclear(r);
+    ru_buf_reset(&b);
+    ru_buf_printf(&b,
+                  "UPDATE %s SET lone = false WHERE stream = $1 AND grp = $2 AND consumer <> ''"
+                  " AND lone",
+                  w->n.ckpt);
+    r = rc == 0 ? PQexecParams(w->conn, b.p, 2, NULL, params, NULL, NULL, 0) : NULL;
+    if (r && PQresultStatus(r) != PGRES_COMMAND_OK) {
+        set_error(w, "moving a lone checkpoint to its group", PQresultErrorMessage(r));
+        rc = -1;
+    }
+    PQclear(r);
+    ru_buf_free(&b);
+    if (rc == 0)
+        rc = exec_ok(w, "COMMIT", "moving a lone checkpoint to its group");
+    if (rc < 0)
+        PQclear(PQexec(w->conn, "ROLLBACK"));
+    return rc;
+}
+
+/* Takes this process's locks on a fresh session: the consumer's, exclusively (two
+ * processes with one consumer name would share one checkpoint and pending list), and the
+ * group's: exclusively for a lone consumer (its entries after the checkpoint belong to
+ * the group), shared for a shared-group consumer, which upgrades to exclusive while it
+ * recovers what a lone consumer left. Returns 0, -1 to retry later, -2 when another
+ * process holds this consumer (fatal). */
+static int take_locks(struct ru_pgw *w)
+{
+    char who[300];
+    char *ckey = lock_key(w, w->consumer), *gkey = lock_key(w, NULL);
+    int rc = migrate_lone_rows(w);
+    if (rc == 0) {
+        rc = advisory(w, "pg_advisory_lock", ckey, who, sizeof(who));
+        if (rc == 1) {
+            set_fatal(w,
+                      "consumer '%s' of group '%s' is in use by another rollupd (%s): each "
+                      "process needs its own redis.consumer (the default is the host name, so "
+                      "two containers with one host name need one set each); stop the other "
+                      "process, or give this one another consumer name",
+                      w->consumer, w->group, who);
+            rc = -2;
+        }
+    }
+    w->tail_held = false;
+    if (rc == 0) {
+        rc = advisory(w, w->lone ? "pg_advisory_lock" : "pg_advisory_lock_shared", gkey, who,
+                      sizeof(who));
+        if (rc == 1) {
+            char msg[600];
+            snprintf(msg, sizeof(msg),
+                     w->lone ? "a lone consumer needs group '%s' to itself, and other rollupd "
+                               "processes read it (%s): stop them, or set lone_consumer = false"
+                             : "a lone consumer reads group '%s' (%s): stop it, or set "
+                               "lone_consumer = false on it, before shared-group consumers start",
+                     w->group, who);
+            set_error(w, "waiting for the group", msg);
+            rc = -1;
+        }
+    }
+    struct ckpt_row g;
+    if (rc == 0 && !w->lone && (rc = read_row(w, GROUP_ROW, &g)) == 0 && g.lone) {
+        /* a lone consumer left entries without a pending entry: recover them alone */
+        rc = advisory(w, "pg_advisory_unlock_shared", gkey, NULL, 0);
+        if (rc == 0)
+            rc = advisory(w, "pg_advisory_lock", gkey, who, sizeof(who));
+        if (rc == 1) {
+            char msg[600];
+            snprintf(msg, sizeof(msg),
+                     "entries a lone consumer of group '%s' read without acknowledgement are "
+                     "to be recovered, and other rollupd processes hold the group (%s): one "
+                     "process recovers them before the others read; waiting",
+                     w->group, who);
+            set_error(w, "waiting for the group", msg);
+            rc = -1;
+        }
+        if (rc == 0 && (rc = read_row(w, GROUP_ROW, &g)) == 0) {
+            w->tail_held = g.lone;
+            if (!g.lone && (rc = advisory(w, "pg_advisory_lock_shared", gkey, NULL, 0)) == 0)
+                rc = advisory(w, "pg_advisory_unlock", gkey, NULL, 0);
+        }
+        if (rc == 1)
+            rc = -1;
+    }
+    free(ckey);
+    free(gkey);
+    return rc;
+}
+
+/* The rows that set-up starts from (first connection), or, after a reconnect, a check
+ * that nobody moved them while the session was lost. */
+static int load_checkpoint(struct ru_pgw *w)
+{
+    struct ckpt_row own = {0}, grp;
+    if ((!w->lone && read_row(w, w->consumer, &own) < 0) || read_row(w, GROUP_ROW, &grp) < 0)
+        return -1;
+    if (!atomic_load(&w->ready)) {
+        struct ru_pgw_start *st = &w->start;
+        st->committed = w->lone ? grp.last : own.last;
+        st->recover = grp.lone;
+        st->group_ckpt = grp.last;
+        st->dead_pos = grp.dead;
+        st->dead_pos_known = grp.dead_known || !grp.found;
+        w->own = own.last;
+        w->grp = grp.last;
+        return 0;
+    }
+    /* What the commit in flight (if any) may have stored is accepted too: run_batch
+     * finds out whether it did. */
+    const struct ru_batch *b = w->inflight;
+    struct {
+        const char *what;
+        bool check;
+        struct ru_sid token, stored, attempted;
+    } rows[2] = {
+        {"this consumer's", !w->lone, w->own, own.last, w->own},
+        {"the group's", w->lone || w->tail_held, w->grp, grp.last, w->grp},
+    };
+    if (b && b->attempted_set && !b->adopt_consumer) {
+        rows[0].attempted = b->attempted;
+        rows[1].attempted = w->lone                                   ? b->attempted
+                            : ru_sid_cmp(&b->checkpoint, &w->grp) > 0 ? b->checkpoint
+                                                                      : w->grp;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!rows[i].check || ru_sid_cmp(&rows[i].stored, &rows[i].token) == 0 ||
+            ru_sid_cmp(&rows[i].stored, &rows[i].attempted) == 0)
+            continue;
+        char t[RU_SID_STRLEN], st[RU_SID_STRLEN];
+        ru_sid_format(&rows[i].token, t);
+        ru_sid_format(&rows[i].stored, st);
+        if (ru_sid_cmp(&rows[i].stored, &rows[i].token) < 0)
+            set_fatal(w,
+                      "%s checkpoint went backwards from %s to %s: PostgreSQL lost commits it "
+                      "had acknowledged (a failover to a replica that lagged, or a crash of a "
+                      "server run with fsync or synchronous_commit off). Stopping; a lone "
+                      "consumer's restart reads those entries again from the stream; a "
+                      "shared-group consumer's were acknowledged in Redis and must be replayed "
+                      "by hand (README: Exactly once)",
+                      rows[i].what, t, st);
+        else
+            set_fatal(w,
+                      "%s checkpoint moved from %s to %s while this process's PostgreSQL "
+                      "session was lost: another process took the consumer over. Stopping; "
+                      "what this process held and did not commit is read again by the owner",
+                      rows[i].what, t, st);
         return -1;
     }
     return 0;
@@ -637,6 +887,23 @@ static int connect_db(struct ru_pgw *w)
              timeout_ms, timeout_ms);
     if (exec_ok(w, set, "session set-up") < 0)
         goto fail;
+    /* A checkpoint acknowledged to us must survive a crash of PostgreSQL: whatever the
+     * server's default, rollupd's own commits wait for the WAL flush. */
+    PGresult *sc = PQexec(w->conn, "SELECT current_setting('synchronous_commit')");
+    bool async = PQresultStatus(sc) == PGRES_TUPLES_OK && strcmp(PQgetvalue(sc, 0, 0), "off") == 0;
+    PQclear(sc);
+    if (async) {
+        if (exec_ok(w, "SET synchronous_commit = on", "session set-up") < 0)
+            goto fail;
+        if (!atomic_load(&w->ready))
+            ru_notice("msg=\"synchronous_commit is off on this server; rollupd's session sets it "
+                      "on, so a committed checkpoint survives a crash\"");
+    }
+    char lockset[128];
+    snprintf(lockset, sizeof(lockset), "SET lock_timeout = %d; SET statement_timeout = %d",
+             LOCK_WAIT_MS, LOCK_WAIT_MS + (timeout_ms > 0 ? timeout_ms : 60000));
+    if (exec_ok(w, lockset, "session set-up") < 0)
+        goto fail;
     names_free(&w->n);
     w->n.hourly = quote_ident_path(w->conn, w->hourly_cfg, NULL);
     w->n.state = quote_ident_path(w->conn, w->hourly_cfg, "rollupd_rowstate");
@@ -644,7 +911,11 @@ static int connect_db(struct ru_pgw *w)
     w->n.raw = w->raw_cfg[0] ? quote_ident_path(w->conn, w->raw_cfg, NULL) : NULL;
     const char *base = strchr(w->hourly_cfg, '.');
     w->n.genonaut_names = strcmp(base ? base + 1 : w->hourly_cfg, "route_analytics_hourly") == 0;
-    if (create_schema(w) < 0 || lock_consumer(w) < 0 || load_checkpoint(w) < 0)
+    if (create_schema(w) < 0 || take_locks(w) < 0 || load_checkpoint(w) < 0)
+        goto fail;
+    snprintf(set, sizeof(set), "SET statement_timeout = %d; SET lock_timeout = %d", timeout_ms,
+             timeout_ms);
+    if (exec_ok(w, set, "session set-up") < 0)
         goto fail;
     if (exec_ok(w,
                 "CREATE TEMP TABLE ru_keys (k int4, ts timestamp, route text, method text,"
@@ -663,6 +934,9 @@ static int connect_db(struct ru_pgw *w)
     w->cancel = PQgetCancel(w->conn);
     w->stats.connected = true;
     pthread_mutex_unlock(&w->mu);
+    atomic_store(&w->held, true);
+    atomic_fetch_add(&w->generation, 1);
+    notify_loop(w);
     return 0;
 fail:
     drop_conn(w);
@@ -1234,6 +1508,130 @@ static int copy_raw(struct ru_pgw *w, struct ru_batch *b)
     return rc;
 }
 
+/* One checkpoint row a commit moves: from expected (the fencing token) to next. */
+struct ckpt_move {
+    const char *consumer; /* GROUP_ROW for the group's row */
+    struct ru_sid expected, next;
+    bool lone;      /* the mark stored with it */
+    bool keep_lone; /* an adoption keeps the adopted consumer's mark */
+    bool dead;      /* store b->dead_pos */
+    bool events;    /* count the batch's events in this row (one row per batch does) */
+};
+
+/* The rows a batch moves: a lone consumer's group row; a shared-group consumer's own
+ * row, and the group's while it holds the group to recover a lone consumer's entries
+ * (the mark goes with the first commit after the recovery); an adoption, the adopted
+ * consumer's row. The first is the one committed_already reads back. */
+static int plan_moves(const struct ru_pgw *w, const struct ru_batch *b, struct ckpt_move *m)
+{
+    struct ru_sid top = b->checkpoint;
+    if (b->adopt_consumer) {
+        m[0] = (struct ckpt_move){
+            b->adopt_consumer, b->adopt_expected, b->adopt_expected, false, true, false, true};
+    } else if (w->lone) {
+        m[0] = (struct ckpt_move){GROUP_ROW, w->grp, w->grp, true, false, true, true};
+    } else {
+        m[0] = (struct ckpt_move){w->consumer, w->own, w->own, false, false, false, true};
+    }
+    if (ru_sid_cmp(&top, &m[0].next) > 0)
+        m[0].next = top;
+    if (b->adopt_consumer || w->lone || !w->tail_held)
+        return 1;
+    m[1] = (struct ckpt_move){GROUP_ROW, w->grp, w->grp, b->lone, false, true, false};
+    if (ru_sid_cmp(&top, &m[1].next) > 0)
+        m[1].next = top;
+    return 2;
+}
+
+static int save_row(struct ru_pgw *w, struct ru_batch *b, const struct ckpt_move *m)
+{
+    char idtxt[RU_SID_STRLEN], exptxt[RU_SID_STRLEN], deadtxt[RU_SID_STRLEN], events[24];
+    ru_sid_format(&m->next, idtxt);
+    ru_sid_format(&m->expected, exptxt);
+    ru_sid_format(&b->dead_pos, deadtxt);
+    snprintf(events, sizeof(events), "%llu",
+             m->events ? (unsigned long long)ru_store_nevents(b->store) : 0ULL);
+    struct ru_buf sql = RU_BUF_INIT;
+    ru_buf_printf(&sql,
+                  "INSERT INTO %1$s AS c (stream, grp, consumer, last_id, events, updated_at,"
+                  " lone, dead_pos) SELECT $1, $2, $3, $4, $5, now(), $7, $9 WHERE $6 = '0-0' OR"
+                  " EXISTS (SELECT 1 FROM %1$s WHERE stream = $1 AND grp = $2 AND consumer = $3)"
+                  " ON CONFLICT (stream, grp, consumer) DO UPDATE SET last_id = excluded.last_id,"
+                  " events = c.events + excluded.events, updated_at = now(),"
+                  " lone = CASE WHEN $8 THEN c.lone ELSE excluded.lone END,"
+                  " dead_pos = coalesce(excluded.dead_pos, c.dead_pos) WHERE c.last_id = $6",
+                  w->n.ckpt);
+    const char *params[9] = {w->stream,
+                             w->group,
+                             m->consumer,
+                             idtxt,
+                             events,
+                             exptxt,
+                             m->lone ? "true" : "false",
+                             m->keep_lone ? "true" : "false",
+                             m->dead ? deadtxt : NULL};
+    PGresult *r = PQexecParams(w->conn, sql.p, 9, NULL, params, NULL, NULL, 0);
+    ru_buf_free(&sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        set_error(w, "saving the checkpoint", PQresultErrorMessage(r));
+        PQclear(r);
+        return -1;
+    }
+    bool moved = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    if (moved)
+        return 0;
+    struct ckpt_row now;
+    if (read_row(w, m->consumer, &now) < 0)
+        return -1;
+    char st[RU_SID_STRLEN];
+    ru_sid_format(&now.last, st);
+    const char *whose = m->consumer[0] ? "checkpoint of consumer" : "group checkpoint of";
+    const char *name = m->consumer[0] ? m->consumer : w->group;
+    b->fenced = true;
+    if (now.found && ru_sid_cmp(&now.last, &m->expected) < 0)
+        snprintf(b->fence_reason, sizeof(b->fence_reason),
+                 "%s '%s' went backwards from %s to %s: PostgreSQL lost commits it had "
+                 "acknowledged (README: Exactly once)",
+                 whose, name, exptxt, st);
+    else
+        snprintf(b->fence_reason, sizeof(b->fence_reason),
+                 "%s '%s' is no longer %s but %s: another process took it over", whose, name,
+                 exptxt, now.found ? st : "gone");
+    return -2;
+}
+
+/* The tokens follow what was committed; a recovered group goes back to the shared lock. */
+static void after_commit(struct ru_pgw *w, const struct ru_batch *b)
+{
+    struct ckpt_move m[2];
+    int nm = plan_moves(w, b, m);
+    if (b->adopt_consumer)
+        return;
+    if (w->lone) {
+        w->grp = m[0].next;
+        return;
+    }
+    w->own = m[0].next;
+    if (nm < 2)
+        return;
+    w->grp = m[1].next;
+    if (b->lone)
+        return;
+    w->tail_held = false;
+    char *gkey = lock_key(w, NULL);
+    if (advisory(w, "pg_advisory_lock_shared", gkey, NULL, 0) != 0 ||
+        advisory(w, "pg_advisory_unlock", gkey, NULL, 0) != 0) {
+        /* the next connection takes the shared lock */
+        ru_warn("msg=\"could not go back to the shared group lock; reconnecting\" error=\"%s\"",
+                w->stats.last_error);
+        drop_conn(w);
+    }
+    free(gkey);
+    ru_info("msg=\"recovered what a lone consumer left; the group is shared again\" group=%s",
+            w->group);
+}
+
 static int flush_txn(struct ru_pgw *w, struct ru_batch *b, struct flush_key *keys, size_t n)
 {
     /* rejects PostgreSQL found in an earlier attempt of this batch are found again */
@@ -1250,19 +1648,13 @@ static int flush_txn(struct ru_pgw *w, struct ru_batch *b, struct flush_key *key
     /* The checkpoint doubles as a fencing token: it only moves from the value this
      * writer last committed (or, for an adoption, the value read before fetching). If
      * another process changed it, this batch must not commit. */
-    const char *consumer = b->adopt_consumer ? b->adopt_consumer : w->consumer;
-    struct ru_sid expected = b->adopt_consumer ? b->adopt_expected : w->committed;
-    struct ru_sid next = expected;
-    if (ru_sid_cmp(&b->checkpoint, &next) > 0)
-        next = b->checkpoint;
     if (b->adopt_consumer) {
-        struct ru_buf key = RU_BUF_INIT;
-        ru_buf_printf(&key, "rollupd:%s:%s:%s", w->stream, w->group, consumer);
-        const char *kp[1] = {key.p};
+        char *key = lock_key(w, b->adopt_consumer);
+        const char *kp[1] = {key};
         PGresult *r =
             PQexecParams(w->conn, "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", 1,
                          NULL, kp, NULL, NULL, 0);
-        ru_buf_free(&key);
+        free(key);
         bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             set_error(w, "locking the adopted consumer", PQresultErrorMessage(r));
@@ -1273,55 +1665,22 @@ static int flush_txn(struct ru_pgw *w, struct ru_batch *b, struct flush_key *key
         if (!ok) {
             b->fenced = true;
             snprintf(b->fence_reason, sizeof(b->fence_reason),
-                     "consumer '%s' is alive (its rollupd holds its lock)", consumer);
+                     "consumer '%s' is alive (its rollupd holds its lock)", b->adopt_consumer);
             return -2;
         }
     }
-    b->attempted = next;
+    struct ckpt_move m[2];
+    int nm = plan_moves(w, b, m);
+    b->attempted = m[0].next;
     b->attempted_set = true;
-    char idtxt[RU_SID_STRLEN], exptxt[RU_SID_STRLEN], events[24];
-    ru_sid_format(&next, idtxt);
-    ru_sid_format(&expected, exptxt);
-    snprintf(events, sizeof(events), "%llu", (unsigned long long)ru_store_nevents(b->store));
-    struct ru_buf sql = RU_BUF_INIT;
-    ru_buf_printf(&sql,
-                  "INSERT INTO %1$s AS c (stream, grp, consumer, last_id, events, updated_at,"
-                  " lone) SELECT $1, $2, $3, $4, $5, now(), $7 WHERE $6 = '0-0' OR EXISTS"
-                  " (SELECT 1 FROM %1$s WHERE stream = $1 AND grp = $2 AND consumer = $3)"
-                  " ON CONFLICT (stream, grp, consumer) DO UPDATE SET last_id = excluded.last_id,"
-                  " events = c.events + excluded.events, updated_at = now(),"
-                  " lone = CASE WHEN $8 THEN c.lone ELSE excluded.lone END"
-                  " WHERE c.last_id = $6",
-                  w->n.ckpt);
-    /* an adoption keeps the adopted consumer's mark as it is */
-    const char *params[8] = {w->stream,
-                             w->group,
-                             consumer,
-                             idtxt,
-                             events,
-                             exptxt,
-                             b->lone ? "true" : "false",
-                             b->adopt_consumer ? "true" : "false"};
-    PGresult *r = PQexecParams(w->conn, sql.p, 8, NULL, params, NULL, NULL, 0);
-    ru_buf_free(&sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        set_error(w, "saving the checkpoint", PQresultErrorMessage(r));
-        PQclear(r);
-        return -1;
-    }
-    bool moved = strcmp(PQcmdTuples(r), "1") == 0;
-    PQclear(r);
-    if (!moved) {
-        b->fenced = true;
-        snprintf(b->fence_reason, sizeof(b->fence_reason),
-                 "checkpoint of consumer '%s' is no longer %s: another process took it over",
-                 consumer, exptxt);
-        return -2;
+    for (int i = 0; i < nm; i++) {
+        int rc = save_row(w, b, &m[i]);
+        if (rc < 0)
+            return rc;
     }
     if (exec_ok(w, "COMMIT", "COMMIT") < 0)
         return -1;
-    if (!b->adopt_consumer)
-        w->committed = next;
+    after_commit(w, b);
     return 0;
 }
 
@@ -1367,26 +1726,45 @@ static void apply_done_keys(struct ru_pgw *w)
 static bool committed_already(struct ru_pgw *w, struct ru_batch *b)
 {
     struct ru_sid stored;
-    const char *consumer = b->adopt_consumer ? b->adopt_consumer : w->consumer;
-    struct ru_sid expected = b->adopt_consumer ? b->adopt_expected : w->committed;
-    if (ru_sid_cmp(&b->attempted, &expected) == 0)
+    struct ckpt_move m[2];
+    plan_moves(w, b, m);
+    if (ru_sid_cmp(&b->attempted, &m[0].expected) == 0)
         return false; /* the attempt would not have moved it: cannot tell, and need not */
-    if (query_checkpoint(w, consumer, &stored, NULL) < 0)
+    if (query_checkpoint(w, m[0].consumer, &stored, NULL) < 0)
         return false; /* the retry will fail and come back here */
     return ru_sid_cmp(&stored, &b->attempted) == 0;
 }
 
+/* Hands a batch back uncommitted for good. */
+static void give_back(struct ru_pgw *w, struct ru_batch *b)
+{
+    pthread_mutex_lock(&w->mu);
+    w->job = NULL;
+    w->done = b;
+    pthread_mutex_unlock(&w->mu);
+    notify_loop(w);
+}
+
 static void run_batch(struct ru_pgw *w, struct ru_batch *b)
 {
+    w->inflight = b;
     for (;;) {
         if (w->conn == NULL || atomic_load(&w->reconfigured)) {
             drop_conn(w);
             if (connect_db(w) < 0) {
+                if (is_fatal(w)) {
+                    b->fenced = true;
+                    pthread_mutex_lock(&w->mu);
+                    ru_strlcpy(b->fence_reason, w->fatal, sizeof(b->fence_reason));
+                    pthread_mutex_unlock(&w->mu);
+                    give_back(w, b);
+                    break;
+                }
                 ru_log_limited(&w->rl, RU_LOG_ERR,
                                "msg=\"postgres unavailable, batch kept\" events=%llu error=\"%s\"",
                                (unsigned long long)ru_store_nevents(b->store), w->stats.last_error);
                 if (!backoff_wait(w))
-                    return;
+                    break;
                 continue;
             }
         }
@@ -1398,8 +1776,7 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
                    "msg=\"previous attempt had committed; not applying the "
                    "batch again\" attempt=%d",
                    b->attempts);
-            if (!b->adopt_consumer)
-                w->committed = b->attempted;
+            after_commit(w, b);
             rc = 0;
         } else {
             b->attempts++;
@@ -1408,12 +1785,8 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
         if (rc == -2) {
             /* fenced: never retried; the loop decides what to do with the batch */
             PQclear(PQexec(w->conn, "ROLLBACK"));
-            pthread_mutex_lock(&w->mu);
-            w->job = NULL;
-            w->done = b;
-            pthread_mutex_unlock(&w->mu);
-            notify_loop(w);
-            return;
+            give_back(w, b);
+            break;
         }
         if (rc == 0) {
             w->backoff_ms = 0;
@@ -1433,7 +1806,7 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
             pthread_mutex_unlock(&w->mu);
             notify_loop(w);
             apply_done_keys(w);
-            return;
+            break;
         }
         pthread_mutex_lock(&w->mu);
         w->stats.flush_failures++;
@@ -1453,9 +1826,50 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
         const char *e = w->stats.last_error;
         if (strstr(e, "deadlock") == NULL && strstr(e, "could not serialize") == NULL) {
             if (!backoff_wait(w))
-                return;
+                break;
         }
     }
+    w->inflight = NULL;
+}
+
+/* Between flushes: a lost session (terminated, PostgreSQL restarted) is noticed within
+ * IDLE_CHECK_MS, so the loop stops reading at once; a probe is answered by a round trip
+ * made after it was asked. A lost session is made again with the locks. */
+static void idle_check(struct ru_pgw *w)
+{
+    unsigned want = atomic_load(&w->probe_req);
+    bool probe = want != atomic_load(&w->probe_done);
+    if (w->conn && !atomic_load(&w->reconfigured)) {
+        bool alive;
+        if (probe) {
+            PGresult *r = PQexec(w->conn, "SELECT 1");
+            alive = PQresultStatus(r) == PGRES_TUPLES_OK;
+            PQclear(r);
+        } else {
+            alive = PQconsumeInput(w->conn) == 1;
+        }
+        if (alive && PQstatus(w->conn) == CONNECTION_OK) {
+            if (probe) {
+                atomic_store(&w->probe_done, want);
+                notify_loop(w);
+            }
+            return;
+        }
+        ru_warn("msg=\"postgres session lost: reading stops until this consumer's locks are "
+                "taken again\" error=\"%.*s\"",
+                (int)strcspn(PQerrorMessage(w->conn), "\n"), PQerrorMessage(w->conn));
+    }
+    drop_conn(w);
+    while (connect_db(w) < 0) {
+        if (is_fatal(w))
+            return;
+        ru_log_limited(&w->rl, RU_LOG_WARNING,
+                       "msg=\"postgres unavailable, reading stopped\" error=\"%s\"",
+                       w->stats.last_error);
+        if (!backoff_wait(w))
+            return;
+    }
+    w->backoff_ms = 0;
 }
 
 static void *writer_main(void *arg)
@@ -1470,6 +1884,10 @@ static void *writer_main(void *arg)
             return NULL;
         if (connect_db(w) == 0)
             break;
+        if (is_fatal(w)) {
+            drop_conn(w);
+            return NULL;
+        }
         ru_log_limited(&w->rl, RU_LOG_WARNING,
                        "msg=\"postgres set-up failed, retrying\" error=\"%s\"",
                        w->stats.last_error);
@@ -1485,8 +1903,17 @@ static void *writer_main(void *arg)
 
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        while (!w->stop && w->job == NULL && w->ck_req == NULL)
-            pthread_cond_wait(&w->cv, &w->mu);
+        if (!w->stop && w->job == NULL && w->ck_req == NULL &&
+            atomic_load(&w->probe_req) == atomic_load(&w->probe_done)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += IDLE_CHECK_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+        }
         if (w->stop) {
             pthread_mutex_unlock(&w->mu);
             break;
@@ -1494,8 +1921,14 @@ static void *writer_main(void *arg)
         struct ru_batch *b = w->job;
         char *ck_req = w->ck_req;
         pthread_mutex_unlock(&w->mu);
+        if (is_fatal(w))
+            break;
         if (b) {
             run_batch(w, b);
+            continue;
+        }
+        if (ck_req == NULL) {
+            idle_check(w);
             continue;
         }
         /* a checkpoint query for an adoption: one attempt, the loop retries if it wants */
@@ -1555,6 +1988,7 @@ struct ru_pgw *ru_pgw_new(const struct ru_config *cfg)
     w->stream = ru_xstrdup(cfg->redis.stream);
     w->group = ru_xstrdup(cfg->redis.group);
     w->consumer = ru_xstrdup(cfg->redis.consumer);
+    w->lone = cfg->redis.lone_consumer;
     w->hourly_cfg = ru_xstrdup(cfg->postgres.hourly_table);
     w->raw_cfg = ru_xstrdup(cfg->postgres.raw_table);
     w->rl = (struct ru_ratelimit)RU_RATELIMIT_INIT(10000);
@@ -1629,14 +2063,41 @@ bool ru_pgw_busy(const struct ru_pgw *w)
     return atomic_load(&((struct ru_pgw *)w)->busy);
 }
 
-struct ru_sid ru_pgw_checkpoint(const struct ru_pgw *w)
+void ru_pgw_start_point(const struct ru_pgw *w, struct ru_pgw_start *out)
 {
-    return w->checkpoint;
+    *out = w->start; /* written before ready was set */
 }
 
-bool ru_pgw_checkpoint_lone(const struct ru_pgw *w)
+bool ru_pgw_held(const struct ru_pgw *w)
 {
-    return w->checkpoint_lone;
+    return atomic_load(&((struct ru_pgw *)w)->held);
+}
+
+unsigned ru_pgw_generation(const struct ru_pgw *w)
+{
+    return atomic_load(&((struct ru_pgw *)w)->generation);
+}
+
+unsigned ru_pgw_probe(struct ru_pgw *w)
+{
+    unsigned t = atomic_fetch_add(&w->probe_req, 1) + 1;
+    pthread_mutex_lock(&w->mu);
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return t;
+}
+
+bool ru_pgw_probed(const struct ru_pgw *w, unsigned ticket)
+{
+    return (int)(atomic_load(&((struct ru_pgw *)w)->probe_done) - ticket) >= 0;
+}
+
+const char *ru_pgw_fatal(struct ru_pgw *w)
+{
+    pthread_mutex_lock(&w->mu);
+    const char *f = w->fatal[0] ? w->fatal : NULL; /* set once, never changed after */
+    pthread_mutex_unlock(&w->mu);
+    return f;
 }
 
 void ru_pgw_submit(struct ru_pgw *w, struct ru_batch *b)

@@ -1,6 +1,7 @@
 #include "rollupd/stream.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,13 +46,17 @@ enum cmd_kind {
     C_DEAD_SCAN,
     /* recovery: dead letters already written after the start point */
     C_READ_RECOVER, /* recovery: XRANGE of what was delivered after the start point */
-    C_CLIENT_INFO,  /* this connection's id and address, to close it from the next one */
     C_EXEC_DL_LONE, /* EXEC of a copy of an entry without a pending entry (recovery) */
-    C_CLIENT_KILL,  /* the last connection, in case Redis still runs a read of it */
+    C_SETNAME,      /* the fence: this connection's name ... */
+    C_CLIENT_ID,    /* ... its id ... */
+    C_CLIENT_LIST,  /* ... and the connections to close before reading */
+    C_CLIENT_KILL,
 };
 
-/* S_CHECK and S_RECOVER only for a lone consumer or one owing a recovery. */
-enum conn_state { S_DOWN, S_CONNECTING, S_HANDSHAKE, S_CHECK, S_RECOVER, S_REPLAY, S_LIVE };
+/* S_GATE: the handshake is done and the fence is up; nothing is read until the owner
+ * (the daemon) has seen its PostgreSQL session alive after this point. S_CHECK and
+ * S_RECOVER only for a lone consumer or one owing a recovery. */
+enum conn_state { S_DOWN, S_CONNECTING, S_HANDSHAKE, S_GATE, S_CHECK, S_RECOVER, S_REPLAY, S_LIVE };
 
 struct ru_stream {
     /* copied configuration */
@@ -65,6 +70,7 @@ struct ru_stream {
     redisContext *c;
     enum conn_state state;
     bool started, paused, group_known, exec_ok, xinfo_inflight;
+    bool suspended; /* no connection until ru_stream_suspend(s, false) */
     /* XREADGROUPs sent and not answered: one while replaying or when the last live read
      * came back short; two after a full one, so Redis has the next read at hand while we
      * parse (read_depth) */
@@ -86,10 +92,20 @@ struct ru_stream {
     bool marked;     /* the lone mark is committed (or was found at start) */
     int dl_inflight; /* a lone consumer's dead-letter copies not yet confirmed */
     bool dl_lost;    /* some were lost with a connection: recovery writes them again */
-    long long client_id, old_client_id; /* CLIENT INFO id of this and of the last connection */
-    char caddr[64], old_caddr[64];      /* their addresses as Redis sees them (TCP only) */
-    bool client_info_warned;
+    /* The fence. Every connection is named after the group, the consumer and the mode;
+     * before it reads, it closes the connections that may still read for an owner that
+     * has lost its PostgreSQL lock: those of the same consumer, and those of any lone
+     * consumer of the group (a lone consumer closes every rollupd connection of the
+     * group). */
+    char name[64], group_prefix[40];
+    long long my_id;
+    bool fence_warned;
     struct ru_sid floor; /* ids at or below were in the group before this consumer read it */
+    /* Dead-letter positions: the newest copy this process had confirmed, and the one
+     * stored with the committed checkpoint (copies of entries after the checkpoint were
+     * all written after it; unknown for a checkpoint of an earlier build). */
+    struct ru_sid dead_last, dead_pos;
+    bool dead_pos_known;
     struct ru_sid rec_end, rec_deleted;
     bool rec_deleted_known;
     struct ru_sid *dead_ids; /* dead letters of entries after the start point, ascending */
@@ -151,6 +167,11 @@ struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_str
     s->dead = ru_xstrdup(cfg->redis.dead_letter_stream);
     s->start = ru_xstrdup(cfg->redis.start);
     s->lone = cfg->redis.lone_consumer;
+    uint64_t g = ru_hash(s->group, strlen(s->group), ru_hash(s->stream, strlen(s->stream), 0));
+    uint64_t c = ru_hash(s->consumer, strlen(s->consumer), g);
+    snprintf(s->group_prefix, sizeof(s->group_prefix), "rollupd:%016" PRIx64 ":", g);
+    snprintf(s->name, sizeof(s->name), "%s%016" PRIx64 ":%c", s->group_prefix, c,
+             s->lone ? 'L' : 'S');
     s->cb = *cb;
     s->rbuf = ru_xmalloc(READ_CHUNK);
     s->arena = ru_reply_arena_new();
@@ -162,6 +183,8 @@ struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_str
 }
 
 static void disconnect(struct ru_stream *s, const char *why);
+static void start_check(struct ru_stream *s);
+static void start_replay(struct ru_stream *s);
 
 void ru_stream_free(struct ru_stream *s)
 {
@@ -479,12 +502,7 @@ static void disconnect(struct ru_stream *s, const char *why)
         s->recover = true;
     }
     s->dl_inflight = 0;
-    if (s->client_id > 0) {
-        /* a connection that never had its CLIENT INFO answered sent no read */
-        s->old_client_id = s->client_id;
-        memcpy(s->old_caddr, s->caddr, sizeof(s->caddr));
-    }
-    s->client_id = 0;
+    s->my_id = 0;
     set_error(s, why);
     schedule_reconnect(s);
     if (s->adopt.active) {
@@ -524,32 +542,88 @@ static void start_handshake(struct ru_stream *s)
         if (s->c)
             send_argv(s, C_SELECT, 2);
     }
-    if (s->lone || s->recover) {
-        /* A read of the last connection that Redis has not run yet could deliver entries
-         * after this connection's recovery looked: close that connection for good first. */
-        char idt[24];
-        if (s->old_client_id > 0) {
-            /* the address too: after a Redis restart the id may be someone else's */
-            snprintf(idt, sizeof(idt), "%lld", s->old_client_id);
-            argv_reserve(s, 6);
+    /* The fence: name this connection, then (on the CLIENT LIST reply) close those that
+     * may still read for us before anything is read here. */
+    argv_reserve(s, 4);
+    ARG(0, "CLIENT");
+    ARG(1, "SETNAME");
+    ARG(2, s->name);
+    if (s->c)
+        send_argv(s, C_SETNAME, 3);
+    ARG(1, "ID");
+    if (s->c)
+        send_argv(s, C_CLIENT_ID, 2);
+    ARG(1, "LIST");
+    ARG(2, "TYPE");
+    ARG(3, "normal");
+    if (s->c)
+        send_argv(s, C_CLIENT_LIST, 4);
+    try_write(s);
+}
+
+/* Where a group that vanished is created again: after what this consumer committed (a
+ * lone consumer: what the group committed), so that what the producer wrote meanwhile
+ * is read whatever redis.start says; "0" when nothing was committed yet. */
+static struct ru_sid recover_from(const struct ru_stream *s);
+
+static void group_create_after_fence(struct ru_stream *s)
+{
+    char at[RU_SID_STRLEN];
+    if (!s->group_known) {
+        send_group_create(s, s->start);
+        return;
+    }
+    struct ru_sid from = recover_from(s);
+    ru_sid_format(&from, at);
+    send_group_create(s, at);
+}
+
+/* CLIENT LIST: "id=7 addr=... name=rollupd:...:S ...\n" per connection. Closes those of
+ * the same consumer and those of a lone consumer of the group (for a lone consumer: all
+ * of the group), other than this one. */
+static void fence_kill(struct ru_stream *s, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_STRING) {
+        if (!s->fence_warned)
+            ru_warn("msg=\"CLIENT SETNAME/ID/LIST refused (an ACL?): another process that lost "
+                    "this consumer's PostgreSQL lock may read on for a moment before it notices; "
+                    "grant client|setname, client|id, client|list and client|kill\" error=\"%s\"",
+                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        s->fence_warned = true;
+        return;
+    }
+    size_t plen = strlen(s->group_prefix), nlen = strlen(s->name);
+    for (const char *line = r->str; line && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        const char *name = NULL;
+        for (const char *p = line; p < line + len; p++) {
+            if ((p == line || p[-1] == ' ') && strncmp(p, "name=", 5) == 0) {
+                name = p + 5;
+                break;
+            }
+        }
+        long long id = strncmp(line, "id=", 3) == 0 ? atoll(line + 3) : 0;
+        size_t nl = name ? strcspn(name, " \r\n") : 0;
+        bool same = nl == nlen && memcmp(name, s->name, nlen) == 0;
+        bool group = nl > plen && memcmp(name, s->group_prefix, plen) == 0;
+        bool lone_other = group && name[nl - 1] == 'L';
+        if (id > 0 && id != s->my_id && (same || (group && (s->lone || lone_other)))) {
+            char idt[24];
+            snprintf(idt, sizeof(idt), "%lld", id);
+            ru_warn("msg=\"closing an earlier connection of this consumer or a lone consumer of "
+                    "the group before reading (a lost connection of this process, or one of a "
+                    "process that lost the PostgreSQL lock)\" client_id=%s name=%.*s",
+                    idt, (int)nl, name);
+            argv_reserve(s, 4);
             ARG(0, "CLIENT");
             ARG(1, "KILL");
             ARG(2, "ID");
             ARG(3, idt);
-            ARG(4, "ADDR");
-            ARG(5, s->old_caddr);
-            if (s->c)
-                send_argv(s, C_CLIENT_KILL, 6);
+            send_argv(s, C_CLIENT_KILL, 4);
         }
-        argv_reserve(s, 2);
-        ARG(0, "CLIENT");
-        ARG(1, "INFO");
-        if (s->c)
-            send_argv(s, C_CLIENT_INFO, 2);
+        line = end ? end + 1 : NULL;
     }
-    if (s->c)
-        send_group_create(s, s->start);
-    try_write(s);
 }
 
 static void connect_now(struct ru_stream *s)
@@ -573,14 +647,18 @@ static void connect_now(struct ru_stream *s)
     s->stats.reconnects++;
 }
 
-void ru_stream_start(struct ru_stream *s, const struct ru_sid *committed, bool recover)
+void ru_stream_start(struct ru_stream *s, const struct ru_stream_start *st)
 {
-    s->committed = *committed;
-    s->recover = recover;
-    s->marked = recover;
-    if (ru_sid_cmp(&s->last_seen, committed) < 0)
-        s->last_seen = *committed;
-    s->group_known = !ru_sid_is_zero(committed);
+    s->committed = st->committed;
+    s->recover = st->recover;
+    s->marked = st->recover;
+    if (st->recover && ru_sid_cmp(&st->recover_from, &s->floor) > 0)
+        s->floor = st->recover_from;
+    s->dead_pos = st->dead_pos;
+    s->dead_pos_known = st->dead_pos_known;
+    if (ru_sid_cmp(&s->last_seen, &s->committed) < 0)
+        s->last_seen = s->committed;
+    s->group_known = !ru_sid_is_zero(&s->committed) || !ru_sid_is_zero(&s->floor);
     s->started = true;
     s->next_attempt_ms = 0;
     s->stats.reconnects = 0;
@@ -589,10 +667,47 @@ void ru_stream_start(struct ru_stream *s, const struct ru_sid *committed, bool r
         s->stats.reconnects--; /* the first connection is not a reconnect */
 }
 
-void ru_stream_set_committed(struct ru_stream *s, const struct ru_sid *committed)
+void ru_stream_set_committed(struct ru_stream *s, const struct ru_sid *committed,
+                             const struct ru_sid *dead_pos)
 {
     if (ru_sid_cmp(&s->committed, committed) < 0)
         s->committed = *committed;
+    if (dead_pos && ru_sid_cmp(&s->dead_pos, dead_pos) < 0)
+        s->dead_pos = *dead_pos;
+    if (dead_pos)
+        s->dead_pos_known = true;
+}
+
+struct ru_sid ru_stream_dead_pos(const struct ru_stream *s)
+{
+    return ru_sid_cmp(&s->dead_last, &s->dead_pos) > 0 ? s->dead_last : s->dead_pos;
+}
+
+void ru_stream_gate_open(struct ru_stream *s)
+{
+    if (s->state != S_GATE)
+        return;
+    if (s->lone || s->recover)
+        start_check(s);
+    else
+        start_replay(s);
+    try_write(s);
+}
+
+void ru_stream_suspend(struct ru_stream *s, bool on, const char *why)
+{
+    if (on == s->suspended)
+        return;
+    s->suspended = on;
+    if (on) {
+        if (s->state != S_DOWN)
+            disconnect(s, why);
+        else
+            set_error(s, why);
+    } else {
+        s->backoff_ms = 0;
+        s->next_attempt_ms = 0;
+    }
 }
 
 void ru_stream_reconfigure(struct ru_stream *s, const struct ru_config *cfg)
@@ -932,34 +1047,6 @@ static void parse_consumers(struct ru_stream *s, const redisReply *r)
 
 /* ---- recovery (lone consumer) ---- */
 
-/* CLIENT INFO: "id=7 addr=127.0.0.1:50312 laddr=... fd=8 ...". The address is kept only
- * for TCP: Unix-socket clients share one, and after a Redis restart an id alone could be
- * someone else's. */
-static void parse_client_info(struct ru_stream *s, const redisReply *r)
-{
-    s->client_id = 0;
-    s->caddr[0] = '\0';
-    if (r->type != REDIS_REPLY_STRING) {
-        if (!s->client_info_warned)
-            ru_warn("msg=\"CLIENT INFO refused (Redis before 6.2, or an ACL): a read of a lost "
-                    "connection that Redis runs late could deliver entries after recovery "
-                    "looked\" error=\"%s\"",
-                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        s->client_info_warned = true;
-        return;
-    }
-    const char *id = strstr(r->str, "id=");
-    const char *addr = strstr(r->str, " addr=");
-    if (s->path != NULL || id != r->str || addr == NULL)
-        return;
-    size_t n = strcspn(addr + 6, " \r\n");
-    if (n == 0 || n >= sizeof(s->caddr))
-        return;
-    memcpy(s->caddr, addr + 6, n);
-    s->caddr[n] = '\0';
-    s->client_id = atoll(id + 3);
-}
-
 static void start_replay(struct ru_stream *s)
 {
     s->backoff_ms = 0;
@@ -991,23 +1078,36 @@ static void check_consumers(struct ru_stream *s, const redisReply *r)
         disconnect(s, why);
         return;
     }
+    /* Other rollupd processes cannot be reading (the group's PostgreSQL lock keeps them
+     * out); this guards against readers that take no lock. A lone consumer wants the
+     * group to itself. A shared-group consumer recovering a lone consumer's entries only
+     * waits for consumers that read recently: a stopped one is harmless. */
+    long long alive_ms = 3LL * s->block_ms + 10000;
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         const redisReply *name = map_get(r->element[i], "name");
+        const redisReply *pend = map_get(r->element[i], "pending");
+        const redisReply *idle = map_get(r->element[i], "idle");
         if (name == NULL || name->str == NULL || strcmp(name->str, s->consumer) == 0)
             continue;
-        char why[400];
+        long long np = pend && pend->type == REDIS_REPLY_INTEGER ? pend->integer : -1;
+        long long ni = idle && idle->type == REDIS_REPLY_INTEGER ? idle->integer : 0;
+        if (!s->lone && ni >= alive_ms)
+            continue;
+        char why[600];
         if (s->lone)
             snprintf(why, sizeof(why),
-                     "consumer '%.60s' is also in group %.60s: lone_consumer needs the group to "
-                     "itself (remove that consumer with XGROUP DELCONSUMER once nothing of it is "
-                     "pending, or set lone_consumer = false)",
-                     name->str, s->group);
+                     "consumer '%.60s' is also in group %.60s (%lld pending): a lone consumer "
+                     "needs the group to itself. If no rollupd runs as '%.60s': with 0 pending, "
+                     "remove it (XGROUP DELCONSUMER); with entries pending, run it once more as "
+                     "a shared-group consumer until they are committed, or let a shared-group "
+                     "rollupd take them over (rollupctl adopt). Or set lone_consumer = false here",
+                     name->str, s->group, np, name->str);
         else
             snprintf(why, sizeof(why),
-                     "the last run of this consumer read without acknowledgements and did not "
-                     "stop cleanly, and consumer '%.60s' is also in group %.60s: start this "
-                     "consumer alone until it is live, then the others",
-                     name->str, s->group);
+                     "consumer '%.60s' of group %.60s read %lld ms ago, while entries a lone "
+                     "consumer read without acknowledgement are to be recovered: waiting until no "
+                     "reader that takes no rollupd lock is active",
+                     name->str, s->group, ni);
         ru_err("msg=\"%s\"", why);
         disconnect(s, why);
         return;
@@ -1076,10 +1176,8 @@ static void begin_recovery(struct ru_stream *s)
 }
 
 /* One page of XREVRANGE <dead>: this group's dead letters of entries after the start
- * point (notes, which carry only the id and a reason, are not dead letters). A copy is
- * written after its entry was read, so its own id's time is not older than the entry's:
- * the scan ends at the first copy from a millisecond before the start point's, whatever
- * other groups wrote. */
+ * point (notes, which carry only the id and a reason, are not dead letters), newest
+ * first, down to the dead-letter position stored with the checkpoint. */
 static void dead_scan_page(struct ru_stream *s, const redisReply *r)
 {
     if (r->type != REDIS_REPLY_ARRAY) {
@@ -1096,9 +1194,11 @@ static void dead_scan_page(struct ru_stream *s, const redisReply *r)
         if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || !sid_of(e->element[0], &last))
             continue;
         s->dead_scanned++;
-        /* milliseconds only: sequence numbers count within each stream, so a copy written
-         * in the same millisecond as the start point can have a smaller one */
-        if (last.ms < s->cursor.ms) {
+        /* Copies of entries after the checkpoint were all written after the dead-letter
+         * position stored with it (dead-letter ids only grow), whatever the entries' own
+         * ids say. A checkpoint of an earlier build has none: then the copy's time, which
+         * assumes entry ids follow the clock. */
+        if (s->dead_pos_known ? ru_sid_cmp(&last, &s->dead_pos) <= 0 : last.ms < s->cursor.ms) {
             done = true;
             break;
         }
@@ -1128,6 +1228,14 @@ static void dead_scan_page(struct ru_stream *s, const redisReply *r)
         qsort(s->dead_ids, s->ndead, sizeof(*s->dead_ids), sid_cmp_void);
     s->state = S_RECOVER;
     send_read(s);
+}
+
+/* A confirmed dead-letter copy's id: the newest one is stored with the next checkpoint. */
+static void note_dead_copy(struct ru_stream *s, const redisReply *id)
+{
+    struct ru_sid x;
+    if (sid_of(id, &x) && ru_sid_cmp(&x, &s->dead_last) > 0)
+        s->dead_last = x;
 }
 
 /* Entries in an XREADGROUP reply [[stream, [entry, ...]]] (0 for nil or an error). */
@@ -1167,10 +1275,10 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
         }
         s->group_known = true;
         if (s->state == S_HANDSHAKE) {
-            if (s->lone || s->recover)
-                start_check(s);
-            else
-                start_replay(s);
+            /* nothing is read until the owner has seen its lock alive after the fence */
+            s->state = S_GATE;
+            if (s->cb.on_gate)
+                s->cb.on_gate(s->cb.ud);
         }
         return;
     case C_CHECK_CONSUMERS:
@@ -1218,13 +1326,26 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
             send_read(s);
         return;
     }
-    case C_CLIENT_INFO:
-        parse_client_info(s, r);
+    case C_SETNAME:
+    case C_CLIENT_ID:
+        if (r->type == REDIS_REPLY_INTEGER)
+            s->my_id = r->integer;
+        else if (r->type == REDIS_REPLY_ERROR)
+            fence_kill(s, r); /* warns once */
+        return;
+    case C_CLIENT_LIST:
+        if (s->my_id > 0)
+            fence_kill(s, r);
+        else if (!s->fence_warned && r->type == REDIS_REPLY_STRING)
+            ru_warn("msg=\"CLIENT ID not answered: no connection closed before reading\"");
+        group_create_after_fence(s);
+        try_write(s);
         return;
     case C_CLIENT_KILL:
         if (r->type == REDIS_REPLY_ERROR && !is_error(r, "ERR No such client"))
-            ru_warn("msg=\"could not close the previous connection\" error=\"%s\"", r->str);
-        s->old_client_id = 0;
+            ru_warn("msg=\"could not close a connection that may still read for this consumer\" "
+                    "error=\"%s\"",
+                    r->str);
         return;
     case C_XADD_DL:
         if (r->type == REDIS_REPLY_ERROR) {
@@ -1237,6 +1358,7 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
         }
         if (s->dl_inflight > 0)
             s->dl_inflight--;
+        note_dead_copy(s, r);
         s->stats.dead_lettered++;
         return;
     case C_READ_REPLAY:
@@ -1252,7 +1374,7 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
         if (r->type == REDIS_REPLY_ERROR) {
             if (is_error(r, "NOGROUP")) {
                 /* the group vanished under us (FLUSHALL, restart without persistence) */
-                send_group_create(s, "0");
+                group_create_after_fence(s);
                 s->state = S_HANDSHAKE;
                 return;
             }
@@ -1318,6 +1440,7 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
         }
         if (s->dl_inflight > 0)
             s->dl_inflight--;
+        note_dead_copy(s, r->element[0]);
         /* fall through */
     case C_EXEC_DL:
         if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
@@ -1450,6 +1573,8 @@ int ru_stream_tick(struct ru_stream *s)
     if (!s->started)
         return 1000;
     if (s->state == S_DOWN) {
+        if (s->suspended)
+            return 1000;
         if (now >= s->next_attempt_ms)
             connect_now(s);
         else

@@ -27,7 +27,7 @@ set_tests_properties(servers_stop PROPERTIES FIXTURES_CLEANUP servers LABELS int
 file(GLOB RU_INTEG_TESTS ${CMAKE_CURRENT_SOURCE_DIR}/tests/integ/test_*.c)
 foreach(src ${RU_INTEG_TESTS})
   get_filename_component(name ${src} NAME_WE)
-  add_executable(${name} ${src} tests/integ/harness.c)
+  add_executable(${name} ${src} tests/integ/harness.c tests/integ/e2e.c)
   target_include_directories(${name} PRIVATE tests/integ)
   target_link_libraries(${name} PRIVATE rollupd_core PkgConfig::CRITERION)
   add_test(NAME integ_${name} COMMAND ${name} --jobs 1)

@@ -35,6 +35,13 @@ struct ru_batch {
     /* A lone consumer's first commit: the group's starting point and the lone mark, to be
      * committed even without events before any read without acknowledgement. */
     bool lone_start;
+    /* Committed even without events: a shared-group consumer that recovered a lone
+     * consumer's entries clears the group's mark with it. */
+    bool force;
+    /* The dead-letter stream's newest confirmed copy when the batch was detached: copies
+     * of entries after the checkpoint were written after it (stored with the group's
+     * checkpoint, where the recovery's scan of the dead letters stops). */
+    struct ru_sid dead_pos;
     struct ru_buf raw; /* COPY text rows for the raw table (optional) */
     uint64_t nraw;
     struct ru_sid *raw_ids; /* the stream id of each raw row */
@@ -64,7 +71,7 @@ struct ru_batch {
     bool attempted_set;
     bool fenced; /* not committed: the checkpoint moved under us (another process took
                   * over this consumer), or the adopted consumer is alive */
-    char fence_reason[160];
+    char fence_reason[420];
 };
 
 struct ru_batch *ru_batch_new(void);
@@ -101,7 +108,7 @@ struct ru_pgw_stats {
     int64_t cache_last_us;  /* how long the last of those took (after the COMMIT) */
     int64_t last_flush_unix_ms, last_flush_us;
     bool connected;
-    char last_error[256];
+    char last_error[640];
 };
 
 struct ru_pgw;
@@ -120,11 +127,34 @@ struct ru_batch *ru_pgw_collect(struct ru_pgw *w);
 
 bool ru_pgw_ready(const struct ru_pgw *w); /* set-up done: schema and checkpoint */
 bool ru_pgw_busy(const struct ru_pgw *w);  /* a batch is in the writer's hands */
-/* The checkpoint loaded at set-up. */
-struct ru_sid ru_pgw_checkpoint(const struct ru_pgw *w);
-/* Whether the stored checkpoint was written by a lone consumer (before set-up marked it
- * for this run): entries after it were delivered without acknowledgement. */
-bool ru_pgw_checkpoint_lone(const struct ru_pgw *w);
+
+/* What set-up found in rollupd_checkpoint. committed: this consumer's row (a lone
+ * consumer: the group's row, consumer ''). A lone consumer's entries belong to the group,
+ * not to its name: the group row holds the checkpoint of whichever lone consumer read it
+ * last and whether entries after it may have been read without acknowledgement. */
+struct ru_pgw_start {
+    struct ru_sid committed;
+    bool recover;             /* the group row's lone mark */
+    struct ru_sid group_ckpt; /* the group row's checkpoint */
+    struct ru_sid dead_pos;   /* the dead-letter position stored with it */
+    bool dead_pos_known;
+};
+void ru_pgw_start_point(const struct ru_pgw *w, struct ru_pgw_start *out);
+
+/* Ownership. A process reads only while its PostgreSQL session holds the consumer's
+ * advisory lock (and the group's: exclusive for a lone consumer or while recovering a
+ * lone consumer's entries, shared otherwise). held: the session is believed alive;
+ * generation: counts the times the locks were taken (and the checkpoint found as this
+ * process left it), so a change means a new session. */
+bool ru_pgw_held(const struct ru_pgw *w);
+unsigned ru_pgw_generation(const struct ru_pgw *w);
+/* Asks the writer to prove its session alive by a round trip (or a commit) made after
+ * this call; returns a ticket for ru_pgw_probed. */
+unsigned ru_pgw_probe(struct ru_pgw *w);
+bool ru_pgw_probed(const struct ru_pgw *w, unsigned ticket);
+/* Non-NULL when the writer gave up for good (another process holds this consumer, or
+ * the checkpoint moved under us): the loop must stop reading and exit. */
+const char *ru_pgw_fatal(struct ru_pgw *w);
 
 /* Hands a batch to the writer (consumed). Only when ready and not busy. */
 void ru_pgw_submit(struct ru_pgw *w, struct ru_batch *b);

@@ -59,6 +59,10 @@ struct ru_stream_cb {
     void (*on_state)(void *ud, bool up, const char *err);
     /* The group did not exist on a connection that had seen it before. */
     void (*on_group_recreated)(void *ud);
+    /* A new connection is fenced (earlier connections of this consumer closed) and waits:
+     * the owner confirms that it still holds its PostgreSQL lock, then calls
+     * ru_stream_gate_open. */
+    void (*on_gate)(void *ud);
 
     /* Adoption (ru_stream_adopt_fetch): each pending entry of the other consumer, in id
      * order (fields NULL and n 0 when the producer trimmed it), then done (err NULL on
@@ -89,11 +93,22 @@ struct ru_stream;
 struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_stream_cb *cb);
 void ru_stream_free(struct ru_stream *s);
 
-/* Sets the committed checkpoint (loaded from PostgreSQL, then raised after each flush)
- * and begins connecting. Entries at or below it are never applied again. recover: the
- * checkpoint was stored by a lone consumer, so entries after it may have been delivered
- * without a pending entry and must be read again before anything else. */
-void ru_stream_start(struct ru_stream *s, const struct ru_sid *committed, bool recover);
+/* What PostgreSQL holds when reading begins. */
+struct ru_stream_start {
+    struct ru_sid committed; /* this consumer's checkpoint (a lone consumer: the group's) */
+    /* A lone consumer of the group read without acknowledgement after recover_from (the
+     * group's lone checkpoint): those entries are read again before anything else. */
+    bool recover;
+    struct ru_sid recover_from;
+    /* The dead-letter stream's position stored with recover_from: copies of entries
+     * after it were written after this position. Unknown for an earlier build's row. */
+    struct ru_sid dead_pos;
+    bool dead_pos_known;
+};
+
+/* Begins connecting. Entries at or below the committed checkpoint are never applied
+ * again. */
+void ru_stream_start(struct ru_stream *s, const struct ru_stream_start *st);
 /* True while entries after the committed checkpoint may have been delivered without a
  * pending entry: always for a lone consumer, else until the owed recovery is done. The
  * checkpoint stored with the next flush carries this mark. */
@@ -111,7 +126,18 @@ bool ru_stream_commit_blocked(const struct ru_stream *s);
 /* Ask XINFO GROUPS (lag, pending) at the next tick rather than on the 5 s schedule: after
  * a commit, so that status does not show what the flush has just settled. */
 void ru_stream_refresh_info(struct ru_stream *s);
-void ru_stream_set_committed(struct ru_stream *s, const struct ru_sid *committed);
+/* After a COMMIT: the checkpoint and the dead-letter position stored with it (NULL:
+ * none stored). */
+void ru_stream_set_committed(struct ru_stream *s, const struct ru_sid *committed,
+                             const struct ru_sid *dead_pos);
+/* The dead-letter position to store with a checkpoint that covers everything taken in
+ * so far: the newest confirmed copy (or the position stored before). */
+struct ru_sid ru_stream_dead_pos(const struct ru_stream *s);
+/* The connection waiting at the gate may read now. */
+void ru_stream_gate_open(struct ru_stream *s);
+/* on: drop the connection and make no other until called with off (the PostgreSQL lock
+ * was lost: nothing may be read); off: reconnect at once. */
+void ru_stream_suspend(struct ru_stream *s, bool on, const char *why);
 
 /* Connection settings changed (reload): drop the connection and reconnect with the new
  * URL. Stream, group and consumer cannot change live. */

@@ -1,0 +1,477 @@
+#include "e2e.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+
+struct e2e_ctx T;
+
+/* The daemon's log without its "postgres notice" debug lines (malloc'd). */
+char *log_without_notices(const struct ru_h_daemon *d)
+{
+    static const char NOTICE[] = "msg=\"postgres notice\"";
+    char *log = ru_h_daemon_log(d);
+    struct ru_buf b = RU_BUF_INIT;
+    for (char *line = log; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) + 1 : strlen(line);
+        if (memmem(line, len, NOTICE, sizeof(NOTICE) - 1) == NULL)
+            ru_buf_append(&b, line, len);
+        line += len;
+    }
+    free(log);
+    return b.p ? b.p : ru_xstrdup("");
+}
+
+/* Fails the test with the message (from the test's line), every daemon's status and the
+ * tail of its log. */
+void fail_log(const char *file, int line, const char *fmt, ...)
+{
+    struct ru_buf b = RU_BUF_INIT;
+    ru_buf_printf(&b, "%s:%d: ", strrchr(file, '/') ? strrchr(file, '/') + 1 : file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    ru_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    for (int i = 0; i < T.nd; i++) {
+        struct ru_h_daemon *d = T.d[i];
+        bool running = ru_h_daemon_running(d);
+        char *st = running ? ru_h_sock_cmd(d->sock, "status") : NULL;
+        char *log = log_without_notices(d);
+        size_t n = strlen(log);
+        ru_buf_printf(&b,
+                      "\n---- rollupd #%d (pid %d, %s) status: %s\n---- log tail (%s, without"
+                      " postgres notices) ----\n%s",
+                      i, (int)d->pid, running ? "running" : "not running", st ? st : "(none)",
+                      d->log, n > LOG_TAIL ? log + n - LOG_TAIL : log);
+        free(st);
+        free(log);
+    }
+    cr_assert_fail("%s", b.p ? b.p : "failure");
+    abort(); /* not reached */
+}
+
+void setup(void)
+{
+    memset(&T, 0, sizeof(T));
+    T.t0 = ru_mono_ms();
+    ru_h_names(T.stream, T.group, T.dbname, sizeof(T.stream));
+    snprintf(T.dead, sizeof(T.dead), "%s:dead", T.stream);
+    ru_h_fresh_db(T.ci, sizeof(T.ci));
+    T.pg = ru_h_pg_connect(T.ci);
+    T.r = ru_h_redis();
+}
+
+void track(struct ru_h_daemon *d)
+{
+    cr_assert_lt(T.nd, MAX_DAEMONS);
+    T.d[T.nd++] = d;
+}
+
+/* A config for this test's stream, group and database. */
+struct ru_h_cfg base_cfg(int flush_ms)
+{
+    struct ru_h_cfg k = {
+        .stream = T.stream, .group = T.group, .conninfo = T.ci, .flush_interval_ms = flush_ms};
+    return k;
+}
+
+void start_daemon(struct ru_h_daemon *d, const struct ru_h_cfg *k)
+{
+    char *text = ru_h_config(k);
+    ru_h_daemon_start(d, text);
+    free(text);
+    track(d);
+}
+
+/* Rewrites d's config file from k (send SIGHUP or restart to use it), keeping d's socket. */
+void rewrite_config(struct ru_h_daemon *d, struct ru_h_cfg k)
+{
+    k.socket = d->sock;
+    char *text = ru_h_config(&k);
+    ru_h_daemon_rewrite_config(d, text);
+    free(text);
+}
+
+/* base_cfg for a lone consumer (redis.lone_consumer = true). */
+struct ru_h_cfg lone_cfg(int flush_ms)
+{
+    struct ru_h_cfg k = base_cfg(flush_ms);
+    k.redis_extra = "lone_consumer = true;";
+    return k;
+}
+
+/* Stops every daemon still running with SIGTERM (each must exit 0), deletes the test's
+ * streams (a failed test keeps them for inspection), closes connections and logs how long
+ * the test took. */
+void finish(const char *name)
+{
+    for (int i = 0; i < T.nd; i++) {
+        if (!ru_h_daemon_running(T.d[i]))
+            continue;
+        int rc = ru_h_daemon_stop(T.d[i]);
+        CHECK(rc == 0, "%s: rollupd #%d exited with status %d after SIGTERM", name, i, rc);
+    }
+    if (T.r)
+        freeReplyObject(ru_h_redis_cmd(T.r, "DEL %s %s", T.stream, T.dead));
+    if (T.pg)
+        PQfinish(T.pg);
+    if (T.r)
+        redisFree(T.r);
+    T.pg = NULL;
+    T.r = NULL;
+    cr_log_info("e2e/%s: %.1f s", name, (double)(ru_mono_ms() - T.t0) / 1000.0);
+}
+
+/* ------------------------------------------------------------------ observing */
+
+bool json_bool(const json_t *o, const char *key)
+{
+    return json_is_true(json_object_get(o, key));
+}
+
+long long json_ll(const json_t *o, const char *key)
+{
+    long long v = -1;
+    if (!ru_h_json_int(o, key, &v))
+        return -1;
+    return v;
+}
+
+/* One status answer of d; ok = false when it does not answer. */
+struct st status_of(struct ru_h_daemon *d)
+{
+    struct st s = {0};
+    if (!ru_h_daemon_running(d))
+        return s;
+    json_t *j = ru_h_status(d->sock);
+    if (j == NULL)
+        return s;
+    s.ok = true;
+    s.redis = json_bool(j, "redis_connected");
+    s.pg = json_bool(j, "postgres_connected");
+    s.in_flush = json_bool(j, "flush_in_progress");
+    s.lag_known = json_is_integer(json_object_get(j, "group_lag"));
+    s.consumed = json_ll(j, "events_consumed");
+    s.flushed = json_ll(j, "events_flushed");
+    s.invalid = json_ll(j, "events_invalid");
+    s.dead_lettered = json_ll(j, "events_dead_lettered");
+    s.trimmed = json_ll(j, "events_trimmed");
+    s.pending = json_ll(j, "pending_events");
+    s.flushes = json_ll(j, "flushes");
+    s.rows = json_ll(j, "rows_written");
+    s.failures = json_ll(j, "flush_failures");
+    s.raw_written = json_ll(j, "raw_rows_written");
+    s.raw_rejected = json_ll(j, "raw_rows_rejected");
+    json_decref(j);
+    return s;
+}
+
+struct ginfo group_info(void)
+{
+    struct ginfo g = {false, -1, -1, -1};
+    redisReply *rep = ru_h_redis_cmd(T.r, "XINFO GROUPS %s", T.stream);
+    if (rep->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < rep->elements; i++) {
+            redisReply *e = rep->element[i];
+            if (e->type != REDIS_REPLY_ARRAY)
+                continue;
+            bool ours = false;
+            struct ginfo x = {true, -1, -1, -1};
+            for (size_t k = 0; k + 1 < e->elements; k += 2) {
+                const redisReply *key = e->element[k], *v = e->element[k + 1];
+                if (key->str == NULL)
+                    continue;
+                if (strcmp(key->str, "name") == 0)
+                    ours = v->str && strcmp(v->str, T.group) == 0;
+                else if (strcmp(key->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+                    x.pending = v->integer;
+                else if (strcmp(key->str, "entries-read") == 0 && v->type == REDIS_REPLY_INTEGER)
+                    x.entries_read = v->integer;
+                else if (strcmp(key->str, "lag") == 0 && v->type == REDIS_REPLY_INTEGER)
+                    x.lag = v->integer;
+            }
+            if (ours)
+                g = x;
+        }
+    }
+    freeReplyObject(rep);
+    return g;
+}
+
+void observe(struct obs *o)
+{
+    memset(o, 0, sizeof(*o));
+    for (int i = 0; i < T.nd; i++) {
+        struct st s = status_of(T.d[i]);
+        if (!s.ok)
+            continue;
+        o->answered++;
+        o->in_flush |= s.in_flush;
+        o->consumed += s.consumed;
+        o->flushed += s.flushed;
+        o->invalid += s.invalid;
+        o->pending += s.pending;
+        o->flushes += s.flushes;
+    }
+    o->g = group_info();
+    o->xlen = ru_h_xlen(T.r, T.stream);
+    o->dead_len = ru_h_xlen(T.r, T.dead);
+}
+
+const char *obs_text(const struct obs *o)
+{
+    static char buf[512];
+    snprintf(buf, sizeof(buf),
+             "daemons answering=%d consumed=%lld flushed=%lld invalid=%lld pending_events=%lld"
+             " flushes=%lld flush_in_progress=%d | XLEN=%lld dead XLEN=%lld | group %s"
+             " pending=%lld entries-read=%lld lag=%lld",
+             o->answered, o->consumed, o->flushed, o->invalid, o->pending, o->flushes,
+             (int)o->in_flush, o->xlen, o->dead_len, o->g.found ? "found" : "MISSING", o->g.pending,
+             o->g.entries_read, o->g.lag);
+    return buf;
+}
+
+/* This process's daemons have flushed or dead-lettered target entries, nothing is
+ * pending in the group and nothing waits in memory. */
+bool cond_flushed(void *arg)
+{
+    struct want *w = arg;
+    observe(&w->o);
+    return w->o.answered == T.nd && w->o.flushed + w->o.invalid >= w->target && w->o.g.found &&
+           w->o.g.pending == 0 && w->o.pending == 0;
+}
+
+/* The stream holds target entries, all delivered to the group (entries-read == XLEN),
+ * none pending, and the daemons hold nothing in memory (works across restarts, where
+ * the status counters start again from zero). */
+bool cond_drained(void *arg)
+{
+    struct want *w = arg;
+    observe(&w->o);
+    return w->o.answered >= 1 && w->o.xlen >= w->target && w->o.g.found &&
+           w->o.g.entries_read == w->o.xlen && (w->o.g.lag == 0 || w->o.g.lag == -1) &&
+           w->o.g.pending == 0 && w->o.pending == 0 && !w->o.in_flush;
+}
+
+void wait_flushed(long long target, const char *what)
+{
+    struct want w = {.target = target};
+    bool ok = ru_h_wait(cond_flushed, &w, WAIT_MS);
+    CHECK(ok,
+          "%s: not everything was flushed and acknowledged within %d ms (want flushed+invalid"
+          " >= %lld, group pending 0, pending_events 0); last seen: %s",
+          what, WAIT_MS, target, obs_text(&w.o));
+}
+
+void wait_drained(long long target, const char *what)
+{
+    struct want w = {.target = target};
+    bool ok = ru_h_wait(cond_drained, &w, WAIT_MS);
+    CHECK(ok,
+          "%s: the stream was not drained within %d ms (want XLEN >= %lld, entries-read =="
+          " XLEN, lag 0, group pending 0, pending_events 0); last seen: %s",
+          what, WAIT_MS, target, obs_text(&w.o));
+}
+
+bool cond_connected(void *arg)
+{
+    struct st s = status_of(arg);
+    return s.ok && s.redis && s.pg;
+}
+
+/* Waits until d has its PostgreSQL set-up done and its group handshake (so the group
+ * exists and XPENDING can be asked). */
+void wait_connected(struct ru_h_daemon *d)
+{
+    CHECK(ru_h_wait(cond_connected, d, 30000),
+          "rollupd (pid %d) did not report redis_connected and postgres_connected within 30 s",
+          (int)d->pid);
+}
+
+/* Two daemons of one group, consumers c1 and c2, both connected. */
+void start_pair(struct ru_h_daemon *d1, struct ru_h_daemon *d2, int flush_ms)
+{
+    struct ru_h_cfg k1 = base_cfg(flush_ms), k2 = base_cfg(flush_ms);
+    k1.consumer = "c1";
+    k2.consumer = "c2";
+    start_daemon(d1, &k1);
+    start_daemon(d2, &k2);
+    wait_connected(d1);
+    wait_connected(d2);
+}
+
+/* ------------------------------------------------------------------ oracle checks */
+
+/* Oracle diff of route_analytics_hourly (optionally filtered) must be 0. */
+void check_oracle(const char *what, const char *where)
+{
+    long long d = ru_h_oracle_diff_ex(T.pg, "oracle_raw", "route_analytics_hourly", where);
+    if (d != 0) {
+        ru_h_oracle_print_diff_ex(T.pg, "oracle_raw", "route_analytics_hourly", where);
+        fail_log(__FILE__, __LINE__,
+                 "%s: route_analytics_hourly differs from genonaut's aggregation of the oracle"
+                 " in %lld rows (both directions; rows printed on stderr)",
+                 what, d);
+    }
+}
+
+/* Number of groups in genonaut's aggregation of oracle_raw. */
+long long oracle_groups(void)
+{
+    char *osql = ru_h_oracle_sql("oracle_raw");
+    long long n = ru_h_pg_intf(T.pg, "SELECT count(*) FROM (%s) x", osql);
+    free(osql);
+    return n;
+}
+
+long long hourly_rows(void)
+{
+    return ru_h_pg_int(T.pg, "SELECT count(*) FROM route_analytics_hourly");
+}
+
+long long hourly_total(void)
+{
+    return ru_h_pg_int(T.pg, "SELECT coalesce(sum(total_requests), 0) FROM route_analytics_hourly");
+}
+
+/* Sum of the events recorded in rollupd's checkpoint rows of this stream and group. */
+long long checkpoint_events(void)
+{
+    char *s = PQescapeLiteral(T.pg, T.stream, strlen(T.stream));
+    char *g = PQescapeLiteral(T.pg, T.group, strlen(T.group));
+    long long n = ru_h_pg_intf(T.pg,
+                               "SELECT coalesce(sum(events), 0) FROM rollupd_checkpoint"
+                               " WHERE stream = %s AND grp = %s",
+                               s, g);
+    PQfreemem(s);
+    PQfreemem(g);
+    return n;
+}
+
+/* The row count and the hourly row count must match the oracle exactly. */
+void check_rows_match_oracle(const char *what)
+{
+    check_oracle(what, NULL);
+    long long rows = hourly_rows(), groups = oracle_groups();
+    CHECK(rows == groups, "%s: route_analytics_hourly has %lld rows, the oracle %lld groups", what,
+          rows, groups);
+}
+
+/* The oracle loaded from its file has valid events; the hourly table and the checkpoint
+ * count each exactly once, and every row matches genonaut's SQL. */
+void check_exactly_once(const char *oracle, long long valid, const char *what)
+{
+    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    long long total = hourly_total(), ck = checkpoint_events();
+    CHECK(total == valid, "sum(total_requests) = %lld, want %lld (lost or doubled events)", total,
+          valid);
+    CHECK(ck == valid, "rollupd_checkpoint counts %lld events committed, want %lld", ck, valid);
+    check_rows_match_oracle(what);
+}
+
+bool log_has(struct ru_h_daemon *d, const char *needle)
+{
+    char *log = ru_h_daemon_log(d);
+    bool found = strstr(log, needle) != NULL;
+    free(log);
+    return found;
+}
+
+/* ------------------------------------------------------------------ more observing */
+
+/* One integer of d's status, -1 when it does not answer. */
+long long status_int(struct ru_h_daemon *d, const char *key)
+{
+    if (!ru_h_daemon_running(d))
+        return -1;
+    json_t *j = ru_h_status(d->sock);
+    long long n = j ? json_ll(j, key) : -1;
+    json_decref(j);
+    return n;
+}
+
+/* Runs a command without arguments to format (split on spaces); must answer +OK. */
+void redis_ok(const char *cmd)
+{
+    redisReply *r = ru_h_redis_cmd(T.r, cmd);
+    bool ok = r->type == REDIS_REPLY_STATUS;
+    char err[256];
+    snprintf(err, sizeof(err), "%s", r->str ? r->str : "?");
+    freeReplyObject(r);
+    CHECK(ok, "redis %s: %s", cmd, err);
+}
+
+/* A lone consumer reads with NOACK: events wait in memory while the group's pending list
+ * stays empty. */
+bool cond_pg_up(void *arg)
+{
+    struct st s = status_of(arg);
+    return s.ok && s.pg;
+}
+
+bool cond_in_memory(void *arg)
+{
+    struct st s = status_of(arg);
+    return s.ok && s.pending >= 500;
+}
+
+long long lone_rows(void)
+{
+    return ru_h_pg_intf(T.pg, "SELECT count(*) FROM rollupd_checkpoint WHERE grp = '%s' AND lone",
+                        T.group);
+}
+
+bool cond_checkpointed(void *arg)
+{
+    return checkpoint_events() >= *(const long long *)arg;
+}
+
+/* A lone consumer leaves nothing in the pending list, so a drained group says nothing
+ * about a restarted daemon that has not read its entries again yet: wait for the
+ * checkpoint to count every valid event as well. */
+void wait_lone_drained(long long written, long long valid, const char *what)
+{
+    CHECK(ru_h_wait(cond_checkpointed, &valid, WAIT_MS),
+          "%s: rollupd_checkpoint counts %lld events after %d ms, want %lld", what,
+          checkpoint_events(), WAIT_MS, valid);
+    wait_drained(written, what);
+}
+
+/* A lone consumer's dead letter has no pending entry to wait for: the group is drained
+ * before the copy of the last invalid entry is written. */
+bool cond_dead_letters(void *arg)
+{
+    return ru_h_xlen(T.r, T.dead) >= *(const long long *)arg;
+}
+
+void check_dead_letters(long long want, const char *what)
+{
+    ru_h_wait(cond_dead_letters, &want, 10000);
+    long long dead = ru_h_xlen(T.r, T.dead);
+    CHECK(dead == want,
+          "%s: %s has %lld entries, loadgen wrote %lld invalid (each must be dead-lettered"
+          " exactly once)",
+          what, T.dead, dead, want);
+}
+
+void redis_cmd_ok(const char *fmt, const char *a, const char *b, const char *c)
+{
+    redisReply *r = ru_h_redis_cmd(T.r, fmt, a, b, c);
+    bool ok = r->type != REDIS_REPLY_ERROR;
+    char err[256];
+    snprintf(err, sizeof(err), "%s", r->str ? r->str : "?");
+    freeReplyObject(r);
+    CHECK(ok, "redis %s: %s", fmt, err);
+}
+
+bool cond_consumed(void *arg)
+{
+    struct want *w = arg;
+    observe(&w->o);
+    return w->o.consumed >= w->target;
+}

@@ -1,0 +1,457 @@
+/* Exactly once under what operators do (Criterion suite "operator"): a consumer moved to
+ * another host and back, a shared-group instance started beside a lone consumer, a mode
+ * switched, a second process with the same consumer name while the first one's
+ * PostgreSQL session is lost, a group lost with Redis' data, stream ids ahead of Redis'
+ * clock, a server that runs without synchronous commit, a checkpoint that went backwards.
+ *
+ * Each test feeds events with rollupd-loadgen (its oracle file collects every valid event
+ * of every feed) or by hand, and ends with every event counted exactly once: the hourly
+ * table equals genonaut's SQL over the oracle, and rollupd_checkpoint counts each once. */
+#include "e2e.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+
+/* One feed of n events (invalid ones among them) appended to the test's oracle file;
+ * returns the valid events it wrote. */
+static long long feed(const char *oracle, long long n, int seed, long long *written,
+                      long long *invalid)
+{
+    long long valid = ru_h_loadgen("-s %s -n %lld --seed %d --start-ts %lld --hours 2"
+                                   " --invalid-frac 0.01 --oracle %s --quiet",
+                                   T.stream, n, seed, H0, oracle);
+    const struct ru_h_lg_result *res = ru_h_loadgen_last();
+    *written += res->written;
+    *invalid += res->invalid;
+    return valid;
+}
+
+static void del_consumer(const char *name)
+{
+    redis_cmd_ok("XGROUP DELCONSUMER %s %s %s", T.stream, T.group, name);
+}
+
+static struct ru_h_cfg named(struct ru_h_cfg k, const char *consumer)
+{
+    k.consumer = consumer;
+    return k;
+}
+
+/* Stops d with SIGTERM; it must exit 0 (final flush, nothing left behind). */
+static void stop_clean(struct ru_h_daemon *d, const char *what)
+{
+    int rc = ru_h_daemon_stop(d);
+    CHECK(rc == 0, "%s: rollupd exited with status %d after SIGTERM", what, rc);
+}
+
+static void kill9(struct ru_h_daemon *d)
+{
+    ru_h_daemon_kill(d, SIGKILL);
+    CHECK(ru_h_daemon_wait_exit(d, 10000) == 128 + SIGKILL, "rollupd did not die of SIGKILL");
+}
+
+static bool cond_lone_drained_here(void *arg)
+{
+    struct want *w = arg;
+    observe(&w->o);
+    return checkpoint_events() >= w->target && w->o.pending == 0 && !w->o.in_flush;
+}
+
+/* Every valid event fed so far is committed (a lone consumer leaves no pending list). */
+static void wait_counted(long long valid, long long written, const char *what)
+{
+    struct want w = {.target = valid};
+    CHECK(ru_h_wait(cond_lone_drained_here, &w, WAIT_MS),
+          "%s: rollupd_checkpoint counts %lld events after %d ms, want %lld; %s", what,
+          checkpoint_events(), WAIT_MS, valid, obs_text(&w.o));
+    wait_drained(written, what);
+}
+
+static void check_all(const char *oracle, long long valid, long long invalid, const char *what)
+{
+    check_dead_letters(invalid, what);
+    check_exactly_once(oracle, valid, what);
+}
+
+/* ------------------------------------------------------------------ 1: the group owns it */
+
+/* A lone consumer moved to another host (another consumer name) and back: what the other
+ * host counted is the group's, not to be read again by the first one's recovery; the
+ * first host killed with events in memory leaves them to the second. */
+Test(operator, lone_host_move_and_back, .timeout = 300)
+{
+    setup();
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    long long valid = 0, written = 0, invalid = 0;
+    struct ru_h_daemon a, b;
+    struct ru_h_cfg ka = named(lone_cfg(200), "host-a"), kb = named(lone_cfg(200), "host-b");
+
+    start_daemon(&a, &ka);
+    wait_connected(&a);
+    valid += feed(oracle, 2000, 61, &written, &invalid);
+    wait_counted(valid, written, "host a, first run");
+    stop_clean(&a, "host a, first run");
+    del_consumer("host-a");
+
+    start_daemon(&b, &kb);
+    wait_connected(&b);
+    valid += feed(oracle, 5000, 62, &written, &invalid);
+    wait_counted(valid, written, "host b");
+    stop_clean(&b, "host b");
+    del_consumer("host-b");
+
+    /* back on host a, then killed with events only in memory */
+    ka.flush_interval_ms = 600000;
+    rewrite_config(&a, ka);
+    ru_h_daemon_restart(&a);
+    wait_connected(&a);
+    valid += feed(oracle, 3000, 63, &written, &invalid);
+    struct want w = {.target = 2000};
+    CHECK(ru_h_wait(cond_consumed, &w, 20000), "host a: nothing taken in: %s", obs_text(&w.o));
+    kill9(&a);
+    del_consumer("host-a");
+
+    /* host b takes over what host a left in memory */
+    ru_h_daemon_restart(&b);
+    wait_counted(valid, written, "host b after host a's kill -9");
+    stop_clean(&b, "host b, second run");
+    del_consumer("host-b");
+
+    ka.flush_interval_ms = 200;
+    rewrite_config(&a, ka);
+    ru_h_daemon_restart(&a);
+    valid += feed(oracle, 100, 64, &written, &invalid);
+    wait_counted(valid, written, "host a, last run");
+    check_all(oracle, valid, invalid, "lone_host_move_and_back");
+    CHECK(lone_rows() == 1, "want one group row with the lone mark, found %lld", lone_rows());
+    finish("lone_host_move_and_back");
+}
+
+static bool cond_waits_for_lone(void *arg)
+{
+    struct ru_h_daemon *d = arg;
+    if (!ru_h_daemon_running(d))
+        return false;
+    json_t *j = ru_h_status(d->sock);
+    const char *e = j ? json_string_value(json_object_get(j, "postgres_last_error")) : NULL;
+    bool waits = e && strstr(e, "a lone consumer reads group") &&
+                 !json_is_true(json_object_get(j, "redis_connected"));
+    json_decref(j);
+    return waits;
+}
+
+static long long group_consumers(void)
+{
+    redisReply *r = ru_h_redis_cmd(T.r, "XINFO CONSUMERS %s %s", T.stream, T.group);
+    long long n = r->type == REDIS_REPLY_ARRAY ? (long long)r->elements : -1;
+    freeReplyObject(r);
+    return n;
+}
+
+/* A shared-group instance started beside a running lone consumer does not read; once the
+ * lone consumer stops it takes over, and after it is stopped and removed the lone
+ * consumer counts none of its events again. */
+Test(operator, shared_instance_beside_lone, .timeout = 300)
+{
+    setup();
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    long long valid = 0, written = 0, invalid = 0;
+    struct ru_h_daemon a, s;
+    struct ru_h_cfg ka = named(lone_cfg(200), "lone"), ks = named(base_cfg(200), "shared");
+
+    start_daemon(&a, &ka);
+    wait_connected(&a);
+    valid += feed(oracle, 2000, 71, &written, &invalid);
+    wait_counted(valid, written, "lone consumer");
+
+    start_daemon(&s, &ks);
+    CHECK(ru_h_wait(cond_waits_for_lone, &s, 30000),
+          "the shared-group instance did not report that it waits for the lone consumer");
+    CHECK(status_int(&s, "events_consumed") == 0 && group_consumers() == 1,
+          "the shared-group instance read beside the lone consumer");
+    valid += feed(oracle, 1000, 72, &written, &invalid);
+    wait_counted(valid, written, "lone consumer with a shared instance waiting");
+
+    stop_clean(&a, "lone consumer");
+    wait_connected(&s);
+    valid += feed(oracle, 5000, 73, &written, &invalid);
+    wait_counted(valid, written, "shared-group instance");
+    stop_clean(&s, "shared-group instance");
+    del_consumer("shared");
+
+    ru_h_daemon_restart(&a);
+    valid += feed(oracle, 100, 74, &written, &invalid);
+    wait_counted(valid, written, "lone consumer again");
+    check_all(oracle, valid, invalid, "shared_instance_beside_lone");
+    finish("shared_instance_beside_lone");
+}
+
+/* A lone consumer stopped cleanly, a shared-group instance started, then the old one
+ * restarted as a shared-group consumer: it reads at once (nothing to recover) and counts
+ * nothing twice. */
+Test(operator, lone_to_shared_switch, .timeout = 300)
+{
+    setup();
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    long long valid = 0, written = 0, invalid = 0;
+    struct ru_h_daemon a, s;
+    struct ru_h_cfg ka = named(lone_cfg(200), "a"), ks = named(base_cfg(200), "s");
+
+    start_daemon(&a, &ka);
+    wait_connected(&a);
+    valid += feed(oracle, 2000, 81, &written, &invalid);
+    wait_counted(valid, written, "lone consumer");
+    stop_clean(&a, "lone consumer");
+
+    start_daemon(&s, &ks);
+    wait_connected(&s);
+    valid += feed(oracle, 5000, 82, &written, &invalid);
+    wait_counted(valid, written, "shared-group instance");
+    stop_clean(&s, "shared-group instance");
+
+    rewrite_config(&a, named(base_cfg(200), "a"));
+    ru_h_daemon_restart(&a);
+    wait_connected(&a);
+    valid += feed(oracle, 100, 83, &written, &invalid);
+    wait_counted(valid, written, "a as a shared-group consumer");
+    CHECK(!log_has(&a, "did not stop cleanly"), "a refused with a false reason");
+    check_all(oracle, valid, invalid, "lone_to_shared_switch");
+    CHECK(lone_rows() == 0, "the group's lone mark was not cleared");
+    finish("lone_to_shared_switch");
+}
+
+/* ------------------------------------------------------------------ 2: one name, one owner */
+
+static bool cond_exited(void *arg)
+{
+    return !ru_h_daemon_running(arg);
+}
+
+/* A second process with a consumer name in use refuses with an error that says so. */
+Test(operator, same_name_refused, .timeout = 120)
+{
+    setup();
+    struct ru_h_daemon a, b;
+    struct ru_h_cfg k = base_cfg(200);
+    start_daemon(&a, &k);
+    wait_connected(&a);
+    start_daemon(&b, &k); /* same consumer, its own status socket */
+    CHECK(ru_h_wait(cond_exited, &b, 30000), "the second process did not give up within 30 s");
+    CHECK(ru_h_daemon_wait_exit(&b, 1000) == 1, "the second process did not exit with status 1");
+    CHECK(log_has(&b, "is in use by another rollupd"), "the second process did not say why");
+    CHECK(status_int(&b, "events_consumed") < 0 && status_int(&a, "events_consumed") >= 0,
+          "the first process stopped answering");
+    finish("same_name_refused");
+}
+
+static long long lock_waiters(void)
+{
+    return ru_h_pg_int(T.pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT"
+                             " granted AND database = (SELECT oid FROM pg_database WHERE"
+                             " datname = current_database())");
+}
+
+static bool cond_lock_waiter(void *arg)
+{
+    (void)arg;
+    return lock_waiters() > 0;
+}
+
+/* The sessions of this database that hold advisory locks: the first process's. */
+static long long terminate_lock_holders(void)
+{
+    return ru_h_pg_int(T.pg, "SELECT count(pg_terminate_backend(pid)) FROM (SELECT DISTINCT pid"
+                             " FROM pg_locks WHERE locktype = 'advisory' AND granted AND"
+                             " database = (SELECT oid FROM pg_database WHERE datname ="
+                             " current_database()) AND pid <> pg_backend_pid()) x");
+}
+
+/* Two processes with one consumer name under load: the second waits for the lock; the
+ * first one's PostgreSQL session is terminated, the second takes the consumer over, the
+ * first stops reading at once and exits; nothing is lost or counted twice. */
+static void same_name_takeover(bool lone, const char *what)
+{
+    setup();
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    struct ru_h_daemon a, b;
+    struct ru_h_cfg k = lone ? lone_cfg(500) : base_cfg(500);
+    start_daemon(&a, &k);
+    wait_connected(&a);
+    struct ru_h_proc lg;
+    ru_h_loadgen_start(&lg,
+                       "-s %s -n 60000 --rate 15000 --seed 91 --start-ts %lld --hours 3"
+                       " --invalid-frac 0.005 --oracle %s --quiet",
+                       T.stream, H0, oracle);
+    CHECK(ru_h_wait(cond_in_memory, &a, 20000), "no events in memory within 20 s");
+    start_daemon(&b, &k);
+    CHECK(ru_h_wait(cond_lock_waiter, NULL, 20000),
+          "the second process is not waiting for the consumer's lock");
+    CHECK(terminate_lock_holders() >= 1, "no session of the first process to terminate");
+    CHECK(ru_h_wait(cond_exited, &a, 30000),
+          "the first process went on after its session and lock were lost");
+    CHECK(ru_h_daemon_wait_exit(&a, 1000) == 1, "the first process did not exit with status 1");
+    CHECK(log_has(&a, "is in use by another rollupd") || log_has(&a, "took the consumer over") ||
+              log_has(&a, "took it over"),
+          "the first process did not say why it stopped");
+    long long valid = ru_h_loadgen_finish(&lg);
+    const struct ru_h_lg_result res = *ru_h_loadgen_last();
+    wait_counted(valid, res.written, what);
+    check_all(oracle, valid, res.invalid, what);
+    finish(what);
+}
+
+Test(operator, same_name_session_lost_shared, .timeout = 300)
+{
+    same_name_takeover(false, "same_name_session_lost_shared");
+}
+
+Test(operator, same_name_session_lost_lone, .timeout = 300)
+{
+    same_name_takeover(true, "same_name_session_lost_lone");
+}
+
+/* ------------------------------------------------------------------ 3: the group lost */
+
+/* start = "$": the group vanished with Redis' data (a restart without persistence) and
+ * the producer wrote before rollupd came back. The group rollupd knew is created again
+ * after its checkpoint, not at the end of the stream. */
+Test(operator, group_lost_with_start_dollar, .timeout = 240)
+{
+    setup();
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    long long valid = 0, written = 0, invalid = 0;
+    struct ru_h_daemon a;
+    struct ru_h_cfg k = base_cfg(200);
+    k.start = "$";
+    start_daemon(&a, &k);
+    wait_connected(&a);
+    valid += feed(oracle, 1000, 101, &written, &invalid);
+    wait_counted(valid, written, "first feed");
+    stop_clean(&a, "first run");
+    freeReplyObject(ru_h_redis_cmd(T.r, "DEL %s %s", T.stream, T.dead));
+    written = 0;
+    long long dead_before = invalid;
+    valid += feed(oracle, 2500, 102, &written, &invalid);
+    ru_h_daemon_restart(&a);
+    wait_counted(valid, written, "after the group was lost");
+    CHECK(log_has(&a, "has been recreated"), "the lost group was not reported");
+    check_all(oracle, valid, invalid - dead_before, "group_lost_with_start_dollar");
+    finish("group_lost_with_start_dollar");
+}
+
+/* ------------------------------------------------------------------ 4: ids ahead */
+
+/* XADD of one genonaut-shaped entry with an explicit id; route NULL makes it invalid. */
+static void xadd_at(long long ms, long long seq, const char *route)
+{
+    redisReply *r;
+    if (route)
+        r = ru_h_redis_cmd(T.r,
+                           "XADD %s %lld-%lld route %s method GET timestamp %lld duration_ms 12"
+                           " status_code 200",
+                           T.stream, ms, seq, route, H0 + seq);
+    else
+        r = ru_h_redis_cmd(T.r, "XADD %s %lld-%lld method GET", T.stream, ms, seq);
+    CHECK(r->type == REDIS_REPLY_STRING, "XADD %lld-%lld failed", ms, seq);
+    freeReplyObject(r);
+}
+
+static bool cond_dead3(void *arg)
+{
+    (void)arg;
+    return ru_h_xlen(T.r, T.dead) >= 3;
+}
+
+static bool cond_recovered_all(void *arg)
+{
+    return status_int(arg, "events_recovered") >= 97 && status_int(arg, "recovery_dead_known") >= 3;
+}
+
+/* Stream ids a day ahead of Redis' clock (explicit ids, a clock stepped back): invalid
+ * entries after the checkpoint are read again by every recovery, and their copies are
+ * found, not written again, whatever their ids say about time. */
+Test(operator, lone_ids_ahead_of_clock, .timeout = 180)
+{
+    setup();
+    struct ru_h_daemon a;
+    struct ru_h_cfg k = lone_cfg(600000); /* commits only when asked */
+    start_daemon(&a, &k);
+    wait_connected(&a);
+    long long ahead = (long long)time(NULL) * 1000 + 86400000LL;
+    for (int i = 1; i <= 100; i++)
+        xadd_at(ahead, i, "/api/v1/ahead");
+    char *r = ru_h_sock_cmd(a.sock, "flush");
+    CHECK(r && strstr(r, "\"events\":100"), "the flush did not commit the 100 events: %s",
+          r ? r : "(no answer)");
+    free(r);
+    for (int i = 101; i <= 200; i++)
+        xadd_at(ahead, i, i % 40 == 0 ? NULL : "/api/v1/ahead");
+    CHECK(ru_h_wait(cond_dead3, NULL, 20000), "the three invalid entries were not dead-lettered");
+    for (int round = 1; round <= 2; round++) {
+        kill9(&a);
+        ru_h_daemon_restart(&a);
+        CHECK(ru_h_wait(cond_recovered_all, &a, 30000),
+              "kill %d: recovery did not read the 97 valid entries again and find the three copies",
+              round);
+        long long dead = ru_h_xlen(T.r, T.dead);
+        CHECK(dead == 3, "kill %d: %s has %lld entries, want 3 (copies written again)", round,
+              T.dead, dead);
+    }
+    r = ru_h_sock_cmd(a.sock, "flush");
+    free(r);
+    CHECK(hourly_total() == 197, "sum(total_requests) = %lld, want 197", hourly_total());
+    finish("lone_ids_ahead_of_clock");
+}
+
+/* ------------------------------------------------------------------ 7: durable commits */
+
+/* A server with synchronous_commit = off: rollupd's own session commits synchronously. */
+Test(operator, synchronous_commit_forced, .timeout = 120)
+{
+    setup();
+    ru_h_pg_exec(T.pg, "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit"
+                       " = off', current_database()); END $$");
+    struct ru_h_daemon a;
+    struct ru_h_cfg k = base_cfg(200);
+    start_daemon(&a, &k);
+    wait_connected(&a);
+    CHECK(log_has(&a, "synchronous_commit is off on this server; rollupd's session sets it on"),
+          "rollupd did not override synchronous_commit = off");
+    CHECK(ru_h_pg_int(T.pg, "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                            " current_database() AND application_name = 'rollupd'") >= 1,
+          "no rollupd session");
+    finish("synchronous_commit_forced");
+}
+
+/* The stored checkpoint went backwards (PostgreSQL lost commits it had acknowledged):
+ * rollupd names it and stops instead of blaming another process. */
+Test(operator, checkpoint_went_backwards, .timeout = 120)
+{
+    setup();
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    long long valid = 0, written = 0, invalid = 0;
+    struct ru_h_daemon a;
+    struct ru_h_cfg k = base_cfg(200);
+    start_daemon(&a, &k);
+    wait_connected(&a);
+    valid += feed(oracle, 2000, 111, &written, &invalid);
+    wait_counted(valid, written, "before the loss");
+    ru_h_pg_execf(T.pg, "UPDATE rollupd_checkpoint SET last_id = '1-0' WHERE grp = '%s'", T.group);
+    CHECK(terminate_lock_holders() >= 1, "no rollupd session to terminate");
+    CHECK(ru_h_wait(cond_exited, &a, 30000), "rollupd went on with a checkpoint that went back");
+    CHECK(ru_h_daemon_wait_exit(&a, 1000) == 1, "rollupd did not exit with status 1");
+    CHECK(log_has(&a, "went backwards"), "rollupd did not name the lost commits");
+    finish("checkpoint_went_backwards");
+}
