@@ -1035,6 +1035,30 @@ bool ru_h_json_int(const json_t *root, const char *path, long long *out)
     return true;
 }
 
+struct want_answer {
+    const char *sock, *cmd, *prefix;
+    char *last;
+    size_t lastlen;
+};
+
+static bool answer_starts(void *arg)
+{
+    struct want_answer *w = arg;
+    char *a = ru_h_sock_cmd(w->sock, w->cmd);
+    if (w->last)
+        ru_strlcpy(w->last, a ? a : "(unreachable)", w->lastlen);
+    bool ok = a && strncmp(a, w->prefix, strlen(w->prefix)) == 0;
+    free(a);
+    return ok;
+}
+
+bool ru_h_wait_answer(const char *sock, const char *cmd, const char *prefix, int timeout_ms,
+                      char *last, size_t lastlen)
+{
+    struct want_answer w = {sock, cmd, prefix, last, lastlen};
+    return ru_h_wait(answer_starts, &w, timeout_ms);
+}
+
 /* ------------------------------------------------------------------ waiting */
 
 void ru_h_sleep_ms(int ms)

@@ -223,6 +223,12 @@ bool ru_h_json_int(const json_t *root, const char *path, long long *out);
  * (-> false, after one last try). */
 bool ru_h_wait(bool (*cond)(void *), void *arg, int timeout_ms);
 
+/* Waits until the answer to cmd on the status socket starts with prefix (true), or
+ * timeout_ms passes (false). last (lastlen bytes; may be NULL) gets the last answer, or
+ * "(unreachable)". */
+bool ru_h_wait_answer(const char *sock, const char *cmd, const char *prefix, int timeout_ms,
+                      char *last, size_t lastlen);
+
 /* Sleeps ms milliseconds (only for pacing load, never to wait for a state). */
 void ru_h_sleep_ms(int ms);
 
