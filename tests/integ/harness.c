@@ -931,6 +931,25 @@ char *ru_h_daemon_log(const struct ru_h_daemon *d)
     return t ? t : ru_xstrdup("");
 }
 
+long long ru_h_proc_status_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    long long v = -1;
+    size_t fl = strlen(field);
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, field, fl) == 0 && line[fl] == ':') {
+            v = atoll(line + fl + 1);
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
 /* ------------------------------------------------------------------ status socket */
 
 char *ru_h_sock_cmd(const char *path, const char *cmd)

@@ -199,6 +199,10 @@ bool ru_h_daemon_running(struct ru_h_daemon *d);
 /* The log so far (malloc'd, free it; "" when empty). */
 char *ru_h_daemon_log(const struct ru_h_daemon *d);
 
+/* A field of /proc/<pid>/status in kB ("VmHWM" for the peak resident set, "VmRSS" for the
+ * current one); -1 when unreadable. */
+long long ru_h_proc_status_kb(pid_t pid, const char *field);
+
 /* ------------------------------------------------------------------ status socket */
 
 /* Connects to the Unix socket, writes cmd (plus "\n" when missing), reads until EOF
