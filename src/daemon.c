@@ -285,10 +285,11 @@ static void ownership_step(struct ru_daemon *d)
 
 #define BACKLOG_READS 8 /* full reads in a row that make a backlog */
 
-static void on_batch(void *ud, size_t n, bool replay)
+static void on_batch(void *ud, size_t n, bool full, bool replay)
 {
     struct ru_daemon *d = ud;
-    ru_debug("msg=read entries=%zu replay=%d", n, (int)replay);
+    ru_debug("msg=read entries=%zu full=%d replay=%d next_count=%d entry_bytes=%zu", n, (int)full,
+             (int)replay, ru_stream_read_count(d->stream), ru_stream_entry_bytes(d->stream));
     const struct ru_config *c = &d->cfg;
     if (ru_store_nevents(d->cur->store) >= (uint64_t)c->flush.max_events ||
         ru_store_nkeys(d->cur->store) >= (size_t)c->flush.max_keys)
@@ -298,7 +299,7 @@ static void on_batch(void *ud, size_t n, bool replay)
     /* A backlog just drained (a run of full reads, then a short one): commit what it
      * brought now rather than at the next tick. A steady trickle (short reads only) and
      * a rate near the drain rate (full and short reads mixed) keep to the timer. */
-    if (n >= (size_t)c->redis.count) {
+    if (full) {
         d->full_reads++;
         return;
     }
@@ -491,7 +492,7 @@ static void cmd_adopt(void *ud, struct ru_status_req *req, const char *args)
 static size_t mem_in_use(const struct ru_daemon *d)
 {
     return ru_batch_mem(d->cur) + d->inflight_mem + (d->adopt.b ? ru_batch_mem(d->adopt.b) : 0) +
-           ru_pgw_cache_mem(d->pgw);
+           ru_pgw_cache_mem(d->pgw) + ru_stream_mem(d->stream);
 }
 
 /* What flushing a row needs beyond the batch: its next state, its COPY lines and the
@@ -499,6 +500,7 @@ static size_t mem_in_use(const struct ru_daemon *d)
  * in the writer's hands and reserved for the one filling, so that flushing what is held
  * also fits under the bound. */
 #define FLUSH_BYTES_PER_KEY 2048
+#define NEW_KEY_BYTES       1024 /* a new key in the store, at worst */
 
 static size_t flush_reserve(const struct ru_batch *b)
 {
@@ -527,6 +529,17 @@ static size_t mem_budget(const struct ru_daemon *d)
     return fixed < limit - limit / 4 ? limit - fixed : limit / 4;
 }
 
+/* What one read's reply may take: an eighth of the budget. Two reads can be in flight,
+ * and while a reply is walked its entries exist twice at worst, parsed in the reply
+ * arena and (the one being received) raw in hiredis' input buffer: four eighths. The
+ * other half is left to the batches and the row-state cache, which backpressure keeps
+ * within it. At the default limit this is about 110 MiB a read, far above a full read
+ * of usual events (1000 of ~1.5 KiB); at 64 MiB about 5 MiB, some 25 entries of 200 kB. */
+static void set_read_budget(struct ru_daemon *d)
+{
+    ru_stream_set_read_budget(d->stream, mem_budget(d) / 8);
+}
+
 static void check_backpressure(struct ru_daemon *d)
 {
     size_t limit = mem_budget(d);
@@ -534,10 +547,13 @@ static void check_backpressure(struct ru_daemon *d)
     if (used >= limit / 2)
         d->flush_due = true;
     /* Pause before the next step could cross the bound: the XREADGROUP replies still on
-     * their way (at most two, count entries each, each at worst a new key: about 1 KiB)
-     * plus the next doubling of the store's tables. The bound holds; memory is never
-     * freed by dropping data. */
-    size_t reserve = 2 * (size_t)d->cfg.redis.count * 1024 + ru_store_next_growth(d->cur->store) +
+     * their way (at most two of the stream's current COUNT, each entry taking the size
+     * measured in the last reply, and at worst making a new key: about 1 KiB) plus the
+     * next doubling of the store's tables. The bound holds; memory is never freed by
+     * dropping data. */
+    size_t per_entry = ru_stream_entry_bytes(d->stream) + NEW_KEY_BYTES;
+    size_t reserve = 2 * (size_t)ru_stream_read_count(d->stream) * per_entry +
+                     ru_store_next_growth(d->cur->store) +
                      2 * d->cur->ids_cap * sizeof(*d->cur->ids) + d->cur->raw.cap;
     /* with nothing held there is nothing to wait for: a reserve larger than the bound
      * (a huge redis.count) must not stop reading for good */
@@ -641,6 +657,7 @@ static void start_reading(struct ru_daemon *d)
     char idt[RU_SID_STRLEN];
     ru_sid_format(&ps.committed, idt);
     d->base_rss = rss_now();
+    set_read_budget(d);
     ru_info("msg=\"postgres ready\" checkpoint=%s rss_mb=%.1f memory_budget_mb=%.1f", idt,
             (double)d->base_rss / 1048576.0, (double)mem_budget(d) / 1048576.0);
     if (ps.recover) {
@@ -768,9 +785,10 @@ static void maybe_ready(struct ru_daemon *d)
 enum health { H_OK = 0, H_DEGRADED = 1, H_DOWN = 2 };
 
 /* down: no progress is possible (Redis not connected, PostgreSQL never reached);
- * degraded: working, but something needs an operator (flushes failing while batches
- * wait in memory, reading paused at the memory bound, entries trimmed upstream before
- * they were read, the consumer group recreated). */
+ * degraded: working, but something needs an operator (the process's RSS above
+ * limits.max_memory_mb, flushes failing while batches wait in memory, reading paused at
+ * the memory bound, entries trimmed upstream before they were read, the consumer group
+ * recreated). */
 static enum health health_of(struct ru_daemon *d, char *why, size_t len)
 {
     struct ru_pgw_stats ps;
@@ -792,6 +810,13 @@ static enum health health_of(struct ru_daemon *d, char *why, size_t len)
         const char *e = ru_stream_last_error(d->stream);
         snprintf(why, len, "redis unreachable: %s", e[0] ? e : "connecting");
         return H_DOWN;
+    }
+    /* under a container limit equal to the bound, the next step is the OOM killer */
+    size_t rss = rss_now();
+    if (rss > (size_t)d->cfg.limits.max_memory_mb * 1024 * 1024) {
+        snprintf(why, len, "RSS %zu MiB above limits.max_memory_mb %d", rss / (1024 * 1024),
+                 d->cfg.limits.max_memory_mb);
+        return H_DEGRADED;
     }
     if (!ps.connected || (ru_pgw_busy(d->pgw) && ps.last_error[0])) {
         snprintf(why, len, "postgres failing, %" PRIu64 " events waiting in memory: %s",
@@ -1143,6 +1168,7 @@ static void reload(struct ru_daemon *d)
         {d->cfg.flush.interval_ms / 1000, (long)(d->cfg.flush.interval_ms % 1000) * 1000000L},
         {d->cfg.flush.interval_ms / 1000, (long)(d->cfg.flush.interval_ms % 1000) * 1000000L}};
     timerfd_settime(d->tfd, 0, &its, NULL);
+    set_read_budget(d); /* limits.max_memory_mb changes live */
     if (redis_changed)
         ru_stream_reconfigure(d->stream, &d->cfg);
     if (pg_changed)
@@ -1245,6 +1271,7 @@ struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
         .on_consumer = on_consumer,
     };
     d->stream = ru_stream_new(&d->cfg, &cb);
+    set_read_budget(d); /* again once the fixed footprint is measured */
     d->cur = ru_batch_new();
     d->pgw = ru_pgw_new(&d->cfg);
     uint64_t wd = 0;

@@ -6,6 +6,10 @@
 #include "rollupd/util.h"
 
 #define CHUNK_MIN (1024 * 1024)
+/* What a reset keeps for the next reply: enough for a full reply of usual events (1000
+ * entries of ~1.5 KiB). A larger reply (large entries) is released when consumed, so its
+ * peak is not kept for the life of the connection. */
+#define KEEP_MAX (4 * CHUNK_MIN)
 
 struct chunk {
     struct chunk *next;
@@ -15,7 +19,8 @@ struct chunk {
 
 struct ru_reply_arena {
     struct chunk *head;
-    size_t total;
+    size_t total; /* bytes of every chunk */
+    size_t used;  /* bytes handed out since the last reset */
 };
 
 static void *arena_alloc(struct ru_reply_arena *a, size_t n)
@@ -33,6 +38,7 @@ static void *arena_alloc(struct ru_reply_arena *a, size_t n)
     }
     void *p = c->data + c->used;
     c->used += n;
+    a->used += n;
     return p;
 }
 
@@ -61,20 +67,31 @@ void ru_reply_arena_free(struct ru_reply_arena *a)
 
 void ru_reply_arena_reset(struct ru_reply_arena *a)
 {
+    a->used = 0;
     if (a->head == NULL)
         return;
-    if (a->head->next == NULL) {
+    if (a->head->next == NULL && a->total <= KEEP_MAX) {
         a->head->used = 0;
         return;
     }
-    size_t total = a->total;
+    size_t keep = a->total < KEEP_MAX ? a->total : KEEP_MAX;
     free_chunks(a);
-    struct chunk *c = ru_xmalloc(sizeof(*c) + total);
-    c->cap = total;
+    struct chunk *c = ru_xmalloc(sizeof(*c) + keep);
+    c->cap = keep;
     c->used = 0;
     c->next = NULL;
     a->head = c;
-    a->total = total;
+    a->total = keep;
+}
+
+size_t ru_reply_arena_used(const struct ru_reply_arena *a)
+{
+    return a->used;
+}
+
+size_t ru_reply_arena_size(const struct ru_reply_arena *a)
+{
+    return a->total;
 }
 
 /* The reader passes its privdata (the arena) to every task. */

@@ -37,6 +37,43 @@ struct ru_status {
     struct ru_status_req reqs[MAX_CLIENTS];
 };
 
+/* Whether something still answers on the socket file sa names: a second rollupd started
+ * with the same configuration must not take the socket of the one running (after it
+ * exits, the file would be gone and the running one unreachable). Connecting tells: a
+ * listener accepts (or its backlog is full); a file left by a process that is gone
+ * refuses (ECONNREFUSED). Returns 0 when the file is stale and may be replaced, -1 with
+ * the reason in err otherwise. */
+static int refuse_live_socket(const struct sockaddr_un *sa, char *err, size_t errlen)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    int rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+    int e = errno;
+    if (rc == 0 || e == EAGAIN) {
+        char who[32] = "";
+        struct ucred peer;
+        socklen_t len = sizeof(peer);
+        if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) == 0 && peer.pid > 0)
+            snprintf(who, sizeof(who), " (pid %d)", (int)peer.pid);
+        close(fd);
+        snprintf(err, errlen,
+                 "status socket %s is in use by a running rollupd%s: another instance with the "
+                 "same configuration? stop it, or give this one its own status.socket",
+                 sa->sun_path, who);
+        return -1;
+    }
+    close(fd);
+    if (e == ECONNREFUSED || e == ENOENT)
+        return 0; /* nobody listens (ENOENT: the file went away meanwhile) */
+    snprintf(err, errlen,
+             "status socket %s exists and cannot be checked (connect: %s); not replaced",
+             sa->sun_path, strerror(e));
+    return -1;
+}
+
 struct ru_status *ru_status_new(const char *path, int listen_fd, unsigned mode,
                                 const struct ru_status_cmd *cmds, size_t ncmds, void *ud, char *err,
                                 size_t errlen)
@@ -75,6 +112,8 @@ struct ru_status *ru_status_new(const char *path, int listen_fd, unsigned mode,
             snprintf(err, errlen, "%s: exists and is not a socket", path);
             goto fail;
         }
+        if (refuse_live_socket(&sa, err, errlen) < 0)
+            goto fail;
         unlink(path); /* a stale socket from a previous run */
     }
     /* create it with no permissions for others from the start, then set the mode */

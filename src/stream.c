@@ -9,12 +9,13 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#include <hiredis/sds.h>
 
 #include "rollupd/log.h"
 #include "rollupd/reply.h"
 
 #define READ_CHUNK       (256 * 1024)
-#define READER_MAXBUF    (4 * 1024 * 1024) /* hiredis keeps up to this much between replies */
+#define SLOW_START       16 /* entries in the first read after a connect */
 #define ACK_CHUNK        1000
 #define BACKOFF_MIN_MS   100
 #define BACKOFF_MAX_MS   30000
@@ -23,6 +24,9 @@
 #define DEAD_SCAN_PAGE   1000
 #define DEAD_SCAN_PAGE_S "1000"
 #define DEAD_SCAN_MAX    200000 /* dead-letter entries looked at by one recovery, at most */
+/* hiredis keeps up to this much input buffer between replies; one that a large entry grew
+ * beyond it is freed at the next feed that finds it empty (redisReaderFeed, 0.14.1) */
+#define READER_MAXBUF (4 * 1024 * 1024)
 
 enum cmd_kind {
     C_AUTH,
@@ -64,7 +68,7 @@ struct ru_stream {
     int port, db;
     char *stream, *group, *consumer, *dead, *start;
     int count, block_ms, connect_timeout_ms;
-    char count_s[16], block_s[16];
+    char block_s[16];
 
     struct ru_stream_cb cb;
     redisContext *c;
@@ -75,7 +79,13 @@ struct ru_stream {
      * came back short; two after a full one, so Redis has the next read at hand while we
      * parse (read_depth) */
     int reads_inflight, read_depth;
-    bool in_reply; /* a reply is being walked: its arena memory must stay */
+    int read_counts[2]; /* the COUNT each of them was sent with, oldest first */
+    /* COUNT of the next read, adapted to the size of the entries (adapt_count) */
+    int read_count;
+    char read_count_s[16];
+    size_t read_budget; /* bytes one reply may take in memory; 0 = no bound */
+    size_t entry_bytes; /* bytes an entry took in memory in the last reply; 0 = unknown */
+    bool in_reply;      /* a reply is being walked: its arena memory must stay */
 
     /* FIFO of the replies we expect, in command order */
     uint8_t *q;
@@ -137,6 +147,16 @@ struct ru_stream {
 
 /* ---- configuration ---- */
 
+static void set_read_count(struct ru_stream *s, size_t n)
+{
+    if (n > (size_t)s->count)
+        n = (size_t)s->count;
+    if (n < 1)
+        n = 1;
+    s->read_count = (int)n;
+    snprintf(s->read_count_s, sizeof(s->read_count_s), "%d", s->read_count);
+}
+
 static void copy_config(struct ru_stream *s, const struct ru_config *cfg)
 {
     free(s->host);
@@ -153,8 +173,42 @@ static void copy_config(struct ru_stream *s, const struct ru_config *cfg)
     s->count = cfg->redis.count;
     s->block_ms = cfg->redis.block_ms;
     s->connect_timeout_ms = cfg->redis.connect_timeout_ms;
-    snprintf(s->count_s, sizeof(s->count_s), "%d", s->count);
     snprintf(s->block_s, sizeof(s->block_s), "%d", s->block_ms);
+    set_read_count(s, SLOW_START);
+}
+
+/* An XREADGROUP or XRANGE has a COUNT but no limit in bytes, and its reply is held whole
+ * in the arena while it is walked: the entry count is what bounds its memory. Each reply
+ * measures what an entry takes (arena bytes over entries) and the next reads ask for
+ * read_budget / that many, at most redis.count. After each connect reading starts at
+ * SLOW_START entries and doubles with each full reply, so even the first read of a stream
+ * of huge entries stays small; a shrink applies at once. sent: the COUNT of this read. */
+static void adapt_count(struct ru_stream *s, size_t n, int sent)
+{
+    if (n == 0)
+        return;
+    size_t bytes = ru_reply_arena_used(s->arena);
+    s->entry_bytes = bytes / n > 0 ? bytes / n : 1;
+    size_t next = (size_t)s->read_count;
+    if (n >= (size_t)sent)
+        next *= 2;
+    if (s->read_budget > 0 && next > s->read_budget / s->entry_bytes)
+        next = s->read_budget / s->entry_bytes;
+    set_read_count(s, next);
+}
+
+/* Bookkeeping of the reads in flight: at most two (read_depth). */
+static void read_sent(struct ru_stream *s)
+{
+    s->read_counts[s->reads_inflight++] = s->read_count;
+}
+
+static int read_answered(struct ru_stream *s)
+{
+    int sent = s->read_counts[0];
+    s->read_counts[0] = s->read_counts[1];
+    s->reads_inflight--;
+    return sent;
 }
 
 struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_stream_cb *cb)
@@ -284,6 +338,8 @@ static struct ru_sid recover_from(const struct ru_stream *s)
 static bool send_read(struct ru_stream *s)
 {
     int depth = s->state == S_LIVE ? s->read_depth : 1;
+    if (depth > (int)RU_ARRAY_LEN(s->read_counts))
+        depth = (int)RU_ARRAY_LEN(s->read_counts);
     /* recovery must write again the copies lost with a connection even while reading is
      * paused: until it has, no commit can free the memory that paused it */
     bool paused = s->paused && !(s->state == S_RECOVER && s->dl_lost);
@@ -300,8 +356,8 @@ static bool send_read(struct ru_stream *s)
         ARG(2, cur);
         ARG(3, end);
         ARG(4, "COUNT");
-        ARG(5, s->count_s);
-        s->reads_inflight++;
+        ARG(5, s->read_count_s);
+        read_sent(s);
         send_argv(s, C_READ_RECOVER, 6);
         return true;
     }
@@ -311,7 +367,7 @@ static bool send_read(struct ru_stream *s)
     ARG(n++, s->group);
     ARG(n++, s->consumer);
     ARG(n++, "COUNT");
-    ARG(n++, s->count_s);
+    ARG(n++, s->read_count_s);
     /* block only when caught up: while a backlog lasts (the last reply was full) a read
      * that finds nothing answers at once, so the end of the backlog shows at once */
     if (s->state == S_LIVE && s->read_depth < 2) {
@@ -330,7 +386,7 @@ static bool send_read(struct ru_stream *s)
         ru_sid_format(&s->cursor, cur);
         ARG(n++, cur);
     }
-    s->reads_inflight++;
+    read_sent(s);
     send_argv(s, s->state == S_LIVE ? C_READ_LIVE : C_READ_REPLAY, n);
     return true;
 }
@@ -518,6 +574,7 @@ static void disconnect(struct ru_stream *s, const char *why)
 static void start_handshake(struct ru_stream *s)
 {
     s->state = S_HANDSHAKE;
+    set_read_count(s, SLOW_START);
     if (s->path == NULL)
         redisEnableKeepAlive(s->c); /* notice a peer that vanished without a FIN */
     ru_reply_arena_attach(s->arena, s->c->reader);
@@ -1305,7 +1362,7 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
         dead_scan_page(s, r);
         return;
     case C_READ_RECOVER: {
-        s->reads_inflight--;
+        int sent = read_answered(s);
         s->stats.reads++;
         if (r->type != REDIS_REPLY_ARRAY) {
             char why[200];
@@ -1314,10 +1371,12 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
             disconnect(s, why);
             return;
         }
+        bool full = r->elements >= (size_t)sent;
+        adapt_count(s, r->elements, sent);
         size_t n = handle_entry_list(s, r, RU_FROM_RECOVERY);
-        bool done = r->elements < (size_t)s->count || ru_sid_cmp(&s->cursor, &s->rec_end) >= 0;
+        bool done = !full || ru_sid_cmp(&s->cursor, &s->rec_end) >= 0;
         if (s->cb.on_batch)
-            s->cb.on_batch(s->cb.ud, n, true);
+            s->cb.on_batch(s->cb.ud, n, full, true);
         if (s->c == NULL || s->state != S_RECOVER)
             return;
         if (done)
@@ -1363,7 +1422,7 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
         return;
     case C_READ_REPLAY:
     case C_READ_LIVE: {
-        s->reads_inflight--;
+        int sent = read_answered(s);
         s->stats.reads++;
         if (k == C_READ_LIVE && s->state != S_LIVE) {
             /* the second of two live reads, answered after the first found the group
@@ -1384,13 +1443,16 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
             return;
         }
         bool replay = k == C_READ_REPLAY;
+        size_t got = reply_entries(r);
+        bool full = got >= (size_t)sent;
+        adapt_count(s, got, sent); /* before the next reads leave */
         /* A lone consumer's short reply: the next read will BLOCK, and the dead-letter
          * copies of this batch must not wait behind it (commits wait for them). */
         bool after = false;
         if (!replay) {
             /* keep Redis busy while we parse this batch: the next read leaves now, not
              * after the batch, and after a full batch a second one follows it */
-            s->read_depth = reply_entries(r) >= (size_t)s->count ? 2 : 1;
+            s->read_depth = full ? 2 : 1;
             after = s->lone && s->read_depth < 2;
             while (!after && send_read(s))
                 ;
@@ -1411,7 +1473,7 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
             send_read(s);
         }
         if (s->cb.on_batch)
-            s->cb.on_batch(s->cb.ud, n, replay);
+            s->cb.on_batch(s->cb.ud, n, full, replay);
         return;
     }
     case C_ACK:
@@ -1672,4 +1734,32 @@ const struct ru_stream_stats *ru_stream_stats(const struct ru_stream *s)
 const struct ru_sid *ru_stream_last_seen(const struct ru_stream *s)
 {
     return &s->last_seen;
+}
+
+void ru_stream_set_read_budget(struct ru_stream *s, size_t bytes)
+{
+    s->read_budget = bytes;
+    if (bytes > 0 && s->entry_bytes > 0 && (size_t)s->read_count > bytes / s->entry_bytes)
+        set_read_count(s, bytes / s->entry_bytes);
+}
+
+size_t ru_stream_mem(const struct ru_stream *s)
+{
+    size_t n = ru_reply_arena_size(s->arena);
+    if (s->c && s->c->reader && s->c->reader->buf)
+        n += sdsalloc(s->c->reader->buf);
+    return n;
+}
+
+int ru_stream_read_count(const struct ru_stream *s)
+{
+    return s->read_count;
+}
+
+size_t ru_stream_entry_bytes(const struct ru_stream *s)
+{
+    if (s->entry_bytes > 0)
+        return s->entry_bytes;
+    /* nothing measured yet: as if the next read filled its budget */
+    return s->read_budget > 0 ? s->read_budget / (size_t)s->read_count : 1024;
 }

@@ -20,7 +20,14 @@ void ru_reply_arena_attach(struct ru_reply_arena *a, redisReader *reader);
 
 /* Releases every reply built so far. Call only between complete replies (right after
  * one was handled): a partly built reply lives in the arena too. Keeps one chunk as large
- * as everything used so far, so a steady stream of replies allocates nothing. */
+ * as everything used so far, up to 4 MiB, so a steady stream of replies of a usual size
+ * allocates nothing while a reply of large entries gives its memory back. */
 void ru_reply_arena_reset(struct ru_reply_arena *a);
+
+/* Bytes of the replies built since the last reset (right after a reply: its size in
+ * memory, redisReply objects included). */
+size_t ru_reply_arena_used(const struct ru_reply_arena *a);
+/* Bytes the arena holds from the allocator, used or not. */
+size_t ru_reply_arena_size(const struct ru_reply_arena *a);
 
 #endif

@@ -24,9 +24,11 @@ struct ru_status_cmd {
     ru_status_fn fn;
 };
 
-/* Listens on path (an existing socket file there is replaced; the directory must exist)
- * with the given mode, or adopts listen_fd when >= 0 (socket activation). cmds is
- * borrowed for the server's lifetime. Returns NULL with a reason in err. */
+/* Listens on path (the directory must exist) with the given mode, or adopts listen_fd
+ * when >= 0 (socket activation). A socket file already at path is replaced when nothing
+ * listens on it any more; one that a process still accepts on (another rollupd with the
+ * same configuration) is refused, as is a path that is not a socket. cmds is borrowed
+ * for the server's lifetime. Returns NULL with a reason in err. */
 struct ru_status *ru_status_new(const char *path, int listen_fd, unsigned mode,
                                 const struct ru_status_cmd *cmds, size_t ncmds, void *ud, char *err,
                                 size_t errlen);

@@ -53,8 +53,9 @@ struct ru_stream_cb {
     /* Recovery found entries after `after` deleted from the stream (the highest deleted
      * id is `deleted`) before this consumer read them: lost upstream. */
     void (*on_gap)(void *ud, const struct ru_sid *after, const struct ru_sid *deleted);
-    /* End of one XREADGROUP or recovery XRANGE reply (n entries; replay unless live). */
-    void (*on_batch)(void *ud, size_t n, bool replay);
+    /* End of one XREADGROUP or recovery XRANGE reply (n entries; full: as many as the
+     * read asked for, so more may be waiting; replay unless live). */
+    void (*on_batch)(void *ud, size_t n, bool full, bool replay);
     /* Connected and live (after replay), or lost (err != NULL). */
     void (*on_state)(void *ud, bool up, const char *err);
     /* The group did not exist on a connection that had seen it before. */
@@ -142,6 +143,18 @@ void ru_stream_suspend(struct ru_stream *s, bool on, const char *why);
 /* Connection settings changed (reload): drop the connection and reconnect with the new
  * URL. Stream, group and consumer cannot change live. */
 void ru_stream_reconfigure(struct ru_stream *s, const struct ru_config *cfg);
+
+/* Bytes one read's reply may take in memory (0: no bound). Each read asks for as many
+ * entries as fit, from the size entries took in the last reply, at most redis.count;
+ * after each connect reading starts small and grows while replies fit. A single entry
+ * larger than the budget is still read, alone. */
+void ru_stream_set_read_budget(struct ru_stream *s, size_t bytes);
+/* Bytes held for replies now: the reply arena and hiredis' input buffer. */
+size_t ru_stream_mem(const struct ru_stream *s);
+/* COUNT of the next read, and the bytes an entry is expected to take in memory (measured
+ * in the last reply; before any, the budget's share per entry). */
+int ru_stream_read_count(const struct ru_stream *s);
+size_t ru_stream_entry_bytes(const struct ru_stream *s);
 
 /* Stop or resume issuing XREADGROUP (backpressure, shutdown). Replies in flight are
  * still delivered. */

@@ -139,26 +139,6 @@ static int rnd_between(int lo, int hi)
 
 /* ------------------------------------------------------------------ processes */
 
-/* A field of /proc/<pid>/status in kB ("VmHWM", "VmRSS"); -1 when unreadable. */
-static long long proc_status_kb(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    long long v = -1;
-    size_t fl = strlen(field);
-    while (fgets(line, sizeof(line), f)) {
-        if (strncmp(line, field, fl) == 0 && line[fl] == ':') {
-            v = atoll(line + fl + 1);
-            break;
-        }
-    }
-    fclose(f);
-    return v;
-}
-
 /* True while pid exists and is not a zombie (does not reap it). */
 static bool proc_alive(pid_t pid)
 {
@@ -179,7 +159,7 @@ static void note_rss(struct ru_h_daemon *d)
 {
     if (!ru_h_daemon_running(d))
         return;
-    long long hwm = proc_status_kb(d->pid, "VmHWM");
+    long long hwm = ru_h_proc_status_kb(d->pid, "VmHWM");
     if (hwm > ft.peak_rss_kb)
         ft.peak_rss_kb = hwm;
 }
@@ -365,7 +345,7 @@ static void observe(const struct ru_h_daemon *d, const struct snap *s)
         if (strstr(o->errors, ab) == NULL && len + strlen(ab) + 4 < sizeof(o->errors))
             snprintf(o->errors + len, sizeof(o->errors) - len, "%s[%s]", len ? " " : "", ab);
     }
-    long long rss = proc_status_kb(d->pid, "VmRSS");
+    long long rss = ru_h_proc_status_kb(d->pid, "VmRSS");
     if (rss > o->max_rss_kb)
         o->max_rss_kb = rss;
 }
@@ -1266,7 +1246,7 @@ Test(faults, postgres_outage_memory)
     struct ru_h_daemon *d = start_daemon(&k);
     long long warm = feed(20000, 0, NULL);
     wait_status(d, p_flushed_ge, warm, 30000, "the warm-up feed flushed");
-    long long base_rss = proc_status_kb(d->pid, "VmRSS");
+    long long base_rss = ru_h_proc_status_kb(d->pid, "VmRSS");
     testenv("stop-pg");
     ft.pg_outages++;
     int64_t t_stop = ru_mono_ms();

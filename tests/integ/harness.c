@@ -931,6 +931,25 @@ char *ru_h_daemon_log(const struct ru_h_daemon *d)
     return t ? t : ru_xstrdup("");
 }
 
+long long ru_h_proc_status_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    long long v = -1;
+    size_t fl = strlen(field);
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, field, fl) == 0 && line[fl] == ':') {
+            v = atoll(line + fl + 1);
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
 /* ------------------------------------------------------------------ status socket */
 
 char *ru_h_sock_cmd(const char *path, const char *cmd)
@@ -1033,6 +1052,30 @@ bool ru_h_json_int(const json_t *root, const char *path, long long *out)
     else
         return false;
     return true;
+}
+
+struct want_answer {
+    const char *sock, *cmd, *prefix;
+    char *last;
+    size_t lastlen;
+};
+
+static bool answer_starts(void *arg)
+{
+    struct want_answer *w = arg;
+    char *a = ru_h_sock_cmd(w->sock, w->cmd);
+    if (w->last)
+        ru_strlcpy(w->last, a ? a : "(unreachable)", w->lastlen);
+    bool ok = a && strncmp(a, w->prefix, strlen(w->prefix)) == 0;
+    free(a);
+    return ok;
+}
+
+bool ru_h_wait_answer(const char *sock, const char *cmd, const char *prefix, int timeout_ms,
+                      char *last, size_t lastlen)
+{
+    struct want_answer w = {sock, cmd, prefix, last, lastlen};
+    return ru_h_wait(answer_starts, &w, timeout_ms);
 }
 
 /* ------------------------------------------------------------------ waiting */

@@ -199,6 +199,10 @@ bool ru_h_daemon_running(struct ru_h_daemon *d);
 /* The log so far (malloc'd, free it; "" when empty). */
 char *ru_h_daemon_log(const struct ru_h_daemon *d);
 
+/* A field of /proc/<pid>/status in kB ("VmHWM" for the peak resident set, "VmRSS" for the
+ * current one); -1 when unreadable. */
+long long ru_h_proc_status_kb(pid_t pid, const char *field);
+
 /* ------------------------------------------------------------------ status socket */
 
 /* Connects to the Unix socket, writes cmd (plus "\n" when missing), reads until EOF
@@ -222,6 +226,12 @@ bool ru_h_json_int(const json_t *root, const char *path, long long *out);
 /* Polls cond(arg) every 20 ms until it returns true (-> true) or timeout_ms passes
  * (-> false, after one last try). */
 bool ru_h_wait(bool (*cond)(void *), void *arg, int timeout_ms);
+
+/* Waits until the answer to cmd on the status socket starts with prefix (true), or
+ * timeout_ms passes (false). last (lastlen bytes; may be NULL) gets the last answer, or
+ * "(unreachable)". */
+bool ru_h_wait_answer(const char *sock, const char *cmd, const char *prefix, int timeout_ms,
+                      char *last, size_t lastlen);
 
 /* Sleeps ms milliseconds (only for pacing load, never to wait for a state). */
 void ru_h_sleep_ms(int ms);

@@ -159,36 +159,23 @@ static long long status_int(const struct ru_h_daemon *d, const char *key)
     return v;
 }
 
-struct want_text {
-    const char *sock, *cmd, *prefix;
-    char last[512];
-};
-
-static bool answer_starts(void *arg)
-{
-    struct want_text *w = arg;
-    char *a = ru_h_sock_cmd(w->sock, w->cmd);
-    ru_strlcpy(w->last, a ? a : "(unreachable)", sizeof(w->last));
-    bool ok = a && strncmp(a, w->prefix, strlen(w->prefix)) == 0;
-    free(a);
-    return ok;
-}
-
 /* Waits until the answer to cmd starts with prefix. */
 static void wait_answer(const struct ru_h_daemon *d, const char *cmd, const char *prefix,
                         int timeout_ms)
 {
-    struct want_text w = {.sock = d->sock, .cmd = cmd, .prefix = prefix};
-    CHECK(d, ru_h_wait(answer_starts, &w, timeout_ms),
+    char last[512];
+    CHECK(d, ru_h_wait_answer(d->sock, cmd, prefix, timeout_ms, last, sizeof(last)),
           "'%s' did not answer '%s...' within %d ms; last answer: %s", cmd, prefix, timeout_ms,
-          w.last);
+          last);
 }
 
 static void wait_healthy(const struct ru_h_daemon *d)
 {
-    struct want_text w = {.sock = d->sock, .cmd = "health", .prefix = "ok\n"};
-    CHECK(d, ru_h_wait(answer_starts, &w, START_MS) && strcmp(w.last, "ok\n") == 0,
-          "health did not become \"ok\" within %d ms; last answer: %s", START_MS, w.last);
+    char last[512];
+    CHECK(d,
+          ru_h_wait_answer(d->sock, "health", "ok\n", START_MS, last, sizeof(last)) &&
+              strcmp(last, "ok\n") == 0,
+          "health did not become \"ok\" within %d ms; last answer: %s", START_MS, last);
 }
 
 /* ------------------------------------------------------------------ PostgreSQL */
