@@ -67,9 +67,9 @@ struct ru_daemon {
     struct ru_batch *cur;     /* filling */
     uint64_t inflight_events; /* events of the batch in the writer's hands */
     size_t inflight_mem;
-    bool flush_due;      /* the timer fired or a size limit was reached */
-    unsigned full_reads; /* live reads in a row that came back full (a backlog) */
-    bool flush_asked;    /* SIGUSR1 or the status command */
+    bool flush_due;           /* the timer fired or a size limit was reached */
+    uint64_t backlog_entries; /* entries of the live reads in a row that came back full */
+    bool flush_asked;         /* SIGUSR1 or the status command */
     bool stopping, stop_final_sent, ready_sent, paused, fatal;
     bool dl_wait;       /* a flush waits for dead-letter copies to be confirmed */
     bool stream_paused; /* what the stream was told: paused, stopping or dl_wait */
@@ -283,7 +283,7 @@ static void ownership_step(struct ru_daemon *d)
     }
 }
 
-#define BACKLOG_READS 8 /* full reads in a row that make a backlog */
+#define BACKLOG_READS 8 /* full reads of redis.count entries in a row make a backlog */
 
 static void on_batch(void *ud, size_t n, bool full, bool replay)
 {
@@ -296,18 +296,21 @@ static void on_batch(void *ud, size_t n, bool full, bool replay)
         d->flush_due = true;
     if (replay)
         return;
-    /* A backlog just drained (a run of full reads, then a short one): commit what it
-     * brought now rather than at the next tick. A steady trickle (short reads only) and
-     * a rate near the drain rate (full and short reads mixed) keep to the timer. */
+    /* A backlog just drained (full reads of at least BACKLOG_READS x redis.count entries
+     * in a row, then a short one): commit what it brought now rather than at the next
+     * tick. Counted in entries, since the size of a read follows the size of the entries.
+     * A steady trickle (short reads only) and a rate near the drain rate (full and short
+     * reads mixed) keep to the timer. */
     if (full) {
-        d->full_reads++;
+        d->backlog_entries += n;
         return;
     }
-    if (d->full_reads >= BACKLOG_READS && ru_store_nevents(d->cur->store) > 0) {
-        ru_debug("msg=\"backlog drained, flushing now\" full_reads=%u", d->full_reads);
+    if (d->backlog_entries >= (uint64_t)BACKLOG_READS * (uint64_t)c->redis.count &&
+        ru_store_nevents(d->cur->store) > 0) {
+        ru_debug("msg=\"backlog drained, flushing now\" entries=%" PRIu64, d->backlog_entries);
         d->flush_due = true;
     }
-    d->full_reads = 0;
+    d->backlog_entries = 0;
 }
 
 /* ---- adoption ---- */
@@ -953,6 +956,9 @@ static void render_metrics(struct ru_daemon *d, struct ru_buf *b)
            (double)mem_budget(d));
     metric(b, "rollupd_rss_bytes", "gauge", "Resident set size of the process.", (double)rss_now());
     metric(b, "rollupd_reading_paused", "gauge", "1 while backpressure pauses reading.", d->paused);
+    metric(b, "rollupd_consumer_lock_held", "gauge",
+           "1 while the PostgreSQL session holds this consumer's locks (reading needs it).",
+           ru_pgw_held(d->pgw));
     metric(b, "rollupd_group_lag", "gauge", "Entries not yet delivered to the group (-1 unknown).",
            (double)ss->lag);
     metric(b, "rollupd_group_pending", "gauge",
@@ -1062,6 +1068,8 @@ static json_t *status_json(struct ru_daemon *d)
     json_object_set_new(o, "rss_limit_bytes",
                         json_integer((json_int_t)d->cfg.limits.max_memory_mb * 1024 * 1024));
     json_object_set_new(o, "reading_paused", json_boolean(d->paused));
+    json_object_set_new(o, "consumer_lock_held", json_boolean(ru_pgw_held(d->pgw)));
+    json_object_set_new(o, "reading_suspended", json_boolean(d->suspended));
     json_object_set_new(o, "events_per_s", json_real(d->rate));
     json_object_set_new(o, "last_seen_id", json_string(seen));
     json_object_set_new(o, "group_lag", ss->lag >= 0 ? json_integer(ss->lag) : json_null());

@@ -837,8 +837,8 @@ static int load_checkpoint(struct ru_pgw *w)
                       "had acknowledged (a failover to a replica that lagged, or a crash of a "
                       "server run with fsync or synchronous_commit off). Stopping; a lone "
                       "consumer's restart reads those entries again from the stream; a "
-                      "shared-group consumer's were acknowledged in Redis and must be replayed "
-                      "by hand (README: Exactly once)",
+                      "shared-group consumer's were acknowledged in Redis, so the events after "
+                      "the second id up to the first are missing (README: Exactly once)",
                       rows[i].what, t, st);
         else
             set_fatal(w,
