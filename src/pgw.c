@@ -911,7 +911,17 @@ static int connect_db(struct ru_pgw *w)
     w->n.raw = w->raw_cfg[0] ? quote_ident_path(w->conn, w->raw_cfg, NULL) : NULL;
     const char *base = strchr(w->hourly_cfg, '.');
     w->n.genonaut_names = strcmp(base ? base + 1 : w->hourly_cfg, "route_analytics_hourly") == 0;
-    if (create_schema(w) < 0 || take_locks(w) < 0 || load_checkpoint(w) < 0)
+    bool was_tail = w->tail_held;
+    if (create_schema(w) < 0 || take_locks(w) < 0)
+        goto fail;
+    if (atomic_load(&w->ready) && w->tail_held && !was_tail) {
+        set_fatal(w, "while this process's PostgreSQL session was lost, a lone consumer read "
+                     "group '%s' and left entries without acknowledgement; stopping, so that the "
+                     "next start recovers them first",
+                  w->group);
+        goto fail;
+    }
+    if (load_checkpoint(w) < 0)
         goto fail;
     snprintf(set, sizeof(set), "SET statement_timeout = %d; SET lock_timeout = %d", timeout_ms,
              timeout_ms);

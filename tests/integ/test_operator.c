@@ -18,18 +18,38 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 
-/* One feed of n events (invalid ones among them) appended to the test's oracle file;
- * returns the valid events it wrote. */
-static long long feed(const char *oracle, long long n, int seed, long long *written,
-                      long long *invalid)
+/* What a test has fed: every valid event in one oracle file, the totals of all feeds. */
+struct fed {
+    char oracle[RU_H_PATH];
+    long long valid, written, invalid;
+};
+
+/* setup() and an empty feed record. */
+static void begin(struct fed *f)
 {
-    long long valid = ru_h_loadgen("-s %s -n %lld --seed %d --start-ts %lld --hours 2"
-                                   " --invalid-frac 0.01 --oracle %s --quiet",
-                                   T.stream, n, seed, H0, oracle);
+    setup();
+    memset(f, 0, sizeof(*f));
+    ru_h_tmp_path(f->oracle, sizeof(f->oracle), "oracle.tsv");
+}
+
+/* One feed of n events (1 % invalid), added to the oracle file and the totals. */
+static void feed(struct fed *f, long long n, int seed)
+{
+    f->valid += ru_h_loadgen("-s %s -n %lld --seed %d --start-ts %lld --hours 2"
+                             " --invalid-frac 0.01 --oracle %s --quiet",
+                             T.stream, n, seed, H0, f->oracle);
     const struct ru_h_lg_result *res = ru_h_loadgen_last();
-    *written += res->written;
-    *invalid += res->invalid;
-    return valid;
+    f->written += res->written;
+    f->invalid += res->invalid;
+}
+
+static void wait_counted(long long valid, long long written, const char *what);
+
+/* A feed, then every valid event fed so far committed. */
+static void feed_counted(struct fed *f, long long n, int seed, const char *what)
+{
+    feed(f, n, seed);
+    wait_counted(f->valid, f->written, what);
 }
 
 static void del_consumer(const char *name)
@@ -73,10 +93,10 @@ static void wait_counted(long long valid, long long written, const char *what)
     wait_drained(written, what);
 }
 
-static void check_all(const char *oracle, long long valid, long long invalid, const char *what)
+static void check_all(const struct fed *f, const char *what)
 {
-    check_dead_letters(invalid, what);
-    check_exactly_once(oracle, valid, what);
+    check_dead_letters(f->invalid, what);
+    check_exactly_once(f->oracle, f->valid, what);
 }
 
 /* ------------------------------------------------------------------ 1: the group owns it */
@@ -86,24 +106,20 @@ static void check_all(const char *oracle, long long valid, long long invalid, co
  * first host killed with events in memory leaves them to the second. */
 Test(operator, lone_host_move_and_back, .timeout = 300)
 {
-    setup();
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
-    long long valid = 0, written = 0, invalid = 0;
+    struct fed f;
+    begin(&f);
     struct ru_h_daemon a, b;
     struct ru_h_cfg ka = named(lone_cfg(200), "host-a"), kb = named(lone_cfg(200), "host-b");
 
     start_daemon(&a, &ka);
     wait_connected(&a);
-    valid += feed(oracle, 2000, 61, &written, &invalid);
-    wait_counted(valid, written, "host a, first run");
+    feed_counted(&f, 2000, 61, "host a, first run");
     stop_clean(&a, "host a, first run");
     del_consumer("host-a");
 
     start_daemon(&b, &kb);
     wait_connected(&b);
-    valid += feed(oracle, 5000, 62, &written, &invalid);
-    wait_counted(valid, written, "host b");
+    feed_counted(&f, 5000, 62, "host b");
     stop_clean(&b, "host b");
     del_consumer("host-b");
 
@@ -112,7 +128,7 @@ Test(operator, lone_host_move_and_back, .timeout = 300)
     rewrite_config(&a, ka);
     ru_h_daemon_restart(&a);
     wait_connected(&a);
-    valid += feed(oracle, 3000, 63, &written, &invalid);
+    feed(&f, 3000, 63);
     struct want w = {.target = 2000};
     CHECK(ru_h_wait(cond_consumed, &w, 20000), "host a: nothing taken in: %s", obs_text(&w.o));
     kill9(&a);
@@ -120,16 +136,15 @@ Test(operator, lone_host_move_and_back, .timeout = 300)
 
     /* host b takes over what host a left in memory */
     ru_h_daemon_restart(&b);
-    wait_counted(valid, written, "host b after host a's kill -9");
+    wait_counted(f.valid, f.written, "host b after host a's kill -9");
     stop_clean(&b, "host b, second run");
     del_consumer("host-b");
 
     ka.flush_interval_ms = 200;
     rewrite_config(&a, ka);
     ru_h_daemon_restart(&a);
-    valid += feed(oracle, 100, 64, &written, &invalid);
-    wait_counted(valid, written, "host a, last run");
-    check_all(oracle, valid, invalid, "lone_host_move_and_back");
+    feed_counted(&f, 100, 64, "host a, last run");
+    check_all(&f, "lone_host_move_and_back");
     CHECK(lone_rows() == 1, "want one group row with the lone mark, found %lld", lone_rows());
     finish("lone_host_move_and_back");
 }
@@ -160,37 +175,31 @@ static long long group_consumers(void)
  * consumer counts none of its events again. */
 Test(operator, shared_instance_beside_lone, .timeout = 300)
 {
-    setup();
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
-    long long valid = 0, written = 0, invalid = 0;
+    struct fed f;
+    begin(&f);
     struct ru_h_daemon a, s;
     struct ru_h_cfg ka = named(lone_cfg(200), "lone"), ks = named(base_cfg(200), "shared");
 
     start_daemon(&a, &ka);
     wait_connected(&a);
-    valid += feed(oracle, 2000, 71, &written, &invalid);
-    wait_counted(valid, written, "lone consumer");
+    feed_counted(&f, 2000, 71, "lone consumer");
 
     start_daemon(&s, &ks);
     CHECK(ru_h_wait(cond_waits_for_lone, &s, 30000),
           "the shared-group instance did not report that it waits for the lone consumer");
     CHECK(status_int(&s, "events_consumed") == 0 && group_consumers() == 1,
           "the shared-group instance read beside the lone consumer");
-    valid += feed(oracle, 1000, 72, &written, &invalid);
-    wait_counted(valid, written, "lone consumer with a shared instance waiting");
+    feed_counted(&f, 1000, 72, "lone consumer with a shared instance waiting");
 
     stop_clean(&a, "lone consumer");
     wait_connected(&s);
-    valid += feed(oracle, 5000, 73, &written, &invalid);
-    wait_counted(valid, written, "shared-group instance");
+    feed_counted(&f, 5000, 73, "shared-group instance");
     stop_clean(&s, "shared-group instance");
     del_consumer("shared");
 
     ru_h_daemon_restart(&a);
-    valid += feed(oracle, 100, 74, &written, &invalid);
-    wait_counted(valid, written, "lone consumer again");
-    check_all(oracle, valid, invalid, "shared_instance_beside_lone");
+    feed_counted(&f, 100, 74, "lone consumer again");
+    check_all(&f, "shared_instance_beside_lone");
     finish("shared_instance_beside_lone");
 }
 
@@ -199,32 +208,27 @@ Test(operator, shared_instance_beside_lone, .timeout = 300)
  * nothing twice. */
 Test(operator, lone_to_shared_switch, .timeout = 300)
 {
-    setup();
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
-    long long valid = 0, written = 0, invalid = 0;
+    struct fed f;
+    begin(&f);
     struct ru_h_daemon a, s;
     struct ru_h_cfg ka = named(lone_cfg(200), "a"), ks = named(base_cfg(200), "s");
 
     start_daemon(&a, &ka);
     wait_connected(&a);
-    valid += feed(oracle, 2000, 81, &written, &invalid);
-    wait_counted(valid, written, "lone consumer");
+    feed_counted(&f, 2000, 81, "lone consumer");
     stop_clean(&a, "lone consumer");
 
     start_daemon(&s, &ks);
     wait_connected(&s);
-    valid += feed(oracle, 5000, 82, &written, &invalid);
-    wait_counted(valid, written, "shared-group instance");
+    feed_counted(&f, 5000, 82, "shared-group instance");
     stop_clean(&s, "shared-group instance");
 
     rewrite_config(&a, named(base_cfg(200), "a"));
     ru_h_daemon_restart(&a);
     wait_connected(&a);
-    valid += feed(oracle, 100, 83, &written, &invalid);
-    wait_counted(valid, written, "a as a shared-group consumer");
+    feed_counted(&f, 100, 83, "a as a shared-group consumer");
     CHECK(!log_has(&a, "did not stop cleanly"), "a refused with a false reason");
-    check_all(oracle, valid, invalid, "lone_to_shared_switch");
+    check_all(&f, "lone_to_shared_switch");
     CHECK(lone_rows() == 0, "the group's lone mark was not cleared");
     finish("lone_to_shared_switch");
 }
@@ -280,9 +284,8 @@ static long long terminate_lock_holders(void)
  * first stops reading at once and exits; nothing is lost or counted twice. */
 static void same_name_takeover(bool lone, const char *what)
 {
-    setup();
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    struct fed f;
+    begin(&f);
     struct ru_h_daemon a, b;
     struct ru_h_cfg k = lone ? lone_cfg(500) : base_cfg(500);
     start_daemon(&a, &k);
@@ -291,7 +294,7 @@ static void same_name_takeover(bool lone, const char *what)
     ru_h_loadgen_start(&lg,
                        "-s %s -n 60000 --rate 15000 --seed 91 --start-ts %lld --hours 3"
                        " --invalid-frac 0.005 --oracle %s --quiet",
-                       T.stream, H0, oracle);
+                       T.stream, H0, f.oracle);
     CHECK(ru_h_wait(cond_in_memory, &a, 20000), "no events in memory within 20 s");
     start_daemon(&b, &k);
     CHECK(ru_h_wait(cond_lock_waiter, NULL, 20000),
@@ -303,10 +306,11 @@ static void same_name_takeover(bool lone, const char *what)
     CHECK(log_has(&a, "is in use by another rollupd") || log_has(&a, "took the consumer over") ||
               log_has(&a, "took it over"),
           "the first process did not say why it stopped");
-    long long valid = ru_h_loadgen_finish(&lg);
-    const struct ru_h_lg_result res = *ru_h_loadgen_last();
-    wait_counted(valid, res.written, what);
-    check_all(oracle, valid, res.invalid, what);
+    f.valid = ru_h_loadgen_finish(&lg);
+    f.written = ru_h_loadgen_last()->written;
+    f.invalid = ru_h_loadgen_last()->invalid;
+    wait_counted(f.valid, f.written, what);
+    check_all(&f, what);
     finish(what);
 }
 
@@ -327,26 +331,22 @@ Test(operator, same_name_session_lost_lone, .timeout = 300)
  * after its checkpoint, not at the end of the stream. */
 Test(operator, group_lost_with_start_dollar, .timeout = 240)
 {
-    setup();
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
-    long long valid = 0, written = 0, invalid = 0;
+    struct fed f;
+    begin(&f);
     struct ru_h_daemon a;
     struct ru_h_cfg k = base_cfg(200);
     k.start = "$";
     start_daemon(&a, &k);
     wait_connected(&a);
-    valid += feed(oracle, 1000, 101, &written, &invalid);
-    wait_counted(valid, written, "first feed");
+    feed_counted(&f, 1000, 101, "first feed");
     stop_clean(&a, "first run");
     freeReplyObject(ru_h_redis_cmd(T.r, "DEL %s %s", T.stream, T.dead));
-    written = 0;
-    long long dead_before = invalid;
-    valid += feed(oracle, 2500, 102, &written, &invalid);
+    f.written = f.invalid = 0; /* the stream and its dead letters start again */
+    feed(&f, 2500, 102);
     ru_h_daemon_restart(&a);
-    wait_counted(valid, written, "after the group was lost");
+    wait_counted(f.valid, f.written, "after the group was lost");
     CHECK(log_has(&a, "has been recreated"), "the lost group was not reported");
-    check_all(oracle, valid, invalid - dead_before, "group_lost_with_start_dollar");
+    check_all(&f, "group_lost_with_start_dollar");
     finish("group_lost_with_start_dollar");
 }
 
@@ -438,16 +438,13 @@ Test(operator, synchronous_commit_forced, .timeout = 120)
  * rollupd names it and stops instead of blaming another process. */
 Test(operator, checkpoint_went_backwards, .timeout = 120)
 {
-    setup();
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
-    long long valid = 0, written = 0, invalid = 0;
+    struct fed f;
+    begin(&f);
     struct ru_h_daemon a;
     struct ru_h_cfg k = base_cfg(200);
     start_daemon(&a, &k);
     wait_connected(&a);
-    valid += feed(oracle, 2000, 111, &written, &invalid);
-    wait_counted(valid, written, "before the loss");
+    feed_counted(&f, 2000, 111, "before the loss");
     ru_h_pg_execf(T.pg, "UPDATE rollupd_checkpoint SET last_id = '1-0' WHERE grp = '%s'", T.group);
     CHECK(terminate_lock_holders() >= 1, "no rollupd session to terminate");
     CHECK(ru_h_wait(cond_exited, &a, 30000), "rollupd went on with a checkpoint that went back");
