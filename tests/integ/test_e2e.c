@@ -385,10 +385,7 @@ static void check_oracle(const char *what, const char *where)
 /* Number of groups in genonaut's aggregation of oracle_raw. */
 static long long oracle_groups(void)
 {
-    char *osql = ru_h_oracle_sql("oracle_raw");
-    long long n = ru_h_pg_intf(T.pg, "SELECT count(*) FROM (%s) x", osql);
-    free(osql);
-    return n;
+    return ru_h_oracle_groups(T.pg, "oracle_raw");
 }
 
 static long long hourly_rows(void)
@@ -404,15 +401,7 @@ static long long hourly_total(void)
 /* Sum of the events recorded in rollupd's checkpoint rows of this stream and group. */
 static long long checkpoint_events(void)
 {
-    char *s = PQescapeLiteral(T.pg, T.stream, strlen(T.stream));
-    char *g = PQescapeLiteral(T.pg, T.group, strlen(T.group));
-    long long n = ru_h_pg_intf(T.pg,
-                               "SELECT coalesce(sum(events), 0) FROM rollupd_checkpoint"
-                               " WHERE stream = %s AND grp = %s",
-                               s, g);
-    PQfreemem(s);
-    PQfreemem(g);
-    return n;
+    return ru_h_checkpoint_events(T.pg, T.stream, T.group);
 }
 
 /* The row count and the hourly row count must match the oracle exactly. */
@@ -1392,12 +1381,7 @@ Test(e2e, two_instances_one_group, .timeout = 240)
 
 /* ------------------------------------------------------------------ 7 */
 
-struct kv {
-    const char *k, *v;
-    size_t klen, vlen;
-};
-
-/* A field with a literal name and value (sizeof keeps embedded NUL bytes). */
+/* Fields with a literal name and value (sizeof keeps embedded NUL bytes). */
 #define KV(key, val)                                                                               \
     {                                                                                              \
         key, val, sizeof(key) - 1, sizeof(val) - 1                                                 \
@@ -1409,28 +1393,12 @@ struct kv {
 #define MAX_KV 16
 
 /* XADD stream * fields...; returns the new id (malloc'd). */
-static char *xadd_kv(const struct kv *f)
+static char *xadd_kv(const struct ru_h_kv *f)
 {
-    const char *argv[3 + 2 * MAX_KV];
-    size_t len[3 + 2 * MAX_KV];
-    int n = 0;
-    argv[n] = "XADD", len[n++] = 4;
-    argv[n] = T.stream, len[n++] = strlen(T.stream);
-    argv[n] = "*", len[n++] = 1;
-    for (int i = 0; f[i].k; i++) {
-        cr_assert_lt(i, MAX_KV);
-        argv[n] = f[i].k, len[n++] = f[i].klen;
-        argv[n] = f[i].v, len[n++] = f[i].vlen;
-    }
-    redisReply *r = redisCommandArgv(T.r, n, argv, len);
-    cr_assert_not_null(r, "XADD: %s", T.r->errstr);
-    cr_assert_eq(r->type, REDIS_REPLY_STRING, "XADD: %s", r->str ? r->str : "?");
-    char *id = ru_xstrdup(r->str);
-    freeReplyObject(r);
-    return id;
+    return ru_h_xadd(T.r, T.stream, f);
 }
 
-static size_t kv_count(const struct kv *f)
+static size_t kv_count(const struct ru_h_kv *f)
 {
     size_t n = 0;
     while (f[n].k)
@@ -1441,7 +1409,7 @@ static size_t kv_count(const struct kv *f)
 /* Valid events: the fields written and the oracle line (route, method, user, ts, duration,
  * status, qpn, req, resp, db, cache). */
 struct valid_ev {
-    struct kv f[MAX_KV];
+    struct ru_h_kv f[MAX_KV];
     const char *oracle;
 };
 
@@ -1508,7 +1476,7 @@ static const struct valid_ev VALID[] = {
 /* Malformed entries: each has exactly one defect; reason_has names the field. */
 struct bad_ev {
     const char *what, *reason_has;
-    struct kv f[MAX_KV];
+    struct ru_h_kv f[MAX_KV];
 };
 
 #define OK_TAIL                                                                                    \
