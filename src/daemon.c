@@ -110,13 +110,12 @@ struct ru_daemon {
 
 /* ---- stream callbacks ---- */
 
-/* How a parked entry is finished once its key has a verdict. */
-enum {
-    PARK_NOACK = 1 << 0,     /* a lone consumer's live entry: nothing to acknowledge */
-    PARK_RECOVERED = 1 << 1, /* read again by a lone consumer's recovery */
-    PARK_COMMITTED = 1 << 2, /* at or below the checkpoint: acknowledge or dead-letter only */
-    PARK_ADOPTED = 1 << 3,   /* another consumer's, for the adoption's batch */
-};
+/* A parked entry's flags: how it was delivered, so that it can be delivered again once its
+ * key has a verdict; PARK_ADOPTED for another consumer's entry (an adoption). */
+#define PARK_FLAGS(seen, origin) ((unsigned)(seen) | (unsigned)(origin) << 4)
+#define PARK_SEEN(flags)         ((enum ru_seen)((flags)&0xf))
+#define PARK_ORIGIN(flags)       ((enum ru_origin)((flags) >> 4 & 0xf))
+#define PARK_ADOPTED             (1u << 8)
 
 enum { ENTRY_OK = 0, ENTRY_WAIT = 1, ENTRY_INVALID = -1, ENTRY_REFUSED = -2 };
 
@@ -145,34 +144,6 @@ static int parse_entry(struct ru_daemon *d, struct ru_event *ev, const struct ru
     }
 }
 
-static void dead_letter(struct ru_daemon *d, const struct ru_sid *id, const struct ru_field *f,
-                        size_t n, const char *why)
-{
-    char idt[RU_SID_STRLEN];
-    ru_sid_format(id, idt);
-    ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
-                   "msg=\"invalid entry dead-lettered\" id=%s reason=\"%s\"", idt, why);
-    ru_stream_dead_letter(d->stream, id, f, n, why);
-}
-
-/* Adds a valid event to the batch being filled. */
-static void apply_event(struct ru_daemon *d, const struct ru_sid *id, const struct ru_event *ev,
-                        bool noack, bool recovered)
-{
-    if (ru_batch_empty(d->cur))
-        d->cur->created_ms = ru_mono_ms();
-    ru_store_add(d->cur->store, ev);
-    if (noack)
-        ru_batch_note_id(d->cur, id);
-    else
-        ru_batch_add_id(d->cur, id);
-    if (recovered)
-        d->c.recovered++;
-    d->c.consumed++;
-    if (d->cfg.postgres.raw_table[0])
-        (void)ru_batch_add_raw(d->cur, id, ev); /* refusals are reported after COMMIT */
-}
-
 static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n,
                      enum ru_seen seen, enum ru_origin origin)
 {
@@ -186,13 +157,13 @@ static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f
         return;
     }
     if (seen != RU_SEEN_NEW && ru_keycheck_is_parked(&d->parked, id))
-        return; /* this process holds it: finished once PostgreSQL's verdict is in */
-    struct ru_event ev;
-    char why[REASON_LEN];
+        return; /* this process holds it: delivered again once PostgreSQL's verdict is in */
     if (origin == RU_FROM_LIVE && seen != RU_SEEN_NEW) {
         /* Re-delivered after the group was recreated. Committed: acknowledge. In flight:
          * a valid entry is in a batch that acknowledges it after its COMMIT; an invalid
          * one was dead-lettered already, so only the new group's acknowledgement is due. */
+        struct ru_event ev;
+        char why[REASON_LEN];
         if (seen == RU_SEEN_COMMITTED || parse_entry(d, &ev, f, n, why, sizeof(why)) < 0) {
             if (!noack)
                 ru_stream_ack(d->stream, id, 1);
@@ -200,29 +171,30 @@ static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f
         }
         return;
     }
+    struct ru_event ev;
+    char why[REASON_LEN];
     int rc = parse_entry(d, &ev, f, n, why, sizeof(why));
+    if (rc == ENTRY_REFUSED && (origin != RU_FROM_RECOVERY || seen == RU_SEEN_NEW))
+        d->c.key_refused++;
+    if (rc == ENTRY_WAIT && seen != RU_SEEN_INFLIGHT) {
+        /* New: applied or refused once PostgreSQL has answered. Committed (a replayed entry
+         * whose XACK was lost): acknowledged, or dead-lettered if PostgreSQL refuses its
+         * key (its dead-letter copy was then lost with a connection). In flight: applied
+         * in a batch not yet committed (a parked one returned above). */
+        (void)ru_keycheck_park(&d->parked, id, f, n, &ev, PARK_FLAGS(seen, origin));
+        return;
+    }
     if (rc < 0) {
         /* From the pending list or recovery, an entry seen before is dead-lettered again:
          * its copy cannot be in the dead-letter stream (pending: the copy and the XACK go
          * together; recovery: the scan found none), it was lost with a connection. */
-        dead_letter(d, id, f, n, why);
-        if (origin != RU_FROM_RECOVERY || seen == RU_SEEN_NEW) {
+        char idt[RU_SID_STRLEN];
+        ru_sid_format(id, idt);
+        ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
+                       "msg=\"invalid entry dead-lettered\" id=%s reason=\"%s\"", idt, why);
+        ru_stream_dead_letter(d->stream, id, f, n, why);
+        if (origin != RU_FROM_RECOVERY || seen == RU_SEEN_NEW)
             d->c.invalid++;
-            d->c.key_refused += rc == ENTRY_REFUSED;
-        }
-        return;
-    }
-    if (rc == ENTRY_WAIT) {
-        /* In flight: applied in a batch not yet committed (a parked one returned above).
-         * New: applied or refused once PostgreSQL has answered. Committed (a replayed
-         * entry whose XACK was lost): acknowledged, or dead-lettered if PostgreSQL
-         * refuses its key (its dead-letter copy was then lost with a connection). */
-        if (seen == RU_SEEN_INFLIGHT)
-            return;
-        unsigned flags = (noack ? PARK_NOACK : 0) |
-                         (origin == RU_FROM_RECOVERY ? PARK_RECOVERED : 0) |
-                         (seen == RU_SEEN_COMMITTED ? PARK_COMMITTED : 0);
-        (void)ru_keycheck_park(&d->parked, id, f, n, &ev, flags);
         return;
     }
     if (seen == RU_SEEN_COMMITTED) {
@@ -233,7 +205,18 @@ static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f
     }
     if (seen == RU_SEEN_INFLIGHT)
         return;
-    apply_event(d, id, &ev, noack, origin == RU_FROM_RECOVERY);
+    if (ru_batch_empty(d->cur))
+        d->cur->created_ms = ru_mono_ms();
+    ru_store_add(d->cur->store, &ev);
+    if (noack)
+        ru_batch_note_id(d->cur, id);
+    else
+        ru_batch_add_id(d->cur, id);
+    if (origin == RU_FROM_RECOVERY)
+        d->c.recovered++;
+    d->c.consumed++;
+    if (d->cfg.postgres.raw_table[0])
+        (void)ru_batch_add_raw(d->cur, id, &ev); /* refusals are reported after COMMIT */
 }
 
 static void on_trimmed(void *ud, const struct ru_sid *id, enum ru_seen seen)
@@ -363,27 +346,12 @@ static void adopt_start(struct ru_daemon *d, const char *consumer, struct ru_sta
               consumer, req ? "manual" : "automatic");
 }
 
-/* An adopted entry into the adoption's batch: applied, or (ev NULL: at or below the
- * adopted consumer's checkpoint) acknowledged only. */
-static void adopt_apply(struct ru_daemon *d, const struct ru_sid *id, const struct ru_event *ev)
-{
-    struct adoption *a = &d->adopt;
-    ru_batch_add_id(a->b, id);
-    if (ev == NULL) {
-        a->acked_only++;
-        return;
-    }
-    ru_store_add(a->b->store, ev);
-    a->applied++;
-    if (d->cfg.postgres.raw_table[0])
-        (void)ru_batch_add_raw(a->b, id, ev);
-}
-
 static void on_adopt_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n)
 {
     struct ru_daemon *d = ud;
     struct adoption *a = &d->adopt;
-    if (a->phase != A_FETCH)
+    /* A_READY: a parked entry delivered again once its key has a verdict */
+    if (a->phase != A_FETCH && a->phase != A_READY)
         return;
     bool committed = ru_sid_cmp(id, &a->ck) <= 0;
     if (f == NULL) {
@@ -398,6 +366,10 @@ static void on_adopt_entry(void *ud, const struct ru_sid *id, const struct ru_fi
     struct ru_event ev;
     char why[REASON_LEN];
     int rc = parse_entry(d, &ev, f, n, why, sizeof(why));
+    if (rc == ENTRY_WAIT) {
+        (void)ru_keycheck_park(&d->parked, id, f, n, &ev, PARK_ADOPTED);
+        return;
+    }
     if (rc < 0) {
         ru_stream_dead_letter(d->stream, id, f, n, why);
         a->invalid++;
@@ -405,12 +377,15 @@ static void on_adopt_entry(void *ud, const struct ru_sid *id, const struct ru_fi
         d->c.key_refused += rc == ENTRY_REFUSED;
         return;
     }
-    if (rc == ENTRY_WAIT) {
-        (void)ru_keycheck_park(&d->parked, id, f, n, &ev,
-                               PARK_ADOPTED | (committed ? PARK_COMMITTED : 0));
+    ru_batch_add_id(a->b, id);
+    if (committed) {
+        a->acked_only++;
         return;
     }
-    adopt_apply(d, id, committed ? NULL : &ev);
+    ru_store_add(a->b->store, &ev);
+    a->applied++;
+    if (d->cfg.postgres.raw_table[0])
+        (void)ru_batch_add_raw(a->b, id, &ev);
 }
 
 static void on_adopt_done(void *ud, const char *err)
@@ -532,40 +507,19 @@ static uint64_t held_events(const struct ru_daemon *d)
     return ru_store_nevents(d->cur->store) + d->inflight_events + own_parked(d);
 }
 
-/* One parked entry whose key has its verdict: applied (or acknowledged, when committed
- * before) if PostgreSQL stores the key, dead-lettered with PostgreSQL's reason if not. */
+/* One parked entry whose key has its verdict: delivered again as it was delivered first,
+ * now that the verdict is known, so it takes the path of every other entry (applied or
+ * acknowledged if PostgreSQL stores the key, dead-lettered with its reason if not). */
 static void finish_parked(struct ru_daemon *d, const struct ru_keycheck_entry *e)
 {
-    bool adopted = e->flags & PARK_ADOPTED, committed = e->flags & PARK_COMMITTED;
-    if (e->verdict == RU_KEY_REFUSED) {
-        dead_letter(d, &e->id, e->fields, e->nfields, e->reason);
-        d->c.invalid++;
-        d->c.key_refused++;
-        if (adopted)
-            d->adopt.invalid++;
-        return;
-    }
-    if (adopted) {
-        struct ru_event ev;
-        char why[REASON_LEN];
-        if (!committed && parse_entry(d, &ev, e->fields, e->nfields, why, sizeof(why)) < 0)
-            return; /* cannot happen: it parsed when it was parked */
-        adopt_apply(d, &e->id, committed ? NULL : &ev);
-        return;
-    }
-    if (committed) {
-        ru_stream_ack(d->stream, &e->id, 1);
-        d->c.replay_acked++;
-        return;
-    }
-    struct ru_event ev;
-    char why[REASON_LEN];
-    if (parse_entry(d, &ev, e->fields, e->nfields, why, sizeof(why)) < 0)
-        return; /* cannot happen: it parsed when it was parked */
-    apply_event(d, &e->id, &ev, e->flags & PARK_NOACK, e->flags & PARK_RECOVERED);
+    ru_keycheck_put(d->verdicts, &e->key, e->verdict, e->reason);
+    if (e->flags & PARK_ADOPTED)
+        on_adopt_entry(d, &e->id, e->fields, e->nfields);
+    else
+        on_entry(d, &e->id, e->fields, e->nfields, PARK_SEEN(e->flags), PARK_ORIGIN(e->flags));
 }
 
-/* Finishes the parked entries that have a verdict, in id order. Only while Redis is live:
+/* Delivers again the parked entries that have a verdict, in id order. Only while Redis is live:
  * a refusal's dead-letter copy must reach the dead-letter stream now, like an invalid
  * entry's (the entry is then no longer parked, so nothing else would write it). */
 static void settle_parked(struct ru_daemon *d)
@@ -581,7 +535,7 @@ static void settle_parked(struct ru_daemon *d)
 
 /* Asks the writer about the keys of parked entries without a verdict; true when it used
  * the writer. Keys the cache learnt meanwhile are settled instead. */
-static bool probe_step(struct ru_daemon *d)
+static bool keycheck_step(struct ru_daemon *d)
 {
     if (d->parked.waiting == 0)
         return false;
@@ -593,16 +547,16 @@ static bool probe_step(struct ru_daemon *d)
     }
     ru_debug("msg=\"asking postgres about long keys\" keys=%zu parked=%zu", n, d->parked.n);
     d->c.key_probes += n;
-    ru_pgw_request_probe(d->pgw, probes, n);
+    ru_pgw_request_keycheck(d->pgw, probes, n);
     return true;
 }
 
 /* The writer answered a probe (through the same eventfd as a flush). */
-static void on_probe_answer(struct ru_daemon *d)
+static void on_keycheck_answer(struct ru_daemon *d)
 {
     struct ru_keycheck_probe *probes;
     size_t n;
-    if (ru_pgw_take_probe(d->pgw, &probes, &n) <= 0)
+    if (ru_pgw_take_keycheck(d->pgw, &probes, &n) <= 0)
         return;
     size_t fits = 0, refused = 0;
     for (size_t i = 0; i < n; i++) {
@@ -713,7 +667,7 @@ static void maybe_flush(struct ru_daemon *d)
 {
     if (!ru_pgw_ready(d->pgw) || ru_pgw_busy(d->pgw))
         return;
-    if (probe_step(d))
+    if (keycheck_step(d))
         return;
     if (!d->stopping && adopt_step(d))
         return;
@@ -1438,7 +1392,7 @@ int ru_daemon_run(struct ru_daemon *d)
             }
             if (fds[2].revents) {
                 on_writer_event(d);
-                on_probe_answer(d);
+                on_keycheck_answer(d);
             }
             if (sfdi >= 0 && fds[sfdi].revents)
                 ru_stream_on_ready(d->stream, fds[sfdi].revents);

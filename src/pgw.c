@@ -222,10 +222,10 @@ struct ru_pgw {
     struct ru_sid ck_val;
     char ck_err[256];
 
-    /* key probe (long keys), protected by mu: asked, then answered */
-    struct ru_keycheck_probe *probe_req, *probe_done;
-    size_t probe_n;
-    bool probe_answered;
+    /* keys to check (long keys), protected by mu: asked, then answered */
+    struct ru_keycheck_probe *kc_req, *kc_done;
+    size_t kc_n;
+    bool kc_answered;
 
     /* thread-owned */
     PGconn *conn;
@@ -1476,9 +1476,9 @@ static bool key_refused(const char *sqlstate)
             (sqlstate[0] == '5' && sqlstate[1] == '4'));
 }
 
-/* Probes one key under a savepoint (see ru_pgw_request_probe). Returns 0 with a verdict,
+/* Probes one key under a savepoint (see ru_pgw_request_keycheck). Returns 0 with a verdict,
  * -1 when PostgreSQL could not answer (the error is in last_error). */
-static int probe_one(struct ru_pgw *w, const char *sql, struct ru_keycheck_probe *q)
+static int check_key(struct ru_pgw *w, const char *sql, struct ru_keycheck_probe *q)
 {
     if (exec_ok(w, "SAVEPOINT ru_probe", "probing a key") < 0)
         return -1;
@@ -1511,7 +1511,7 @@ static int probe_one(struct ru_pgw *w, const char *sql, struct ru_keycheck_probe
 
 /* Asks PostgreSQL about each key in one transaction that is rolled back. Keys left
  * RU_KEY_UNKNOWN are asked again by the loop, after this backs off. */
-static void probe_keys(struct ru_pgw *w, struct ru_keycheck_probe *probes, size_t n)
+static void check_keys(struct ru_pgw *w, struct ru_keycheck_probe *probes, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         probes[i].verdict = RU_KEY_UNKNOWN;
@@ -1532,7 +1532,7 @@ static void probe_keys(struct ru_pgw *w, struct ru_keycheck_probe *probes, size_
                   w->n.hourly);
     size_t done = 0;
     if (exec_ok(w, "BEGIN", "probing keys") == 0)
-        while (done < n && probe_one(w, sql.p, &probes[done]) == 0)
+        while (done < n && check_key(w, sql.p, &probes[done]) == 0)
             done++;
     ru_buf_free(&sql);
     bool failed = done < n;
@@ -1577,7 +1577,7 @@ static void *writer_main(void *arg)
 
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        while (!w->stop && w->job == NULL && w->ck_req == NULL && w->probe_req == NULL)
+        while (!w->stop && w->job == NULL && w->ck_req == NULL && w->kc_req == NULL)
             pthread_cond_wait(&w->cv, &w->mu);
         if (w->stop) {
             pthread_mutex_unlock(&w->mu);
@@ -1585,19 +1585,19 @@ static void *writer_main(void *arg)
         }
         struct ru_batch *b = w->job;
         char *ck_req = w->ck_req;
-        struct ru_keycheck_probe *probes = w->probe_req;
-        size_t nprobes = w->probe_n;
+        struct ru_keycheck_probe *probes = w->kc_req;
+        size_t nprobes = w->kc_n;
         pthread_mutex_unlock(&w->mu);
         if (b) {
             run_batch(w, b);
             continue;
         }
         if (probes) {
-            probe_keys(w, probes, nprobes);
+            check_keys(w, probes, nprobes);
             pthread_mutex_lock(&w->mu);
-            w->probe_req = NULL;
-            w->probe_done = probes;
-            w->probe_answered = true;
+            w->kc_req = NULL;
+            w->kc_done = probes;
+            w->kc_answered = true;
             pthread_mutex_unlock(&w->mu);
             notify_loop(w);
             continue;
@@ -1685,8 +1685,8 @@ void ru_pgw_free(struct ru_pgw *w)
     ru_batch_free(w->job);
     ru_batch_free(w->done);
     free(w->ck_req);
-    ru_keycheck_probes_free(w->probe_req, w->probe_n);
-    ru_keycheck_probes_free(w->probe_done, w->probe_n);
+    ru_keycheck_probes_free(w->kc_req, w->kc_n);
+    ru_keycheck_probes_free(w->kc_done, w->kc_n);
     close(w->efd);
     free(w->conninfo);
     free(w->stream);
@@ -1780,27 +1780,27 @@ int ru_pgw_take_checkpoint(struct ru_pgw *w, struct ru_sid *out, char *err, size
     return rc;
 }
 
-void ru_pgw_request_probe(struct ru_pgw *w, struct ru_keycheck_probe *probes, size_t n)
+void ru_pgw_request_keycheck(struct ru_pgw *w, struct ru_keycheck_probe *probes, size_t n)
 {
     atomic_store(&w->busy, true);
     pthread_mutex_lock(&w->mu);
-    w->probe_req = probes;
-    w->probe_n = n;
-    w->probe_answered = false;
+    w->kc_req = probes;
+    w->kc_n = n;
+    w->kc_answered = false;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
 
-int ru_pgw_take_probe(struct ru_pgw *w, struct ru_keycheck_probe **probes, size_t *n)
+int ru_pgw_take_keycheck(struct ru_pgw *w, struct ru_keycheck_probe **probes, size_t *n)
 {
     pthread_mutex_lock(&w->mu);
     int rc = 0;
-    if (w->probe_answered) {
-        w->probe_answered = false;
-        *probes = w->probe_done;
-        *n = w->probe_n;
-        w->probe_done = NULL;
-        w->probe_n = 0;
+    if (w->kc_answered) {
+        w->kc_answered = false;
+        *probes = w->kc_done;
+        *n = w->kc_n;
+        w->kc_done = NULL;
+        w->kc_n = 0;
         atomic_store(&w->busy, false);
         rc = 1;
     }

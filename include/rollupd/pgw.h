@@ -145,10 +145,10 @@ int ru_pgw_take_checkpoint(struct ru_pgw *w, struct ru_sid *out, char *err, size
  * version 4 maximum 2704") is a refusal with PostgreSQL's message; any other failure
  * leaves the remaining keys RU_KEY_UNKNOWN (the writer backs off before answering). The
  * answer arrives like a finished batch: ru_pgw_collect returns NULL and
- * ru_pgw_take_probe then returns 1 and hands the probes back with their verdicts (owned
+ * ru_pgw_take_keycheck then returns 1 and hands the probes back with their verdicts (owned
  * by the caller); 0 while there is no answer. */
-void ru_pgw_request_probe(struct ru_pgw *w, struct ru_keycheck_probe *probes, size_t n);
-int ru_pgw_take_probe(struct ru_pgw *w, struct ru_keycheck_probe **probes, size_t *n);
+void ru_pgw_request_keycheck(struct ru_pgw *w, struct ru_keycheck_probe *probes, size_t n);
+int ru_pgw_take_keycheck(struct ru_pgw *w, struct ru_keycheck_probe **probes, size_t *n);
 
 /* New conninfo and statement timeout on reload: the writer reconnects before its next
  * transaction. */
