@@ -17,6 +17,7 @@
 
 #include "rollupd/event.h"
 #include "rollupd/http.h"
+#include "rollupd/keycheck.h"
 #include "rollupd/log.h"
 #include "rollupd/pgw.h"
 #include "rollupd/status.h"
@@ -24,6 +25,9 @@
 
 #define MAX_POLLFDS      100
 #define TRIM_DEGRADED_MS (3600 * 1000) /* health stays degraded this long after a trim */
+#define KEY_VERDICTS     2048          /* PostgreSQL's verdicts on long keys kept in memory */
+#define PROBE_MAX        256           /* keys asked about in one probe */
+#define REASON_LEN       320           /* an invalid entry's reason, PostgreSQL's included */
 
 /* Flush-duration histogram buckets (seconds), for rollupd_flush_duration_seconds. */
 static const double flush_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
@@ -38,6 +42,8 @@ struct counters {
     uint64_t recovered;    /* valid entries counted after a recovery read them again */
     uint64_t dead_known;   /* invalid entries recovery found already dead-lettered */
     uint64_t gaps;         /* recoveries that found entries deleted before being read */
+    uint64_t key_probes;   /* long keys PostgreSQL was asked about */
+    uint64_t key_refused;  /* entries dead-lettered because PostgreSQL cannot store their key */
     uint64_t group_recreated;
     int64_t last_trim_ms;                /* monotonic time of the last trimmed entry, 0 = never */
     uint64_t flush_bucket[NBUCKETS + 1]; /* cumulative at render time; +Inf last */
@@ -64,7 +70,12 @@ struct ru_daemon {
     struct ru_http *http;
     int sfd, tfd;
 
-    struct ru_batch *cur;     /* filling */
+    struct ru_batch *cur; /* filling */
+    /* Entries whose long key waits for PostgreSQL's verdict (keycheck.h), and the verdicts
+     * known. No flush is submitted while one of our own entries is parked: the checkpoint
+     * must not pass an entry that is neither applied nor dead-lettered. */
+    struct ru_keycheck_parked parked;
+    struct ru_keycheck *verdicts;
     uint64_t inflight_events; /* events of the batch in the writer's hands */
     size_t inflight_mem;
     bool flush_due;           /* the timer fired or a size limit was reached */
@@ -106,6 +117,40 @@ struct ru_daemon {
 
 /* ---- stream callbacks ---- */
 
+/* A parked entry's flags: how it was delivered, so that it can be delivered again once its
+ * key has a verdict; PARK_ADOPTED for another consumer's entry (an adoption). */
+#define PARK_FLAGS(seen, origin) ((unsigned)(seen) | (unsigned)(origin) << 4)
+#define PARK_SEEN(flags)         ((enum ru_seen)((flags)&0xf))
+#define PARK_ORIGIN(flags)       ((enum ru_origin)((flags) >> 4 & 0xf))
+#define PARK_ADOPTED             (1u << 8)
+
+enum { ENTRY_OK = 0, ENTRY_WAIT = 1, ENTRY_INVALID = -1, ENTRY_REFUSED = -2 };
+
+/* Parses an entry into ev (strings in d->scratch) and, for a long key, looks up
+ * PostgreSQL's verdict. ENTRY_OK, ENTRY_WAIT (valid, the key has no verdict yet),
+ * ENTRY_INVALID or ENTRY_REFUSED (PostgreSQL cannot store the key) with the reason in
+ * why. */
+static int parse_entry(struct ru_daemon *d, struct ru_event *ev, const struct ru_field *f, size_t n,
+                       char *why, size_t len)
+{
+    ru_buf_reset(&d->scratch);
+    if (ru_event_parse(ev, f, n, &d->scratch, why, len) < 0)
+        return ENTRY_INVALID;
+    if (!ev->key_long)
+        return ENTRY_OK;
+    struct ru_keycheck_hash h = ru_keycheck_hash(ev);
+    const char *reason = NULL;
+    switch (ru_keycheck_get(d->verdicts, &h, &reason)) {
+    case RU_KEY_FITS:
+        return ENTRY_OK;
+    case RU_KEY_REFUSED:
+        ru_strlcpy(why, reason, len);
+        return ENTRY_REFUSED;
+    default:
+        return ENTRY_WAIT;
+    }
+}
+
 static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n,
                      enum ru_seen seen, enum ru_origin origin)
 {
@@ -119,15 +164,15 @@ static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f
         d->c.dead_known++;
         return;
     }
+    if (seen != RU_SEEN_NEW && ru_keycheck_is_parked(&d->parked, id))
+        return; /* this process holds it: delivered again once PostgreSQL's verdict is in */
     if (origin == RU_FROM_LIVE && seen != RU_SEEN_NEW) {
         /* Re-delivered after the group was recreated. Committed: acknowledge. In flight:
          * a valid entry is in a batch that acknowledges it after its COMMIT; an invalid
          * one was dead-lettered already, so only the new group's acknowledgement is due. */
         struct ru_event ev;
-        char why[160];
-        ru_buf_reset(&d->scratch);
-        if (seen == RU_SEEN_COMMITTED ||
-            ru_event_parse(&ev, f, n, &d->scratch, why, sizeof(why)) < 0) {
+        char why[REASON_LEN];
+        if (seen == RU_SEEN_COMMITTED || parse_entry(d, &ev, f, n, why, sizeof(why)) < 0) {
             if (!noack)
                 ru_stream_ack(d->stream, id, 1);
             d->c.replay_acked++;
@@ -135,9 +180,19 @@ static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f
         return;
     }
     struct ru_event ev;
-    char why[160];
-    ru_buf_reset(&d->scratch);
-    if (ru_event_parse(&ev, f, n, &d->scratch, why, sizeof(why)) < 0) {
+    char why[REASON_LEN];
+    int rc = parse_entry(d, &ev, f, n, why, sizeof(why));
+    if (rc == ENTRY_REFUSED && (origin != RU_FROM_RECOVERY || seen == RU_SEEN_NEW))
+        d->c.key_refused++;
+    if (rc == ENTRY_WAIT && seen != RU_SEEN_INFLIGHT) {
+        /* New: applied or refused once PostgreSQL has answered. Committed (a replayed entry
+         * whose XACK was lost): acknowledged, or dead-lettered if PostgreSQL refuses its
+         * key (its dead-letter copy was then lost with a connection). In flight: applied
+         * in a batch not yet committed (a parked one returned above). */
+        (void)ru_keycheck_park(&d->parked, id, f, n, &ev, PARK_FLAGS(seen, origin));
+        return;
+    }
+    if (rc < 0) {
         /* From the pending list or recovery, an entry seen before is dead-lettered again:
          * its copy cannot be in the dead-letter stream (pending: the copy and the XACK go
          * together; recovery: the scan found none), it was lost with a connection. */
@@ -145,7 +200,7 @@ static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f
         ru_sid_format(id, idt);
         ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
                        "msg=\"invalid entry dead-lettered\" id=%s reason=\"%s\"", idt, why);
-        ru_stream_dead_letter(d->stream, id, f, n, why);
+        ru_stream_dead_letter(d->stream, id, f, n, why, origin);
         /* without a pending entry the checkpoint covers it (the commit waits for the copy) */
         if (noack || origin == RU_FROM_RECOVERY)
             ru_batch_note_id(d->cur, id);
@@ -317,6 +372,7 @@ static void on_batch(void *ud, size_t n, bool full, bool replay)
 
 static void adopt_reset(struct ru_daemon *d)
 {
+    (void)ru_keycheck_drop(&d->parked, PARK_ADOPTED); /* they stay pending in Redis */
     ru_batch_free(d->adopt.b);
     free(d->adopt.consumer);
     memset(&d->adopt, 0, sizeof(d->adopt));
@@ -356,7 +412,8 @@ static void on_adopt_entry(void *ud, const struct ru_sid *id, const struct ru_fi
 {
     struct ru_daemon *d = ud;
     struct adoption *a = &d->adopt;
-    if (a->phase != A_FETCH)
+    /* A_READY: a parked entry delivered again once its key has a verdict */
+    if (a->phase != A_FETCH && a->phase != A_READY)
         return;
     bool committed = ru_sid_cmp(id, &a->ck) <= 0;
     if (f == NULL) {
@@ -369,12 +426,17 @@ static void on_adopt_entry(void *ud, const struct ru_sid *id, const struct ru_fi
         return;
     }
     struct ru_event ev;
-    char why[160];
-    ru_buf_reset(&d->scratch);
-    if (ru_event_parse(&ev, f, n, &d->scratch, why, sizeof(why)) < 0) {
-        ru_stream_dead_letter(d->stream, id, f, n, why);
+    char why[REASON_LEN];
+    int rc = parse_entry(d, &ev, f, n, why, sizeof(why));
+    if (rc == ENTRY_WAIT) {
+        (void)ru_keycheck_park(&d->parked, id, f, n, &ev, PARK_ADOPTED);
+        return;
+    }
+    if (rc < 0) {
+        ru_stream_dead_letter(d->stream, id, f, n, why, RU_FROM_PENDING);
         a->invalid++;
         d->c.invalid++;
+        d->c.key_refused += rc == ENTRY_REFUSED;
         return;
     }
     ru_batch_add_id(a->b, id);
@@ -418,6 +480,8 @@ static bool adopt_step(struct ru_daemon *d)
         return true;
     }
     if (a->phase == A_READY) {
+        if (ru_keycheck_count_parked(&d->parked, PARK_ADOPTED) > 0)
+            return false; /* entries wait for PostgreSQL's verdict on their keys */
         if (a->b->nids == 0) {
             if (a->req)
                 ru_status_replyf(a->req,
@@ -490,12 +554,90 @@ static void cmd_adopt(void *ud, struct ru_status_req *req, const char *args)
     adopt_start(d, args, req);
 }
 
+/* ---- long keys: PostgreSQL's verdict ---- */
+
+/* Our own parked entries (not an adoption's). */
+static size_t own_parked(const struct ru_daemon *d)
+{
+    return d->parked.n - ru_keycheck_count_parked(&d->parked, PARK_ADOPTED);
+}
+
+/* Events held in memory and not yet committed: in the batch being filled, in the writer's
+ * hands, or parked. */
+static uint64_t held_events(const struct ru_daemon *d)
+{
+    return ru_store_nevents(d->cur->store) + d->inflight_events + own_parked(d);
+}
+
+/* One parked entry whose key has its verdict: delivered again as it was delivered first,
+ * now that the verdict is known, so it takes the path of every other entry (applied or
+ * acknowledged if PostgreSQL stores the key, dead-lettered with its reason if not). */
+static void finish_parked(struct ru_daemon *d, const struct ru_keycheck_entry *e)
+{
+    ru_keycheck_put(d->verdicts, &e->key, e->verdict, e->reason);
+    if (e->flags & PARK_ADOPTED)
+        on_adopt_entry(d, &e->id, e->fields, e->nfields);
+    else
+        on_entry(d, &e->id, e->fields, e->nfields, PARK_SEEN(e->flags), PARK_ORIGIN(e->flags));
+}
+
+/* Delivers again the parked entries that have a verdict, in id order. Only while Redis is live:
+ * a refusal's dead-letter copy must reach the dead-letter stream now, like an invalid
+ * entry's (the entry is then no longer parked, so nothing else would write it). */
+static void settle_parked(struct ru_daemon *d)
+{
+    if (d->parked.n == d->parked.waiting || !ru_stream_live(d->stream))
+        return;
+    struct ru_keycheck_entry e;
+    while (ru_keycheck_take(&d->parked, &e)) {
+        finish_parked(d, &e);
+        ru_keycheck_entry_free(&e);
+    }
+}
+
+/* Asks the writer about the keys of parked entries without a verdict; true when it used
+ * the writer. Keys the cache learnt meanwhile are settled instead. */
+static bool keycheck_step(struct ru_daemon *d)
+{
+    if (d->parked.waiting == 0)
+        return false;
+    struct ru_keycheck_probe *probes;
+    size_t n = ru_keycheck_to_probe(&d->parked, d->verdicts, &probes, PROBE_MAX);
+    if (n == 0) {
+        settle_parked(d);
+        return false;
+    }
+    ru_debug("msg=\"asking postgres about long keys\" keys=%zu parked=%zu", n, d->parked.n);
+    d->c.key_probes += n;
+    ru_pgw_request_keycheck(d->pgw, probes, n);
+    return true;
+}
+
+/* The writer answered a probe (through the same eventfd as a flush). */
+static void on_keycheck_answer(struct ru_daemon *d)
+{
+    struct ru_keycheck_probe *probes;
+    size_t n;
+    if (ru_pgw_take_keycheck(d->pgw, &probes, &n) <= 0)
+        return;
+    size_t fits = 0, refused = 0;
+    for (size_t i = 0; i < n; i++) {
+        fits += probes[i].verdict == RU_KEY_FITS;
+        refused += probes[i].verdict == RU_KEY_REFUSED;
+    }
+    ru_debug("msg=\"long keys answered\" keys=%zu fits=%zu refused=%zu", n, fits, refused);
+    ru_keycheck_answer(&d->parked, d->verdicts, probes, n);
+    ru_keycheck_probes_free(probes, n);
+    settle_parked(d);
+}
+
 /* ---- memory and backpressure ---- */
 
 static size_t mem_in_use(const struct ru_daemon *d)
 {
     return ru_batch_mem(d->cur) + d->inflight_mem + (d->adopt.b ? ru_batch_mem(d->adopt.b) : 0) +
-           ru_pgw_cache_mem(d->pgw) + ru_stream_mem(d->stream);
+           ru_pgw_cache_mem(d->pgw) + ru_stream_mem(d->stream) + d->parked.mem +
+           ru_keycheck_mem(d->verdicts);
 }
 
 /* What flushing a row needs beyond the batch: its next state, its COPY lines and the
@@ -560,7 +702,7 @@ static void check_backpressure(struct ru_daemon *d)
                      2 * d->cur->ids_cap * sizeof(*d->cur->ids) + d->cur->raw.cap;
     /* with nothing held there is nothing to wait for: a reserve larger than the bound
      * (a huge redis.count) must not stop reading for good */
-    bool holding = !ru_batch_empty(d->cur) || d->inflight_mem > 0;
+    bool holding = !ru_batch_empty(d->cur) || d->inflight_mem > 0 || d->parked.n > 0;
     bool want_pause = d->stopping || (holding && used + reserve >= limit);
     /* a flush waiting for dead-letter copies: read nothing more until they are confirmed,
      * or a backlog full of invalid entries keeps new copies in flight and never commits */
@@ -603,11 +745,15 @@ static void maybe_flush(struct ru_daemon *d)
 {
     if (!ru_pgw_ready(d->pgw) || ru_pgw_busy(d->pgw))
         return;
+    if (keycheck_step(d))
+        return;
     if (!d->stopping && adopt_step(d))
         return;
     bool want = d->flush_due || d->flush_asked || d->stopping;
     if (!want)
         return;
+    if (own_parked(d) > 0)
+        return; /* the checkpoint must not pass an entry waiting for PostgreSQL's verdict */
     d->dl_wait = ru_stream_commit_blocked(d->stream);
     if (d->dl_wait)
         return; /* a dead-letter copy of an entry this commit would cover is unconfirmed */
@@ -647,8 +793,8 @@ static void send_status_line(struct ru_daemon *d)
                "STATUS=%.0f events/s, last flush %" PRId64 " ms ago (%" PRIu64 " rows), %" PRIu64
                " pending, redis %s, postgres %s",
                d->rate, ps.last_flush_unix_ms ? ru_wall_ms() - ps.last_flush_unix_ms : -1,
-               ps.rows_written, ru_store_nevents(d->cur->store) + d->inflight_events,
-               ru_stream_connected(d->stream) ? "up" : "down", ps.connected ? "up" : "down");
+               ps.rows_written, held_events(d), ru_stream_connected(d->stream) ? "up" : "down",
+               ps.connected ? "up" : "down");
 }
 
 static void start_reading(struct ru_daemon *d)
@@ -823,7 +969,7 @@ static enum health health_of(struct ru_daemon *d, char *why, size_t len)
     }
     if (!ps.connected || (ru_pgw_busy(d->pgw) && ps.last_error[0])) {
         snprintf(why, len, "postgres failing, %" PRIu64 " events waiting in memory: %s",
-                 ru_store_nevents(d->cur->store) + d->inflight_events, ps.last_error);
+                 held_events(d), ps.last_error);
         return H_DEGRADED;
     }
     if (d->paused && !d->stopping) {
@@ -908,6 +1054,18 @@ static void render_metrics(struct ru_daemon *d, struct ru_buf *b)
     metric(b, "rollupd_recovery_gaps_total", "counter",
            "Recoveries that found entries deleted from the stream before they were read.",
            (double)d->c.gaps);
+    metric(b, "rollupd_events_parked", "gauge",
+           "Entries whose long key waits for PostgreSQL's verdict (not applied yet).",
+           (double)d->parked.n);
+    metric(b, "rollupd_key_probes_total", "counter",
+           "Long keys PostgreSQL was asked about (can its unique index hold them?).",
+           (double)d->c.key_probes);
+    metric(b, "rollupd_events_key_refused_total", "counter",
+           "Entries dead-lettered because PostgreSQL cannot store their key (also invalid).",
+           (double)d->c.key_refused);
+    metric(b, "rollupd_key_verdicts_cached", "gauge",
+           "PostgreSQL's verdicts on long keys kept in memory.",
+           (double)ru_keycheck_count(d->verdicts));
     metric(b, "rollupd_raw_rows_rejected_total", "counter",
            "Events whose raw row PostgreSQL would refuse (still counted hourly).",
            (double)d->c.raw_rejected);
@@ -934,7 +1092,7 @@ static void render_metrics(struct ru_daemon *d, struct ru_buf *b)
                   "rollupd_flush_duration_seconds_count %" PRIu64 "\n",
                   cum, d->c.flush_seconds_sum, cum);
     metric(b, "rollupd_pending_events", "gauge", "Events in memory not yet committed.",
-           (double)(ru_store_nevents(d->cur->store) + d->inflight_events));
+           (double)held_events(d));
     metric(b, "rollupd_pending_keys", "gauge", "Hourly keys in the batch being filled.",
            (double)ru_store_nkeys(d->cur->store));
     metric(b, "rollupd_state_cache_rows", "gauge",
@@ -1039,6 +1197,11 @@ static json_t *status_json(struct ru_daemon *d)
     json_object_set_new(o, "events_recovered", json_integer((json_int_t)d->c.recovered));
     json_object_set_new(o, "recovery_dead_known", json_integer((json_int_t)d->c.dead_known));
     json_object_set_new(o, "recovery_gaps", json_integer((json_int_t)d->c.gaps));
+    json_object_set_new(o, "events_parked", json_integer((json_int_t)d->parked.n));
+    json_object_set_new(o, "key_probes", json_integer((json_int_t)d->c.key_probes));
+    json_object_set_new(o, "events_key_refused", json_integer((json_int_t)d->c.key_refused));
+    json_object_set_new(o, "key_verdicts_cached",
+                        json_integer((json_int_t)ru_keycheck_count(d->verdicts)));
     json_object_set_new(o, "raw_rows_rejected", json_integer((json_int_t)d->c.raw_rejected));
     json_object_set_new(o, "raw_rows_written", json_integer((json_int_t)ps.raw_rows));
     json_object_set_new(o, "rows_written", json_integer((json_int_t)ps.rows_written));
@@ -1049,9 +1212,7 @@ static json_t *status_json(struct ru_daemon *d)
         json_real(ps.last_flush_unix_ms ? (double)ps.last_flush_unix_ms / 1000.0 : 0.0));
     json_object_set_new(o, "last_flush_ms", json_real((double)ps.last_flush_us / 1000.0));
     json_object_set_new(o, "flush_in_progress", json_boolean(ru_pgw_busy(d->pgw)));
-    json_object_set_new(
-        o, "pending_events",
-        json_integer((json_int_t)(ru_store_nevents(d->cur->store) + d->inflight_events)));
+    json_object_set_new(o, "pending_events", json_integer((json_int_t)held_events(d)));
     json_object_set_new(o, "pending_keys", json_integer((json_int_t)ru_store_nkeys(d->cur->store)));
     json_object_set_new(o, "memory_bytes", json_integer((json_int_t)mem_in_use(d)));
     json_object_set_new(o, "state_cache_rows", json_integer((json_int_t)ps.cache_rows));
@@ -1281,6 +1442,7 @@ struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
     d->stream = ru_stream_new(&d->cfg, &cb);
     set_read_budget(d); /* again once the fixed footprint is measured */
     d->cur = ru_batch_new();
+    d->verdicts = ru_keycheck_new(KEY_VERDICTS);
     d->pgw = ru_pgw_new(&d->cfg);
     uint64_t wd = 0;
     if (sd_watchdog_enabled(0, &wd) > 0)
@@ -1301,6 +1463,8 @@ void ru_daemon_free(struct ru_daemon *d)
     ru_http_free(d->http);
     ru_batch_free(d->cur);
     adopt_reset(d);
+    ru_keycheck_parked_deinit(&d->parked);
+    ru_keycheck_free(d->verdicts);
     if (d->sfd >= 0)
         close(d->sfd);
     if (d->tfd >= 0)
@@ -1366,8 +1530,10 @@ int ru_daemon_run(struct ru_daemon *d)
                 (void)r;
                 d->flush_due = true;
             }
-            if (fds[2].revents)
+            if (fds[2].revents) {
                 on_writer_event(d);
+                on_keycheck_answer(d);
+            }
             if (sfdi >= 0 && fds[sfdi].revents)
                 ru_stream_on_ready(d->stream, fds[sfdi].revents);
             for (int i = first_status; i < first_http; i++)
@@ -1382,12 +1548,13 @@ int ru_daemon_run(struct ru_daemon *d)
             ru_http_tick(d->http);
         ownership_step(d);
         check_backpressure(d);
+        settle_parked(d);
         maybe_flush(d);
         maybe_ready(d);
         watchdog(d);
         if (d->stopping && d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
             (ru_stream_idle(d->stream) || ru_mono_ms() > d->stop_deadline_ms + 5000)) {
-            if (ru_batch_empty(d->cur) || !ru_pgw_ready(d->pgw))
+            if ((ru_batch_empty(d->cur) && own_parked(d) == 0) || !ru_pgw_ready(d->pgw))
                 break;
             d->stop_final_sent = false; /* entries arrived after the final flush: flush again */
         }
@@ -1397,6 +1564,14 @@ int ru_daemon_run(struct ru_daemon *d)
             ru_stream_commit_blocked(d->stream) && ru_mono_ms() > d->stop_deadline_ms + 5000) {
             ru_warn("msg=\"stopping without the final flush: a dead-letter copy is not confirmed "
                     "by Redis; the next start reads the entries after the checkpoint again\"");
+            break;
+        }
+        if (d->stopping && !d->stop_final_sent && !ru_pgw_busy(d->pgw) && own_parked(d) > 0 &&
+            ru_mono_ms() > d->stop_deadline_ms + 5000) {
+            ru_warn("msg=\"stopping without the final flush: entries wait for PostgreSQL's verdict "
+                    "on their keys; the next start reads the entries after the checkpoint "
+                    "again\" parked=%zu",
+                    own_parked(d));
             break;
         }
         if (d->fatal)

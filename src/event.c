@@ -107,6 +107,15 @@ static int bad(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
+/* A key field no compression can fit in PostgreSQL's index (RU_EVENT_MAX_KEY_FIELD). */
+static int too_long(char *err, size_t errlen, const char *field)
+{
+    return bad(err, errlen,
+               "%s is longer than %d bytes: too large for PostgreSQL's unique index even "
+               "compressed",
+               field, RU_EVENT_MAX_KEY_FIELD);
+}
+
 /* Integer text in [lo, hi]: 0, -1 not an integer, -2 out of range. */
 static int parse_int_range(const struct ru_str *v, int64_t lo, int64_t hi, int32_t *out)
 {
@@ -454,10 +463,12 @@ int ru_event_parse(struct ru_event *ev, const struct ru_field *fields, size_t nf
     for (int id = 0; id < F_COUNT; id++) {
         if (f[id].p == NULL)
             continue;
-        if (id == F_ROUTE && f[id].len > RU_EVENT_MAX_ROUTE)
-            return bad(err, errlen, "route is longer than %d bytes", RU_EVENT_MAX_ROUTE);
-        if (f[id].len > RU_EVENT_MAX_VALUE)
+        if (id == F_ROUTE || id == F_PARAMS_NORM) {
+            if (f[id].len > RU_EVENT_MAX_KEY_FIELD)
+                return too_long(err, errlen, field_names[id]);
+        } else if (f[id].len > RU_EVENT_MAX_VALUE) {
             return bad(err, errlen, "%s is too long", field_names[id]);
+        }
         if (field_is_text[id] && check_text(&f[id], (enum field_id)id, err, errlen) < 0)
             return -1;
     }
@@ -549,10 +560,9 @@ int ru_event_parse(struct ru_event *ev, const struct ru_field *fields, size_t nf
             return bad(err, errlen, "query_params_normalized: %s", jerr);
         }
         params_len = scratch->len - params_off;
-        if (params_len > RU_EVENT_MAX_PARAMS) {
+        if (params_len > RU_EVENT_MAX_KEY_FIELD) {
             truncate_to(scratch, base);
-            return bad(err, errlen, "query_params_normalized is longer than %d bytes",
-                       RU_EVENT_MAX_PARAMS);
+            return too_long(err, errlen, field_names[F_PARAMS_NORM]);
         }
         params_in_scratch = true;
     }
@@ -583,5 +593,6 @@ int ru_event_parse(struct ru_event *ev, const struct ru_field *fields, size_t nf
         ev->user_id = (struct ru_str){scratch->p + uid_off, 36};
     if (params_in_scratch)
         ev->params_canon = (struct ru_str){scratch->p + params_off, params_len};
+    ev->key_long = ev->route.len + ev->method.len + 6 * ev->params_canon.len > RU_EVENT_SURE_KEY;
     return 0;
 }

@@ -235,6 +235,11 @@ struct ru_pgw {
     struct ru_sid ck_val;
     char ck_err[256];
 
+    /* keys to check (long keys), protected by mu: asked, then answered */
+    struct ru_keycheck_probe *kc_req, *kc_done;
+    size_t kc_n;
+    bool kc_answered;
+
     /* thread-owned */
     PGconn *conn;
     char *stream, *group, *consumer;
@@ -915,9 +920,10 @@ static int connect_db(struct ru_pgw *w)
     if (create_schema(w) < 0 || take_locks(w) < 0)
         goto fail;
     if (atomic_load(&w->ready) && w->tail_held && !was_tail) {
-        set_fatal(w, "while this process's PostgreSQL session was lost, a lone consumer read "
-                     "group '%s' and left entries without acknowledgement; stopping, so that the "
-                     "next start recovers them first",
+        set_fatal(w,
+                  "while this process's PostgreSQL session was lost, a lone consumer read "
+                  "group '%s' and left entries without acknowledgement; stopping, so that the "
+                  "next start recovers them first",
                   w->group);
         goto fail;
     }
@@ -1458,11 +1464,13 @@ static void free_keys(struct flush_key *keys)
 }
 
 /* True for errors caused by the data of some row (class 22 data exception, class 23
- * integrity violation such as a foreign key to a deleted user): isolating the row helps.
+ * integrity violation such as a foreign key to a deleted user, 54000 for a value over an
+ * index's entry size, e.g. a route index on the raw table): isolating the row helps.
  * Anything else (connection, timeout, permissions) fails the whole flush and is retried. */
 static bool row_error(void)
 {
-    return copy_sqlstate[0] == '2' && (copy_sqlstate[1] == '2' || copy_sqlstate[1] == '3');
+    return (copy_sqlstate[0] == '2' && (copy_sqlstate[1] == '2' || copy_sqlstate[1] == '3')) ||
+           strcmp(copy_sqlstate, "54000") == 0;
 }
 
 /* Copies raw rows [lo, hi) (line offsets in off[]) under a savepoint; on a row error,
@@ -1882,6 +1890,91 @@ static void idle_check(struct ru_pgw *w)
     w->backoff_ms = 0;
 }
 
+/* ---- key probes ---- */
+
+/* A refusal that asking again cannot change: class 22 (data exception) or class 54
+ * (program limit exceeded, e.g. 54000 for an index row over btree's maximum). */
+static bool key_refused(const char *sqlstate)
+{
+    return sqlstate && sqlstate[0] != '\0' &&
+           ((sqlstate[0] == '2' && sqlstate[1] == '2') ||
+            (sqlstate[0] == '5' && sqlstate[1] == '4'));
+}
+
+/* Probes one key under a savepoint (see ru_pgw_request_keycheck). Returns 0 with a verdict,
+ * -1 when PostgreSQL could not answer (the error is in last_error). */
+static int check_key(struct ru_pgw *w, const char *sql, struct ru_keycheck_probe *q)
+{
+    if (exec_ok(w, "SAVEPOINT ru_probe", "probing a key") < 0)
+        return -1;
+    char ts[32];
+    ru_event_format_ts(q->hour_us, ts);
+    const char *params[4] = {ts, q->route, q->method, q->params};
+    PGresult *r = PQexecParams(w->conn, sql, 4, NULL, params, NULL, NULL, 0);
+    int rc = 0;
+    if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+        q->verdict = RU_KEY_FITS;
+    } else if (key_refused(PQresultErrorField(r, PG_DIAG_SQLSTATE))) {
+        const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        q->verdict = RU_KEY_REFUSED;
+        snprintf(q->reason, sizeof(q->reason), "route/params %s: %s",
+                 PQresultErrorField(r, PG_DIAG_SQLSTATE)[0] == '5'
+                     ? "too large for PostgreSQL's unique index"
+                     : "refused by PostgreSQL",
+                 m ? m : "");
+    } else {
+        set_error(w, "probing a key", PQresultErrorMessage(r));
+        rc = -1;
+    }
+    PQclear(r);
+    if (rc == 0 && exec_ok(w, "ROLLBACK TO SAVEPOINT ru_probe", "probing a key") < 0) {
+        q->verdict = RU_KEY_UNKNOWN;
+        rc = -1;
+    }
+    return rc;
+}
+
+/* Asks PostgreSQL about each key in one transaction that is rolled back. Keys left
+ * RU_KEY_UNKNOWN are asked again by the loop, after this backs off. */
+static void check_keys(struct ru_pgw *w, struct ru_keycheck_probe *probes, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        probes[i].verdict = RU_KEY_UNKNOWN;
+    if (w->conn == NULL || atomic_load(&w->reconfigured)) {
+        drop_conn(w);
+        if (connect_db(w) < 0) {
+            backoff_wait(w);
+            return;
+        }
+    }
+    struct ru_buf sql = RU_BUF_INIT;
+    ru_buf_printf(&sql,
+                  "INSERT INTO %s (\"timestamp\", route, method, query_params_normalized,"
+                  " total_requests, successful_requests, client_errors, server_errors,"
+                  " cache_hits, cache_misses, created_at) VALUES ($1::timestamp, $2, $3,"
+                  " $4::jsonb, 0, 0, 0, 0, 0, 0, now() AT TIME ZONE 'UTC') ON CONFLICT"
+                  " (\"timestamp\", route, method, query_params_normalized) DO NOTHING",
+                  w->n.hourly);
+    size_t done = 0;
+    if (exec_ok(w, "BEGIN", "probing keys") == 0)
+        while (done < n && check_key(w, sql.p, &probes[done]) == 0)
+            done++;
+    ru_buf_free(&sql);
+    bool failed = done < n;
+    if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
+        PQclear(PQexec(w->conn, "ROLLBACK"));
+    else
+        drop_conn(w);
+    if (failed) {
+        ru_log_limited(&w->rl, RU_LOG_WARNING,
+                       "msg=\"key probe failed, asking again\" keys=%zu answered=%zu error=\"%s\"",
+                       n, done, w->stats.last_error);
+        backoff_wait(w);
+    } else {
+        w->backoff_ms = 0;
+    }
+}
+
 static void *writer_main(void *arg)
 {
     struct ru_pgw *w = arg;
@@ -1913,7 +2006,7 @@ static void *writer_main(void *arg)
 
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        if (!w->stop && w->job == NULL && w->ck_req == NULL &&
+        if (!w->stop && w->job == NULL && w->ck_req == NULL && w->kc_req == NULL &&
             atomic_load(&w->probe_req) == atomic_load(&w->probe_done)) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -1930,11 +2023,23 @@ static void *writer_main(void *arg)
         }
         struct ru_batch *b = w->job;
         char *ck_req = w->ck_req;
+        struct ru_keycheck_probe *probes = w->kc_req;
+        size_t nprobes = w->kc_n;
         pthread_mutex_unlock(&w->mu);
         if (is_fatal(w))
             break;
         if (b) {
             run_batch(w, b);
+            continue;
+        }
+        if (probes) {
+            check_keys(w, probes, nprobes);
+            pthread_mutex_lock(&w->mu);
+            w->kc_req = NULL;
+            w->kc_done = probes;
+            w->kc_answered = true;
+            pthread_mutex_unlock(&w->mu);
+            notify_loop(w);
             continue;
         }
         if (ck_req == NULL) {
@@ -2025,6 +2130,8 @@ void ru_pgw_free(struct ru_pgw *w)
     ru_batch_free(w->job);
     ru_batch_free(w->done);
     free(w->ck_req);
+    ru_keycheck_probes_free(w->kc_req, w->kc_n);
+    ru_keycheck_probes_free(w->kc_done, w->kc_n);
     close(w->efd);
     free(w->conninfo);
     free(w->stream);
@@ -2140,6 +2247,34 @@ int ru_pgw_take_checkpoint(struct ru_pgw *w, struct ru_sid *out, char *err, size
         *out = w->ck_val;
         ru_strlcpy(err, w->ck_err, errlen);
         atomic_store(&w->busy, false);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+void ru_pgw_request_keycheck(struct ru_pgw *w, struct ru_keycheck_probe *probes, size_t n)
+{
+    atomic_store(&w->busy, true);
+    pthread_mutex_lock(&w->mu);
+    w->kc_req = probes;
+    w->kc_n = n;
+    w->kc_answered = false;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int ru_pgw_take_keycheck(struct ru_pgw *w, struct ru_keycheck_probe **probes, size_t *n)
+{
+    pthread_mutex_lock(&w->mu);
+    int rc = 0;
+    if (w->kc_answered) {
+        w->kc_answered = false;
+        *probes = w->kc_done;
+        *n = w->kc_n;
+        w->kc_done = NULL;
+        w->kc_n = 0;
+        atomic_store(&w->busy, false);
+        rc = 1;
     }
     pthread_mutex_unlock(&w->mu);
     return rc;

@@ -408,8 +408,11 @@ static void try_write(struct ru_stream *s)
     if (s->c == NULL || s->state == S_CONNECTING)
         return;
     int done = 0;
-    if (redisBufferWrite(s->c, &done) != REDIS_OK)
-        disconnect(s, s->c->errstr[0] ? s->c->errstr : "write failed");
+    if (redisBufferWrite(s->c, &done) != REDIS_OK) {
+        char why[sizeof(s->c->errstr)]; /* disconnect frees the context that holds it */
+        ru_strlcpy(why, s->c->errstr[0] ? s->c->errstr : "write failed", sizeof(why));
+        disconnect(s, why);
+    }
 }
 
 void ru_stream_ack(struct ru_stream *s, const struct ru_sid *ids, size_t n)
@@ -435,7 +438,8 @@ void ru_stream_ack(struct ru_stream *s, const struct ru_sid *ids, size_t n)
 }
 
 void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
-                           const struct ru_field *fields, size_t nfields, const char *reason)
+                           const struct ru_field *fields, size_t nfields, const char *reason,
+                           enum ru_origin origin)
 {
     if (s->c == NULL || s->state < S_RECOVER) {
         /* stays pending, or is after the checkpoint: dead-lettered when read again (no
@@ -447,11 +451,12 @@ void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
     char idtxt[RU_SID_STRLEN];
     size_t idlen = ru_sid_format(id, idtxt);
     argv_reserve(s, 14 + 2 * nfields);
-    /* a lone consumer's live entry has no pending entry to acknowledge */
-    bool plain = s->lone && s->state == S_LIVE;
+    /* a lone consumer's live entry has no pending entry to acknowledge (the entry may be
+     * copied later than it was read, once PostgreSQL judged its key: its origin decides) */
+    bool plain = s->lone && origin == RU_FROM_LIVE;
     /* an entry without a pending entry: until Redis confirms the copy, no commit may pass
      * it (one from the pending list stays there until its copy and XACK are done) */
-    bool counted = s->state == S_RECOVER || (s->lone && s->state == S_LIVE);
+    bool counted = origin == RU_FROM_RECOVERY || plain;
     if (counted)
         s->dl_inflight++;
     if (!plain) {

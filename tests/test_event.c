@@ -284,16 +284,77 @@ Test(event, route)
     add(&e, "route", "");
     parse_bad(&e, "route is empty");
 
-    static char long_route[RU_EVENT_MAX_ROUTE + 2];
-    memset(long_route, 'a', RU_EVENT_MAX_ROUTE + 1);
+    /* routes genonaut stores (2.4 kB and more) are valid; only what no compression can fit
+     * in PostgreSQL's index is refused here */
+    char *long_route = malloc(RU_EVENT_MAX_KEY_FIELD + 2);
+    memset(long_route, 'a', RU_EVENT_MAX_KEY_FIELD + 1);
     long_route[0] = '/';
+    long_route[RU_EVENT_MAX_KEY_FIELD + 1] = '\0';
     set(&e, "route", long_route);
-    parse_bad(&e, "route is longer than 1024 bytes");
-    long_route[RU_EVENT_MAX_ROUTE] = '\0';
+    parse_bad(&e, "route is longer than 1048576 bytes: too large for PostgreSQL's unique index "
+                  "even compressed");
+    long_route[RU_EVENT_MAX_KEY_FIELD] = '\0';
     set(&e, "route", long_route);
     struct ru_event ev;
     parse_ok(&e, &ev);
-    cr_assert_eq(ev.route.len, RU_EVENT_MAX_ROUTE);
+    cr_assert_eq(ev.route.len, RU_EVENT_MAX_KEY_FIELD);
+    cr_assert(ev.key_long);
+    long_route[2400] = '\0';
+    set(&e, "route", long_route);
+    parse_ok(&e, &ev);
+    cr_assert_eq(ev.route.len, 2400);
+    free(long_route);
+}
+
+/* Replaces b's text with head, n times item separated by sep, then tail. */
+static void json_list(struct ru_buf *b, const char *head, const char *item, const char *sep, int n,
+                      const char *tail)
+{
+    ru_buf_reset(b);
+    ru_buf_puts(b, head);
+    for (int i = 0; i < n; i++) {
+        if (i)
+            ru_buf_puts(b, sep);
+        ru_buf_puts(b, item);
+    }
+    ru_buf_puts(b, tail);
+}
+
+/* A key is long (PostgreSQL's verdict needed) when route + method + 6 x canonical params
+ * exceeds RU_EVENT_SURE_KEY bytes; shorter keys surely fit the index uncompressed. */
+Test(event, key_long)
+{
+    struct entry e = minimal_entry();
+    char route[RU_EVENT_SURE_KEY + 1];
+    memset(route, 'r', sizeof(route) - 1);
+    route[0] = '/';
+    /* minimal_entry: method missing (GET), params missing ({}) */
+    size_t sure = RU_EVENT_SURE_KEY - 3 - 6 * 2;
+    route[sure] = '\0';
+    set(&e, "route", route);
+    struct ru_event ev;
+    parse_ok(&e, &ev);
+    cr_assert_not(ev.key_long, "route %zu bytes + GET + {}", sure);
+    route[sure] = 'r';
+    route[sure + 1] = '\0';
+    set(&e, "route", route);
+    parse_ok(&e, &ev);
+    cr_assert(ev.key_long, "route %zu bytes + GET + {}", sure + 1);
+
+    /* params weigh six times their canonical length (jsonb's binary form of "[0,0,...]") */
+    set(&e, "route", "/api/v1/tags");
+    set(&e, "method", "GET");
+    struct ru_buf p = RU_BUF_INIT;
+    json_list(&p, "{\"ids\": [", "0", ", ", 200, "]}");
+    set(&e, "query_params_normalized", p.p);
+    parse_ok(&e, &ev);
+    cr_assert_eq(ev.params_canon.len, 9 + 2 * 200); /* {"ids":[0,0,...]} */
+    cr_assert_not(ev.key_long);
+    json_list(&p, "{\"ids\": [", "0", ", ", 210, "]}");
+    set(&e, "query_params_normalized", p.p);
+    parse_ok(&e, &ev);
+    cr_assert(ev.key_long, "canonical params %zu bytes", ev.params_canon.len);
+    ru_buf_free(&p);
 }
 
 Test(event, text_fields_must_be_utf8_without_nul)
@@ -743,19 +804,45 @@ Test(event, query_params_normalized)
     set(&e, "query_params_normalized", "{\"a\": 1e999999}");
     parse_bad(&e, "query_params_normalized: number out of range at byte 6");
 
-    /* the canonical length limit, not the input's, decides */
+    /* long params are valid (PostgreSQL decides whether the index holds them); over
+     * RU_EVENT_MAX_KEY_FIELD, as given or once canonical, no compression could */
     struct ru_buf big = RU_BUF_INIT;
     ru_buf_puts(&big, "{\"k\": \"");
-    for (size_t i = 0; i < RU_EVENT_MAX_PARAMS - 8; i++)
+    for (size_t i = 0; i < 1600; i++)
         ru_buf_putc(&big, 'v');
-    ru_buf_puts(&big, "\"}"); /* canonical: {"k":"v...v"} = MAX_PARAMS bytes */
+    ru_buf_puts(&big, "\"}");
     set(&e, "query_params_normalized", big.p);
     parse_ok(&e, &ev);
-    cr_assert_eq(ev.params_canon.len, RU_EVENT_MAX_PARAMS);
+    cr_assert_eq(ev.params_canon.len, 1600 + 8);
+    cr_assert(ev.key_long);
+    ru_buf_reset(&big);
+    ru_buf_puts(&big, "{\"k\":\"");
+    for (size_t i = 0; i < RU_EVENT_MAX_KEY_FIELD - 8; i++)
+        ru_buf_putc(&big, 'v');
+    ru_buf_puts(&big, "\"}"); /* canonical: {"k":"v...v"} = RU_EVENT_MAX_KEY_FIELD bytes */
+    set(&e, "query_params_normalized", big.p);
+    parse_ok(&e, &ev);
+    cr_assert_eq(ev.params_canon.len, RU_EVENT_MAX_KEY_FIELD);
+    static const char too_long[] = "query_params_normalized is longer than 1048576 bytes: too "
+                                   "large for PostgreSQL's unique index even compressed";
     big.len -= 2;
     ru_buf_puts(&big, "v\"}");
     set(&e, "query_params_normalized", big.p);
-    parse_bad(&e, "query_params_normalized is longer than 1536 bytes");
+    parse_bad(&e, too_long);
+    /* the text as given is bounded too (it bounds the work), white space included */
+    big.len -= 3;
+    ru_buf_puts(&big, "\" }");
+    set(&e, "query_params_normalized", big.p);
+    parse_bad(&e, too_long);
+    /* canonical form longer than the text: numbers written out */
+    ru_buf_reset(&big);
+    json_list(&big, "{\"a\":[", "1e999", ",", 1200, "]}");
+    set(&e, "query_params_normalized", big.p);
+    parse_bad(&e, too_long);
+    json_list(&big, "{\"a\": [", "1", ", ", 100001, "]}");
+    set(&e, "query_params_normalized", big.p);
+    parse_ok(&e, &ev);
+    cr_assert_eq(ev.params_canon.len, 9 + 2 * 100000);
     ru_buf_free(&big);
 }
 

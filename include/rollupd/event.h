@@ -9,13 +9,27 @@
 
 #include "rollupd/util.h"
 
-/* Limits that keep every row insertable: PostgreSQL's btree entries (the hourly table's
- * unique index covers route, method and params) must stay under ~2.7 kB. */
-#define RU_EVENT_MAX_ROUTE  1024  /* bytes */
-#define RU_EVENT_MAX_PARAMS 1536  /* bytes of canonical query_params_normalized */
-#define RU_EVENT_MAX_METHOD 10    /* characters: varchar(10) */
-#define RU_EVENT_MAX_CACHE  10    /* characters: route_analytics.cache_status varchar(10) */
-#define RU_EVENT_MAX_VALUE  65536 /* bytes of any other field value */
+/* The key columns of an hourly row (route, method, query_params_normalized) sit in the
+ * hourly table's unique btree index, whose entries PostgreSQL caps at 2704 bytes (8 kB
+ * pages) after compressing each long attribute (pglz or lz4). What fits therefore depends
+ * on the bytes, and only PostgreSQL can say; rollupd asks it (the daemon's key probe) for
+ * every key that might not fit and refuses only what it refuses.
+ *
+ * RU_EVENT_MAX_KEY_FIELD: beyond this no compression brings one value under 2704 bytes
+ * (pglz encodes at most 273 bytes in 3 bytes plus a control bit, about 87:1; lz4 at most
+ * about 255:1, so 2704 bytes hold at most ~690 kB), so a longer route or canonical params
+ * is refused without asking. It also bounds the work and memory one entry can cost.
+ *
+ * RU_EVENT_SURE_KEY: a key whose route + method + 6 x canonical params bytes stay at or
+ * below this surely fits uncompressed: the index entry is at most 50 bytes of headers,
+ * timestamp and padding plus route, method and the jsonb value, and jsonb's binary form
+ * is at most 6 times the canonical text (the worst case is an array of one-digit
+ * numbers: "0," is 2 bytes of text and 12 of jsonb). Longer keys are marked key_long. */
+#define RU_EVENT_MAX_KEY_FIELD (1024 * 1024) /* bytes of route, of canonical params */
+#define RU_EVENT_SURE_KEY      2560          /* route + method + 6 * params, bytes */
+#define RU_EVENT_MAX_METHOD    10            /* characters: varchar(10) */
+#define RU_EVENT_MAX_CACHE     10    /* characters: route_analytics.cache_status varchar(10) */
+#define RU_EVENT_MAX_VALUE     65536 /* bytes of any other field value */
 
 /* Timestamps accepted: 1970-01-01 .. 9999-12-31 (UTC), in microseconds. */
 #define RU_EVENT_MIN_TS_US 0LL
@@ -55,6 +69,9 @@ struct ru_event {
     int32_t db_query_count;
     struct ru_str error_type;   /* len 0 = NULL */
     struct ru_str cache_status; /* len 0 = NULL */
+    /* The key might not fit the hourly table's unique index (above RU_EVENT_SURE_KEY):
+     * PostgreSQL's verdict is needed before the event is applied. */
+    bool key_long;
 };
 
 /* Parses and validates one entry. On success returns 0 and fills ev; derived strings
@@ -62,9 +79,11 @@ struct ru_event {
  * modify while ev is in use (ru_buf_reset before each call is fine).
  * On an invalid entry returns -1 and writes a one-line reason to err, e.g.
  * "route is missing", "timestamp is not a number", "field 'route' repeated".
- * Invalid: route missing/empty/too long; timestamp, duration_ms or status_code missing,
- * not a number or out of range; query_params_normalized present but not a JSON object
- * (or not acceptable to jsonb, or too long); any text field not valid UTF-8 or holding a
+ * Invalid: route missing/empty or over RU_EVENT_MAX_KEY_FIELD bytes; timestamp,
+ * duration_ms or status_code missing, not a number or out of range;
+ * query_params_normalized present but not a JSON object (or not acceptable to jsonb, or
+ * over RU_EVENT_MAX_KEY_FIELD bytes as given or once canonical); any other field over
+ * RU_EVENT_MAX_VALUE bytes; any text field not valid UTF-8 or holding a
  * NUL byte; method longer than RU_EVENT_MAX_METHOD characters; a size or db_query_count
  * that is present, not empty and not an integer in int32 range; a repeated field. */
 int ru_event_parse(struct ru_event *ev, const struct ru_field *fields, size_t nfields,

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "rollupd/config.h"
+#include "rollupd/keycheck.h"
 #include "rollupd/store.h"
 #include "rollupd/util.h"
 
@@ -165,6 +166,19 @@ void ru_pgw_submit(struct ru_pgw *w, struct ru_batch *b);
  * reason in err when the query failed). */
 void ru_pgw_request_checkpoint(struct ru_pgw *w, const char *consumer);
 int ru_pgw_take_checkpoint(struct ru_pgw *w, struct ru_sid *out, char *err, size_t errlen);
+
+/* Asks the writer whether PostgreSQL can store each key in the hourly table (keys that
+ * might not fit its unique index: keycheck.h). Only when ready and not busy; probes are
+ * consumed. The writer inserts each key with ON CONFLICT DO NOTHING under a savepoint
+ * that it rolls back, in a transaction it rolls back: nothing is written. A class 22 or
+ * 54 error (data exception, program limit exceeded: "index row size ... exceeds btree
+ * version 4 maximum 2704") is a refusal with PostgreSQL's message; any other failure
+ * leaves the remaining keys RU_KEY_UNKNOWN (the writer backs off before answering). The
+ * answer arrives like a finished batch: ru_pgw_collect returns NULL and
+ * ru_pgw_take_keycheck then returns 1 and hands the probes back with their verdicts (owned
+ * by the caller); 0 while there is no answer. */
+void ru_pgw_request_keycheck(struct ru_pgw *w, struct ru_keycheck_probe *probes, size_t n);
+int ru_pgw_take_keycheck(struct ru_pgw *w, struct ru_keycheck_probe **probes, size_t *n);
 
 /* New conninfo and statement timeout on reload: the writer reconnects before its next
  * transaction. */

@@ -169,7 +169,8 @@ void ru_stream_ack(struct ru_stream *s, const struct ru_sid *ids, size_t n);
  * the acknowledgement happen together or not at all (a lone consumer's live entry: the
  * XADD alone). */
 void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
-                           const struct ru_field *fields, size_t nfields, const char *reason);
+                           const struct ru_field *fields, size_t nfields, const char *reason,
+                           enum ru_origin origin);
 
 /* Reads every pending entry of another consumer of the group (XPENDING ... consumer,
  * then XRANGE of each id) without claiming it: nothing changes in Redis until the

@@ -23,7 +23,8 @@
  *   - ru_event_parse: accepts exactly the entries an independent re-statement of the rules
  *     in event.h accepts (own UTF-8, integer, timestamp and UUID oracles); on success every
  *     string is inside a value, the scratch buffer or a literal, and all invariants hold
- *     (route non-empty and <= RU_EVENT_MAX_ROUTE bytes, hour_us <= ts_us < hour_us +
+ *     (route non-empty and <= RU_EVENT_MAX_KEY_FIELD bytes, key_long exactly when route +
+ *     method + 6 x canonical params exceeds RU_EVENT_SURE_KEY, hour_us <= ts_us < hour_us +
  *     RU_USECS_PER_HOUR, hour_us % RU_USECS_PER_HOUR == 0, ...); a second parse into a
  *     scratch buffer that already holds data gives the same event and keeps that data. */
 #include <jansson.h>
@@ -710,7 +711,8 @@ static void expect_entry(struct expect *x, const struct entry *e, struct ru_buf 
         const struct val *v = &x->v[k];
         if (v->p == NULL)
             continue;
-        if ((k == K_ROUTE && v->len > RU_EVENT_MAX_ROUTE) || v->len > RU_EVENT_MAX_VALUE)
+        bool key_field = k == K_ROUTE || k == K_PARAMS_NORM;
+        if (v->len > (key_field ? RU_EVENT_MAX_KEY_FIELD : RU_EVENT_MAX_VALUE))
             return;
         if (known_text[k] &&
             (memchr(v->p, '\0', v->len) != NULL || !utf8_oracle(v->p, v->len, NULL)))
@@ -749,7 +751,7 @@ static void expect_entry(struct expect *x, const struct entry *e, struct ru_buf 
         char jerr[160];
         if (canon_checked((const char *)v[K_PARAMS_NORM].p, v[K_PARAMS_NORM].len, true, canon, 0,
                           jerr, sizeof(jerr)) < 0 ||
-            canon->len > RU_EVENT_MAX_PARAMS)
+            canon->len > RU_EVENT_MAX_KEY_FIELD)
             return;
     }
     if (v[K_USER_ID].p != NULL && v[K_USER_ID].len > 0)
@@ -772,12 +774,14 @@ static void check_event(const struct ru_event *ev, const struct expect *x, const
     }
 
     /* the required invariants */
-    CHECK(ev->route.len > 0 && ev->route.len <= RU_EVENT_MAX_ROUTE);
+    CHECK(ev->route.len > 0 && ev->route.len <= RU_EVENT_MAX_KEY_FIELD);
     CHECK(ev->ts_us >= RU_EVENT_MIN_TS_US && ev->ts_us <= RU_EVENT_MAX_TS_US);
     CHECK(ev->hour_us % RU_USECS_PER_HOUR == 0);
     CHECK(ev->hour_us <= ev->ts_us && ev->ts_us < ev->hour_us + RU_USECS_PER_HOUR);
     CHECK(ev->status_code >= -32768 && ev->status_code <= 32767);
-    CHECK(ev->params_canon.len <= RU_EVENT_MAX_PARAMS);
+    CHECK(ev->params_canon.len <= RU_EVENT_MAX_KEY_FIELD);
+    CHECK(ev->key_long ==
+          (ev->route.len + ev->method.len + 6 * ev->params_canon.len > RU_EVENT_SURE_KEY));
     size_t chars;
     CHECK(utf8_oracle((const unsigned char *)ev->method.p, ev->method.len, &chars));
     CHECK(chars <= RU_EVENT_MAX_METHOD);

@@ -323,10 +323,7 @@ void check_oracle(const char *what, const char *where)
 /* Number of groups in genonaut's aggregation of oracle_raw. */
 long long oracle_groups(void)
 {
-    char *osql = ru_h_oracle_sql("oracle_raw");
-    long long n = ru_h_pg_intf(T.pg, "SELECT count(*) FROM (%s) x", osql);
-    free(osql);
-    return n;
+    return ru_h_oracle_groups(T.pg, "oracle_raw");
 }
 
 long long hourly_rows(void)
@@ -342,15 +339,7 @@ long long hourly_total(void)
 /* Sum of the events recorded in rollupd's checkpoint rows of this stream and group. */
 long long checkpoint_events(void)
 {
-    char *s = PQescapeLiteral(T.pg, T.stream, strlen(T.stream));
-    char *g = PQescapeLiteral(T.pg, T.group, strlen(T.group));
-    long long n = ru_h_pg_intf(T.pg,
-                               "SELECT coalesce(sum(events), 0) FROM rollupd_checkpoint"
-                               " WHERE stream = %s AND grp = %s",
-                               s, g);
-    PQfreemem(s);
-    PQfreemem(g);
-    return n;
+    return ru_h_checkpoint_events(T.pg, T.stream, T.group);
 }
 
 /* The row count and the hourly row count must match the oracle exactly. */

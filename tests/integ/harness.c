@@ -315,6 +315,37 @@ long long ru_h_xlen(redisContext *c, const char *stream)
     return ru_h_redis_int(c, "XLEN %s", stream);
 }
 
+char *ru_h_xadd(redisContext *c, const char *stream, const struct ru_h_kv *f)
+{
+    size_t nf = 0;
+    while (f[nf].k)
+        nf++;
+    const char **argv = ru_xmalloc((3 + 2 * nf) * sizeof(*argv));
+    size_t *len = ru_xmalloc((3 + 2 * nf) * sizeof(*len));
+    int n = 0;
+    argv[n] = "XADD", len[n++] = 4;
+    argv[n] = stream, len[n++] = strlen(stream);
+    argv[n] = "*", len[n++] = 1;
+    for (size_t i = 0; i < nf; i++) {
+        argv[n] = f[i].k, len[n++] = f[i].klen;
+        argv[n] = f[i].v, len[n++] = f[i].vlen;
+    }
+    redisReply *r = redisCommandArgv(c, n, argv, len);
+    free(argv);
+    free(len);
+    if (r == NULL)
+        hfail("harness: XADD %s: %s", stream, c->errstr);
+    if (r->type != REDIS_REPLY_STRING) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%s", r->str ? r->str : "?");
+        freeReplyObject(r);
+        hfail("harness: XADD %s: %s", stream, msg);
+    }
+    char *id = ru_xstrdup(r->str);
+    freeReplyObject(r);
+    return id;
+}
+
 long long ru_h_xpending(redisContext *c, const char *stream, const char *group)
 {
     redisReply *r = ru_h_redis_cmd(c, "XPENDING %s %s", stream, group);
@@ -1297,6 +1328,27 @@ static void diff_ctes(struct ru_buf *b, const char *oracle_table, const char *ho
                   " FROM %s) y WHERE %s) ",
                   osql, w, hourly_table, w);
     free(osql);
+}
+
+long long ru_h_oracle_groups(PGconn *c, const char *oracle_table)
+{
+    char *osql = ru_h_oracle_sql(oracle_table);
+    long long n = ru_h_pg_intf(c, "SELECT count(*) FROM (%s) x", osql);
+    free(osql);
+    return n;
+}
+
+long long ru_h_checkpoint_events(PGconn *c, const char *stream, const char *group)
+{
+    char *s = PQescapeLiteral(c, stream, strlen(stream));
+    char *g = PQescapeLiteral(c, group, strlen(group));
+    long long n = ru_h_pg_intf(c,
+                               "SELECT coalesce(sum(events), 0) FROM rollupd_checkpoint"
+                               " WHERE stream = %s AND grp = %s",
+                               s, g);
+    PQfreemem(s);
+    PQfreemem(g);
+    return n;
 }
 
 long long ru_h_oracle_diff_ex(PGconn *c, const char *oracle_table, const char *hourly_table,

@@ -86,6 +86,16 @@ long long ru_h_xlen(redisContext *c, const char *stream);
  * that the group exists. */
 long long ru_h_xpending(redisContext *c, const char *stream, const char *group);
 
+/* One field of a stream entry: name and value with their lengths (NUL bytes allowed). A
+ * list ends with an entry whose k is NULL. */
+struct ru_h_kv {
+    const char *k, *v;
+    size_t klen, vlen;
+};
+
+/* XADD stream * with the fields of f (binary-safe); returns the new id (malloc'd). */
+char *ru_h_xadd(redisContext *c, const char *stream, const struct ru_h_kv *f);
+
 /* ------------------------------------------------------------------ PostgreSQL */
 
 /* A connection to the rollupd_test database (asserts). Free with PQfinish. */
@@ -274,6 +284,13 @@ long long ru_h_oracle_load_into(PGconn *c, const char *oracle_table, const char 
  * p99_duration_ms, unique_users, avg_request_size_bytes, avg_response_size_bytes,
  * avg_db_query_count, cache_hits, cache_misses. Malloc'd; free it. */
 char *ru_h_oracle_sql(const char *oracle_table);
+
+/* Number of groups (hourly rows) in genonaut's aggregation of oracle_table. */
+long long ru_h_oracle_groups(PGconn *c, const char *oracle_table);
+
+/* Sum of the events rollupd_checkpoint records as committed for this stream and group
+ * (every consumer). */
+long long ru_h_checkpoint_events(PGconn *c, const char *stream, const char *group);
 
 /* Rows in hourly_table but not in the aggregation of oracle_raw plus rows in the
  * aggregation but not in hourly_table (EXCEPT ALL both ways; jsonb compared by jsonb

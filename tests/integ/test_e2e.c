@@ -871,12 +871,7 @@ Test(e2e, two_instances_one_group, .timeout = 240)
 
 /* ------------------------------------------------------------------ 7 */
 
-struct kv {
-    const char *k, *v;
-    size_t klen, vlen;
-};
-
-/* A field with a literal name and value (sizeof keeps embedded NUL bytes). */
+/* Fields with a literal name and value (sizeof keeps embedded NUL bytes). */
 #define KV(key, val)                                                                               \
     {                                                                                              \
         key, val, sizeof(key) - 1, sizeof(val) - 1                                                 \
@@ -888,28 +883,12 @@ struct kv {
 #define MAX_KV 16
 
 /* XADD stream * fields...; returns the new id (malloc'd). */
-static char *xadd_kv(const struct kv *f)
+static char *xadd_kv(const struct ru_h_kv *f)
 {
-    const char *argv[3 + 2 * MAX_KV];
-    size_t len[3 + 2 * MAX_KV];
-    int n = 0;
-    argv[n] = "XADD", len[n++] = 4;
-    argv[n] = T.stream, len[n++] = strlen(T.stream);
-    argv[n] = "*", len[n++] = 1;
-    for (int i = 0; f[i].k; i++) {
-        cr_assert_lt(i, MAX_KV);
-        argv[n] = f[i].k, len[n++] = f[i].klen;
-        argv[n] = f[i].v, len[n++] = f[i].vlen;
-    }
-    redisReply *r = redisCommandArgv(T.r, n, argv, len);
-    cr_assert_not_null(r, "XADD: %s", T.r->errstr);
-    cr_assert_eq(r->type, REDIS_REPLY_STRING, "XADD: %s", r->str ? r->str : "?");
-    char *id = ru_xstrdup(r->str);
-    freeReplyObject(r);
-    return id;
+    return ru_h_xadd(T.r, T.stream, f);
 }
 
-static size_t kv_count(const struct kv *f)
+static size_t kv_count(const struct ru_h_kv *f)
 {
     size_t n = 0;
     while (f[n].k)
@@ -920,7 +899,7 @@ static size_t kv_count(const struct kv *f)
 /* Valid events: the fields written and the oracle line (route, method, user, ts, duration,
  * status, qpn, req, resp, db, cache). */
 struct valid_ev {
-    struct kv f[MAX_KV];
+    struct ru_h_kv f[MAX_KV];
     const char *oracle;
 };
 
@@ -987,7 +966,7 @@ static const struct valid_ev VALID[] = {
 /* Malformed entries: each has exactly one defect; reason_has names the field. */
 struct bad_ev {
     const char *what, *reason_has;
-    struct kv f[MAX_KV];
+    struct ru_h_kv f[MAX_KV];
 };
 
 #define OK_TAIL                                                                                    \
