@@ -455,8 +455,10 @@ void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
      * copied later than it was read, once PostgreSQL judged its key: its origin decides) */
     bool plain = s->lone && origin == RU_FROM_LIVE;
     /* an entry without a pending entry: until Redis confirms the copy, no commit may pass
-     * it (one from the pending list stays there until its copy and XACK are done) */
-    bool counted = origin == RU_FROM_RECOVERY || plain;
+     * it (one from the pending list stays there until its copy and XACK are done). Not for
+     * a shared-group consumer whose recovery is over: a lost copy would make it recover
+     * again, over entries other consumers of the group have read since (README: Long keys) */
+    bool counted = plain || (origin == RU_FROM_RECOVERY && (s->lone || s->recover));
     if (counted)
         s->dl_inflight++;
     if (!plain) {
