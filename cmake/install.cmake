@@ -21,17 +21,39 @@ set(RU_SYSTEMD_UNITDIR "lib/systemd/system" CACHE STRING
 set(RU_SYSUSERSDIR "lib/sysusers.d" CACHE STRING
     "Directory for sysusers.d entries (relative to CMAKE_INSTALL_PREFIX, or absolute)")
 
+# ---- paths at install time ----------------------------------------------------------
+# `cmake --install build --prefix /usr` changes the prefix after configuring, so the
+# configuration directory and the paths the unit names are worked out when installing,
+# from the prefix in force then (CMAKE_INSTALL_PREFIX in cmake_install.cmake), as
+# GNUInstallDirs does at configure time: /etc for the prefixes / and /usr, /etc/opt/... for
+# /opt/..., <prefix>/etc otherwise; an absolute CMAKE_INSTALL_SYSCONFDIR or
+# CMAKE_INSTALL_SBINDIR is used as it is.
+install(CODE "
+  set(_ru_sysconfdir \"${CMAKE_INSTALL_SYSCONFDIR}\")
+  if(NOT IS_ABSOLUTE \"\${_ru_sysconfdir}\")
+    if(CMAKE_INSTALL_PREFIX MATCHES \"^/(usr/?)?$\")
+      set(_ru_sysconfdir \"/\${_ru_sysconfdir}\")
+    elseif(CMAKE_INSTALL_PREFIX MATCHES \"^/opt/\")
+      set(_ru_sysconfdir \"/\${_ru_sysconfdir}\${CMAKE_INSTALL_PREFIX}\")
+    else()
+      set(_ru_sysconfdir \"\${CMAKE_INSTALL_PREFIX}/\${_ru_sysconfdir}\")
+    endif()
+  endif()
+  set(_ru_confdir \"\${_ru_sysconfdir}/rollupd\")
+  set(_ru_sbindir \"${CMAKE_INSTALL_SBINDIR}\")
+  if(NOT IS_ABSOLUTE \"\${_ru_sbindir}\")
+    set(_ru_sbindir \"\${CMAKE_INSTALL_PREFIX}/\${_ru_sbindir}\")
+  endif()
+" ALL_COMPONENTS)
+
 # ---- configuration file -------------------------------------------------------------
-# CMAKE_INSTALL_FULL_SYSCONFDIR: /etc when the prefix is /usr (CMAKE_INSTALL_SYSCONFDIR
-# would give /usr/etc), <prefix>/etc otherwise. An existing file is left alone, so
-# reinstalling never overwrites a local configuration.
-set(_ru_confdir "${CMAKE_INSTALL_FULL_SYSCONFDIR}/rollupd")
+# An existing file is left alone, so reinstalling never overwrites a local configuration.
 # (file(INSTALL) adds DESTDIR itself; the existence test must add it by hand.)
 install(CODE "
-  if(EXISTS \"\$ENV{DESTDIR}${_ru_confdir}/rollupd.conf\")
-    message(STATUS \"Kept (exists): \$ENV{DESTDIR}${_ru_confdir}/rollupd.conf\")
+  if(EXISTS \"\$ENV{DESTDIR}\${_ru_confdir}/rollupd.conf\")
+    message(STATUS \"Kept (exists): \$ENV{DESTDIR}\${_ru_confdir}/rollupd.conf\")
   else()
-    file(INSTALL \"${_ru_top}/etc/rollupd.conf\" DESTINATION \"${_ru_confdir}\"
+    file(INSTALL \"${_ru_top}/etc/rollupd.conf\" DESTINATION \"\${_ru_confdir}\"
          FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
   endif()
 " COMPONENT config)
@@ -39,24 +61,22 @@ install(CODE "
 # ---- systemd -------------------------------------------------------------------------
 if(RU_INSTALL_SYSTEMD)
   # The unit in systemd/ names the paths of a /usr install (so that it can be verified
-  # and read as it is); for another prefix the installed copy names the real ones.
+  # and read as it is); the installed copy names those of the prefix used at install time.
   set(_ru_unit_src "${_ru_top}/systemd/rollupd.service")
-  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${_ru_unit_src}")
-  file(READ "${_ru_unit_src}" _ru_unit)
-  string(REPLACE "/usr/sbin/rollupd" "${CMAKE_INSTALL_FULL_SBINDIR}/rollupd" _ru_unit
-         "${_ru_unit}")
-  string(REPLACE "/etc/rollupd/" "${_ru_confdir}/" _ru_unit "${_ru_unit}")
-  set(_ru_unit_out "${CMAKE_CURRENT_BINARY_DIR}/systemd/rollupd.service")
-  if(EXISTS "${_ru_unit_out}")
-    file(READ "${_ru_unit_out}" _ru_unit_old)
+  if(IS_ABSOLUTE "${RU_SYSTEMD_UNITDIR}")
+    set(_ru_unitdir "${RU_SYSTEMD_UNITDIR}")
   else()
-    set(_ru_unit_old "")
+    set(_ru_unitdir "\${CMAKE_INSTALL_PREFIX}/${RU_SYSTEMD_UNITDIR}")
   endif()
-  if(NOT _ru_unit STREQUAL _ru_unit_old)
-    file(WRITE "${_ru_unit_out}" "${_ru_unit}")
-  endif()
-
-  install(FILES "${_ru_unit_out}" DESTINATION "${RU_SYSTEMD_UNITDIR}" COMPONENT systemd)
+  install(CODE "
+    file(READ \"${_ru_unit_src}\" _ru_unit)
+    string(REPLACE \"/usr/sbin/rollupd\" \"\${_ru_sbindir}/rollupd\" _ru_unit \"\${_ru_unit}\")
+    string(REPLACE \"/etc/rollupd/\" \"\${_ru_confdir}/\" _ru_unit \"\${_ru_unit}\")
+    set(_ru_unit_out \"${CMAKE_CURRENT_BINARY_DIR}/systemd/rollupd.service\")
+    file(WRITE \"\${_ru_unit_out}\" \"\${_ru_unit}\")
+    file(INSTALL \"\${_ru_unit_out}\" DESTINATION \"${_ru_unitdir}\"
+         FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+  " COMPONENT systemd)
   install(FILES "${_ru_top}/systemd/rollupd.sysusers" DESTINATION "${RU_SYSUSERSDIR}"
           RENAME rollupd.conf COMPONENT systemd)
 endif()

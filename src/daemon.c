@@ -109,9 +109,9 @@ struct ru_daemon {
                      * group's mark to clear with a commit once they are */
     struct ru_buf scratch;
     struct ru_ratelimit rl_invalid, rl_trim;
-    /* events/s over the last flush interval, for STATUS= */
+    /* events/s since the previous STATUS= line, and when the next one is due */
     uint64_t rate_mark_events;
-    int64_t rate_mark_ms;
+    int64_t rate_mark_ms, next_status_ms;
     double rate;
 };
 
@@ -785,16 +785,37 @@ static void maybe_flush(struct ru_daemon *d)
     ru_pgw_submit(d->pgw, b);
 }
 
+/* STATUS= for systemctl status, sent at READY, after each flush and every STATUS_EVERY_MS
+ * in between, so that the age of the last flush and the rate stay current. The rate is
+ * taken over the time since the previous line (at least a second). */
+#define STATUS_EVERY_MS 5000
 static void send_status_line(struct ru_daemon *d)
 {
+    int64_t now = ru_mono_ms();
+    d->next_status_ms = now + STATUS_EVERY_MS;
+    if (now - d->rate_mark_ms >= 1000) {
+        d->rate = (double)(d->c.consumed - d->rate_mark_events) * 1000.0 /
+                  (double)(now - d->rate_mark_ms);
+        d->rate_mark_events = d->c.consumed;
+        d->rate_mark_ms = now;
+    }
     struct ru_pgw_stats ps;
     ru_pgw_get_stats(d->pgw, &ps);
+    char last[64] = "no flush yet";
+    if (ps.last_flush_unix_ms) {
+        int64_t s = (ru_wall_ms() - ps.last_flush_unix_ms) / 1000;
+        if (s < 120)
+            snprintf(last, sizeof(last), "last flush %" PRId64 " s ago", s < 0 ? 0 : s);
+        else if (s < 7200)
+            snprintf(last, sizeof(last), "last flush %" PRId64 " min ago", s / 60);
+        else
+            snprintf(last, sizeof(last), "last flush %" PRId64 " h ago", s / 3600);
+    }
     sd_notifyf(0,
-               "STATUS=%.0f events/s, last flush %" PRId64 " ms ago (%" PRIu64 " rows), %" PRIu64
-               " pending, redis %s, postgres %s",
-               d->rate, ps.last_flush_unix_ms ? ru_wall_ms() - ps.last_flush_unix_ms : -1,
-               ps.rows_written, held_events(d), ru_stream_connected(d->stream) ? "up" : "down",
-               ps.connected ? "up" : "down");
+               "STATUS=reading %.0f events/s, %s (%" PRIu64 " rows written), %" PRIu64
+               " events pending, redis %s, postgres %s",
+               d->rate, last, ps.rows_written, held_events(d),
+               ru_stream_connected(d->stream) ? "up" : "down", ps.connected ? "up" : "down");
 }
 
 static void start_reading(struct ru_daemon *d)
@@ -906,13 +927,6 @@ static void on_writer_event(struct ru_daemon *d)
     d->inflight_events = 0;
     d->inflight_mem = 0;
     ru_batch_free(b);
-    int64_t now = ru_mono_ms();
-    if (now > d->rate_mark_ms) {
-        uint64_t total = d->c.consumed;
-        d->rate = (double)(total - d->rate_mark_events) * 1000.0 / (double)(now - d->rate_mark_ms);
-        d->rate_mark_events = total;
-        d->rate_mark_ms = now;
-    }
     send_status_line(d);
     malloc_trim(0); /* give a large batch's memory back rather than keep the peak */
 }
@@ -1551,6 +1565,8 @@ int ru_daemon_run(struct ru_daemon *d)
         settle_parked(d);
         maybe_flush(d);
         maybe_ready(d);
+        if (d->ready_sent && ru_mono_ms() >= d->next_status_ms)
+            send_status_line(d);
         watchdog(d);
         if (d->stopping && d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
             (ru_stream_idle(d->stream) || ru_mono_ms() > d->stop_deadline_ms + 5000)) {

@@ -1,5 +1,10 @@
-/* rollupd: argv, configuration check, and wiring. Runs in the foreground. */
+/* rollupd: argv, configuration check, and wiring. Runs in the foreground.
+ *
+ * Every message printed here starts with a "<N>" priority prefix like those of log.c,
+ * so that journald records a configuration error at start as an error (SD_ERR) rather
+ * than as information. */
 #include <getopt.h>
+#include <systemd/sd-daemon.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +40,7 @@ int main(int argc, char **argv)
                                          {"version", no_argument, NULL, 'V'},
                                          {NULL, 0, NULL, 0}};
     int c;
+    opterr = 0; /* getopt's own message would have no priority prefix */
     while ((c = getopt_long(argc, argv, "c:th", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -50,12 +56,13 @@ int main(int argc, char **argv)
             printf("rollupd %s\n", RU_VERSION);
             return 0;
         default:
+            fprintf(stderr, SD_ERR "rollupd: bad option '%s'\n", argv[optind - 1]);
             usage(stderr);
             return 2;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "rollupd: unexpected argument '%s'\n", argv[optind]);
+        fprintf(stderr, SD_ERR "rollupd: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
         return 2;
     }
@@ -63,11 +70,11 @@ int main(int argc, char **argv)
     struct ru_config cfg;
     char err[1024];
     if (ru_config_load(&cfg, path, err, sizeof(err)) < 0) {
-        fprintf(stderr, "rollupd: configuration error: %s\n", err);
+        fprintf(stderr, SD_ERR "rollupd: configuration error: %s\n", err);
         return 1;
     }
     if (test) {
-        printf("rollupd: configuration %s is valid\n", path);
+        printf(SD_INFO "rollupd: configuration %s is valid\n", path);
         ru_config_deinit(&cfg);
         return 0;
     }

@@ -877,10 +877,19 @@ static int connect_db(struct ru_pgw *w)
     snprintf(timeout, sizeof(timeout), "%d", connect_timeout_s);
     const char *keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
     const char *vals[] = {timeout, "rollupd", conninfo, NULL};
+    int64_t t0 = ru_mono_ms();
     w->conn = PQconnectdbParams(keys, vals, 1);
     free(conninfo);
     if (PQstatus(w->conn) != CONNECTION_OK) {
-        set_error(w, "connect", PQerrorMessage(w->conn));
+        /* Judged by the time it took, not by libpq's text: a failure after the whole
+         * connect timeout means no answer, i.e. packets dropped on the way, most often by
+         * a firewall such as the systemd unit's IPAddressAllow= (see rollupd(8)). */
+        bool timed_out = ru_mono_ms() - t0 >= (int64_t)connect_timeout_s * 1000;
+        set_error(w,
+                  timed_out ? "connect timed out (no answer: packets dropped, e.g. by the "
+                              "unit's IPAddressAllow=, or the host is down)"
+                            : "connect",
+                  PQerrorMessage(w->conn));
         drop_conn(w);
         return -1;
     }

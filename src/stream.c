@@ -1650,7 +1650,10 @@ int ru_stream_tick(struct ru_stream *s)
             return (int)(s->next_attempt_ms - now);
     }
     if (s->state == S_CONNECTING && now > s->connect_deadline_ms) {
-        disconnect(s, "connect timed out");
+        /* no answer at all, not a refusal: packets dropped on the way, most often by a
+         * firewall such as the systemd unit's IPAddressAllow= (see rollupd(8)) */
+        disconnect(s, "connect timed out (no answer: packets dropped, e.g. by the unit's "
+                      "IPAddressAllow=, or the host is down)");
         return 10;
     }
     /* A server that stops answering (paused, partitioned) looks like a slow BLOCK;

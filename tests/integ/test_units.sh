@@ -17,6 +17,9 @@
 #    shipped configuration) succeeds.
 # 5. The sysusers.d entry parses (systemd-sysusers --dry-run into an empty root).
 # 6. The manual pages render without warnings (MANWIDTH=80 man --warnings -l).
+# 7. With a build directory, `cmake --install BUILD_DIR --prefix /usr` (into a DESTDIR)
+#    installs a unit that runs /usr/sbin/rollupd -c /etc/rollupd/rollupd.conf and the
+#    configuration in /etc/rollupd, whatever prefix the build was configured with.
 #
 # Exit status: 0 all passed, 1 a check failed, 77 systemd-analyze is missing (skipped).
 set -u -o pipefail
@@ -194,6 +197,24 @@ if command -v man >/dev/null 2>&1; then
     done
 else
     echo "note: man not found; manual pages not checked"
+fi
+
+# ---- 7. install-time prefix ------------------------------------------------------------
+if [ -n "$build" ]; then
+    if out=$(DESTDIR="$work/inst" cmake --install "$build" --prefix /usr 2>&1); then
+        unit=$work/inst/usr/lib/systemd/system/rollupd.service
+        if grep -q '^ExecStart=/usr/sbin/rollupd -c /etc/rollupd/rollupd\.conf$' "$unit" 2>/dev/null &&
+            [ -f "$work/inst/etc/rollupd/rollupd.conf" ] && [ -x "$work/inst/usr/sbin/rollupd" ]; then
+            ok "cmake --install --prefix /usr: unit runs /usr/sbin/rollupd -c /etc/rollupd/rollupd.conf"
+        else
+            fail "cmake --install --prefix /usr: unit or configuration not at the /usr paths:"
+            grep '^Exec' "$unit" 2>&1 | indent
+            printf '%s\n' "$out" | indent
+        fi
+    else
+        fail "cmake --install --prefix /usr failed:"
+        printf '%s\n' "$out" | indent
+    fi
 fi
 
 if [ $failures -ne 0 ]; then
