@@ -70,6 +70,17 @@ int ru_listener_pollfds(struct ru_listener *l, struct pollfd *fds, int max)
     return n;
 }
 
+/* After a failed read or send: true to try again at once (EINTR); else false, with the
+ * connection closed unless the socket merely has nothing to give or take now. */
+static bool again(struct ru_lconn *c)
+{
+    if (errno == EINTR)
+        return true;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+        conn_close(c);
+    return false;
+}
+
 static void handle(struct ru_lconn *c, bool too_long)
 {
     c->state = RU_LCONN_HANDLING;
@@ -82,10 +93,8 @@ static void on_readable(struct ru_lconn *c)
     while (c->state == RU_LCONN_READING) {
         ssize_t n = read(c->fd, c->in + c->inlen, ops->max_request - c->inlen);
         if (n < 0) {
-            if (errno == EINTR)
+            if (again(c))
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                conn_close(c);
             return;
         }
         c->inlen += (size_t)n;
@@ -110,10 +119,8 @@ static void on_writable(struct ru_lconn *c)
     while (c->outoff < c->out.len) {
         ssize_t n = send(c->fd, c->out.p + c->outoff, c->out.len - c->outoff, MSG_NOSIGNAL);
         if (n < 0) {
-            if (errno == EINTR)
+            if (again(c))
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                conn_close(c);
             return;
         }
         c->outoff += (size_t)n;
