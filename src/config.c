@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -516,6 +517,7 @@ static const struct key keys[] = {
     {KSTR(postgres, raw_table, check_table_opt)},
     {KINT(postgres, statement_timeout_ms, 0, 3600000)},
     {KINT(postgres, connect_timeout_s, 1, 600)},
+    {KBOOL(postgres, create_schema)},
     {KINT(flush, interval_ms, 100, 3600000)},
     {KINT(flush, max_events, 1000, 100000000)},
     {KINT(flush, max_keys, 100, 10000000)},
@@ -571,6 +573,7 @@ void ru_config_defaults(struct ru_config *cfg)
     cfg->postgres.raw_table = ru_xstrdup("");
     cfg->postgres.statement_timeout_ms = 60000;
     cfg->postgres.connect_timeout_s = 10;
+    cfg->postgres.create_schema = true;
 
     cfg->flush.interval_ms = 5000;
     cfg->flush.max_events = 50000;
@@ -1110,8 +1113,7 @@ int ru_config_load(struct ru_config *cfg, const char *path, char *err, size_t er
 
 static bool secret_key(const char *k, size_t n)
 {
-    return (n == 8 && strncasecmp(k, "password", 8) == 0) ||
-           (n == 11 && strncasecmp(k, "sslpassword", 11) == 0);
+    return n == 8 && strncasecmp(k, "password", 8) == 0;
 }
 
 /* Length of a URI scheme followed by ':' at s, or 0. */
@@ -1154,22 +1156,27 @@ static void redact_query(const char *p, struct ru_buf *b)
     redact_pairs(p, b);
 }
 
+static bool redis_scheme(const char *s, size_t slen)
+{
+    return (slen == 5 && strncasecmp(s, "redis", 5) == 0) ||
+           (slen == 6 && strncasecmp(s, "rediss", 6) == 0);
+}
+
+/* A Redis URL (rollupd's own format, see ru_config_parse_redis_url). */
 static void redact_uri(const char *s, size_t slen, struct ru_buf *b)
 {
-    bool redis = (slen == 5 && strncasecmp(s, "redis", 5) == 0) ||
-                 (slen == 6 && strncasecmp(s, "rediss", 6) == 0);
+    bool redis = redis_scheme(s, slen);
     const char *p = s + slen + 1;
 
     ru_buf_append(b, s, slen + 1);
     if (p[0] == '/' && p[1] == '/') {
         ru_buf_puts(b, "//");
         p += 2;
-        /* Where the user info ends depends on the reader: our Redis URL parser takes the
-         * last '@' before the first '/', '?' or '#'; libpq the first '@' before the first
-         * '/', even past a '?' or '#'. Redact up to the last '@' before the query (which
-         * also covers a password holding an unencoded '/' or '@'), or else up to libpq's
-         * '@', so that neither reading shows a secret; an '@' in the query
-         * (user=name@server) is left to redact_query. */
+        /* The URL parser takes the last '@' before the first '/', '?' or '#'. Redact up
+         * to the last '@' before the query (which also covers a password holding an
+         * unencoded '/' or '@', a URL the parser refuses but a log may still show), or
+         * else up to the first '@' before a '/'; an '@' in the query (unix:...?user=a@b)
+         * is left to redact_query. */
         size_t qpos = strcspn(p, "?#");
         const char *at = NULL;
         for (const char *q = p; q < p + qpos; q++)
@@ -1195,56 +1202,56 @@ static void redact_uri(const char *s, size_t slen, struct ru_buf *b)
     redact_query(p, b);
 }
 
-static void redact_conninfo(const char *p, struct ru_buf *b)
+/* One conninfo value, quoted the way libpq reads it back: bare when it is a plain word,
+ * else in single quotes with ' and \ escaped. */
+static void put_conninfo_value(struct ru_buf *b, const char *v)
 {
-    bool swallow = false; /* words after an unquoted secret may belong to it */
-
-    while (*p != '\0') {
-        if (isspace((unsigned char)*p)) {
-            ru_buf_putc(b, *p++);
-            continue;
-        }
-        const char *k = p;
-        while (*p != '\0' && !isspace((unsigned char)*p) && *p != '=')
-            p++;
-        size_t klen = (size_t)(p - k);
-        const char *ws = p;
-        while (isspace((unsigned char)*p))
-            p++;
-        if (*p != '=') {
-            /* a word without '=': not valid conninfo; drop it if it may be secret */
-            if (!swallow)
-                ru_buf_append(b, k, (size_t)(ws - k));
-            p = ws;
-            continue;
-        }
-        p++;
-        while (isspace((unsigned char)*p))
-            p++;
-        const char *v = p;
-        bool quoted = *p == '\'';
-        if (quoted) {
-            for (p++; *p != '\0' && *p != '\''; p++)
-                if (*p == '\\' && p[1] != '\0')
-                    p++;
-            if (*p == '\'')
-                p++;
-        } else {
-            while (*p != '\0' && !isspace((unsigned char)*p)) {
-                if (*p == '\\' && p[1] != '\0')
-                    p++;
-                p++;
-            }
-        }
-        if (secret_key(k, klen)) {
-            ru_buf_append(b, k, (size_t)(v - k));
-            ru_buf_puts(b, "***");
-            swallow = !quoted;
-        } else {
-            ru_buf_append(b, k, (size_t)(p - k));
-            swallow = false;
-        }
+    if (v[0] != '\0' && strpbrk(v, " \t\n\r\f\v'\\") == NULL) {
+        ru_buf_puts(b, v);
+        return;
     }
+    ru_buf_putc(b, '\'');
+    for (; *v; v++) {
+        if (*v == '\'' || *v == '\\')
+            ru_buf_putc(b, '\\');
+        ru_buf_putc(b, *v);
+    }
+    ru_buf_putc(b, '\'');
+}
+
+/* A libpq connection string, read by libpq itself: rollupd does not re-implement its
+ * grammar (a hand-written reader once split a URI where libpq does not and showed a
+ * password). Every option libpq marks secret (dispchar '*': password, sslpassword, and
+ * whatever a later libpq adds) is shown as "***". */
+static void redact_libpq(const char *s, struct ru_buf *b)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(s, &err);
+    PQfreemem(err);
+    if (opts == NULL) {
+        /* libpq connects with a word without '=' as the database name (expand_dbname);
+         * anything else it cannot read may hold a secret anywhere */
+        const char *w = s + strspn(s, " \t\n\r\f\v");
+        if (w[0] != '\0' && strchr(w, '=') == NULL && scheme_len(w) == 0) {
+            ru_buf_puts(b, "dbname=");
+            put_conninfo_value(b, s);
+        } else {
+            ru_buf_puts(b, "(not shown: not a connection string libpq can read)");
+        }
+        return;
+    }
+    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (o->val == NULL)
+            continue;
+        if (b->len > 0)
+            ru_buf_putc(b, ' ');
+        ru_buf_printf(b, "%s=", o->keyword);
+        if (o->dispchar != NULL && o->dispchar[0] == '*')
+            ru_buf_puts(b, "***");
+        else
+            put_conninfo_value(b, o->val);
+    }
+    PQconninfoFree(opts);
 }
 
 void ru_config_redact(const char *s, char *out, size_t outlen)
@@ -1260,14 +1267,49 @@ void ru_config_redact(const char *s, char *out, size_t outlen)
     const char *p = s;
     while (isspace((unsigned char)*p))
         p++;
-    ru_buf_append(&b, s, (size_t)(p - s));
     size_t slen = scheme_len(p);
-    if (slen > 0)
+    if (slen > 0 && (redis_scheme(p, slen) || (slen == 4 && strncasecmp(p, "unix", 4) == 0))) {
+        ru_buf_append(&b, s, (size_t)(p - s));
         redact_uri(p, slen, &b);
-    else
-        redact_conninfo(p, &b);
+    } else {
+        redact_libpq(s, &b);
+    }
     ru_strlcpy(out, b.p != NULL ? b.p : "", outlen);
     ru_buf_free(&b);
+}
+
+/* Whether libpq would read a secret (an option it marks '*') out of conninfo. */
+static bool conninfo_has_secret(const char *conninfo)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+    PQfreemem(err);
+    bool found = opts == NULL && strchr(conninfo, '=') != NULL; /* unreadable: assume so */
+    for (const PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++)
+        if (o->val != NULL && o->val[0] != '\0' && o->dispchar != NULL && o->dispchar[0] == '*')
+            found = true;
+    PQconninfoFree(opts);
+    return found;
+}
+
+bool ru_config_secret_exposed(const struct ru_config *cfg, char *out, size_t outlen)
+{
+    struct stat st;
+    bool redis = cfg->redis.addr.password != NULL && cfg->redis.addr.password[0] != '\0';
+    bool pg = cfg->postgres.conninfo != NULL && conninfo_has_secret(cfg->postgres.conninfo);
+    if (cfg->path == NULL || (!redis && !pg) || stat(cfg->path, &st) != 0 ||
+        (st.st_mode & (S_IROTH | S_IWOTH)) == 0)
+        return false;
+    snprintf(out, outlen,
+             "%s holds a password (%s) and is readable by every user (mode %04o): chmod o-rwx "
+             "%s (e.g. 0640, owned by root and rollupd's group), or move the password out of "
+             "it (a pgpass file for PostgreSQL)",
+             cfg->path,
+             redis && pg ? "redis.url and postgres.conninfo"
+             : redis     ? "redis.url"
+                         : "postgres.conninfo",
+             (unsigned)(st.st_mode & 07777), cfg->path);
+    return true;
 }
 
 /* ---- reload ------------------------------------------------------------------------- */

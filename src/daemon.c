@@ -23,7 +23,7 @@
 #include "rollupd/status.h"
 #include "rollupd/stream.h"
 
-#define MAX_POLLFDS      100
+#define MAX_POLLFDS      160           /* signals, timer, writer, stream, two listeners of 64 */
 #define TRIM_DEGRADED_MS (3600 * 1000) /* health stays degraded this long after a trim */
 #define KEY_VERDICTS     2048          /* PostgreSQL's verdicts on long keys kept in memory */
 #define PROBE_MAX        256           /* keys asked about in one probe */

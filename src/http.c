@@ -1,5 +1,7 @@
 #include "rollupd/http.h"
 
+#include "rollupd/listener.h"
+
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -8,26 +10,23 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define MAX_CLIENTS 16
-#define REQ_MAX     8192
-#define TIMEOUT_MS  5000
-
-struct client {
-    int fd;
-    bool writing;
-    char in[REQ_MAX];
-    size_t inlen;
-    struct ru_buf out;
-    size_t outoff;
-    int64_t deadline_ms;
-};
+#define MAX_CLIENTS 64
+#define REQ_MAX     8192 /* bytes of the request line and headers */
+#define REQUEST_MS  2000 /* the whole request within this long of the connect */
+#define WRITE_MS    5000
 
 struct ru_http {
-    int lfd;
+    struct ru_listener *l;
     ru_http_fn fn;
     void *ud;
-    struct client c[MAX_CLIENTS];
 };
+
+static bool whole_request(const char *in, size_t len, bool eof)
+{
+    return strstr(in, "\r\n\r\n") != NULL || strstr(in, "\n\n") != NULL;
+}
+
+static void on_request(void *ud, struct ru_lconn *c, bool too_long);
 
 static int split_listen(const char *listen, char *host, size_t hostlen, char *port, size_t portlen)
 {
@@ -65,55 +64,46 @@ struct ru_http *ru_http_new(const char *listen_addr, ru_http_fn fn, void *ud, ch
         snprintf(err, errlen, "metrics.listen: %s: %s", listen_addr, gai_strerror(rc));
         return NULL;
     }
-    struct ru_http *h = ru_xcalloc(1, sizeof(*h));
-    h->fn = fn;
-    h->ud = ud;
-    for (size_t i = 0; i < MAX_CLIENTS; i++)
-        h->c[i].fd = -1;
-    h->lfd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int lfd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
-    if (h->lfd < 0 || setsockopt(h->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        bind(h->lfd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(h->lfd, 16) < 0) {
+    /* a deep backlog: see ru_listener; a new scrape is not refused during a flood */
+    if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(lfd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(lfd, SOMAXCONN) < 0) {
         snprintf(err, errlen, "metrics.listen: %s: %s", listen_addr, strerror(errno));
         freeaddrinfo(ai);
-        ru_http_free(h);
+        if (lfd >= 0)
+            close(lfd);
         return NULL;
     }
     freeaddrinfo(ai);
+    struct ru_http *h = ru_xcalloc(1, sizeof(*h));
+    h->fn = fn;
+    h->ud = ud;
+    const struct ru_listener_ops ops = {
+        .max_conns = MAX_CLIENTS,
+        .max_request = REQ_MAX,
+        .request_ms = REQUEST_MS,
+        .write_ms = WRITE_MS,
+        .whole = whole_request,
+        .handle = on_request,
+        .ud = h,
+        .full_text = "HTTP/1.0 503 Service Unavailable\r\nConnection: close\r\n\r\n",
+    };
+    h->l = ru_listener_new(lfd, &ops);
     return h;
-}
-
-static void client_close(struct client *c)
-{
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
-    c->writing = false;
-    c->inlen = 0;
-    c->outoff = 0;
-    ru_buf_free(&c->out);
 }
 
 void ru_http_free(struct ru_http *h)
 {
     if (h == NULL)
         return;
-    for (size_t i = 0; i < MAX_CLIENTS; i++)
-        client_close(&h->c[i]);
-    if (h->lfd >= 0)
-        close(h->lfd);
+    ru_listener_free(h->l);
     free(h);
 }
 
 int ru_http_pollfds(struct ru_http *h, struct pollfd *fds, int max)
 {
-    int n = 0;
-    if (n < max)
-        fds[n++] = (struct pollfd){h->lfd, POLLIN, 0};
-    for (size_t i = 0; i < MAX_CLIENTS && n < max; i++)
-        if (h->c[i].fd >= 0)
-            fds[n++] = (struct pollfd){h->c[i].fd, h->c[i].writing ? POLLOUT : POLLIN, 0};
-    return n;
+    return ru_listener_pollfds(h->l, fds, max);
 }
 
 static const char *reason(int status)
@@ -127,6 +117,8 @@ static const char *reason(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 431:
+        return "Request Header Fields Too Large";
     case 503:
         return "Service Unavailable";
     default:
@@ -134,14 +126,17 @@ static const char *reason(int status)
     }
 }
 
-static void respond(struct ru_http *h, struct client *c)
+static void on_request(void *ud, struct ru_lconn *c, bool too_long)
 {
-    c->in[c->inlen] = '\0';
+    struct ru_http *h = ud;
     int status = 400;
     const char *ctype = "text/plain; charset=utf-8";
-    struct ru_buf body = RU_BUF_INIT;
+    struct ru_buf body = RU_BUF_INIT, out = RU_BUF_INIT;
     char method[8] = "", path[256] = "";
-    if (sscanf(c->in, "%7s %255s", method, path) == 2) {
+    if (too_long) {
+        status = 431;
+        ru_buf_printf(&body, "request line and headers longer than %d bytes\n", REQ_MAX);
+    } else if (sscanf(c->in, "%7s %255s", method, path) == 2) {
         char *q = strchr(path, '?');
         if (q)
             *q = '\0';
@@ -154,84 +149,23 @@ static void respond(struct ru_http *h, struct client *c)
     } else {
         ru_buf_puts(&body, "bad request\n");
     }
-    ru_buf_printf(&c->out,
+    ru_buf_printf(&out,
                   "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                   "Connection: close\r\n\r\n",
                   status, reason(status), ctype, body.len);
     if (strcmp(method, "HEAD") != 0)
-        ru_buf_append(&c->out, body.p ? body.p : "", body.len);
+        ru_buf_append(&out, body.p ? body.p : "", body.len);
+    ru_listener_reply(c, out.p, out.len);
     ru_buf_free(&body);
-    c->writing = true;
-    c->outoff = 0;
-}
-
-static void on_write(struct client *c)
-{
-    while (c->outoff < c->out.len) {
-        ssize_t n = send(c->fd, c->out.p + c->outoff, c->out.len - c->outoff, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                client_close(c);
-            return;
-        }
-        c->outoff += (size_t)n;
-    }
-    client_close(c);
+    ru_buf_free(&out);
 }
 
 void ru_http_on_ready(struct ru_http *h, int fd, short revents)
 {
-    if (fd == h->lfd) {
-        for (;;) {
-            int cfd = accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (cfd < 0)
-                return;
-            struct client *c = NULL;
-            for (size_t i = 0; i < MAX_CLIENTS; i++)
-                if (h->c[i].fd < 0) {
-                    c = &h->c[i];
-                    break;
-                }
-            if (c == NULL) {
-                close(cfd);
-                continue;
-            }
-            c->fd = cfd;
-            c->inlen = 0;
-            c->writing = false;
-            c->deadline_ms = ru_mono_ms() + TIMEOUT_MS;
-        }
-    }
-    for (size_t i = 0; i < MAX_CLIENTS; i++) {
-        struct client *c = &h->c[i];
-        if (c->fd != fd)
-            continue;
-        if (c->writing) {
-            on_write(c);
-            return;
-        }
-        ssize_t n = read(c->fd, c->in + c->inlen, sizeof(c->in) - 1 - c->inlen);
-        if (n <= 0) {
-            if (n == 0 || (errno != EAGAIN && errno != EINTR))
-                client_close(c);
-            return;
-        }
-        c->inlen += (size_t)n;
-        c->in[c->inlen] = '\0';
-        if (strstr(c->in, "\r\n\r\n") || strstr(c->in, "\n\n") || c->inlen >= sizeof(c->in) - 1) {
-            respond(h, c);
-            on_write(c);
-        }
-        return;
-    }
+    ru_listener_on_ready(h->l, fd, revents);
 }
 
 void ru_http_tick(struct ru_http *h)
 {
-    int64_t now = ru_mono_ms();
-    for (size_t i = 0; i < MAX_CLIENTS; i++)
-        if (h->c[i].fd >= 0 && now > h->c[i].deadline_ms)
-            client_close(&h->c[i]);
+    ru_listener_tick(h->l);
 }

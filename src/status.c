@@ -1,7 +1,8 @@
 #include "rollupd/status.h"
 
+#include "rollupd/listener.h"
+
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,31 +12,49 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define MAX_CLIENTS     64
-#define LINE_MAX_BYTES  1024
-#define READ_TIMEOUT_MS 2000
+#define MAX_CLIENTS    64
+#define LINE_MAX_BYTES 1024
+#define REQUEST_MS     2000 /* a command line must be whole this long after the connect */
+#define WRITE_MS       2000
 
-enum req_state { R_FREE, R_READING, R_HANDLING, R_WRITING };
-
+/* The request of one connection slot (same index as the listener's slot). */
 struct ru_status_req {
     struct ru_status *srv;
-    int fd;
-    enum req_state state;
-    char in[LINE_MAX_BYTES];
-    size_t inlen;
-    struct ru_buf out;
-    size_t outoff;
-    int64_t deadline_ms;
+    struct ru_lconn *c;
 };
 
 struct ru_status {
-    int lfd;
+    int lfd; /* until the listener owns it */
+    struct ru_listener *l;
     char *path; /* set when we created the file */
     const struct ru_status_cmd *cmds;
     size_t ncmds;
     void *ud;
     struct ru_status_req reqs[MAX_CLIENTS];
 };
+
+static bool whole_line(const char *in, size_t len, bool eof)
+{
+    return eof || memchr(in, '\n', len) != NULL;
+}
+
+static void on_request(void *ud, struct ru_lconn *c, bool too_long);
+
+static void start_listener(struct ru_status *s)
+{
+    const struct ru_listener_ops ops = {
+        .max_conns = MAX_CLIENTS,
+        .max_request = LINE_MAX_BYTES - 1,
+        .request_ms = REQUEST_MS,
+        .write_ms = WRITE_MS,
+        .whole = whole_line,
+        .handle = on_request,
+        .ud = s,
+        .full_text = "error: too many clients\n",
+    };
+    s->l = ru_listener_new(s->lfd, &ops);
+    s->lfd = -1;
+}
 
 /* Whether something still answers on the socket file sa names: a second rollupd started
  * with the same configuration must not take the socket of the one running (after it
@@ -83,14 +102,11 @@ struct ru_status *ru_status_new(const char *path, int listen_fd, unsigned mode,
     s->ncmds = ncmds;
     s->ud = ud;
     s->lfd = -1;
-    for (size_t i = 0; i < MAX_CLIENTS; i++) {
-        s->reqs[i].fd = -1;
+    for (size_t i = 0; i < MAX_CLIENTS; i++)
         s->reqs[i].srv = s;
-    }
     if (listen_fd >= 0) {
         s->lfd = listen_fd;
-        int fl = fcntl(listen_fd, F_GETFL);
-        fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK);
+        start_listener(s);
         return s;
     }
     struct sockaddr_un sa;
@@ -129,33 +145,24 @@ struct ru_status *ru_status_new(const char *path, int listen_fd, unsigned mode,
         snprintf(err, errlen, "%s: chmod: %s", path, strerror(errno));
         goto fail;
     }
-    if (listen(s->lfd, 64) < 0) {
+    /* a deep backlog: the loop accepts quickly and evicts idle clients, so connections
+     * never wait long in it, and a new one is not refused while a flood is accepted */
+    if (listen(s->lfd, SOMAXCONN) < 0) {
         snprintf(err, errlen, "%s: listen: %s", path, strerror(errno));
         goto fail;
     }
+    start_listener(s);
     return s;
 fail:
     ru_status_free(s);
     return NULL;
 }
 
-static void req_close(struct ru_status_req *r)
-{
-    if (r->fd >= 0)
-        close(r->fd);
-    r->fd = -1;
-    r->state = R_FREE;
-    r->inlen = 0;
-    r->outoff = 0;
-    ru_buf_free(&r->out);
-}
-
 void ru_status_free(struct ru_status *s)
 {
     if (s == NULL)
         return;
-    for (size_t i = 0; i < MAX_CLIENTS; i++)
-        req_close(&s->reqs[i]);
+    ru_listener_free(s->l);
     if (s->lfd >= 0)
         close(s->lfd);
     if (s->path) {
@@ -167,28 +174,13 @@ void ru_status_free(struct ru_status *s)
 
 int ru_status_pollfds(struct ru_status *s, struct pollfd *fds, int max)
 {
-    int n = 0;
-    if (n < max && s->lfd >= 0) {
-        fds[n].fd = s->lfd;
-        fds[n].events = POLLIN;
-        fds[n++].revents = 0;
-    }
-    for (size_t i = 0; i < MAX_CLIENTS && n < max; i++) {
-        struct ru_status_req *r = &s->reqs[i];
-        if (r->state == R_READING || r->state == R_WRITING) {
-            fds[n].fd = r->fd;
-            fds[n].events = r->state == R_READING ? POLLIN : POLLOUT;
-            fds[n++].revents = 0;
-        }
-    }
-    return n;
+    return ru_listener_pollfds(s->l, fds, max);
 }
 
 static void dispatch(struct ru_status_req *r)
 {
     struct ru_status *s = r->srv;
-    char *line = r->in;
-    line[r->inlen] = '\0';
+    char *line = r->c->in;
     char *nl = strpbrk(line, "\r\n");
     if (nl)
         *nl = '\0';
@@ -200,7 +192,6 @@ static void dispatch(struct ru_status_req *r)
         while (*args == ' ' || *args == '\t')
             args++;
     }
-    r->state = R_HANDLING;
     for (size_t i = 0; i < s->ncmds; i++) {
         if (strcmp(s->cmds[i].word, line) == 0) {
             s->cmds[i].fn(s->ud, r, args);
@@ -219,114 +210,38 @@ static void dispatch(struct ru_status_req *r)
     ru_status_replyf(r, "error: unknown command '%.64s' (try 'help')", line);
 }
 
-static void on_readable(struct ru_status_req *r)
+static void on_request(void *ud, struct ru_lconn *c, bool too_long)
 {
-    for (;;) {
-        ssize_t n = read(r->fd, r->in + r->inlen, sizeof(r->in) - 1 - r->inlen);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                req_close(r);
-            return;
-        }
-        if (n == 0) {
-            /* the client closed its side: treat what we have as the line */
-            if (r->inlen == 0) {
-                req_close(r);
-                return;
-            }
-            dispatch(r);
-            return;
-        }
-        r->inlen += (size_t)n;
-        if (memchr(r->in, '\n', r->inlen) != NULL) {
-            dispatch(r);
-            return;
-        }
-        if (r->inlen >= sizeof(r->in) - 1) {
-            r->state = R_HANDLING;
-            ru_status_replyf(r, "error: command line too long");
-            return;
-        }
-    }
-}
-
-static void on_writable(struct ru_status_req *r)
-{
-    while (r->outoff < r->out.len) {
-        ssize_t n = send(r->fd, r->out.p + r->outoff, r->out.len - r->outoff, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                req_close(r);
-            return;
-        }
-        r->outoff += (size_t)n;
-    }
-    req_close(r);
+    struct ru_status *s = ud;
+    struct ru_status_req *r = &s->reqs[c->slot];
+    r->c = c;
+    if (too_long)
+        ru_status_replyf(r, "error: command line too long");
+    else
+        dispatch(r);
 }
 
 void ru_status_on_ready(struct ru_status *s, int fd, short revents)
 {
-    if (fd == s->lfd) {
-        for (;;) {
-            int c = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (c < 0)
-                return;
-            struct ru_status_req *r = NULL;
-            for (size_t i = 0; i < MAX_CLIENTS; i++) {
-                if (s->reqs[i].state == R_FREE) {
-                    r = &s->reqs[i];
-                    break;
-                }
-            }
-            if (r == NULL) {
-                static const char busy[] = "error: too many clients\n";
-                ssize_t w = send(c, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
-                (void)w;
-                close(c);
-                continue;
-            }
-            r->fd = c;
-            r->state = R_READING;
-            r->inlen = 0;
-            r->deadline_ms = ru_mono_ms() + READ_TIMEOUT_MS;
-        }
-    }
-    for (size_t i = 0; i < MAX_CLIENTS; i++) {
-        struct ru_status_req *r = &s->reqs[i];
-        if (r->fd != fd || r->state == R_FREE)
-            continue;
-        if (r->state == R_READING && (revents & (POLLIN | POLLHUP | POLLERR)))
-            on_readable(r);
-        else if (r->state == R_WRITING && (revents & (POLLOUT | POLLHUP | POLLERR)))
-            on_writable(r);
-        return;
-    }
+    ru_listener_on_ready(s->l, fd, revents);
 }
 
 void ru_status_tick(struct ru_status *s)
 {
-    int64_t now = ru_mono_ms();
-    for (size_t i = 0; i < MAX_CLIENTS; i++) {
-        struct ru_status_req *r = &s->reqs[i];
-        if ((r->state == R_READING || r->state == R_WRITING) && now > r->deadline_ms)
-            req_close(r);
-    }
+    ru_listener_tick(s->l);
 }
 
 void ru_status_reply(struct ru_status_req *r, const char *text, size_t len)
 {
-    ru_buf_reset(&r->out);
-    ru_buf_append(&r->out, text, len);
-    if (len == 0 || text[len - 1] != '\n')
-        ru_buf_putc(&r->out, '\n');
-    r->outoff = 0;
-    r->state = R_WRITING;
-    r->deadline_ms = ru_mono_ms() + READ_TIMEOUT_MS;
-    on_writable(r); /* most answers fit the socket buffer at once */
+    if (len > 0 && text[len - 1] == '\n') {
+        ru_listener_reply(r->c, text, len);
+        return;
+    }
+    struct ru_buf b = RU_BUF_INIT;
+    ru_buf_append(&b, text, len);
+    ru_buf_putc(&b, '\n');
+    ru_listener_reply(r->c, b.p, b.len);
+    ru_buf_free(&b);
 }
 
 void ru_status_replyf(struct ru_status_req *r, const char *fmt, ...)
@@ -342,8 +257,5 @@ void ru_status_replyf(struct ru_status_req *r, const char *fmt, ...)
 
 size_t ru_status_deferred(const struct ru_status *s)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < MAX_CLIENTS; i++)
-        n += s->reqs[i].state == R_HANDLING;
-    return n;
+    return ru_listener_count(s->l, RU_LCONN_HANDLING);
 }

@@ -122,7 +122,7 @@ struct ru_stream {
     size_t ndead, dead_cap, dead_scanned;
     int backoff_ms;
     int64_t next_attempt_ms, connect_deadline_ms, next_xinfo_ms;
-    char last_err[256];
+    char last_err[512];
 
     struct ru_reply_arena *arena;
     char *rbuf;
@@ -1314,8 +1314,62 @@ static size_t reply_entries(const redisReply *r)
     return st->element[1]->elements;
 }
 
+/* The command (as ACL rules name it) each kind of reply answers. */
+static const char *const acl_names[] = {
+    [C_AUTH] = "auth",
+    [C_SELECT] = "select",
+    [C_GROUP_CREATE] = "xgroup|create",
+    [C_READ_REPLAY] = "xreadgroup",
+    [C_READ_LIVE] = "xreadgroup",
+    [C_ACK] = "xack",
+    [C_MULTI] = "multi",
+    [C_QUEUED] = "xadd or xack",
+    [C_EXEC_DL] = "exec",
+    [C_XINFO] = "xinfo|groups",
+    [C_XPENDING_ADOPT] = "xpending",
+    [C_XRANGE_ADOPT] = "xrange",
+    [C_XINFO_CONSUMERS] = "xinfo|consumers",
+    [C_NOTE] = "xadd",
+    [C_XADD_DL] = "xadd",
+    [C_CHECK_CONSUMERS] = "xinfo|consumers",
+    [C_RECOVER_GROUPS] = "xinfo|groups",
+    [C_RECOVER_STREAM] = "xinfo|stream",
+    [C_DEAD_SCAN] = "xrevrange",
+    [C_READ_RECOVER] = "xrange",
+    [C_EXEC_DL_LONE] = "exec",
+    [C_SETNAME] = "client|setname",
+    [C_CLIENT_ID] = "client|id",
+    [C_CLIENT_LIST] = "client|list",
+    [C_CLIENT_KILL] = "client|kill",
+};
+
+/* NOPERM: the ACL user lacks a command or a key. A reconnect does not fix that, so it is
+ * one error naming the command, and the next attempt comes after BACKOFF_MAX_MS rather
+ * than at reconnect speed (a changed ACL is picked up then, without a restart). The
+ * fence's commands only warn (reading goes on unfenced), and an adoption reports the
+ * refusal to the operator who asked for it. Returns true when r was such a refusal. */
+static bool acl_refused(struct ru_stream *s, enum cmd_kind k, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ERROR || !is_error(r, "NOPERM") || k == C_SETNAME ||
+        k == C_CLIENT_ID || k == C_CLIENT_LIST || k == C_CLIENT_KILL || k == C_XPENDING_ADOPT ||
+        k == C_XRANGE_ADOPT)
+        return false;
+    char why[sizeof(s->last_err)];
+    snprintf(why, sizeof(why),
+             "the Redis ACL refuses %s to user '%s' (%.150s): grant it +%s on keys %s and %s "
+             "(README: Least privilege has the ACL SETUSER line of each mode); next attempt in "
+             "%d s",
+             acl_names[k], s->user ? s->user : "default", r->str, acl_names[k], s->stream, s->dead,
+             BACKOFF_MAX_MS / 1000);
+    s->backoff_ms = BACKOFF_MAX_MS;
+    disconnect(s, why);
+    return true;
+}
+
 static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply *r)
 {
+    if (acl_refused(s, k, r))
+        return;
     switch (k) {
     case C_AUTH:
     case C_SELECT:

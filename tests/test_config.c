@@ -155,6 +155,7 @@ static void assert_defaults(const struct ru_config *c)
     cr_assert_str_eq(c->postgres.raw_table, "");
     cr_assert_eq(c->postgres.statement_timeout_ms, 60000);
     cr_assert_eq(c->postgres.connect_timeout_s, 10);
+    cr_assert(c->postgres.create_schema);
     cr_assert_eq(c->flush.interval_ms, 5000);
     cr_assert_eq(c->flush.max_events, 50000);
     cr_assert_eq(c->flush.max_keys, 100000);
@@ -217,6 +218,7 @@ Test(config, example_file_documents_the_defaults)
         "raw_table =",
         "statement_timeout_ms =",
         "connect_timeout_s =",
+        "create_schema =",
         "interval_ms =",
         "max_events =",
         "max_keys =",
@@ -250,6 +252,7 @@ Test(config, full_file_overrides_every_key)
                 "  raw_table = \"raw_events\";\n"
                 "  statement_timeout_ms = 0;\n"
                 "  connect_timeout_s = 3;\n"
+                "  create_schema = false;\n"
                 "};\n"
                 "flush: { interval_ms = 100; max_events = 1000; max_keys = 100; };\n"
                 "limits: { max_memory_mb = 64; };\n"
@@ -277,6 +280,7 @@ Test(config, full_file_overrides_every_key)
     cr_assert_str_eq(c.postgres.raw_table, "raw_events");
     cr_assert_eq(c.postgres.statement_timeout_ms, 0);
     cr_assert_eq(c.postgres.connect_timeout_s, 3);
+    cr_assert(!c.postgres.create_schema);
     cr_assert_eq(c.flush.interval_ms, 100);
     cr_assert_eq(c.flush.max_events, 1000);
     cr_assert_eq(c.flush.max_keys, 100);
@@ -743,56 +747,100 @@ static void expect_redacted(const char *in, const char *want)
     cr_assert_str_eq(out, want, "redact(\"%s\") = \"%s\", want \"%s\"", in, out, want);
 }
 
-Test(config, redact_uris)
+Test(config, redact_redis_urls)
 {
     expect_redacted("redis://user:secret@host:6379/0", "redis://user:***@host:6379/0");
     expect_redacted("redis://:secret@host", "redis://:***@host");
     expect_redacted("redis://secret@host", "redis://***@host");
-    expect_redacted("postgresql://alice:pa%40ss@db.example:5432/app",
-                    "postgresql://alice:***@db.example:5432/app");
-    expect_redacted("postgresql://alice@db/app", "postgresql://alice@db/app");
-    expect_redacted("postgresql://db/app?user=alice&password=secret&sslmode=require",
-                    "postgresql://db/app?user=alice&password=***&sslmode=require");
-    expect_redacted("postgres://db/app?password=secret", "postgres://db/app?password=***");
     expect_redacted("unix:///run/redis.sock?db=1&password=secret",
                     "unix:///run/redis.sock?db=1&password=***");
     /* an unencoded '@' or '/' in the password must not leak any part of it */
     expect_redacted("redis://u:p@ss/w@rd@host:1/0", "redis://u:***@host:1/0");
 }
 
-Test(config, redact_conninfo)
+/* PostgreSQL connection strings are read by libpq (PQconninfoParse) and written back as
+ * key=value pairs in libpq's order, every option it marks secret shown as "***". */
+Test(config, redact_conninfo_through_libpq)
 {
-    expect_redacted("host=db password=secret dbname=x", "host=db password=*** dbname=x");
-    expect_redacted("host=db password='se cret' dbname=x", "host=db password=*** dbname=x");
-    expect_redacted("password='it\\'s' user=u", "password=*** user=u");
-    expect_redacted("password = secret user=u", "password = *** user=u");
-    expect_redacted("sslpassword=k host=h", "sslpassword=*** host=h");
+    expect_redacted("postgresql://alice:pa%40ss@db.example:5432/app",
+                    "user=alice password=*** dbname=app host=db.example port=5432");
+    expect_redacted("postgresql://db/app?user=alice&password=secret&sslmode=require",
+                    "user=alice password=*** dbname=app host=db sslmode=require");
+    expect_redacted("postgres://db/app?password=secret", "password=*** dbname=app host=db");
+    expect_redacted("host=db password=secret dbname=x", "password=*** dbname=x host=db");
+    expect_redacted("host=db password='se cret' dbname=x", "password=*** dbname=x host=db");
+    expect_redacted("password='it\\'s' user=u", "user=u password=***");
+    expect_redacted("password = secret user=u", "user=u password=***");
+    expect_redacted("sslpassword=k host=h", "host=h sslpassword=***");
     expect_redacted("password=", "password=***");
-    /* an unquoted password with a space (invalid for libpq) still does not leak */
-    char out[256];
-    ru_config_redact("password=se cret host=h", out, sizeof(out));
-    cr_assert_null(strstr(out, "se"), "%s", out);
-    cr_assert_null(strstr(out, "cret"), "%s", out);
-    cr_assert_not_null(strstr(out, "host=h"), "%s", out);
+    /* found by fuzz_config: libpq reads "h?sslcret" as the user and sslpassword as a
+     * secret; a hand-written reader split at the first '?' and showed k3y */
+    expect_redacted("postgresql://h?sslcret@h?sslpassword=k3y",
+                    "user=h?sslcret host=h sslpassword=***");
+    /* what libpq cannot read is not shown (it may hold a secret anywhere) */
+    expect_redacted("password=se cret host=h",
+                    "(not shown: not a connection string libpq can read)");
+    expect_redacted("postgresql://u:secret@h/db?nokey=1",
+                    "(not shown: not a connection string libpq can read)");
+    /* a word without '=' is a database name to libpq */
+    expect_redacted("genonaut", "dbname=genonaut");
 }
 
-Test(config, redact_leaves_other_text_alone)
+Test(config, redact_keeps_what_is_not_secret)
 {
     static const char *const same[] = {
         "dbname=genonaut",
-        "host=/var/run/postgresql dbname=x user=rollupd application_name='roll up'",
+        "user=rollupd dbname=x host=/var/run/postgresql application_name='roll up'",
         "redis://127.0.0.1:6379/0",
         "redis://[::1]:6380",
         "unix:/run/redis.sock?db=2",
-        "postgresql://rollupd@db.example/genonaut?sslmode=verify-full",
         "",
     };
     for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++)
         expect_redacted(same[i], same[i]);
+    expect_redacted("postgresql://rollupd@db.example/genonaut?sslmode=verify-full",
+                    "user=rollupd dbname=genonaut host=db.example sslmode=verify-full");
 
     char small[8];
     ru_config_redact("redis://u:secret@h", small, sizeof(small));
     cr_assert_str_eq(small, "redis:/");
+    ru_config_redact("password=secret host=h", small, sizeof(small));
+    cr_assert_str_eq(small, "passwor");
+}
+
+/* ---- secrets at rest ---------------------------------------------------------------- */
+
+static bool exposed(const char *text, mode_t mode, char *why, size_t len)
+{
+    struct ru_config c;
+    const char *path;
+    char err[256];
+    cr_assert_eq(load_text(text, &c, &path, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(chmod(path, mode), 0);
+    bool e = ru_config_secret_exposed(&c, why, len);
+    ru_config_deinit(&c);
+    return e;
+}
+
+Test(config, secret_readable_by_others_is_noticed)
+{
+    char why[512];
+    cr_assert(
+        exposed("postgres: { conninfo = \"dbname=x password=s3\"; };\n", 0644, why, sizeof(why)));
+    cr_assert_not_null(strstr(why, "postgres.conninfo"), "%s", why);
+    cr_assert_not_null(strstr(why, "0644"), "%s", why);
+    cr_assert_not_null(strstr(why, "chmod o-rwx"), "%s", why);
+    cr_assert(exposed("redis: { url = \"redis://u:pw@h:1/0\"; };\n", 0604, why, sizeof(why)));
+    cr_assert_not_null(strstr(why, "redis.url"), "%s", why);
+    cr_assert(
+        exposed("postgres: { conninfo = \"postgresql://u:pw@h/db\"; };\n", 0606, why, sizeof(why)));
+    cr_assert(
+        exposed("postgres: { conninfo = \"host=h sslpassword=k\"; };\n", 0644, why, sizeof(why)));
+    /* not readable by others, or no password in it */
+    cr_assert(
+        !exposed("postgres: { conninfo = \"dbname=x password=s3\"; };\n", 0640, why, sizeof(why)));
+    cr_assert(!exposed("postgres: { conninfo = \"dbname=x user=u\"; };\n", 0644, why, sizeof(why)));
+    cr_assert(!exposed("redis: { url = \"redis://h:1/0\"; };\n", 0644, why, sizeof(why)));
 }
 
 /* ---- reload rules and log levels ---------------------------------------------------- */

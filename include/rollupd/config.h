@@ -51,6 +51,7 @@ struct ru_config {
         char *raw_table;          /* "" = off */
         int statement_timeout_ms; /* bound on each flush statement; default 60000 */
         int connect_timeout_s;    /* default 10 */
+        bool create_schema;       /* create missing tables, indexes, columns; default true */
     } postgres;
 
     struct {
@@ -96,9 +97,17 @@ int ru_config_parse_redis_url(const char *url, struct ru_redis_addr *out, char *
 void ru_config_addr_deinit(struct ru_redis_addr *a);
 
 /* Copies a Redis URL or libpq conninfo into out with any password replaced by "***",
- * for logs and status. Works for key=value conninfo (password=...) and URIs
- * (scheme://user:secret@host). */
+ * for logs and status. A Redis URL (redis://, rediss://, unix:) keeps its form with the
+ * password replaced. Anything else is read by libpq itself (PQconninfoParse) and written
+ * back as key=value pairs, every option libpq marks secret shown as "***"; a string
+ * libpq cannot read is not shown at all (only a word without '=', which libpq takes as
+ * a database name, is shown as dbname=...). */
 void ru_config_redact(const char *s, char *out, size_t outlen);
+
+/* Secrets at rest: when cfg's file is readable (or writable) by others and holds a
+ * password (in redis.url, or any secret option of postgres.conninfo), writes a warning
+ * naming the file, its mode and the fix into out and returns true. */
+bool ru_config_secret_exposed(const struct ru_config *cfg, char *out, size_t outlen);
 
 /* Names of keys whose change needs a restart rather than a reload (stream, group,
  * consumer, status.socket, ...): writes a comma-separated list of those that differ

@@ -114,6 +114,11 @@ struct ru_pgw_stats {
 
 struct ru_pgw;
 
+/* Appends the DDL of every table, index and column rollupd would create for cfg's
+ * hourly and raw tables (what set-up runs for the missing ones when
+ * postgres.create_schema is on), as one transaction, for rollupd --print-schema. */
+void ru_pgw_schema_sql(const struct ru_config *cfg, struct ru_buf *out);
+
 /* Copies the settings it needs. The thread starts at once and connects, creates the
  * schema if missing and loads this consumer's checkpoint; ru_pgw_ready() tells when. */
 struct ru_pgw *ru_pgw_new(const struct ru_config *cfg);

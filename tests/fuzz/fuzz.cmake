@@ -16,6 +16,8 @@ set(RU_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 set(RU_FUZZ_TIME 30 CACHE STRING "Seconds each fuzz_*_short CTest test fuzzes")
 option(RU_FUZZ_IGNORE_KNOWN
        "fuzz_*_short: go on past the findings listed in tests/fuzz/crashes/README.md" OFF)
+option(RU_FUZZ_KEEP_CORPUS
+       "fuzz_*_short: merge what a run learnt into tests/fuzz/corpus/<target>/" OFF)
 
 # fuzz_<name>: tests/fuzz/fuzz_<name>.c + the listed src/ files
 function(ru_add_fuzzer name)
@@ -40,8 +42,9 @@ function(ru_add_fuzzer name)
                    -DDICT=${RU_FUZZ_DIR}/${name}.dict
                    -DSECONDS=${RU_FUZZ_TIME}
                    -DIGNORE_KNOWN=${RU_FUZZ_IGNORE_KNOWN}
+                   -DKEEP=${RU_FUZZ_KEEP_CORPUS}
                    -P ${RU_FUZZ_DIR}/run_fuzz.cmake)
-  math(EXPR timeout "${RU_FUZZ_TIME} + 120")
+  math(EXPR timeout "${RU_FUZZ_TIME} + 300")
   set_tests_properties(fuzz_${name}_short PROPERTIES LABELS fuzz TIMEOUT ${timeout})
 endfunction()
 

@@ -12,12 +12,13 @@
  *   2. as a Redis URL (up to the first NUL) for ru_config_parse_redis_url: the parsed address
  *      must be consistent, and a refusal leaves it zeroed with a reason.
  *   3. as a string to redact (ru_config_redact), into exact-size buffers of several sizes:
- *      the output never overflows, and it never contains a password (>= 3 bytes) that the
- *      URL parser, or libpq's PQconninfoParse (the authority on conninfo), extracted from
- *      the same input. The loaded configuration's redis.url and postgres.conninfo get the
- *      same check.
+ *      the output never overflows, it never contains a password (>= 3 bytes) that the
+ *      URL parser extracted from the same input, and for a string libpq's
+ *      PQconninfoParse (the authority on conninfo) reads, libpq reads the output as the
+ *      same options with every secret one "***" (check_libpq_round_trip). The loaded
+ *      configuration's redis.url and postgres.conninfo get the same checks.
  *
- * A password "leaks" when redaction changed nothing at all, or when the redacted text
+ * A Redis URL's password "leaks" when redaction changed nothing at all, or when the redacted text
  * contains it as many times as the input does: redaction only replaces spans by "***", so
  * it can only remove occurrences, and removing the password's own span removes at least
  * one. That count is compared when the password holds no '*' and the input no '%' or '\\'
@@ -257,6 +258,47 @@ static void check_no_leak(const char *input, const char *redacted, const char *p
         fail_check(__LINE__, "redacted output shows the password");
 }
 
+/* A string libpq reads (never a Redis URL: libpq refuses its scheme as a keyword) is
+ * redacted from libpq's own reading: the output, read by libpq again, holds exactly the
+ * input's options with the same values, except that every option libpq marks secret
+ * (dispchar '*') is "***". Stricter than counting occurrences, which key names written
+ * out ("user=" holds "ser") would confuse. */
+static void check_libpq_round_trip(const char *s, const char *redacted)
+{
+    char *errmsg = NULL;
+    PQconninfoOption *in = PQconninfoParse(s, &errmsg);
+    PQfreemem(errmsg);
+    if (in == NULL)
+        return;
+    errmsg = NULL;
+    PQconninfoOption *out = PQconninfoParse(redacted, &errmsg);
+    PQfreemem(errmsg);
+    if (out == NULL) {
+        fprintf(stderr,
+                "fuzz_config: libpq cannot read the redacted conninfo\n  input:    %s\n"
+                "  redacted: %s\n",
+                s, redacted);
+        fail_check(__LINE__, "redacted conninfo is not a connection string");
+    }
+    for (size_t i = 0; in[i].keyword != NULL; i++) {
+        CHECK(out[i].keyword != NULL && strcmp(in[i].keyword, out[i].keyword) == 0);
+        bool secret = in[i].dispchar != NULL && in[i].dispchar[0] == '*';
+        const char *want = in[i].val == NULL ? NULL : secret ? "***" : in[i].val;
+        bool same =
+            want == NULL ? out[i].val == NULL : out[i].val != NULL && strcmp(want, out[i].val) == 0;
+        if (!same) {
+            fprintf(stderr,
+                    "fuzz_config: %s %s through ru_config_redact\n  input:    %s\n"
+                    "  redacted: %s\n",
+                    in[i].keyword, secret ? "leaks" : "changes", s, redacted);
+            fail_check(__LINE__, secret ? "redacted output shows a secret"
+                                        : "redacted output changes an option");
+        }
+    }
+    PQconninfoFree(in);
+    PQconninfoFree(out);
+}
+
 /* Redacts s into a buffer of exactly outlen bytes; returns the output (malloc'd). */
 static char *redact_into(const char *s, size_t outlen)
 {
@@ -286,17 +328,7 @@ static void check_redact(const char *s, const char *url_password)
     }
 
     check_no_leak(s, full, url_password, "Redis URL");
-
-    char *errmsg = NULL;
-    PQconninfoOption *opts = PQconninfoParse(s, &errmsg);
-    if (opts != NULL) {
-        for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
-            if (o->val != NULL &&
-                (strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "sslpassword") == 0))
-                check_no_leak(s, full, o->val, "libpq conninfo");
-        PQconninfoFree(opts);
-    }
-    PQfreemem(errmsg);
+    check_libpq_round_trip(s, full);
     free(full);
 }
 

@@ -200,7 +200,8 @@ CONFIG_SEEDS = {
   consumer = "c1"; count = 100000; block_ms = 0; start = "$"; dead_letter_stream = "s:dl";
   claim_idle_ms = 5000000000; connect_timeout_ms = 100; };
 postgres: { conninfo = "host=db user=u password='se cret' dbname=x"; hourly_table = "a.b_1$";
-  raw_table = "raw_events"; statement_timeout_ms = 0; connect_timeout_s = 600; };
+  raw_table = "raw_events"; statement_timeout_ms = 0; connect_timeout_s = 600;
+  create_schema = false; };
 flush: { interval_ms = 100; max_events = 1000; max_keys = 100; };
 limits: { max_memory_mb = 16; };
 status: { socket = "/tmp/r.sock"; };
@@ -218,6 +219,7 @@ log: { level = "DEBUG"; };
     "err-type-float": b"redis: { count = 1.5; };\n",
     "err-type-bool": b"redis: { url = true; };\n",
     "err-type-list": b"redis: { stream = (\"a\", \"b\"); };\n",
+    "err-type-create-schema": b"postgres: { create_schema = 1; };\n",
     "err-range-low": b"redis: { count = 0; };\n",
     "err-range-high": b"flush: { interval_ms = 3600001; };\n",
     "err-wide-literal": b"redis: {\n  count =\n    5000000000;\n};\n",
@@ -261,6 +263,8 @@ log: { level = "DEBUG"; };
     "conninfo-uri": b"postgresql://rollupd:s3cret@db:5432/genonaut?sslmode=require&sslpassword=k3y",
     "url-unix-user-at": b"unix:///run/redis.sock?user=ops@corp&password=hunter22",
     "conninfo-uri-user-at": b"postgresql://pg.example.com/genonaut?user=rollupd@pg&password=S3cret",
+    # found by a 9-minute run: libpq's user "h?sslcret", then sslpassword in the query
+    "conninfo-uri-userinfo-query": b"postgresql://h?sslcret@h?sslpassword=k3y",
 }
 
 

@@ -62,6 +62,14 @@ static char *read_file(const char *path, size_t *len_out)
     return b.p;
 }
 
+char *ru_h_read_file(const char *path)
+{
+    char *t = read_file(path, NULL);
+    if (t == NULL)
+        hfail("harness: cannot read %s: %s", path, strerror(errno));
+    return t;
+}
+
 static void write_file(const char *path, const char *text)
 {
     char tmp[RU_H_PATH + 16];

@@ -60,6 +60,9 @@ void ru_h_names(char *stream, char *group, char *dbname, size_t n);
  * "host=127.0.0.1 port=P dbname=t_<pid>_<n> user=postgres" into out. */
 void ru_h_fresh_db(char *out_conninfo, size_t n);
 
+/* A whole file, NUL-terminated (malloc'd); asserts that it can be read. */
+char *ru_h_read_file(const char *path);
+
 /* A path for a file of this test: RU_TESTENV_DIR/run/<pid>-<n>-<suffix> (not created). */
 void ru_h_tmp_path(char *out, size_t n, const char *suffix);
 
