@@ -52,6 +52,8 @@ struct opts {
     bool quiet;
     long long maxlen;
     int pipeline;
+    bool have_id_offset;
+    long long id_offset_ms;
 };
 
 static void usage(FILE *f)
@@ -74,6 +76,8 @@ static void usage(FILE *f)
           "  --now-ts             time every event with the current clock\n"
           "  --maxlen N           XADD MAXLEN ~ N\n"
           "  --pipeline N         commands per pipeline (default 500)\n"
+          "  --id-offset-ms MS    explicit entry ids MS milliseconds from now (e.g. 86400000:\n"
+          "                       a day ahead of the clock), rising within the run\n"
           "  --quiet              no progress output (the final line is always printed)\n",
           f);
 }
@@ -127,6 +131,7 @@ enum {
     OPT_QUIET,
     OPT_MAXLEN,
     OPT_PIPELINE,
+    OPT_ID_OFFSET,
     OPT_HELP,
 };
 
@@ -146,6 +151,7 @@ static void parse_opts(struct opts *o, int argc, char **argv)
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"maxlen", required_argument, NULL, OPT_MAXLEN},
         {"pipeline", required_argument, NULL, OPT_PIPELINE},
+        {"id-offset-ms", required_argument, NULL, OPT_ID_OFFSET},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -219,6 +225,10 @@ static void parse_opts(struct opts *o, int argc, char **argv)
             break;
         case OPT_PIPELINE:
             o->pipeline = (int)parse_ll("--pipeline", optarg, 1, 100000);
+            break;
+        case OPT_ID_OFFSET:
+            o->id_offset_ms = parse_ll("--id-offset-ms", optarg, -1000000000000LL, 1000000000000LL);
+            o->have_id_offset = true;
             break;
         case OPT_HELP:
             usage(stdout);
@@ -1137,9 +1147,9 @@ enum bad {
     BAD_COUNT,
 };
 
-/* Builds "XADD stream [MAXLEN ~ N] * field value ..." for ev, corrupted when bad >= 0. */
-static void build_xadd(struct cmd *c, const struct opts *o, const struct event *ev, int bad,
-                       struct rng *r)
+/* Builds "XADD stream [MAXLEN ~ N] ID field value ..." for ev, corrupted when bad >= 0. */
+static void build_xadd(struct cmd *c, const struct opts *o, const char *id, const struct event *ev,
+                       int bad, struct rng *r)
 {
     static const char *bad_ts[] = {"now", "", "1761235223.31x", "17612352e", "12:00:00"};
     static const char *bad_num[] = {"abc", "12ms", "", "twelve", "1 2"};
@@ -1164,7 +1174,7 @@ static void build_xadd(struct cmd *c, const struct opts *o, const struct event *
         snprintf(tmp, sizeof(tmp), "%lld", o->maxlen);
         cmd_argz(c, tmp);
     }
-    cmd_argz(c, "*");
+    cmd_argz(c, id);
 
     int utf8_target = bad == BAD_UTF8 ? (int)rng_below(r, 3) : -1;
     const char *junk = bad_bytes[rng_below(r, RU_ARRAY_LEN(bad_bytes))];
@@ -1354,6 +1364,10 @@ int main(int argc, char **argv)
     const char *argvv[RU_ARRAY_LEN(cmd.off)];
 
     long long written = 0, valid = 0, invalid = 0;
+    /* --id-offset-ms: "<ms>-*" lets Redis number entries within one millisecond; ms never
+     * goes back, even when the wall clock does */
+    char id[32] = "*";
+    int64_t id_ms = 0;
     int64_t t0 = ru_mono_us();
     int64_t last_report = t0;
     while (written < o.count) {
@@ -1367,7 +1381,12 @@ int main(int argc, char **argv)
             int bad = -1;
             if (o.invalid_frac > 0 && rng_chance(&bad_rng, o.invalid_frac))
                 bad = (int)rng_below(&bad_rng, BAD_COUNT);
-            build_xadd(&cmd, &o, &ev, bad, &bad_rng);
+            if (o.have_id_offset) {
+                int64_t ms = ru_wall_ms() + o.id_offset_ms;
+                id_ms = ms > id_ms ? ms : id_ms;
+                snprintf(id, sizeof(id), "%" PRId64 "-*", id_ms);
+            }
+            build_xadd(&cmd, &o, id, &ev, bad, &bad_rng);
             for (int a = 0; a < cmd.argc; a++)
                 argvv[a] = cmd.b.p + cmd.off[a];
             if (redisAppendCommandArgv(rc, cmd.argc, argvv, cmd.len) != REDIS_OK)

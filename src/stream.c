@@ -116,6 +116,11 @@ struct ru_stream {
      * all written after it; unknown for a checkpoint of an earlier build). */
     struct ru_sid dead_last, dead_pos;
     bool dead_pos_known;
+    /* The recovery's scan stops at the dead-letter position of its start point, taken
+     * with it: a commit during the scan moves dead_pos past copies of entries the
+     * recovery reads again (between the start point and the new checkpoint). */
+    struct ru_sid scan_stop;
+    bool scan_stop_known;
     struct ru_sid rec_end, rec_deleted;
     bool rec_deleted_known;
     struct ru_sid *dead_ids; /* dead letters of entries after the start point, ascending */
@@ -1234,6 +1239,8 @@ static void begin_recovery(struct ru_stream *s)
     }
     ru_info("msg=\"recovery: reading again what the group delivered\" after=%s through=%s", a, b);
     s->cursor = from;
+    s->scan_stop = s->dead_pos;
+    s->scan_stop_known = s->dead_pos_known;
     s->ndead = 0;
     s->dead_scanned = 0;
     send_dead_scan(s, NULL);
@@ -1262,7 +1269,7 @@ static void dead_scan_page(struct ru_stream *s, const redisReply *r)
          * position stored with it (dead-letter ids only grow), whatever the entries' own
          * ids say. A checkpoint of an earlier build has none: then the copy's time, which
          * assumes entry ids follow the clock. */
-        if (s->dead_pos_known ? ru_sid_cmp(&last, &s->dead_pos) <= 0 : last.ms < s->cursor.ms) {
+        if (s->scan_stop_known ? ru_sid_cmp(&last, &s->scan_stop) <= 0 : last.ms < s->cursor.ms) {
             done = true;
             break;
         }
