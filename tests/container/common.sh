@@ -2,8 +2,9 @@
 # common.sh: what the container tests share (sourced): the private servers of the test kit,
 # a fresh database and stream, feeding events, deadlines, and the final-flush check.
 #
-#   ct_init              reads $RU_TESTENV (scripts/testenv's env file); sets STREAM, GROUP,
-#                        DB, CONNINFO (for the host's loopback) and creates the database
+#   ct_env               reads $RU_TESTENV (scripts/testenv's env file); sets STREAM, GROUP,
+#                        DB, CONNINFO (for the host's loopback)
+#   ct_init              ct_env, and creates the database DB
 #   wait_for S DESC CMD  (tests/wait.sh) runs CMD every 100 ms until it succeeds, or fails
 #                        the test naming DESC after S seconds
 #   feed N               writes N events with rollupd-loadgen; adds the valid ones to VALID
@@ -33,7 +34,7 @@ ct_redis() {
     redis-cli -h "$RU_REDIS_HOST" -p "$RU_REDIS_PORT" "$@"
 }
 
-ct_init() {
+ct_env() {
     [[ -n ${RU_TESTENV:-} && -r $RU_TESTENV ]] ||
         fail "RU_TESTENV does not name scripts/testenv's env file (run under ctest)"
     # shellcheck disable=SC1090
@@ -45,6 +46,10 @@ ct_init() {
     DB="ct_${tag}"
     # shellcheck disable=SC2034 # for the sourcing test
     CONNINFO="host=$RU_PG_HOST port=$RU_PG_PORT dbname=$DB user=$RU_PG_USER"
+}
+
+ct_init() {
+    ct_env
     ct_sql "CREATE DATABASE $DB" "$RU_PG_DB" || fail "cannot create database $DB"
 }
 
