@@ -4,8 +4,8 @@
 # in client mode beside rollupd accepts plain connections on loopback and opens verified
 # TLS connections to Redis (docs: README "Redis over TLS").
 #   - redis-server --port 0 --tls-port P with a certificate of the test's CA (openssl);
-#   - stunnel4 client: accept 127.0.0.1:L, connect 127.0.0.1:P, verifyChain with the CA
-#     and checkHost localhost;
+#   - stunnel4 client, configured by examples/stunnel-redis.conf with this test's ports, CA
+#     and host: accept 127.0.0.1:L, connect 127.0.0.1:P, verifyChain, checkHost localhost;
 #   - rollupd with ROLLUPD_REDIS_URL=redis://127.0.0.1:L/0 reads events the producer wrote
 #     over TLS and flushes them to PostgreSQL; health ok;
 #   - a sidecar that trusts another CA: the TLS handshake fails, rollupd's health is
@@ -51,22 +51,15 @@ rtls() {
 wait_for 10 "redis-server answers over TLS ($(tail -n 3 "$work/redis.log"))" rtls PING
 pass "redis-server with TLS only on 127.0.0.1:$tport"
 
-# sidecar NAME CAFILE: stunnel client on a fresh loopback port (LPORT)
+# sidecar NAME CAFILE: the documented sidecar (examples/stunnel-redis.conf) with this test's
+# ports, CA and host name, on a fresh loopback port (LPORT)
 sidecar() {
     LPORT=$(pick_port) || fail "no free port"
-    cat >"$work/$1.conf" <<CONF
-foreground = yes
-pid =
-output = $work/$1.log
-debug = warning
-[redis]
-client = yes
-accept = 127.0.0.1:$LPORT
-connect = 127.0.0.1:$tport
-verifyChain = yes
-CAfile = $2
-checkHost = localhost
-CONF
+    sed -e "s|^accept = .*|accept = 127.0.0.1:$LPORT|" \
+        -e "s|^connect = .*|connect = 127.0.0.1:$tport|" -e "s|^CAfile = .*|CAfile = $2|" \
+        -e "s|^checkHost = .*|checkHost = localhost|" -e "s|^pid =|output = $work/$1.log\\npid =|" \
+        "$here/../../examples/stunnel-redis.conf" >"$work/$1.conf"
+    grep -q "^accept = 127.0.0.1:$LPORT" "$work/$1.conf" || fail "the example changed shape"
     stunnel4 "$work/$1.conf" >/dev/null 2>&1 &
     pids+=($!)
     wait_for 10 "stunnel listens on $LPORT" bash -c "exec 3<>/dev/tcp/127.0.0.1/$LPORT"
