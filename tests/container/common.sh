@@ -17,6 +17,12 @@
 # shellcheck source=tests/wait.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../wait.sh"
 
+# ct_args "$@": the script's one argument, the build directory (with rollupd), as $build
+ct_args() {
+    [[ $# -eq 1 && -x $1/rollupd ]] || fail "usage: $0 BUILD_DIR (with rollupd, rollupctl, rollupd-loadgen)"
+    build=$(cd "$1" && pwd)
+}
+
 fail() {
     echo "FAIL: $*" >&2
     exit 1

@@ -1,8 +1,12 @@
 #!/bin/bash
-# certs.sh: a throw-away certificate authority for the TLS tests (sourced).
+# certs.sh: a throw-away certificate authority for the TLS tests (sourced; it sources
+# tests/container/common.sh too).
 #   make_ca DIR NAME           DIR/NAME.key, DIR/NAME.crt: a self-signed CA
 #   make_cert DIR CA NAME      DIR/NAME.key, DIR/NAME.crt signed by DIR/CA.crt, valid for
 #                              localhost and 127.0.0.1 (subjectAltName), one day
+# shellcheck source=tests/container/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../container/common.sh"
+
 make_ca() {
     openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=rollupd test $2" \
         -keyout "$1/$2.key" -out "$1/$2.crt" 2>/dev/null

@@ -16,13 +16,9 @@
 set -u -o pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=tests/container/common.sh
-source "$here/../container/common.sh"
 # shellcheck source=tests/tls/certs.sh
 source "$here/certs.sh"
-
-[[ $# -eq 1 && -x $1/rollupd ]] || fail "usage: $0 BUILD_DIR"
-build=$(cd "$1" && pwd)
+ct_args "$@"
 command -v stunnel4 >/dev/null || fail "stunnel4 not found (scripts/deps installs it)"
 
 ct_init
