@@ -33,6 +33,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM # so that EXIT's cleanup runs on a timeout too
 
 sock=$work/rollupd.sock
 env ROLLUPD_REDIS_URL="redis://$RU_REDIS_HOST:$RU_REDIS_PORT/0" ROLLUPD_PG_CONNINFO="$CONNINFO" \

@@ -92,6 +92,7 @@ cleanup() {
     ct_redis DEL "$STREAM" "$STREAM:dead" >/dev/null 2>&1
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM # so that EXIT's cleanup runs on a timeout too
 
 rt_start() {
     local name=ct-$$-$1 args=() e

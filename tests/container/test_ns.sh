@@ -49,7 +49,12 @@ RT_ROLLUPCTL=$build/rollupctl
 LAUNCHER=
 PID1=
 
+declare -a started_pids=()
 cleanup() {
+    local p
+    # PID 1 first: unshare --kill-child's parent-death signal does not survive setpriv's
+    # change of user, so killing the launcher alone would leave rollupd running
+    for p in "${started_pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
     [[ -n $LAUNCHER ]] && kill -KILL "$LAUNCHER" 2>/dev/null
     wait 2>/dev/null
     ct_sql "DROP DATABASE IF EXISTS $DB" "$RU_PG_DB" >/dev/null 2>&1
@@ -57,6 +62,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM # so that EXIT's cleanup runs on a timeout too
 
 child_of() {
     local c
@@ -79,6 +85,7 @@ rt_start() {
     LAUNCHER=$!
     wait_for 10 "the namespace's PID 1 exists" started
     PID1=$(child_of "$LAUNCHER") || PID1=
+    [[ -n $PID1 ]] && started_pids+=("$PID1")
 }
 
 rt_running() {

@@ -49,6 +49,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM # so that EXIT's cleanup runs on a timeout too
 
 if ! { make_ca "$work" ca && make_cert "$work" ca server && make_ca "$work" other; }; then
     fail "openssl could not make the certificates"
