@@ -405,6 +405,16 @@ static int check_socket(const char *v, char *why, size_t whylen)
     return 0;
 }
 
+static int check_log_format(const char *v, char *why, size_t whylen)
+{
+    if (strcmp(v, "auto") != 0 && strcmp(v, "journal") != 0 && strcmp(v, "logfmt") != 0 &&
+        strcmp(v, "json") != 0) {
+        ru_strlcpy(why, "must be \"auto\", \"journal\", \"logfmt\" or \"json\"", whylen);
+        return -1;
+    }
+    return 0;
+}
+
 static int check_listen(const char *v, char *why, size_t whylen)
 {
     const char *port;
@@ -525,9 +535,11 @@ static const struct key keys[] = {
     {KSTR(status, socket, check_socket)},
     {KSTR(metrics, listen, check_listen)},
     {KLEVEL(log, level)},
+    {KSTR(log, format, check_log_format)},
 };
 
 #define NKEYS RU_ARRAY_LEN(keys)
+_Static_assert(RU_ARRAY_LEN(keys) <= RU_CONFIG_MAX_KEYS, "raise RU_CONFIG_MAX_KEYS");
 
 static int find_key(const char *section, const char *name)
 {
@@ -584,6 +596,7 @@ void ru_config_defaults(struct ru_config *cfg)
     cfg->status.socket = ru_xstrdup(DEFAULT_SOCKET);
     cfg->metrics.listen = ru_xstrdup("");
     cfg->log.level = RU_LOG_INFO;
+    cfg->log.format = ru_xstrdup("auto");
 }
 
 void ru_config_deinit(struct ru_config *cfg)
@@ -601,6 +614,9 @@ void ru_config_deinit(struct ru_config *cfg)
     free(cfg->postgres.raw_table);
     free(cfg->status.socket);
     free(cfg->metrics.listen);
+    free(cfg->log.format);
+    for (size_t i = 0; i < RU_CONFIG_MAX_KEYS; i++)
+        free(cfg->origin[i]);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -867,6 +883,10 @@ static int apply_key(struct loader *ld, struct ru_config *c, int idx, const conf
     snprintf(key, sizeof(key), "%s.%s", k->section, k->name);
     ld->key_file[idx] = file;
     ld->key_line[idx] = line;
+    struct ru_buf where = RU_BUF_INIT;
+    ru_buf_printf(&where, "%s:%u", file, line);
+    free(c->origin[idx]);
+    c->origin[idx] = where.p;
 
     if (k->kind == K_INT || k->kind == K_I64) {
         int64_t v;
@@ -956,38 +976,57 @@ static int apply_file(struct loader *ld, struct ru_config *c, config_t *lc)
     return 0;
 }
 
-/* Cross-key checks and defaults that depend on other keys. */
-static int resolve(struct loader *ld, struct ru_config *c)
+/* Values derived from other keys when left empty: the consumer (the host name) and the
+ * dead-letter stream ("<stream>:dead"). */
+static void derive(struct ru_config *c)
 {
-    char why[256];
-    int dead = find_key("redis", "dead_letter_stream");
-    int raw = find_key("postgres", "raw_table");
-    int url = find_key("redis", "url");
-
     if (c->redis.dead_letter_stream[0] == '\0') {
         free(c->redis.dead_letter_stream);
         c->redis.dead_letter_stream = dead_letter_for(c->redis.stream);
-    } else if (strcmp(c->redis.dead_letter_stream, c->redis.stream) == 0) {
-        fail(ld, ld->key_file[dead], ld->key_line[dead],
-             "redis.dead_letter_stream: must differ from redis.stream");
-        return -1;
     }
     if (c->redis.consumer[0] == '\0') {
         char host[256];
         host_name(host, sizeof(host));
         set_str(&c->redis.consumer, host);
     }
+}
+
+/* The checks across keys: -1 with the index of the key at fault in *bad and "key: reason"
+ * in why. */
+static int cross_check(const struct ru_config *c, int *bad, char *why, size_t whylen)
+{
+    if (strcmp(c->redis.dead_letter_stream, c->redis.stream) == 0) {
+        *bad = find_key("redis", "dead_letter_stream");
+        ru_strlcpy(why, "redis.dead_letter_stream: must differ from redis.stream", whylen);
+        return -1;
+    }
     if (c->postgres.raw_table[0] != '\0' &&
         strcmp(c->postgres.raw_table, c->postgres.hourly_table) == 0) {
-        fail(ld, ld->key_file[raw], ld->key_line[raw],
-             "postgres.raw_table: must differ from postgres.hourly_table");
+        *bad = find_key("postgres", "raw_table");
+        ru_strlcpy(why, "postgres.raw_table: must differ from postgres.hourly_table", whylen);
         return -1;
     }
     if (c->redis.lone_consumer && c->redis.claim_idle_ms > 0) {
-        int claim = find_key("redis", "claim_idle_ms");
-        fail(ld, ld->key_file[claim], ld->key_line[claim],
-             "redis.claim_idle_ms: a lone consumer has no other consumers to take over; set "
-             "it to 0 or lone_consumer to false");
+        *bad = find_key("redis", "claim_idle_ms");
+        ru_strlcpy(why,
+                   "redis.claim_idle_ms: a lone consumer has no other consumers to take over; "
+                   "set it to 0 or lone_consumer to false",
+                   whylen);
+        return -1;
+    }
+    return 0;
+}
+
+/* Cross-key checks and defaults that depend on other keys. */
+static int resolve(struct loader *ld, struct ru_config *c)
+{
+    char why[256];
+    int url = find_key("redis", "url");
+    int bad;
+
+    derive(c);
+    if (cross_check(c, &bad, why, sizeof(why)) < 0) {
+        fail(ld, ld->key_file[bad], ld->key_line[bad], "%s", why);
         return -1;
     }
     ru_config_addr_deinit(&c->redis.addr);
@@ -1348,4 +1387,171 @@ void ru_config_restart_keys(const struct ru_config *a, const struct ru_config *b
     }
     ru_strlcpy(out, buf.p != NULL ? buf.p : "", outlen);
     ru_buf_free(&buf);
+}
+
+/* ---- key access by index (envcfg, reports) ------------------------------------------ */
+
+size_t ru_config_key_count(void)
+{
+    return NKEYS;
+}
+
+const char *ru_config_key_name(size_t i, char *buf, size_t len)
+{
+    if (i >= NKEYS)
+        return NULL;
+    snprintf(buf, len, "%s.%s", keys[i].section, keys[i].name);
+    return buf;
+}
+
+int ru_config_key_index(const char *dotted)
+{
+    const char *dot = strchr(dotted, '.');
+    char sec[32];
+    if (dot == NULL || (size_t)(dot - dotted) >= sizeof(sec))
+        return -1;
+    snprintf(sec, sizeof(sec), "%.*s", (int)(dot - dotted), dotted);
+    return find_key(sec, dot + 1);
+}
+
+static bool secret_valued(const struct key *k)
+{
+    return k->off == offsetof(struct ru_config, redis.url) ||
+           k->off == offsetof(struct ru_config, postgres.conninfo);
+}
+
+void ru_config_key_value(const struct ru_config *c, size_t i, char *out, size_t len)
+{
+    if (i >= NKEYS || len == 0) {
+        if (len > 0)
+            out[0] = '\0';
+        return;
+    }
+    const struct key *k = &keys[i];
+    const void *field = (const char *)c + k->off;
+    switch (k->kind) {
+    case K_INT:
+        snprintf(out, len, "%d", *(const int *)field);
+        return;
+    case K_I64:
+        snprintf(out, len, "%lld", (long long)*(const int64_t *)field);
+        return;
+    case K_BOOL:
+        ru_strlcpy(out, *(const bool *)field ? "true" : "false", len);
+        return;
+    case K_LEVEL:
+        snprintf(out, len, "\"%s\"", ru_config_level_name(*(const enum ru_log_level *)field));
+        return;
+    case K_STR:
+        break;
+    }
+    const char *v = *(char *const *)field;
+    char red[1024];
+    if (secret_valued(k)) {
+        ru_config_redact(v != NULL ? v : "", red, sizeof(red));
+        v = red;
+    }
+    struct ru_buf b = RU_BUF_INIT;
+    ru_buf_putc(&b, '"');
+    for (const char *p = v != NULL ? v : ""; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            ru_buf_putc(&b, '\\');
+        ru_buf_putc(&b, *p);
+    }
+    ru_buf_putc(&b, '"');
+    ru_strlcpy(out, b.p, len);
+    ru_buf_free(&b);
+}
+
+static int parse_bool_text(const char *v, bool *out)
+{
+    static const char *const yes[] = {"true", "1", "yes", "on"};
+    static const char *const no[] = {"false", "0", "no", "off"};
+    for (size_t i = 0; i < RU_ARRAY_LEN(yes); i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(v, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int ru_config_set(struct ru_config *c, size_t i, const char *value, const char *origin, char *why,
+                  size_t whylen)
+{
+    if (i >= NKEYS) {
+        ru_strlcpy(why, "no such key", whylen);
+        return -1;
+    }
+    const struct key *k = &keys[i];
+    void *field = (char *)c + k->off;
+
+    if (k->kind == K_INT || k->kind == K_I64) {
+        int64_t v;
+        const char *d = value[0] == '-' ? value + 1 : value;
+        if (d[0] == '\0' || strspn(d, "0123456789") != strlen(d) ||
+            ru_parse_i64(value, strlen(value), &v) < 0) {
+            ru_strlcpy(why, "expected an integer", whylen);
+            return -1;
+        }
+        if (v < k->min || v > k->max) {
+            if (k->max == INT64_MAX)
+                snprintf(why, whylen, "must be %lld or more (got %lld)", (long long)k->min,
+                         (long long)v);
+            else
+                snprintf(why, whylen, "must be from %lld to %lld (got %lld)", (long long)k->min,
+                         (long long)k->max, (long long)v);
+            return -1;
+        }
+        if (k->kind == K_INT)
+            *(int *)field = (int)v;
+        else
+            *(int64_t *)field = v;
+    } else if (k->kind == K_BOOL) {
+        if (parse_bool_text(value, (bool *)field) < 0) {
+            ru_strlcpy(why, "expected true or false (or 1/0, yes/no, on/off)", whylen);
+            return -1;
+        }
+    } else if (k->kind == K_LEVEL) {
+        if (level_from_name(value, (enum ru_log_level *)field) < 0) {
+            ru_strlcpy(why,
+                       "must be one of \"debug\", \"info\", \"notice\", \"warning\", \"error\"",
+                       whylen);
+            return -1;
+        }
+    } else {
+        if (k->check != NULL && k->check(value, why, whylen) < 0)
+            return -1;
+        if (k->off == offsetof(struct ru_config, redis.url)) {
+            struct ru_redis_addr a;
+            if (ru_config_parse_redis_url(value, &a, why, whylen) < 0)
+                return -1;
+            ru_config_addr_deinit(&c->redis.addr);
+            c->redis.addr = a;
+        }
+        set_str((char **)field, value);
+    }
+    free(c->origin[i]);
+    c->origin[i] = origin != NULL ? ru_xstrdup(origin) : NULL;
+    return 0;
+}
+
+int ru_config_check(struct ru_config *c, char *err, size_t errlen)
+{
+    char why[256];
+    int bad;
+    int dead = find_key("redis", "dead_letter_stream");
+
+    if (c->origin[dead] == NULL)
+        set_str(&c->redis.dead_letter_stream, ""); /* follows redis.stream */
+    derive(c);
+    if (cross_check(c, &bad, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: %s", c->origin[bad] != NULL ? c->origin[bad] : "default", why);
+        return -1;
+    }
+    return 0;
 }

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <systemd/sd-daemon.h>
 
+#include "rollupd/envcfg.h"
 #include "rollupd/event.h"
 #include "rollupd/http.h"
 #include "rollupd/keycheck.h"
@@ -1303,7 +1304,7 @@ static void reload(struct ru_daemon *d)
     sd_notify(0, "RELOADING=1");
     struct ru_config nc;
     char err[512];
-    if (ru_config_load(&nc, d->cfg.path, err, sizeof(err)) < 0) {
+    if (ru_envcfg_load(&nc, d->cfg.path, environ, err, sizeof(err)) < 0) {
         ru_warn("msg=\"reload rejected; the running configuration stays\" error=\"%s\"", err);
         sd_notify(0, "READY=1");
         return;
@@ -1347,6 +1348,7 @@ static void reload(struct ru_daemon *d)
     ru_config_deinit(&d->cfg);
     d->cfg = nc;
     ru_log_set_level(d->cfg.log.level);
+    (void)ru_log_use_format(d->cfg.log.format); /* checked by the configuration */
     struct itimerspec its = {
         {d->cfg.flush.interval_ms / 1000, (long)(d->cfg.flush.interval_ms % 1000) * 1000000L},
         {d->cfg.flush.interval_ms / 1000, (long)(d->cfg.flush.interval_ms % 1000) * 1000000L}};
@@ -1358,8 +1360,8 @@ static void reload(struct ru_daemon *d)
         ru_pgw_reconfigure(d->pgw, &d->cfg);
     ru_notice("msg=\"configuration reloaded\" file=%s flush_interval_ms=%d log_level=%s "
               "redis_reconnect=%d postgres_reconnect=%d",
-              d->cfg.path, d->cfg.flush.interval_ms, ru_config_level_name(d->cfg.log.level),
-              (int)redis_changed, (int)pg_changed);
+              d->cfg.path ? d->cfg.path : "(none)", d->cfg.flush.interval_ms,
+              ru_config_level_name(d->cfg.log.level), (int)redis_changed, (int)pg_changed);
     sd_notify(0, "READY=1");
 }
 
@@ -1408,6 +1410,7 @@ struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
     d->rl_invalid = (struct ru_ratelimit)RU_RATELIMIT_INIT(5000);
     d->rl_trim = (struct ru_ratelimit)RU_RATELIMIT_INIT(5000);
     ru_log_set_level(d->cfg.log.level);
+    (void)ru_log_use_format(d->cfg.log.format);
 
     signal(SIGPIPE, SIG_IGN);
     sigset_t mask;

@@ -1,40 +1,64 @@
 /* rollupd: argv, configuration check, and wiring. Runs in the foreground.
  *
- * Every message printed here starts with a "<N>" priority prefix like those of log.c,
- * so that journald records a configuration error at start as an error (SD_ERR) rather
- * than as information. */
+ * Messages printed here follow the log format (log.c): under journald they start with a
+ * "<N>" priority prefix, so that journald records a configuration error at start as an
+ * error (SD_ERR) rather than as information; elsewhere they are logfmt or JSON lines. */
+#include <errno.h>
 #include <getopt.h>
 #include <systemd/sd-daemon.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rollupd/config.h"
 #include "rollupd/daemon.h"
+#include "rollupd/envcfg.h"
 #include "rollupd/log.h"
 #include "rollupd/pgw.h"
+#include "rollupd/util.h"
 
 #define DEFAULT_CONFIG "/etc/rollupd/rollupd.conf"
 
+/* One message before the log level is known: "<N>rollupd: text" under journald, else a
+ * log line of the chosen format with text as msg. */
+static void say(enum ru_log_level level, const char *fmt, ...) RU_PRINTF(2, 3);
+static void say(enum ru_log_level level, const char *fmt, ...)
+{
+    char text[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (ru_log_get_format() == RU_LOG_FMT_JOURNAL)
+        fprintf(stderr, "<%d>rollupd: %s\n", (int)level, text);
+    else
+        ru_log(level, "msg=\"%s\"", text);
+}
+
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: rollupd [-c FILE] [-t] [--print-schema] [-h] [--version]\n"
-                 "\n"
-                 "Reads genonaut's route-analytics Redis stream in a consumer group, aggregates\n"
-                 "hourly route statistics in memory and merges them into PostgreSQL exactly once.\n"
-                 "\n"
-                 "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
-                 "  -t, --test          check the configuration and exit (0 = valid)\n"
-                 "      --print-schema  print the DDL of the tables for FILE's configuration\n"
-                 "  -h, --help          this help\n"
-                 "      --version       print the version\n"
-                 "\n"
-                 "Signals: SIGUSR1 flush now, SIGHUP reload, SIGTERM/SIGINT graceful stop.\n");
+    fprintf(out,
+            "usage: rollupd [-c FILE] [-t] [--print-schema] [-h] [--version]\n"
+            "\n"
+            "Reads genonaut's route-analytics Redis stream in a consumer group, aggregates\n"
+            "hourly route statistics in memory and merges them into PostgreSQL exactly once.\n"
+            "\n"
+            "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ",\n"
+            "                      which may be absent: defaults and ROLLUPD_* variables)\n"
+            "  -t, --test          check the configuration, show each value and where it\n"
+            "                      came from (file:line, environment, default); exit 0 = valid\n"
+            "      --print-schema  print the DDL of the tables for this configuration\n"
+            "  -h, --help          this help\n"
+            "      --version       print the version\n"
+            "\n"
+            "Signals: SIGUSR1 flush now, SIGHUP reload, SIGTERM/SIGINT graceful stop.\n");
 }
 
 int main(int argc, char **argv)
 {
-    const char *path = DEFAULT_CONFIG;
+    const char *path = NULL;
     bool test = false, print_schema = false;
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
@@ -42,6 +66,9 @@ int main(int argc, char **argv)
         {"print-schema", no_argument, NULL, 'S'}, {NULL, 0, NULL, 0}};
     int c;
     opterr = 0; /* getopt's own message would have no priority prefix */
+    /* the format of messages before the configuration is read: the variable's, if valid */
+    if (ru_log_use_format(getenv("ROLLUPD_LOG_FORMAT")) < 0)
+        (void)ru_log_use_format("auto");
     while ((c = getopt_long(argc, argv, "c:th", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -50,36 +77,40 @@ int main(int argc, char **argv)
         case 't':
             test = true;
             break;
+        case 'S':
+            print_schema = true;
+            break;
         case 'h':
             usage(stdout);
             return 0;
         case 'V':
             printf("rollupd %s\n", RU_VERSION);
             return 0;
-        case 'S':
-            print_schema = true;
-            break;
         default:
-            fprintf(stderr, SD_ERR "rollupd: bad option '%s'\n", argv[optind - 1]);
+            say(RU_LOG_ERR, "bad option '%s'", argv[optind - 1]);
             usage(stderr);
             return 2;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, SD_ERR "rollupd: unexpected argument '%s'\n", argv[optind]);
+        say(RU_LOG_ERR, "unexpected argument '%s'", argv[optind]);
         usage(stderr);
         return 2;
     }
 
+    /* without -c, the default file is optional: a container passes only variables */
+    if (path == NULL && access(DEFAULT_CONFIG, F_OK) == 0)
+        path = DEFAULT_CONFIG;
+    else if (path == NULL && errno != ENOENT)
+        path = DEFAULT_CONFIG; /* exists but cannot be seen: let the load say why */
+
     struct ru_config cfg;
     char err[1024];
-    if (ru_config_load(&cfg, path, err, sizeof(err)) < 0) {
-        fprintf(stderr, SD_ERR "rollupd: configuration error: %s\n", err);
+    if (ru_envcfg_load(&cfg, path, environ, err, sizeof(err)) < 0) {
+        say(RU_LOG_ERR, "configuration error: %s", err);
         return 1;
     }
-    char why[1024];
-    if (!print_schema && ru_config_secret_exposed(&cfg, why, sizeof(why)))
-        ru_warn("msg=\"%s\"", why);
+    (void)ru_log_use_format(cfg.log.format); /* checked by the configuration */
     if (print_schema) {
         struct ru_buf sql = RU_BUF_INIT;
         ru_pgw_schema_sql(&cfg, &sql);
@@ -88,8 +119,17 @@ int main(int argc, char **argv)
         ru_config_deinit(&cfg);
         return 0;
     }
+    char why[1024];
+    if (path != NULL && ru_config_secret_exposed(&cfg, why, sizeof(why)))
+        ru_warn("msg=\"%s\"", why);
     if (test) {
-        printf(SD_INFO "rollupd: configuration %s is valid\n", path);
+        struct ru_buf report = RU_BUF_INIT;
+        ru_envcfg_report(&cfg, environ, &report);
+        printf("%srollupd: configuration %s is valid\n%s",
+               ru_log_get_format() == RU_LOG_FMT_JOURNAL ? SD_INFO : "",
+               path != NULL ? path : "(no file: defaults and environment)",
+               report.p != NULL ? report.p : "");
+        ru_buf_free(&report);
         ru_config_deinit(&cfg);
         return 0;
     }

@@ -26,7 +26,8 @@ static void usage(FILE *out)
                  "  adopt CONSUMER    take over a dead consumer's pending entries\n"
                  "  help              the daemon's command list\n"
                  "\n"
-                 "  -s SOCKET   status socket (default $ROLLUPD_SOCKET or " DEFAULT_SOCKET ")\n"
+                 "  -s SOCKET   status socket (default $ROLLUPD_SOCKET, $ROLLUPD_STATUS_SOCKET "
+                 "or " DEFAULT_SOCKET ")\n"
                  "  -t MS       answer timeout (default 5000; flush and adopt: 600000)\n"
                  "Exit status: 0 ok, 1 the daemon answered with an error (or degraded), 2 down,\n"
                  "unreachable or no answer.\n");
@@ -151,7 +152,11 @@ static int ask(const char *path, const char *line, int timeout_ms, struct ru_buf
 
 int main(int argc, char **argv)
 {
-    const char *path = getenv("ROLLUPD_SOCKET") ? getenv("ROLLUPD_SOCKET") : DEFAULT_SOCKET;
+    /* ROLLUPD_STATUS_SOCKET is the daemon's own variable: a container's health check
+     * then finds the socket the daemon was told to use */
+    const char *path = getenv("ROLLUPD_SOCKET")          ? getenv("ROLLUPD_SOCKET")
+                       : getenv("ROLLUPD_STATUS_SOCKET") ? getenv("ROLLUPD_STATUS_SOCKET")
+                                                         : DEFAULT_SOCKET;
     bool json = false;
     int timeout_ms = 0;
     int c;

@@ -163,6 +163,7 @@ static void assert_defaults(const struct ru_config *c)
     cr_assert_str_eq(c->status.socket, "/run/rollupd/rollupd.sock");
     cr_assert_str_eq(c->metrics.listen, "");
     cr_assert_eq(c->log.level, RU_LOG_INFO);
+    cr_assert_str_eq(c->log.format, "auto");
 }
 
 Test(config, defaults)
@@ -226,6 +227,7 @@ Test(config, example_file_documents_the_defaults)
         "socket =",
         "listen =",
         "level =",
+        "format =",
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         cr_assert_not_null(strstr(text, names[i]), "etc/rollupd.conf lacks %s", names[i]);

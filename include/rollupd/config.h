@@ -17,6 +17,8 @@ enum ru_log_level {
     RU_LOG_DEBUG = 7,
 };
 
+#define RU_CONFIG_MAX_KEYS 48 /* room for the key table; config.c checks it */
+
 /* Where Redis is: parsed from redis.url. */
 struct ru_redis_addr {
     char *host;     /* NULL for a Unix socket */
@@ -74,7 +76,12 @@ struct ru_config {
 
     struct {
         enum ru_log_level level; /* default info */
+        char *format;            /* "auto" (default), "journal", "logfmt" or "json" */
     } log;
+
+    /* Where each key's value came from, by key index (ru_config_key_name): "FILE:LINE",
+     * "environment ROLLUPD_...", or NULL for the default. Owned. */
+    char *origin[RU_CONFIG_MAX_KEYS];
 };
 
 /* Fills cfg with the documented defaults (consumer and dead_letter_stream resolved). */
@@ -116,5 +123,26 @@ void ru_config_restart_keys(const struct ru_config *a, const struct ru_config *b
                             size_t outlen);
 
 const char *ru_config_level_name(enum ru_log_level level);
+
+/* ---- key access by index, for overrides from elsewhere (envcfg) and reports ---- */
+
+/* Number of keys, and the dotted name of key i ("redis.url"), or NULL past the end. */
+size_t ru_config_key_count(void);
+const char *ru_config_key_name(size_t i, char *buf, size_t len);
+/* Index of a dotted key name, or -1. */
+int ru_config_key_index(const char *dotted);
+/* The value of key i as libconfig text ("\"...\"", 1000, true), secrets in
+ * redis.url and postgres.conninfo redacted. */
+void ru_config_key_value(const struct ru_config *c, size_t i, char *out, size_t len);
+/* Sets key i from text (integers in decimal, booleans true/false/1/0/yes/no/on/off),
+ * with the checks a file's value gets, and records origin (copied; NULL = default).
+ * On failure returns -1 with the reason (without the key name) in why and leaves c as
+ * it was. Setting redis.url re-parses redis.addr. */
+int ru_config_set(struct ru_config *c, size_t i, const char *value, const char *origin, char *why,
+                  size_t whylen) RU_MUSTCHECK;
+/* The checks across keys and the values derived from others, after ru_config_set: a
+ * dead-letter stream still at its default follows redis.stream. On failure -1 and
+ * "ORIGIN: key: reason" in err. */
+int ru_config_check(struct ru_config *c, char *err, size_t errlen) RU_MUSTCHECK;
 
 #endif

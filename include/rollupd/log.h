@@ -1,5 +1,7 @@
-/* log: levelled key=value lines on stderr with sd-daemon "<N>" priority prefixes, so
- * journald records the level. Thread-safe (one write(2) per line). */
+/* log: levelled key=value lines on stderr, in one of three formats: "journal" (sd-daemon
+ * "<N>" priority prefixes, so journald records the level), "logfmt" (time=... level=...
+ * msg=..., for a terminal or a container's log driver) or "json" (one object per line).
+ * Thread-safe (one write(2) per line). */
 #ifndef ROLLUPD_LOG_H
 #define ROLLUPD_LOG_H
 
@@ -8,6 +10,36 @@
 
 #include "rollupd/config.h"
 #include "rollupd/util.h"
+
+enum ru_log_format {
+    RU_LOG_FMT_JOURNAL,
+    RU_LOG_FMT_LOGFMT,
+    RU_LOG_FMT_JSON,
+};
+
+/* True when journal_stream (the value of $JOURNAL_STREAM, "DEV:INODE"; may be NULL) names
+ * the file open on fd 2, i.e. systemd connected our stderr to journald. */
+bool ru_log_stderr_is_journal(const char *journal_stream);
+
+/* The format named by name ("journal", "logfmt", "json"; "auto" or NULL: journal when
+ * stderr_is_journal, else logfmt). -1 for another name. */
+int ru_log_format_parse(const char *name, bool stderr_is_journal,
+                        enum ru_log_format *out) RU_MUSTCHECK;
+
+/* The format of the lines written from now on (default: journal). */
+void ru_log_set_format(enum ru_log_format format);
+/* ru_log_format_parse of name with this process's $JOURNAL_STREAM, then
+ * ru_log_set_format; an unknown name changes nothing (-1). */
+int ru_log_use_format(const char *name);
+enum ru_log_format ru_log_get_format(void);
+
+/* Pure: one line for msg (key=value text, e.g. msg="x" rows=3) at level and unix_ms, with
+ * its newline, into out (truncated to outlen - 1 bytes; a truncated JSON line is still
+ * closed). Returns the length. In JSON every key=value becomes a member: "level",
+ * "time" (RFC 3339, UTC, ms) and "msg" come first; integers stay numbers; text that is
+ * not key=value is added to "msg". */
+size_t ru_log_format_line(enum ru_log_format format, enum ru_log_level level, int64_t unix_ms,
+                          const char *msg, char *out, size_t outlen);
 
 void ru_log_set_level(enum ru_log_level level);
 enum ru_log_level ru_log_get_level(void);

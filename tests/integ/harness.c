@@ -640,7 +640,7 @@ char *ru_h_config(const struct ru_h_cfg *cfg)
         cfg_kv_str(&b, "listen", cfg->metrics_listen);
         ru_buf_puts(&b, "};\n");
     }
-    ru_buf_puts(&b, "log: {\n");
+    ru_buf_puts(&b, "log: {\n  format = \"journal\";\n");
     cfg_kv_str(&b, "level", cfg->log_level ? cfg->log_level : "debug");
     ru_buf_puts(&b, "};\n");
     return b.p;
@@ -810,8 +810,10 @@ static void daemon_exec(struct ru_h_daemon *d, const char *const *extra_args,
             argv[n++] = tok;
     }
     argv[n++] = exe;
-    argv[n++] = "-c";
-    argv[n++] = d->conf;
+    if (d->conf[0] != '\0') {
+        argv[n++] = "-c";
+        argv[n++] = d->conf;
+    }
     for (int i = 0; extra_args && extra_args[i] && n < 47; i++)
         argv[n++] = extra_args[i];
     argv[n] = NULL;
@@ -835,20 +837,35 @@ void ru_h_daemon_spawn(struct ru_h_daemon *d, const char *config_text,
     ru_h_daemon_spawn_env(d, config_text, extra_args, NULL);
 }
 
-void ru_h_daemon_spawn_env(struct ru_h_daemon *d, const char *config_text,
-                           const char *const *extra_args, const char *const *env)
+/* A fresh d with its run directory and log path; with config_text, its file too. */
+static void daemon_prepare(struct ru_h_daemon *d, const char *config_text)
 {
     ru_h_env_load();
     memset(d, 0, sizeof(*d));
     snprintf(d->dir, sizeof(d->dir), "%s/run/%d-%d", ru_h_env.testenv_dir, (int)getpid(),
              ru_h_next_id());
     mkdir_p(d->dir);
-    snprintf(d->conf, sizeof(d->conf), "%s/rollupd.conf", d->dir);
     snprintf(d->log, sizeof(d->log), "%s/rollupd.log", d->dir);
+    if (config_text == NULL)
+        return;
+    snprintf(d->conf, sizeof(d->conf), "%s/rollupd.conf", d->dir);
     write_file(d->conf, config_text);
     if (!config_socket(config_text, d->sock, sizeof(d->sock)))
         d->sock[0] = '\0';
+}
+
+void ru_h_daemon_spawn_env(struct ru_h_daemon *d, const char *config_text,
+                           const char *const *extra_args, const char *const *env)
+{
+    daemon_prepare(d, config_text);
     daemon_exec(d, extra_args, env);
+}
+
+void ru_h_daemon_spawn_noconf(struct ru_h_daemon *d, const char *sock, const char *const *env)
+{
+    daemon_prepare(d, NULL);
+    ru_strlcpy(d->sock, sock, sizeof(d->sock));
+    daemon_exec(d, NULL, env);
 }
 
 bool ru_h_daemon_running(struct ru_h_daemon *d)

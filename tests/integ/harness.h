@@ -185,6 +185,11 @@ void ru_h_daemon_spawn(struct ru_h_daemon *d, const char *config_text,
 void ru_h_daemon_spawn_env(struct ru_h_daemon *d, const char *config_text,
                            const char *const *extra_args, const char *const *env);
 
+/* Starts $RU_BUILD_DIR/rollupd with no -c and no file of its own (d->conf stays empty), its
+ * settings from env ("K=V" entries added to the inherited environment); sock is the status
+ * socket env names (ROLLUPD_STATUS_SOCKET). Does not wait. */
+void ru_h_daemon_spawn_noconf(struct ru_h_daemon *d, const char *sock, const char *const *env);
+
 /* Waits until the status socket answers; false when the daemon exited or time ran out. */
 bool ru_h_daemon_wait_ready(struct ru_h_daemon *d, int timeout_ms);
 

@@ -1245,3 +1245,104 @@ Test(service, units_verify, .timeout = 200)
                  script, ru_h_env.build_dir, r.status, r.out, r.err);
     run_free(&r);
 }
+
+/* ------------------------------------------------------------------ environment only */
+
+/* As a container runs it: no -c, no file, every setting from ROLLUPD_* variables (JSON
+ * logs). Events are flushed; -t with the same environment names each value's origin and
+ * no password; SIGHUP keeps the environment's values; SIGTERM gives the final flush. */
+Test(service, environment_only, .timeout = 120)
+{
+    if (access("/etc/rollupd/rollupd.conf", F_OK) == 0)
+        cr_skip_test("/etc/rollupd/rollupd.conf exists on this machine: rollupd without -c "
+                     "would read it, and this test is about running without a file");
+    struct svc s;
+    svc_init(&s);
+    char url[128], ci[320], stream[160], group[160], sock[RU_H_PATH + 32];
+    ru_h_env_load();
+    snprintf(url, sizeof(url), "ROLLUPD_REDIS_URL=redis://:envsecret@127.0.0.1:%d/0",
+             ru_h_env.redis_port);
+    snprintf(ci, sizeof(ci), "ROLLUPD_PG_CONNINFO=%s password=pgsecret", s.ci);
+    snprintf(stream, sizeof(stream), "ROLLUPD_STREAM=%s", s.stream);
+    snprintf(group, sizeof(group), "ROLLUPD_GROUP=%s", s.group);
+    snprintf(sock, sizeof(sock), "ROLLUPD_STATUS_SOCKET=%s", s.sock);
+    const char *env[] = {url,
+                         ci,
+                         stream,
+                         group,
+                         sock,
+                         "ROLLUPD_CONSUMER=env-1",
+                         "ROLLUPD_FLUSH_INTERVAL_MS=60000",
+                         "ROLLUPD_REDIS_BLOCK_MS=100",
+                         "ROLLUPD_LOG_FORMAT=json",
+                         "ROLLUPD_LOG_LEVEL=info",
+                         NULL};
+    /* redis-server in the test kit has no password: "envsecret" is sent with AUTH, which
+     * a server without requirepass refuses; so the daemon gets the URL without it and
+     * only -t sees the password */
+    char url_nopw[128];
+    snprintf(url_nopw, sizeof(url_nopw), "ROLLUPD_REDIS_URL=redis://127.0.0.1:%d/0",
+             ru_h_env.redis_port);
+
+    /* -t with the same environment: origins, no secret */
+    for (int i = 0; env[i] != NULL; i++)
+        putenv((char *)env[i]);
+    putenv("PGPASSWORD=pgenvsecret");
+    char exe[RU_H_PATH];
+    snprintf(exe, sizeof(exe), "%s/rollupd", ru_h_env.build_dir);
+    struct run r;
+    run_prog(&r, 10000, (const char *const[]){exe, "-t", NULL});
+    for (int i = 0; env[i] != NULL; i++)
+        unsetenv(strndup(env[i], strcspn(env[i], "="))); /* leaks a few bytes: fine here */
+    unsetenv("PGPASSWORD");
+    CHECK(NULL, r.status == 0, "rollupd -t: exit %d\n%s%s", r.status, r.out, r.err);
+    CHECK(NULL,
+          strstr(r.out, "redis.url = \"redis://:***@127.0.0.1:") != NULL &&
+              strstr(r.out, "# environment ROLLUPD_REDIS_URL\n") != NULL &&
+              strstr(r.out, "password=***\";  # environment ROLLUPD_PG_CONNINFO\n") != NULL &&
+              strstr(r.out, "redis.count = 1000;  # default\n") != NULL &&
+              strstr(r.out, "# libpq: PGPASSWORD=***\n") != NULL,
+          "rollupd -t does not show the origins:\n%s", r.out);
+    CHECK(NULL, strstr(r.out, "secret") == NULL && strstr(r.err, "secret") == NULL,
+          "rollupd -t shows a secret:\n%s%s", r.out, r.err);
+    run_free(&r);
+
+    env[0] = url_nopw;
+    ru_h_daemon_spawn_noconf(&s.d, s.sock, env);
+    CHECK(&s.d, ru_h_daemon_wait_ready(&s.d, START_MS),
+          "rollupd from the environment did not start");
+    wait_healthy(&s.d);
+    long long valid = ru_h_loadgen("-s %s -n 500 --seed 21 --quiet", s.stream);
+    wait_status_int(&s.d, "events_consumed", valid, STATE_MS);
+
+    /* reload: the environment's values stay (the 60 s interval, not the 5 s default) */
+    size_t mark = strlen(ru_h_daemon_log(&s.d)); /* leaks one log copy: fine in a test */
+    ru_h_daemon_kill(&s.d, SIGHUP);
+    wait_log(&s.d, "\"flush_interval_ms\":60000", mark, STATE_MS);
+    CHECK(&s.d, ru_h_daemon_running(&s.d), "rollupd exited on SIGHUP");
+
+    ru_h_daemon_kill(&s.d, SIGTERM);
+    int st = ru_h_daemon_wait_exit(&s.d, 20000);
+    CHECK(&s.d, st == 0, "exit status after SIGTERM: %d", st);
+    PGconn *c = ru_h_pg_connect(s.ci);
+    CHECK(&s.d, hourly_sum(c) == valid, "after the final flush: sum %lld, want %lld", hourly_sum(c),
+          valid);
+    PQfinish(c);
+
+    /* every line is one JSON object with level, time and msg */
+    char *log = ru_h_daemon_log(&s.d);
+    int lines = 0;
+    for (char *save = NULL, *l = strtok_r(log, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        json_error_t je;
+        json_t *o = json_loads(l, 0, &je);
+        CHECK(&s.d,
+              o != NULL && json_is_string(json_object_get(o, "level")) &&
+                  json_is_string(json_object_get(o, "time")) &&
+                  json_is_string(json_object_get(o, "msg")),
+              "not a JSON log line: %s", l);
+        json_decref(o);
+        lines++;
+    }
+    CHECK(&s.d, lines >= 3, "only %d log lines", lines);
+    free(log);
+}

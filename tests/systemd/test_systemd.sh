@@ -74,16 +74,8 @@ fail() {
     exit 1
 }
 
-# wait_for SECONDS DESCRIPTION CMD...: runs CMD every 0.1 s until it succeeds.
-wait_for() {
-    local secs=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || fail "$what: not within ${secs}s"
-        sleep 0.1
-    done
-}
+# shellcheck source=tests/wait.sh
+source "$here/../wait.sh"
 
 prop() { sd_in systemctl show -p "$1" --value rollupd.service; }
 journal_has() { sd_in journalctl -u rollupd.service -o cat --no-pager "${@:2}" | grep -qF -- "$1"; }
