@@ -1299,7 +1299,8 @@ Test(service, environment_only, .timeout = 120)
     CHECK(NULL,
           strstr(r.out, "redis.url = \"redis://:***@127.0.0.1:") != NULL &&
               strstr(r.out, "# environment ROLLUPD_REDIS_URL\n") != NULL &&
-              strstr(r.out, "password=***\";  # environment ROLLUPD_PG_CONNINFO\n") != NULL &&
+              strstr(r.out, "password=***") != NULL &&
+              strstr(r.out, "\";  # environment ROLLUPD_PG_CONNINFO\n") != NULL &&
               strstr(r.out, "redis.count = 1000;  # default\n") != NULL &&
               strstr(r.out, "# libpq: PGPASSWORD=***\n") != NULL,
           "rollupd -t does not show the origins:\n%s", r.out);
