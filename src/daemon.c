@@ -373,6 +373,8 @@ static void on_batch(void *ud, size_t n, bool full, bool replay)
 
 static void adopt_reset(struct ru_daemon *d)
 {
+    if (d->adopt.phase != A_IDLE && d->adopt.phase != A_FLUSHING)
+        ru_pgw_adopt_release(d->pgw);                 /* the adopted consumer's lock, if taken */
     (void)ru_keycheck_drop(&d->parked, PARK_ADOPTED); /* they stay pending in Redis */
     ru_batch_free(d->adopt.b);
     free(d->adopt.consumer);

@@ -230,6 +230,11 @@ struct ru_pgw {
 
     /* checkpoint request (adoption), protected by mu */
     char *ck_req;
+    /* the consumer being adopted, whose lock this session holds from the checkpoint
+     * request until the adoption commits or is given up (thread-owned); and the loop's
+     * request to release it */
+    char *adopt_held;
+    _Atomic bool adopt_release;
     bool ck_done;
     int ck_rc;
     struct ru_sid ck_val;
@@ -345,6 +350,8 @@ static void drop_conn(struct ru_pgw *w)
         PQfinish(w->conn);
         w->conn = NULL;
     }
+    free(w->adopt_held); /* its lock went with the session */
+    w->adopt_held = NULL;
     if (atomic_exchange(&w->held, false))
         notify_loop(w);
 }
@@ -1053,10 +1060,11 @@ static int take_locks(struct ru_pgw *w)
         rc = advisory(w, "pg_advisory_lock", ckey, who, sizeof(who));
         if (rc == 1) {
             set_fatal(w,
-                      "consumer '%s' of group '%s' is in use by another rollupd (%s): each "
-                      "process needs its own redis.consumer (the default is the host name, so "
-                      "two containers with one host name need one set each); stop the other "
-                      "process, or give this one another consumer name",
+                      "consumer '%s' of group '%s' is in use by another rollupd (%s): another "
+                      "process with this name, or one adopting this consumer's pending entries "
+                      "(rollupctl adopt; start again once it is done). Each process needs its "
+                      "own redis.consumer (the default is the host name, so two containers "
+                      "with one host name need one set each)",
                       w->consumer, w->group, who);
             rc = -2;
         }
@@ -2165,6 +2173,47 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
     w->inflight = NULL;
 }
 
+/* An adoption holds the adopted consumer's lock from the moment it reads its checkpoint:
+ * while it is held, that consumer's rollupd cannot start, and one that is alive makes the
+ * adoption fail before anything of it is read (its dead letters included). */
+static int adopt_lock(struct ru_pgw *w, const char *consumer)
+{
+    char *key = lock_key(w, consumer);
+    const char *kp[1] = {key};
+    PGresult *r = PQexecParams(w->conn, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", 1,
+                               NULL, kp, NULL, NULL, 0);
+    free(key);
+    int rc = PQresultStatus(r) != PGRES_TUPLES_OK ? -1 : PQgetvalue(r, 0, 0)[0] == 't' ? 0 : 1;
+    if (rc < 0)
+        set_error(w, "locking the adopted consumer", PQresultErrorMessage(r));
+    PQclear(r);
+    if (rc == 1) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "consumer '%.80s' is alive (its rollupd holds its lock)",
+                 consumer);
+        set_error(w, "adopting", msg);
+    }
+    if (rc == 0)
+        w->adopt_held = ru_xstrdup(consumer);
+    return rc;
+}
+
+static void adopt_unlock(struct ru_pgw *w)
+{
+    atomic_store(&w->adopt_release, false);
+    if (w->adopt_held == NULL)
+        return;
+    if (w->conn) {
+        char *key = lock_key(w, w->adopt_held);
+        const char *kp[1] = {key};
+        PQclear(PQexecParams(w->conn, "SELECT pg_advisory_unlock(hashtextextended($1, 0))", 1, NULL,
+                             kp, NULL, NULL, 0));
+        free(key);
+    }
+    free(w->adopt_held);
+    w->adopt_held = NULL;
+}
+
 /* Between flushes: a lost session (terminated, PostgreSQL restarted) is noticed within
  * IDLE_CHECK_MS, so the loop stops reading at once; a probe is answered by a round trip
  * made after it was asked. A lost session is made again with the locks. */
@@ -2332,6 +2381,7 @@ static void *writer_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&w->mu);
         if (!w->stop && w->job == NULL && w->ck_req == NULL && w->kc_req == NULL &&
+            !atomic_load(&w->adopt_release) &&
             atomic_load(&w->probe_req) == atomic_load(&w->probe_done)) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -2353,8 +2403,13 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&w->mu);
         if (is_fatal(w))
             break;
+        if (atomic_load(&w->adopt_release))
+            adopt_unlock(w);
         if (b) {
+            bool adoption = b->adopt_consumer != NULL;
             run_batch(w, b);
+            if (adoption)
+                adopt_unlock(w); /* committed or fenced: the adoption is over */
             continue;
         }
         if (probes) {
@@ -2379,7 +2434,8 @@ static void *writer_main(void *arg)
             connect_db(w);
         }
         bool lone = false;
-        if (w->conn)
+        adopt_unlock(w); /* an earlier adoption given up without a word */
+        if (w->conn && adopt_lock(w, ck_req) == 0)
             rc = query_checkpoint(w, ck_req, &val, &lone);
         if (rc == 0 && lone) {
             /* its entries after the checkpoint are in no pending list to adopt */
@@ -2391,6 +2447,8 @@ static void *writer_main(void *arg)
             set_error(w, "adopting", msg);
             rc = -1;
         }
+        if (rc < 0)
+            adopt_unlock(w);
         pthread_mutex_lock(&w->mu);
         free(w->ck_req);
         w->ck_req = NULL;
@@ -2606,6 +2664,14 @@ int ru_pgw_take_keycheck(struct ru_pgw *w, struct ru_keycheck_probe **probes, si
     }
     pthread_mutex_unlock(&w->mu);
     return rc;
+}
+
+void ru_pgw_adopt_release(struct ru_pgw *w)
+{
+    atomic_store(&w->adopt_release, true);
+    pthread_mutex_lock(&w->mu);
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
 }
 
 void ru_pgw_reconfigure(struct ru_pgw *w, const struct ru_config *cfg)

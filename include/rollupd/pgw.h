@@ -171,6 +171,10 @@ void ru_pgw_submit(struct ru_pgw *w, struct ru_batch *b);
  * reason in err when the query failed). */
 void ru_pgw_request_checkpoint(struct ru_pgw *w, const char *consumer);
 int ru_pgw_take_checkpoint(struct ru_pgw *w, struct ru_sid *out, char *err, size_t errlen);
+/* The checkpoint request also takes the adopted consumer's advisory lock (refused at once,
+ * before anything is read, when that consumer's rollupd is alive) and holds it until the
+ * adoption's batch committed or was fenced, or until this call: an adoption given up. */
+void ru_pgw_adopt_release(struct ru_pgw *w);
 
 /* Asks the writer whether PostgreSQL can store each key in the hourly table (keys that
  * might not fit its unique index: keycheck.h). Only when ready and not busy; probes are
