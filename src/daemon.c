@@ -292,8 +292,11 @@ static void on_group_recreated(void *ud)
 {
     struct ru_daemon *d = ud;
     d->c.group_recreated++;
-    ru_err("msg=\"consumer group was missing and has been recreated; entries added while it "
-           "was gone may have been lost (was Redis restarted without persistence?)\" group=%s",
+    ru_err("msg=\"consumer group was missing (Redis restarted without persistence, or XGROUP "
+           "DESTROY) and has been created again after the checkpoint: reading goes on from "
+           "there; entries Redis itself lost with its data are not recoverable, and with several "
+           "consumers in the group some may be counted twice or not at all (README: Exactly "
+           "once)\" group=%s",
            d->cfg.redis.group);
 }
 
@@ -542,6 +545,9 @@ static void adopt_committed(struct ru_daemon *d, struct ru_batch *b)
     adopt_reset(d);
 }
 
+enum health { H_OK = 0, H_DEGRADED = 1, H_DOWN = 2 };
+static enum health health_of(struct ru_daemon *d, char *why, size_t len);
+
 static void cmd_adopt(void *ud, struct ru_status_req *req, const char *args)
 {
     struct ru_daemon *d = ud;
@@ -552,6 +558,14 @@ static void cmd_adopt(void *ud, struct ru_status_req *req, const char *args)
     if (d->cfg.redis.lone_consumer) {
         ru_status_replyf(req, "error: a lone consumer (redis.lone_consumer) has no other "
                               "consumers in its group to adopt");
+        return;
+    }
+    if (!ru_pgw_ready(d->pgw) || !ru_stream_live(d->stream)) {
+        char why[1024];
+        health_of(d, why, sizeof(why));
+        ru_status_replyf(req, "error: adopt %s: this rollupd is not reading yet (%s); try again "
+                              "once its health is ok",
+                         args, why[0] ? why : "starting");
         return;
     }
     adopt_start(d, args, req);
@@ -948,7 +962,6 @@ static void maybe_ready(struct ru_daemon *d)
 
 /* ---- health ---- */
 
-enum health { H_OK = 0, H_DEGRADED = 1, H_DOWN = 2 };
 
 /* down: no progress is possible (Redis not connected, PostgreSQL never reached);
  * degraded: working, but something needs an operator (the process's RSS above
