@@ -546,7 +546,6 @@ static void adopt_committed(struct ru_daemon *d, struct ru_batch *b)
 }
 
 enum health { H_OK = 0, H_DEGRADED = 1, H_DOWN = 2 };
-static enum health health_of(struct ru_daemon *d, char *why, size_t len);
 
 static void cmd_adopt(void *ud, struct ru_status_req *req, const char *args)
 {
@@ -560,12 +559,15 @@ static void cmd_adopt(void *ud, struct ru_status_req *req, const char *args)
                               "consumers in its group to adopt");
         return;
     }
-    if (!ru_pgw_ready(d->pgw) || !ru_stream_live(d->stream)) {
-        char why[1024];
-        health_of(d, why, sizeof(why));
-        ru_status_replyf(req, "error: adopt %s: this rollupd is not reading yet (%s); try again "
-                              "once its health is ok",
-                         args, why[0] ? why : "starting");
+    /* Starting up, it takes the adoption once it reads; but a set-up that keeps failing
+     * (waiting for the group, no privilege) could hold the request for ever: refuse. */
+    struct ru_pgw_stats ps;
+    ru_pgw_get_stats(d->pgw, &ps);
+    if (!ru_pgw_ready(d->pgw) && ps.last_error[0]) {
+        ru_status_replyf(req,
+                         "error: adopt %s: this rollupd is not reading (%s); try again once "
+                         "its health is ok",
+                         args, ps.last_error);
         return;
     }
     adopt_start(d, args, req);
@@ -961,7 +963,6 @@ static void maybe_ready(struct ru_daemon *d)
 }
 
 /* ---- health ---- */
-
 
 /* down: no progress is possible (Redis not connected, PostgreSQL never reached);
  * degraded: working, but something needs an operator (the process's RSS above

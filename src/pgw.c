@@ -1216,13 +1216,14 @@ static int connect_db(struct ru_pgw *w)
     PQsetNoticeProcessor(w->conn, on_notice, NULL);
     /* idle_in_transaction_session_timeout: a process paused in the middle of a flush
      * (SIGSTOP, a frozen VM) loses its session, and the row locks that would stall every
-     * other instance's flushes, after the statement timeout */
+     * other instance's flushes, after the statement timeout (60 s at least: the work
+     * between two statements of a flush is done here, and may take a while) */
     char set[320];
     snprintf(set, sizeof(set),
              "SET client_encoding = 'UTF8'; SET TimeZone = 'UTC'; SET statement_timeout = %d;"
              " SET lock_timeout = %d; SET idle_in_transaction_session_timeout = %d;"
              " SET application_name = 'rollupd'",
-             timeout_ms, timeout_ms, timeout_ms);
+             timeout_ms, timeout_ms, timeout_ms > 60000 ? timeout_ms : 60000);
     if (exec_ok(w, set, "session set-up") < 0)
         goto fail;
     /* A checkpoint acknowledged to us must survive a crash of PostgreSQL: whatever the

@@ -1490,7 +1490,7 @@ Test(faults, group_deleted)
     cr_assert(snap_get(d, &s));
     info("events_replay_acked %lld (committed entries delivered again, only acknowledged)",
          s.replay_acked);
-    bool logged = log_has(d, "has been recreated", NULL);
+    bool logged = log_has(d, "has been created again", NULL);
     stop_all();
     compare();
     cr_assert_str_eq(s.health, "degraded", "health %s: %s", s.health, s.reason);

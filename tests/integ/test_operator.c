@@ -345,7 +345,7 @@ Test(operator, group_lost_with_start_dollar, .timeout = 240)
     feed(&f, 2500, 102);
     ru_h_daemon_restart(&a);
     wait_counted(f.valid, f.written, "after the group was lost");
-    CHECK(log_has(&a, "has been recreated"), "the lost group was not reported");
+    CHECK(log_has(&a, "has been created again"), "the lost group was not reported");
     check_all(&f, "group_lost_with_start_dollar");
     finish("group_lost_with_start_dollar");
 }
