@@ -1288,7 +1288,9 @@ Test(faults, postgres_stalled_memory)
     int outage_s = lerp(5, 60);
     struct ru_h_cfg k = base_cfg();
     k.max_memory_mb = limit_mb;
-    k.postgres_extra = "statement_timeout_ms = 500;";
+    /* short enough that flushes fail on the lock soon, long enough for the flush of what
+     * filled memory (some 64,000 new rows) once it is released, also under sanitizers */
+    k.postgres_extra = "statement_timeout_ms = 5000;";
     struct ru_h_daemon *d = start_daemon(&k);
     long long warm = feed(20000, 0, NULL);
     wait_status(d, p_flushed_ge, warm, 30000, "the warm-up feed flushed");
