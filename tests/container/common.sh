@@ -104,7 +104,9 @@ ct_health_says() {
 
 # ct_status_is KEY N: rollupctl status --json has "KEY": N
 ct_status_is() {
-    rt_exec "$RT_ROLLUPCTL" -t 4000 status --json | grep -q "\"$1\": *$2[,}]"
+    local st
+    st=$(rt_exec "$RT_ROLLUPCTL" -t 4000 status --json)
+    grep -q "\"$1\": *$2[,}]" <<<"$st"
 }
 
 ct_exited() {
@@ -129,7 +131,7 @@ ct_scenario() {
     rt_exit_status
     st=$RT_STATUS
     [[ $st == 1 ]] || fail "a bad ROLLUPD_MAX_MEMORY_MB: exit $st, want 1 ($(rt_log))"
-    rt_log | grep -q '"msg":"configuration error: ROLLUPD_MAX_MEMORY_MB: expected an integer"' ||
+    grep -q '"msg":"configuration error: ROLLUPD_MAX_MEMORY_MB: expected an integer"' <<<"$(rt_log)" ||
         fail "the refusal does not name the variable: $(rt_log)"
     pass "a bad value in the environment is refused naming the variable, exit 1"
 
@@ -156,7 +158,7 @@ ct_scenario() {
     rt_exit_status
     st=$RT_STATUS
     [[ $st == 0 ]] || fail "exit status $st after SIGTERM ($(rt_log | tail -n 5))"
-    rt_log | grep -q '"msg":"stopping: final flush"' || fail "no final flush in the log"
+    grep -q '"msg":"stopping: final flush"' <<<"$(rt_log)" || fail "no final flush in the log"
     check_flushed
     pass "SIGTERM -> final flush -> exit 0 in $ms ms; $VALID events in PostgreSQL, none pending"
     while IFS= read -r line; do

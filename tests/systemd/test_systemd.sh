@@ -78,7 +78,13 @@ fail() {
 source "$here/../wait.sh"
 
 prop() { sd_in systemctl show -p "$1" --value rollupd.service; }
-journal_has() { sd_in journalctl -u rollupd.service -o cat --no-pager "${@:2}" | grep -qF -- "$1"; }
+# (the journal is read whole before it is searched: grep -q in a pipe would end journalctl
+# with SIGPIPE at the first match, and pipefail would turn the match into a failure)
+journal_has() {
+    local j
+    j=$(sd_in journalctl -u rollupd.service -o cat --no-pager "${@:2}")
+    grep -qF -- "$1" <<<"$j"
+}
 # the status object's integer field $1, as root inside the container
 status_int() {
     sd_in rollupctl status --json | grep -o "\"$1\":[0-9]*" | cut -d: -f2
