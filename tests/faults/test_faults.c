@@ -1671,20 +1671,14 @@ static bool c_exited(void *p)
 static bool c_lock_waiter(void *p)
 {
     (void)p;
-    return ru_h_pg_int(ft.pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT"
-                              " granted AND database = (SELECT oid FROM pg_database WHERE"
-                              " datname = current_database())") > 0;
+    return ru_h_pg_lock_waiters(ft.pg) > 0;
 }
 
 /* Terminates the sessions of the test's database that hold granted advisory locks: the
  * running process's (a process waiting for a lock holds none). */
 static void terminate_lock_holders(void)
 {
-    long long n =
-        ru_h_pg_int(ft.pg, "SELECT count(pg_terminate_backend(pid)) FROM (SELECT DISTINCT pid"
-                           " FROM pg_locks WHERE locktype = 'advisory' AND granted AND"
-                           " database = (SELECT oid FROM pg_database WHERE datname ="
-                           " current_database()) AND pid <> pg_backend_pid()) x");
+    long long n = ru_h_pg_terminate_lock_holders(ft.pg);
     cr_assert_geq(n, 1, "no session holding rollupd's locks to terminate");
     ft.pg_kills++;
 }

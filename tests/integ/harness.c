@@ -483,6 +483,21 @@ long long ru_h_pg_intf(PGconn *c, const char *fmt, ...)
     return v;
 }
 
+long long ru_h_pg_lock_waiters(PGconn *c)
+{
+    return ru_h_pg_int(c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT"
+                          " granted AND database = (SELECT oid FROM pg_database WHERE"
+                          " datname = current_database())");
+}
+
+long long ru_h_pg_terminate_lock_holders(PGconn *c)
+{
+    return ru_h_pg_int(c, "SELECT count(pg_terminate_backend(pid)) FROM (SELECT DISTINCT pid"
+                          " FROM pg_locks WHERE locktype = 'advisory' AND granted AND"
+                          " database = (SELECT oid FROM pg_database WHERE datname ="
+                          " current_database()) AND pid <> pg_backend_pid()) x");
+}
+
 char *ru_h_pg_text(PGconn *c, const char *sql)
 {
     PGresult *r = pg_one(c, sql);

@@ -117,6 +117,12 @@ int ru_h_pg_try_exec(PGconn *c, const char *sql, char *err, size_t errlen);
 /* One row, one column, an integer (asserts: not NULL, an integer). */
 long long ru_h_pg_int(PGconn *c, const char *sql);
 long long ru_h_pg_intf(PGconn *c, const char *fmt, ...) RU_PRINTF(2, 3);
+/* Sessions of c's database waiting for an advisory lock (rollupd waiting for its consumer's
+ * or its group's lock). */
+long long ru_h_pg_lock_waiters(PGconn *c);
+/* Terminates the other sessions of c's database that hold granted advisory locks (a
+ * running rollupd's; one that waits for a lock holds none); returns how many. */
+long long ru_h_pg_terminate_lock_holders(PGconn *c);
 
 /* One row, one column, as text (malloc'd, free it); NULL when the value is SQL NULL.
  * Asserts exactly one row and one column. */

@@ -257,26 +257,10 @@ Test(operator, same_name_refused, .timeout = 120)
     finish("same_name_refused");
 }
 
-static long long lock_waiters(void)
-{
-    return ru_h_pg_int(T.pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT"
-                             " granted AND database = (SELECT oid FROM pg_database WHERE"
-                             " datname = current_database())");
-}
-
 static bool cond_lock_waiter(void *arg)
 {
     (void)arg;
-    return lock_waiters() > 0;
-}
-
-/* The sessions of this database that hold advisory locks: the first process's. */
-static long long terminate_lock_holders(void)
-{
-    return ru_h_pg_int(T.pg, "SELECT count(pg_terminate_backend(pid)) FROM (SELECT DISTINCT pid"
-                             " FROM pg_locks WHERE locktype = 'advisory' AND granted AND"
-                             " database = (SELECT oid FROM pg_database WHERE datname ="
-                             " current_database()) AND pid <> pg_backend_pid()) x");
+    return ru_h_pg_lock_waiters(T.pg) > 0;
 }
 
 /* Two processes with one consumer name under load: the second waits for the lock; the
@@ -299,7 +283,8 @@ static void same_name_takeover(bool lone, const char *what)
     start_daemon(&b, &k);
     CHECK(ru_h_wait(cond_lock_waiter, NULL, 20000),
           "the second process is not waiting for the consumer's lock");
-    CHECK(terminate_lock_holders() >= 1, "no session of the first process to terminate");
+    CHECK(ru_h_pg_terminate_lock_holders(T.pg) >= 1,
+          "no session of the first process to terminate");
     CHECK(ru_h_wait(cond_exited, &a, 30000),
           "the first process went on after its session and lock were lost");
     CHECK(ru_h_daemon_wait_exit(&a, 1000) == 1, "the first process did not exit with status 1");
@@ -446,7 +431,7 @@ Test(operator, checkpoint_went_backwards, .timeout = 120)
     wait_connected(&a);
     feed_counted(&f, 2000, 111, "before the loss");
     ru_h_pg_execf(T.pg, "UPDATE rollupd_checkpoint SET last_id = '1-0' WHERE grp = '%s'", T.group);
-    CHECK(terminate_lock_holders() >= 1, "no rollupd session to terminate");
+    CHECK(ru_h_pg_terminate_lock_holders(T.pg) >= 1, "no rollupd session to terminate");
     CHECK(ru_h_wait(cond_exited, &a, 30000), "rollupd went on with a checkpoint that went back");
     CHECK(ru_h_daemon_wait_exit(&a, 1000) == 1, "rollupd did not exit with status 1");
     CHECK(log_has(&a, "went backwards"), "rollupd did not name the lost commits");
