@@ -358,6 +358,11 @@ static bool cond_dead3(void *arg)
     return ru_h_xlen(T.r, T.dead) >= 3;
 }
 
+static bool cond_read100(void *arg)
+{
+    return status_int(arg, "events_consumed") >= 100;
+}
+
 static bool cond_recovered_all(void *arg)
 {
     return status_int(arg, "events_recovered") >= 97 && status_int(arg, "recovery_dead_known") >= 3;
@@ -376,6 +381,7 @@ Test(operator, lone_ids_ahead_of_clock, .timeout = 180)
     long long ahead = (long long)time(NULL) * 1000 + 86400000LL;
     for (int i = 1; i <= 100; i++)
         xadd_at(ahead, i, "/api/v1/ahead");
+    CHECK(ru_h_wait(cond_read100, &a, 20000), "the 100 entries were not read");
     char *r = ru_h_sock_cmd(a.sock, "flush");
     CHECK(r && strstr(r, "\"events\":100"), "the flush did not commit the 100 events: %s",
           r ? r : "(no answer)");
