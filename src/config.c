@@ -17,6 +17,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "rollupd/cluster.h"
+
 #define DEFAULT_REDIS_URL    "redis://127.0.0.1:6379/0"
 #define DEFAULT_STREAM       "genonaut:route_analytics:stream"
 #define DEFAULT_GROUP        "rollupd"
@@ -405,6 +407,26 @@ static int check_socket(const char *v, char *why, size_t whylen)
     return 0;
 }
 
+static int check_cluster(const char *v, char *why, size_t whylen)
+{
+    if (strcmp(v, "auto") != 0 && strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+        ru_strlcpy(why, "must be \"auto\" (ask the server), \"on\" (Redis Cluster) or \"off\"",
+                   whylen);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_seeds(const char *v, char *why, size_t whylen)
+{
+    char e[200];
+    if (ru_cluster_parse_seeds(v, NULL, e, sizeof(e)) < 0) {
+        snprintf(why, whylen, "%s", e);
+        return -1;
+    }
+    return 0;
+}
+
 static int check_log_format(const char *v, char *why, size_t whylen)
 {
     if (strcmp(v, "auto") != 0 && strcmp(v, "journal") != 0 && strcmp(v, "logfmt") != 0 &&
@@ -522,6 +544,8 @@ static const struct key keys[] = {
     {KI64(redis, claim_idle_ms, 0, INT64_MAX)},
     {KBOOL(redis, lone_consumer)},
     {KINT(redis, connect_timeout_ms, 100, 600000)},
+    {KSTR(redis, cluster, check_cluster)},
+    {KSTR(redis, cluster_seeds, check_seeds)},
     {KSTR(postgres, conninfo, NULL)},
     {KSTR(postgres, hourly_table, check_table)},
     {KSTR(postgres, raw_table, check_table_opt)},
@@ -579,6 +603,8 @@ void ru_config_defaults(struct ru_config *cfg)
     cfg->redis.dead_letter_stream = dead_letter_for(DEFAULT_STREAM);
     cfg->redis.claim_idle_ms = 0;
     cfg->redis.connect_timeout_ms = 5000;
+    cfg->redis.cluster = ru_xstrdup("auto");
+    cfg->redis.cluster_seeds = ru_xstrdup("");
 
     cfg->postgres.conninfo = ru_xstrdup(DEFAULT_CONNINFO);
     cfg->postgres.hourly_table = ru_xstrdup(DEFAULT_HOURLY_TABLE);
@@ -609,6 +635,8 @@ void ru_config_deinit(struct ru_config *cfg)
     free(cfg->redis.consumer);
     free(cfg->redis.start);
     free(cfg->redis.dead_letter_stream);
+    free(cfg->redis.cluster);
+    free(cfg->redis.cluster_seeds);
     free(cfg->postgres.conninfo);
     free(cfg->postgres.hourly_table);
     free(cfg->postgres.raw_table);
@@ -991,6 +1019,34 @@ static void derive(struct ru_config *c)
     }
 }
 
+/* Redis Cluster: a MULTI with the dead-letter copy and the XACK must stay in one slot,
+ * and a cluster has neither databases nor Unix sockets between its nodes. */
+static int cluster_check(const struct ru_config *c, int *bad, char *why, size_t whylen)
+{
+    if (strcmp(c->redis.cluster, "on") != 0)
+        return 0;
+    const char *st = c->redis.stream, *dl = c->redis.dead_letter_stream;
+    if (ru_cluster_keyslot(st, strlen(st)) != ru_cluster_keyslot(dl, strlen(dl))) {
+        *bad = find_key("redis", "dead_letter_stream");
+        snprintf(why, whylen,
+                 "redis.dead_letter_stream: \"%s\" hashes to slot %u and redis.stream \"%s\" "
+                 "to slot %u; in a Redis Cluster both must share a slot: give the stream a hash "
+                 "tag (e.g. \"events:{0}\", whose default dead-letter stream \"events:{0}:dead\" "
+                 "follows it) or the same tag to both",
+                 dl, ru_cluster_keyslot(dl, strlen(dl)), st, ru_cluster_keyslot(st, strlen(st)));
+        return -1;
+    }
+    if (c->redis.addr.path != NULL || c->redis.addr.db != 0) {
+        *bad = find_key("redis", "url");
+        ru_strlcpy(why,
+                   "redis.url: a Redis Cluster is reached over TCP and has database 0 only; "
+                   "use redis://host:port or redis.cluster = \"off\"",
+                   whylen);
+        return -1;
+    }
+    return 0;
+}
+
 /* The checks across keys: -1 with the index of the key at fault in *bad and "key: reason"
  * in why. */
 static int cross_check(const struct ru_config *c, int *bad, char *why, size_t whylen)
@@ -1006,6 +1062,8 @@ static int cross_check(const struct ru_config *c, int *bad, char *why, size_t wh
         ru_strlcpy(why, "postgres.raw_table: must differ from postgres.hourly_table", whylen);
         return -1;
     }
+    if (cluster_check(c, bad, why, whylen) < 0)
+        return -1;
     if (c->redis.lone_consumer && c->redis.claim_idle_ms > 0) {
         *bad = find_key("redis", "claim_idle_ms");
         ru_strlcpy(why,

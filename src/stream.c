@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/sds.h>
 
+#include "rollupd/cluster.h"
 #include "rollupd/log.h"
 #include "rollupd/reply.h"
 
@@ -55,6 +56,7 @@ enum cmd_kind {
     C_CLIENT_ID,    /* ... its id ... */
     C_CLIENT_LIST,  /* ... and the connections to close before reading */
     C_CLIENT_KILL,
+    C_CLUSTER_SLOTS, /* Redis Cluster: which node serves the stream's slot */
 };
 
 /* S_GATE: the handshake is done and the fence is up; nothing is read until the owner
@@ -140,6 +142,17 @@ struct ru_stream {
 
     struct ru_stream_stats stats;
 
+    /* Redis Cluster (README: Scaling out). Each connection goes to one node: the one that
+     * answered MOVED or CLUSTER SLOTS for the stream's slot (target), else the next of
+     * nodes (the configured host, redis.cluster_seeds, then the nodes the cluster named). */
+    char cluster_mode; /* 'a'uto, 'y'es, 'n'o */
+    bool cluster;      /* the server is a cluster node */
+    bool target_set, cluster_warned;
+    unsigned slot;
+    int redirects; /* redirections followed at once since the last live connection */
+    struct ru_cluster_nodes nodes;
+    struct ru_cluster_node at, target;
+
     /* adoption in progress */
     struct {
         bool active;
@@ -178,6 +191,16 @@ static void copy_config(struct ru_stream *s, const struct ru_config *cfg)
     s->count = cfg->redis.count;
     s->block_ms = cfg->redis.block_ms;
     s->connect_timeout_ms = cfg->redis.connect_timeout_ms;
+    s->cluster_mode = strcmp(cfg->redis.cluster, "on") == 0    ? 'y'
+                      : strcmp(cfg->redis.cluster, "off") == 0 ? 'n'
+                                                               : 'a';
+    s->cluster = s->cluster_mode == 'y';
+    s->target_set = false;
+    ru_cluster_nodes_deinit(&s->nodes);
+    if (a->host)
+        ru_cluster_nodes_add(&s->nodes, a->host, a->port);
+    if (ru_cluster_parse_seeds(cfg->redis.cluster_seeds, &s->nodes, NULL, 0) < 0)
+        ru_debug("msg=\"redis.cluster_seeds not parsed (checked at load)\"");
     snprintf(s->block_s, sizeof(s->block_s), "%d", s->block_ms);
     set_read_count(s, SLOW_START);
 }
@@ -226,6 +249,7 @@ struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_str
     s->dead = ru_xstrdup(cfg->redis.dead_letter_stream);
     s->start = ru_xstrdup(cfg->redis.start);
     s->lone = cfg->redis.lone_consumer;
+    s->slot = ru_cluster_keyslot(s->stream, strlen(s->stream));
     uint64_t g = ru_hash(s->group, strlen(s->group), ru_hash(s->stream, strlen(s->stream), 0));
     uint64_t c = ru_hash(s->consumer, strlen(s->consumer), g);
     snprintf(s->group_prefix, sizeof(s->group_prefix), "rollupd:%016" PRIx64 ":", g);
@@ -269,6 +293,7 @@ void ru_stream_free(struct ru_stream *s)
     free(s->adopt.consumer);
     free(s->adopt.ids);
     free(s->dead_ids);
+    ru_cluster_nodes_deinit(&s->nodes);
     ru_buf_free(&s->scratch);
     free(s);
 }
@@ -571,6 +596,7 @@ static void disconnect(struct ru_stream *s, const char *why)
     }
     s->dl_inflight = 0;
     s->my_id = 0;
+    s->target_set = false; /* a redirection sets it again after this */
     set_error(s, why);
     schedule_reconnect(s);
     if (s->adopt.active) {
@@ -610,6 +636,12 @@ static void start_handshake(struct ru_stream *s)
         ARG(1, dbs);
         if (s->c)
             send_argv(s, C_SELECT, 2);
+    }
+    if (s->cluster_mode != 'n' && s->path == NULL && s->db == 0 && s->c) {
+        argv_reserve(s, 2);
+        ARG(0, "CLUSTER");
+        ARG(1, "SLOTS");
+        send_argv(s, C_CLUSTER_SLOTS, 2);
     }
     /* The fence: name this connection, then (on the CLIENT LIST reply) close those that
      * may still read for us before anything is read here. */
@@ -695,12 +727,130 @@ static void fence_kill(struct ru_stream *s, const redisReply *r)
     }
 }
 
+/* ---- Redis Cluster ---- */
+
+/* The node of the next connection: the one known to serve the slot; else, in a cluster,
+ * the next node in turn (a dead master's successor is found through any live node); else
+ * the configured host. */
+static void pick_node(struct ru_stream *s)
+{
+    const struct ru_cluster_node *n = NULL;
+    if (s->target_set)
+        n = &s->target;
+    else if (s->cluster && s->nodes.n > 1)
+        n = ru_cluster_nodes_next(&s->nodes);
+    if (n != NULL) {
+        s->at = *n;
+    } else {
+        ru_strlcpy(s->at.host, s->host ? s->host : "", sizeof(s->at.host));
+        s->at.port = s->port;
+    }
+}
+
+/* Drops this connection and connects to `to` at once: the replay of the pending list (or
+ * the recovery) on the new connection keeps exactly-once as after any reconnect. After a
+ * few in a row without reaching live (nodes that disagree during a failover), the usual
+ * backoff applies. */
+static void redirect(struct ru_stream *s, const struct ru_cluster_node *to, const char *why)
+{
+    int backoff = s->backoff_ms;
+    ru_info("msg=\"following the stream's slot to another cluster node\" slot=%u from=%s:%d "
+            "to=%s:%d reason=\"%s\"",
+            s->slot, s->at.host, s->at.port, to->host, to->port, why);
+    disconnect(s, why);
+    s->target = *to;
+    s->target_set = true;
+    if (s->redirects++ < 3) {
+        s->backoff_ms = backoff;
+        s->next_attempt_ms = 0;
+    }
+}
+
+/* CLUSTER SLOTS, sent first on each connection unless redis.cluster is "off". */
+static void cluster_slots(struct ru_stream *s, const redisReply *r)
+{
+    char why[300];
+    if (r->type == REDIS_REPLY_ERROR && s->cluster_mode == 'a') {
+        /* "ERR This instance has cluster support disabled": a lone server */
+        if (strstr(r->str, "cluster support disabled") == NULL && !s->cluster_warned)
+            ru_warn("msg=\"CLUSTER SLOTS refused: if this is a Redis Cluster, rollupd follows "
+                    "MOVED replies only; grant +cluster|slots or set redis.cluster\" error=\"%s\"",
+                    r->str);
+        s->cluster_warned = true;
+        s->cluster = false;
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(why, sizeof(why),
+                 "CLUSTER SLOTS: %s (redis.cluster is \"on\": point redis.url at a cluster "
+                 "node, or set it to \"auto\")",
+                 r->str);
+        disconnect(s, why);
+        return;
+    }
+    s->cluster = true;
+    ru_cluster_nodes_learn(&s->nodes, r, &s->at);
+    unsigned dslot = ru_cluster_keyslot(s->dead, strlen(s->dead));
+    if (dslot != s->slot) {
+        snprintf(why, sizeof(why),
+                 "this is a Redis Cluster and the dead-letter stream %s (slot %u) is not in the "
+                 "slot of %s (%u): give both the same hash tag (redis.stream \"x:{0}\" and its "
+                 "default dead-letter stream); nothing is read until then",
+                 s->dead, dslot, s->stream, s->slot);
+        s->backoff_ms = BACKOFF_MAX_MS;
+        disconnect(s, why);
+        return;
+    }
+    struct ru_cluster_node owner;
+    if (ru_cluster_owner(r, s->slot, &s->at, &owner, why, sizeof(why)) < 0) {
+        disconnect(s, why);
+        return;
+    }
+    if (!ru_cluster_node_eq(&owner, &s->at))
+        redirect(s, &owner, "CLUSTER SLOTS: another node serves the stream's slot");
+}
+
+/* An error reply of a cluster node that concerns the connection, not the command:
+ * follows it and returns true. MOVED: the slot is served elsewhere for good. ASK: the
+ * stream is being migrated: MIGRATE moves the key whole, and the slot is finalised a
+ * moment later, so rather than sending ASKING before each command to a node that does not
+ * own the slot yet, reconnect with backoff until CLUSTER SLOTS (or MOVED) names the new
+ * owner. CLUSTERDOWN, TRYAGAIN, READONLY (an old master turned replica), ...: back off and
+ * ask the cluster again through another node. */
+static bool cluster_error(struct ru_stream *s, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ERROR || s->cluster_mode == 'n' || s->path != NULL)
+        return false;
+    struct ru_cluster_node to;
+    char why[300];
+    switch (ru_cluster_classify(r->str, &s->at, NULL, &to)) {
+    case RU_CLUSTER_ERR_OTHER:
+        return false;
+    case RU_CLUSTER_MOVED:
+        s->cluster = true;
+        snprintf(why, sizeof(why), "cluster: %.200s", r->str);
+        redirect(s, &to, why);
+        return true;
+    case RU_CLUSTER_ASK:
+        snprintf(why, sizeof(why), "cluster: %.200s (the stream is migrating: waiting)", r->str);
+        disconnect(s, why);
+        return true;
+    case RU_CLUSTER_RETRY:
+        snprintf(why, sizeof(why), "cluster: %.200s", r->str);
+        disconnect(s, why);
+        return true;
+    }
+    return false;
+}
+
 static void connect_now(struct ru_stream *s)
 {
-    if (s->path)
+    if (s->path) {
         s->c = redisConnectUnixNonBlock(s->path);
-    else
-        s->c = redisConnectNonBlock(s->host, s->port);
+    } else {
+        pick_node(s);
+        s->c = redisConnectNonBlock(s->at.host, s->at.port);
+    }
     if (s->c == NULL) {
         disconnect(s, "cannot allocate redis context");
         return;
@@ -1119,6 +1269,7 @@ static void parse_consumers(struct ru_stream *s, const redisReply *r)
 static void start_replay(struct ru_stream *s)
 {
     s->backoff_ms = 0;
+    s->redirects = 0;
     s->last_err[0] = '\0';
     s->state = S_REPLAY;
     memset(&s->cursor, 0, sizeof(s->cursor));
@@ -1348,6 +1499,7 @@ static const char *const acl_names[] = {
     [C_CLIENT_ID] = "client|id",
     [C_CLIENT_LIST] = "client|list",
     [C_CLIENT_KILL] = "client|kill",
+    [C_CLUSTER_SLOTS] = "cluster|slots",
 };
 
 /* NOPERM: the ACL user lacks a command or a key. A reconnect does not fix that, so it is
@@ -1359,7 +1511,7 @@ static bool acl_refused(struct ru_stream *s, enum cmd_kind k, const redisReply *
 {
     if (r->type != REDIS_REPLY_ERROR || !is_error(r, "NOPERM") || k == C_SETNAME ||
         k == C_CLIENT_ID || k == C_CLIENT_LIST || k == C_CLIENT_KILL || k == C_XPENDING_ADOPT ||
-        k == C_XRANGE_ADOPT)
+        k == C_XRANGE_ADOPT || (k == C_CLUSTER_SLOTS && s->cluster_mode == 'a'))
         return false;
     char why[sizeof(s->last_err)];
     snprintf(why, sizeof(why),
@@ -1467,6 +1619,9 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
             ru_warn("msg=\"CLIENT ID not answered: no connection closed before reading\"");
         group_create_after_fence(s);
         try_write(s);
+        return;
+    case C_CLUSTER_SLOTS:
+        cluster_slots(s, r);
         return;
     case C_CLIENT_KILL:
         if (r->type == REDIS_REPLY_ERROR && !is_error(r, "ERR No such client"))
@@ -1642,7 +1797,9 @@ static void read_replies(struct ru_stream *s)
                 return;
             }
             s->in_reply = true;
-            handle_reply(s, q_pop(s), reply);
+            enum cmd_kind k = q_pop(s);
+            if (!cluster_error(s, reply))
+                handle_reply(s, k, reply);
             s->in_reply = false;
             ru_reply_arena_reset(s->arena);
             if (s->c == NULL)

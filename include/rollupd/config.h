@@ -45,6 +45,8 @@ struct ru_config {
         int64_t claim_idle_ms;    /* 0 = off: take over consumers idle this long */
         bool lone_consumer;       /* read with NOACK; the PostgreSQL checkpoint is the record */
         int connect_timeout_ms;   /* default 5000 */
+        char *cluster;            /* "auto" (default: ask the server), "on", "off" */
+        char *cluster_seeds;      /* more nodes to ask: "host:port,..." ("" = none) */
     } redis;
 
     struct {
