@@ -62,21 +62,24 @@ install(CODE "
 if(RU_INSTALL_SYSTEMD)
   # The unit in systemd/ names the paths of a /usr install (so that it can be verified
   # and read as it is); the installed copy names those of the prefix used at install time.
-  set(_ru_unit_src "${_ru_top}/systemd/rollupd.service")
   if(IS_ABSOLUTE "${RU_SYSTEMD_UNITDIR}")
     set(_ru_unitdir "${RU_SYSTEMD_UNITDIR}")
   else()
     set(_ru_unitdir "\${CMAKE_INSTALL_PREFIX}/${RU_SYSTEMD_UNITDIR}")
   endif()
-  install(CODE "
-    file(READ \"${_ru_unit_src}\" _ru_unit)
-    string(REPLACE \"/usr/sbin/rollupd\" \"\${_ru_sbindir}/rollupd\" _ru_unit \"\${_ru_unit}\")
-    string(REPLACE \"/etc/rollupd/\" \"\${_ru_confdir}/\" _ru_unit \"\${_ru_unit}\")
-    set(_ru_unit_out \"${CMAKE_CURRENT_BINARY_DIR}/systemd/rollupd.service\")
-    file(WRITE \"\${_ru_unit_out}\" \"\${_ru_unit}\")
-    file(INSTALL \"\${_ru_unit_out}\" DESTINATION \"${_ru_unitdir}\"
-         FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
-  " COMPONENT systemd)
+  # rollupd.service, and rollupd@.service: one instance per shard (README: Scaling out)
+  foreach(_ru_unit_name rollupd.service rollupd@.service)
+    set(_ru_unit_src "${_ru_top}/systemd/${_ru_unit_name}")
+    install(CODE "
+      file(READ \"${_ru_unit_src}\" _ru_unit)
+      string(REPLACE \"/usr/sbin/rollupd\" \"\${_ru_sbindir}/rollupd\" _ru_unit \"\${_ru_unit}\")
+      string(REPLACE \"/etc/rollupd/\" \"\${_ru_confdir}/\" _ru_unit \"\${_ru_unit}\")
+      set(_ru_unit_out \"${CMAKE_CURRENT_BINARY_DIR}/systemd/${_ru_unit_name}\")
+      file(WRITE \"\${_ru_unit_out}\" \"\${_ru_unit}\")
+      file(INSTALL \"\${_ru_unit_out}\" DESTINATION \"${_ru_unitdir}\"
+           FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+    " COMPONENT systemd)
+  endforeach()
   install(FILES "${_ru_top}/systemd/rollupd.sysusers" DESTINATION "${RU_SYSUSERSDIR}"
           RENAME rollupd.conf COMPONENT systemd)
 endif()

@@ -1026,17 +1026,34 @@ static int cluster_check(const struct ru_config *c, int *bad, char *why, size_t 
     if (strcmp(c->redis.cluster, "on") != 0)
         return 0;
     const char *st = c->redis.stream, *dl = c->redis.dead_letter_stream;
-    if (ru_cluster_keyslot(st, strlen(st)) != ru_cluster_keyslot(dl, strlen(dl))) {
+    unsigned ss = ru_cluster_keyslot(st, strlen(st)), ds = ru_cluster_keyslot(dl, strlen(dl));
+    size_t sl = strlen(st);
+    bool derived = strncmp(dl, st, sl) == 0 && strcmp(dl + sl, DEAD_SUFFIX) == 0;
+    if (ss != ds && derived) {
+        *bad = find_key("redis", "stream");
+        snprintf(why, whylen,
+                 "redis.stream: \"%s\" has no hash tag, so its dead-letter stream \"%s\" lands "
+                 "in another slot (%u, not %u); in a Redis Cluster both must share a slot: name "
+                 "the stream with a tag, e.g. \"%s:{0}\"",
+                 st, dl, ds, ss, st);
+        return -1;
+    }
+    if (ss != ds) {
         *bad = find_key("redis", "dead_letter_stream");
         snprintf(why, whylen,
                  "redis.dead_letter_stream: \"%s\" hashes to slot %u and redis.stream \"%s\" "
-                 "to slot %u; in a Redis Cluster both must share a slot: give the stream a hash "
-                 "tag (e.g. \"events:{0}\", whose default dead-letter stream \"events:{0}:dead\" "
-                 "follows it) or the same tag to both",
-                 dl, ru_cluster_keyslot(dl, strlen(dl)), st, ru_cluster_keyslot(st, strlen(st)));
+                 "to slot %u; in a Redis Cluster both must share a slot: give both the same "
+                 "hash tag (e.g. \"events:{0}\" and \"events:{0}:dead\")",
+                 dl, ds, st, ss);
         return -1;
     }
-    if (c->redis.addr.path != NULL || c->redis.addr.db != 0) {
+    /* redis.addr is parsed after these checks: parse a copy */
+    struct ru_redis_addr a;
+    memset(&a, 0, sizeof(a));
+    bool single =
+        ru_config_parse_redis_url(c->redis.url, &a, NULL, 0) == 0 && (a.path != NULL || a.db != 0);
+    ru_config_addr_deinit(&a);
+    if (single) {
         *bad = find_key("redis", "url");
         ru_strlcpy(why,
                    "redis.url: a Redis Cluster is reached over TCP and has database 0 only; "
@@ -1078,7 +1095,7 @@ static int cross_check(const struct ru_config *c, int *bad, char *why, size_t wh
 /* Cross-key checks and defaults that depend on other keys. */
 static int resolve(struct loader *ld, struct ru_config *c)
 {
-    char why[256];
+    char why[512];
     int url = find_key("redis", "url");
     int bad;
 
@@ -1600,7 +1617,7 @@ int ru_config_set(struct ru_config *c, size_t i, const char *value, const char *
 
 int ru_config_check(struct ru_config *c, char *err, size_t errlen)
 {
-    char why[256];
+    char why[512];
     int bad;
     int dead = find_key("redis", "dead_letter_stream");
 

@@ -1059,6 +1059,27 @@ static void render_metrics(struct ru_daemon *d, struct ru_buf *b)
                   "# TYPE rollupd_build_info gauge\n"
                   "rollupd_build_info{version=\"%s\"} 1\n",
                   RU_VERSION);
+    /* the shard (its stream key) as an info metric: existing series keep their labels */
+    struct ru_buf lbl = RU_BUF_INIT;
+    ru_buf_puts(&lbl, "shard=\"");
+    for (const char *p = d->cfg.redis.stream; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            ru_buf_putc(&lbl, '\\');
+        if (*p == '\n')
+            ru_buf_puts(&lbl, "\\n");
+        else
+            ru_buf_putc(&lbl, *p);
+    }
+    ru_buf_printf(b,
+                  "# HELP rollupd_shard_info The shard (stream key) this instance reads.\n"
+                  "# TYPE rollupd_shard_info gauge\n"
+                  "rollupd_shard_info{%s\",cluster=\"%d\"} 1\n",
+                  lbl.p, ru_stream_cluster(d->stream) ? 1 : 0);
+    ru_buf_free(&lbl);
+    metric(b, "rollupd_redis_lost_tail_total", "counter",
+           "Connections that found the stream ending below entries already read (writes lost "
+           "by Redis in a failover).",
+           (double)ss->redis_lost_tail);
     metric(b, "rollupd_up", "gauge", "1 when healthy, 0 when degraded or down.", h == H_OK);
     metric(b, "rollupd_health", "gauge", "0 ok, 1 degraded, 2 down.", h);
     metric(b, "rollupd_uptime_seconds", "gauge", "Seconds since start.",
@@ -1274,6 +1295,13 @@ static json_t *status_json(struct ru_daemon *d)
     json_object_set_new(o, "redis_connected", json_boolean(ru_stream_connected(d->stream)));
     json_object_set_new(o, "redis_url", json_string(url));
     json_object_set_new(o, "redis_reconnects", json_integer((json_int_t)ss->reconnects));
+    /* Scaling out (README): one instance per shard; the shard is its stream key */
+    char node[300];
+    ru_stream_node(d->stream, node, sizeof(node));
+    json_object_set_new(o, "shard", json_string(d->cfg.redis.stream));
+    json_object_set_new(o, "redis_cluster", json_boolean(ru_stream_cluster(d->stream)));
+    json_object_set_new(o, "redis_node", json_string(node));
+    json_object_set_new(o, "redis_lost_tail", json_integer((json_int_t)ss->redis_lost_tail));
     json_object_set_new(o, "redis_last_error", json_string(ru_stream_last_error(d->stream)));
     json_object_set_new(o, "postgres_connected", json_boolean(ps.connected));
     json_object_set_new(o, "postgres_conninfo", json_string(ci));

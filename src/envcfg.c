@@ -18,6 +18,8 @@ static const struct ru_envcfg_var vars[] = {
     {"ROLLUPD_CLAIM_IDLE_MS", "redis.claim_idle_ms"},
     {"ROLLUPD_LONE_CONSUMER", "redis.lone_consumer"},
     {"ROLLUPD_REDIS_CONNECT_TIMEOUT_MS", "redis.connect_timeout_ms"},
+    {"ROLLUPD_REDIS_CLUSTER", "redis.cluster"},
+    {"ROLLUPD_REDIS_CLUSTER_SEEDS", "redis.cluster_seeds"},
     {"ROLLUPD_PG_CONNINFO", "postgres.conninfo"},
     {"ROLLUPD_HOURLY_TABLE", "postgres.hourly_table"},
     {"ROLLUPD_RAW_TABLE", "postgres.raw_table"},

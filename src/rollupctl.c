@@ -1,6 +1,7 @@
 /* rollupctl: command-line client of rollupd's status socket. */
 #include <errno.h>
 #include <getopt.h>
+#include <glob.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,10 +15,12 @@
 #include "rollupd/util.h"
 
 #define DEFAULT_SOCKET "/run/rollupd/rollupd.sock"
+#define DEFAULT_DIR    "/run/rollupd" /* --all: every *.sock here (rollupd@.service) */
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: rollupctl [-s SOCKET] [-t TIMEOUT_MS] COMMAND [ARGS]\n"
+                 "       rollupctl --all [-d DIR] [-t TIMEOUT_MS] COMMAND [ARGS]\n"
                  "\n"
                  "  status [--json]   a readable summary (or the raw JSON object)\n"
                  "  health            prints ok / degraded: ... / down: ...; exits 0, 1 or 2\n"
@@ -29,8 +32,11 @@ static void usage(FILE *out)
                  "  -s SOCKET   status socket (default $ROLLUPD_SOCKET, $ROLLUPD_STATUS_SOCKET "
                  "or " DEFAULT_SOCKET ")\n"
                  "  -t MS       answer timeout (default 5000; flush and adopt: 600000)\n"
+                 "  -a, --all   every instance of this host: each socket DIR/*.sock (one per\n"
+                 "              shard, rollupd@.service); status prints one line each\n"
+                 "  -d DIR      with --all: where the sockets are (default " DEFAULT_DIR ")\n"
                  "Exit status: 0 ok, 1 the daemon answered with an error (or degraded), 2 down,\n"
-                 "unreachable or no answer.\n");
+                 "unreachable or no answer (--all: the worst of the instances).\n");
 }
 
 static const char *jstr(json_t *o, const char *k)
@@ -98,6 +104,23 @@ static int print_summary(const char *text)
     return 0;
 }
 
+/* --all status: one line per instance. */
+static int print_line(const char *sock, const char *text)
+{
+    json_t *o = json_loads(text, 0, NULL);
+    if (o == NULL) {
+        printf("%-28s  (answer is not JSON)\n", sock);
+        return 1;
+    }
+    const char *h = jstr(o, "health");
+    printf("%-28s  %-40s  %-8s  %-21s  lag %-8lld  flushed %-10lld  %6.0f/s\n", sock,
+           jstr(o, "shard")[0] ? jstr(o, "shard") : jstr(o, "stream"), h,
+           jstr(o, "redis_node")[0] ? jstr(o, "redis_node") : "-", jint(o, "group_lag"),
+           jint(o, "events_flushed"), jreal(o, "events_per_s"));
+    json_decref(o);
+    return strcmp(h, "ok") == 0 ? 0 : strcmp(h, "degraded") == 0 ? 1 : 2;
+}
+
 /* Sends one line, reads the answer until the server closes. Returns 0 or -1. */
 static int ask(const char *path, const char *line, int timeout_ms, struct ru_buf *out)
 {
@@ -150,6 +173,36 @@ static int ask(const char *path, const char *line, int timeout_ms, struct ru_buf
     return 0;
 }
 
+/* One instance: the answer to line on path, shown as cmd wants. Returns the exit status. */
+static int run_one(const char *path, const char *cmd, const char *line, bool json, bool all,
+                   int timeout_ms)
+{
+    struct ru_buf out = RU_BUF_INIT;
+    int rc = ask(path, line, timeout_ms, &out);
+    const char *text = out.p ? out.p : "";
+    if (rc < 0) {
+        rc = 2;
+        if (strcmp(cmd, "health") == 0)
+            printf("down: rollupd unreachable at %s\n", path);
+        else if (all && strcmp(cmd, "status") == 0 && !json)
+            printf("%-28s  (unreachable)\n", path);
+    } else if (strncmp(text, "error:", 6) == 0) {
+        fprintf(stderr, "rollupctl: %s", text);
+        rc = 1;
+    } else if (strcmp(cmd, "health") == 0) {
+        fputs(text, stdout);
+        rc = strncmp(text, "ok", 2) == 0 ? 0 : strncmp(text, "degraded", 8) == 0 ? 1 : 2;
+    } else if (strcmp(cmd, "status") == 0 && !json) {
+        rc = all ? print_line(path, text) : print_summary(text);
+    } else {
+        fwrite(text, 1, out.len, stdout);
+        if (all && json)
+            putchar('\n');
+    }
+    ru_buf_free(&out);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     /* ROLLUPD_STATUS_SOCKET is the daemon's own variable: a container's health check
@@ -157,11 +210,20 @@ int main(int argc, char **argv)
     const char *path = getenv("ROLLUPD_SOCKET")          ? getenv("ROLLUPD_SOCKET")
                        : getenv("ROLLUPD_STATUS_SOCKET") ? getenv("ROLLUPD_STATUS_SOCKET")
                                                          : DEFAULT_SOCKET;
-    bool json = false;
+    const char *dir = DEFAULT_DIR;
+    bool json = false, all = false;
     int timeout_ms = 0;
     int c;
-    while ((c = getopt(argc, argv, "+s:t:h")) != -1) {
+    static const struct option lopts[] = {
+        {"all", no_argument, NULL, 'a'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    while ((c = getopt_long(argc, argv, "+s:t:ad:h", lopts, NULL)) != -1) {
         switch (c) {
+        case 'a':
+            all = true;
+            break;
+        case 'd':
+            dir = optarg;
+            break;
         case 's':
             path = optarg;
             break;
@@ -194,25 +256,28 @@ int main(int argc, char **argv)
     ru_buf_putc(&line, '\n');
     if (timeout_ms <= 0)
         timeout_ms = strcmp(cmd, "flush") == 0 || strcmp(cmd, "adopt") == 0 ? 600000 : 5000;
-    struct ru_buf out = RU_BUF_INIT;
-    int rc = ask(path, line.p, timeout_ms, &out);
-    const char *text = out.p ? out.p : "";
-    if (rc < 0) {
-        rc = 2;
-        if (strcmp(cmd, "health") == 0)
-            printf("down: rollupd unreachable at %s\n", path);
-    } else if (strncmp(text, "error:", 6) == 0) {
-        fprintf(stderr, "rollupctl: %s", text);
-        rc = 1;
-    } else if (strcmp(cmd, "health") == 0) {
-        fputs(text, stdout);
-        rc = strncmp(text, "ok", 2) == 0 ? 0 : strncmp(text, "degraded", 8) == 0 ? 1 : 2;
-    } else if (strcmp(cmd, "status") == 0 && !json) {
-        rc = print_summary(text);
+    int rc = 0;
+    if (!all) {
+        rc = run_one(path, cmd, line.p, json, false, timeout_ms);
     } else {
-        fwrite(text, 1, out.len, stdout);
+        char pattern[4096];
+        snprintf(pattern, sizeof(pattern), "%s/*.sock", dir);
+        glob_t g;
+        memset(&g, 0, sizeof(g));
+        if (glob(pattern, 0, NULL, &g) != 0 || g.gl_pathc == 0) {
+            fprintf(stderr, "rollupctl: no status socket matches %s (is any rollupd running?)\n",
+                    pattern);
+            rc = 2;
+        }
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            /* status: a line (or a JSON object) each, with its socket; others: a header */
+            if (strcmp(cmd, "status") != 0)
+                printf("%s== %s\n", i ? "\n" : "", g.gl_pathv[i]);
+            int r = run_one(g.gl_pathv[i], cmd, line.p, json, true, timeout_ms);
+            rc = r > rc ? r : rc;
+        }
+        globfree(&g);
     }
     ru_buf_free(&line);
-    ru_buf_free(&out);
     return rc;
 }

@@ -57,6 +57,8 @@ enum cmd_kind {
     C_CLIENT_LIST,  /* ... and the connections to close before reading */
     C_CLIENT_KILL,
     C_CLUSTER_SLOTS, /* Redis Cluster: which node serves the stream's slot */
+    C_ID_GUARD,      /* Redis Cluster: XINFO STREAM, has the stream lost its tail? */
+    C_XSETID,
 };
 
 /* S_GATE: the handshake is done and the fence is up; nothing is read until the owner
@@ -843,6 +845,48 @@ static bool cluster_error(struct ru_stream *s, const redisReply *r)
     return false;
 }
 
+/* A failover can lose the last writes the old master acknowledged, entries this process
+ * has already taken in among them: the new master's stream then ends below the checkpoint,
+ * and an entry added now could get an id at or below it (a clock behind the old master's)
+ * and be skipped as committed. XSETID raises the stream's last id to what this process has
+ * seen, so every entry added from now on sorts above the checkpoint. */
+static const redisReply *map_get(const redisReply *m, const char *key);
+static bool sid_of(const redisReply *v, struct ru_sid *out);
+
+static void send_id_guard(struct ru_stream *s)
+{
+    if (ru_sid_is_zero(&s->last_seen))
+        return;
+    argv_reserve(s, 3);
+    ARG(0, "XINFO");
+    ARG(1, "STREAM");
+    ARG(2, s->stream);
+    send_argv(s, C_ID_GUARD, 3);
+}
+
+static void id_guard(struct ru_stream *s, const redisReply *r)
+{
+    struct ru_sid last;
+    if (r->type != REDIS_REPLY_ARRAY || !sid_of(map_get(r, "last-generated-id"), &last) ||
+        ru_sid_cmp(&last, &s->last_seen) >= 0)
+        return;
+    char have[RU_SID_STRLEN], seen[RU_SID_STRLEN];
+    ru_sid_format(&last, have);
+    ru_sid_format(&s->last_seen, seen);
+    ru_err("msg=\"the stream ends below entries this process has already read: Redis lost "
+           "acknowledged writes (a failover with asynchronous replication); those events stay "
+           "counted once, and the stream's last id is raised so new entries sort above the "
+           "checkpoint\" stream=%s last_generated=%s seen=%s",
+           s->stream, have, seen);
+    s->stats.redis_lost_tail++;
+    argv_reserve(s, 3);
+    ARG(0, "XSETID");
+    ARG(1, s->stream);
+    ARG(2, seen);
+    send_argv(s, C_XSETID, 3);
+    try_write(s);
+}
+
 static void connect_now(struct ru_stream *s)
 {
     if (s->path) {
@@ -1500,6 +1544,8 @@ static const char *const acl_names[] = {
     [C_CLIENT_LIST] = "client|list",
     [C_CLIENT_KILL] = "client|kill",
     [C_CLUSTER_SLOTS] = "cluster|slots",
+    [C_ID_GUARD] = "xinfo|stream",
+    [C_XSETID] = "xsetid",
 };
 
 /* NOPERM: the ACL user lacks a command or a key. A reconnect does not fix that, so it is
@@ -1511,7 +1557,8 @@ static bool acl_refused(struct ru_stream *s, enum cmd_kind k, const redisReply *
 {
     if (r->type != REDIS_REPLY_ERROR || !is_error(r, "NOPERM") || k == C_SETNAME ||
         k == C_CLIENT_ID || k == C_CLIENT_LIST || k == C_CLIENT_KILL || k == C_XPENDING_ADOPT ||
-        k == C_XRANGE_ADOPT || (k == C_CLUSTER_SLOTS && s->cluster_mode == 'a'))
+        k == C_XRANGE_ADOPT || (k == C_CLUSTER_SLOTS && s->cluster_mode == 'a') ||
+        k == C_ID_GUARD || k == C_XSETID)
         return false;
     char why[sizeof(s->last_err)];
     snprintf(why, sizeof(why),
@@ -1551,6 +1598,8 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
                 s->cb.on_group_recreated(s->cb.ud);
         }
         s->group_known = true;
+        if (s->cluster)
+            send_id_guard(s);
         if (s->state == S_HANDSHAKE) {
             /* nothing is read until the owner has seen its lock alive after the fence */
             s->state = S_GATE;
@@ -1622,6 +1671,15 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
         return;
     case C_CLUSTER_SLOTS:
         cluster_slots(s, r);
+        return;
+    case C_ID_GUARD:
+        id_guard(s, r);
+        return;
+    case C_XSETID:
+        if (r->type == REDIS_REPLY_ERROR)
+            ru_warn("msg=\"XSETID refused: entries added now may get ids at or below the "
+                    "checkpoint and be skipped; grant +xsetid on the stream key\" error=\"%s\"",
+                    r->str);
         return;
     case C_CLIENT_KILL:
         if (r->type == REDIS_REPLY_ERROR && !is_error(r, "ERR No such client"))
@@ -1957,6 +2015,19 @@ const char *ru_stream_last_error(const struct ru_stream *s)
 const struct ru_stream_stats *ru_stream_stats(const struct ru_stream *s)
 {
     return &s->stats;
+}
+
+bool ru_stream_cluster(const struct ru_stream *s)
+{
+    return s->cluster;
+}
+
+void ru_stream_node(const struct ru_stream *s, char *out, size_t len)
+{
+    if (s->path != NULL || s->at.host[0] == '\0')
+        ru_strlcpy(out, "", len);
+    else
+        snprintf(out, len, "%s:%d", s->at.host, s->at.port);
 }
 
 const struct ru_sid *ru_stream_last_seen(const struct ru_stream *s)

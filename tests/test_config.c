@@ -150,6 +150,8 @@ static void assert_defaults(const struct ru_config *c)
     cr_assert_eq(c->redis.claim_idle_ms, 0);
     cr_assert(!c->redis.lone_consumer);
     cr_assert_eq(c->redis.connect_timeout_ms, 5000);
+    cr_assert_str_eq(c->redis.cluster, "auto");
+    cr_assert_str_eq(c->redis.cluster_seeds, "");
     cr_assert_str_eq(c->postgres.conninfo, "dbname=genonaut");
     cr_assert_str_eq(c->postgres.hourly_table, "route_analytics_hourly");
     cr_assert_str_eq(c->postgres.raw_table, "");
@@ -214,6 +216,8 @@ Test(config, example_file_documents_the_defaults)
         "claim_idle_ms =",
         "lone_consumer =",
         "connect_timeout_ms =",
+        "cluster =",
+        "cluster_seeds =",
         "conninfo =",
         "hourly_table =",
         "raw_table =",
@@ -919,4 +923,31 @@ Test(config, log_levels)
         cr_assert_eq(c.log.level, cases[i].level, "level \"%s\"", cases[i].name);
         ru_config_deinit(&c);
     }
+}
+
+Test(config, cluster_keys)
+{
+    struct ru_config c;
+    char err[512];
+    cr_assert_eq(load_text("redis: { stream = \"s:{7}\"; cluster = \"on\";\n"
+                           "  cluster_seeds = \"10.0.0.1:7000, 10.0.0.2:7000\"; };\n",
+                           &c, NULL, err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_str_eq(c.redis.cluster, "on");
+    cr_assert_str_eq(c.redis.dead_letter_stream, "s:{7}:dead");
+    ru_config_deinit(&c);
+    expect_error_part("redis: {\n  cluster = \"yes\";\n};\n", 2, "redis.cluster: must be \"auto\"");
+    expect_error_part("redis: {\n  cluster_seeds = \"a:1, b\";\n};\n", 2, "\"b\" is not host:port");
+    /* in a cluster the dead-letter MULTI must stay in the stream's slot */
+    expect_error_part("redis: {\n  stream = \"events\";\n  cluster = \"on\";\n};\n", 2,
+                      "redis.stream: \"events\" has no hash tag");
+    expect_error_part("redis: {\n  stream = \"e:{1}\";\n  dead_letter_stream = \"dead\";\n"
+                      "  cluster = \"on\";\n};\n",
+                      3, "redis.dead_letter_stream: \"dead\" hashes to slot");
+    expect_error_part("redis: {\n  url = \"redis://h:1/2\";\n  stream = \"e:{1}\";\n"
+                      "  cluster = \"on\";\n};\n",
+                      2, "database 0 only");
+    /* "auto" does not know yet: the daemon checks when a node says it is a cluster */
+    cr_assert_eq(load_text("redis: { stream = \"events\"; };\n", &c, NULL, err, sizeof(err)), 0);
+    ru_config_deinit(&c);
 }

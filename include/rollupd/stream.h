@@ -84,6 +84,9 @@ struct ru_stream_stats {
     uint64_t group_recreated;
     uint64_t recovered; /* entries read again by recovery (XRANGE after the checkpoint) */
     uint64_t recoveries;
+    /* Redis Cluster: connections that found the stream ending below what this process had
+     * read (writes lost in a failover) */
+    uint64_t redis_lost_tail;
     int64_t lag;           /* XINFO GROUPS lag, -1 unknown */
     int64_t group_pending; /* XINFO GROUPS pending, -1 unknown */
 };
@@ -196,6 +199,11 @@ bool ru_stream_idle(
     const struct ru_stream *s); /* nothing queued or in flight, blocked reads included */
 const char *ru_stream_last_error(const struct ru_stream *s);
 const struct ru_stream_stats *ru_stream_stats(const struct ru_stream *s);
+/* Redis Cluster: true once a node said it is one (redis.cluster "on", or "auto" and
+ * CLUSTER SLOTS answered); out gets "host:port" of the node of the current (or last)
+ * connection, "" for a Unix socket. */
+bool ru_stream_cluster(const struct ru_stream *s);
+void ru_stream_node(const struct ru_stream *s, char *out, size_t len);
 /* The highest id this process has taken in (applied, in flight or committed). */
 const struct ru_sid *ru_stream_last_seen(const struct ru_stream *s);
 
