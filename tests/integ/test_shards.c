@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -353,8 +354,9 @@ static void daemon_start(int s)
         snprintf(extra, sizeof(extra),
                  "cluster = \"on\"; cluster_seeds = \"127.0.0.1:%d, 127.0.0.1:%d\"; %s", ports[1],
                  ports[2], s == 3 ? "lone_consumer = true;" : "");
-    char consumer[16];
+    char consumer[16], sock[RU_H_PATH + 16];
     snprintf(consumer, sizeof(consumer), "c%d", s);
+    snprintf(sock, sizeof(sock), "%s/sock/%d.sock", cdir, s);
     struct ru_h_cfg k = {.stream = keys[s],
                          .group = group,
                          .consumer = consumer,
@@ -362,10 +364,34 @@ static void daemon_start(int s)
                          .redis_url = url,
                          .flush_interval_ms = 300,
                          .log_level = "info",
-                         .redis_extra = extra};
+                         .redis_extra = extra,
+                         .socket = sock};
     char *text = ru_h_config(&k);
     ru_h_daemon_start(&D[s], text);
     free(text);
+}
+
+/* rollupctl --all status: one line per instance, each naming its shard. */
+static void check_rollupctl_all(void)
+{
+    char cmd[RU_H_PATH * 3], line[1024];
+    snprintf(cmd, sizeof(cmd), "%s/rollupctl --all -d %s/sock status", ru_h_env.build_dir, cdir);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    int lines = 0, named[SHARDS] = {0};
+    while (fgets(line, sizeof(line), p) != NULL) {
+        fputs(line, stderr);
+        lines++;
+        for (int s = 0; s < SHARDS; s++)
+            if (strstr(line, keys[s]) != NULL && strstr(line, "127.0.0.1:") != NULL)
+                named[s]++;
+    }
+    int rc = pclose(p);
+    /* the exit status is the worst health: an instance may be degraded for a moment */
+    cr_expect(WIFEXITED(rc) && WEXITSTATUS(rc) <= 2, "%s exited with %d", cmd, rc);
+    cr_expect_eq(lines, SHARDS, "%s printed %d lines", cmd, lines);
+    for (int s = 0; s < SHARDS; s++)
+        cr_expect_eq(named[s], 1, "%s: shard %d (and its node) not listed once", cmd, s);
 }
 
 static long long flushed(int s)
@@ -625,6 +651,10 @@ static void lost_tail(int s)
 Test(shards, four_shards_through_failovers_and_resharding, .fini = cluster_down, .timeout = 600)
 {
     cluster_up();
+    char sockdir[RU_H_PATH + 8];
+    snprintf(sockdir, sizeof(sockdir), "%s/sock", cdir);
+    cr_assert(strlen(sockdir) < 90, "%s: too long for the status sockets", sockdir);
+    cr_assert_eq(mkdir(sockdir, 0700), 0);
     char dbname[128], stream[128];
     ru_h_names(stream, group, dbname, sizeof(stream));
     snprintf(prefix, sizeof(prefix), "%s", stream);
@@ -638,6 +668,7 @@ Test(shards, four_shards_through_failovers_and_resharding, .fini = cluster_down,
         daemon_start(s);
     producer_start();
     load_phase("start");
+    check_rollupctl_all();
 
     unsigned slot[SHARDS];
     for (int s = 0; s < SHARDS; s++)
