@@ -1362,7 +1362,9 @@ static void reload(struct ru_daemon *d)
     bool redis_changed = strcmp(nc.redis.url, d->cfg.redis.url) != 0 ||
                          nc.redis.count != d->cfg.redis.count ||
                          nc.redis.block_ms != d->cfg.redis.block_ms ||
-                         nc.redis.connect_timeout_ms != d->cfg.redis.connect_timeout_ms;
+                         nc.redis.connect_timeout_ms != d->cfg.redis.connect_timeout_ms ||
+                         strcmp(nc.redis.cluster, d->cfg.redis.cluster) != 0 ||
+                         strcmp(nc.redis.cluster_seeds, d->cfg.redis.cluster_seeds) != 0;
     bool pg_changed = strcmp(nc.postgres.conninfo, d->cfg.postgres.conninfo) != 0 ||
                       nc.postgres.statement_timeout_ms != d->cfg.postgres.statement_timeout_ms ||
                       nc.postgres.connect_timeout_s != d->cfg.postgres.connect_timeout_s;

@@ -12,8 +12,9 @@
  * any such loss the check becomes a bound (the lost events may or may not have been
  * counted before the crash).
  *
- * RU_SHARDS_SECONDS (default 4) sets the load phase between two faults; the long run
- * (tests/faults/run-long) raises it. */
+ * RU_SHARDS_SECONDS (default 4) sets the load phase between two faults and
+ * RU_SHARDS_ROUNDS (default 1) how many times each fault comes (each round to another
+ * shard); the long run (tests/faults/run-long) raises both. */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 
@@ -148,6 +149,23 @@ static bool node_ids(int port, char *id, size_t idlen, int *replica)
     }
     freeReplyObject(r);
     return id[0] != '\0';
+}
+
+/* A master other than the one serving slot. */
+static int other_master(unsigned slot)
+{
+    int owner = owner_port(slot), other = 0;
+    redisReply *r = NULL;
+    for (int i = 0; i < NODES && r == NULL; i++)
+        r = node_cmd(ports[i], "CLUSTER SLOTS");
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements && !other; i++) {
+        const redisReply *m = r->element[i]->element[2];
+        if (m->element[1]->integer != owner)
+            other = (int)m->element[1]->integer;
+    }
+    freeReplyObject(r);
+    cr_assert_neq(other, 0, "no master other than %d", owner);
+    return other;
 }
 
 /* ------------------------------------------------------------------ the producer */
@@ -441,6 +459,13 @@ static int load_seconds(void)
     return n > 0 ? n : 4;
 }
 
+static int load_rounds(void)
+{
+    const char *v = getenv("RU_SHARDS_ROUNDS");
+    int n = v ? atoi(v) : 0;
+    return n > 0 ? n : 1;
+}
+
 /* Load keeps flowing for a while (pacing only: the checks wait on state). */
 static void load_phase(const char *after)
 {
@@ -674,27 +699,28 @@ Test(shards, four_shards_through_failovers_and_resharding, .fini = cluster_down,
     for (int s = 0; s < SHARDS; s++)
         slot[s] = ru_cluster_keyslot(keys[s], strlen(keys[s]));
 
-    crash_master(slot[0]);
-    load_phase("the crash of a master");
+    /* each round puts another shard through each fault */
+    int rounds = load_rounds();
+    for (int r = 0; r < rounds; r++) {
+        int a = r % SHARDS, b = (r + 1) % SHARDS, c = (r + 2) % SHARDS, k = (r + 3) % SHARDS;
+        crash_master(slot[a]);
+        load_phase("the crash of a master");
 
-    manual_failover(slot[1]);
-    load_phase("CLUSTER FAILOVER");
+        manual_failover(slot[b]);
+        load_phase("CLUSTER FAILOVER");
 
-    int dest = owner_port(slot[0]);
-    if (dest == owner_port(slot[2]))
-        dest = owner_port(slot[3]);
-    cr_assert_neq(dest, owner_port(slot[2]), "no other master to move shard 2 to");
-    migrate_slot(slot[2], dest);
-    load_phase("the migration of a slot");
+        migrate_slot(slot[c], other_master(slot[c]));
+        load_phase("the migration of a slot");
 
-    cr_log_info("kill -9 of rollupd shard 3 (lone consumer) and shard 0");
-    ru_h_daemon_kill(&D[3], SIGKILL);
-    ru_h_daemon_kill(&D[0], SIGKILL);
-    ru_h_daemon_wait_exit(&D[3], 10000);
-    ru_h_daemon_wait_exit(&D[0], 10000);
-    ru_h_daemon_restart(&D[3]);
-    ru_h_daemon_restart(&D[0]);
-    load_phase("kill -9 of two instances");
+        cr_log_info("kill -9 of rollupd shards %d and %d", k, a);
+        ru_h_daemon_kill(&D[k], SIGKILL);
+        ru_h_daemon_kill(&D[a], SIGKILL);
+        ru_h_daemon_wait_exit(&D[k], 10000);
+        ru_h_daemon_wait_exit(&D[a], 10000);
+        ru_h_daemon_restart(&D[k]);
+        ru_h_daemon_restart(&D[a]);
+        load_phase("kill -9 of two instances");
+    }
 
     producer_stop();
     struct drained d;
