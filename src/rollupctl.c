@@ -117,8 +117,9 @@ static int print_line(const char *sock, const char *text)
            jstr(o, "shard")[0] ? jstr(o, "shard") : jstr(o, "stream"), h,
            jstr(o, "redis_node")[0] ? jstr(o, "redis_node") : "-", jint(o, "group_lag"),
            jint(o, "events_flushed"), jreal(o, "events_per_s"));
-    json_decref(o);
-    return strcmp(h, "ok") == 0 ? 0 : strcmp(h, "degraded") == 0 ? 1 : 2;
+    int rc = strcmp(h, "ok") == 0 ? 0 : strcmp(h, "degraded") == 0 ? 1 : 2;
+    json_decref(o); /* h dies with it */
+    return rc;
 }
 
 /* Sends one line, reads the answer until the server closes. Returns 0 or -1. */

@@ -845,14 +845,14 @@ static bool cluster_error(struct ru_stream *s, const redisReply *r)
     return false;
 }
 
+static const redisReply *map_get(const redisReply *m, const char *key);
+static bool sid_of(const redisReply *v, struct ru_sid *out);
+
 /* A failover can lose the last writes the old master acknowledged, entries this process
  * has already taken in among them: the new master's stream then ends below the checkpoint,
  * and an entry added now could get an id at or below it (a clock behind the old master's)
  * and be skipped as committed. XSETID raises the stream's last id to what this process has
  * seen, so every entry added from now on sorts above the checkpoint. */
-static const redisReply *map_get(const redisReply *m, const char *key);
-static bool sid_of(const redisReply *v, struct ru_sid *out);
-
 static void send_id_guard(struct ru_stream *s)
 {
     if (ru_sid_is_zero(&s->last_seen))
