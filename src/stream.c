@@ -150,6 +150,7 @@ struct ru_stream {
     char cluster_mode; /* 'a'uto, 'y'es, 'n'o */
     bool cluster;      /* the server is a cluster node */
     bool target_set, cluster_warned;
+    bool quiet_drop; /* a redirection before the gate: the owner was never told of it */
     unsigned slot;
     int redirects; /* redirections followed at once since the last live connection */
     struct ru_cluster_nodes nodes;
@@ -606,8 +607,9 @@ static void disconnect(struct ru_stream *s, const char *why)
         if (s->cb.on_adopt_done)
             s->cb.on_adopt_done(s->cb.ud, why);
     }
-    if (s->cb.on_state)
+    if (s->cb.on_state && !s->quiet_drop)
         s->cb.on_state(s->cb.ud, false, why);
+    s->quiet_drop = false;
     (void)was_up;
 }
 
@@ -759,6 +761,7 @@ static void redirect(struct ru_stream *s, const struct ru_cluster_node *to, cons
     ru_info("msg=\"following the stream's slot to another cluster node\" slot=%u from=%s:%d "
             "to=%s:%d reason=\"%s\"",
             s->slot, s->at.host, s->at.port, to->host, to->port, why);
+    s->quiet_drop = s->state < S_GATE; /* logged above; not a lost connection */
     disconnect(s, why);
     s->target = *to;
     s->target_set = true;
