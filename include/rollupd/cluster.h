@@ -35,7 +35,7 @@ enum ru_cluster_err {
     RU_CLUSTER_ERR_OTHER = 0, /* not a cluster error: the caller handles it */
     RU_CLUSTER_MOVED,         /* the slot is served elsewhere for good: go there */
     RU_CLUSTER_ASK,           /* the key is migrating: only this one command goes there */
-    RU_CLUSTER_RETRY,         /* CLUSTERDOWN, TRYAGAIN, MASTERDOWN, READONLY, LOADING:
+    RU_CLUSTER_RETRY,         /* CLUSTERDOWN, TRYAGAIN, MASTERDOWN, READONLY, LOADING, UNBLOCKED:
                                * the node cannot serve the key now; ask the cluster again */
 };
 
