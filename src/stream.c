@@ -828,7 +828,11 @@ static bool cluster_error(struct ru_stream *s, const redisReply *r)
         return false;
     struct ru_cluster_node to;
     char why[300];
-    switch (ru_cluster_classify(r->str, &s->at, NULL, &to)) {
+    enum ru_cluster_err e = ru_cluster_classify(r->str, &s->at, NULL, &to);
+    /* a lone server's LOADING or READONLY (a replica) keeps its usual handling */
+    if (e == RU_CLUSTER_RETRY && !s->cluster)
+        return false;
+    switch (e) {
     case RU_CLUSTER_ERR_OTHER:
         return false;
     case RU_CLUSTER_MOVED:
