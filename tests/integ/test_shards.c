@@ -791,3 +791,44 @@ Test(shards, four_shards_through_failovers_and_resharding, .fini = cluster_down,
     free(P.lines);
     free(P.ack);
 }
+
+static bool cond_log_refusal(void *arg)
+{
+    char *log = ru_h_daemon_log(arg);
+    bool found = strstr(log, "is not in the slot of") != NULL;
+    free(log);
+    return found;
+}
+
+/* redis.cluster "auto" cannot check the dead-letter stream's slot at load: the instance
+ * refuses to read once a node says it is a cluster, with the reason, and creates nothing. */
+Test(shards, auto_refuses_a_dead_letter_stream_in_another_slot, .fini = cluster_down,
+     .timeout = 120)
+{
+    cluster_up();
+    char dbname[128], stream[128];
+    ru_h_names(stream, group, dbname, sizeof(stream));
+    ru_h_fresh_db(ci, sizeof(ci));
+    char url[64];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", ports[0]);
+    struct ru_h_cfg k = {.stream = stream, .group = group, .conninfo = ci, .redis_url = url};
+    char *text = ru_h_config(&k);
+    struct ru_h_daemon d;
+    ru_h_daemon_start(&d, text);
+    free(text);
+    cr_assert(ru_h_wait(cond_log_refusal, &d, 20000),
+              "no refusal of the dead-letter stream's slot in the log");
+    json_t *j = ru_h_status(d.sock);
+    cr_assert_not_null(j);
+    cr_expect(json_is_false(json_object_get(j, "redis_connected")));
+    cr_expect(json_is_true(json_object_get(j, "redis_cluster")));
+    cr_expect(strstr(json_string_value(json_object_get(j, "redis_last_error")),
+                     "give both the same hash tag") != NULL);
+    json_decref(j);
+    int o = owner_port(ru_cluster_keyslot(stream, strlen(stream)));
+    redisReply *r = node_cmd(o, "EXISTS %s", stream);
+    cr_expect(r && r->type == REDIS_REPLY_INTEGER && r->integer == 0,
+              "the stream was created although reading was refused");
+    freeReplyObject(r);
+    cr_expect_eq(ru_h_daemon_stop(&d), 0);
+}
