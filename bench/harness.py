@@ -160,13 +160,15 @@ def status(sock_path):
 
 # ---------------------------------------------------------------- rollupd
 
-def rollupd_conf(path, srv, stream, group, db, sock, interval_ms, extra_flush="", extra_pg="",
-                 extra_redis=""):
+def rollupd_conf(path, srv, stream, group, db, sock, interval_ms, backlog_entries, extra_flush="",
+                 extra_pg="", extra_redis=""):
+    """Every benchmark states the flush triggers it relies on: interval_ms and
+    backlog_entries (the "backlog drained" flush; 0 = off) are always written."""
     with open(path, "w") as f:
         f.write(f"""redis: {{ url = "redis://127.0.0.1:{srv.redis_port}/0"; stream = "{stream}";
   group = "{group}"; consumer = "bench";{extra_redis} }};
 postgres: {{ conninfo = "{srv.dsn(db)}";{extra_pg} }};
-flush: {{ interval_ms = {interval_ms};{extra_flush} }};
+flush: {{ interval_ms = {interval_ms}; backlog_entries = {backlog_entries};{extra_flush} }};
 status: {{ socket = "{sock}"; }};
 log: {{ level = "info"; }};
 """)
@@ -229,7 +231,7 @@ def cmd_rollupd(a):
     conf = os.path.join(logdir, f"{a.name}.conf")
     sock = os.path.join(a.rundir, f"{a.name}.sock")
     # BENCH_ROLLUPD_FLUSH: more flush settings for the main table, e.g. " max_events = 10000;"
-    rollupd_conf(conf, srv, a.stream, a.group, a.db, sock, a.interval_ms,
+    rollupd_conf(conf, srv, a.stream, a.group, a.db, sock, a.interval_ms, a.backlog_entries,
                  os.environ.get("BENCH_ROLLUPD_FLUSH", ""),
                  extra_redis=" lone_consumer = true;" if a.lone else "")
     s0 = srv.snapshot()
@@ -429,7 +431,9 @@ def cmd_flush(a):
     extra = " max_events = 100000000; max_keys = 10000000;"
     extra_pg = "" if a.statement_timeout_ms is None else \
         f" statement_timeout_ms = {a.statement_timeout_ms};"
-    rollupd_conf(conf, srv, stream, "rollupd", a.db, sock, 3600000, extra, extra_pg)
+    # only the explicit flush command may flush: no timer, no size limit, and no
+    # "backlog drained" flush (keygen writes faster than rollupd reads)
+    rollupd_conf(conf, srv, stream, "rollupd", a.db, sock, 3600000, 0, extra, extra_pg)
     hour = (int(time.time()) // 3600 - 1) * 3600
     if a.cases == "profile":
         cases = [("10k x 1", 10000, 1, "real", 200), ("10k x 10", 10000, 10, "real", 200),
@@ -549,7 +553,7 @@ def cmd_fresh(a):
     logdir = os.path.dirname(os.path.abspath(a.out))
     conf = os.path.join(logdir, "rollupd-fresh.conf")
     sock = os.path.join(a.rundir, "fresh.sock")
-    rollupd_conf(conf, srv, stream, "rollupd", a.db, sock, a.interval_ms)
+    rollupd_conf(conf, srv, stream, "rollupd", a.db, sock, a.interval_ms, a.backlog_entries)
     d = Rollupd(os.path.join(a.bindir, "rollupd"), conf, os.path.join(logdir, "rollupd-fresh.log"), srv)
     lg = None
     try:
@@ -799,6 +803,8 @@ def main():
     p.add_argument("--interval-ms", type=int, default=1000)
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--lone", action="store_true", help="redis.lone_consumer = true")
+    p.add_argument("--backlog-entries", type=int, default=8000,
+                   help="flush.backlog_entries (the default; 0 = off)")
     p.set_defaults(fn=cmd_rollupd)
 
     p = sub.add_parser("python")
@@ -831,6 +837,8 @@ def main():
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--warmup", type=float, default=3)
     p.add_argument("--interval-ms", type=int, default=1000)
+    p.add_argument("--backlog-entries", type=int, default=8000,
+                   help="flush.backlog_entries (the default; 0 = off)")
     p.set_defaults(fn=cmd_fresh)
 
     p = sub.add_parser("report")

@@ -342,8 +342,6 @@ static void ownership_step(struct ru_daemon *d)
     }
 }
 
-#define BACKLOG_READS 8 /* full reads of redis.count entries in a row make a backlog */
-
 static void on_batch(void *ud, size_t n, bool full, bool replay)
 {
     struct ru_daemon *d = ud;
@@ -355,16 +353,16 @@ static void on_batch(void *ud, size_t n, bool full, bool replay)
         d->flush_due = true;
     if (replay)
         return;
-    /* A backlog just drained (full reads of at least BACKLOG_READS x redis.count entries
-     * in a row, then a short one): commit what it brought now rather than at the next
-     * tick. Counted in entries, since the size of a read follows the size of the entries.
-     * A steady trickle (short reads only) and a rate near the drain rate (full and short
-     * reads mixed) keep to the timer. */
+    /* A backlog just drained (full reads of at least flush.backlog_entries entries in a
+     * row, then a short one): commit what it brought now rather than at the next tick.
+     * Counted in entries, since the size of a read follows the size of the entries. A
+     * steady trickle (short reads only) and a rate near the drain rate (full and short
+     * reads mixed) keep to the timer; 0 turns it off. */
     if (full) {
         d->backlog_entries += n;
         return;
     }
-    if (d->backlog_entries >= (uint64_t)BACKLOG_READS * (uint64_t)c->redis.count &&
+    if (c->flush.backlog_entries > 0 && d->backlog_entries >= (uint64_t)c->flush.backlog_entries &&
         ru_store_nevents(d->cur->store) > 0) {
         ru_debug("msg=\"backlog drained, flushing now\" entries=%" PRIu64, d->backlog_entries);
         d->flush_due = true;
