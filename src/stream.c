@@ -13,6 +13,7 @@
 
 #include "rollupd/log.h"
 #include "rollupd/reply.h"
+#include "rollupd/resp.h"
 
 #define READ_CHUNK       (256 * 1024)
 #define SLOW_START       16 /* entries in the first read after a connect */
@@ -130,7 +131,11 @@ struct ru_stream {
     char last_err[512];
 
     struct ru_reply_arena *arena;
+    /* the socket's input: replies are parsed in place (resp.h) from rbuf[rstart..rend) */
     char *rbuf;
+    size_t rcap, rstart, rend;
+    size_t reply_bytes;       /* bytes the reply being handled takes in rbuf */
+    struct ru_resp_scan scan; /* of the reply at rstart */
     struct ru_field *fields;
     size_t fields_cap;
     struct ru_buf scratch;
@@ -192,7 +197,7 @@ static void adapt_count(struct ru_stream *s, size_t n, int sent)
 {
     if (n == 0)
         return;
-    size_t bytes = ru_reply_arena_used(s->arena);
+    size_t bytes = ru_reply_arena_used(s->arena) + s->reply_bytes;
     s->entry_bytes = bytes / n > 0 ? bytes / n : 1;
     size_t next = (size_t)s->read_count;
     if (n >= (size_t)sent)
@@ -232,7 +237,8 @@ struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_str
     snprintf(s->name, sizeof(s->name), "%s%016" PRIx64 ":%c", s->group_prefix, c,
              s->lone ? 'L' : 'S');
     s->cb = *cb;
-    s->rbuf = ru_xmalloc(READ_CHUNK);
+    s->rcap = READ_CHUNK;
+    s->rbuf = ru_xmalloc(s->rcap);
     s->arena = ru_reply_arena_new();
     s->stats.lag = -1;
     s->stats.group_pending = -1;
@@ -555,8 +561,11 @@ static void disconnect(struct ru_stream *s, const char *why)
         redisFree(s->c);
         s->c = NULL;
     }
-    if (!s->in_reply) /* else the reply being walked lives on until it is done */
+    if (!s->in_reply) { /* else the reply being walked lives on until it is done */
         ru_reply_arena_reset(s->arena);
+        s->rstart = s->rend = 0;
+        ru_resp_scan_reset(&s->scan);
+    }
     s->state = S_DOWN;
     s->qlen = 0;
     s->qhead = 0;
@@ -1605,10 +1614,40 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
     }
 }
 
+/* Room for a read of READ_CHUNK bytes after rend: what is left of the input (the start of
+ * a reply) moves to the front, and the buffer grows while one reply needs more. Emptied
+ * after a reply that grew it beyond READER_MAXBUF, it shrinks back. */
+static void input_room(struct ru_stream *s)
+{
+    if (s->rstart == s->rend) {
+        s->rstart = s->rend = 0;
+        if (s->rcap > READER_MAXBUF) {
+            free(s->rbuf);
+            s->rcap = READ_CHUNK;
+            s->rbuf = ru_xmalloc(s->rcap);
+        }
+    }
+    if (s->rcap - s->rend >= READ_CHUNK)
+        return;
+    if (s->rstart > 0) {
+        memmove(s->rbuf, s->rbuf + s->rstart, s->rend - s->rstart);
+        s->rend -= s->rstart;
+        s->rstart = 0;
+    }
+    if (s->rcap - s->rend < READ_CHUNK) {
+        while (s->rcap - s->rend < READ_CHUNK)
+            s->rcap *= 2;
+        s->rbuf = ru_xrealloc(s->rbuf, s->rcap);
+    }
+}
+
+/* Reads what the socket has and handles each complete reply in place: no copy of its
+ * strings (hiredis still formats and writes the commands). */
 static void read_replies(struct ru_stream *s)
 {
     for (;;) {
-        ssize_t n = read(s->c->fd, s->rbuf, READ_CHUNK);
+        input_room(s);
+        ssize_t n = read(s->c->fd, s->rbuf + s->rend, READ_CHUNK);
         if (n == 0) {
             disconnect(s, "connection closed by server");
             return;
@@ -1623,30 +1662,37 @@ static void read_replies(struct ru_stream *s)
             disconnect(s, why);
             return;
         }
-        if (redisReaderFeed(s->c->reader, s->rbuf, (size_t)n) != REDIS_OK) {
-            disconnect(s, "protocol error");
-            return;
-        }
+        s->rend += (size_t)n;
         for (;;) {
-            void *reply = NULL;
-            if (redisReaderGetReply(s->c->reader, &reply) != REDIS_OK) {
+            char err[64];
+            ssize_t len =
+                ru_resp_scan(&s->scan, s->rbuf + s->rstart, s->rend - s->rstart, err, sizeof(err));
+            if (len < 0) {
                 char why[160];
-                snprintf(why, sizeof(why), "protocol error: %s", s->c->reader->errstr);
+                snprintf(why, sizeof(why), "protocol error: %s", err);
                 disconnect(s, why);
                 return;
             }
-            if (reply == NULL)
+            if (len == 0)
                 break;
             if (s->qlen == 0) {
                 disconnect(s, "unexpected reply");
                 return;
             }
+            redisReply *reply = ru_resp_build(s->rbuf + s->rstart, (size_t)len, &s->scan, s->arena);
+            ru_resp_scan_reset(&s->scan);
+            s->reply_bytes = (size_t)len;
             s->in_reply = true;
             handle_reply(s, q_pop(s), reply);
             s->in_reply = false;
+            s->reply_bytes = 0;
+            s->rstart += (size_t)len;
             ru_reply_arena_reset(s->arena);
-            if (s->c == NULL)
-                return; /* the handler disconnected */
+            if (s->c == NULL) { /* the handler disconnected */
+                s->rstart = s->rend = 0;
+                ru_resp_scan_reset(&s->scan);
+                return;
+            }
         }
         if ((size_t)n < READ_CHUNK)
             break;
@@ -1816,10 +1862,7 @@ void ru_stream_set_read_budget(struct ru_stream *s, size_t bytes)
 
 size_t ru_stream_mem(const struct ru_stream *s)
 {
-    size_t n = ru_reply_arena_size(s->arena);
-    if (s->c && s->c->reader && s->c->reader->buf)
-        n += sdsalloc(s->c->reader->buf);
-    return n;
+    return ru_reply_arena_size(s->arena) + s->rcap;
 }
 
 int ru_stream_read_count(const struct ru_stream *s)

@@ -1,4 +1,4 @@
-# Fuzz targets (libFuzzer): fuzz_event and fuzz_config. Included by the top-level
+# Fuzz targets (libFuzzer): fuzz_event, fuzz_config and fuzz_resp. Included by the top-level
 # CMakeLists.txt when RU_FUZZ is ON; see tests/fuzz/README.md.
 #
 # The core sources each target needs are compiled into it with the fuzzer flags (rather
@@ -50,3 +50,4 @@ endfunction()
 
 ru_add_fuzzer(event util.c json.c event.c)
 ru_add_fuzzer(config util.c config.c)
+ru_add_fuzzer(resp util.c reply.c resp.c)
