@@ -20,6 +20,7 @@
 #include "rollupd/http.h"
 #include "rollupd/keycheck.h"
 #include "rollupd/log.h"
+#include "rollupd/pcache.h"
 #include "rollupd/pgw.h"
 #include "rollupd/status.h"
 #include "rollupd/stream.h"
@@ -109,6 +110,7 @@ struct ru_daemon {
     bool tail_owed; /* shared-group consumer: a lone consumer's entries to recover, and the
                      * group's mark to clear with a commit once they are */
     struct ru_buf scratch;
+    struct ru_pcache *pcache; /* canonical params by raw text */
     struct ru_ratelimit rl_invalid, rl_trim;
     /* events/s since the previous STATUS= line, and when the next one is due */
     uint64_t rate_mark_events;
@@ -135,7 +137,7 @@ static int parse_entry(struct ru_daemon *d, struct ru_event *ev, const struct ru
                        char *why, size_t len)
 {
     ru_buf_reset(&d->scratch);
-    if (ru_event_parse(ev, f, n, &d->scratch, why, len) < 0)
+    if (ru_event_parse_cached(ev, f, n, &d->scratch, d->pcache, why, len) < 0)
         return ENTRY_INVALID;
     if (!ev->key_long)
         return ENTRY_OK;
@@ -654,7 +656,7 @@ static size_t mem_in_use(const struct ru_daemon *d)
 {
     return ru_batch_mem(d->cur) + d->inflight_mem + (d->adopt.b ? ru_batch_mem(d->adopt.b) : 0) +
            ru_pgw_cache_mem(d->pgw) + ru_stream_mem(d->stream) + d->parked.mem +
-           ru_keycheck_mem(d->verdicts);
+           ru_keycheck_mem(d->verdicts) + ru_pcache_mem(d->pcache);
 }
 
 /* What flushing a row needs beyond the batch: its next state, its COPY lines and the
@@ -1474,6 +1476,7 @@ struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
     set_read_budget(d); /* again once the fixed footprint is measured */
     d->cur = ru_batch_new();
     d->verdicts = ru_keycheck_new(KEY_VERDICTS);
+    d->pcache = ru_pcache_new();
     d->pgw = ru_pgw_new(&d->cfg);
     uint64_t wd = 0;
     if (sd_watchdog_enabled(0, &wd) > 0)
@@ -1503,6 +1506,7 @@ void ru_daemon_free(struct ru_daemon *d)
     free(d->flush_waiters);
     free(d->after_waiters);
     ru_buf_free(&d->scratch);
+    ru_pcache_free(d->pcache);
     ru_config_deinit(&d->cfg);
     free(d);
 }
