@@ -947,7 +947,12 @@ static void on_writer_event(struct ru_daemon *d)
     d->inflight_mem = 0;
     ru_batch_free(b);
     send_status_line(d);
-    malloc_trim(0); /* give a large batch's memory back rather than keep the peak */
+    /* Give a large batch's memory back rather than keep the peak, but only when reading is
+     * idle (nothing gathered since) or the RSS is above half of limits.max_memory_mb:
+     * trimming after every flush of a steady stream returns pages that the next batch
+     * faults straight back in. */
+    if (ru_batch_empty(d->cur) || rss_now() > (size_t)d->cfg.limits.max_memory_mb * 1024 * 1024 / 2)
+        malloc_trim(0);
 }
 
 /* ---- readiness ---- */
