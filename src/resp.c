@@ -155,67 +155,65 @@ ssize_t ru_resp_scan(struct ru_resp_scan *sc, const char *buf, size_t len, char 
     return done;
 }
 
-struct builder {
-    size_t pos;
-    redisReply *nodes;
-    redisReply **elems;
-};
-
-/* Builds the item at b->pos (scanned: well formed and complete within n). */
-static redisReply *build(char *buf, size_t n, struct builder *b)
-{
-    size_t at = b->pos;
-    char t = buf[at];
-    redisReply *r = b->nodes++;
-    if (t == '+' || t == '-') {
-        size_t e = (size_t)line_end(buf, at + 1, n);
-        *r = (redisReply){.type = t == '+' ? REDIS_REPLY_STATUS : REDIS_REPLY_ERROR,
-                          .str = buf + at + 1,
-                          .len = e - at - 1};
-        buf[e] = '\0';
-        b->pos = e + 2;
-        return r;
-    }
-    /* the header was checked by the scan: digits up to CR LF */
-    const char *p = buf + at + 1;
-    bool neg = *p == '-';
-    p += neg;
-    unsigned long long u = 0;
-    while (*p != '\r')
-        u = u * 10 + (unsigned)(*p++ - '0');
-    long long v = neg ? (u == 0 ? 0 : -(long long)(u - 1) - 1) : (long long)u;
-    size_t next = (size_t)(p - buf) + 2;
-    if (t == ':') {
-        *r = (redisReply){.type = REDIS_REPLY_INTEGER, .integer = v};
-    } else if (v < 0) {
-        *r = (redisReply){.type = REDIS_REPLY_NIL};
-    } else if (t == '$') {
-        char *str = buf + next;
-        *r = (redisReply){.type = REDIS_REPLY_STRING, .str = str, .len = (size_t)v};
-        next += (size_t)v + 2;
-        str[v] = '\0';
-    } else {
-        redisReply **el = b->elems;
-        *r = (redisReply){.type = REDIS_REPLY_ARRAY, .elements = (size_t)v};
-        b->pos = next;
-        if (v > 0) {
-            r->element = el;
-            b->elems = el + v;
-            for (size_t i = 0; i < (size_t)v; i++)
-                el[i] = build(buf, n, b);
-        }
-        return r;
-    }
-    b->pos = next;
-    return r;
-}
-
 redisReply *ru_resp_build(char *buf, size_t n, const struct ru_resp_scan *sc,
                           struct ru_reply_arena *arena)
 {
     char *mem = ru_reply_arena_alloc(arena, sc->nodes * sizeof(redisReply) +
                                                 sc->elems * sizeof(redisReply *));
-    struct builder b = {0, (redisReply *)(void *)mem,
-                        (redisReply **)(void *)(mem + sc->nodes * sizeof(redisReply))};
-    return build(buf, n, &b);
+    redisReply *nodes = (redisReply *)(void *)mem, *root = nodes;
+    redisReply **elems = (redisReply **)(void *)(mem + sc->nodes * sizeof(redisReply));
+    /* the arrays being filled, and how many elements each has so far */
+    redisReply *open[RU_RESP_MAX_DEPTH + 1];
+    size_t fill[RU_RESP_MAX_DEPTH + 1];
+    int depth = 0;
+    size_t pos = 0;
+    for (;;) {
+        /* the item at pos was checked by the scan: well formed and complete within n */
+        redisReply *r = nodes++;
+        char t = buf[pos];
+        long long v = 0;
+        if (t == '+' || t == '-') {
+            size_t e = (size_t)line_end(buf, pos + 1, n);
+            *r = (redisReply){.type = t == '+' ? REDIS_REPLY_STATUS : REDIS_REPLY_ERROR,
+                              .str = buf + pos + 1,
+                              .len = e - pos - 1};
+            buf[e] = '\0';
+            pos = e + 2;
+        } else {
+            const char *p = buf + pos + 1; /* digits up to CR LF */
+            bool neg = *p == '-';
+            p += neg;
+            unsigned long long u = 0;
+            while (*p != '\r')
+                u = u * 10 + (unsigned)(*p++ - '0');
+            v = neg ? (u == 0 ? 0 : -(long long)(u - 1) - 1) : (long long)u;
+            pos = (size_t)(p - buf) + 2;
+            if (t == ':') {
+                *r = (redisReply){.type = REDIS_REPLY_INTEGER, .integer = v};
+            } else if (v < 0) {
+                *r = (redisReply){.type = REDIS_REPLY_NIL};
+            } else if (t == '$') {
+                *r = (redisReply){.type = REDIS_REPLY_STRING, .str = buf + pos, .len = (size_t)v};
+                pos += (size_t)v;
+                buf[pos] = '\0';
+                pos += 2;
+            } else {
+                *r = (redisReply){.type = REDIS_REPLY_ARRAY, .elements = (size_t)v};
+            }
+        }
+        if (depth > 0)
+            open[depth - 1]->element[fill[depth - 1]++] = r;
+        if (t == '*' && v > 0) {
+            r->element = elems;
+            elems += v;
+            open[depth] = r;
+            fill[depth++] = 0;
+            continue;
+        }
+        /* r completes each array whose last element it is */
+        while (depth > 0 && fill[depth - 1] == open[depth - 1]->elements)
+            depth--;
+        if (depth == 0)
+            return root;
+    }
 }
