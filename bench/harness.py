@@ -741,7 +741,7 @@ def soak_table(f, w):
     w(f"### Soak: {f['minutes']} minutes at {fmt(f['rate_target'], 0)} events/s "
       f"({f['mix']} mix, {'lone consumer' if f['lone'] else 'shared group'}), flush every "
       f"{f['interval_ms']} ms, rollupd sampled every {f['every_s']:g} s; fits after "
-      f"{f['warmup_minutes']:g} minutes of warm-up\n")
+      f"{f['warmup_minutes']:.3g} minutes of warm-up\n")
     if "rss_mib_mean" not in f:
         w("no samples after the warm-up\n")
         return
@@ -996,6 +996,12 @@ def main():
         p.add_argument("--rundir", required=True)
         p.add_argument("--out", required=True)
 
+    def rollupd_opts(p):
+        p.add_argument("--interval-ms", type=int, default=1000)
+        p.add_argument("--backlog-entries", type=int, default=8000,
+                       help="flush.backlog_entries (the default; 0 = off)")
+        p.add_argument("--lone", action="store_true", help="redis.lone_consumer = true")
+
     def consumer(p):
         common(p)
         p.add_argument("--name", required=True)
@@ -1015,11 +1021,8 @@ def main():
     consumer(p)
     p.add_argument("--bin", required=True)
     p.add_argument("--db", required=True)
-    p.add_argument("--interval-ms", type=int, default=1000)
+    rollupd_opts(p)
     p.add_argument("--timeout", type=float, default=600)
-    p.add_argument("--lone", action="store_true", help="redis.lone_consumer = true")
-    p.add_argument("--backlog-entries", type=int, default=8000,
-                   help="flush.backlog_entries (the default; 0 = off)")
     p.set_defaults(fn=cmd_rollupd)
 
     p = sub.add_parser("python")
@@ -1044,34 +1047,28 @@ def main():
     p.add_argument("--statement-timeout-ms", type=int)
     p.set_defaults(fn=cmd_flush)
 
+    def at_rate(p):
+        """rollupd fed by loadgen at a fixed rate: fresh and soak"""
+        common(p)
+        p.add_argument("--bindir", required=True)
+        p.add_argument("--db", required=True)
+        p.add_argument("--rate", type=float, default=20000)
+        rollupd_opts(p)
+
     p = sub.add_parser("fresh")
-    common(p)
-    p.add_argument("--bindir", required=True)
-    p.add_argument("--db", required=True)
-    p.add_argument("--rate", type=float, default=20000)
+    at_rate(p)
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--warmup", type=float, default=3)
-    p.add_argument("--interval-ms", type=int, default=1000)
-    p.add_argument("--backlog-entries", type=int, default=8000,
-                   help="flush.backlog_entries (the default; 0 = off)")
     p.add_argument("--name", default="fresh")
-    p.add_argument("--lone", action="store_true", help="redis.lone_consumer = true")
     p.set_defaults(fn=cmd_fresh)
 
     p = sub.add_parser("soak")
-    common(p)
-    p.add_argument("--bindir", required=True)
-    p.add_argument("--db", required=True)
+    at_rate(p)
     p.add_argument("--minutes", type=float, default=30)
-    p.add_argument("--rate", type=float, default=20000)
     p.add_argument("--every", type=float, default=10, help="seconds between samples")
     p.add_argument("--warmup-minutes", type=float, default=5)
-    p.add_argument("--interval-ms", type=int, default=1000)
-    p.add_argument("--backlog-entries", type=int, default=8000,
-                   help="flush.backlog_entries (the default; 0 = off)")
     p.add_argument("--maxlen", type=int, default=1000000, help="loadgen --maxlen")
     p.add_argument("--mix", default="heavy")
-    p.add_argument("--lone", action="store_true", help="redis.lone_consumer = true")
     p.set_defaults(fn=cmd_soak)
 
     p = sub.add_parser("report")
