@@ -694,8 +694,8 @@ static size_t mem_budget(const struct ru_daemon *d)
 }
 
 /* What one read's reply may take: an eighth of the budget. Two reads can be in flight,
- * and while a reply is walked its entries exist twice at worst, parsed in the reply
- * arena and (the one being received) raw in hiredis' input buffer: four eighths. The
+ * and while a reply is walked its entries exist twice at worst, in the read buffer with
+ * their reply objects in the arena, and (the one being received) raw: four eighths. The
  * other half is left to the batches and the row-state cache, which backpressure keeps
  * within it. At the default limit this is about 110 MiB a read, far above a full read
  * of usual events (1000 of ~1.5 KiB); at 64 MiB about 5 MiB, some 25 entries of 200 kB. */

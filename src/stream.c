@@ -25,8 +25,8 @@
 #define DEAD_SCAN_PAGE   1000
 #define DEAD_SCAN_PAGE_S "1000"
 #define DEAD_SCAN_MAX    200000 /* dead-letter entries looked at by one recovery, at most */
-/* hiredis keeps up to this much input buffer between replies; one that a large entry grew
- * beyond it is freed at the next feed that finds it empty (redisReaderFeed, 0.14.1) */
+/* The read buffer (rbuf) keeps up to this much between replies; one that a large reply
+ * grew beyond it shrinks back once it is empty (input_room). */
 #define READER_MAXBUF (4 * 1024 * 1024)
 
 enum cmd_kind {
