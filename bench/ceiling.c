@@ -1,6 +1,8 @@
 /* rollupd-bench-ceiling: the least any consumer of the stream must do, done as fast as
  * this machine allows: XREADGROUP ... COUNT n STREAMS key > in a consumer group, then
- * XACK of the ids it returned, and nothing else.
+ * XACK of the ids it returned, and nothing else. With --noack it reads with XREADGROUP ...
+ * NOACK and acknowledges nothing: the like-for-like ceiling of rollupd's lone consumer
+ * (redis.lone_consumer), which reads so too.
  *
  * Reply handling is the fastest we know: hiredis builds replies through custom object
  * functions into an arena (src/reply.c, as rollupd does: no malloc per element), the socket is
@@ -11,7 +13,7 @@
  * for any consumer on this machine; bench/run compares rollupd with it.
  *
  * Prints one JSON object on stdout: events, seconds, events_per_s, reads, acked,
- * utime_s, stime_s, vmhwm_kb (the process's own CPU and peak RSS). */
+ * utime_s, stime_s, vmhwm_kb (the process's own CPU and peak RSS), noack. */
 #include "rollupd/reply.h"
 #include "rollupd/util.h"
 
@@ -44,6 +46,7 @@ struct ceil {
     const char *stream, *group, *consumer;
     long long count, max, requested;
     int reads_inflight;
+    bool noack; /* XREADGROUP ... NOACK, no XACK */
     /* ids of the last walked batch, waiting for the next XACK */
     char (*ids)[RU_SID_STRLEN];
     const char **argv;
@@ -102,9 +105,13 @@ static bool send_read(struct ceil *cl)
         return false;
     char cnts[24];
     snprintf(cnts, sizeof(cnts), "%lld", cnt);
-    const char *argv[] = {"XREADGROUP", "GROUP",   cl->group,  cl->consumer, "COUNT",
-                          cnts,         "STREAMS", cl->stream, ">"};
-    if (redisAppendCommandArgv(cl->c, (int)RU_ARRAY_LEN(argv), argv, NULL) != REDIS_OK)
+    const char *argv[] = {"XREADGROUP", "GROUP", cl->group, cl->consumer, "COUNT",
+                          cnts,         "NOACK", "STREAMS", cl->stream,   ">"};
+    const char *argv_ack[] = {"XREADGROUP", "GROUP",   cl->group,  cl->consumer, "COUNT",
+                              cnts,         "STREAMS", cl->stream, ">"};
+    int ok = cl->noack ? redisAppendCommandArgv(cl->c, (int)RU_ARRAY_LEN(argv), argv, NULL)
+                       : redisAppendCommandArgv(cl->c, (int)RU_ARRAY_LEN(argv_ack), argv_ack, NULL);
+    if (ok != REDIS_OK)
         die("XREADGROUP: %s", cl->c->errstr);
     cl->requested += cnt;
     cl->reads_inflight++;
@@ -146,6 +153,8 @@ static long long take_ids(struct ceil *cl, const redisReply *r)
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 ||
             e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= RU_SID_STRLEN)
             die("XREADGROUP: unexpected entry");
+        if (cl->noack)
+            continue; /* nothing to acknowledge */
         long long k = cl->nids++;
         memcpy(cl->ids[k], e->element[0]->str, e->element[0]->len + 1);
         cl->argv[3 + k] = cl->ids[k];
@@ -176,7 +185,9 @@ static void usage(FILE *f)
           "  -c CONSUMER        consumer name (default ceiling)\n"
           "  --count N          XREADGROUP COUNT (default 1000, as rollupd's redis.count)\n"
           "  -n N               stop after N entries (default 0: at the first empty read)\n"
-          "  --start ID         where a new group starts (default 0)\n",
+          "  --start ID         where a new group starts (default 0)\n"
+          "  --noack            read with XREADGROUP ... NOACK and acknowledge nothing (the\n"
+          "                     ceiling of a lone consumer)\n",
           f);
 }
 
@@ -192,6 +203,7 @@ int main(int argc, char **argv)
     cl.count = 1000;
     static const struct option lopts[] = {{"count", required_argument, NULL, 'C'},
                                           {"start", required_argument, NULL, 'S'},
+                                          {"noack", no_argument, NULL, 'N'},
                                           {"help", no_argument, NULL, 'H'},
                                           {NULL, 0, NULL, 0}};
     int o;
@@ -220,6 +232,9 @@ int main(int argc, char **argv)
             break;
         case 'S':
             start = optarg;
+            break;
+        case 'N':
+            cl.noack = true;
             break;
         case 'H':
             usage(stdout);
@@ -298,11 +313,12 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("{\"events\":%lld,\"seconds\":%.6f,\"events_per_s\":%.1f,\"reads\":%lld,"
-           "\"acked\":%lld,\"utime_s\":%.3f,\"stime_s\":%.3f,\"vmhwm_kb\":%ld}\n",
+           "\"acked\":%lld,\"utime_s\":%.3f,\"stime_s\":%.3f,\"vmhwm_kb\":%ld,\"noack\":%s}\n",
            events, secs, secs > 0 ? (double)events / secs : 0.0, reads, acked,
            (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, vmhwm_kb());
-    if (acked != events)
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, vmhwm_kb(),
+           cl.noack ? "true" : "false");
+    if (!cl.noack && acked != events)
         die("acknowledged %lld of %lld entries", acked, events);
     redisFree(cl.c);
     return 0;

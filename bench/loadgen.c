@@ -29,6 +29,8 @@
 #define MAX_FIELDS    24
 #define MAX_KV        12
 #define MAX_LIST      6
+/* --mix light: routes of at most this many bytes (genonaut's real sample averages 27) */
+#define LIGHT_ROUTE_MAX 26
 
 /* ------------------------------------------------------------------ options */
 
@@ -54,6 +56,7 @@ struct opts {
     int pipeline;
     bool have_id_offset;
     long long id_offset_ms;
+    bool light; /* --mix light */
 };
 
 static void usage(FILE *f)
@@ -78,6 +81,10 @@ static void usage(FILE *f)
           "  --pipeline N         commands per pipeline (default 500)\n"
           "  --id-offset-ms MS    explicit entry ids MS milliseconds from now (e.g. 86400000:\n"
           "                       a day ahead of the clock), rising within the run\n"
+          "  --mix MIX            heavy (default: every field, the long routes too) or light\n"
+          "                       (like genonaut's real sample: routes of at most 26 bytes, half\n"
+          "                       the events with empty params, no user, sizes, cache or db\n"
+          "                       count)\n"
           "  --quiet              no progress output (the final line is always printed)\n",
           f);
 }
@@ -132,6 +139,7 @@ enum {
     OPT_MAXLEN,
     OPT_PIPELINE,
     OPT_ID_OFFSET,
+    OPT_MIX,
     OPT_HELP,
 };
 
@@ -152,6 +160,7 @@ static void parse_opts(struct opts *o, int argc, char **argv)
         {"maxlen", required_argument, NULL, OPT_MAXLEN},
         {"pipeline", required_argument, NULL, OPT_PIPELINE},
         {"id-offset-ms", required_argument, NULL, OPT_ID_OFFSET},
+        {"mix", required_argument, NULL, OPT_MIX},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -225,6 +234,11 @@ static void parse_opts(struct opts *o, int argc, char **argv)
             break;
         case OPT_PIPELINE:
             o->pipeline = (int)parse_ll("--pipeline", optarg, 1, 100000);
+            break;
+        case OPT_MIX:
+            if (strcmp(optarg, "light") != 0 && strcmp(optarg, "heavy") != 0)
+                die("--mix: expected heavy or light, not '%s'", optarg);
+            o->light = strcmp(optarg, "light") == 0;
             break;
         case OPT_ID_OFFSET:
             o->id_offset_ms = parse_ll("--id-offset-ms", optarg, -1000000000000LL, 1000000000000LL);
@@ -428,6 +442,8 @@ struct route {
 struct universe {
     struct route *routes;
     int nroutes;
+    int *short_routes; /* indexes of the routes of at most LIGHT_ROUTE_MAX bytes */
+    int nshort;
     char (*users)[37];
     int nusers;
     char (*tags)[37];
@@ -628,6 +644,10 @@ static void universe_build(struct universe *u, int nroutes, int nusers)
         rt->path = b.p;
         make_sets(rt, u, &r);
     }
+    u->short_routes = ru_xcalloc((size_t)nroutes, sizeof(int));
+    for (int i = 0; i < nroutes; i++)
+        if (strlen(u->routes[i].path) <= LIGHT_ROUTE_MAX)
+            u->short_routes[u->nshort++] = i;
 }
 
 static void universe_free(struct universe *u)
@@ -637,6 +657,7 @@ static void universe_free(struct universe *u)
         free(u->routes[i].sets);
     }
     free(u->routes);
+    free(u->short_routes);
     free(u->users);
     free(u->tags);
     memset(u, 0, sizeof(*u));
@@ -1017,13 +1038,16 @@ static int64_t pick_ts(struct gen *g, long long i)
 static void make_event(struct gen *g, struct event *ev, long long i)
 {
     struct rng *r = &g->r;
-    const struct route *rt = &g->u.routes[rng_zipf(r, (uint64_t)g->u.nroutes, 1.0)];
+    bool light = g->o->light && g->u.nshort > 0;
+    const struct route *rt =
+        light ? &g->u.routes[g->u.short_routes[rng_zipf(r, (uint64_t)g->u.nshort, 1.0)]]
+              : &g->u.routes[rng_zipf(r, (uint64_t)g->u.nroutes, 1.0)];
     const struct tmpl *t = rt->t;
 
     ev->route = rt->path;
     const char *method = pick_method(r, t->methods);
     ev->method = rng_chance(r, 0.01) && strcmp(method, "GET") == 0 ? NULL : method;
-    if (rng_chance(r, 0.3))
+    if (light || rng_chance(r, 0.3))
         ev->user[0] = '\0';
     else
         spell_user(r, uni_user(&g->u, r), ev->user, sizeof(ev->user));
@@ -1046,12 +1070,18 @@ static void make_event(struct gen *g, struct event *ev, long long i)
         ps_str(&extra, "limit", "20");
     if (rng_chance(r, 0.03))
         ps_str(&extra, "cursor", "eyJpZCI6IDQyfQ==");
+    static const struct pset empty_set = {0};
+    if (light && rng_chance(r, 0.5)) {
+        /* genonaut's real sample: 48 of 100 events carry "{}" */
+        set = &empty_set;
+        memset(&extra, 0, sizeof(extra));
+    }
     struct spell plain = {0};
     ru_buf_reset(&ev->qp);
     ru_buf_reset(&ev->qpn);
     json_object(&ev->qp, set, &extra, r, &plain);
     struct spell sp = {0};
-    if (rng_chance(r, 0.10)) {
+    if (!light && rng_chance(r, 0.10)) {
         int m = 1 + (int)rng_below(r, 2);
         for (int k = 0; k < m; k++) {
             switch (rng_below(r, 6)) {
@@ -1104,6 +1134,15 @@ static void make_event(struct gen *g, struct event *ev, long long i)
     ev->cache = u < 0.03 ? NULL : u < 0.11 ? "hit" : u < 0.15 ? "miss" : "";
     ev->error_type = ev->status >= 500 ? "server_error" : ev->status >= 400 ? "client_error" : "";
     ev->extra_field = rng_chance(r, 0.02);
+    if (light) {
+        /* the real sample has no request size, cache status or db count */
+        ev->req[0] = '\0';
+        ev->req_val = 0;
+        ev->has_db = false;
+        ev->db = 0;
+        ev->cache = NULL;
+        ev->extra_field = false;
+    }
 }
 
 /* ------------------------------------------------------------------ XADD arguments */
@@ -1210,7 +1249,8 @@ static void build_xadd(struct cmd *c, const struct opts *o, const char *id, cons
         cmd_field(c, "query_params_normalized", bad_params[rng_below(r, RU_ARRAY_LEN(bad_params))]);
     else if (!ev->qpn_omitted)
         cmd_field(c, "query_params_normalized", ev->qpn.p);
-    cmd_field(c, "request_size_bytes", ev->req);
+    if (!o->light || ev->req[0] != '\0') /* the light mix leaves it out, as the sample does */
+        cmd_field(c, "request_size_bytes", ev->req);
     snprintf(tmp, sizeof(tmp), "%d", ev->resp);
     cmd_field(c, "response_size_bytes", tmp);
     cmd_field(c, "error_type", ev->error_type);

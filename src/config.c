@@ -555,6 +555,7 @@ static const struct key keys[] = {
     {KINT(flush, interval_ms, 100, 3600000)},
     {KINT(flush, max_events, 1000, 100000000)},
     {KINT(flush, max_keys, 100, 10000000)},
+    {KINT(flush, backlog_entries, 0, 100000000)},
     {KINT(limits, max_memory_mb, 64, 1048576)},
     {KSTR(status, socket, check_socket)},
     {KSTR(metrics, listen, check_listen)},
@@ -616,6 +617,7 @@ void ru_config_defaults(struct ru_config *cfg)
     cfg->flush.interval_ms = 5000;
     cfg->flush.max_events = 50000;
     cfg->flush.max_keys = 100000;
+    cfg->flush.backlog_entries = 8000;
 
     cfg->limits.max_memory_mb = 1024;
 

@@ -20,6 +20,7 @@
 #include "rollupd/http.h"
 #include "rollupd/keycheck.h"
 #include "rollupd/log.h"
+#include "rollupd/pcache.h"
 #include "rollupd/pgw.h"
 #include "rollupd/status.h"
 #include "rollupd/stream.h"
@@ -109,6 +110,7 @@ struct ru_daemon {
     bool tail_owed; /* shared-group consumer: a lone consumer's entries to recover, and the
                      * group's mark to clear with a commit once they are */
     struct ru_buf scratch;
+    struct ru_pcache *pcache; /* canonical params by raw text */
     struct ru_ratelimit rl_invalid, rl_trim;
     /* events/s since the previous STATUS= line, and when the next one is due */
     uint64_t rate_mark_events;
@@ -135,7 +137,7 @@ static int parse_entry(struct ru_daemon *d, struct ru_event *ev, const struct ru
                        char *why, size_t len)
 {
     ru_buf_reset(&d->scratch);
-    if (ru_event_parse(ev, f, n, &d->scratch, why, len) < 0)
+    if (ru_event_parse_cached(ev, f, n, &d->scratch, d->pcache, why, len) < 0)
         return ENTRY_INVALID;
     if (!ev->key_long)
         return ENTRY_OK;
@@ -342,8 +344,6 @@ static void ownership_step(struct ru_daemon *d)
     }
 }
 
-#define BACKLOG_READS 8 /* full reads of redis.count entries in a row make a backlog */
-
 static void on_batch(void *ud, size_t n, bool full, bool replay)
 {
     struct ru_daemon *d = ud;
@@ -355,16 +355,16 @@ static void on_batch(void *ud, size_t n, bool full, bool replay)
         d->flush_due = true;
     if (replay)
         return;
-    /* A backlog just drained (full reads of at least BACKLOG_READS x redis.count entries
-     * in a row, then a short one): commit what it brought now rather than at the next
-     * tick. Counted in entries, since the size of a read follows the size of the entries.
-     * A steady trickle (short reads only) and a rate near the drain rate (full and short
-     * reads mixed) keep to the timer. */
+    /* A backlog just drained (full reads of at least flush.backlog_entries entries in a
+     * row, then a short one): commit what it brought now rather than at the next tick.
+     * Counted in entries, since the size of a read follows the size of the entries. A
+     * steady trickle (short reads only) and a rate near the drain rate (full and short
+     * reads mixed) keep to the timer; 0 turns it off. */
     if (full) {
         d->backlog_entries += n;
         return;
     }
-    if (d->backlog_entries >= (uint64_t)BACKLOG_READS * (uint64_t)c->redis.count &&
+    if (c->flush.backlog_entries > 0 && d->backlog_entries >= (uint64_t)c->flush.backlog_entries &&
         ru_store_nevents(d->cur->store) > 0) {
         ru_debug("msg=\"backlog drained, flushing now\" entries=%" PRIu64, d->backlog_entries);
         d->flush_due = true;
@@ -656,7 +656,7 @@ static size_t mem_in_use(const struct ru_daemon *d)
 {
     return ru_batch_mem(d->cur) + d->inflight_mem + (d->adopt.b ? ru_batch_mem(d->adopt.b) : 0) +
            ru_pgw_cache_mem(d->pgw) + ru_stream_mem(d->stream) + d->parked.mem +
-           ru_keycheck_mem(d->verdicts);
+           ru_keycheck_mem(d->verdicts) + ru_pcache_mem(d->pcache);
 }
 
 /* What flushing a row needs beyond the batch: its next state, its COPY lines and the
@@ -694,8 +694,8 @@ static size_t mem_budget(const struct ru_daemon *d)
 }
 
 /* What one read's reply may take: an eighth of the budget. Two reads can be in flight,
- * and while a reply is walked its entries exist twice at worst, parsed in the reply
- * arena and (the one being received) raw in hiredis' input buffer: four eighths. The
+ * and while a reply is walked its entries exist twice at worst, in the read buffer with
+ * their reply objects in the arena, and (the one being received) raw: four eighths. The
  * other half is left to the batches and the row-state cache, which backpressure keeps
  * within it. At the default limit this is about 110 MiB a read, far above a full read
  * of usual events (1000 of ~1.5 KiB); at 64 MiB about 5 MiB, some 25 entries of 200 kB. */
@@ -947,7 +947,12 @@ static void on_writer_event(struct ru_daemon *d)
     d->inflight_mem = 0;
     ru_batch_free(b);
     send_status_line(d);
-    malloc_trim(0); /* give a large batch's memory back rather than keep the peak */
+    /* Give a large batch's memory back rather than keep the peak, but only when reading is
+     * idle (nothing gathered since) or the RSS is above half of limits.max_memory_mb:
+     * trimming after every flush of a steady stream returns pages that the next batch
+     * faults straight back in. */
+    if (ru_batch_empty(d->cur) || rss_now() > (size_t)d->cfg.limits.max_memory_mb * 1024 * 1024 / 2)
+        malloc_trim(0);
 }
 
 /* ---- readiness ---- */
@@ -1506,6 +1511,7 @@ struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
     set_read_budget(d); /* again once the fixed footprint is measured */
     d->cur = ru_batch_new();
     d->verdicts = ru_keycheck_new(KEY_VERDICTS);
+    d->pcache = ru_pcache_new();
     d->pgw = ru_pgw_new(&d->cfg);
     uint64_t wd = 0;
     if (sd_watchdog_enabled(0, &wd) > 0)
@@ -1535,6 +1541,7 @@ void ru_daemon_free(struct ru_daemon *d)
     free(d->flush_waiters);
     free(d->after_waiters);
     ru_buf_free(&d->scratch);
+    ru_pcache_free(d->pcache);
     ru_config_deinit(&d->cfg);
     free(d);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "rollupd/json.h"
+#include "rollupd/pcache.h"
 
 enum field_id {
     F_ROUTE,
@@ -447,6 +448,12 @@ static int check_text(const struct ru_str *v, enum field_id id, char *err, size_
 int ru_event_parse(struct ru_event *ev, const struct ru_field *fields, size_t nfields,
                    struct ru_buf *scratch, char *err, size_t errlen)
 {
+    return ru_event_parse_cached(ev, fields, nfields, scratch, NULL, err, errlen);
+}
+
+int ru_event_parse_cached(struct ru_event *ev, const struct ru_field *fields, size_t nfields,
+                          struct ru_buf *scratch, struct ru_pcache *cache, char *err, size_t errlen)
+{
     struct ru_str f[F_COUNT];
     memset(f, 0, sizeof(f));
 
@@ -554,8 +561,8 @@ int ru_event_parse(struct ru_event *ev, const struct ru_field *fields, size_t nf
     } else {
         char jerr[128];
         params_off = scratch->len;
-        if (ru_json_canon(f[F_PARAMS_NORM].p, f[F_PARAMS_NORM].len, true, scratch, jerr,
-                          sizeof(jerr)) < 0) {
+        if (ru_pcache_canon(cache, f[F_PARAMS_NORM].p, f[F_PARAMS_NORM].len, true, scratch, jerr,
+                            sizeof(jerr)) < 0) {
             truncate_to(scratch, base);
             return bad(err, errlen, "query_params_normalized: %s", jerr);
         }
@@ -583,7 +590,7 @@ int ru_event_parse(struct ru_event *ev, const struct ru_field *fields, size_t nf
             size_t mark = scratch->len;
             char jerr[8];
             ev->query_params_json =
-                ru_json_canon(qp->p, qp->len, false, scratch, jerr, sizeof(jerr)) == 0;
+                ru_pcache_canon(cache, qp->p, qp->len, false, scratch, jerr, sizeof(jerr)) == 0;
             truncate_to(scratch, mark);
         }
     }

@@ -42,6 +42,11 @@ static void *arena_alloc(struct ru_reply_arena *a, size_t n)
     return p;
 }
 
+void *ru_reply_arena_alloc(struct ru_reply_arena *a, size_t n)
+{
+    return arena_alloc(a, n);
+}
+
 static void free_chunks(struct ru_reply_arena *a)
 {
     while (a->head) {

@@ -14,6 +14,7 @@
 #include "rollupd/cluster.h"
 #include "rollupd/log.h"
 #include "rollupd/reply.h"
+#include "rollupd/resp.h"
 
 #define READ_CHUNK       (256 * 1024)
 #define SLOW_START       16 /* entries in the first read after a connect */
@@ -25,8 +26,8 @@
 #define DEAD_SCAN_PAGE   1000
 #define DEAD_SCAN_PAGE_S "1000"
 #define DEAD_SCAN_MAX    200000 /* dead-letter entries looked at by one recovery, at most */
-/* hiredis keeps up to this much input buffer between replies; one that a large entry grew
- * beyond it is freed at the next feed that finds it empty (redisReaderFeed, 0.14.1) */
+/* The read buffer (rbuf) keeps up to this much between replies; one that a large reply
+ * grew beyond it shrinks back once it is empty (input_room). */
 #define READER_MAXBUF (4 * 1024 * 1024)
 
 enum cmd_kind {
@@ -134,7 +135,11 @@ struct ru_stream {
     char last_err[512];
 
     struct ru_reply_arena *arena;
+    /* the socket's input: replies are parsed in place (resp.h) from rbuf[rstart..rend) */
     char *rbuf;
+    size_t rcap, rstart, rend;
+    size_t reply_bytes;       /* bytes the reply being handled takes in rbuf */
+    struct ru_resp_scan scan; /* of the reply at rstart */
     struct ru_field *fields;
     size_t fields_cap;
     struct ru_buf scratch;
@@ -218,7 +223,7 @@ static void adapt_count(struct ru_stream *s, size_t n, int sent)
 {
     if (n == 0)
         return;
-    size_t bytes = ru_reply_arena_used(s->arena);
+    size_t bytes = ru_reply_arena_used(s->arena) + s->reply_bytes;
     s->entry_bytes = bytes / n > 0 ? bytes / n : 1;
     size_t next = (size_t)s->read_count;
     if (n >= (size_t)sent)
@@ -259,7 +264,8 @@ struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_str
     snprintf(s->name, sizeof(s->name), "%s%016" PRIx64 ":%c", s->group_prefix, c,
              s->lone ? 'L' : 'S');
     s->cb = *cb;
-    s->rbuf = ru_xmalloc(READ_CHUNK);
+    s->rcap = READ_CHUNK;
+    s->rbuf = ru_xmalloc(s->rcap);
     s->arena = ru_reply_arena_new();
     s->stats.lag = -1;
     s->stats.group_pending = -1;
@@ -448,25 +454,47 @@ static void try_write(struct ru_stream *s)
     }
 }
 
+/* XACK of m ids, the command written here in one buffer (hiredis formatting each id as
+ * an argument cost more than the rest of an entry's acknowledgement). */
+static void send_ack(struct ru_stream *s, const struct ru_sid *ids, size_t m, struct ru_buf *b)
+{
+    ru_buf_reset(b);
+    ru_buf_printf(b, "*%zu\r\n$4\r\nXACK\r\n$%zu\r\n%s\r\n$%zu\r\n%s\r\n", m + 3, strlen(s->stream),
+                  s->stream, strlen(s->group), s->group);
+    for (size_t i = 0; i < m; i++) {
+        char t[RU_SID_STRLEN + 8]; /* "$NN\r\n" + id + "\r\n" */
+        size_t len = ru_sid_format(&ids[i], t + 5);
+        t[5 + len] = '\r';
+        t[6 + len] = '\n';
+        char *h = t + 5; /* the header goes right before the id */
+        *--h = '\n';
+        *--h = '\r';
+        size_t d = len;
+        do {
+            *--h = (char)('0' + d % 10);
+            d /= 10;
+        } while (d);
+        *--h = '$';
+        ru_buf_append(b, h, (size_t)(t + 7 + len - h));
+    }
+    if (redisAppendFormattedCommand(s->c, b->p, b->len) != REDIS_OK) {
+        disconnect(s, "cannot format command");
+        return;
+    }
+    q_push(s, C_ACK);
+}
+
 void ru_stream_ack(struct ru_stream *s, const struct ru_sid *ids, size_t n)
 {
     if (s->c == NULL || s->state < S_CHECK || n == 0)
         return;
-    argv_reserve(s, ACK_CHUNK + 3);
-    char(*txt)[RU_SID_STRLEN] = ru_xmalloc(sizeof(*txt) * (n < ACK_CHUNK ? n : ACK_CHUNK));
+    struct ru_buf b = RU_BUF_INIT;
     for (size_t off = 0; off < n && s->c; off += ACK_CHUNK) {
         size_t m = n - off < ACK_CHUNK ? n - off : ACK_CHUNK;
-        ARG(0, "XACK");
-        ARG(1, s->stream);
-        ARG(2, s->group);
-        for (size_t i = 0; i < m; i++) {
-            s->argvlen[3 + i] = ru_sid_format(&ids[off + i], txt[i]);
-            s->argv[3 + i] = txt[i];
-        }
-        send_argv(s, C_ACK, (int)(m + 3));
+        send_ack(s, ids + off, m, &b);
         s->stats.acked += m;
     }
-    free(txt);
+    ru_buf_free(&b);
     try_write(s);
 }
 
@@ -583,8 +611,11 @@ static void disconnect(struct ru_stream *s, const char *why)
         redisFree(s->c);
         s->c = NULL;
     }
-    if (!s->in_reply) /* else the reply being walked lives on until it is done */
+    if (!s->in_reply) { /* else the reply being walked lives on until it is done */
         ru_reply_arena_reset(s->arena);
+        s->rstart = s->rend = 0;
+        ru_resp_scan_reset(&s->scan);
+    }
     s->state = S_DOWN;
     s->qlen = 0;
     s->qhead = 0;
@@ -1825,10 +1856,40 @@ static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply 
     }
 }
 
+/* Room for a read of READ_CHUNK bytes after rend: what is left of the input (the start of
+ * a reply) moves to the front, and the buffer grows while one reply needs more. Emptied
+ * after a reply that grew it beyond READER_MAXBUF, it shrinks back. */
+static void input_room(struct ru_stream *s)
+{
+    if (s->rstart == s->rend) {
+        s->rstart = s->rend = 0;
+        if (s->rcap > READER_MAXBUF) {
+            free(s->rbuf);
+            s->rcap = READ_CHUNK;
+            s->rbuf = ru_xmalloc(s->rcap);
+        }
+    }
+    if (s->rcap - s->rend >= READ_CHUNK)
+        return;
+    if (s->rstart > 0) {
+        memmove(s->rbuf, s->rbuf + s->rstart, s->rend - s->rstart);
+        s->rend -= s->rstart;
+        s->rstart = 0;
+    }
+    if (s->rcap - s->rend < READ_CHUNK) {
+        while (s->rcap - s->rend < READ_CHUNK)
+            s->rcap *= 2;
+        s->rbuf = ru_xrealloc(s->rbuf, s->rcap);
+    }
+}
+
+/* Reads what the socket has and handles each complete reply in place: no copy of its
+ * strings (hiredis still formats and writes the commands). */
 static void read_replies(struct ru_stream *s)
 {
     for (;;) {
-        ssize_t n = read(s->c->fd, s->rbuf, READ_CHUNK);
+        input_room(s);
+        ssize_t n = read(s->c->fd, s->rbuf + s->rend, READ_CHUNK);
         if (n == 0) {
             disconnect(s, "connection closed by server");
             return;
@@ -1843,32 +1904,39 @@ static void read_replies(struct ru_stream *s)
             disconnect(s, why);
             return;
         }
-        if (redisReaderFeed(s->c->reader, s->rbuf, (size_t)n) != REDIS_OK) {
-            disconnect(s, "protocol error");
-            return;
-        }
+        s->rend += (size_t)n;
         for (;;) {
-            void *reply = NULL;
-            if (redisReaderGetReply(s->c->reader, &reply) != REDIS_OK) {
+            char err[64];
+            ssize_t len =
+                ru_resp_scan(&s->scan, s->rbuf + s->rstart, s->rend - s->rstart, err, sizeof(err));
+            if (len < 0) {
                 char why[160];
-                snprintf(why, sizeof(why), "protocol error: %s", s->c->reader->errstr);
+                snprintf(why, sizeof(why), "protocol error: %s", err);
                 disconnect(s, why);
                 return;
             }
-            if (reply == NULL)
+            if (len == 0)
                 break;
             if (s->qlen == 0) {
                 disconnect(s, "unexpected reply");
                 return;
             }
+            redisReply *reply = ru_resp_build(s->rbuf + s->rstart, (size_t)len, &s->scan, s->arena);
+            ru_resp_scan_reset(&s->scan);
+            s->reply_bytes = (size_t)len;
             s->in_reply = true;
             enum cmd_kind k = q_pop(s);
             if (!cluster_error(s, reply))
                 handle_reply(s, k, reply);
             s->in_reply = false;
+            s->reply_bytes = 0;
+            s->rstart += (size_t)len;
             ru_reply_arena_reset(s->arena);
-            if (s->c == NULL)
-                return; /* the handler disconnected */
+            if (s->c == NULL) { /* the handler disconnected */
+                s->rstart = s->rend = 0;
+                ru_resp_scan_reset(&s->scan);
+                return;
+            }
         }
         if ((size_t)n < READ_CHUNK)
             break;
@@ -2051,10 +2119,7 @@ void ru_stream_set_read_budget(struct ru_stream *s, size_t bytes)
 
 size_t ru_stream_mem(const struct ru_stream *s)
 {
-    size_t n = ru_reply_arena_size(s->arena);
-    if (s->c && s->c->reader && s->c->reader->buf)
-        n += sdsalloc(s->c->reader->buf);
-    return n;
+    return ru_reply_arena_size(s->arena) + s->rcap;
 }
 
 int ru_stream_read_count(const struct ru_stream *s)

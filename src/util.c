@@ -202,7 +202,8 @@ static int parse_u64(const char *s, size_t len, uint64_t *out)
         if (s[i] < '0' || s[i] > '9')
             return -1;
         uint64_t d = (uint64_t)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
+        /* 19 digits cannot overflow: only the 20th needs the check */
+        if (i == 19 && v > (UINT64_MAX - d) / 10)
             return -1;
         v = v * 10 + d;
     }
@@ -222,17 +223,29 @@ int ru_sid_parse(struct ru_sid *out, const char *s, size_t len)
     return parse_u64(dash + 1, len - (size_t)(dash - s) - 1, &out->seq);
 }
 
+/* Two digits per division: an id's 13-digit milliseconds take 7. */
 static size_t put_u64(char *p, uint64_t v)
 {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
+                                "31323334353637383940414243444546474849505152535455565758596061"
+                                "6263646566676869707172737475767778798081828384858687888990919293"
+                                "949596979899";
     char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        p[i] = tmp[n - 1 - i];
-    return n;
+    size_t n = sizeof(tmp);
+    while (v >= 100) {
+        size_t r = (size_t)(v % 100) * 2;
+        v /= 100;
+        tmp[--n] = pairs[r + 1];
+        tmp[--n] = pairs[r];
+    }
+    if (v >= 10) {
+        tmp[--n] = pairs[v * 2 + 1];
+        tmp[--n] = pairs[v * 2];
+    } else {
+        tmp[--n] = (char)('0' + v);
+    }
+    memcpy(p, tmp + n, sizeof(tmp) - n);
+    return sizeof(tmp) - n;
 }
 
 /* Hot: every acknowledged id is formatted once (no printf). */

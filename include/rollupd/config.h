@@ -59,9 +59,10 @@ struct ru_config {
     } postgres;
 
     struct {
-        int interval_ms; /* default 5000, 100..3600000 */
-        int max_events;  /* flush early when this many events wait; default 50000 */
-        int max_keys;    /* flush early when this many keys wait; default 100000 */
+        int interval_ms;     /* default 5000, 100..3600000 */
+        int max_events;      /* flush early when this many events wait; default 50000 */
+        int max_keys;        /* flush early when this many keys wait; default 100000 */
+        int backlog_entries; /* flush when a backlog of this many entries drains; 0 = off */
     } flush;
 
     struct {

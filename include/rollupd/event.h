@@ -89,6 +89,14 @@ struct ru_event {
 int ru_event_parse(struct ru_event *ev, const struct ru_field *fields, size_t nfields,
                    struct ru_buf *scratch, char *err, size_t errlen) RU_MUSTCHECK;
 
+/* ru_event_parse with the JSON of query_params_normalized and query_params answered from
+ * cache (pcache.h) when the same text came before: the same result, each distinct text
+ * parsed once. cache may be NULL. */
+struct ru_pcache;
+int ru_event_parse_cached(struct ru_event *ev, const struct ru_field *fields, size_t nfields,
+                          struct ru_buf *scratch, struct ru_pcache *cache, char *err,
+                          size_t errlen) RU_MUSTCHECK;
+
 /* Exact conversion of a decimal timestamp text (seconds since the epoch, optional fraction
  * and exponent) to microseconds, rounding half to even. Returns 0 or -1 (not a number,
  * or outside RU_EVENT_MIN_TS_US..RU_EVENT_MAX_TS_US). */

@@ -24,6 +24,10 @@ void ru_reply_arena_attach(struct ru_reply_arena *a, redisReader *reader);
  * allocates nothing while a reply of large entries gives its memory back. */
 void ru_reply_arena_reset(struct ru_reply_arena *a);
 
+/* n bytes from the arena, 16-byte aligned, valid until the next reset (for ru_resp_build,
+ * which builds replies in the arena without a hiredis reader). */
+void *ru_reply_arena_alloc(struct ru_reply_arena *a, size_t n);
+
 /* Bytes of the replies built since the last reset (right after a reply: its size in
  * memory, redisReply objects included). */
 size_t ru_reply_arena_used(const struct ru_reply_arena *a);

@@ -1,4 +1,4 @@
-# Fuzz targets (libFuzzer): fuzz_event and fuzz_config. Included by the top-level
+# Fuzz targets (libFuzzer): fuzz_event, fuzz_config and fuzz_resp. Included by the top-level
 # CMakeLists.txt when RU_FUZZ is ON; see tests/fuzz/README.md.
 #
 # The core sources each target needs are compiled into it with the fuzzer flags (rather
@@ -48,5 +48,6 @@ function(ru_add_fuzzer name)
   set_tests_properties(fuzz_${name}_short PROPERTIES LABELS fuzz TIMEOUT ${timeout})
 endfunction()
 
-ru_add_fuzzer(event util.c json.c event.c)
+ru_add_fuzzer(event util.c json.c event.c pcache.c)
 ru_add_fuzzer(config util.c config.c)
+ru_add_fuzzer(resp util.c reply.c resp.c)

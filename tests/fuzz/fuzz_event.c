@@ -26,7 +26,9 @@
  *     (route non-empty and <= RU_EVENT_MAX_KEY_FIELD bytes, key_long exactly when route +
  *     method + 6 x canonical params exceeds RU_EVENT_SURE_KEY, hour_us <= ts_us < hour_us +
  *     RU_USECS_PER_HOUR, hour_us % RU_USECS_PER_HOUR == 0, ...); a second parse into a
- *     scratch buffer that already holds data gives the same event and keeps that data. */
+ *     scratch buffer that already holds data gives the same event and keeps that data, also
+ *     through the params cache (ru_event_parse_cached; the first pass a miss or an earlier
+ *     input's hit, the second a hit). */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -37,6 +39,7 @@
 
 #include "rollupd/event.h"
 #include "rollupd/json.h"
+#include "rollupd/pcache.h"
 #include "rollupd/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -901,22 +904,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(scratch.len == 0);
     }
 
-    /* again, appending to a scratch buffer that holds data: same outcome, data kept */
-    size_t pad = size % 53;
-    ru_buf_reset(&dirty);
-    for (size_t i = 0; i < pad; i++)
-        ru_buf_putc(&dirty, (char)('A' + i % 26));
-    int rc2 = ru_event_parse(&ev2, e.f, e.n, &dirty, err2, sizeof(err2));
-    CHECK(rc2 == rc);
-    CHECK(dirty.len >= pad);
-    for (size_t i = 0; i < pad; i++)
-        CHECK(dirty.p[i] == (char)('A' + i % 26));
-    if (rc == 0) {
-        check_event(&ev2, &x, &e, &dirty, &canon);
-        CHECK(same_event(&ev, &ev2));
-    } else {
-        CHECK(dirty.len == pad);
-        CHECK(strcmp(err, err2) == 0);
+    /* again, appending to a scratch buffer that holds data, through the params cache (kept
+     * across inputs, so both its misses and its hits are taken): same outcome, data kept */
+    static struct ru_pcache *cache;
+    if (cache == NULL)
+        cache = ru_pcache_new();
+    for (int pass = 0; pass < 2; pass++) {
+        size_t pad = size % 53;
+        ru_buf_reset(&dirty);
+        for (size_t i = 0; i < pad; i++)
+            ru_buf_putc(&dirty, (char)('A' + i % 26));
+        int rc2 = ru_event_parse_cached(&ev2, e.f, e.n, &dirty, cache, err2, sizeof(err2));
+        CHECK(rc2 == rc);
+        CHECK(dirty.len >= pad);
+        for (size_t i = 0; i < pad; i++)
+            CHECK(dirty.p[i] == (char)('A' + i % 26));
+        if (rc == 0) {
+            check_event(&ev2, &x, &e, &dirty, &canon);
+            CHECK(same_event(&ev, &ev2));
+        } else {
+            CHECK(dirty.len == pad);
+            CHECK(strcmp(err, err2) == 0);
+        }
     }
 
     /* the helpers on their own, on the exact-size value copies */

@@ -1,0 +1,52 @@
+/* resp: RESP2 replies parsed in place. The stream module owns its socket's read buffer and
+ * reads each reply from it without copying: ru_resp_scan finds where the first complete
+ * reply ends (walking headers only, jumping over string bodies, resuming where it stopped
+ * when more bytes arrive), then ru_resp_build makes the same redisReply tree hiredis 0.14
+ * would, in one block of a reply arena, with every string pointing into the buffer itself
+ * (NUL-terminated in place: the CR after each string is overwritten). The tree therefore
+ * lives as long as both the arena's contents and those buffer bytes. Pure: no I/O, no
+ * logging. */
+#ifndef ROLLUPD_RESP_H
+#define ROLLUPD_RESP_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <hiredis/hiredis.h>
+
+#include "rollupd/reply.h"
+
+/* Arrays nest at most this deep below the top-level reply, as in hiredis 0.14. */
+#define RU_RESP_MAX_DEPTH 7
+/* A bulk string's length, at most (Redis' proto-max-bulk-len default). */
+#define RU_RESP_MAX_BULK (512LL * 1024 * 1024)
+
+/* Where a scan of one reply stands. Zero it (ru_resp_scan_reset) before the first call for
+ * a reply; keep it while the reply is incomplete. */
+struct ru_resp_scan {
+    size_t pos;   /* bytes of the reply scanned: where the next item starts */
+    size_t nodes; /* items (redisReply objects) so far */
+    size_t elems; /* array elements (pointers) so far */
+    int depth;    /* arrays open */
+    long long left[RU_RESP_MAX_DEPTH + 1]; /* elements still to come in each */
+};
+
+void ru_resp_scan_reset(struct ru_resp_scan *sc);
+
+/* Scans the reply at the start of buf[0..len), from where sc stopped (buf must start with
+ * the same reply as at the previous call, len at least as large). Returns the reply's
+ * length in bytes (> 0) once it is complete; 0 when more bytes are needed; -1 on a
+ * protocol error, described in err (e.g. "bad bulk length"). Each line ends with CR LF;
+ * integers, bulk lengths and array counts are decimal ("-1" is a nil bulk or array, other
+ * negative lengths are errors); a bulk string is followed by CR LF. */
+ssize_t ru_resp_scan(struct ru_resp_scan *sc, const char *buf, size_t len, char *err,
+                     size_t errlen);
+
+/* Builds the tree of the reply sc has just found complete (n bytes at buf) in arena, as
+ * hiredis with the reply arena builds it: status and error replies and bulk strings as
+ * str/len (without the type byte; NUL-terminated), integers, nil, arrays with their element
+ * pointers. Writes into buf (the NULs); the strings point into buf. */
+redisReply *ru_resp_build(char *buf, size_t n, const struct ru_resp_scan *sc,
+                          struct ru_reply_arena *arena);
+
+#endif

@@ -1,0 +1,137 @@
+/* Unit tests for resp (RESP2 replies scanned and built in place). */
+#include <criterion/criterion.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "rollupd/reply.h"
+#include "rollupd/resp.h"
+
+static struct ru_reply_arena *arena;
+
+static void setup(void)
+{
+    arena = ru_reply_arena_new();
+}
+
+static void teardown(void)
+{
+    ru_reply_arena_free(arena);
+}
+
+TestSuite(resp, .init = setup, .fini = teardown);
+
+/* Scans text whole; returns the length (or 0 / -1) and leaves the scan in sc. */
+static ssize_t scan(struct ru_resp_scan *sc, const char *text, size_t len)
+{
+    char err[64];
+    ru_resp_scan_reset(sc);
+    return ru_resp_scan(sc, text, len, err, sizeof(err));
+}
+
+static redisReply *parse(char *buf, size_t len)
+{
+    struct ru_resp_scan sc;
+    ssize_t n = scan(&sc, buf, len);
+    cr_assert_gt(n, 0, "not complete: %.*s", (int)len, buf);
+    return ru_resp_build(buf, (size_t)n, &sc, arena);
+}
+
+Test(resp, xreadgroup_reply_built_in_place)
+{
+    char text[] = "*1\r\n*2\r\n$1\r\ns\r\n*2\r\n"
+                  "*2\r\n$3\r\n1-0\r\n*4\r\n$5\r\nroute\r\n$5\r\n/a\r\nb\r\n$0\r\n\r\n$2\r\n{}\r\n"
+                  "*2\r\n$3\r\n1-1\r\n*-1\r\n";
+    redisReply *r = parse(text, strlen(text));
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    cr_assert_eq(r->elements, 1);
+    redisReply *entries = r->element[0]->element[1];
+    cr_assert_eq(entries->elements, 2);
+    redisReply *f = entries->element[0]->element[1];
+    cr_assert_eq(f->elements, 4);
+    cr_assert_eq(f->element[1]->len, 5);
+    cr_assert_eq(memcmp(f->element[1]->str, "/a\r\nb", 5), 0, "CR LF inside a string is data");
+    cr_assert(f->element[1]->str > text && f->element[1]->str < text + sizeof(text),
+              "strings point into the buffer");
+    cr_assert_eq(f->element[1]->str[5], '\0');
+    cr_assert_eq(f->element[2]->len, 0);
+    cr_assert_str_eq(f->element[3]->str, "{}");
+    cr_assert_eq(entries->element[1]->element[1]->type, REDIS_REPLY_NIL);
+}
+
+Test(resp, scalars)
+{
+    char ok[] = "+OK\r\n", err[] = "-NOGROUP no group\r\n", num[] = ":-9223372036854775808\r\n",
+         nil[] = "$-1\r\n", nila[] = "*-1\r\n", empty[] = "*0\r\n";
+    redisReply *r = parse(ok, strlen(ok));
+    cr_assert_eq(r->type, REDIS_REPLY_STATUS);
+    cr_assert_str_eq(r->str, "OK");
+    r = parse(err, strlen(err));
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert_str_eq(r->str, "NOGROUP no group");
+    r = parse(num, strlen(num));
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER);
+    cr_assert_eq(r->integer, INT64_MIN);
+    cr_assert_eq(parse(nil, strlen(nil))->type, REDIS_REPLY_NIL);
+    cr_assert_eq(parse(nila, strlen(nila))->type, REDIS_REPLY_NIL);
+    r = parse(empty, strlen(empty));
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    cr_assert_eq(r->elements, 0);
+}
+
+Test(resp, only_the_first_reply_is_measured)
+{
+    struct ru_resp_scan sc;
+    cr_assert_eq(scan(&sc, "+OK\r\n:3\r\n", 9), 5);
+}
+
+Test(resp, incomplete_at_every_cut_then_resumed)
+{
+    const char text[] = "*2\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\na\r\n$3\r\nxyz\r\n:42\r\n";
+    size_t len = strlen(text);
+    for (size_t cut = 0; cut < len; cut++) {
+        struct ru_resp_scan whole, sc;
+        cr_assert_eq(scan(&whole, text, cut), 0, "cut at %zu", cut);
+        /* the same scan, resumed once the rest arrives */
+        char err[64];
+        ru_resp_scan_reset(&sc);
+        cr_assert_eq(ru_resp_scan(&sc, text, cut, err, sizeof(err)), 0);
+        cr_assert_eq(ru_resp_scan(&sc, text, len, err, sizeof(err)), (ssize_t)len);
+        cr_assert_eq(sc.nodes, 7);
+        cr_assert_eq(sc.elems, 6);
+    }
+}
+
+Test(resp, protocol_errors)
+{
+    static const char *bad[] = {
+        "!x\r\n",                    /* unknown type byte */
+        ":12a\r\n",                  /* not a number */
+        ":\r\n",                     /* no digits */
+        ":012\r\n",                  /* leading zero */
+        ":-0\r\n",                   /* negative zero */
+        ":99999999999999999999\r\n", /* beyond long long */
+        "$-2\r\n",                   /* negative length other than -1 */
+        "$3\r\nabcd\r\n",            /* no CR LF after the string */
+        "*-2\r\n",                   /* negative count other than -1 */
+        "$1x\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct ru_resp_scan sc;
+        cr_assert_eq(scan(&sc, bad[i], strlen(bad[i])), -1, "%s", bad[i]);
+    }
+}
+
+Test(resp, nesting_limit_as_hiredis)
+{
+    char ok[64] = "", deep[64] = "";
+    for (int i = 0; i < RU_RESP_MAX_DEPTH + 1; i++)
+        strcat(ok, "*1\r\n");
+    strcat(ok, ":1\r\n");
+    struct ru_resp_scan sc;
+    cr_assert_eq(scan(&sc, ok, strlen(ok)), (ssize_t)strlen(ok));
+    for (int i = 0; i < RU_RESP_MAX_DEPTH + 2; i++)
+        strcat(deep, "*1\r\n");
+    strcat(deep, ":1\r\n");
+    cr_assert_eq(scan(&sc, deep, strlen(deep)), -1);
+}
