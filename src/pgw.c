@@ -16,6 +16,7 @@
 #include "rollupd/event.h"
 #include "rollupd/json.h"
 #include "rollupd/log.h"
+#include "rollupd/pgerr.h"
 #include "rollupd/pgnum.h"
 #include "rollupd/rowstate.h"
 
@@ -41,6 +42,7 @@ struct sql_names {
 
 struct ru_pgw {
     pthread_t thread;
+    bool started; /* the thread runs (until ru_pgw_free) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int efd;
@@ -70,7 +72,8 @@ struct ru_pgw {
     bool tail_held;
     _Atomic bool held;
     _Atomic unsigned generation, probe_req, probe_done;
-    char fatal[400]; /* protected by mu; set once */
+    char fatal[400];  /* protected by mu; set once */
+    char sqlstate[6]; /* thread-owned: of the error in last_error ("" when it has none) */
 
     /* checkpoint request (adoption), protected by mu */
     char *ck_req;
@@ -127,6 +130,15 @@ static void set_error(struct ru_pgw *w, const char *what, const char *detail)
         if (*p == '\n' || *p == '\r')
             *p = ' ';
     pthread_mutex_unlock(&w->mu);
+    w->sqlstate[0] = '\0';
+}
+
+/* The error of a failed statement: its message, and its SQLSTATE for the decisions. */
+static void set_pg_error(struct ru_pgw *w, const char *what, const PGresult *r)
+{
+    set_error(w, what, PQresultErrorMessage(r));
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    ru_strlcpy(w->sqlstate, st ? st : "", sizeof(w->sqlstate));
 }
 
 /* Sleeps for the current backoff (with jitter) unless stopped; returns false when
@@ -205,7 +217,7 @@ static int exec_ok(struct ru_pgw *w, const char *sql, const char *what)
     PGresult *r = PQexec(w->conn, sql);
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        set_error(w, what, PQresultErrorMessage(r));
+        set_pg_error(w, what, r);
         PQclear(r);
         return -1;
     }
@@ -504,7 +516,7 @@ static int obj_exists(struct ru_pgw *w, const struct schema_obj *o)
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
         rc = PQgetvalue(r, 0, 0)[0] == 't';
     else
-        set_error(w, "checking the schema", PQresultErrorMessage(r));
+        set_pg_error(w, "checking the schema", r);
     PQclear(r);
     return rc;
 }
@@ -558,7 +570,7 @@ static int create_obj(struct ru_pgw *w, const struct schema_obj *o, const struct
     }
     PQclear(PQexec(w->conn, "ROLLBACK TO SAVEPOINT ru_obj"));
     const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    bool denied = st && strcmp(st, "42501") == 0; /* insufficient_privilege */
+    bool denied = ru_pgerr_denied(st);
     const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     char pgmsg[200];
     ru_strlcpy(pgmsg, primary ? primary : "?", sizeof(pgmsg));
@@ -661,7 +673,7 @@ static int check_grants(struct ru_pgw *w, const struct pg_who *who)
             " AND s IS NOT NULL AND NOT has_sequence_privilege(s, 'USAGE'))",
             2, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-            set_error(w, "checking privileges", PQresultErrorMessage(r));
+            set_pg_error(w, "checking privileges", r);
             rc = -1;
         } else {
             if (!PQgetisnull(r, 0, 0)) {
@@ -763,7 +775,7 @@ static int read_row(struct ru_pgw *w, const char *consumer, struct ckpt_row *out
     PGresult *r = PQexecParams(w->conn, b.p, 3, NULL, params, NULL, NULL, 0);
     ru_buf_free(&b);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        set_error(w, "loading the checkpoint", PQresultErrorMessage(r));
+        set_pg_error(w, "loading the checkpoint", r);
         PQclear(r);
         return -1;
     }
@@ -825,8 +837,15 @@ static void lock_holders(struct ru_pgw *w, const char *key, char *out, size_t n)
     PQclear(r);
 }
 
+/* What an advisory lock function came to. */
+enum advisory_rc {
+    ADVISORY_DONE = 0,
+    ADVISORY_ERROR = -1,
+    ADVISORY_BUSY = 1, /* another session holds the lock (lock_timeout ran out) */
+};
+
 /* fn(key), one of PostgreSQL's advisory lock functions, waiting at most LOCK_WAIT_MS.
- * 0: done; 1: another session holds it (holders described in who); -1: error. */
+ * ADVISORY_BUSY: another session holds it (holders described in who). */
 static int advisory(struct ru_pgw *w, const char *fn, const char *key, char *who, size_t n)
 {
     char sql[128];
@@ -835,16 +854,16 @@ static int advisory(struct ru_pgw *w, const char *fn, const char *key, char *who
     PGresult *r = PQexecParams(w->conn, sql, 1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) == PGRES_TUPLES_OK) {
         PQclear(r);
-        return 0;
+        return ADVISORY_DONE;
     }
     const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    bool busy = st && strcmp(st, "55P03") == 0; /* lock_not_available: lock_timeout */
+    bool busy = ru_pgerr_lock_busy(st);
     if (!busy)
-        set_error(w, "taking the consumer's lock", PQresultErrorMessage(r));
+        set_pg_error(w, "taking the consumer's lock", r);
     PQclear(r);
     if (busy && who)
         lock_holders(w, key, who, n);
-    return busy ? 1 : -1;
+    return busy ? ADVISORY_BUSY : ADVISORY_ERROR;
 }
 
 /* A row marked lone by an earlier build (one row per consumer) becomes the group's row:
@@ -866,7 +885,7 @@ static int migrate_lone_rows(struct ru_pgw *w)
     int rc = exec_ok(w, lock, "moving a lone checkpoint to its group");
     PGresult *r = rc == 0 ? PQexecParams(w->conn, b.p, 2, NULL, params, NULL, NULL, 0) : NULL;
     if (r && PQresultStatus(r) != PGRES_COMMAND_OK) {
-        set_error(w, "moving a lone checkpoint to its group", PQresultErrorMessage(r));
+        set_pg_error(w, "moving a lone checkpoint to its group", r);
         rc = -1;
     }
     PQclear(r);
@@ -877,7 +896,7 @@ static int migrate_lone_rows(struct ru_pgw *w)
                   w->n.ckpt);
     r = rc == 0 ? PQexecParams(w->conn, b.p, 2, NULL, params, NULL, NULL, 0) : NULL;
     if (r && PQresultStatus(r) != PGRES_COMMAND_OK) {
-        set_error(w, "moving a lone checkpoint to its group", PQresultErrorMessage(r));
+        set_pg_error(w, "moving a lone checkpoint to its group", r);
         rc = -1;
     }
     PQclear(r);
@@ -893,8 +912,12 @@ static int migrate_lone_rows(struct ru_pgw *w)
  * processes with one consumer name would share one checkpoint and pending list), and the
  * group's: exclusively for a lone consumer (its entries after the checkpoint belong to
  * the group), shared for a shared-group consumer, which upgrades to exclusive while it
- * recovers what a lone consumer left. Returns 0, -1 to retry later, -2 when another
- * process holds this consumer (fatal). */
+ * recovers what a lone consumer left. */
+enum locks_rc {
+    LOCKS_HELD = 0,
+    LOCKS_RETRY = -1,  /* an error, or the group is held by others: try again later */
+    LOCKS_IN_USE = -2, /* another process holds this consumer: fatal (set_fatal called) */
+};
 static int take_locks(struct ru_pgw *w)
 {
     char who[300];
@@ -902,7 +925,7 @@ static int take_locks(struct ru_pgw *w)
     int rc = migrate_lone_rows(w);
     if (rc == 0) {
         rc = advisory(w, "pg_advisory_lock", ckey, who, sizeof(who));
-        if (rc == 1) {
+        if (rc == ADVISORY_BUSY) {
             set_fatal(w,
                       "consumer '%s' of group '%s' is in use by another rollupd (%s): another "
                       "process with this name, or one adopting this consumer's pending entries "
@@ -910,14 +933,14 @@ static int take_locks(struct ru_pgw *w)
                       "own redis.consumer (the default is the host name, so two containers "
                       "with one host name need one set each)",
                       w->consumer, w->group, who);
-            rc = -2;
+            rc = LOCKS_IN_USE;
         }
     }
     w->tail_held = false;
     if (rc == 0) {
         rc = advisory(w, w->lone ? "pg_advisory_lock" : "pg_advisory_lock_shared", gkey, who,
                       sizeof(who));
-        if (rc == 1) {
+        if (rc == ADVISORY_BUSY) {
             char msg[600];
             snprintf(msg, sizeof(msg),
                      w->lone ? "a lone consumer needs group '%s' to itself, and other rollupd "
@@ -926,7 +949,7 @@ static int take_locks(struct ru_pgw *w)
                                "lone_consumer = false on it, before shared-group consumers start",
                      w->group, who);
             set_error(w, "waiting for the group", msg);
-            rc = -1;
+            rc = LOCKS_RETRY;
         }
     }
     struct ckpt_row g;
@@ -935,7 +958,7 @@ static int take_locks(struct ru_pgw *w)
         rc = advisory(w, "pg_advisory_unlock_shared", gkey, NULL, 0);
         if (rc == 0)
             rc = advisory(w, "pg_advisory_lock", gkey, who, sizeof(who));
-        if (rc == 1) {
+        if (rc == ADVISORY_BUSY) {
             char msg[600];
             snprintf(msg, sizeof(msg),
                      "entries a lone consumer of group '%s' read without acknowledgement are "
@@ -943,15 +966,15 @@ static int take_locks(struct ru_pgw *w)
                      "process recovers them before the others read; waiting",
                      w->group, who);
             set_error(w, "waiting for the group", msg);
-            rc = -1;
+            rc = LOCKS_RETRY;
         }
         if (rc == 0 && (rc = read_row(w, GROUP_ROW, &g)) == 0) {
             w->tail_held = g.lone;
             if (!g.lone && (rc = advisory(w, "pg_advisory_lock_shared", gkey, NULL, 0)) == 0)
                 rc = advisory(w, "pg_advisory_unlock", gkey, NULL, 0);
         }
-        if (rc == 1)
-            rc = -1;
+        if (rc == ADVISORY_BUSY)
+            rc = LOCKS_RETRY;
     }
     free(ckey);
     free(gkey);
@@ -1131,21 +1154,11 @@ fail:
     return -1;
 }
 
-/* SQLSTATE of the last failed COPY ("" when it failed in libpq itself). */
-static __thread char copy_sqlstate[6];
-
-static void note_sqlstate(const PGresult *r)
-{
-    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    ru_strlcpy(copy_sqlstate, st ? st : "", sizeof(copy_sqlstate));
-}
-
 static int copy_in(struct ru_pgw *w, const char *sql, const struct ru_buf *data)
 {
-    copy_sqlstate[0] = '\0';
     PGresult *r = PQexec(w->conn, sql);
     if (PQresultStatus(r) != PGRES_COPY_IN) {
-        set_error(w, "COPY", PQresultErrorMessage(r));
+        set_pg_error(w, "COPY", r);
         PQclear(r);
         return -1;
     }
@@ -1164,8 +1177,7 @@ static int copy_in(struct ru_pgw *w, const char *sql, const struct ru_buf *data)
     r = PQgetResult(w->conn);
     int rc = 0;
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        set_error(w, "COPY", PQresultErrorMessage(r));
-        note_sqlstate(r);
+        set_pg_error(w, "COPY", r);
         rc = -1;
     }
     PQclear(r);
@@ -1175,6 +1187,17 @@ static int copy_in(struct ru_pgw *w, const char *sql, const struct ru_buf *data)
 }
 
 /* ---- one flush ---- */
+
+/* How one attempt of a flush ended. */
+enum flush_rc {
+    FLUSH_DONE = 0,
+    FLUSH_FAILED = -1, /* rolled back; retried at once when the SQLSTATE says a race was
+                        * lost (pgerr), after the backoff otherwise */
+    FLUSH_RACED = -2,  /* another writer inserted some of the batch's new rows after they
+                        * were looked up: they exist now, so an attempt at once updates them */
+    FLUSH_FENCED = -3, /* must not commit here (the checkpoint moved, the adopted consumer
+                        * is alive): handed back to the loop, never retried */
+};
 
 #define MAX_CHUNKS 32 /* chunks per row before they are folded into one base chunk */
 
@@ -1288,7 +1311,7 @@ static int reload_states(struct ru_pgw *w, struct flush_key *keys, const size_t 
     ru_buf_free(&ids);
     ru_buf_free(&afters);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        set_error(w, "reading row states", PQresultErrorMessage(r));
+        set_pg_error(w, "reading row states", r);
         PQclear(r);
         return -1;
     }
@@ -1341,7 +1364,7 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
         return -1;
     PGresult *r = PQexec(w->conn, w->sql_lock);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        set_error(w, "locking the touched rows", PQresultErrorMessage(r));
+        set_pg_error(w, "locking the touched rows", r);
         PQclear(r);
         return -1;
     }
@@ -1373,7 +1396,7 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
         const char *params[1] = {ids.p};
         r = PQexecParams(w->conn, w->sql_states, 1, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            set_error(w, "reading row states", PQresultErrorMessage(r));
+            set_pg_error(w, "reading row states", r);
             PQclear(r);
             ru_buf_free(&ids);
             free(found);
@@ -1500,7 +1523,7 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
             return -1;
         r = PQexec(w->conn, w->sql_insert);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            set_error(w, "inserting new hourly rows", PQresultErrorMessage(r));
+            set_pg_error(w, "inserting new hourly rows", r);
             PQclear(r);
             return -1;
         }
@@ -1517,8 +1540,8 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
             /* another writer inserted some of these keys after our lookup: start over,
              * they are existing rows now */
             set_error(w, "inserting new hourly rows",
-                      "could not serialize: another writer created some of the rows");
-            return -1;
+                      "another writer created some of the rows meanwhile; retrying at once");
+            return FLUSH_RACED;
         }
     }
 
@@ -1584,7 +1607,7 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
         const char *params[1] = {compact.p};
         PGresult *dr = PQexecParams(w->conn, w->sql_fold, 1, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(dr) != PGRES_COMMAND_OK) {
-            set_error(w, "folding row states", PQresultErrorMessage(dr));
+            set_pg_error(w, "folding row states", dr);
             rc = -1;
         }
         PQclear(dr);
@@ -1635,16 +1658,6 @@ static void free_keys(struct flush_key *keys)
     free(keys); /* the deltas live in the writer's scratch */
 }
 
-/* True for errors caused by the data of some row (class 22 data exception, class 23
- * integrity violation such as a foreign key to a deleted user, 54000 for a value over an
- * index's entry size, e.g. a route index on the raw table): isolating the row helps.
- * Anything else (connection, timeout, permissions) fails the whole flush and is retried. */
-static bool row_error(void)
-{
-    return (copy_sqlstate[0] == '2' && (copy_sqlstate[1] == '2' || copy_sqlstate[1] == '3')) ||
-           strcmp(copy_sqlstate, "54000") == 0;
-}
-
 /* Copies raw rows [lo, hi) (line offsets in off[]) under a savepoint; on a row error,
  * splits the range in two and recurses, so each refused row is found with about
  * log2(n) extra COPYs and recorded as a reject while every other row is written. */
@@ -1659,7 +1672,7 @@ static int copy_raw_range(struct ru_pgw *w, struct ru_batch *b, const char *sql,
     ru_buf_free(&part);
     if (rc == 0)
         return exec_ok(w, "RELEASE SAVEPOINT ru_raw", "RELEASE");
-    if (!row_error() || PQstatus(w->conn) != CONNECTION_OK)
+    if (!ru_pgerr_bad_row(w->sqlstate) || PQstatus(w->conn) != CONNECTION_OK)
         return -1;
     char reason[256];
     pthread_mutex_lock(&w->mu);
@@ -1763,7 +1776,7 @@ static int save_row(struct ru_pgw *w, struct ru_batch *b, const struct ckpt_move
     PGresult *r = PQexecParams(w->conn, sql.p, 9, NULL, params, NULL, NULL, 0);
     ru_buf_free(&sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        set_error(w, "saving the checkpoint", PQresultErrorMessage(r));
+        set_pg_error(w, "saving the checkpoint", r);
         PQclear(r);
         return -1;
     }
@@ -1788,7 +1801,7 @@ static int save_row(struct ru_pgw *w, struct ru_batch *b, const struct ckpt_move
         snprintf(b->fence_reason, sizeof(b->fence_reason),
                  "%s '%s' is no longer %s but %s: another process took it over", whose, name,
                  exptxt, now.found ? st : "gone");
-    return -2;
+    return FLUSH_FENCED;
 }
 
 /* The tokens follow what was committed; a recovered group goes back to the shared lock. */
@@ -1831,8 +1844,9 @@ static int flush_txn(struct ru_pgw *w, struct ru_batch *b, struct flush_key *key
         b->nrejects = b->ingest_rejects;
     if (exec_ok(w, "BEGIN", "BEGIN") < 0)
         return -1;
-    if (n && write_rows(w, b->store, keys, n) < 0)
-        return -1;
+    int rc;
+    if (n && (rc = write_rows(w, b->store, keys, n)) < 0)
+        return rc;
     if (w->n.raw && b->raw.len && copy_raw(w, b) < 0)
         return -1;
     /* The checkpoint doubles as a fencing token: it only moves from the value this
@@ -1847,7 +1861,7 @@ static int flush_txn(struct ru_pgw *w, struct ru_batch *b, struct flush_key *key
         free(key);
         bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            set_error(w, "locking the adopted consumer", PQresultErrorMessage(r));
+            set_pg_error(w, "locking the adopted consumer", r);
             PQclear(r);
             return -1;
         }
@@ -1856,7 +1870,7 @@ static int flush_txn(struct ru_pgw *w, struct ru_batch *b, struct flush_key *key
             b->fenced = true;
             snprintf(b->fence_reason, sizeof(b->fence_reason),
                      "consumer '%s' is alive (its rollupd holds its lock)", b->adopt_consumer);
-            return -2;
+            return FLUSH_FENCED;
         }
     }
     struct ckpt_move m[2];
@@ -1864,8 +1878,7 @@ static int flush_txn(struct ru_pgw *w, struct ru_batch *b, struct flush_key *key
     b->attempted = m[0].next;
     b->attempted_set = true;
     for (int i = 0; i < nm; i++) {
-        int rc = save_row(w, b, &m[i]);
-        if (rc < 0)
+        if ((rc = save_row(w, b, &m[i])) < 0)
             return rc;
     }
     if (exec_ok(w, "COMMIT", "COMMIT") < 0)
@@ -1972,7 +1985,7 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
             b->attempts++;
             rc = flush_once(w, b);
         }
-        if (rc == -2) {
+        if (rc == FLUSH_FENCED) {
             /* fenced: never retried; the loop decides what to do with the batch */
             PQclear(PQexec(w->conn, "ROLLBACK"));
             give_back(w, b);
@@ -2011,13 +2024,11 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
         } else {
             PQclear(PQexec(w->conn, "ROLLBACK"));
         }
-        /* deadlocks and serialization failures are retried at once; anything else
-         * waits out the backoff */
-        const char *e = w->stats.last_error;
-        if (strstr(e, "deadlock") == NULL && strstr(e, "could not serialize") == NULL) {
-            if (!backoff_wait(w))
-                break;
-        }
+        /* a lost race (deadlock, serialization failure, a new row another writer
+         * inserted first) is retried at once; anything else waits out the backoff */
+        bool now = rc == FLUSH_RACED || ru_pgerr_retry(w->sqlstate) == RU_PGERR_RETRY_NOW;
+        if (!now && !backoff_wait(w))
+            break;
     }
     w->inflight = NULL;
 }
@@ -2032,17 +2043,19 @@ static int adopt_lock(struct ru_pgw *w, const char *consumer)
     PGresult *r = PQexecParams(w->conn, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", 1,
                                NULL, kp, NULL, NULL, 0);
     free(key);
-    int rc = PQresultStatus(r) != PGRES_TUPLES_OK ? -1 : PQgetvalue(r, 0, 0)[0] == 't' ? 0 : 1;
-    if (rc < 0)
-        set_error(w, "locking the adopted consumer", PQresultErrorMessage(r));
+    int rc = PQresultStatus(r) != PGRES_TUPLES_OK ? ADVISORY_ERROR
+             : PQgetvalue(r, 0, 0)[0] == 't'      ? ADVISORY_DONE
+                                                  : ADVISORY_BUSY;
+    if (rc == ADVISORY_ERROR)
+        set_pg_error(w, "locking the adopted consumer", r);
     PQclear(r);
-    if (rc == 1) {
+    if (rc == ADVISORY_BUSY) {
         char msg[200];
         snprintf(msg, sizeof(msg), "consumer '%.80s' is alive (its rollupd holds its lock)",
                  consumer);
         set_error(w, "adopting", msg);
     }
-    if (rc == 0)
+    if (rc == ADVISORY_DONE)
         w->adopt_held = ru_xstrdup(consumer);
     return rc;
 }
@@ -2105,15 +2118,6 @@ static void idle_check(struct ru_pgw *w)
 
 /* ---- key probes ---- */
 
-/* A refusal that asking again cannot change: class 22 (data exception) or class 54
- * (program limit exceeded, e.g. 54000 for an index row over btree's maximum). */
-static bool key_refused(const char *sqlstate)
-{
-    return sqlstate && sqlstate[0] != '\0' &&
-           ((sqlstate[0] == '2' && sqlstate[1] == '2') ||
-            (sqlstate[0] == '5' && sqlstate[1] == '4'));
-}
-
 /* Probes one key under a savepoint (see ru_pgw_request_keycheck). Returns 0 with a verdict,
  * -1 when PostgreSQL could not answer (the error is in last_error). */
 static int check_key(struct ru_pgw *w, const char *sql, struct ru_keycheck_probe *q)
@@ -2127,7 +2131,7 @@ static int check_key(struct ru_pgw *w, const char *sql, struct ru_keycheck_probe
     int rc = 0;
     if (PQresultStatus(r) == PGRES_COMMAND_OK) {
         q->verdict = RU_KEY_FITS;
-    } else if (key_refused(PQresultErrorField(r, PG_DIAG_SQLSTATE))) {
+    } else if (ru_pgerr_key_refused(PQresultErrorField(r, PG_DIAG_SQLSTATE))) {
         const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
         q->verdict = RU_KEY_REFUSED;
         snprintf(q->reason, sizeof(q->reason), "route/params %s: %s",
@@ -2136,7 +2140,7 @@ static int check_key(struct ru_pgw *w, const char *sql, struct ru_keycheck_probe
                      : "refused by PostgreSQL",
                  m ? m : "");
     } else {
-        set_error(w, "probing a key", PQresultErrorMessage(r));
+        set_pg_error(w, "probing a key", r);
         rc = -1;
     }
     PQclear(r);
@@ -2284,7 +2288,7 @@ static void *writer_main(void *arg)
         }
         bool lone = false;
         adopt_unlock(w); /* an earlier adoption given up without a word */
-        if (w->conn && adopt_lock(w, ck_req) == 0)
+        if (w->conn && adopt_lock(w, ck_req) == ADVISORY_DONE)
             rc = query_checkpoint(w, ck_req, &val, &lone);
         if (rc == 0 && lone) {
             /* its entries after the checkpoint are in no pending list to adopt */
@@ -2341,11 +2345,15 @@ struct ru_pgw *ru_pgw_new(const struct ru_config *cfg)
     w->raw_cfg = ru_xstrdup(cfg->postgres.raw_table);
     w->cfg_path = ru_xstrdup(cfg->path ? cfg->path : "FILE");
     w->rl = (struct ru_ratelimit)RU_RATELIMIT_INIT(10000);
-    if (w->efd < 0 || pthread_create(&w->thread, NULL, writer_main, w) != 0) {
-        fprintf(stderr, "<2>rollupd: cannot start the writer thread: %s\n", strerror(errno));
-        abort();
-    }
+    int e = w->efd < 0 ? errno : pthread_create(&w->thread, NULL, writer_main, w);
+    if (e != 0)
+        goto fail;
+    w->started = true;
     return w;
+fail:
+    ru_pgw_free(w);
+    errno = e;
+    return NULL;
 }
 
 void ru_pgw_free(struct ru_pgw *w)
@@ -2360,13 +2368,15 @@ void ru_pgw_free(struct ru_pgw *w)
     }
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
-    pthread_join(w->thread, NULL);
+    if (w->started)
+        pthread_join(w->thread, NULL);
     ru_batch_free(w->job);
     ru_batch_free(w->done);
     free(w->ck_req);
     ru_keycheck_probes_free(w->kc_req, w->kc_n);
     ru_keycheck_probes_free(w->kc_done, w->kc_n);
-    close(w->efd);
+    if (w->efd >= 0)
+        close(w->efd);
     free(w->conninfo);
     free(w->stream);
     free(w->group);

@@ -50,7 +50,9 @@ struct ru_pgw;
 void ru_pgw_schema_sql(const struct ru_config *cfg, struct ru_buf *out);
 
 /* Copies the settings it needs. The thread starts at once and connects, creates the
- * schema if missing and loads this consumer's checkpoint; ru_pgw_ready() tells when. */
+ * schema if missing and loads this consumer's checkpoint; ru_pgw_ready() tells when.
+ * NULL with errno set when the eventfd or the thread cannot be made (out of file
+ * descriptors, memory or threads): nothing started, nothing to free. */
 struct ru_pgw *ru_pgw_new(const struct ru_config *cfg);
 /* Stops the thread (abandoning a flush in progress, which rolls back) and frees. */
 void ru_pgw_free(struct ru_pgw *w);
