@@ -19,6 +19,7 @@
 #include "rollupd/pgerr.h"
 #include "rollupd/pgnum.h"
 #include "rollupd/rowstate.h"
+#include "rollupd/sql.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 30000
@@ -34,11 +35,6 @@ void ru_pgw_copy_escape(struct ru_buf *out, const char *s, size_t len)
 }
 
 /* ---- the writer ---- */
-
-struct sql_names {
-    char *hourly, *state, *ckpt, *raw; /* quoted, maybe schema-qualified */
-    bool genonaut_names;               /* create genonaut's index names (default table name) */
-};
 
 struct ru_pgw {
     pthread_t thread;
@@ -100,8 +96,8 @@ struct ru_pgw {
     char *cfg_path;             /* for the errors that point at --print-schema */
     _Atomic bool create_schema; /* postgres.create_schema, as of the last reload */
     bool setup_blocked;         /* set-up failed on a missing table or privilege: retry slowly */
-    struct sql_names n;
-    char *sql_lock, *sql_states, *sql_chunks, *sql_insert, *sql_update, *sql_fold, *sql_copy_state;
+    struct ru_sql_names n;
+    struct ru_sql_flush sql;   /* the statements for n */
     struct ru_rowcache *cache; /* states of recently written rows */
     struct ru_scratch scratch; /* the deltas of the flush in progress */
     size_t cache_budget;       /* bytes */
@@ -225,281 +221,15 @@ static int exec_ok(struct ru_pgw *w, const char *sql, const char *what)
     return 0;
 }
 
-/* Appends "name" quoted as an identifier (quotes doubled). */
-static void put_ident(struct ru_buf *b, const char *name, size_t len)
-{
-    ru_buf_putc(b, '"');
-    for (size_t i = 0; i < len; i++) {
-        if (name[i] == '"')
-            ru_buf_putc(b, '"');
-        ru_buf_putc(b, name[i]);
-    }
-    ru_buf_putc(b, '"');
-}
-
-/* "schema.table" -> "schema"."table"; with suffix_table, the same schema and that table
- * name instead. The same text PQescapeIdentifier gives (the configuration allows only
- * [A-Za-z_][A-Za-z0-9_$]* parts), without a connection: --print-schema has none. */
-static char *quote_ident_path(const char *name, const char *suffix_table)
-{
-    struct ru_buf b = RU_BUF_INIT;
-    const char *dot = strchr(name, '.');
-    if (dot) {
-        put_ident(&b, name, (size_t)(dot - name));
-        ru_buf_putc(&b, '.');
-    }
-    const char *t = suffix_table ? suffix_table : (dot ? dot + 1 : name);
-    put_ident(&b, t, strlen(t));
-    return b.p;
-}
-
-static void names_free(struct sql_names *n)
-{
-    free(n->hourly);
-    free(n->state);
-    free(n->ckpt);
-    free(n->raw);
-    memset(n, 0, sizeof(*n));
-}
-
-/* The quoted names of the tables for the configured hourly and raw tables ("" = none). */
-static void names_init(struct sql_names *n, const char *hourly, const char *raw)
-{
-    names_free(n);
-    n->hourly = quote_ident_path(hourly, NULL);
-    n->state = quote_ident_path(hourly, "rollupd_rowstate");
-    n->ckpt = quote_ident_path(hourly, "rollupd_checkpoint");
-    n->raw = raw[0] ? quote_ident_path(raw, NULL) : NULL;
-    const char *base = strchr(hourly, '.');
-    n->genonaut_names = strcmp(base ? base + 1 : hourly, "route_analytics_hourly") == 0;
-}
-
-/* The column lists shared by the flush statements. */
-#define HOURLY_VALS                                                                                \
-    "total_requests, successful_requests, client_errors, server_errors, avg_duration_ms,"          \
-    " p50_duration_ms, p95_duration_ms, p99_duration_ms, unique_users, avg_request_size_bytes,"    \
-    " avg_response_size_bytes, avg_db_query_count, cache_hits, cache_misses"
-#define STAGED_VALS "tr, sr, ce, se, ad, p50, p95, p99, uu, arq, ars, adb, ch, cm"
-#define STATE_COLS                                                                                 \
-    "total, ok, c4xx, c5xx, hits, misses, dur_sum, req_sum, req_n, resp_sum, resp_n, db_sum,"      \
-    " db_n, users_n"
-
-static void free_sql(struct ru_pgw *w)
-{
-    char **all[] = {&w->sql_lock,   &w->sql_states, &w->sql_chunks,    &w->sql_insert,
-                    &w->sql_update, &w->sql_fold,   &w->sql_copy_state};
-    for (size_t i = 0; i < RU_ARRAY_LEN(all); i++) {
-        free(*all[i]);
-        *all[i] = NULL;
-    }
-}
-
-/* rollupd_rowstate keeps one row per (hourly row, version): the counters as of that
- * version and a chunk (what the version added to the histogram and the user set, or with
- * seq = base_seq all of it). The newest version of an hourly row is its state. */
-/* A statement's text (malloc'd). */
-static char *sqlf(const char *fmt, ...) RU_PRINTF(1, 2);
-static char *sqlf(const char *fmt, ...)
-{
-    struct ru_buf b = RU_BUF_INIT;
-    va_list ap;
-    va_start(ap, fmt);
-    ru_buf_vprintf(&b, fmt, ap);
-    va_end(ap);
-    return b.p;
-}
-
-static void build_flush_sql(struct ru_pgw *w)
-{
-    free_sql(w);
-    const struct sql_names *n = &w->n;
-    /* 1. find and lock the touched rows in key order (the staged order): one index probe
-     * per key, whatever the size of the table. Their state is read by the next statement,
-     * whose snapshot is taken once the locks are held. */
-    w->sql_lock = sqlf("SELECT s.k, h.id FROM ru_keys s CROSS JOIN LATERAL (SELECT id FROM %s h"
-                       " WHERE h.\"timestamp\" = s.ts AND h.route = s.route AND h.method = s.method"
-                       " AND h.query_params_normalized = s.params FOR UPDATE) h ORDER BY s.k",
-                       n->hourly);
-    w->sql_states =
-        sqlf("SELECT q.i, t.seq, t.base_seq, " STATE_COLS
-             " FROM unnest($1::int8[]) WITH ORDINALITY AS q(id, i) CROSS JOIN LATERAL"
-             " (SELECT * FROM %s t WHERE t.hourly_id = q.id ORDER BY t.seq DESC LIMIT 1) t",
-             n->state);
-    w->sql_chunks =
-        sqlf("SELECT c.hourly_id, c.seq, c.seq = c.base_seq, c.data"
-             " FROM unnest($1::int8[], $2::int8[]) AS q(id, after) CROSS JOIN LATERAL"
-             " (SELECT * FROM %s c WHERE c.hourly_id = q.id AND c.seq > q.after OFFSET 0) c"
-             " ORDER BY 1, 2",
-             n->state);
-    /* 2. new rows are written once, with their final values; the join maps each back to
-     * its staged key (a key another writer inserted meanwhile is missing: retried) */
-    w->sql_insert =
-        sqlf("WITH ins AS (INSERT INTO %s (\"timestamp\", route, method,"
-             " query_params_normalized, " HOURLY_VALS ", created_at)"
-             " SELECT ts, route, method, params, " STAGED_VALS ", now() AT TIME ZONE 'UTC'"
-             " FROM ru_new ORDER BY k ON CONFLICT (\"timestamp\", route, method,"
-             " query_params_normalized) DO NOTHING"
-             " RETURNING id, \"timestamp\", route, method, query_params_normalized)"
-             " SELECT n.k, ins.id FROM ins JOIN ru_new n ON n.ts = ins.\"timestamp\""
-             " AND n.route = ins.route AND n.method = ins.method"
-             " AND n.params = ins.query_params_normalized",
-             n->hourly);
-    /* 3. rows that existed get their new values: a nested loop over the staged rows keeps
-     * it one index probe per row */
-    w->sql_update = sqlf("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;\n"
-                         "UPDATE %s h SET (" HOURLY_VALS ") = (" STAGED_VALS ")"
-                         " FROM ru_vals v WHERE h.id = v.id;\n"
-                         "SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on;\n",
-                         n->hourly);
-    /* a row folded into one base version loses its older versions */
-    w->sql_fold = sqlf("DELETE FROM %s WHERE hourly_id = ANY($1::int8[])", n->state);
-    w->sql_copy_state = sqlf("COPY %s (hourly_id, seq, base_seq, " STATE_COLS ", data) FROM STDIN"
-                             " (FORMAT binary)",
-                             n->state);
-}
-
 /* ---- the schema ---- */
-
-/* Everything rollupd would create, one object each: a table (with its keys), an index or
- * a column. Set-up creates only the objects that are missing, so a role that may only
- * read and write existing tables runs rollupd once they are there; --print-schema
- * prints the same statements for whoever owns the schema. */
-enum obj_kind { OBJ_TABLE, OBJ_INDEX, OBJ_COLUMN };
-
-struct schema_obj {
-    enum obj_kind kind;
-    const char *table; /* quoted: the table, or the one the index or column belongs to */
-    const char *name;  /* the index's or column's name (NULL for a table) */
-    bool optional;     /* genonaut's own indexes: rollupd works without them */
-    char *ddl;
-};
-
-#define MAX_SCHEMA_OBJS 12
-
-static const struct {
-    const char *name, *cols;
-} genonaut_indexes[] = {
-    {"idx_route_metrics_duration", "(avg_duration_ms DESC)"},
-    {"idx_route_metrics_route_time", "(route, \"timestamp\" DESC)"},
-    {"idx_route_metrics_timestamp", "(\"timestamp\" DESC)"},
-    {"idx_route_metrics_total_requests", "(total_requests DESC)"},
-    {"ix_route_analytics_hourly_timestamp", "(\"timestamp\")"},
-};
-
-static size_t add_obj(struct schema_obj *o, size_t n, enum obj_kind kind, const char *table,
-                      const char *name, char *ddl)
-{
-    o[n] = (struct schema_obj){kind, table, name, kind == OBJ_INDEX, ddl};
-    return n + 1;
-}
-
-static size_t schema_objs(const struct sql_names *n, struct schema_obj *o)
-{
-    size_t k = 0;
-    /* genonaut's definition of the hourly table */
-    k = add_obj(o, k, OBJ_TABLE, n->hourly, NULL,
-                sqlf("CREATE TABLE IF NOT EXISTS %s ("
-                     " id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
-                     " \"timestamp\" timestamp without time zone NOT NULL,"
-                     " route text NOT NULL, method varchar(10) NOT NULL,"
-                     " query_params_normalized jsonb,"
-                     " total_requests integer NOT NULL, successful_requests integer NOT NULL,"
-                     " client_errors integer NOT NULL, server_errors integer NOT NULL,"
-                     " avg_duration_ms integer, p50_duration_ms integer, p95_duration_ms integer,"
-                     " p99_duration_ms integer, unique_users integer,"
-                     " avg_request_size_bytes integer, avg_response_size_bytes integer,"
-                     " avg_db_query_count double precision,"
-                     " cache_hits integer NOT NULL, cache_misses integer NOT NULL,"
-                     " created_at timestamp without time zone NOT NULL,"
-                     " CONSTRAINT %s UNIQUE (\"timestamp\", route, method,"
-                     " query_params_normalized));",
-                     n->hourly,
-                     n->genonaut_names ? "uq_route_analytics_hourly_time_route_params"
-                                       : "rollupd_hourly_key"));
-    for (size_t i = 0; n->genonaut_names && i < RU_ARRAY_LEN(genonaut_indexes); i++)
-        k = add_obj(o, k, OBJ_INDEX, n->hourly, genonaut_indexes[i].name,
-                    sqlf("CREATE INDEX IF NOT EXISTS %s ON %s %s;", genonaut_indexes[i].name,
-                         n->hourly, genonaut_indexes[i].cols));
-    if (n->raw)
-        k = add_obj(o, k, OBJ_TABLE, n->raw, NULL,
-                    sqlf("CREATE TABLE IF NOT EXISTS %s ("
-                         " id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
-                         " route text NOT NULL, method varchar(10) NOT NULL, user_id uuid,"
-                         " \"timestamp\" timestamp without time zone NOT NULL,"
-                         " duration_ms integer NOT NULL, status_code smallint NOT NULL,"
-                         " query_params jsonb, query_params_normalized jsonb,"
-                         " request_size_bytes integer, response_size_bytes integer,"
-                         " error_type text, db_query_count integer, cache_status varchar(10),"
-                         " created_at timestamp without time zone NOT NULL);",
-                         n->raw));
-    /* chunks are compact already: never spend CPU compressing them */
-    k = add_obj(o, k, OBJ_TABLE, n->state, NULL,
-                sqlf("CREATE TABLE IF NOT EXISTS %s (hourly_id bigint NOT NULL,"
-                     " seq bigint NOT NULL, base_seq bigint NOT NULL,"
-                     " total bigint NOT NULL, ok bigint NOT NULL, c4xx bigint NOT NULL,"
-                     " c5xx bigint NOT NULL, hits bigint NOT NULL, misses bigint NOT NULL,"
-                     " dur_sum bigint NOT NULL, req_sum bigint NOT NULL, req_n bigint NOT NULL,"
-                     " resp_sum bigint NOT NULL, resp_n bigint NOT NULL, db_sum bigint NOT NULL,"
-                     " db_n bigint NOT NULL, users_n bigint NOT NULL, data bytea NOT NULL,"
-                     " PRIMARY KEY (hourly_id, seq));\n"
-                     "ALTER TABLE %s ALTER COLUMN data SET STORAGE EXTERNAL;",
-                     n->state, n->state));
-    k = add_obj(o, k, OBJ_TABLE, n->ckpt, NULL,
-                sqlf("CREATE TABLE IF NOT EXISTS %s (stream text NOT NULL, grp text NOT NULL,"
-                     " consumer text NOT NULL, last_id text NOT NULL, events bigint NOT NULL,"
-                     " updated_at timestamptz NOT NULL, PRIMARY KEY (stream, grp, consumer));",
-                     n->ckpt));
-    /* added by later builds */
-    k = add_obj(o, k, OBJ_COLUMN, n->ckpt, "lone",
-                sqlf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS lone boolean NOT NULL"
-                     " DEFAULT false;",
-                     n->ckpt));
-    k = add_obj(o, k, OBJ_COLUMN, n->ckpt, "dead_pos",
-                sqlf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS dead_pos text;", n->ckpt));
-    return k;
-}
-
-static void schema_objs_free(struct schema_obj *o, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(o[i].ddl);
-}
 
 void ru_pgw_schema_sql(const struct ru_config *cfg, struct ru_buf *out)
 {
-    struct sql_names n = {0};
-    names_init(&n, cfg->postgres.hourly_table, cfg->postgres.raw_table);
-    struct schema_obj objs[MAX_SCHEMA_OBJS];
-    size_t k = schema_objs(&n, objs);
-    ru_buf_puts(out, "-- rollupd's schema for hourly_table = ");
-    ru_buf_puts(out, cfg->postgres.hourly_table);
-    if (n.raw)
-        ru_buf_printf(out, ", raw_table = %s", cfg->postgres.raw_table);
-    ru_buf_puts(out,
-                " (rollupd --print-schema).\n-- Run it as the schema's owner; rollupd's own role"
-                " then needs only the grants in the README (Least privilege).\n"
-                "BEGIN;\n");
-    for (size_t i = 0; i < k; i++) {
-        if (objs[i].optional && (i == 0 || !objs[i - 1].optional))
-            ru_buf_puts(out, "-- genonaut's indexes (rollupd does not need them)\n");
-        ru_buf_printf(out, "%s\n", objs[i].ddl);
-    }
-    ru_buf_puts(out, "COMMIT;\n");
-    schema_objs_free(objs, k);
-    names_free(&n);
-}
-
-static void describe_obj(const struct schema_obj *o, char *out, size_t len)
-{
-    if (o->kind == OBJ_TABLE)
-        snprintf(out, len, "table %s", o->table);
-    else
-        snprintf(out, len, "%s \"%s\" of table %s", o->kind == OBJ_INDEX ? "index" : "column",
-                 o->name, o->table);
+    ru_sql_schema(cfg->postgres.hourly_table, cfg->postgres.raw_table, out);
 }
 
 /* 1 when o exists, 0 when it is missing, -1 on an error. */
-static int obj_exists(struct ru_pgw *w, const struct schema_obj *o)
+static int obj_exists(struct ru_pgw *w, const struct ru_sql_obj *o)
 {
     static const char sql[] =
         "SELECT CASE $3 WHEN 't' THEN to_regclass($1) IS NOT NULL"
@@ -508,9 +238,9 @@ static int obj_exists(struct ru_pgw *w, const struct schema_obj *o)
         " ELSE EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1)"
         " AND attname = $2 AND attnum > 0 AND NOT attisdropped) END";
     const char *params[3] = {o->table, o->name ? o->name : "",
-                             o->kind == OBJ_TABLE   ? "t"
-                             : o->kind == OBJ_INDEX ? "i"
-                                                    : "c"};
+                             o->kind == RU_SQL_TABLE   ? "t"
+                             : o->kind == RU_SQL_INDEX ? "i"
+                                                       : "c"};
     PGresult *r = PQexecParams(w->conn, sql, 3, NULL, params, NULL, NULL, 0);
     int rc = -1;
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
@@ -557,10 +287,10 @@ static void schema_error(struct ru_pgw *w, const char *fmt, ...)
 
 /* Creates o inside the set-up transaction; optional objects the role may not create are
  * left out with a notice. */
-static int create_obj(struct ru_pgw *w, const struct schema_obj *o, const struct pg_who *who)
+static int create_obj(struct ru_pgw *w, const struct ru_sql_obj *o, const struct pg_who *who)
 {
     char what[200];
-    describe_obj(o, what, sizeof(what));
+    ru_sql_obj_describe(o, what, sizeof(what));
     PQclear(PQexec(w->conn, "SAVEPOINT ru_obj"));
     PGresult *r = PQexec(w->conn, o->ddl);
     if (PQresultStatus(r) == PGRES_COMMAND_OK) {
@@ -590,17 +320,17 @@ static int create_obj(struct ru_pgw *w, const struct schema_obj *o, const struct
                  "Have the owner apply the DDL printed by 'rollupd -c %s --print-schema', then "
                  "set postgres.create_schema = false (README: Least privilege)",
                  what, who->role,
-                 o->kind == OBJ_TABLE ? "CREATE on schema " : "ownership of table ",
-                 o->kind == OBJ_TABLE ? who->schema : o->table, pgmsg, w->cfg_path);
+                 o->kind == RU_SQL_TABLE ? "CREATE on schema " : "ownership of table ",
+                 o->kind == RU_SQL_TABLE ? who->schema : o->table, pgmsg, w->cfg_path);
     return -1;
 }
 
 /* Creates what is missing, or with postgres.create_schema off names it. */
 static int ensure_objects(struct ru_pgw *w, const struct pg_who *who)
 {
-    struct schema_obj objs[MAX_SCHEMA_OBJS];
-    size_t n = schema_objs(&w->n, objs);
-    bool missing[MAX_SCHEMA_OBJS];
+    struct ru_sql_obj objs[RU_SQL_MAX_OBJS];
+    size_t n = ru_sql_objs(&w->n, objs);
+    bool missing[RU_SQL_MAX_OBJS];
     struct ru_buf list = RU_BUF_INIT;
     int rc = 0;
     size_t nmissing = 0;
@@ -611,7 +341,7 @@ static int ensure_objects(struct ru_pgw *w, const struct pg_who *who)
             rc = -1;
         else if (e == 0 && !objs[i].optional) {
             char what[200];
-            describe_obj(&objs[i], what, sizeof(what));
+            ru_sql_obj_describe(&objs[i], what, sizeof(what));
             ru_buf_printf(&list, "%s%s", nmissing++ ? ", " : "", what);
         }
     }
@@ -642,7 +372,7 @@ static int ensure_objects(struct ru_pgw *w, const struct pg_who *who)
             PQclear(PQexec(w->conn, "ROLLBACK"));
     }
     ru_buf_free(&list);
-    schema_objs_free(objs, n);
+    ru_sql_objs_free(objs, n);
     return rc;
 }
 
@@ -723,7 +453,7 @@ static int create_schema(struct ru_pgw *w)
      * restart from nothing here, losing the events already acknowledged. Refuse (data
      * waits in Redis) until an operator has let that build finish its hours or dropped
      * the tables. */
-    char *old = quote_ident_path(w->hourly_cfg, "rollupd_hist");
+    char *old = ru_sql_quote_path(w->hourly_cfg, "rollupd_hist");
     const char *oldp[1] = {old};
     PGresult *r =
         PQexecParams(w->conn, "SELECT to_regclass($1) IS NOT NULL", 1, NULL, oldp, NULL, NULL, 0);
@@ -744,17 +474,7 @@ static int create_schema(struct ru_pgw *w)
     if (check_grants(w, &who) < 0)
         return -1;
     /* refuse early if the hourly table lacks genonaut's unique key */
-    struct ru_buf chk = RU_BUF_INIT;
-    ru_buf_printf(&chk,
-                  "EXPLAIN INSERT INTO %s (\"timestamp\", route, method, query_params_normalized,"
-                  " total_requests, successful_requests, client_errors, server_errors,"
-                  " cache_hits, cache_misses, created_at) VALUES (now(), '', '', '{}', 0, 0, 0,"
-                  " 0, 0, 0, now()) ON CONFLICT (\"timestamp\", route, method,"
-                  " query_params_normalized) DO NOTHING",
-                  w->n.hourly);
-    int rc = exec_ok(w, chk.p, "checking the hourly table's unique key");
-    ru_buf_free(&chk);
-    return rc;
+    return exec_ok(w, w->sql.key_check, "checking the hourly table's unique key");
 }
 
 /* One row of rollupd_checkpoint. */
@@ -1110,7 +830,8 @@ static int connect_db(struct ru_pgw *w)
              LOCK_WAIT_MS, LOCK_WAIT_MS + (timeout_ms > 0 ? timeout_ms : 60000));
     if (exec_ok(w, lockset, "session set-up") < 0)
         goto fail;
-    names_init(&w->n, w->hourly_cfg, w->raw_cfg);
+    ru_sql_names_init(&w->n, w->hourly_cfg, w->raw_cfg);
+    ru_sql_flush_init(&w->sql, &w->n);
     bool was_tail = w->tail_held;
     if (create_schema(w) < 0 || take_locks(w) < 0)
         goto fail;
@@ -1128,19 +849,8 @@ static int connect_db(struct ru_pgw *w)
              timeout_ms);
     if (exec_ok(w, set, "session set-up") < 0)
         goto fail;
-    if (exec_ok(w,
-                "CREATE TEMP TABLE ru_keys (k int4, ts timestamp, route text, method text,"
-                " params jsonb) ON COMMIT DELETE ROWS;"
-                " CREATE TEMP TABLE ru_new (k int4, ts timestamp, route text, method text,"
-                " params jsonb, tr int8, sr int8, ce int8, se int8, ad int8, p50 int8, p95 int8,"
-                " p99 int8, uu int8, arq int8, ars int8, adb float8, ch int8, cm int8)"
-                " ON COMMIT DELETE ROWS;"
-                " CREATE TEMP TABLE ru_vals (id int8, tr int8, sr int8, ce int8, se int8,"
-                " ad int8, p50 int8, p95 int8, p99 int8, uu int8, arq int8, ars int8,"
-                " adb float8, ch int8, cm int8) ON COMMIT DELETE ROWS",
-                "creating staging tables") < 0)
+    if (exec_ok(w, w->sql.staging, "creating staging tables") < 0)
         goto fail;
-    build_flush_sql(w);
     pthread_mutex_lock(&w->mu);
     w->cancel = PQgetCancel(w->conn);
     w->stats.connected = true;
@@ -1254,31 +964,6 @@ static void put_key(struct ru_buf *o, size_t k, const struct ru_agg *a)
     ru_batch_copy_escape(o, a->params, a->params_len);
 }
 
-static void put_hourly(struct ru_buf *o, const struct ru_hourly_vals *v)
-{
-    const int64_t head[] = {v->total, v->ok,  v->c4xx, v->c5xx, v->avg_dur,
-                            v->p50,   v->p95, v->p99,  v->users};
-    for (size_t i = 0; i < RU_ARRAY_LEN(head); i++) {
-        ru_buf_putc(o, '\t');
-        ru_buf_put_i64(o, head[i]);
-    }
-    ru_buf_putc(o, '\t');
-    ru_batch_put_int_or_null(o, v->avg_req, v->has_req);
-    ru_buf_putc(o, '\t');
-    ru_batch_put_int_or_null(o, v->avg_resp, v->has_resp);
-    ru_buf_putc(o, '\t');
-    if (v->has_db) {
-        char num[32];
-        ru_buf_append(o, num, ru_pgnum_format_float8(v->avg_db, num));
-    } else {
-        ru_buf_append(o, "\\N", 2);
-    }
-    ru_buf_putc(o, '\t');
-    ru_buf_put_i64(o, v->hits);
-    ru_buf_putc(o, '\t');
-    ru_buf_put_i64(o, v->misses);
-}
-
 static int64_t get_i64(const PGresult *r, int row, int col)
 {
     int64_t v = 0;
@@ -1307,7 +992,7 @@ static int reload_states(struct ru_pgw *w, struct flush_key *keys, const size_t 
     ru_buf_putc(&ids, '}');
     ru_buf_putc(&afters, '}');
     const char *params[2] = {ids.p, afters.p};
-    PGresult *r = PQexecParams(w->conn, w->sql_chunks, 2, NULL, params, NULL, NULL, 1);
+    PGresult *r = PQexecParams(w->conn, w->sql.chunks, 2, NULL, params, NULL, NULL, 1);
     ru_buf_free(&ids);
     ru_buf_free(&afters);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -1362,7 +1047,7 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
     }
     if (copy_in(w, "COPY ru_keys FROM STDIN", o) < 0)
         return -1;
-    PGresult *r = PQexec(w->conn, w->sql_lock);
+    PGresult *r = PQexec(w->conn, w->sql.lock);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         set_pg_error(w, "locking the touched rows", r);
         PQclear(r);
@@ -1394,7 +1079,7 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
     r = NULL;
     if (nfound) {
         const char *params[1] = {ids.p};
-        r = PQexecParams(w->conn, w->sql_states, 1, NULL, params, NULL, NULL, 0);
+        r = PQexecParams(w->conn, w->sql.states, 1, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             set_pg_error(w, "reading row states", r);
             PQclear(r);
@@ -1512,7 +1197,7 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
         struct ru_hourly_vals v;
         ru_rowdelta_derive(&fk->d, &v);
         put_key(o, k, fk->a);
-        put_hourly(o, &v);
+        ru_sql_put_hourly(o, &v);
         ru_buf_putc(o, '\n');
         nnew++;
     }
@@ -1521,7 +1206,7 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
     if (nnew) {
         if (copy_in(w, "COPY ru_new FROM STDIN", o) < 0)
             return -1;
-        r = PQexec(w->conn, w->sql_insert);
+        r = PQexec(w->conn, w->sql.insert);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             set_pg_error(w, "inserting new hourly rows", r);
             PQclear(r);
@@ -1561,7 +1246,7 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
             struct ru_hourly_vals v;
             ru_rowdelta_derive(&fk->d, &v);
             ru_buf_put_i64(o, fk->id);
-            put_hourly(o, &v);
+            ru_sql_put_hourly(o, &v);
             ru_buf_putc(o, '\n');
             nupd++;
         }
@@ -1600,12 +1285,12 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
     if (nupd) {
         rc = copy_in(w, "COPY ru_vals FROM STDIN", o);
         if (rc == 0)
-            rc = exec_ok(w, w->sql_update, "updating hourly rows");
+            rc = exec_ok(w, w->sql.update, "updating hourly rows");
     }
     if (rc == 0 && ncompact) {
         /* folded into one base version: the older versions go */
         const char *params[1] = {compact.p};
-        PGresult *dr = PQexecParams(w->conn, w->sql_fold, 1, NULL, params, NULL, NULL, 0);
+        PGresult *dr = PQexecParams(w->conn, w->sql.fold, 1, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(dr) != PGRES_COMMAND_OK) {
             set_pg_error(w, "folding row states", dr);
             rc = -1;
@@ -1613,7 +1298,7 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
         PQclear(dr);
     }
     if (rc == 0)
-        rc = copy_in(w, w->sql_copy_state, &states);
+        rc = copy_in(w, w->sql.copy_state, &states);
     ru_buf_free(&states);
     ru_buf_free(&compact);
     ru_debug("msg=\"flush rows\" keys=%zu new=%zu updated=%zu folded=%zu chunk_bytes=%" PRIu64
@@ -1692,22 +1377,14 @@ static int copy_raw_range(struct ru_pgw *w, struct ru_batch *b, const char *sql,
 
 static int copy_raw(struct ru_pgw *w, struct ru_batch *b)
 {
-    struct ru_buf sql = RU_BUF_INIT;
-    ru_buf_printf(&sql,
-                  "COPY %s (route, method, user_id, \"timestamp\", duration_ms, status_code,"
-                  " query_params, query_params_normalized, request_size_bytes,"
-                  " response_size_bytes, error_type, db_query_count, cache_status,"
-                  " created_at) FROM STDIN",
-                  w->n.raw);
     size_t *off = ru_xmalloc((b->nraw + 1) * sizeof(*off));
     size_t n = 0;
     off[0] = 0;
     for (size_t i = 0; i < b->raw.len && n < b->nraw; i++)
         if (b->raw.p[i] == '\n')
             off[++n] = i + 1;
-    int rc = n == b->nraw ? copy_raw_range(w, b, sql.p, off, 0, n) : -1;
+    int rc = n == b->nraw ? copy_raw_range(w, b, w->sql.copy_raw, off, 0, n) : -1;
     free(off);
-    ru_buf_free(&sql);
     return rc;
 }
 
@@ -2164,19 +1841,10 @@ static void check_keys(struct ru_pgw *w, struct ru_keycheck_probe *probes, size_
             return;
         }
     }
-    struct ru_buf sql = RU_BUF_INIT;
-    ru_buf_printf(&sql,
-                  "INSERT INTO %s (\"timestamp\", route, method, query_params_normalized,"
-                  " total_requests, successful_requests, client_errors, server_errors,"
-                  " cache_hits, cache_misses, created_at) VALUES ($1::timestamp, $2, $3,"
-                  " $4::jsonb, 0, 0, 0, 0, 0, 0, now() AT TIME ZONE 'UTC') ON CONFLICT"
-                  " (\"timestamp\", route, method, query_params_normalized) DO NOTHING",
-                  w->n.hourly);
     size_t done = 0;
     if (exec_ok(w, "BEGIN", "probing keys") == 0)
-        while (done < n && check_key(w, sql.p, &probes[done]) == 0)
+        while (done < n && check_key(w, w->sql.probe, &probes[done]) == 0)
             done++;
-    ru_buf_free(&sql);
     bool failed = done < n;
     if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
         PQclear(PQexec(w->conn, "ROLLBACK"));
@@ -2384,11 +2052,11 @@ void ru_pgw_free(struct ru_pgw *w)
     free(w->hourly_cfg);
     free(w->raw_cfg);
     free(w->cfg_path);
-    free_sql(w);
+    ru_sql_flush_deinit(&w->sql);
     free_keys(w->done_keys);
     ru_scratch_free(&w->scratch);
     ru_rowcache_free(w->cache);
-    names_free(&w->n);
+    ru_sql_names_deinit(&w->n);
     ru_buf_free(&w->copybuf);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
