@@ -19,462 +19,21 @@
 #include "rollupd/pgerr.h"
 #include "rollupd/pgnum.h"
 #include "rollupd/rowstate.h"
+#include "rollupd/schema.h"
 #include "rollupd/sql.h"
+#include "rollupd/writer.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 30000
-#define COPY_CHUNK     (1 << 20)
-#define SCHEMA_LOCK    7250301 /* advisory lock key serialising schema creation */
-#define LOCK_WAIT_MS   10000   /* how long set-up waits for a lock held by another session */
-#define IDLE_CHECK_MS  500     /* how often an idle writer looks at its session */
-#define GROUP_ROW      ""      /* rollupd_checkpoint's consumer for the group's own row */
+#define RU_WRITER_BACKOFF_MIN_MS 100
+#define RU_WRITER_BACKOFF_MAX_MS 30000
+#define COPY_CHUNK               (1 << 20)
+#define RU_WRITER_SCHEMA_LOCK    7250301 /* advisory lock key serialising schema creation */
+#define LOCK_WAIT_MS             10000 /* how long set-up waits for a lock held by another session */
+#define IDLE_CHECK_MS            500   /* how often an idle writer looks at its session */
+#define GROUP_ROW                ""    /* rollupd_checkpoint's consumer for the group's own row */
 
 void ru_pgw_copy_escape(struct ru_buf *out, const char *s, size_t len)
 {
     ru_batch_copy_escape(out, s, len);
-}
-
-/* ---- the writer ---- */
-
-struct ru_pgw {
-    pthread_t thread;
-    bool started; /* the thread runs (until ru_pgw_free) */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int efd;
-
-    /* protected by mu */
-    char *conninfo;
-    int statement_timeout_ms, connect_timeout_s;
-    _Atomic bool reconfigured;
-    bool stop;
-    struct ru_batch *job;      /* submitted, not yet done */
-    struct ru_batch *inflight; /* thread-owned: the job run_batch works on */
-    struct ru_batch *done;     /* committed, not yet collected */
-    bool init_done_event;
-    struct ru_pgw_stats stats;
-    PGcancel *cancel;
-
-    _Atomic bool ready, busy;
-    _Atomic size_t cache_bytes; /* the state cache's size, for the loop's memory bound */
-    struct ru_pgw_start start;  /* what set-up found */
-    /* Fencing tokens: what our last commit stored in this consumer's row and in the
-     * group's row. A commit moves a row only from its token. */
-    struct ru_sid own, grp;
-    bool grp_exists; /* the group row exists (a commit updates rather than inserts) */
-    /* A shared-group consumer holding the group lock exclusively to recover a lone
-     * consumer's entries: its commits move the group row too, and the first commit after
-     * the recovery clears the mark and goes back to the shared lock. */
-    bool tail_held;
-    _Atomic bool held;
-    _Atomic unsigned generation, probe_req, probe_done;
-    char fatal[400];  /* protected by mu; set once */
-    char sqlstate[6]; /* thread-owned: of the error in last_error ("" when it has none) */
-
-    /* checkpoint request (adoption), protected by mu */
-    char *ck_req;
-    /* the consumer being adopted, whose lock this session holds from the checkpoint
-     * request until the adoption commits or is given up (thread-owned); and the loop's
-     * request to release it */
-    char *adopt_held;
-    _Atomic bool adopt_release;
-    bool ck_done;
-    int ck_rc;
-    struct ru_sid ck_val;
-    char ck_err[256];
-
-    /* keys to check (long keys), protected by mu: asked, then answered */
-    struct ru_keycheck_probe *kc_req, *kc_done;
-    size_t kc_n;
-    bool kc_answered;
-
-    /* thread-owned */
-    PGconn *conn;
-    char *stream, *group, *consumer;
-    bool lone;
-    char *hourly_cfg, *raw_cfg;
-    char *cfg_path;             /* for the errors that point at --print-schema */
-    _Atomic bool create_schema; /* postgres.create_schema, as of the last reload */
-    bool setup_blocked;         /* set-up failed on a missing table or privilege: retry slowly */
-    struct ru_sql_names n;
-    struct ru_sql_flush sql;   /* the statements for n */
-    struct ru_rowcache *cache; /* states of recently written rows */
-    struct ru_scratch scratch; /* the deltas of the flush in progress */
-    size_t cache_budget;       /* bytes */
-    uint64_t flush_seq;
-    struct flush_key *done_keys; /* committed, not yet in the cache */
-    size_t done_nkeys;
-    int backoff_ms;
-    struct ru_buf copybuf;
-    struct ru_ratelimit rl;
-};
-
-static void notify_loop(struct ru_pgw *w)
-{
-    uint64_t one = 1;
-    ssize_t r = write(w->efd, &one, sizeof(one));
-    (void)r;
-}
-
-static void set_error(struct ru_pgw *w, const char *what, const char *detail)
-{
-    pthread_mutex_lock(&w->mu);
-    snprintf(w->stats.last_error, sizeof(w->stats.last_error), "%s%s%s", what,
-             detail && *detail ? ": " : "", detail ? detail : "");
-    /* libpq messages end with a newline; keep log lines and JSON single-line */
-    for (char *p = w->stats.last_error; *p; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
-    pthread_mutex_unlock(&w->mu);
-    w->sqlstate[0] = '\0';
-}
-
-/* The error of a failed statement: its message, and its SQLSTATE for the decisions. */
-static void set_pg_error(struct ru_pgw *w, const char *what, const PGresult *r)
-{
-    set_error(w, what, PQresultErrorMessage(r));
-    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    ru_strlcpy(w->sqlstate, st ? st : "", sizeof(w->sqlstate));
-}
-
-/* Sleeps for the current backoff (with jitter) unless stopped; returns false when
- * stopping. */
-static bool backoff_wait(struct ru_pgw *w)
-{
-    int b = w->backoff_ms ? w->backoff_ms : BACKOFF_MIN_MS;
-    int wait = b / 2 + (int)(random() % (b / 2 + 1));
-    w->backoff_ms = b * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b * 2;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += wait / 1000;
-    ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&w->mu);
-    while (!w->stop && !atomic_load(&w->reconfigured)) {
-        if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
-            break;
-    }
-    bool go = !w->stop;
-    pthread_mutex_unlock(&w->mu);
-    return go;
-}
-
-/* Gives up for good: the loop stops reading and exits with this reason. */
-static void set_fatal(struct ru_pgw *w, const char *fmt, ...) RU_PRINTF(2, 3);
-static void set_fatal(struct ru_pgw *w, const char *fmt, ...)
-{
-    char msg[sizeof(w->fatal)];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    set_error(w, msg, NULL);
-    pthread_mutex_lock(&w->mu);
-    if (w->fatal[0] == '\0')
-        ru_strlcpy(w->fatal, msg, sizeof(w->fatal));
-    pthread_mutex_unlock(&w->mu);
-    notify_loop(w);
-}
-
-static bool is_fatal(struct ru_pgw *w)
-{
-    pthread_mutex_lock(&w->mu);
-    bool f = w->fatal[0] != '\0';
-    pthread_mutex_unlock(&w->mu);
-    return f;
-}
-
-/* Ends the session, and with it every advisory lock: if they were held, the loop stops
- * reading at once. */
-static void drop_conn(struct ru_pgw *w)
-{
-    pthread_mutex_lock(&w->mu);
-    if (w->cancel) {
-        PQfreeCancel(w->cancel);
-        w->cancel = NULL;
-    }
-    w->stats.connected = false;
-    pthread_mutex_unlock(&w->mu);
-    if (w->conn) {
-        PQfinish(w->conn);
-        w->conn = NULL;
-    }
-    free(w->adopt_held); /* its lock went with the session */
-    w->adopt_held = NULL;
-    if (atomic_exchange(&w->held, false))
-        notify_loop(w);
-}
-
-static int exec_ok(struct ru_pgw *w, const char *sql, const char *what)
-{
-    PGresult *r = PQexec(w->conn, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        set_pg_error(w, what, r);
-        PQclear(r);
-        return -1;
-    }
-    PQclear(r);
-    return 0;
-}
-
-/* ---- the schema ---- */
-
-void ru_pgw_schema_sql(const struct ru_config *cfg, struct ru_buf *out)
-{
-    ru_sql_schema(cfg->postgres.hourly_table, cfg->postgres.raw_table, out);
-}
-
-/* 1 when o exists, 0 when it is missing, -1 on an error. */
-static int obj_exists(struct ru_pgw *w, const struct ru_sql_obj *o)
-{
-    static const char sql[] =
-        "SELECT CASE $3 WHEN 't' THEN to_regclass($1) IS NOT NULL"
-        " WHEN 'i' THEN EXISTS (SELECT 1 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
-        " WHERE x.indrelid = to_regclass($1) AND i.relname = $2)"
-        " ELSE EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1)"
-        " AND attname = $2 AND attnum > 0 AND NOT attisdropped) END";
-    const char *params[3] = {o->table, o->name ? o->name : "",
-                             o->kind == RU_SQL_TABLE   ? "t"
-                             : o->kind == RU_SQL_INDEX ? "i"
-                                                       : "c"};
-    PGresult *r = PQexecParams(w->conn, sql, 3, NULL, params, NULL, NULL, 0);
-    int rc = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
-        rc = PQgetvalue(r, 0, 0)[0] == 't';
-    else
-        set_pg_error(w, "checking the schema", r);
-    PQclear(r);
-    return rc;
-}
-
-/* The role rollupd runs as, the schema its tables are in, and the database. */
-struct pg_who {
-    char role[64], schema[64], db[64];
-};
-
-static void who_am_i(struct ru_pgw *w, struct pg_who *who)
-{
-    PGresult *r = PQexec(w->conn, "SELECT current_user, coalesce(current_schema(), '(none)'),"
-                                  " current_database()");
-    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-    ru_strlcpy(who->role, ok ? PQgetvalue(r, 0, 0) : "?", sizeof(who->role));
-    ru_strlcpy(who->schema, ok ? PQgetvalue(r, 0, 1) : "?", sizeof(who->schema));
-    ru_strlcpy(who->db, ok ? PQgetvalue(r, 0, 2) : "?", sizeof(who->db));
-    PQclear(r);
-    const char *dot = strchr(w->hourly_cfg, '.');
-    if (dot)
-        snprintf(who->schema, sizeof(who->schema), "%.*s", (int)(dot - w->hourly_cfg),
-                 w->hourly_cfg);
-}
-
-/* A set-up failure that only a DBA or an operator can fix (a missing table or privilege):
- * retried slowly (see writer_main). */
-static void schema_error(struct ru_pgw *w, const char *fmt, ...) RU_PRINTF(2, 3);
-static void schema_error(struct ru_pgw *w, const char *fmt, ...)
-{
-    char msg[sizeof(w->stats.last_error)];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    set_error(w, msg, NULL);
-    w->setup_blocked = true;
-}
-
-/* Creates o inside the set-up transaction; optional objects the role may not create are
- * left out with a notice. */
-static int create_obj(struct ru_pgw *w, const struct ru_sql_obj *o, const struct pg_who *who)
-{
-    char what[200];
-    ru_sql_obj_describe(o, what, sizeof(what));
-    PQclear(PQexec(w->conn, "SAVEPOINT ru_obj"));
-    PGresult *r = PQexec(w->conn, o->ddl);
-    if (PQresultStatus(r) == PGRES_COMMAND_OK) {
-        PQclear(r);
-        ru_notice("msg=\"created %s\"", what);
-        return 0;
-    }
-    PQclear(PQexec(w->conn, "ROLLBACK TO SAVEPOINT ru_obj"));
-    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    bool denied = ru_pgerr_denied(st);
-    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    char pgmsg[200];
-    ru_strlcpy(pgmsg, primary ? primary : "?", sizeof(pgmsg));
-    PQclear(r);
-    if (denied && o->optional) {
-        ru_notice("msg=\"%s is missing and role %s may not create it (%s); rollupd works "
-                  "without it\"",
-                  what, who->role, pgmsg);
-        return 0;
-    }
-    if (!denied) {
-        set_error(w, "creating the schema", pgmsg);
-        return -1;
-    }
-    schema_error(w,
-                 "%s is missing and role %s may not create it: it lacks %s%s (PostgreSQL: %s). "
-                 "Have the owner apply the DDL printed by 'rollupd -c %s --print-schema', then "
-                 "set postgres.create_schema = false (README: Least privilege)",
-                 what, who->role,
-                 o->kind == RU_SQL_TABLE ? "CREATE on schema " : "ownership of table ",
-                 o->kind == RU_SQL_TABLE ? who->schema : o->table, pgmsg, w->cfg_path);
-    return -1;
-}
-
-/* Creates what is missing, or with postgres.create_schema off names it. */
-static int ensure_objects(struct ru_pgw *w, const struct pg_who *who)
-{
-    struct ru_sql_obj objs[RU_SQL_MAX_OBJS];
-    size_t n = ru_sql_objs(&w->n, objs);
-    bool missing[RU_SQL_MAX_OBJS];
-    struct ru_buf list = RU_BUF_INIT;
-    int rc = 0;
-    size_t nmissing = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        int e = obj_exists(w, &objs[i]);
-        missing[i] = e == 0;
-        if (e < 0)
-            rc = -1;
-        else if (e == 0 && !objs[i].optional) {
-            char what[200];
-            ru_sql_obj_describe(&objs[i], what, sizeof(what));
-            ru_buf_printf(&list, "%s%s", nmissing++ ? ", " : "", what);
-        }
-    }
-    if (rc == 0 && nmissing > 0 && !w->create_schema) {
-        schema_error(w,
-                     "%s missing and postgres.create_schema is off: have the schema's owner "
-                     "apply the DDL printed by 'rollupd -c %s --print-schema'",
-                     list.p, w->cfg_path);
-        rc = -1;
-    }
-    if (rc == 0 && w->create_schema) {
-        /* one creator at a time; each object looked at again under the lock */
-        char lock[64];
-        snprintf(lock, sizeof(lock), "BEGIN; SELECT pg_advisory_xact_lock(%d)", SCHEMA_LOCK);
-        bool open = false;
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            if (!missing[i])
-                continue;
-            if (!open && (rc = exec_ok(w, lock, "creating the schema")) < 0)
-                break;
-            open = true;
-            int e = obj_exists(w, &objs[i]);
-            rc = e < 0 ? -1 : e == 0 ? create_obj(w, &objs[i], who) : 0;
-        }
-        if (open && rc == 0)
-            rc = exec_ok(w, "COMMIT", "creating the schema");
-        if (open && rc < 0)
-            PQclear(PQexec(w->conn, "ROLLBACK"));
-    }
-    ru_buf_free(&list);
-    ru_sql_objs_free(objs, n);
-    return rc;
-}
-
-/* What the flush needs on each table, as has_table_privilege names it. */
-static int check_grants(struct ru_pgw *w, const struct pg_who *who)
-{
-    const struct {
-        const char *table, *privs;
-    } need[] = {
-        {w->n.hourly, "SELECT, INSERT, UPDATE"},
-        {w->n.state, "SELECT, INSERT, DELETE"},
-        {w->n.ckpt, "SELECT, INSERT, UPDATE"},
-        {w->n.raw, "INSERT"},
-    };
-    struct ru_buf lacks = RU_BUF_INIT, grants = RU_BUF_INIT;
-    int rc = 0;
-    for (size_t i = 0; i < RU_ARRAY_LEN(need) && rc == 0; i++) {
-        if (need[i].table == NULL)
-            continue;
-        /* a serial (not identity) id also needs USAGE on its sequence */
-        const char *params[2] = {need[i].table, need[i].privs};
-        PGresult *r = PQexecParams(
-            w->conn,
-            "SELECT (SELECT string_agg(p, ', ') FROM unnest(string_to_array($2, ', ')) p"
-            " WHERE NOT has_table_privilege(to_regclass($1), p)),"
-            " (SELECT s FROM pg_attribute a, pg_get_serial_sequence($1, 'id') s"
-            " WHERE a.attrelid = to_regclass($1) AND a.attname = 'id' AND a.attidentity = ''"
-            " AND s IS NOT NULL AND NOT has_sequence_privilege(s, 'USAGE'))",
-            2, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-            set_pg_error(w, "checking privileges", r);
-            rc = -1;
-        } else {
-            if (!PQgetisnull(r, 0, 0)) {
-                ru_buf_printf(&lacks, "%s%s on %s", lacks.len ? "; " : "", PQgetvalue(r, 0, 0),
-                              need[i].table);
-                ru_buf_printf(&grants, " GRANT %s ON %s TO %s;", need[i].privs, need[i].table,
-                              who->role);
-            }
-            if (!PQgetisnull(r, 0, 1)) {
-                ru_buf_printf(&lacks, "%sUSAGE on sequence %s", lacks.len ? "; " : "",
-                              PQgetvalue(r, 0, 1));
-                ru_buf_printf(&grants, " GRANT USAGE ON SEQUENCE %s TO %s;", PQgetvalue(r, 0, 1),
-                              who->role);
-            }
-        }
-        PQclear(r);
-    }
-    /* the flush stages its rows in temporary tables */
-    PGresult *r = rc == 0 ? PQexec(w->conn, "SELECT has_database_privilege(current_database(),"
-                                            " 'TEMPORARY')")
-                          : NULL;
-    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 'f') {
-        ru_buf_printf(&lacks,
-                      "%sTEMPORARY on database %s (each flush stages its rows in "
-                      "temporary tables)",
-                      lacks.len ? "; " : "", who->db);
-        ru_buf_printf(&grants, " GRANT TEMPORARY ON DATABASE %s TO %s;", who->db, who->role);
-    }
-    PQclear(r);
-    if (rc == 0 && lacks.len > 0) {
-        schema_error(w, "role %s lacks %s; as the owner run:%s (README: Least privilege)",
-                     who->role, lacks.p, grants.p);
-        rc = -1;
-    }
-    ru_buf_free(&lacks);
-    ru_buf_free(&grants);
-    return rc;
-}
-
-static int create_schema(struct ru_pgw *w)
-{
-    struct pg_who who;
-    who_am_i(w, &who);
-    if (ensure_objects(w, &who) < 0)
-        return -1;
-    /* An earlier build kept row state in rollupd_hist and rollupd_users; its rows would
-     * restart from nothing here, losing the events already acknowledged. Refuse (data
-     * waits in Redis) until an operator has let that build finish its hours or dropped
-     * the tables. */
-    char *old = ru_sql_quote_path(w->hourly_cfg, "rollupd_hist");
-    const char *oldp[1] = {old};
-    PGresult *r =
-        PQexecParams(w->conn, "SELECT to_regclass($1) IS NOT NULL", 1, NULL, oldp, NULL, NULL, 0);
-    bool stale_tables = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
-    PQclear(r);
-    if (stale_tables) {
-        char msg[200];
-        snprintf(msg, sizeof(msg),
-                 "%.80s from an earlier rollupd build exists; its rows cannot be carried over"
-                 " (README: Upgrading)",
-                 old);
-        free(old);
-        set_error(w, "checking the schema", msg);
-        w->setup_blocked = true;
-        return -1;
-    }
-    free(old);
-    if (check_grants(w, &who) < 0)
-        return -1;
-    /* refuse early if the hourly table lacks genonaut's unique key */
-    return exec_ok(w, w->sql.key_check, "checking the hourly table's unique key");
 }
 
 /* One row of rollupd_checkpoint. */
@@ -495,7 +54,7 @@ static int read_row(struct ru_pgw *w, const char *consumer, struct ckpt_row *out
     PGresult *r = PQexecParams(w->conn, b.p, 3, NULL, params, NULL, NULL, 0);
     ru_buf_free(&b);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        set_pg_error(w, "loading the checkpoint", r);
+        ru_writer_pg_error(w, "loading the checkpoint", r);
         PQclear(r);
         return -1;
     }
@@ -506,7 +65,7 @@ static int read_row(struct ru_pgw *w, const char *consumer, struct ckpt_row *out
         out->lone = PQgetvalue(r, 0, 1)[0] == 't';
         out->dead_known = !PQgetisnull(r, 0, 2) && ru_sid_parse(&out->dead, d, strlen(d)) == 0;
         if (ru_sid_parse(&out->last, v, strlen(v)) < 0) {
-            set_error(w, "loading the checkpoint", "stored last_id is not a stream id");
+            ru_writer_error(w, "loading the checkpoint", "stored last_id is not a stream id");
             rc = -1;
         }
     }
@@ -579,7 +138,7 @@ static int advisory(struct ru_pgw *w, const char *fn, const char *key, char *who
     const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     bool busy = ru_pgerr_lock_busy(st);
     if (!busy)
-        set_pg_error(w, "taking the consumer's lock", r);
+        ru_writer_pg_error(w, "taking the consumer's lock", r);
     PQclear(r);
     if (busy && who)
         lock_holders(w, key, who, n);
@@ -601,11 +160,11 @@ static int migrate_lone_rows(struct ru_pgw *w)
                   w->n.ckpt);
     const char *params[2] = {w->stream, w->group};
     char lock[64];
-    snprintf(lock, sizeof(lock), "BEGIN; SELECT pg_advisory_xact_lock(%d)", SCHEMA_LOCK);
-    int rc = exec_ok(w, lock, "moving a lone checkpoint to its group");
+    snprintf(lock, sizeof(lock), "BEGIN; SELECT pg_advisory_xact_lock(%d)", RU_WRITER_SCHEMA_LOCK);
+    int rc = ru_writer_exec(w, lock, "moving a lone checkpoint to its group");
     PGresult *r = rc == 0 ? PQexecParams(w->conn, b.p, 2, NULL, params, NULL, NULL, 0) : NULL;
     if (r && PQresultStatus(r) != PGRES_COMMAND_OK) {
-        set_pg_error(w, "moving a lone checkpoint to its group", r);
+        ru_writer_pg_error(w, "moving a lone checkpoint to its group", r);
         rc = -1;
     }
     PQclear(r);
@@ -616,13 +175,13 @@ static int migrate_lone_rows(struct ru_pgw *w)
                   w->n.ckpt);
     r = rc == 0 ? PQexecParams(w->conn, b.p, 2, NULL, params, NULL, NULL, 0) : NULL;
     if (r && PQresultStatus(r) != PGRES_COMMAND_OK) {
-        set_pg_error(w, "moving a lone checkpoint to its group", r);
+        ru_writer_pg_error(w, "moving a lone checkpoint to its group", r);
         rc = -1;
     }
     PQclear(r);
     ru_buf_free(&b);
     if (rc == 0)
-        rc = exec_ok(w, "COMMIT", "moving a lone checkpoint to its group");
+        rc = ru_writer_exec(w, "COMMIT", "moving a lone checkpoint to its group");
     if (rc < 0)
         PQclear(PQexec(w->conn, "ROLLBACK"));
     return rc;
@@ -636,7 +195,7 @@ static int migrate_lone_rows(struct ru_pgw *w)
 enum locks_rc {
     LOCKS_HELD = 0,
     LOCKS_RETRY = -1,  /* an error, or the group is held by others: try again later */
-    LOCKS_IN_USE = -2, /* another process holds this consumer: fatal (set_fatal called) */
+    LOCKS_IN_USE = -2, /* another process holds this consumer: fatal (ru_writer_fatal called) */
 };
 static int take_locks(struct ru_pgw *w)
 {
@@ -646,13 +205,14 @@ static int take_locks(struct ru_pgw *w)
     if (rc == 0) {
         rc = advisory(w, "pg_advisory_lock", ckey, who, sizeof(who));
         if (rc == ADVISORY_BUSY) {
-            set_fatal(w,
-                      "consumer '%s' of group '%s' is in use by another rollupd (%s): another "
-                      "process with this name, or one adopting this consumer's pending entries "
-                      "(rollupctl adopt; start again once it is done). Each process needs its "
-                      "own redis.consumer (the default is the host name, so two containers "
-                      "with one host name need one set each)",
-                      w->consumer, w->group, who);
+            ru_writer_fatal(
+                w,
+                "consumer '%s' of group '%s' is in use by another rollupd (%s): another "
+                "process with this name, or one adopting this consumer's pending entries "
+                "(rollupctl adopt; start again once it is done). Each process needs its "
+                "own redis.consumer (the default is the host name, so two containers "
+                "with one host name need one set each)",
+                w->consumer, w->group, who);
             rc = LOCKS_IN_USE;
         }
     }
@@ -668,7 +228,7 @@ static int take_locks(struct ru_pgw *w)
                              : "a lone consumer reads group '%s' (%s): stop it, or set "
                                "lone_consumer = false on it, before shared-group consumers start",
                      w->group, who);
-            set_error(w, "waiting for the group", msg);
+            ru_writer_error(w, "waiting for the group", msg);
             rc = LOCKS_RETRY;
         }
     }
@@ -685,7 +245,7 @@ static int take_locks(struct ru_pgw *w)
                      "to be recovered, and other rollupd processes hold the group (%s): one "
                      "process recovers them before the others read; waiting",
                      w->group, who);
-            set_error(w, "waiting for the group", msg);
+            ru_writer_error(w, "waiting for the group", msg);
             rc = LOCKS_RETRY;
         }
         if (rc == 0 && (rc = read_row(w, GROUP_ROW, &g)) == 0) {
@@ -744,20 +304,21 @@ static int load_checkpoint(struct ru_pgw *w)
         ru_sid_format(&rows[i].token, t);
         ru_sid_format(&rows[i].stored, st);
         if (ru_sid_cmp(&rows[i].stored, &rows[i].token) < 0)
-            set_fatal(w,
-                      "%s checkpoint went backwards from %s to %s: PostgreSQL lost commits it "
-                      "had acknowledged (a failover to a replica that lagged, or a crash of a "
-                      "server run with fsync or synchronous_commit off). Stopping; a lone "
-                      "consumer's restart reads those entries again from the stream; a "
-                      "shared-group consumer's were acknowledged in Redis, so the events after "
-                      "the second id up to the first are missing (README: Exactly once)",
-                      rows[i].what, t, st);
+            ru_writer_fatal(
+                w,
+                "%s checkpoint went backwards from %s to %s: PostgreSQL lost commits it "
+                "had acknowledged (a failover to a replica that lagged, or a crash of a "
+                "server run with fsync or synchronous_commit off). Stopping; a lone "
+                "consumer's restart reads those entries again from the stream; a "
+                "shared-group consumer's were acknowledged in Redis, so the events after "
+                "the second id up to the first are missing (README: Exactly once)",
+                rows[i].what, t, st);
         else
-            set_fatal(w,
-                      "%s checkpoint moved from %s to %s while this process's PostgreSQL "
-                      "session was lost: another process took the consumer over. Stopping; "
-                      "what this process held and did not commit is read again by the owner",
-                      rows[i].what, t, st);
+            ru_writer_fatal(w,
+                            "%s checkpoint moved from %s to %s while this process's PostgreSQL "
+                            "session was lost: another process took the consumer over. Stopping; "
+                            "what this process held and did not commit is read again by the owner",
+                            rows[i].what, t, st);
         return -1;
     }
     return 0;
@@ -792,12 +353,12 @@ static int connect_db(struct ru_pgw *w)
          * connect timeout means no answer, i.e. packets dropped on the way, most often by
          * a firewall such as the systemd unit's IPAddressAllow= (see rollupd(8)). */
         bool timed_out = ru_mono_ms() - t0 >= (int64_t)connect_timeout_s * 1000;
-        set_error(w,
-                  timed_out ? "connect timed out (no answer: packets dropped, e.g. by the "
-                              "unit's IPAddressAllow=, or the host is down)"
-                            : "connect",
-                  PQerrorMessage(w->conn));
-        drop_conn(w);
+        ru_writer_error(w,
+                        timed_out ? "connect timed out (no answer: packets dropped, e.g. by the "
+                                    "unit's IPAddressAllow=, or the host is down)"
+                                  : "connect",
+                        PQerrorMessage(w->conn));
+        ru_writer_drop(w);
         return -1;
     }
     PQsetNoticeProcessor(w->conn, on_notice, NULL);
@@ -811,7 +372,7 @@ static int connect_db(struct ru_pgw *w)
              " SET lock_timeout = %d; SET idle_in_transaction_session_timeout = %d;"
              " SET application_name = 'rollupd'",
              timeout_ms, timeout_ms, timeout_ms > 60000 ? timeout_ms : 60000);
-    if (exec_ok(w, set, "session set-up") < 0)
+    if (ru_writer_exec(w, set, "session set-up") < 0)
         goto fail;
     /* A checkpoint acknowledged to us must survive a crash of PostgreSQL: whatever the
      * server's default, rollupd's own commits wait for the WAL flush. */
@@ -819,7 +380,7 @@ static int connect_db(struct ru_pgw *w)
     bool async = PQresultStatus(sc) == PGRES_TUPLES_OK && strcmp(PQgetvalue(sc, 0, 0), "off") == 0;
     PQclear(sc);
     if (async) {
-        if (exec_ok(w, "SET synchronous_commit = on", "session set-up") < 0)
+        if (ru_writer_exec(w, "SET synchronous_commit = on", "session set-up") < 0)
             goto fail;
         if (!atomic_load(&w->ready))
             ru_notice("msg=\"synchronous_commit is off on this server; rollupd's session sets it "
@@ -828,28 +389,29 @@ static int connect_db(struct ru_pgw *w)
     char lockset[128];
     snprintf(lockset, sizeof(lockset), "SET lock_timeout = %d; SET statement_timeout = %d",
              LOCK_WAIT_MS, LOCK_WAIT_MS + (timeout_ms > 0 ? timeout_ms : 60000));
-    if (exec_ok(w, lockset, "session set-up") < 0)
+    if (ru_writer_exec(w, lockset, "session set-up") < 0)
         goto fail;
     ru_sql_names_init(&w->n, w->hourly_cfg, w->raw_cfg);
     ru_sql_flush_init(&w->sql, &w->n);
     bool was_tail = w->tail_held;
-    if (create_schema(w) < 0 || take_locks(w) < 0)
+    if (ru_schema_setup(w) < 0 || take_locks(w) < 0)
         goto fail;
     if (atomic_load(&w->ready) && w->tail_held && !was_tail) {
-        set_fatal(w,
-                  "while this process's PostgreSQL session was lost, a lone consumer read "
-                  "group '%s' and left entries without acknowledgement; stopping, so that the "
-                  "next start recovers them first",
-                  w->group);
+        ru_writer_fatal(
+            w,
+            "while this process's PostgreSQL session was lost, a lone consumer read "
+            "group '%s' and left entries without acknowledgement; stopping, so that the "
+            "next start recovers them first",
+            w->group);
         goto fail;
     }
     if (load_checkpoint(w) < 0)
         goto fail;
     snprintf(set, sizeof(set), "SET statement_timeout = %d; SET lock_timeout = %d", timeout_ms,
              timeout_ms);
-    if (exec_ok(w, set, "session set-up") < 0)
+    if (ru_writer_exec(w, set, "session set-up") < 0)
         goto fail;
-    if (exec_ok(w, w->sql.staging, "creating staging tables") < 0)
+    if (ru_writer_exec(w, w->sql.staging, "creating staging tables") < 0)
         goto fail;
     pthread_mutex_lock(&w->mu);
     w->cancel = PQgetCancel(w->conn);
@@ -857,43 +419,11 @@ static int connect_db(struct ru_pgw *w)
     pthread_mutex_unlock(&w->mu);
     atomic_store(&w->held, true);
     atomic_fetch_add(&w->generation, 1);
-    notify_loop(w);
+    ru_writer_notify(w);
     return 0;
 fail:
-    drop_conn(w);
+    ru_writer_drop(w);
     return -1;
-}
-
-static int copy_in(struct ru_pgw *w, const char *sql, const struct ru_buf *data)
-{
-    PGresult *r = PQexec(w->conn, sql);
-    if (PQresultStatus(r) != PGRES_COPY_IN) {
-        set_pg_error(w, "COPY", r);
-        PQclear(r);
-        return -1;
-    }
-    PQclear(r);
-    for (size_t off = 0; off < data->len; off += COPY_CHUNK) {
-        size_t n = data->len - off < COPY_CHUNK ? data->len - off : COPY_CHUNK;
-        if (PQputCopyData(w->conn, data->p + off, (int)n) != 1) {
-            set_error(w, "COPY data", PQerrorMessage(w->conn));
-            return -1;
-        }
-    }
-    if (PQputCopyEnd(w->conn, NULL) != 1) {
-        set_error(w, "COPY end", PQerrorMessage(w->conn));
-        return -1;
-    }
-    r = PQgetResult(w->conn);
-    int rc = 0;
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        set_pg_error(w, "COPY", r);
-        rc = -1;
-    }
-    PQclear(r);
-    while ((r = PQgetResult(w->conn)) != NULL)
-        PQclear(r);
-    return rc;
 }
 
 /* ---- one flush ---- */
@@ -912,7 +442,7 @@ enum flush_rc {
 #define MAX_CHUNKS 32 /* chunks per row before they are folded into one base chunk */
 
 /* What one flush decides for one batch key (index into the sorted key order). */
-struct flush_key {
+struct ru_flush_key {
     const struct ru_agg *a;
     int64_t id;               /* hourly row id; 0 until a new row is inserted */
     struct ru_rowstate *base; /* cached state the key builds on; NULL for a new row */
@@ -947,7 +477,7 @@ static int agg_key_cmp(const struct ru_agg *x, const struct ru_agg *y)
 
 static int fk_cmp(const void *a, const void *b)
 {
-    return agg_key_cmp(((const struct flush_key *)a)->a, ((const struct flush_key *)b)->a);
+    return agg_key_cmp(((const struct ru_flush_key *)a)->a, ((const struct ru_flush_key *)b)->a);
 }
 
 static void put_key(struct ru_buf *o, size_t k, const struct ru_agg *a)
@@ -975,7 +505,7 @@ static int64_t get_i64(const PGresult *r, int row, int col)
 
 /* Brings the cached states of the listed rows up to the version PostgreSQL holds, from
  * the chunks written after the cached one (all of them for a row not cached). */
-static int reload_states(struct ru_pgw *w, struct flush_key *keys, const size_t *which, size_t n,
+static int reload_states(struct ru_pgw *w, struct ru_flush_key *keys, const size_t *which, size_t n,
                          const int64_t *after)
 {
     struct ru_buf ids = RU_BUF_INIT, afters = RU_BUF_INIT;
@@ -996,14 +526,14 @@ static int reload_states(struct ru_pgw *w, struct flush_key *keys, const size_t 
     ru_buf_free(&ids);
     ru_buf_free(&afters);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        set_pg_error(w, "reading row states", r);
+        ru_writer_pg_error(w, "reading row states", r);
         PQclear(r);
         return -1;
     }
     int rows = PQntuples(r);
     for (int i = 0; i < rows; i++) {
         if (PQgetlength(r, i, 0) != 8 || PQgetlength(r, i, 1) != 8 || PQgetlength(r, i, 2) != 1) {
-            set_error(w, "reading row states", "unexpected binary layout");
+            ru_writer_error(w, "reading row states", "unexpected binary layout");
             PQclear(r);
             return -1;
         }
@@ -1013,7 +543,7 @@ static int reload_states(struct ru_pgw *w, struct flush_key *keys, const size_t 
         /* every row asked for is in the cache (write_rows put it there) */
         struct ru_rowstate *s = ru_rowcache_get(w->cache, id);
         if (s == NULL) {
-            set_error(w, "reading row states", "a chunk for a row that was not asked for");
+            ru_writer_error(w, "reading row states", "a chunk for a row that was not asked for");
             PQclear(r);
             return -1;
         }
@@ -1022,7 +552,7 @@ static int reload_states(struct ru_pgw *w, struct flush_key *keys, const size_t 
             char msg[120];
             snprintf(msg, sizeof(msg), "chunk %lld of hourly row %lld is not readable",
                      (long long)seq, (long long)id);
-            set_error(w, "reading row states", msg);
+            ru_writer_error(w, "reading row states", msg);
             PQclear(r);
             return -1;
         }
@@ -1036,7 +566,8 @@ static int reload_states(struct ru_pgw *w, struct flush_key *keys, const size_t 
 
 /* Locks the batch's rows, brings their states up to date, computes their next state and
  * writes rows, states and chunks. keys[] is sorted; on success every key has its id. */
-static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_key *keys, size_t n)
+static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct ru_flush_key *keys,
+                      size_t n)
 {
     int64_t t0 = ru_mono_us();
     struct ru_buf *o = &w->copybuf;
@@ -1045,11 +576,11 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
         put_key(o, k, keys[k].a);
         ru_buf_putc(o, '\n');
     }
-    if (copy_in(w, "COPY ru_keys FROM STDIN", o) < 0)
+    if (ru_writer_copy_in(w, "COPY ru_keys FROM STDIN", o) < 0)
         return -1;
     PGresult *r = PQexec(w->conn, w->sql.lock);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        set_pg_error(w, "locking the touched rows", r);
+        ru_writer_pg_error(w, "locking the touched rows", r);
         PQclear(r);
         return -1;
     }
@@ -1081,7 +612,7 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
         const char *params[1] = {ids.p};
         r = PQexecParams(w->conn, w->sql.states, 1, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            set_pg_error(w, "reading row states", r);
+            ru_writer_pg_error(w, "reading row states", r);
             PQclear(r);
             ru_buf_free(&ids);
             free(found);
@@ -1091,7 +622,7 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
             int64_t ix = get_i64(r, i, 0) - 1;
             if (ix < 0 || (size_t)ix >= nfound)
                 continue;
-            struct flush_key *fk = &keys[found[ix]];
+            struct ru_flush_key *fk = &keys[found[ix]];
             fk->has_state = true;
             fk->st_version = get_i64(r, i, 1);
             fk->st_nchunks = (int32_t)(fk->st_version - get_i64(r, i, 2) + 1);
@@ -1111,7 +642,7 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
     int64_t *after = ru_xmalloc(n * sizeof(*after));
     size_t nstale = 0;
     for (size_t f = 0; f < nfound; f++) {
-        struct flush_key *fk = &keys[found[f]];
+        struct ru_flush_key *fk = &keys[found[f]];
         struct ru_rowstate *s = ru_rowcache_get(w->cache, fk->id);
         if (s == NULL) {
             s = ru_rowstate_new(fk->id);
@@ -1154,13 +685,13 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
     free(found);
     int rc = nstale ? reload_states(w, keys, stale, nstale, after) : 0;
     for (size_t i = 0; rc == 0 && i < nstale; i++) {
-        const struct flush_key *fk = &keys[stale[i]];
+        const struct ru_flush_key *fk = &keys[stale[i]];
         if (!ru_rowstate_consistent(fk->base, &fk->st_c)) {
             char msg[160];
             snprintf(msg, sizeof(msg),
                      "the stored versions of hourly row %lld do not add up to its counters",
                      (long long)fk->id);
-            set_error(w, "reading row states", msg);
+            ru_writer_error(w, "reading row states", msg);
             rc = -1;
         }
     }
@@ -1186,7 +717,7 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
     size_t nnew = 0;
     ru_buf_reset(o);
     for (size_t k = 0; k < n; k++) {
-        struct flush_key *fk = &keys[k];
+        struct ru_flush_key *fk = &keys[k];
         ru_rowdelta_prepare(&fk->d, fk->base, st, uk, fk->a, &w->scratch);
         fk->version = (fk->base ? fk->base->version : 0) + 1;
         if (fk->is_new)
@@ -1204,11 +735,11 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
     free(uk);
     int64_t t_prep = ru_mono_us();
     if (nnew) {
-        if (copy_in(w, "COPY ru_new FROM STDIN", o) < 0)
+        if (ru_writer_copy_in(w, "COPY ru_new FROM STDIN", o) < 0)
             return -1;
         r = PQexec(w->conn, w->sql.insert);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            set_pg_error(w, "inserting new hourly rows", r);
+            ru_writer_pg_error(w, "inserting new hourly rows", r);
             PQclear(r);
             return -1;
         }
@@ -1224,8 +755,8 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
         if (got != nnew) {
             /* another writer inserted some of these keys after our lookup: start over,
              * they are existing rows now */
-            set_error(w, "inserting new hourly rows",
-                      "another writer created some of the rows meanwhile; retrying at once");
+            ru_writer_error(w, "inserting new hourly rows",
+                            "another writer created some of the rows meanwhile; retrying at once");
             return FLUSH_RACED;
         }
     }
@@ -1241,7 +772,7 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
     ru_buf_put_be(&states, 0, 4);
     ru_buf_putc(&compact, '{');
     for (size_t k = 0; k < n; k++) {
-        struct flush_key *fk = &keys[k];
+        struct ru_flush_key *fk = &keys[k];
         if (!fk->is_new) {
             struct ru_hourly_vals v;
             ru_rowdelta_derive(&fk->d, &v);
@@ -1283,22 +814,22 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
     pthread_mutex_unlock(&w->mu);
     rc = 0;
     if (nupd) {
-        rc = copy_in(w, "COPY ru_vals FROM STDIN", o);
+        rc = ru_writer_copy_in(w, "COPY ru_vals FROM STDIN", o);
         if (rc == 0)
-            rc = exec_ok(w, w->sql.update, "updating hourly rows");
+            rc = ru_writer_exec(w, w->sql.update, "updating hourly rows");
     }
     if (rc == 0 && ncompact) {
         /* folded into one base version: the older versions go */
         const char *params[1] = {compact.p};
         PGresult *dr = PQexecParams(w->conn, w->sql.fold, 1, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(dr) != PGRES_COMMAND_OK) {
-            set_pg_error(w, "folding row states", dr);
+            ru_writer_pg_error(w, "folding row states", dr);
             rc = -1;
         }
         PQclear(dr);
     }
     if (rc == 0)
-        rc = copy_in(w, w->sql.copy_state, &states);
+        rc = ru_writer_copy_in(w, w->sql.copy_state, &states);
     ru_buf_free(&states);
     ru_buf_free(&compact);
     ru_debug("msg=\"flush rows\" keys=%zu new=%zu updated=%zu folded=%zu chunk_bytes=%" PRIu64
@@ -1309,10 +840,10 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_
 }
 
 /* After COMMIT: the cache takes the committed states, then keeps to its budget. */
-static void commit_states(struct ru_pgw *w, struct flush_key *keys, size_t n)
+static void commit_states(struct ru_pgw *w, struct ru_flush_key *keys, size_t n)
 {
     for (size_t k = 0; k < n; k++) {
-        struct flush_key *fk = &keys[k];
+        struct ru_flush_key *fk = &keys[k];
         struct ru_rowstate *s = fk->base;
         if (s == NULL) {
             s = ru_rowstate_new(fk->id);
@@ -1338,7 +869,7 @@ static void commit_states(struct ru_pgw *w, struct flush_key *keys, size_t n)
     atomic_store(&w->cache_bytes, ru_rowcache_mem(w->cache) + w->scratch.cap);
 }
 
-static void free_keys(struct flush_key *keys)
+static void free_keys(struct ru_flush_key *keys)
 {
     free(keys); /* the deltas live in the writer's scratch */
 }
@@ -1351,19 +882,20 @@ static int copy_raw_range(struct ru_pgw *w, struct ru_batch *b, const char *sql,
 {
     struct ru_buf part = RU_BUF_INIT;
     ru_buf_append(&part, b->raw.p + off[lo], off[hi] - off[lo]);
-    int rc = exec_ok(w, "SAVEPOINT ru_raw", "SAVEPOINT");
+    int rc = ru_writer_exec(w, "SAVEPOINT ru_raw", "SAVEPOINT");
     if (rc == 0)
-        rc = copy_in(w, sql, &part);
+        rc = ru_writer_copy_in(w, sql, &part);
     ru_buf_free(&part);
     if (rc == 0)
-        return exec_ok(w, "RELEASE SAVEPOINT ru_raw", "RELEASE");
+        return ru_writer_exec(w, "RELEASE SAVEPOINT ru_raw", "RELEASE");
     if (!ru_pgerr_bad_row(w->sqlstate) || PQstatus(w->conn) != CONNECTION_OK)
         return -1;
     char reason[256];
     pthread_mutex_lock(&w->mu);
     snprintf(reason, sizeof(reason), "raw row refused by PostgreSQL: %.200s", w->stats.last_error);
     pthread_mutex_unlock(&w->mu);
-    if (exec_ok(w, "ROLLBACK TO SAVEPOINT ru_raw; RELEASE SAVEPOINT ru_raw", "ROLLBACK TO") < 0)
+    if (ru_writer_exec(w, "ROLLBACK TO SAVEPOINT ru_raw; RELEASE SAVEPOINT ru_raw", "ROLLBACK TO") <
+        0)
         return -1;
     if (hi - lo == 1) {
         ru_batch_add_reject(b, &b->raw_ids[lo], reason);
@@ -1453,7 +985,7 @@ static int save_row(struct ru_pgw *w, struct ru_batch *b, const struct ckpt_move
     PGresult *r = PQexecParams(w->conn, sql.p, 9, NULL, params, NULL, NULL, 0);
     ru_buf_free(&sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        set_pg_error(w, "saving the checkpoint", r);
+        ru_writer_pg_error(w, "saving the checkpoint", r);
         PQclear(r);
         return -1;
     }
@@ -1505,21 +1037,21 @@ static void after_commit(struct ru_pgw *w, const struct ru_batch *b)
         /* the next connection takes the shared lock */
         ru_warn("msg=\"could not go back to the shared group lock; reconnecting\" error=\"%s\"",
                 w->stats.last_error);
-        drop_conn(w);
+        ru_writer_drop(w);
     }
     free(gkey);
     ru_info("msg=\"recovered what a lone consumer left; the group is shared again\" group=%s",
             w->group);
 }
 
-static int flush_txn(struct ru_pgw *w, struct ru_batch *b, struct flush_key *keys, size_t n)
+static int flush_txn(struct ru_pgw *w, struct ru_batch *b, struct ru_flush_key *keys, size_t n)
 {
     /* rejects PostgreSQL found in an earlier attempt of this batch are found again */
     if (b->attempts == 1)
         b->ingest_rejects = b->nrejects;
     else
         b->nrejects = b->ingest_rejects;
-    if (exec_ok(w, "BEGIN", "BEGIN") < 0)
+    if (ru_writer_exec(w, "BEGIN", "BEGIN") < 0)
         return -1;
     int rc;
     if (n && (rc = write_rows(w, b->store, keys, n)) < 0)
@@ -1538,7 +1070,7 @@ static int flush_txn(struct ru_pgw *w, struct ru_batch *b, struct flush_key *key
         free(key);
         bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            set_pg_error(w, "locking the adopted consumer", r);
+            ru_writer_pg_error(w, "locking the adopted consumer", r);
             PQclear(r);
             return -1;
         }
@@ -1558,7 +1090,7 @@ static int flush_txn(struct ru_pgw *w, struct ru_batch *b, struct flush_key *key
         if ((rc = save_row(w, b, &m[i])) < 0)
             return rc;
     }
-    if (exec_ok(w, "COMMIT", "COMMIT") < 0)
+    if (ru_writer_exec(w, "COMMIT", "COMMIT") < 0)
         return -1;
     after_commit(w, b);
     return 0;
@@ -1567,7 +1099,7 @@ static int flush_txn(struct ru_pgw *w, struct ru_batch *b, struct flush_key *key
 static int flush_once(struct ru_pgw *w, struct ru_batch *b)
 {
     size_t n = ru_store_nkeys(b->store);
-    struct flush_key *keys = n ? ru_xcalloc(n, sizeof(*keys)) : NULL;
+    struct ru_flush_key *keys = n ? ru_xcalloc(n, sizeof(*keys)) : NULL;
     for (size_t i = 0; i < n; i++)
         keys[i].a = ru_store_agg(b->store, i);
     ru_scratch_reset(&w->scratch);
@@ -1622,7 +1154,7 @@ static void give_back(struct ru_pgw *w, struct ru_batch *b)
     w->job = NULL;
     w->done = b;
     pthread_mutex_unlock(&w->mu);
-    notify_loop(w);
+    ru_writer_notify(w);
 }
 
 static void run_batch(struct ru_pgw *w, struct ru_batch *b)
@@ -1630,9 +1162,9 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
     w->inflight = b;
     for (;;) {
         if (w->conn == NULL || atomic_load(&w->reconfigured)) {
-            drop_conn(w);
+            ru_writer_drop(w);
             if (connect_db(w) < 0) {
-                if (is_fatal(w)) {
+                if (ru_writer_is_fatal(w)) {
                     b->fenced = true;
                     pthread_mutex_lock(&w->mu);
                     ru_strlcpy(b->fence_reason, w->fatal, sizeof(b->fence_reason));
@@ -1643,7 +1175,7 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
                 ru_log_limited(&w->rl, RU_LOG_ERR,
                                "msg=\"postgres unavailable, batch kept\" events=%llu error=\"%s\"",
                                (unsigned long long)ru_store_nevents(b->store), w->stats.last_error);
-                if (!backoff_wait(w))
+                if (!ru_writer_backoff(w))
                     break;
                 continue;
             }
@@ -1684,7 +1216,7 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
             w->job = NULL;
             w->done = b;
             pthread_mutex_unlock(&w->mu);
-            notify_loop(w);
+            ru_writer_notify(w);
             apply_done_keys(w);
             break;
         }
@@ -1697,14 +1229,14 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
                        b->attempts, (unsigned long long)ru_store_nevents(b->store),
                        w->stats.last_error);
         if (PQstatus(w->conn) != CONNECTION_OK) {
-            drop_conn(w);
+            ru_writer_drop(w);
         } else {
             PQclear(PQexec(w->conn, "ROLLBACK"));
         }
         /* a lost race (deadlock, serialization failure, a new row another writer
          * inserted first) is retried at once; anything else waits out the backoff */
         bool now = rc == FLUSH_RACED || ru_pgerr_retry(w->sqlstate) == RU_PGERR_RETRY_NOW;
-        if (!now && !backoff_wait(w))
+        if (!now && !ru_writer_backoff(w))
             break;
     }
     w->inflight = NULL;
@@ -1724,13 +1256,13 @@ static int adopt_lock(struct ru_pgw *w, const char *consumer)
              : PQgetvalue(r, 0, 0)[0] == 't'      ? ADVISORY_DONE
                                                   : ADVISORY_BUSY;
     if (rc == ADVISORY_ERROR)
-        set_pg_error(w, "locking the adopted consumer", r);
+        ru_writer_pg_error(w, "locking the adopted consumer", r);
     PQclear(r);
     if (rc == ADVISORY_BUSY) {
         char msg[200];
         snprintf(msg, sizeof(msg), "consumer '%.80s' is alive (its rollupd holds its lock)",
                  consumer);
-        set_error(w, "adopting", msg);
+        ru_writer_error(w, "adopting", msg);
     }
     if (rc == ADVISORY_DONE)
         w->adopt_held = ru_xstrdup(consumer);
@@ -1772,7 +1304,7 @@ static void idle_check(struct ru_pgw *w)
         if (alive && PQstatus(w->conn) == CONNECTION_OK) {
             if (probe) {
                 atomic_store(&w->probe_done, want);
-                notify_loop(w);
+                ru_writer_notify(w);
             }
             return;
         }
@@ -1780,14 +1312,14 @@ static void idle_check(struct ru_pgw *w)
                 "taken again\" error=\"%.*s\"",
                 (int)strcspn(PQerrorMessage(w->conn), "\n"), PQerrorMessage(w->conn));
     }
-    drop_conn(w);
+    ru_writer_drop(w);
     while (connect_db(w) < 0) {
-        if (is_fatal(w))
+        if (ru_writer_is_fatal(w))
             return;
         ru_log_limited(&w->rl, RU_LOG_WARNING,
                        "msg=\"postgres unavailable, reading stopped\" error=\"%s\"",
                        w->stats.last_error);
-        if (!backoff_wait(w))
+        if (!ru_writer_backoff(w))
             return;
     }
     w->backoff_ms = 0;
@@ -1799,7 +1331,7 @@ static void idle_check(struct ru_pgw *w)
  * -1 when PostgreSQL could not answer (the error is in last_error). */
 static int check_key(struct ru_pgw *w, const char *sql, struct ru_keycheck_probe *q)
 {
-    if (exec_ok(w, "SAVEPOINT ru_probe", "probing a key") < 0)
+    if (ru_writer_exec(w, "SAVEPOINT ru_probe", "probing a key") < 0)
         return -1;
     char ts[32];
     ru_event_format_ts(q->hour_us, ts);
@@ -1817,11 +1349,11 @@ static int check_key(struct ru_pgw *w, const char *sql, struct ru_keycheck_probe
                      : "refused by PostgreSQL",
                  m ? m : "");
     } else {
-        set_pg_error(w, "probing a key", r);
+        ru_writer_pg_error(w, "probing a key", r);
         rc = -1;
     }
     PQclear(r);
-    if (rc == 0 && exec_ok(w, "ROLLBACK TO SAVEPOINT ru_probe", "probing a key") < 0) {
+    if (rc == 0 && ru_writer_exec(w, "ROLLBACK TO SAVEPOINT ru_probe", "probing a key") < 0) {
         q->verdict = RU_KEY_UNKNOWN;
         rc = -1;
     }
@@ -1835,26 +1367,26 @@ static void check_keys(struct ru_pgw *w, struct ru_keycheck_probe *probes, size_
     for (size_t i = 0; i < n; i++)
         probes[i].verdict = RU_KEY_UNKNOWN;
     if (w->conn == NULL || atomic_load(&w->reconfigured)) {
-        drop_conn(w);
+        ru_writer_drop(w);
         if (connect_db(w) < 0) {
-            backoff_wait(w);
+            ru_writer_backoff(w);
             return;
         }
     }
     size_t done = 0;
-    if (exec_ok(w, "BEGIN", "probing keys") == 0)
+    if (ru_writer_exec(w, "BEGIN", "probing keys") == 0)
         while (done < n && check_key(w, w->sql.probe, &probes[done]) == 0)
             done++;
     bool failed = done < n;
     if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
         PQclear(PQexec(w->conn, "ROLLBACK"));
     else
-        drop_conn(w);
+        ru_writer_drop(w);
     if (failed) {
         ru_log_limited(&w->rl, RU_LOG_WARNING,
                        "msg=\"key probe failed, asking again\" keys=%zu answered=%zu error=\"%s\"",
                        n, done, w->stats.last_error);
-        backoff_wait(w);
+        ru_writer_backoff(w);
     } else {
         w->backoff_ms = 0;
     }
@@ -1873,23 +1405,24 @@ static void *writer_main(void *arg)
         w->setup_blocked = false;
         if (connect_db(w) == 0)
             break;
-        if (is_fatal(w)) {
-            drop_conn(w);
+        if (ru_writer_is_fatal(w)) {
+            ru_writer_drop(w);
             return NULL;
         }
         if (w->setup_blocked) {
             /* A missing table or privilege waits for a DBA: no point in asking often.
              * Events wait in Redis; health is down with this error; a reload or the
-             * next attempt (within BACKOFF_MAX_MS) picks up the fix, no restart needed. */
+             * next attempt (within RU_WRITER_BACKOFF_MAX_MS) picks up the fix, no restart needed.
+             */
             ru_err("msg=\"postgres set-up failed; retrying every %d s\" error=\"%s\"",
-                   BACKOFF_MAX_MS / 1000, w->stats.last_error);
-            w->backoff_ms = BACKOFF_MAX_MS;
+                   RU_WRITER_BACKOFF_MAX_MS / 1000, w->stats.last_error);
+            w->backoff_ms = RU_WRITER_BACKOFF_MAX_MS;
         } else {
             ru_log_limited(&w->rl, RU_LOG_WARNING,
                            "msg=\"postgres set-up failed, retrying\" error=\"%s\"",
                            w->stats.last_error);
         }
-        if (!backoff_wait(w))
+        if (!ru_writer_backoff(w))
             return NULL;
     }
     w->backoff_ms = 0;
@@ -1897,7 +1430,7 @@ static void *writer_main(void *arg)
     w->init_done_event = true;
     pthread_mutex_unlock(&w->mu);
     atomic_store(&w->ready, true);
-    notify_loop(w);
+    ru_writer_notify(w);
 
     for (;;) {
         pthread_mutex_lock(&w->mu);
@@ -1922,7 +1455,7 @@ static void *writer_main(void *arg)
         struct ru_keycheck_probe *probes = w->kc_req;
         size_t nprobes = w->kc_n;
         pthread_mutex_unlock(&w->mu);
-        if (is_fatal(w))
+        if (ru_writer_is_fatal(w))
             break;
         if (atomic_load(&w->adopt_release))
             adopt_unlock(w);
@@ -1940,7 +1473,7 @@ static void *writer_main(void *arg)
             w->kc_done = probes;
             w->kc_answered = true;
             pthread_mutex_unlock(&w->mu);
-            notify_loop(w);
+            ru_writer_notify(w);
             continue;
         }
         if (ck_req == NULL) {
@@ -1951,7 +1484,7 @@ static void *writer_main(void *arg)
         struct ru_sid val = {0, 0};
         int rc = -1;
         if (w->conn == NULL || atomic_load(&w->reconfigured)) {
-            drop_conn(w);
+            ru_writer_drop(w);
             connect_db(w);
         }
         bool lone = false;
@@ -1965,7 +1498,7 @@ static void *writer_main(void *arg)
                      "consumer '%.80s' read without acknowledgements (lone_consumer); start "
                      "rollupd as that consumer to recover its entries",
                      ck_req);
-            set_error(w, "adopting", msg);
+            ru_writer_error(w, "adopting", msg);
             rc = -1;
         }
         if (rc < 0)
@@ -1978,9 +1511,9 @@ static void *writer_main(void *arg)
         w->ck_val = val;
         ru_strlcpy(w->ck_err, rc < 0 ? w->stats.last_error : "", sizeof(w->ck_err));
         pthread_mutex_unlock(&w->mu);
-        notify_loop(w);
+        ru_writer_notify(w);
     }
-    drop_conn(w);
+    ru_writer_drop(w);
     return NULL;
 }
 
