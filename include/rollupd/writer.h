@@ -35,6 +35,17 @@
 
 struct ru_flush_key;
 
+/* How a step of a flush transaction (and the attempt) ended. */
+enum ru_writer_rc {
+    RU_WRITER_DONE = 0,
+    RU_WRITER_FAILED = -1, /* rolled back; retried at once when the SQLSTATE says a race was
+                            * lost (pgerr), after the backoff otherwise */
+    RU_WRITER_RACED = -2,  /* another writer inserted some of the batch's new rows after they
+                            * were looked up: they exist now, so an attempt at once updates them */
+    RU_WRITER_FENCED = -3, /* must not commit here (the checkpoint moved, the adopted consumer
+                            * is alive): handed back to the loop, never retried */
+};
+
 struct ru_pgw {
     pthread_t thread;
     bool started; /* the thread runs (until ru_pgw_free) */
