@@ -19,6 +19,7 @@
 #include "rollupd/pgerr.h"
 #include "rollupd/pgnum.h"
 #include "rollupd/rowstate.h"
+#include "rollupd/flush.h"
 #include "rollupd/owner.h"
 #include "rollupd/schema.h"
 #include "rollupd/sql.h"
@@ -139,547 +140,6 @@ fail:
     return -1;
 }
 
-/* ---- one flush ---- */
-
-#define MAX_CHUNKS 32 /* chunks per row before they are folded into one base chunk */
-
-/* What one flush decides for one batch key (index into the sorted key order). */
-struct ru_flush_key {
-    const struct ru_agg *a;
-    int64_t id;               /* hourly row id; 0 until a new row is inserted */
-    struct ru_rowstate *base; /* cached state the key builds on; NULL for a new row */
-    struct ru_rowdelta d;
-    int64_t version;
-    int32_t nchunks;
-    bool is_new, full, compact;
-    /* the newest stored version, read under the row lock */
-    bool has_state;
-    int64_t st_version;
-    int32_t st_nchunks;
-    struct ru_rowcounts st_c;
-};
-
-static int agg_key_cmp(const struct ru_agg *x, const struct ru_agg *y)
-{
-    if (x->hour_us != y->hour_us)
-        return x->hour_us < y->hour_us ? -1 : 1;
-    const char *xs[3] = {x->route, x->method, x->params};
-    const char *ys[3] = {y->route, y->method, y->params};
-    const uint32_t xl[3] = {x->route_len, x->method_len, x->params_len};
-    const uint32_t yl[3] = {y->route_len, y->method_len, y->params_len};
-    for (int i = 0; i < 3; i++) {
-        int c = memcmp(xs[i], ys[i], xl[i] < yl[i] ? xl[i] : yl[i]);
-        if (c != 0)
-            return c;
-        if (xl[i] != yl[i])
-            return xl[i] < yl[i] ? -1 : 1;
-    }
-    return 0;
-}
-
-static int fk_cmp(const void *a, const void *b)
-{
-    return agg_key_cmp(((const struct ru_flush_key *)a)->a, ((const struct ru_flush_key *)b)->a);
-}
-
-static void put_key(struct ru_buf *o, size_t k, const struct ru_agg *a)
-{
-    char ts[32];
-    ru_buf_put_i64(o, (int64_t)k);
-    ru_buf_putc(o, '\t');
-    ru_buf_append(o, ts, ru_event_format_ts(a->hour_us, ts));
-    ru_buf_putc(o, '\t');
-    ru_batch_copy_escape(o, a->route, a->route_len);
-    ru_buf_putc(o, '\t');
-    ru_batch_copy_escape(o, a->method, a->method_len);
-    ru_buf_putc(o, '\t');
-    ru_batch_copy_escape(o, a->params, a->params_len);
-}
-
-static int64_t get_i64(const PGresult *r, int row, int col)
-{
-    int64_t v = 0;
-    const char *s = PQgetvalue(r, row, col);
-    if (ru_parse_i64(s, strlen(s), &v) < 0)
-        v = 0;
-    return v;
-}
-
-/* Brings the cached states of the listed rows up to the version PostgreSQL holds, from
- * the chunks written after the cached one (all of them for a row not cached). */
-static int reload_states(struct ru_pgw *w, struct ru_flush_key *keys, const size_t *which, size_t n,
-                         const int64_t *after)
-{
-    struct ru_buf ids = RU_BUF_INIT, afters = RU_BUF_INIT;
-    ru_buf_putc(&ids, '{');
-    ru_buf_putc(&afters, '{');
-    for (size_t i = 0; i < n; i++) {
-        if (i) {
-            ru_buf_putc(&ids, ',');
-            ru_buf_putc(&afters, ',');
-        }
-        ru_buf_put_i64(&ids, keys[which[i]].id);
-        ru_buf_put_i64(&afters, after[i]);
-    }
-    ru_buf_putc(&ids, '}');
-    ru_buf_putc(&afters, '}');
-    const char *params[2] = {ids.p, afters.p};
-    PGresult *r = PQexecParams(w->conn, w->sql.chunks, 2, NULL, params, NULL, NULL, 1);
-    ru_buf_free(&ids);
-    ru_buf_free(&afters);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        ru_writer_pg_error(w, "reading row states", r);
-        PQclear(r);
-        return -1;
-    }
-    int rows = PQntuples(r);
-    for (int i = 0; i < rows; i++) {
-        if (PQgetlength(r, i, 0) != 8 || PQgetlength(r, i, 1) != 8 || PQgetlength(r, i, 2) != 1) {
-            ru_writer_error(w, "reading row states", "unexpected binary layout");
-            PQclear(r);
-            return -1;
-        }
-        int64_t id = (int64_t)ru_load_be64(PQgetvalue(r, i, 0));
-        int64_t seq = (int64_t)ru_load_be64(PQgetvalue(r, i, 1));
-        bool base = PQgetvalue(r, i, 2)[0] != 0;
-        /* every row asked for is in the cache (write_rows put it there) */
-        struct ru_rowstate *s = ru_rowcache_get(w->cache, id);
-        if (s == NULL) {
-            ru_writer_error(w, "reading row states", "a chunk for a row that was not asked for");
-            PQclear(r);
-            return -1;
-        }
-        if (ru_rowstate_apply_chunk(s, (const uint8_t *)PQgetvalue(r, i, 3),
-                                    (size_t)PQgetlength(r, i, 3), base) < 0) {
-            char msg[120];
-            snprintf(msg, sizeof(msg), "chunk %lld of hourly row %lld is not readable",
-                     (long long)seq, (long long)id);
-            ru_writer_error(w, "reading row states", msg);
-            PQclear(r);
-            return -1;
-        }
-    }
-    PQclear(r);
-    pthread_mutex_lock(&w->mu);
-    w->stats.state_reloads += n;
-    pthread_mutex_unlock(&w->mu);
-    return 0;
-}
-
-/* Locks the batch's rows, brings their states up to date, computes their next state and
- * writes rows, states and chunks. keys[] is sorted; on success every key has its id. */
-static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct ru_flush_key *keys,
-                      size_t n)
-{
-    int64_t t0 = ru_mono_us();
-    struct ru_buf *o = &w->copybuf;
-    ru_buf_reset(o);
-    for (size_t k = 0; k < n; k++) {
-        put_key(o, k, keys[k].a);
-        ru_buf_putc(o, '\n');
-    }
-    if (ru_writer_copy_in(w, "COPY ru_keys FROM STDIN", o) < 0)
-        return -1;
-    PGresult *r = PQexec(w->conn, w->sql.lock);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        ru_writer_pg_error(w, "locking the touched rows", r);
-        PQclear(r);
-        return -1;
-    }
-    size_t *found = ru_xmalloc(n * sizeof(*found));
-    size_t nfound = 0;
-    for (size_t k = 0; k < n; k++) {
-        keys[k].id = 0;
-        keys[k].base = NULL;
-        keys[k].is_new = true;
-        keys[k].has_state = false;
-    }
-    struct ru_buf ids = RU_BUF_INIT;
-    ru_buf_putc(&ids, '{');
-    for (int i = 0; i < PQntuples(r); i++) {
-        int64_t k = get_i64(r, i, 0);
-        if (k < 0 || (size_t)k >= n || !keys[k].is_new)
-            continue;
-        keys[k].is_new = false;
-        keys[k].id = get_i64(r, i, 1);
-        if (nfound)
-            ru_buf_putc(&ids, ',');
-        ru_buf_put_i64(&ids, keys[k].id);
-        found[nfound++] = (size_t)k;
-    }
-    ru_buf_putc(&ids, '}');
-    PQclear(r);
-    r = NULL;
-    if (nfound) {
-        const char *params[1] = {ids.p};
-        r = PQexecParams(w->conn, w->sql.states, 1, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            ru_writer_pg_error(w, "reading row states", r);
-            PQclear(r);
-            ru_buf_free(&ids);
-            free(found);
-            return -1;
-        }
-        for (int i = 0; i < PQntuples(r); i++) {
-            int64_t ix = get_i64(r, i, 0) - 1;
-            if (ix < 0 || (size_t)ix >= nfound)
-                continue;
-            struct ru_flush_key *fk = &keys[found[ix]];
-            fk->has_state = true;
-            fk->st_version = get_i64(r, i, 1);
-            fk->st_nchunks = (int32_t)(fk->st_version - get_i64(r, i, 2) + 1);
-            int64_t *cv[RU_ROWCOUNTS_N] = {&fk->st_c.total,    &fk->st_c.ok,      &fk->st_c.c4xx,
-                                           &fk->st_c.c5xx,     &fk->st_c.hits,    &fk->st_c.misses,
-                                           &fk->st_c.dur_sum,  &fk->st_c.req_sum, &fk->st_c.req_n,
-                                           &fk->st_c.resp_sum, &fk->st_c.resp_n,  &fk->st_c.db_sum,
-                                           &fk->st_c.db_n,     &fk->st_c.users_n};
-            for (int c = 0; c < RU_ROWCOUNTS_N; c++)
-                *cv[c] = get_i64(r, i, 3 + c);
-        }
-        PQclear(r);
-    }
-    ru_buf_free(&ids);
-
-    size_t *stale = ru_xmalloc(n * sizeof(*stale));
-    int64_t *after = ru_xmalloc(n * sizeof(*after));
-    size_t nstale = 0;
-    for (size_t f = 0; f < nfound; f++) {
-        struct ru_flush_key *fk = &keys[found[f]];
-        struct ru_rowstate *s = ru_rowcache_get(w->cache, fk->id);
-        if (s == NULL) {
-            s = ru_rowstate_new(fk->id);
-            ru_rowcache_put(w->cache, s);
-        }
-        s->used = w->flush_seq;
-        fk->base = s;
-        if (!fk->has_state) {
-            /* a row rollupd has no state for (written before rollupd ran, or by
-             * another job): rollupd's figures start from nothing, in a base version */
-            ru_rowstate_clear(s);
-            memset(&s->c, 0, sizeof(s->c));
-            s->version = 0;
-            s->nchunks = 0;
-            fk->full = true;
-            continue;
-        }
-        if (s->version == fk->st_version && !ru_rowstate_consistent(s, &fk->st_c)) {
-            /* same version number, other contents (versions deleted and written again,
-             * a restored database): trust the stored versions */
-            ru_warn("msg=\"cached row state disagrees with PostgreSQL; reading it back\" "
-                    "hourly_id=%lld version=%lld",
-                    (long long)fk->id, (long long)fk->st_version);
-            s->version = 0;
-        }
-        if (s->version != fk->st_version) {
-            if (s->version > fk->st_version || s->version <= 0) {
-                ru_rowstate_clear(s);
-                s->version = 0;
-            }
-            after[nstale] = s->version;
-            stale[nstale++] = found[f];
-            s->version = fk->st_version;
-        }
-        /* the counters come from the locked state row in any case */
-        s->c = fk->st_c;
-        s->nchunks = fk->st_nchunks;
-        fk->full = fk->compact = s->nchunks + 1 > MAX_CHUNKS;
-    }
-    free(found);
-    int rc = nstale ? reload_states(w, keys, stale, nstale, after) : 0;
-    for (size_t i = 0; rc == 0 && i < nstale; i++) {
-        const struct ru_flush_key *fk = &keys[stale[i]];
-        if (!ru_rowstate_consistent(fk->base, &fk->st_c)) {
-            char msg[160];
-            snprintf(msg, sizeof(msg),
-                     "the stored versions of hourly row %lld do not add up to its counters",
-                     (long long)fk->id);
-            ru_writer_error(w, "reading row states", msg);
-            rc = -1;
-        }
-    }
-    if (rc < 0) {
-        /* a half-applied reload must not pass for the version it was heading to */
-        for (size_t i = 0; i < nstale; i++) {
-            ru_rowstate_clear(keys[stale[i]].base);
-            keys[stale[i]].base->version = 0;
-        }
-    }
-    free(stale);
-    free(after);
-    /* states read back count toward the memory bound now, not only after the COMMIT */
-    for (size_t k = 0; k < n; k++)
-        if (keys[k].base)
-            ru_rowcache_remeasure(w->cache, keys[k].base);
-    atomic_store(&w->cache_bytes, ru_rowcache_mem(w->cache) + w->scratch.cap);
-    if (rc < 0)
-        return -1;
-
-    /* next states and the new rows' values; each user id of the batch is parsed once */
-    struct ru_userkey *uk = ru_userkeys_build(st);
-    size_t nnew = 0;
-    ru_buf_reset(o);
-    for (size_t k = 0; k < n; k++) {
-        struct ru_flush_key *fk = &keys[k];
-        ru_rowdelta_prepare(&fk->d, fk->base, st, uk, fk->a, &w->scratch);
-        fk->version = (fk->base ? fk->base->version : 0) + 1;
-        if (fk->is_new)
-            fk->full = true;
-        fk->nchunks = fk->full ? 1 : fk->base->nchunks + 1;
-        if (!fk->is_new)
-            continue;
-        struct ru_hourly_vals v;
-        ru_rowdelta_derive(&fk->d, &v);
-        put_key(o, k, fk->a);
-        ru_sql_put_hourly(o, &v);
-        ru_buf_putc(o, '\n');
-        nnew++;
-    }
-    free(uk);
-    int64_t t_prep = ru_mono_us();
-    if (nnew) {
-        if (ru_writer_copy_in(w, "COPY ru_new FROM STDIN", o) < 0)
-            return -1;
-        r = PQexec(w->conn, w->sql.insert);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            ru_writer_pg_error(w, "inserting new hourly rows", r);
-            PQclear(r);
-            return -1;
-        }
-        size_t got = 0;
-        for (int i = 0; i < PQntuples(r); i++) {
-            int64_t k = get_i64(r, i, 0);
-            if (k >= 0 && (size_t)k < n && keys[k].is_new && keys[k].id == 0) {
-                keys[k].id = get_i64(r, i, 1);
-                got++;
-            }
-        }
-        PQclear(r);
-        if (got != nnew) {
-            /* another writer inserted some of these keys after our lookup: start over,
-             * they are existing rows now */
-            ru_writer_error(w, "inserting new hourly rows",
-                            "another writer created some of the rows meanwhile; retrying at once");
-            return RU_WRITER_RACED;
-        }
-    }
-
-    /* new values of the rows that existed, and the next version of every row's state */
-    ru_buf_reset(o);
-    struct ru_buf states = RU_BUF_INIT, blob = RU_BUF_INIT, compact = RU_BUF_INIT;
-    uint64_t chunk_bytes = 0;
-    size_t nupd = 0, ncompact = 0;
-    /* COPY binary: signature, flags, header extension length */
-    ru_buf_append(&states, "PGCOPY\n\377\r\n\0", 11);
-    ru_buf_put_be(&states, 0, 4);
-    ru_buf_put_be(&states, 0, 4);
-    ru_buf_putc(&compact, '{');
-    for (size_t k = 0; k < n; k++) {
-        struct ru_flush_key *fk = &keys[k];
-        if (!fk->is_new) {
-            struct ru_hourly_vals v;
-            ru_rowdelta_derive(&fk->d, &v);
-            ru_buf_put_i64(o, fk->id);
-            ru_sql_put_hourly(o, &v);
-            ru_buf_putc(o, '\n');
-            nupd++;
-        }
-        if (fk->compact) {
-            if (ncompact++)
-                ru_buf_putc(&compact, ',');
-            ru_buf_put_i64(&compact, fk->id);
-        }
-        ru_buf_reset(&blob);
-        ru_rowdelta_encode(&fk->d, fk->base, fk->full, &blob);
-        chunk_bytes += blob.len;
-        const struct ru_rowcounts *c = &fk->d.c;
-        const int64_t head[3 + RU_ROWCOUNTS_N] = {
-            fk->id,      fk->version, fk->version - fk->nchunks + 1,
-            c->total,    c->ok,       c->c4xx,
-            c->c5xx,     c->hits,     c->misses,
-            c->dur_sum,  c->req_sum,  c->req_n,
-            c->resp_sum, c->resp_n,   c->db_sum,
-            c->db_n,     c->users_n};
-        ru_buf_put_be(&states, 3 + RU_ROWCOUNTS_N + 1, 2);
-        for (size_t i = 0; i < RU_ARRAY_LEN(head); i++) {
-            ru_buf_put_be(&states, 8, 4);
-            ru_buf_put_be(&states, (uint64_t)head[i], 8);
-        }
-        ru_buf_put_be(&states, (uint32_t)blob.len, 4);
-        ru_buf_append(&states, blob.p, blob.len);
-    }
-    ru_buf_put_be(&states, 0xffff, 2);
-    ru_buf_putc(&compact, '}');
-    int64_t t_enc = ru_mono_us();
-    ru_buf_free(&blob);
-    pthread_mutex_lock(&w->mu);
-    w->stats.chunk_bytes += chunk_bytes;
-    pthread_mutex_unlock(&w->mu);
-    rc = 0;
-    if (nupd) {
-        rc = ru_writer_copy_in(w, "COPY ru_vals FROM STDIN", o);
-        if (rc == 0)
-            rc = ru_writer_exec(w, w->sql.update, "updating hourly rows");
-    }
-    if (rc == 0 && ncompact) {
-        /* folded into one base version: the older versions go */
-        const char *params[1] = {compact.p};
-        PGresult *dr = PQexecParams(w->conn, w->sql.fold, 1, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(dr) != PGRES_COMMAND_OK) {
-            ru_writer_pg_error(w, "folding row states", dr);
-            rc = -1;
-        }
-        PQclear(dr);
-    }
-    if (rc == 0)
-        rc = ru_writer_copy_in(w, w->sql.copy_state, &states);
-    ru_buf_free(&states);
-    ru_buf_free(&compact);
-    ru_debug("msg=\"flush rows\" keys=%zu new=%zu updated=%zu folded=%zu chunk_bytes=%" PRIu64
-             " lock_and_prepare_ms=%.1f insert_and_encode_ms=%.1f write_ms=%.1f",
-             n, nnew, nupd, ncompact, chunk_bytes, (double)(t_prep - t0) / 1000.0,
-             (double)(t_enc - t_prep) / 1000.0, (double)(ru_mono_us() - t_enc) / 1000.0);
-    return rc;
-}
-
-/* After COMMIT: the cache takes the committed states, then keeps to its budget. */
-static void commit_states(struct ru_pgw *w, struct ru_flush_key *keys, size_t n)
-{
-    for (size_t k = 0; k < n; k++) {
-        struct ru_flush_key *fk = &keys[k];
-        struct ru_rowstate *s = fk->base;
-        if (s == NULL) {
-            s = ru_rowstate_new(fk->id);
-            s->used = w->flush_seq;
-            ru_rowstate_commit(s, &fk->d, fk->version, fk->nchunks);
-            ru_rowcache_put(w->cache, s);
-        } else {
-            ru_rowstate_commit(s, &fk->d, fk->version, fk->nchunks);
-            ru_rowcache_remeasure(w->cache, s);
-        }
-    }
-    pthread_mutex_lock(&w->mu);
-    size_t budget = w->cache_budget; /* set by a reload, under mu */
-    pthread_mutex_unlock(&w->mu);
-    size_t evicted = ru_rowcache_evict(w->cache, budget);
-    pthread_mutex_lock(&w->mu);
-    w->stats.state_evictions += evicted;
-    w->stats.cache_rows = ru_rowcache_count(w->cache);
-    w->stats.cache_bytes = ru_rowcache_mem(w->cache);
-    w->stats.scratch_bytes = w->scratch.cap;
-    w->stats.cache_flushes++;
-    pthread_mutex_unlock(&w->mu);
-    atomic_store(&w->cache_bytes, ru_rowcache_mem(w->cache) + w->scratch.cap);
-}
-
-static void free_keys(struct ru_flush_key *keys)
-{
-    free(keys); /* the deltas live in the writer's scratch */
-}
-
-/* Copies raw rows [lo, hi) (line offsets in off[]) under a savepoint; on a row error,
- * splits the range in two and recurses, so each refused row is found with about
- * log2(n) extra COPYs and recorded as a reject while every other row is written. */
-static int copy_raw_range(struct ru_pgw *w, struct ru_batch *b, const char *sql, const size_t *off,
-                          size_t lo, size_t hi)
-{
-    struct ru_buf part = RU_BUF_INIT;
-    ru_buf_append(&part, b->raw.p + off[lo], off[hi] - off[lo]);
-    int rc = ru_writer_exec(w, "SAVEPOINT ru_raw", "SAVEPOINT");
-    if (rc == 0)
-        rc = ru_writer_copy_in(w, sql, &part);
-    ru_buf_free(&part);
-    if (rc == 0)
-        return ru_writer_exec(w, "RELEASE SAVEPOINT ru_raw", "RELEASE");
-    if (!ru_pgerr_bad_row(w->sqlstate) || PQstatus(w->conn) != CONNECTION_OK)
-        return -1;
-    char reason[256];
-    pthread_mutex_lock(&w->mu);
-    snprintf(reason, sizeof(reason), "raw row refused by PostgreSQL: %.200s", w->stats.last_error);
-    pthread_mutex_unlock(&w->mu);
-    if (ru_writer_exec(w, "ROLLBACK TO SAVEPOINT ru_raw; RELEASE SAVEPOINT ru_raw", "ROLLBACK TO") <
-        0)
-        return -1;
-    if (hi - lo == 1) {
-        ru_batch_add_reject(b, &b->raw_ids[lo], reason);
-        return 0;
-    }
-    size_t mid = lo + (hi - lo) / 2;
-    if (copy_raw_range(w, b, sql, off, lo, mid) < 0)
-        return -1;
-    return copy_raw_range(w, b, sql, off, mid, hi);
-}
-
-static int copy_raw(struct ru_pgw *w, struct ru_batch *b)
-{
-    size_t *off = ru_xmalloc((b->nraw + 1) * sizeof(*off));
-    size_t n = 0;
-    off[0] = 0;
-    for (size_t i = 0; i < b->raw.len && n < b->nraw; i++)
-        if (b->raw.p[i] == '\n')
-            off[++n] = i + 1;
-    int rc = n == b->nraw ? copy_raw_range(w, b, w->sql.copy_raw, off, 0, n) : -1;
-    free(off);
-    return rc;
-}
-
-static int flush_txn(struct ru_pgw *w, struct ru_batch *b, struct ru_flush_key *keys, size_t n)
-{
-    /* rejects PostgreSQL found in an earlier attempt of this batch are found again */
-    if (b->attempts == 1)
-        b->ingest_rejects = b->nrejects;
-    else
-        b->nrejects = b->ingest_rejects;
-    if (ru_writer_exec(w, "BEGIN", "BEGIN") < 0)
-        return -1;
-    int rc;
-    if (n && (rc = write_rows(w, b->store, keys, n)) < 0)
-        return rc;
-    if (w->n.raw && b->raw.len && copy_raw(w, b) < 0)
-        return -1;
-    if ((rc = ru_owner_fence_adoption(w, b)) < 0 || (rc = ru_owner_save(w, b)) < 0)
-        return rc;
-    if (ru_writer_exec(w, "COMMIT", "COMMIT") < 0)
-        return -1;
-    ru_owner_after_commit(w, b);
-    return 0;
-}
-
-static int flush_once(struct ru_pgw *w, struct ru_batch *b)
-{
-    size_t n = ru_store_nkeys(b->store);
-    struct ru_flush_key *keys = n ? ru_xcalloc(n, sizeof(*keys)) : NULL;
-    for (size_t i = 0; i < n; i++)
-        keys[i].a = ru_store_agg(b->store, i);
-    ru_scratch_reset(&w->scratch);
-    /* one key order for every writer: rows are locked and inserted in it */
-    if (n > 1)
-        qsort(keys, n, sizeof(*keys), fk_cmp);
-    w->flush_seq++;
-    int rc = flush_txn(w, b, keys, n);
-    if (rc == 0) {
-        /* the cache takes the committed states once the loop has been told */
-        w->done_keys = keys;
-        w->done_nkeys = n;
-    } else {
-        free_keys(keys);
-    }
-    return rc;
-}
-
-static void apply_done_keys(struct ru_pgw *w)
-{
-    if (w->done_keys == NULL)
-        return;
-    int64_t t0 = ru_mono_us();
-    commit_states(w, w->done_keys, w->done_nkeys);
-    pthread_mutex_lock(&w->mu);
-    w->stats.cache_last_us = ru_mono_us() - t0;
-    pthread_mutex_unlock(&w->mu);
-    free_keys(w->done_keys);
-    w->done_keys = NULL;
-    w->done_nkeys = 0;
-}
-
 /* Hands a batch back uncommitted for good. */
 static void give_back(struct ru_pgw *w, struct ru_batch *b)
 {
@@ -725,7 +185,7 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
             rc = 0;
         } else {
             b->attempts++;
-            rc = flush_once(w, b);
+            rc = ru_flush_once(w, b);
         }
         if (rc == RU_WRITER_FENCED) {
             /* fenced: never retried; the loop decides what to do with the batch */
@@ -750,7 +210,7 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
             w->done = b;
             pthread_mutex_unlock(&w->mu);
             ru_writer_notify(w);
-            apply_done_keys(w);
+            ru_flush_apply_done(w);
             break;
         }
         pthread_mutex_lock(&w->mu);
@@ -882,6 +342,42 @@ static void check_keys(struct ru_pgw *w, struct ru_keycheck_probe *probes, size_
     }
 }
 
+/* A checkpoint query for an adoption: one attempt, the loop retries if it wants. */
+static void answer_checkpoint(struct ru_pgw *w, const char *ck_req)
+{
+    struct ru_sid val = {0, 0};
+    int rc = -1;
+    if (w->conn == NULL || atomic_load(&w->reconfigured)) {
+        ru_writer_drop(w);
+        connect_db(w);
+    }
+    bool lone = false;
+    ru_owner_adopt_unlock(w); /* an earlier adoption given up without a word */
+    if (w->conn && ru_owner_adopt_lock(w, ck_req) == RU_OWNER_LOCK_DONE)
+        rc = ru_owner_query_checkpoint(w, ck_req, &val, &lone);
+    if (rc == 0 && lone) {
+        /* its entries after the checkpoint are in no pending list to adopt */
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "consumer '%.80s' read without acknowledgements (lone_consumer); start "
+                 "rollupd as that consumer to recover its entries",
+                 ck_req);
+        ru_writer_error(w, "adopting", msg);
+        rc = -1;
+    }
+    if (rc < 0)
+        ru_owner_adopt_unlock(w);
+    pthread_mutex_lock(&w->mu);
+    free(w->ck_req);
+    w->ck_req = NULL;
+    w->ck_done = true;
+    w->ck_rc = rc;
+    w->ck_val = val;
+    ru_strlcpy(w->ck_err, rc < 0 ? w->stats.last_error : "", sizeof(w->ck_err));
+    pthread_mutex_unlock(&w->mu);
+    ru_writer_notify(w);
+}
+
 static void *writer_main(void *arg)
 {
     struct ru_pgw *w = arg;
@@ -970,38 +466,7 @@ static void *writer_main(void *arg)
             idle_check(w);
             continue;
         }
-        /* a checkpoint query for an adoption: one attempt, the loop retries if it wants */
-        struct ru_sid val = {0, 0};
-        int rc = -1;
-        if (w->conn == NULL || atomic_load(&w->reconfigured)) {
-            ru_writer_drop(w);
-            connect_db(w);
-        }
-        bool lone = false;
-        ru_owner_adopt_unlock(w); /* an earlier adoption given up without a word */
-        if (w->conn && ru_owner_adopt_lock(w, ck_req) == RU_OWNER_LOCK_DONE)
-            rc = ru_owner_query_checkpoint(w, ck_req, &val, &lone);
-        if (rc == 0 && lone) {
-            /* its entries after the checkpoint are in no pending list to adopt */
-            char msg[200];
-            snprintf(msg, sizeof(msg),
-                     "consumer '%.80s' read without acknowledgements (lone_consumer); start "
-                     "rollupd as that consumer to recover its entries",
-                     ck_req);
-            ru_writer_error(w, "adopting", msg);
-            rc = -1;
-        }
-        if (rc < 0)
-            ru_owner_adopt_unlock(w);
-        pthread_mutex_lock(&w->mu);
-        free(w->ck_req);
-        w->ck_req = NULL;
-        w->ck_done = true;
-        w->ck_rc = rc;
-        w->ck_val = val;
-        ru_strlcpy(w->ck_err, rc < 0 ? w->stats.last_error : "", sizeof(w->ck_err));
-        pthread_mutex_unlock(&w->mu);
-        ru_writer_notify(w);
+        answer_checkpoint(w, ck_req);
     }
     ru_writer_drop(w);
     return NULL;
@@ -1076,7 +541,7 @@ void ru_pgw_free(struct ru_pgw *w)
     free(w->raw_cfg);
     free(w->cfg_path);
     ru_sql_flush_deinit(&w->sql);
-    free_keys(w->done_keys);
+    ru_flush_keys_free(w->done_keys);
     ru_scratch_free(&w->scratch);
     ru_rowcache_free(w->cache);
     ru_sql_names_deinit(&w->n);

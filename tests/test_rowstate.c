@@ -320,3 +320,114 @@ Test(rowstate, cache_evicts_least_recent)
     cr_assert_eq(ru_rowcache_evict(c, ru_rowcache_mem(c)), 0);
     ru_rowcache_free(c);
 }
+
+/* A state of row 9 at version v: three events (5, 7, 7 ms), two users. */
+static struct ru_rowstate *state_at(int64_t v, struct ru_rowcounts *counts)
+{
+    const int32_t dur[] = {5, 7, 7};
+    const char *const users[] = {"a", "00000000-0000-4000-8000-000000000001", "a"};
+    struct ru_store *st = ru_store_new();
+    for (int i = 0; i < 3; i++)
+        add(st, dur[i], users[i], 200);
+    struct ru_rowdelta d;
+    struct ru_scratch sc = {0};
+    struct ru_userkey *uk = ru_userkeys_build(st);
+    ru_rowdelta_prepare(&d, NULL, st, uk, ru_store_agg(st, 0), &sc);
+    struct ru_rowstate *s = ru_rowstate_new(9);
+    ru_rowstate_commit(s, &d, v, 2);
+    *counts = d.c;
+    free(uk);
+    ru_scratch_free(&sc);
+    ru_store_free(st);
+    return s;
+}
+
+Test(rowstate, reconcile_nothing_stored)
+{
+    struct ru_rowcounts c;
+    struct ru_rowstate *s = state_at(4, &c);
+    struct ru_rowstored st = {.found = false};
+    int64_t after = -1;
+    bool dis = true;
+    cr_assert_eq(ru_rowstate_reconcile(s, &st, &after, &dis), RU_ROWSYNC_FRESH);
+    cr_assert_eq(s->version, 0);
+    cr_assert_eq(s->nchunks, 0);
+    cr_assert_eq(s->c.total, 0);
+    cr_assert_eq(s->hist_n, 0);
+    cr_assert_eq(after, 0);
+    cr_assert_not(dis);
+    ru_rowstate_free(s);
+}
+
+Test(rowstate, reconcile_current)
+{
+    struct ru_rowcounts c;
+    struct ru_rowstate *s = state_at(4, &c);
+    struct ru_rowstored st = {.found = true, .version = 4, .nchunks = 3, .c = c};
+    int64_t after = -1;
+    bool dis = true;
+    cr_assert_eq(ru_rowstate_reconcile(s, &st, &after, &dis), RU_ROWSYNC_CURRENT);
+    cr_assert_eq(s->version, 4);
+    cr_assert_eq(s->nchunks, 3, "the chunk count is the stored one");
+    cr_assert_eq(s->hist_n, 2, "histogram kept");
+    cr_assert_not(dis);
+    ru_rowstate_free(s);
+}
+
+Test(rowstate, reconcile_behind_reads_what_came_after)
+{
+    struct ru_rowcounts c;
+    struct ru_rowstate *s = state_at(4, &c);
+    struct ru_rowstored st = {.found = true, .version = 7, .nchunks = 5, .c = c};
+    st.c.total = 10; /* another writer added events */
+    int64_t after = -1;
+    bool dis = true;
+    cr_assert_eq(ru_rowstate_reconcile(s, &st, &after, &dis), RU_ROWSYNC_RELOAD);
+    cr_assert_eq(after, 4, "only the chunks after the cached version");
+    cr_assert_eq(s->version, 7);
+    cr_assert_eq(s->nchunks, 5);
+    cr_assert_eq(s->c.total, 10);
+    cr_assert_eq(s->hist_n, 2, "the cached histogram is the base of the reload");
+    cr_assert_not(dis);
+    ru_rowstate_free(s);
+}
+
+Test(rowstate, reconcile_ahead_or_unknown_reads_all)
+{
+    struct ru_rowcounts c;
+    struct ru_rowstate *s = state_at(9, &c);
+    struct ru_rowstored st = {.found = true, .version = 7, .nchunks = 2, .c = c};
+    int64_t after = -1;
+    bool dis = true;
+    /* newer than what PostgreSQL holds: versions rolled back */
+    cr_assert_eq(ru_rowstate_reconcile(s, &st, &after, &dis), RU_ROWSYNC_RELOAD);
+    cr_assert_eq(after, 0);
+    cr_assert_eq(s->hist_n, 0, "cleared: nothing cached can be trusted");
+    cr_assert_eq(s->version, 7);
+    cr_assert_not(dis);
+    ru_rowstate_free(s);
+    /* a state just put in the cache (version 0) */
+    s = ru_rowstate_new(9);
+    cr_assert_eq(ru_rowstate_reconcile(s, &st, &after, &dis), RU_ROWSYNC_RELOAD);
+    cr_assert_eq(after, 0);
+    cr_assert_eq(s->version, 7);
+    cr_assert_eq(s->c.total, c.total);
+    ru_rowstate_free(s);
+}
+
+Test(rowstate, reconcile_same_version_other_contents)
+{
+    struct ru_rowcounts c;
+    struct ru_rowstate *s = state_at(4, &c);
+    struct ru_rowstored st = {.found = true, .version = 4, .nchunks = 1, .c = c};
+    st.c.total++; /* the histogram holds one event fewer than the stored counters */
+    int64_t after = -1;
+    bool dis = false;
+    cr_assert_eq(ru_rowstate_reconcile(s, &st, &after, &dis), RU_ROWSYNC_RELOAD);
+    cr_assert(dis);
+    cr_assert_eq(after, 0);
+    cr_assert_eq(s->hist_n, 0);
+    cr_assert_eq(s->version, 4);
+    cr_assert_eq(s->c.total, c.total + 1);
+    ru_rowstate_free(s);
+}
