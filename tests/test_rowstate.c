@@ -269,7 +269,8 @@ Test(rowstate, bad_chunks_refused)
     ru_rowstate_free(s);
 }
 
-Test(rowstate, consistency_with_counters)
+/* A state of row 9 at version v: three events (5, 7, 7 ms), two users. */
+static struct ru_rowstate *state_at(int64_t v, struct ru_rowcounts *counts)
 {
     const int32_t dur[] = {5, 7, 7};
     const char *const users[] = {"a", "00000000-0000-4000-8000-000000000001", "a"};
@@ -280,19 +281,27 @@ Test(rowstate, consistency_with_counters)
     struct ru_scratch sc = {0};
     struct ru_userkey *uk = ru_userkeys_build(st);
     ru_rowdelta_prepare(&d, NULL, st, uk, ru_store_agg(st, 0), &sc);
-    struct ru_rowstate *s = ru_rowstate_new(3);
-    ru_rowstate_commit(s, &d, 1, 1);
-    struct ru_rowcounts c = d.c;
+    struct ru_rowstate *s = ru_rowstate_new(9);
+    ru_rowstate_commit(s, &d, v, 2);
+    *counts = d.c;
+    free(uk);
+    ru_scratch_free(&sc);
+    ru_store_free(st);
+    return s;
+}
+
+/* Reconciling a cached state (three events, two users) with what PostgreSQL holds. */
+Test(rowstate, consistency_with_counters)
+{
+    struct ru_rowcounts c;
+    struct ru_rowstate *s = state_at(1, &c);
     cr_assert(ru_rowstate_consistent(s, &c));
     c.total++;
     cr_assert_not(ru_rowstate_consistent(s, &c), "one event more than the histogram holds");
     c.total--;
     c.users_n = 1;
     cr_assert_not(ru_rowstate_consistent(s, &c), "two users in the set, one counted");
-    free(uk);
-    ru_scratch_free(&sc);
     ru_rowstate_free(s);
-    ru_store_free(st);
 }
 
 Test(rowstate, cache_evicts_least_recent)
@@ -321,113 +330,47 @@ Test(rowstate, cache_evicts_least_recent)
     ru_rowcache_free(c);
 }
 
-/* A state of row 9 at version v: three events (5, 7, 7 ms), two users. */
-static struct ru_rowstate *state_at(int64_t v, struct ru_rowcounts *counts)
+Test(rowstate, reconcile)
 {
-    const int32_t dur[] = {5, 7, 7};
-    const char *const users[] = {"a", "00000000-0000-4000-8000-000000000001", "a"};
-    struct ru_store *st = ru_store_new();
-    for (int i = 0; i < 3; i++)
-        add(st, dur[i], users[i], 200);
-    struct ru_rowdelta d;
-    struct ru_scratch sc = {0};
-    struct ru_userkey *uk = ru_userkeys_build(st);
-    ru_rowdelta_prepare(&d, NULL, st, uk, ru_store_agg(st, 0), &sc);
-    struct ru_rowstate *s = ru_rowstate_new(9);
-    ru_rowstate_commit(s, &d, v, 2);
-    *counts = d.c;
-    free(uk);
-    ru_scratch_free(&sc);
-    ru_store_free(st);
-    return s;
-}
-
-Test(rowstate, reconcile_nothing_stored)
-{
-    struct ru_rowcounts c;
-    struct ru_rowstate *s = state_at(4, &c);
-    struct ru_rowstored st = {.found = false};
-    int64_t after = -1;
-    bool dis = true;
-    cr_assert_eq(ru_rowstate_reconcile(s, &st, &after, &dis), RU_ROWSYNC_FRESH);
-    cr_assert_eq(s->version, 0);
-    cr_assert_eq(s->nchunks, 0);
-    cr_assert_eq(s->c.total, 0);
-    cr_assert_eq(s->hist_n, 0);
-    cr_assert_eq(after, 0);
-    cr_assert_not(dis);
-    ru_rowstate_free(s);
-}
-
-Test(rowstate, reconcile_current)
-{
-    struct ru_rowcounts c;
-    struct ru_rowstate *s = state_at(4, &c);
-    struct ru_rowstored st = {.found = true, .version = 4, .nchunks = 3, .c = c};
-    int64_t after = -1;
-    bool dis = true;
-    cr_assert_eq(ru_rowstate_reconcile(s, &st, &after, &dis), RU_ROWSYNC_CURRENT);
-    cr_assert_eq(s->version, 4);
-    cr_assert_eq(s->nchunks, 3, "the chunk count is the stored one");
-    cr_assert_eq(s->hist_n, 2, "histogram kept");
-    cr_assert_not(dis);
-    ru_rowstate_free(s);
-}
-
-Test(rowstate, reconcile_behind_reads_what_came_after)
-{
-    struct ru_rowcounts c;
-    struct ru_rowstate *s = state_at(4, &c);
-    struct ru_rowstored st = {.found = true, .version = 7, .nchunks = 5, .c = c};
-    st.c.total = 10; /* another writer added events */
-    int64_t after = -1;
-    bool dis = true;
-    cr_assert_eq(ru_rowstate_reconcile(s, &st, &after, &dis), RU_ROWSYNC_RELOAD);
-    cr_assert_eq(after, 4, "only the chunks after the cached version");
-    cr_assert_eq(s->version, 7);
-    cr_assert_eq(s->nchunks, 5);
-    cr_assert_eq(s->c.total, 10);
-    cr_assert_eq(s->hist_n, 2, "the cached histogram is the base of the reload");
-    cr_assert_not(dis);
-    ru_rowstate_free(s);
-}
-
-Test(rowstate, reconcile_ahead_or_unknown_reads_all)
-{
-    struct ru_rowcounts c;
-    struct ru_rowstate *s = state_at(9, &c);
-    struct ru_rowstored st = {.found = true, .version = 7, .nchunks = 2, .c = c};
-    int64_t after = -1;
-    bool dis = true;
-    /* newer than what PostgreSQL holds: versions rolled back */
-    cr_assert_eq(ru_rowstate_reconcile(s, &st, &after, &dis), RU_ROWSYNC_RELOAD);
-    cr_assert_eq(after, 0);
-    cr_assert_eq(s->hist_n, 0, "cleared: nothing cached can be trusted");
-    cr_assert_eq(s->version, 7);
-    cr_assert_not(dis);
-    ru_rowstate_free(s);
-    /* a state just put in the cache (version 0) */
-    s = ru_rowstate_new(9);
-    cr_assert_eq(ru_rowstate_reconcile(s, &st, &after, &dis), RU_ROWSYNC_RELOAD);
-    cr_assert_eq(after, 0);
-    cr_assert_eq(s->version, 7);
-    cr_assert_eq(s->c.total, c.total);
-    ru_rowstate_free(s);
-}
-
-Test(rowstate, reconcile_same_version_other_contents)
-{
-    struct ru_rowcounts c;
-    struct ru_rowstate *s = state_at(4, &c);
-    struct ru_rowstored st = {.found = true, .version = 4, .nchunks = 1, .c = c};
-    st.c.total++; /* the histogram holds one event fewer than the stored counters */
-    int64_t after = -1;
-    bool dis = false;
-    cr_assert_eq(ru_rowstate_reconcile(s, &st, &after, &dis), RU_ROWSYNC_RELOAD);
-    cr_assert(dis);
-    cr_assert_eq(after, 0);
-    cr_assert_eq(s->hist_n, 0);
-    cr_assert_eq(s->version, 4);
-    cr_assert_eq(s->c.total, c.total + 1);
-    ru_rowstate_free(s);
+    const struct {
+        const char *what;
+        int64_t cached; /* the cached version; -1: a state just put in the cache */
+        bool found;     /* PostgreSQL holds a version */
+        int64_t stored; /* its version */
+        int64_t more;   /* events the stored counters have that the cache lacks */
+        enum ru_rowsync want;
+        int64_t after; /* chunks read back after this version */
+        size_t hist_n; /* histogram entries left */
+        bool disagreed;
+    } cases[] = {
+        {"nothing stored", 4, false, 0, 0, RU_ROWSYNC_FRESH, 0, 0, false},
+        {"the stored version", 4, true, 4, 0, RU_ROWSYNC_CURRENT, 0, 2, false},
+        {"behind: the chunks after it", 4, true, 7, 7, RU_ROWSYNC_RELOAD, 4, 2, false},
+        {"ahead (versions rolled back)", 9, true, 7, 0, RU_ROWSYNC_RELOAD, 0, 0, false},
+        {"same version, other contents", 4, true, 4, 1, RU_ROWSYNC_RELOAD, 0, 0, true},
+        {"new in the cache", -1, true, 7, 0, RU_ROWSYNC_RELOAD, 0, 0, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ru_rowcounts c;
+        struct ru_rowstate *s = state_at(cases[i].cached < 0 ? 1 : cases[i].cached, &c);
+        if (cases[i].cached < 0) {
+            ru_rowstate_free(s);
+            s = ru_rowstate_new(9);
+        }
+        struct ru_rowstored st = {
+            .found = cases[i].found, .version = cases[i].stored, .nchunks = 5, .c = c};
+        st.c.total += cases[i].more;
+        int64_t after = -1;
+        bool dis = !cases[i].disagreed;
+        cr_assert_eq(ru_rowstate_reconcile(s, &st, &after, &dis), cases[i].want, "%s",
+                     cases[i].what);
+        cr_assert_eq(after, cases[i].after, "%s", cases[i].what);
+        cr_assert_eq(s->hist_n, cases[i].hist_n, "%s", cases[i].what);
+        cr_assert_eq(dis, cases[i].disagreed, "%s", cases[i].what);
+        /* counters, version and chunk count are the stored ones (nothing, when none is) */
+        cr_assert_eq(s->version, cases[i].found ? cases[i].stored : 0, "%s", cases[i].what);
+        cr_assert_eq(s->nchunks, cases[i].found ? 5 : 0, "%s", cases[i].what);
+        cr_assert_eq(s->c.total, cases[i].found ? c.total + cases[i].more : 0, "%s", cases[i].what);
+        ru_rowstate_free(s);
+    }
 }
