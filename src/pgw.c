@@ -1,10 +1,9 @@
 #include "rollupd/pgw.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -14,24 +13,17 @@
 #include <libpq-fe.h>
 
 #include "rollupd/event.h"
-#include "rollupd/json.h"
-#include "rollupd/log.h"
-#include "rollupd/pgerr.h"
-#include "rollupd/pgnum.h"
-#include "rollupd/rowstate.h"
 #include "rollupd/flush.h"
+#include "rollupd/log.h"
 #include "rollupd/owner.h"
+#include "rollupd/pgerr.h"
+#include "rollupd/rowstate.h"
 #include "rollupd/schema.h"
 #include "rollupd/sql.h"
 #include "rollupd/writer.h"
 
-#define RU_WRITER_BACKOFF_MIN_MS 100
-#define RU_WRITER_BACKOFF_MAX_MS 30000
-#define COPY_CHUNK               (1 << 20)
-#define RU_WRITER_SCHEMA_LOCK    7250301 /* advisory lock key serialising schema creation */
-#define LOCK_WAIT_MS             10000 /* how long set-up waits for a lock held by another session */
-#define IDLE_CHECK_MS            500   /* how often an idle writer looks at its session */
-#define GROUP_ROW                ""    /* rollupd_checkpoint's consumer for the group's own row */
+#define LOCK_WAIT_MS  10000 /* how long set-up waits for a lock held by another session */
+#define IDLE_CHECK_MS 500   /* how often an idle writer looks at its session */
 
 void ru_pgw_copy_escape(struct ru_buf *out, const char *s, size_t len)
 {
