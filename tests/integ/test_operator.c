@@ -32,6 +32,15 @@ static void begin(struct fed *f)
     ru_h_tmp_path(f->oracle, sizeof(f->oracle), "oracle.tsv");
 }
 
+/* begin(), and one shared-group consumer reading (flush every 200 ms). */
+static void begin_running(struct fed *f, struct ru_h_daemon *a)
+{
+    begin(f);
+    struct ru_h_cfg k = base_cfg(200);
+    start_daemon(a, &k);
+    wait_connected(a);
+}
+
 /* One feed of n events (1 % invalid), added to the oracle file and the totals. */
 static void feed(struct fed *f, long long n, int seed)
 {
@@ -430,11 +439,8 @@ Test(operator, synchronous_commit_forced, .timeout = 120)
 Test(operator, checkpoint_went_backwards, .timeout = 120)
 {
     struct fed f;
-    begin(&f);
     struct ru_h_daemon a;
-    struct ru_h_cfg k = base_cfg(200);
-    start_daemon(&a, &k);
-    wait_connected(&a);
+    begin_running(&f, &a);
     feed_counted(&f, 2000, 111, "before the loss");
     ru_h_pg_execf(T.pg, "UPDATE rollupd_checkpoint SET last_id = '1-0' WHERE grp = '%s'", T.group);
     CHECK(ru_h_pg_terminate_lock_holders(T.pg) >= 1, "no rollupd session to terminate");
@@ -472,11 +478,8 @@ static bool cond_row_lock_waiter(void *arg)
 Test(operator, deadlock_retried, .timeout = 180)
 {
     struct fed f;
-    begin(&f);
     struct ru_h_daemon a;
-    struct ru_h_cfg k = base_cfg(200);
-    start_daemon(&a, &k);
-    wait_connected(&a);
+    begin_running(&f, &a);
     feed_counted(&f, 500, 121, "the rows exist");
     /* the flush locks its rows in key order, the hour first: first of the first hour,
      * then last of the last one */
