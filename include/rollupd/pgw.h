@@ -9,7 +9,12 @@
  * (rowstate), compute every derived column here with PostgreSQL's own arithmetic
  * (pgnum), insert new rows once with their final values, update the others, store each
  * row's counters and one chunk of what the flush added to its histogram and user set,
- * optional COPY of raw rows, and the consumer's checkpoint. */
+ * optional COPY of raw rows, and the consumer's checkpoint.
+ *
+ * This header is the writer's whole interface. Inside, one concept a file: pgw.c (thread,
+ * mailbox, connect, retry, idle check), schema.c (set-up), owner.c (locks, checkpoint
+ * rows, adoption), flush.c (the transaction), their shared state in writer.h; the pure
+ * parts are batch, sql (the SQL texts), pgerr (SQLSTATE decisions) and rowstate. */
 #ifndef ROLLUPD_PGW_H
 #define ROLLUPD_PGW_H
 
@@ -23,7 +28,8 @@
 #include "rollupd/store.h"
 #include "rollupd/util.h"
 
-/* COPY text escaping of [s, s+len) (backslash, tab, newline, carriage return). */
+/* COPY text escaping of [s, s+len) (backslash, tab, newline, carriage return); the same as
+ * ru_batch_copy_escape. */
 void ru_pgw_copy_escape(struct ru_buf *out, const char *s, size_t len);
 
 enum ru_pgw_state { RU_PGW_CONNECTING, RU_PGW_READY, RU_PGW_FLUSHING, RU_PGW_RETRYING };
