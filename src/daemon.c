@@ -1513,6 +1513,10 @@ struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
     d->verdicts = ru_keycheck_new(KEY_VERDICTS);
     d->pcache = ru_pcache_new();
     d->pgw = ru_pgw_new(&d->cfg);
+    if (d->pgw == NULL) {
+        snprintf(err, errlen, "cannot start the PostgreSQL writer thread: %s", strerror(errno));
+        goto fail;
+    }
     uint64_t wd = 0;
     if (sd_watchdog_enabled(0, &wd) > 0)
         d->watchdog_us = wd;

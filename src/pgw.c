@@ -1,10 +1,9 @@
 #include "rollupd/pgw.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -14,1166 +13,21 @@
 #include <libpq-fe.h>
 
 #include "rollupd/event.h"
-#include "rollupd/json.h"
+#include "rollupd/flush.h"
 #include "rollupd/log.h"
-#include "rollupd/pgnum.h"
+#include "rollupd/owner.h"
+#include "rollupd/pgerr.h"
 #include "rollupd/rowstate.h"
+#include "rollupd/schema.h"
+#include "rollupd/sql.h"
+#include "rollupd/writer.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 30000
-#define COPY_CHUNK     (1 << 20)
-#define SCHEMA_LOCK    7250301 /* advisory lock key serialising schema creation */
-#define LOCK_WAIT_MS   10000   /* how long set-up waits for a lock held by another session */
-#define IDLE_CHECK_MS  500     /* how often an idle writer looks at its session */
-#define GROUP_ROW      ""      /* rollupd_checkpoint's consumer for the group's own row */
-
-/* ---- batches ---- */
-
-struct ru_batch *ru_batch_new(void)
-{
-    struct ru_batch *b = ru_xcalloc(1, sizeof(*b));
-    b->store = ru_store_new();
-    return b;
-}
-
-void ru_batch_free(struct ru_batch *b)
-{
-    if (b == NULL)
-        return;
-    ru_store_free(b->store);
-    free(b->adopt_consumer);
-    free(b->raw_ids);
-    free(b->rejects);
-    free(b->ids);
-    ru_buf_free(&b->raw);
-    free(b);
-}
-
-void ru_batch_add_id(struct ru_batch *b, const struct ru_sid *id)
-{
-    if (b->nids == b->ids_cap) {
-        b->ids_cap = b->ids_cap ? b->ids_cap * 2 : 1024;
-        b->ids = ru_xrealloc(b->ids, b->ids_cap * sizeof(*b->ids));
-    }
-    b->ids[b->nids++] = *id;
-    if (ru_sid_cmp(id, &b->checkpoint) > 0)
-        b->checkpoint = *id;
-}
-
-bool ru_batch_empty(const struct ru_batch *b)
-{
-    return b->nids == 0 && ru_store_nevents(b->store) == 0 && b->nraw == 0 &&
-           ru_sid_is_zero(&b->checkpoint) && !b->lone_start && !b->force;
-}
-
-void ru_batch_note_id(struct ru_batch *b, const struct ru_sid *id)
-{
-    if (ru_sid_cmp(id, &b->checkpoint) > 0)
-        b->checkpoint = *id;
-}
-
-size_t ru_batch_mem(const struct ru_batch *b)
-{
-    return sizeof(*b) + ru_store_mem(b->store) + b->ids_cap * sizeof(*b->ids) + b->raw.cap +
-           b->raw_ids_cap * sizeof(*b->raw_ids);
-}
+#define LOCK_WAIT_MS  10000 /* how long set-up waits for a lock held by another session */
+#define IDLE_CHECK_MS 500   /* how often an idle writer looks at its session */
 
 void ru_pgw_copy_escape(struct ru_buf *out, const char *s, size_t len)
 {
-    ru_buf_reserve(out, len + 8);
-    size_t start = 0;
-    for (size_t i = 0; i < len; i++) {
-        char esc = 0;
-        switch (s[i]) {
-        case '\\':
-            esc = '\\';
-            break;
-        case '\t':
-            esc = 't';
-            break;
-        case '\n':
-            esc = 'n';
-            break;
-        case '\r':
-            esc = 'r';
-            break;
-        default:
-            continue;
-        }
-        ru_buf_append(out, s + start, i - start);
-        ru_buf_putc(out, '\\');
-        ru_buf_putc(out, esc);
-        start = i + 1;
-    }
-    ru_buf_append(out, s + start, len - start);
-}
-
-static void put_str_or_null(struct ru_buf *b, const struct ru_str *s)
-{
-    if (s->len == 0)
-        ru_buf_append(b, "\\N", 2);
-    else
-        ru_pgw_copy_escape(b, s->p, s->len);
-}
-
-static void put_int_or_null(struct ru_buf *b, int64_t v, bool present)
-{
-    if (present)
-        ru_buf_put_i64(b, v);
-    else
-        ru_buf_append(b, "\\N", 2);
-}
-
-void ru_batch_add_reject(struct ru_batch *b, const struct ru_sid *id, const char *reason)
-{
-    if (b->nrejects == b->rejects_cap) {
-        b->rejects_cap = b->rejects_cap ? b->rejects_cap * 2 : 16;
-        b->rejects = ru_xrealloc(b->rejects, b->rejects_cap * sizeof(*b->rejects));
-    }
-    b->rejects[b->nrejects].id = *id;
-    ru_strlcpy(b->rejects[b->nrejects].reason, reason, sizeof(b->rejects[0].reason));
-    b->nrejects++;
-}
-
-int ru_batch_add_raw(struct ru_batch *b, const struct ru_sid *id, const struct ru_event *ev)
-{
-    const char *why = NULL;
-    if (ev->user_id.len && !ev->user_is_uuid)
-        why = "raw row: user_id is not a UUID";
-    else if (!ev->query_params_json)
-        why = "raw row: query_params is not valid JSON";
-    else if (ru_utf8_chars(ev->cache_status.p, ev->cache_status.len) > RU_EVENT_MAX_CACHE)
-        why = "raw row: cache_status is longer than 10 characters";
-    if (why) {
-        ru_batch_add_reject(b, id, why);
-        return -1;
-    }
-    if (b->nraw == b->raw_ids_cap) {
-        b->raw_ids_cap = b->raw_ids_cap ? b->raw_ids_cap * 2 : 1024;
-        b->raw_ids = ru_xrealloc(b->raw_ids, b->raw_ids_cap * sizeof(*b->raw_ids));
-    }
-    b->raw_ids[b->nraw] = *id;
-    struct ru_buf *o = &b->raw;
-    char ts[32];
-    ru_pgw_copy_escape(o, ev->route.p, ev->route.len);
-    ru_buf_putc(o, '\t');
-    ru_pgw_copy_escape(o, ev->method.p, ev->method.len);
-    ru_buf_putc(o, '\t');
-    put_str_or_null(o, &ev->user_id);
-    ru_buf_putc(o, '\t');
-    ru_buf_append(o, ts, ru_event_format_ts(ev->ts_us, ts));
-    ru_buf_putc(o, '\t');
-    ru_buf_put_i64(o, ev->duration_ms);
-    ru_buf_putc(o, '\t');
-    ru_buf_put_i64(o, ev->status_code);
-    ru_buf_putc(o, '\t');
-    ru_pgw_copy_escape(o, ev->query_params.p, ev->query_params.len);
-    ru_buf_putc(o, '\t');
-    ru_pgw_copy_escape(o, ev->params_canon.p, ev->params_canon.len);
-    ru_buf_putc(o, '\t');
-    put_int_or_null(o, ev->request_size, ev->request_size != 0);
-    ru_buf_putc(o, '\t');
-    put_int_or_null(o, ev->response_size, ev->response_size != 0);
-    ru_buf_putc(o, '\t');
-    put_str_or_null(o, &ev->error_type);
-    ru_buf_putc(o, '\t');
-    put_int_or_null(o, ev->db_query_count, ev->has_db_query_count);
-    ru_buf_putc(o, '\t');
-    put_str_or_null(o, &ev->cache_status);
-    ru_buf_putc(o, '\t');
-    int64_t now_us = (int64_t)(ru_wall_s() * 1e6);
-    ru_buf_append(o, ts, ru_event_format_ts(now_us, ts));
-    ru_buf_putc(o, '\n');
-    b->nraw++;
-    return 0;
-}
-
-/* ---- the writer ---- */
-
-struct sql_names {
-    char *hourly, *state, *ckpt, *raw; /* quoted, maybe schema-qualified */
-    bool genonaut_names;               /* create genonaut's index names (default table name) */
-};
-
-struct ru_pgw {
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int efd;
-
-    /* protected by mu */
-    char *conninfo;
-    int statement_timeout_ms, connect_timeout_s;
-    _Atomic bool reconfigured;
-    bool stop;
-    struct ru_batch *job;      /* submitted, not yet done */
-    struct ru_batch *inflight; /* thread-owned: the job run_batch works on */
-    struct ru_batch *done;     /* committed, not yet collected */
-    bool init_done_event;
-    struct ru_pgw_stats stats;
-    PGcancel *cancel;
-
-    _Atomic bool ready, busy;
-    _Atomic size_t cache_bytes; /* the state cache's size, for the loop's memory bound */
-    struct ru_pgw_start start;  /* what set-up found */
-    /* Fencing tokens: what our last commit stored in this consumer's row and in the
-     * group's row. A commit moves a row only from its token. */
-    struct ru_sid own, grp;
-    bool grp_exists; /* the group row exists (a commit updates rather than inserts) */
-    /* A shared-group consumer holding the group lock exclusively to recover a lone
-     * consumer's entries: its commits move the group row too, and the first commit after
-     * the recovery clears the mark and goes back to the shared lock. */
-    bool tail_held;
-    _Atomic bool held;
-    _Atomic unsigned generation, probe_req, probe_done;
-    char fatal[400]; /* protected by mu; set once */
-
-    /* checkpoint request (adoption), protected by mu */
-    char *ck_req;
-    /* the consumer being adopted, whose lock this session holds from the checkpoint
-     * request until the adoption commits or is given up (thread-owned); and the loop's
-     * request to release it */
-    char *adopt_held;
-    _Atomic bool adopt_release;
-    bool ck_done;
-    int ck_rc;
-    struct ru_sid ck_val;
-    char ck_err[256];
-
-    /* keys to check (long keys), protected by mu: asked, then answered */
-    struct ru_keycheck_probe *kc_req, *kc_done;
-    size_t kc_n;
-    bool kc_answered;
-
-    /* thread-owned */
-    PGconn *conn;
-    char *stream, *group, *consumer;
-    bool lone;
-    char *hourly_cfg, *raw_cfg;
-    char *cfg_path;             /* for the errors that point at --print-schema */
-    _Atomic bool create_schema; /* postgres.create_schema, as of the last reload */
-    bool setup_blocked;         /* set-up failed on a missing table or privilege: retry slowly */
-    struct sql_names n;
-    char *sql_lock, *sql_states, *sql_chunks, *sql_insert, *sql_update, *sql_fold, *sql_copy_state;
-    struct ru_rowcache *cache; /* states of recently written rows */
-    struct ru_scratch scratch; /* the deltas of the flush in progress */
-    size_t cache_budget;       /* bytes */
-    uint64_t flush_seq;
-    struct flush_key *done_keys; /* committed, not yet in the cache */
-    size_t done_nkeys;
-    int backoff_ms;
-    struct ru_buf copybuf;
-    struct ru_ratelimit rl;
-};
-
-static void notify_loop(struct ru_pgw *w)
-{
-    uint64_t one = 1;
-    ssize_t r = write(w->efd, &one, sizeof(one));
-    (void)r;
-}
-
-static void set_error(struct ru_pgw *w, const char *what, const char *detail)
-{
-    pthread_mutex_lock(&w->mu);
-    snprintf(w->stats.last_error, sizeof(w->stats.last_error), "%s%s%s", what,
-             detail && *detail ? ": " : "", detail ? detail : "");
-    /* libpq messages end with a newline; keep log lines and JSON single-line */
-    for (char *p = w->stats.last_error; *p; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
-    pthread_mutex_unlock(&w->mu);
-}
-
-/* Sleeps for the current backoff (with jitter) unless stopped; returns false when
- * stopping. */
-static bool backoff_wait(struct ru_pgw *w)
-{
-    int b = w->backoff_ms ? w->backoff_ms : BACKOFF_MIN_MS;
-    int wait = b / 2 + (int)(random() % (b / 2 + 1));
-    w->backoff_ms = b * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b * 2;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += wait / 1000;
-    ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&w->mu);
-    while (!w->stop && !atomic_load(&w->reconfigured)) {
-        if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
-            break;
-    }
-    bool go = !w->stop;
-    pthread_mutex_unlock(&w->mu);
-    return go;
-}
-
-/* Gives up for good: the loop stops reading and exits with this reason. */
-static void set_fatal(struct ru_pgw *w, const char *fmt, ...) RU_PRINTF(2, 3);
-static void set_fatal(struct ru_pgw *w, const char *fmt, ...)
-{
-    char msg[sizeof(w->fatal)];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    set_error(w, msg, NULL);
-    pthread_mutex_lock(&w->mu);
-    if (w->fatal[0] == '\0')
-        ru_strlcpy(w->fatal, msg, sizeof(w->fatal));
-    pthread_mutex_unlock(&w->mu);
-    notify_loop(w);
-}
-
-static bool is_fatal(struct ru_pgw *w)
-{
-    pthread_mutex_lock(&w->mu);
-    bool f = w->fatal[0] != '\0';
-    pthread_mutex_unlock(&w->mu);
-    return f;
-}
-
-/* Ends the session, and with it every advisory lock: if they were held, the loop stops
- * reading at once. */
-static void drop_conn(struct ru_pgw *w)
-{
-    pthread_mutex_lock(&w->mu);
-    if (w->cancel) {
-        PQfreeCancel(w->cancel);
-        w->cancel = NULL;
-    }
-    w->stats.connected = false;
-    pthread_mutex_unlock(&w->mu);
-    if (w->conn) {
-        PQfinish(w->conn);
-        w->conn = NULL;
-    }
-    free(w->adopt_held); /* its lock went with the session */
-    w->adopt_held = NULL;
-    if (atomic_exchange(&w->held, false))
-        notify_loop(w);
-}
-
-static int exec_ok(struct ru_pgw *w, const char *sql, const char *what)
-{
-    PGresult *r = PQexec(w->conn, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        set_error(w, what, PQresultErrorMessage(r));
-        PQclear(r);
-        return -1;
-    }
-    PQclear(r);
-    return 0;
-}
-
-/* Appends "name" quoted as an identifier (quotes doubled). */
-static void put_ident(struct ru_buf *b, const char *name, size_t len)
-{
-    ru_buf_putc(b, '"');
-    for (size_t i = 0; i < len; i++) {
-        if (name[i] == '"')
-            ru_buf_putc(b, '"');
-        ru_buf_putc(b, name[i]);
-    }
-    ru_buf_putc(b, '"');
-}
-
-/* "schema.table" -> "schema"."table"; with suffix_table, the same schema and that table
- * name instead. The same text PQescapeIdentifier gives (the configuration allows only
- * [A-Za-z_][A-Za-z0-9_$]* parts), without a connection: --print-schema has none. */
-static char *quote_ident_path(const char *name, const char *suffix_table)
-{
-    struct ru_buf b = RU_BUF_INIT;
-    const char *dot = strchr(name, '.');
-    if (dot) {
-        put_ident(&b, name, (size_t)(dot - name));
-        ru_buf_putc(&b, '.');
-    }
-    const char *t = suffix_table ? suffix_table : (dot ? dot + 1 : name);
-    put_ident(&b, t, strlen(t));
-    return b.p;
-}
-
-static void names_free(struct sql_names *n)
-{
-    free(n->hourly);
-    free(n->state);
-    free(n->ckpt);
-    free(n->raw);
-    memset(n, 0, sizeof(*n));
-}
-
-/* The quoted names of the tables for the configured hourly and raw tables ("" = none). */
-static void names_init(struct sql_names *n, const char *hourly, const char *raw)
-{
-    names_free(n);
-    n->hourly = quote_ident_path(hourly, NULL);
-    n->state = quote_ident_path(hourly, "rollupd_rowstate");
-    n->ckpt = quote_ident_path(hourly, "rollupd_checkpoint");
-    n->raw = raw[0] ? quote_ident_path(raw, NULL) : NULL;
-    const char *base = strchr(hourly, '.');
-    n->genonaut_names = strcmp(base ? base + 1 : hourly, "route_analytics_hourly") == 0;
-}
-
-/* The column lists shared by the flush statements. */
-#define HOURLY_VALS                                                                                \
-    "total_requests, successful_requests, client_errors, server_errors, avg_duration_ms,"          \
-    " p50_duration_ms, p95_duration_ms, p99_duration_ms, unique_users, avg_request_size_bytes,"    \
-    " avg_response_size_bytes, avg_db_query_count, cache_hits, cache_misses"
-#define STAGED_VALS "tr, sr, ce, se, ad, p50, p95, p99, uu, arq, ars, adb, ch, cm"
-#define STATE_COLS                                                                                 \
-    "total, ok, c4xx, c5xx, hits, misses, dur_sum, req_sum, req_n, resp_sum, resp_n, db_sum,"      \
-    " db_n, users_n"
-
-static void free_sql(struct ru_pgw *w)
-{
-    char **all[] = {&w->sql_lock,   &w->sql_states, &w->sql_chunks,    &w->sql_insert,
-                    &w->sql_update, &w->sql_fold,   &w->sql_copy_state};
-    for (size_t i = 0; i < RU_ARRAY_LEN(all); i++) {
-        free(*all[i]);
-        *all[i] = NULL;
-    }
-}
-
-/* rollupd_rowstate keeps one row per (hourly row, version): the counters as of that
- * version and a chunk (what the version added to the histogram and the user set, or with
- * seq = base_seq all of it). The newest version of an hourly row is its state. */
-/* A statement's text (malloc'd). */
-static char *sqlf(const char *fmt, ...) RU_PRINTF(1, 2);
-static char *sqlf(const char *fmt, ...)
-{
-    struct ru_buf b = RU_BUF_INIT;
-    va_list ap;
-    va_start(ap, fmt);
-    ru_buf_vprintf(&b, fmt, ap);
-    va_end(ap);
-    return b.p;
-}
-
-static void build_flush_sql(struct ru_pgw *w)
-{
-    free_sql(w);
-    const struct sql_names *n = &w->n;
-    /* 1. find and lock the touched rows in key order (the staged order): one index probe
-     * per key, whatever the size of the table. Their state is read by the next statement,
-     * whose snapshot is taken once the locks are held. */
-    w->sql_lock = sqlf("SELECT s.k, h.id FROM ru_keys s CROSS JOIN LATERAL (SELECT id FROM %s h"
-                       " WHERE h.\"timestamp\" = s.ts AND h.route = s.route AND h.method = s.method"
-                       " AND h.query_params_normalized = s.params FOR UPDATE) h ORDER BY s.k",
-                       n->hourly);
-    w->sql_states =
-        sqlf("SELECT q.i, t.seq, t.base_seq, " STATE_COLS
-             " FROM unnest($1::int8[]) WITH ORDINALITY AS q(id, i) CROSS JOIN LATERAL"
-             " (SELECT * FROM %s t WHERE t.hourly_id = q.id ORDER BY t.seq DESC LIMIT 1) t",
-             n->state);
-    w->sql_chunks =
-        sqlf("SELECT c.hourly_id, c.seq, c.seq = c.base_seq, c.data"
-             " FROM unnest($1::int8[], $2::int8[]) AS q(id, after) CROSS JOIN LATERAL"
-             " (SELECT * FROM %s c WHERE c.hourly_id = q.id AND c.seq > q.after OFFSET 0) c"
-             " ORDER BY 1, 2",
-             n->state);
-    /* 2. new rows are written once, with their final values; the join maps each back to
-     * its staged key (a key another writer inserted meanwhile is missing: retried) */
-    w->sql_insert =
-        sqlf("WITH ins AS (INSERT INTO %s (\"timestamp\", route, method,"
-             " query_params_normalized, " HOURLY_VALS ", created_at)"
-             " SELECT ts, route, method, params, " STAGED_VALS ", now() AT TIME ZONE 'UTC'"
-             " FROM ru_new ORDER BY k ON CONFLICT (\"timestamp\", route, method,"
-             " query_params_normalized) DO NOTHING"
-             " RETURNING id, \"timestamp\", route, method, query_params_normalized)"
-             " SELECT n.k, ins.id FROM ins JOIN ru_new n ON n.ts = ins.\"timestamp\""
-             " AND n.route = ins.route AND n.method = ins.method"
-             " AND n.params = ins.query_params_normalized",
-             n->hourly);
-    /* 3. rows that existed get their new values: a nested loop over the staged rows keeps
-     * it one index probe per row */
-    w->sql_update = sqlf("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;\n"
-                         "UPDATE %s h SET (" HOURLY_VALS ") = (" STAGED_VALS ")"
-                         " FROM ru_vals v WHERE h.id = v.id;\n"
-                         "SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on;\n",
-                         n->hourly);
-    /* a row folded into one base version loses its older versions */
-    w->sql_fold = sqlf("DELETE FROM %s WHERE hourly_id = ANY($1::int8[])", n->state);
-    w->sql_copy_state = sqlf("COPY %s (hourly_id, seq, base_seq, " STATE_COLS ", data) FROM STDIN"
-                             " (FORMAT binary)",
-                             n->state);
-}
-
-/* ---- the schema ---- */
-
-/* Everything rollupd would create, one object each: a table (with its keys), an index or
- * a column. Set-up creates only the objects that are missing, so a role that may only
- * read and write existing tables runs rollupd once they are there; --print-schema
- * prints the same statements for whoever owns the schema. */
-enum obj_kind { OBJ_TABLE, OBJ_INDEX, OBJ_COLUMN };
-
-struct schema_obj {
-    enum obj_kind kind;
-    const char *table; /* quoted: the table, or the one the index or column belongs to */
-    const char *name;  /* the index's or column's name (NULL for a table) */
-    bool optional;     /* genonaut's own indexes: rollupd works without them */
-    char *ddl;
-};
-
-#define MAX_SCHEMA_OBJS 12
-
-static const struct {
-    const char *name, *cols;
-} genonaut_indexes[] = {
-    {"idx_route_metrics_duration", "(avg_duration_ms DESC)"},
-    {"idx_route_metrics_route_time", "(route, \"timestamp\" DESC)"},
-    {"idx_route_metrics_timestamp", "(\"timestamp\" DESC)"},
-    {"idx_route_metrics_total_requests", "(total_requests DESC)"},
-    {"ix_route_analytics_hourly_timestamp", "(\"timestamp\")"},
-};
-
-static size_t add_obj(struct schema_obj *o, size_t n, enum obj_kind kind, const char *table,
-                      const char *name, char *ddl)
-{
-    o[n] = (struct schema_obj){kind, table, name, kind == OBJ_INDEX, ddl};
-    return n + 1;
-}
-
-static size_t schema_objs(const struct sql_names *n, struct schema_obj *o)
-{
-    size_t k = 0;
-    /* genonaut's definition of the hourly table */
-    k = add_obj(o, k, OBJ_TABLE, n->hourly, NULL,
-                sqlf("CREATE TABLE IF NOT EXISTS %s ("
-                     " id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
-                     " \"timestamp\" timestamp without time zone NOT NULL,"
-                     " route text NOT NULL, method varchar(10) NOT NULL,"
-                     " query_params_normalized jsonb,"
-                     " total_requests integer NOT NULL, successful_requests integer NOT NULL,"
-                     " client_errors integer NOT NULL, server_errors integer NOT NULL,"
-                     " avg_duration_ms integer, p50_duration_ms integer, p95_duration_ms integer,"
-                     " p99_duration_ms integer, unique_users integer,"
-                     " avg_request_size_bytes integer, avg_response_size_bytes integer,"
-                     " avg_db_query_count double precision,"
-                     " cache_hits integer NOT NULL, cache_misses integer NOT NULL,"
-                     " created_at timestamp without time zone NOT NULL,"
-                     " CONSTRAINT %s UNIQUE (\"timestamp\", route, method,"
-                     " query_params_normalized));",
-                     n->hourly,
-                     n->genonaut_names ? "uq_route_analytics_hourly_time_route_params"
-                                       : "rollupd_hourly_key"));
-    for (size_t i = 0; n->genonaut_names && i < RU_ARRAY_LEN(genonaut_indexes); i++)
-        k = add_obj(o, k, OBJ_INDEX, n->hourly, genonaut_indexes[i].name,
-                    sqlf("CREATE INDEX IF NOT EXISTS %s ON %s %s;", genonaut_indexes[i].name,
-                         n->hourly, genonaut_indexes[i].cols));
-    if (n->raw)
-        k = add_obj(o, k, OBJ_TABLE, n->raw, NULL,
-                    sqlf("CREATE TABLE IF NOT EXISTS %s ("
-                         " id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
-                         " route text NOT NULL, method varchar(10) NOT NULL, user_id uuid,"
-                         " \"timestamp\" timestamp without time zone NOT NULL,"
-                         " duration_ms integer NOT NULL, status_code smallint NOT NULL,"
-                         " query_params jsonb, query_params_normalized jsonb,"
-                         " request_size_bytes integer, response_size_bytes integer,"
-                         " error_type text, db_query_count integer, cache_status varchar(10),"
-                         " created_at timestamp without time zone NOT NULL);",
-                         n->raw));
-    /* chunks are compact already: never spend CPU compressing them */
-    k = add_obj(o, k, OBJ_TABLE, n->state, NULL,
-                sqlf("CREATE TABLE IF NOT EXISTS %s (hourly_id bigint NOT NULL,"
-                     " seq bigint NOT NULL, base_seq bigint NOT NULL,"
-                     " total bigint NOT NULL, ok bigint NOT NULL, c4xx bigint NOT NULL,"
-                     " c5xx bigint NOT NULL, hits bigint NOT NULL, misses bigint NOT NULL,"
-                     " dur_sum bigint NOT NULL, req_sum bigint NOT NULL, req_n bigint NOT NULL,"
-                     " resp_sum bigint NOT NULL, resp_n bigint NOT NULL, db_sum bigint NOT NULL,"
-                     " db_n bigint NOT NULL, users_n bigint NOT NULL, data bytea NOT NULL,"
-                     " PRIMARY KEY (hourly_id, seq));\n"
-                     "ALTER TABLE %s ALTER COLUMN data SET STORAGE EXTERNAL;",
-                     n->state, n->state));
-    k = add_obj(o, k, OBJ_TABLE, n->ckpt, NULL,
-                sqlf("CREATE TABLE IF NOT EXISTS %s (stream text NOT NULL, grp text NOT NULL,"
-                     " consumer text NOT NULL, last_id text NOT NULL, events bigint NOT NULL,"
-                     " updated_at timestamptz NOT NULL, PRIMARY KEY (stream, grp, consumer));",
-                     n->ckpt));
-    /* added by later builds */
-    k = add_obj(o, k, OBJ_COLUMN, n->ckpt, "lone",
-                sqlf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS lone boolean NOT NULL"
-                     " DEFAULT false;",
-                     n->ckpt));
-    k = add_obj(o, k, OBJ_COLUMN, n->ckpt, "dead_pos",
-                sqlf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS dead_pos text;", n->ckpt));
-    return k;
-}
-
-static void schema_objs_free(struct schema_obj *o, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(o[i].ddl);
-}
-
-void ru_pgw_schema_sql(const struct ru_config *cfg, struct ru_buf *out)
-{
-    struct sql_names n = {0};
-    names_init(&n, cfg->postgres.hourly_table, cfg->postgres.raw_table);
-    struct schema_obj objs[MAX_SCHEMA_OBJS];
-    size_t k = schema_objs(&n, objs);
-    ru_buf_puts(out, "-- rollupd's schema for hourly_table = ");
-    ru_buf_puts(out, cfg->postgres.hourly_table);
-    if (n.raw)
-        ru_buf_printf(out, ", raw_table = %s", cfg->postgres.raw_table);
-    ru_buf_puts(out,
-                " (rollupd --print-schema).\n-- Run it as the schema's owner; rollupd's own role"
-                " then needs only the grants in the README (Least privilege).\n"
-                "BEGIN;\n");
-    for (size_t i = 0; i < k; i++) {
-        if (objs[i].optional && (i == 0 || !objs[i - 1].optional))
-            ru_buf_puts(out, "-- genonaut's indexes (rollupd does not need them)\n");
-        ru_buf_printf(out, "%s\n", objs[i].ddl);
-    }
-    ru_buf_puts(out, "COMMIT;\n");
-    schema_objs_free(objs, k);
-    names_free(&n);
-}
-
-static void describe_obj(const struct schema_obj *o, char *out, size_t len)
-{
-    if (o->kind == OBJ_TABLE)
-        snprintf(out, len, "table %s", o->table);
-    else
-        snprintf(out, len, "%s \"%s\" of table %s", o->kind == OBJ_INDEX ? "index" : "column",
-                 o->name, o->table);
-}
-
-/* 1 when o exists, 0 when it is missing, -1 on an error. */
-static int obj_exists(struct ru_pgw *w, const struct schema_obj *o)
-{
-    static const char sql[] =
-        "SELECT CASE $3 WHEN 't' THEN to_regclass($1) IS NOT NULL"
-        " WHEN 'i' THEN EXISTS (SELECT 1 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
-        " WHERE x.indrelid = to_regclass($1) AND i.relname = $2)"
-        " ELSE EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1)"
-        " AND attname = $2 AND attnum > 0 AND NOT attisdropped) END";
-    const char *params[3] = {o->table, o->name ? o->name : "",
-                             o->kind == OBJ_TABLE   ? "t"
-                             : o->kind == OBJ_INDEX ? "i"
-                                                    : "c"};
-    PGresult *r = PQexecParams(w->conn, sql, 3, NULL, params, NULL, NULL, 0);
-    int rc = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
-        rc = PQgetvalue(r, 0, 0)[0] == 't';
-    else
-        set_error(w, "checking the schema", PQresultErrorMessage(r));
-    PQclear(r);
-    return rc;
-}
-
-/* The role rollupd runs as, the schema its tables are in, and the database. */
-struct pg_who {
-    char role[64], schema[64], db[64];
-};
-
-static void who_am_i(struct ru_pgw *w, struct pg_who *who)
-{
-    PGresult *r = PQexec(w->conn, "SELECT current_user, coalesce(current_schema(), '(none)'),"
-                                  " current_database()");
-    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-    ru_strlcpy(who->role, ok ? PQgetvalue(r, 0, 0) : "?", sizeof(who->role));
-    ru_strlcpy(who->schema, ok ? PQgetvalue(r, 0, 1) : "?", sizeof(who->schema));
-    ru_strlcpy(who->db, ok ? PQgetvalue(r, 0, 2) : "?", sizeof(who->db));
-    PQclear(r);
-    const char *dot = strchr(w->hourly_cfg, '.');
-    if (dot)
-        snprintf(who->schema, sizeof(who->schema), "%.*s", (int)(dot - w->hourly_cfg),
-                 w->hourly_cfg);
-}
-
-/* A set-up failure that only a DBA or an operator can fix (a missing table or privilege):
- * retried slowly (see writer_main). */
-static void schema_error(struct ru_pgw *w, const char *fmt, ...) RU_PRINTF(2, 3);
-static void schema_error(struct ru_pgw *w, const char *fmt, ...)
-{
-    char msg[sizeof(w->stats.last_error)];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    set_error(w, msg, NULL);
-    w->setup_blocked = true;
-}
-
-/* Creates o inside the set-up transaction; optional objects the role may not create are
- * left out with a notice. */
-static int create_obj(struct ru_pgw *w, const struct schema_obj *o, const struct pg_who *who)
-{
-    char what[200];
-    describe_obj(o, what, sizeof(what));
-    PQclear(PQexec(w->conn, "SAVEPOINT ru_obj"));
-    PGresult *r = PQexec(w->conn, o->ddl);
-    if (PQresultStatus(r) == PGRES_COMMAND_OK) {
-        PQclear(r);
-        ru_notice("msg=\"created %s\"", what);
-        return 0;
-    }
-    PQclear(PQexec(w->conn, "ROLLBACK TO SAVEPOINT ru_obj"));
-    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    bool denied = st && strcmp(st, "42501") == 0; /* insufficient_privilege */
-    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    char pgmsg[200];
-    ru_strlcpy(pgmsg, primary ? primary : "?", sizeof(pgmsg));
-    PQclear(r);
-    if (denied && o->optional) {
-        ru_notice("msg=\"%s is missing and role %s may not create it (%s); rollupd works "
-                  "without it\"",
-                  what, who->role, pgmsg);
-        return 0;
-    }
-    if (!denied) {
-        set_error(w, "creating the schema", pgmsg);
-        return -1;
-    }
-    schema_error(w,
-                 "%s is missing and role %s may not create it: it lacks %s%s (PostgreSQL: %s). "
-                 "Have the owner apply the DDL printed by 'rollupd -c %s --print-schema', then "
-                 "set postgres.create_schema = false (README: Least privilege)",
-                 what, who->role,
-                 o->kind == OBJ_TABLE ? "CREATE on schema " : "ownership of table ",
-                 o->kind == OBJ_TABLE ? who->schema : o->table, pgmsg, w->cfg_path);
-    return -1;
-}
-
-/* Creates what is missing, or with postgres.create_schema off names it. */
-static int ensure_objects(struct ru_pgw *w, const struct pg_who *who)
-{
-    struct schema_obj objs[MAX_SCHEMA_OBJS];
-    size_t n = schema_objs(&w->n, objs);
-    bool missing[MAX_SCHEMA_OBJS];
-    struct ru_buf list = RU_BUF_INIT;
-    int rc = 0;
-    size_t nmissing = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        int e = obj_exists(w, &objs[i]);
-        missing[i] = e == 0;
-        if (e < 0)
-            rc = -1;
-        else if (e == 0 && !objs[i].optional) {
-            char what[200];
-            describe_obj(&objs[i], what, sizeof(what));
-            ru_buf_printf(&list, "%s%s", nmissing++ ? ", " : "", what);
-        }
-    }
-    if (rc == 0 && nmissing > 0 && !w->create_schema) {
-        schema_error(w,
-                     "%s missing and postgres.create_schema is off: have the schema's owner "
-                     "apply the DDL printed by 'rollupd -c %s --print-schema'",
-                     list.p, w->cfg_path);
-        rc = -1;
-    }
-    if (rc == 0 && w->create_schema) {
-        /* one creator at a time; each object looked at again under the lock */
-        char lock[64];
-        snprintf(lock, sizeof(lock), "BEGIN; SELECT pg_advisory_xact_lock(%d)", SCHEMA_LOCK);
-        bool open = false;
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            if (!missing[i])
-                continue;
-            if (!open && (rc = exec_ok(w, lock, "creating the schema")) < 0)
-                break;
-            open = true;
-            int e = obj_exists(w, &objs[i]);
-            rc = e < 0 ? -1 : e == 0 ? create_obj(w, &objs[i], who) : 0;
-        }
-        if (open && rc == 0)
-            rc = exec_ok(w, "COMMIT", "creating the schema");
-        if (open && rc < 0)
-            PQclear(PQexec(w->conn, "ROLLBACK"));
-    }
-    ru_buf_free(&list);
-    schema_objs_free(objs, n);
-    return rc;
-}
-
-/* What the flush needs on each table, as has_table_privilege names it. */
-static int check_grants(struct ru_pgw *w, const struct pg_who *who)
-{
-    const struct {
-        const char *table, *privs;
-    } need[] = {
-        {w->n.hourly, "SELECT, INSERT, UPDATE"},
-        {w->n.state, "SELECT, INSERT, DELETE"},
-        {w->n.ckpt, "SELECT, INSERT, UPDATE"},
-        {w->n.raw, "INSERT"},
-    };
-    struct ru_buf lacks = RU_BUF_INIT, grants = RU_BUF_INIT;
-    int rc = 0;
-    for (size_t i = 0; i < RU_ARRAY_LEN(need) && rc == 0; i++) {
-        if (need[i].table == NULL)
-            continue;
-        /* a serial (not identity) id also needs USAGE on its sequence */
-        const char *params[2] = {need[i].table, need[i].privs};
-        PGresult *r = PQexecParams(
-            w->conn,
-            "SELECT (SELECT string_agg(p, ', ') FROM unnest(string_to_array($2, ', ')) p"
-            " WHERE NOT has_table_privilege(to_regclass($1), p)),"
-            " (SELECT s FROM pg_attribute a, pg_get_serial_sequence($1, 'id') s"
-            " WHERE a.attrelid = to_regclass($1) AND a.attname = 'id' AND a.attidentity = ''"
-            " AND s IS NOT NULL AND NOT has_sequence_privilege(s, 'USAGE'))",
-            2, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-            set_error(w, "checking privileges", PQresultErrorMessage(r));
-            rc = -1;
-        } else {
-            if (!PQgetisnull(r, 0, 0)) {
-                ru_buf_printf(&lacks, "%s%s on %s", lacks.len ? "; " : "", PQgetvalue(r, 0, 0),
-                              need[i].table);
-                ru_buf_printf(&grants, " GRANT %s ON %s TO %s;", need[i].privs, need[i].table,
-                              who->role);
-            }
-            if (!PQgetisnull(r, 0, 1)) {
-                ru_buf_printf(&lacks, "%sUSAGE on sequence %s", lacks.len ? "; " : "",
-                              PQgetvalue(r, 0, 1));
-                ru_buf_printf(&grants, " GRANT USAGE ON SEQUENCE %s TO %s;", PQgetvalue(r, 0, 1),
-                              who->role);
-            }
-        }
-        PQclear(r);
-    }
-    /* the flush stages its rows in temporary tables */
-    PGresult *r = rc == 0 ? PQexec(w->conn, "SELECT has_database_privilege(current_database(),"
-                                            " 'TEMPORARY')")
-                          : NULL;
-    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 'f') {
-        ru_buf_printf(&lacks,
-                      "%sTEMPORARY on database %s (each flush stages its rows in "
-                      "temporary tables)",
-                      lacks.len ? "; " : "", who->db);
-        ru_buf_printf(&grants, " GRANT TEMPORARY ON DATABASE %s TO %s;", who->db, who->role);
-    }
-    PQclear(r);
-    if (rc == 0 && lacks.len > 0) {
-        schema_error(w, "role %s lacks %s; as the owner run:%s (README: Least privilege)",
-                     who->role, lacks.p, grants.p);
-        rc = -1;
-    }
-    ru_buf_free(&lacks);
-    ru_buf_free(&grants);
-    return rc;
-}
-
-static int create_schema(struct ru_pgw *w)
-{
-    struct pg_who who;
-    who_am_i(w, &who);
-    if (ensure_objects(w, &who) < 0)
-        return -1;
-    /* An earlier build kept row state in rollupd_hist and rollupd_users; its rows would
-     * restart from nothing here, losing the events already acknowledged. Refuse (data
-     * waits in Redis) until an operator has let that build finish its hours or dropped
-     * the tables. */
-    char *old = quote_ident_path(w->hourly_cfg, "rollupd_hist");
-    const char *oldp[1] = {old};
-    PGresult *r =
-        PQexecParams(w->conn, "SELECT to_regclass($1) IS NOT NULL", 1, NULL, oldp, NULL, NULL, 0);
-    bool stale_tables = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
-    PQclear(r);
-    if (stale_tables) {
-        char msg[200];
-        snprintf(msg, sizeof(msg),
-                 "%.80s from an earlier rollupd build exists; its rows cannot be carried over"
-                 " (README: Upgrading)",
-                 old);
-        free(old);
-        set_error(w, "checking the schema", msg);
-        w->setup_blocked = true;
-        return -1;
-    }
-    free(old);
-    if (check_grants(w, &who) < 0)
-        return -1;
-    /* refuse early if the hourly table lacks genonaut's unique key */
-    struct ru_buf chk = RU_BUF_INIT;
-    ru_buf_printf(&chk,
-                  "EXPLAIN INSERT INTO %s (\"timestamp\", route, method, query_params_normalized,"
-                  " total_requests, successful_requests, client_errors, server_errors,"
-                  " cache_hits, cache_misses, created_at) VALUES (now(), '', '', '{}', 0, 0, 0,"
-                  " 0, 0, 0, now()) ON CONFLICT (\"timestamp\", route, method,"
-                  " query_params_normalized) DO NOTHING",
-                  w->n.hourly);
-    int rc = exec_ok(w, chk.p, "checking the hourly table's unique key");
-    ru_buf_free(&chk);
-    return rc;
-}
-
-/* One row of rollupd_checkpoint. */
-struct ckpt_row {
-    bool found, lone, dead_known;
-    struct ru_sid last, dead;
-};
-
-static int read_row(struct ru_pgw *w, const char *consumer, struct ckpt_row *out)
-{
-    memset(out, 0, sizeof(*out));
-    struct ru_buf b = RU_BUF_INIT;
-    ru_buf_printf(&b,
-                  "SELECT last_id, lone, dead_pos FROM %s WHERE stream = $1 AND grp = $2 AND"
-                  " consumer = $3",
-                  w->n.ckpt);
-    const char *params[3] = {w->stream, w->group, consumer};
-    PGresult *r = PQexecParams(w->conn, b.p, 3, NULL, params, NULL, NULL, 0);
-    ru_buf_free(&b);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        set_error(w, "loading the checkpoint", PQresultErrorMessage(r));
-        PQclear(r);
-        return -1;
-    }
-    int rc = 0;
-    if (PQntuples(r) == 1) {
-        const char *v = PQgetvalue(r, 0, 0), *d = PQgetvalue(r, 0, 2);
-        out->found = true;
-        out->lone = PQgetvalue(r, 0, 1)[0] == 't';
-        out->dead_known = !PQgetisnull(r, 0, 2) && ru_sid_parse(&out->dead, d, strlen(d)) == 0;
-        if (ru_sid_parse(&out->last, v, strlen(v)) < 0) {
-            set_error(w, "loading the checkpoint", "stored last_id is not a stream id");
-            rc = -1;
-        }
-    }
-    PQclear(r);
-    return rc;
-}
-
-static int query_checkpoint(struct ru_pgw *w, const char *consumer, struct ru_sid *out, bool *lone)
-{
-    struct ckpt_row row;
-    if (read_row(w, consumer, &row) < 0)
-        return -1;
-    *out = row.last;
-    if (lone)
-        *lone = row.lone;
-    return 0;
-}
-
-/* The advisory lock keys: one per (stream, group, consumer), one per (stream, group). */
-static char *lock_key(const struct ru_pgw *w, const char *consumer)
-{
-    struct ru_buf key = RU_BUF_INIT;
-    if (consumer)
-        ru_buf_printf(&key, "rollupd:%s:%s:%s", w->stream, w->group, consumer);
-    else
-        ru_buf_printf(&key, "rollupd-group:%s:%s", w->stream, w->group);
-    return key.p;
-}
-
-/* The sessions holding the lock on key, for an error that names them. */
-static void lock_holders(struct ru_pgw *w, const char *key, char *out, size_t n)
-{
-    const char *params[1] = {key};
-    PGresult *r = PQexecParams(
-        w->conn,
-        "SELECT coalesce(string_agg(format('PostgreSQL session %s of %s since %s', a.pid,"
-        " coalesce(host(a.client_addr), 'a local socket'),"
-        " to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS UTC')), '; '),"
-        " 'a session that has just ended') FROM pg_locks l JOIN pg_stat_activity a ON"
-        " a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND"
-        " l.pid <> pg_backend_pid() AND"
-        " ((l.classid::int8 << 32) | l.objid::int8) = hashtextextended($1, 0)",
-        1, NULL, params, NULL, NULL, 0);
-    ru_strlcpy(out,
-               PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? PQgetvalue(r, 0, 0)
-                                                                         : "another session",
-               n);
-    PQclear(r);
-}
-
-/* fn(key), one of PostgreSQL's advisory lock functions, waiting at most LOCK_WAIT_MS.
- * 0: done; 1: another session holds it (holders described in who); -1: error. */
-static int advisory(struct ru_pgw *w, const char *fn, const char *key, char *who, size_t n)
-{
-    char sql[128];
-    snprintf(sql, sizeof(sql), "SELECT %s(hashtextextended($1, 0))", fn);
-    const char *params[1] = {key};
-    PGresult *r = PQexecParams(w->conn, sql, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-        PQclear(r);
-        return 0;
-    }
-    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    bool busy = st && strcmp(st, "55P03") == 0; /* lock_not_available: lock_timeout */
-    if (!busy)
-        set_error(w, "taking the consumer's lock", PQresultErrorMessage(r));
-    PQclear(r);
-    if (busy && who)
-        lock_holders(w, key, who, n);
-    return busy ? 1 : -1;
-}
-
-/* A row marked lone by an earlier build (one row per consumer) becomes the group's row:
- * the lone consumer's entries belong to the group. */
-static int migrate_lone_rows(struct ru_pgw *w)
-{
-    struct ru_buf b = RU_BUF_INIT;
-    ru_buf_printf(&b,
-                  "INSERT INTO %1$s (stream, grp, consumer, last_id, events, updated_at, lone)"
-                  " SELECT stream, grp, '', last_id, 0, now(), true FROM %1$s WHERE stream = $1"
-                  " AND grp = $2 AND consumer <> '' AND lone ORDER BY"
-                  " split_part(last_id, '-', 1)::numeric DESC,"
-                  " split_part(last_id, '-', 2)::numeric DESC LIMIT 1"
-                  " ON CONFLICT (stream, grp, consumer) DO NOTHING",
-                  w->n.ckpt);
-    const char *params[2] = {w->stream, w->group};
-    char lock[64];
-    snprintf(lock, sizeof(lock), "BEGIN; SELECT pg_advisory_xact_lock(%d)", SCHEMA_LOCK);
-    int rc = exec_ok(w, lock, "moving a lone checkpoint to its group");
-    PGresult *r = rc == 0 ? PQexecParams(w->conn, b.p, 2, NULL, params, NULL, NULL, 0) : NULL;
-    if (r && PQresultStatus(r) != PGRES_COMMAND_OK) {
-        set_error(w, "moving a lone checkpoint to its group", PQresultErrorMessage(r));
-        rc = -1;
-    }
-    PQclear(r);
-    ru_buf_reset(&b);
-    ru_buf_printf(&b,
-                  "UPDATE %s SET lone = false WHERE stream = $1 AND grp = $2 AND consumer <> ''"
-                  " AND lone",
-                  w->n.ckpt);
-    r = rc == 0 ? PQexecParams(w->conn, b.p, 2, NULL, params, NULL, NULL, 0) : NULL;
-    if (r && PQresultStatus(r) != PGRES_COMMAND_OK) {
-        set_error(w, "moving a lone checkpoint to its group", PQresultErrorMessage(r));
-        rc = -1;
-    }
-    PQclear(r);
-    ru_buf_free(&b);
-    if (rc == 0)
-        rc = exec_ok(w, "COMMIT", "moving a lone checkpoint to its group");
-    if (rc < 0)
-        PQclear(PQexec(w->conn, "ROLLBACK"));
-    return rc;
-}
-
-/* Takes this process's locks on a fresh session: the consumer's, exclusively (two
- * processes with one consumer name would share one checkpoint and pending list), and the
- * group's: exclusively for a lone consumer (its entries after the checkpoint belong to
- * the group), shared for a shared-group consumer, which upgrades to exclusive while it
- * recovers what a lone consumer left. Returns 0, -1 to retry later, -2 when another
- * process holds this consumer (fatal). */
-static int take_locks(struct ru_pgw *w)
-{
-    char who[300];
-    char *ckey = lock_key(w, w->consumer), *gkey = lock_key(w, NULL);
-    int rc = migrate_lone_rows(w);
-    if (rc == 0) {
-        rc = advisory(w, "pg_advisory_lock", ckey, who, sizeof(who));
-        if (rc == 1) {
-            set_fatal(w,
-                      "consumer '%s' of group '%s' is in use by another rollupd (%s): another "
-                      "process with this name, or one adopting this consumer's pending entries "
-                      "(rollupctl adopt; start again once it is done). Each process needs its "
-                      "own redis.consumer (the default is the host name, so two containers "
-                      "with one host name need one set each)",
-                      w->consumer, w->group, who);
-            rc = -2;
-        }
-    }
-    w->tail_held = false;
-    if (rc == 0) {
-        rc = advisory(w, w->lone ? "pg_advisory_lock" : "pg_advisory_lock_shared", gkey, who,
-                      sizeof(who));
-        if (rc == 1) {
-            char msg[600];
-            snprintf(msg, sizeof(msg),
-                     w->lone ? "a lone consumer needs group '%s' to itself, and other rollupd "
-                               "processes read it (%s): stop them, or set lone_consumer = false"
-                             : "a lone consumer reads group '%s' (%s): stop it, or set "
-                               "lone_consumer = false on it, before shared-group consumers start",
-                     w->group, who);
-            set_error(w, "waiting for the group", msg);
-            rc = -1;
-        }
-    }
-    struct ckpt_row g;
-    if (rc == 0 && !w->lone && (rc = read_row(w, GROUP_ROW, &g)) == 0 && g.lone) {
-        /* a lone consumer left entries without a pending entry: recover them alone */
-        rc = advisory(w, "pg_advisory_unlock_shared", gkey, NULL, 0);
-        if (rc == 0)
-            rc = advisory(w, "pg_advisory_lock", gkey, who, sizeof(who));
-        if (rc == 1) {
-            char msg[600];
-            snprintf(msg, sizeof(msg),
-                     "entries a lone consumer of group '%s' read without acknowledgement are "
-                     "to be recovered, and other rollupd processes hold the group (%s): one "
-                     "process recovers them before the others read; waiting",
-                     w->group, who);
-            set_error(w, "waiting for the group", msg);
-            rc = -1;
-        }
-        if (rc == 0 && (rc = read_row(w, GROUP_ROW, &g)) == 0) {
-            w->tail_held = g.lone;
-            if (!g.lone && (rc = advisory(w, "pg_advisory_lock_shared", gkey, NULL, 0)) == 0)
-                rc = advisory(w, "pg_advisory_unlock", gkey, NULL, 0);
-        }
-        if (rc == 1)
-            rc = -1;
-    }
-    free(ckey);
-    free(gkey);
-    return rc;
-}
-
-/* The rows that set-up starts from (first connection), or, after a reconnect, a check
- * that nobody moved them while the session was lost. */
-static int load_checkpoint(struct ru_pgw *w)
-{
-    struct ckpt_row own = {0}, grp;
-    if ((!w->lone && read_row(w, w->consumer, &own) < 0) || read_row(w, GROUP_ROW, &grp) < 0)
-        return -1;
-    if (!atomic_load(&w->ready)) {
-        struct ru_pgw_start *st = &w->start;
-        st->committed = w->lone ? grp.last : own.last;
-        st->recover = grp.lone;
-        st->group_ckpt = grp.last;
-        st->dead_pos = grp.dead;
-        st->dead_pos_known = grp.dead_known || !grp.found;
-        w->own = own.last;
-        w->grp = grp.last;
-        return 0;
-    }
-    /* What the commit in flight (if any) may have stored is accepted too: run_batch
-     * finds out whether it did. */
-    const struct ru_batch *b = w->inflight;
-    struct {
-        const char *what;
-        bool check;
-        struct ru_sid token, stored, attempted;
-    } rows[2] = {
-        {"this consumer's", !w->lone, w->own, own.last, w->own},
-        {"the group's", w->lone || w->tail_held, w->grp, grp.last, w->grp},
-    };
-    if (b && b->attempted_set && !b->adopt_consumer) {
-        rows[0].attempted = b->attempted;
-        rows[1].attempted = w->lone                                   ? b->attempted
-                            : ru_sid_cmp(&b->checkpoint, &w->grp) > 0 ? b->checkpoint
-                                                                      : w->grp;
-    }
-    for (int i = 0; i < 2; i++) {
-        if (!rows[i].check || ru_sid_cmp(&rows[i].stored, &rows[i].token) == 0 ||
-            ru_sid_cmp(&rows[i].stored, &rows[i].attempted) == 0)
-            continue;
-        char t[RU_SID_STRLEN], st[RU_SID_STRLEN];
-        ru_sid_format(&rows[i].token, t);
-        ru_sid_format(&rows[i].stored, st);
-        if (ru_sid_cmp(&rows[i].stored, &rows[i].token) < 0)
-            set_fatal(w,
-                      "%s checkpoint went backwards from %s to %s: PostgreSQL lost commits it "
-                      "had acknowledged (a failover to a replica that lagged, or a crash of a "
-                      "server run with fsync or synchronous_commit off). Stopping; a lone "
-                      "consumer's restart reads those entries again from the stream; a "
-                      "shared-group consumer's were acknowledged in Redis, so the events after "
-                      "the second id up to the first are missing (README: Exactly once)",
-                      rows[i].what, t, st);
-        else
-            set_fatal(w,
-                      "%s checkpoint moved from %s to %s while this process's PostgreSQL "
-                      "session was lost: another process took the consumer over. Stopping; "
-                      "what this process held and did not commit is read again by the owner",
-                      rows[i].what, t, st);
-        return -1;
-    }
-    return 0;
+    ru_batch_copy_escape(out, s, len);
 }
 
 static void on_notice(void *arg, const char *msg)
@@ -1205,12 +59,12 @@ static int connect_db(struct ru_pgw *w)
          * connect timeout means no answer, i.e. packets dropped on the way, most often by
          * a firewall such as the systemd unit's IPAddressAllow= (see rollupd(8)). */
         bool timed_out = ru_mono_ms() - t0 >= (int64_t)connect_timeout_s * 1000;
-        set_error(w,
-                  timed_out ? "connect timed out (no answer: packets dropped, e.g. by the "
-                              "unit's IPAddressAllow=, or the host is down)"
-                            : "connect",
-                  PQerrorMessage(w->conn));
-        drop_conn(w);
+        ru_writer_error(w,
+                        timed_out ? "connect timed out (no answer: packets dropped, e.g. by the "
+                                    "unit's IPAddressAllow=, or the host is down)"
+                                  : "connect",
+                        PQerrorMessage(w->conn));
+        ru_writer_drop(w);
         return -1;
     }
     PQsetNoticeProcessor(w->conn, on_notice, NULL);
@@ -1224,7 +78,7 @@ static int connect_db(struct ru_pgw *w)
              " SET lock_timeout = %d; SET idle_in_transaction_session_timeout = %d;"
              " SET application_name = 'rollupd'",
              timeout_ms, timeout_ms, timeout_ms > 60000 ? timeout_ms : 60000);
-    if (exec_ok(w, set, "session set-up") < 0)
+    if (ru_writer_exec(w, set, "session set-up") < 0)
         goto fail;
     /* A checkpoint acknowledged to us must survive a crash of PostgreSQL: whatever the
      * server's default, rollupd's own commits wait for the WAL flush. */
@@ -1232,7 +86,7 @@ static int connect_db(struct ru_pgw *w)
     bool async = PQresultStatus(sc) == PGRES_TUPLES_OK && strcmp(PQgetvalue(sc, 0, 0), "off") == 0;
     PQclear(sc);
     if (async) {
-        if (exec_ok(w, "SET synchronous_commit = on", "session set-up") < 0)
+        if (ru_writer_exec(w, "SET synchronous_commit = on", "session set-up") < 0)
             goto fail;
         if (!atomic_load(&w->ready))
             ru_notice("msg=\"synchronous_commit is off on this server; rollupd's session sets it "
@@ -1241,844 +95,41 @@ static int connect_db(struct ru_pgw *w)
     char lockset[128];
     snprintf(lockset, sizeof(lockset), "SET lock_timeout = %d; SET statement_timeout = %d",
              LOCK_WAIT_MS, LOCK_WAIT_MS + (timeout_ms > 0 ? timeout_ms : 60000));
-    if (exec_ok(w, lockset, "session set-up") < 0)
+    if (ru_writer_exec(w, lockset, "session set-up") < 0)
         goto fail;
-    names_init(&w->n, w->hourly_cfg, w->raw_cfg);
+    ru_sql_names_init(&w->n, w->hourly_cfg, w->raw_cfg);
+    ru_sql_flush_init(&w->sql, &w->n);
     bool was_tail = w->tail_held;
-    if (create_schema(w) < 0 || take_locks(w) < 0)
+    if (ru_schema_setup(w) < 0 || ru_owner_take_locks(w) < 0)
         goto fail;
     if (atomic_load(&w->ready) && w->tail_held && !was_tail) {
-        set_fatal(w,
-                  "while this process's PostgreSQL session was lost, a lone consumer read "
-                  "group '%s' and left entries without acknowledgement; stopping, so that the "
-                  "next start recovers them first",
-                  w->group);
+        ru_writer_fatal(
+            w,
+            "while this process's PostgreSQL session was lost, a lone consumer read "
+            "group '%s' and left entries without acknowledgement; stopping, so that the "
+            "next start recovers them first",
+            w->group);
         goto fail;
     }
-    if (load_checkpoint(w) < 0)
+    if (ru_owner_load_checkpoint(w) < 0)
         goto fail;
     snprintf(set, sizeof(set), "SET statement_timeout = %d; SET lock_timeout = %d", timeout_ms,
              timeout_ms);
-    if (exec_ok(w, set, "session set-up") < 0)
+    if (ru_writer_exec(w, set, "session set-up") < 0)
         goto fail;
-    if (exec_ok(w,
-                "CREATE TEMP TABLE ru_keys (k int4, ts timestamp, route text, method text,"
-                " params jsonb) ON COMMIT DELETE ROWS;"
-                " CREATE TEMP TABLE ru_new (k int4, ts timestamp, route text, method text,"
-                " params jsonb, tr int8, sr int8, ce int8, se int8, ad int8, p50 int8, p95 int8,"
-                " p99 int8, uu int8, arq int8, ars int8, adb float8, ch int8, cm int8)"
-                " ON COMMIT DELETE ROWS;"
-                " CREATE TEMP TABLE ru_vals (id int8, tr int8, sr int8, ce int8, se int8,"
-                " ad int8, p50 int8, p95 int8, p99 int8, uu int8, arq int8, ars int8,"
-                " adb float8, ch int8, cm int8) ON COMMIT DELETE ROWS",
-                "creating staging tables") < 0)
+    if (ru_writer_exec(w, w->sql.staging, "creating staging tables") < 0)
         goto fail;
-    build_flush_sql(w);
     pthread_mutex_lock(&w->mu);
     w->cancel = PQgetCancel(w->conn);
     w->stats.connected = true;
     pthread_mutex_unlock(&w->mu);
     atomic_store(&w->held, true);
     atomic_fetch_add(&w->generation, 1);
-    notify_loop(w);
+    ru_writer_notify(w);
     return 0;
 fail:
-    drop_conn(w);
+    ru_writer_drop(w);
     return -1;
-}
-
-/* SQLSTATE of the last failed COPY ("" when it failed in libpq itself). */
-static __thread char copy_sqlstate[6];
-
-static void note_sqlstate(const PGresult *r)
-{
-    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    ru_strlcpy(copy_sqlstate, st ? st : "", sizeof(copy_sqlstate));
-}
-
-static int copy_in(struct ru_pgw *w, const char *sql, const struct ru_buf *data)
-{
-    copy_sqlstate[0] = '\0';
-    PGresult *r = PQexec(w->conn, sql);
-    if (PQresultStatus(r) != PGRES_COPY_IN) {
-        set_error(w, "COPY", PQresultErrorMessage(r));
-        PQclear(r);
-        return -1;
-    }
-    PQclear(r);
-    for (size_t off = 0; off < data->len; off += COPY_CHUNK) {
-        size_t n = data->len - off < COPY_CHUNK ? data->len - off : COPY_CHUNK;
-        if (PQputCopyData(w->conn, data->p + off, (int)n) != 1) {
-            set_error(w, "COPY data", PQerrorMessage(w->conn));
-            return -1;
-        }
-    }
-    if (PQputCopyEnd(w->conn, NULL) != 1) {
-        set_error(w, "COPY end", PQerrorMessage(w->conn));
-        return -1;
-    }
-    r = PQgetResult(w->conn);
-    int rc = 0;
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        set_error(w, "COPY", PQresultErrorMessage(r));
-        note_sqlstate(r);
-        rc = -1;
-    }
-    PQclear(r);
-    while ((r = PQgetResult(w->conn)) != NULL)
-        PQclear(r);
-    return rc;
-}
-
-/* ---- one flush ---- */
-
-#define MAX_CHUNKS 32 /* chunks per row before they are folded into one base chunk */
-
-/* What one flush decides for one batch key (index into the sorted key order). */
-struct flush_key {
-    const struct ru_agg *a;
-    int64_t id;               /* hourly row id; 0 until a new row is inserted */
-    struct ru_rowstate *base; /* cached state the key builds on; NULL for a new row */
-    struct ru_rowdelta d;
-    int64_t version;
-    int32_t nchunks;
-    bool is_new, full, compact;
-    /* the newest stored version, read under the row lock */
-    bool has_state;
-    int64_t st_version;
-    int32_t st_nchunks;
-    struct ru_rowcounts st_c;
-};
-
-static int agg_key_cmp(const struct ru_agg *x, const struct ru_agg *y)
-{
-    if (x->hour_us != y->hour_us)
-        return x->hour_us < y->hour_us ? -1 : 1;
-    const char *xs[3] = {x->route, x->method, x->params};
-    const char *ys[3] = {y->route, y->method, y->params};
-    const uint32_t xl[3] = {x->route_len, x->method_len, x->params_len};
-    const uint32_t yl[3] = {y->route_len, y->method_len, y->params_len};
-    for (int i = 0; i < 3; i++) {
-        int c = memcmp(xs[i], ys[i], xl[i] < yl[i] ? xl[i] : yl[i]);
-        if (c != 0)
-            return c;
-        if (xl[i] != yl[i])
-            return xl[i] < yl[i] ? -1 : 1;
-    }
-    return 0;
-}
-
-static int fk_cmp(const void *a, const void *b)
-{
-    return agg_key_cmp(((const struct flush_key *)a)->a, ((const struct flush_key *)b)->a);
-}
-
-static void put_key(struct ru_buf *o, size_t k, const struct ru_agg *a)
-{
-    char ts[32];
-    ru_buf_put_i64(o, (int64_t)k);
-    ru_buf_putc(o, '\t');
-    ru_buf_append(o, ts, ru_event_format_ts(a->hour_us, ts));
-    ru_buf_putc(o, '\t');
-    ru_pgw_copy_escape(o, a->route, a->route_len);
-    ru_buf_putc(o, '\t');
-    ru_pgw_copy_escape(o, a->method, a->method_len);
-    ru_buf_putc(o, '\t');
-    ru_pgw_copy_escape(o, a->params, a->params_len);
-}
-
-static void put_hourly(struct ru_buf *o, const struct ru_hourly_vals *v)
-{
-    const int64_t head[] = {v->total, v->ok,  v->c4xx, v->c5xx, v->avg_dur,
-                            v->p50,   v->p95, v->p99,  v->users};
-    for (size_t i = 0; i < RU_ARRAY_LEN(head); i++) {
-        ru_buf_putc(o, '\t');
-        ru_buf_put_i64(o, head[i]);
-    }
-    ru_buf_putc(o, '\t');
-    put_int_or_null(o, v->avg_req, v->has_req);
-    ru_buf_putc(o, '\t');
-    put_int_or_null(o, v->avg_resp, v->has_resp);
-    ru_buf_putc(o, '\t');
-    if (v->has_db) {
-        char num[32];
-        ru_buf_append(o, num, ru_pgnum_format_float8(v->avg_db, num));
-    } else {
-        ru_buf_append(o, "\\N", 2);
-    }
-    ru_buf_putc(o, '\t');
-    ru_buf_put_i64(o, v->hits);
-    ru_buf_putc(o, '\t');
-    ru_buf_put_i64(o, v->misses);
-}
-
-static int64_t get_i64(const PGresult *r, int row, int col)
-{
-    int64_t v = 0;
-    const char *s = PQgetvalue(r, row, col);
-    if (ru_parse_i64(s, strlen(s), &v) < 0)
-        v = 0;
-    return v;
-}
-
-/* Brings the cached states of the listed rows up to the version PostgreSQL holds, from
- * the chunks written after the cached one (all of them for a row not cached). */
-static int reload_states(struct ru_pgw *w, struct flush_key *keys, const size_t *which, size_t n,
-                         const int64_t *after)
-{
-    struct ru_buf ids = RU_BUF_INIT, afters = RU_BUF_INIT;
-    ru_buf_putc(&ids, '{');
-    ru_buf_putc(&afters, '{');
-    for (size_t i = 0; i < n; i++) {
-        if (i) {
-            ru_buf_putc(&ids, ',');
-            ru_buf_putc(&afters, ',');
-        }
-        ru_buf_put_i64(&ids, keys[which[i]].id);
-        ru_buf_put_i64(&afters, after[i]);
-    }
-    ru_buf_putc(&ids, '}');
-    ru_buf_putc(&afters, '}');
-    const char *params[2] = {ids.p, afters.p};
-    PGresult *r = PQexecParams(w->conn, w->sql_chunks, 2, NULL, params, NULL, NULL, 1);
-    ru_buf_free(&ids);
-    ru_buf_free(&afters);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        set_error(w, "reading row states", PQresultErrorMessage(r));
-        PQclear(r);
-        return -1;
-    }
-    int rows = PQntuples(r);
-    for (int i = 0; i < rows; i++) {
-        if (PQgetlength(r, i, 0) != 8 || PQgetlength(r, i, 1) != 8 || PQgetlength(r, i, 2) != 1) {
-            set_error(w, "reading row states", "unexpected binary layout");
-            PQclear(r);
-            return -1;
-        }
-        int64_t id = (int64_t)ru_load_be64(PQgetvalue(r, i, 0));
-        int64_t seq = (int64_t)ru_load_be64(PQgetvalue(r, i, 1));
-        bool base = PQgetvalue(r, i, 2)[0] != 0;
-        /* every row asked for is in the cache (write_rows put it there) */
-        struct ru_rowstate *s = ru_rowcache_get(w->cache, id);
-        if (s == NULL) {
-            set_error(w, "reading row states", "a chunk for a row that was not asked for");
-            PQclear(r);
-            return -1;
-        }
-        if (ru_rowstate_apply_chunk(s, (const uint8_t *)PQgetvalue(r, i, 3),
-                                    (size_t)PQgetlength(r, i, 3), base) < 0) {
-            char msg[120];
-            snprintf(msg, sizeof(msg), "chunk %lld of hourly row %lld is not readable",
-                     (long long)seq, (long long)id);
-            set_error(w, "reading row states", msg);
-            PQclear(r);
-            return -1;
-        }
-    }
-    PQclear(r);
-    pthread_mutex_lock(&w->mu);
-    w->stats.state_reloads += n;
-    pthread_mutex_unlock(&w->mu);
-    return 0;
-}
-
-/* Locks the batch's rows, brings their states up to date, computes their next state and
- * writes rows, states and chunks. keys[] is sorted; on success every key has its id. */
-static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct flush_key *keys, size_t n)
-{
-    int64_t t0 = ru_mono_us();
-    struct ru_buf *o = &w->copybuf;
-    ru_buf_reset(o);
-    for (size_t k = 0; k < n; k++) {
-        put_key(o, k, keys[k].a);
-        ru_buf_putc(o, '\n');
-    }
-    if (copy_in(w, "COPY ru_keys FROM STDIN", o) < 0)
-        return -1;
-    PGresult *r = PQexec(w->conn, w->sql_lock);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        set_error(w, "locking the touched rows", PQresultErrorMessage(r));
-        PQclear(r);
-        return -1;
-    }
-    size_t *found = ru_xmalloc(n * sizeof(*found));
-    size_t nfound = 0;
-    for (size_t k = 0; k < n; k++) {
-        keys[k].id = 0;
-        keys[k].base = NULL;
-        keys[k].is_new = true;
-        keys[k].has_state = false;
-    }
-    struct ru_buf ids = RU_BUF_INIT;
-    ru_buf_putc(&ids, '{');
-    for (int i = 0; i < PQntuples(r); i++) {
-        int64_t k = get_i64(r, i, 0);
-        if (k < 0 || (size_t)k >= n || !keys[k].is_new)
-            continue;
-        keys[k].is_new = false;
-        keys[k].id = get_i64(r, i, 1);
-        if (nfound)
-            ru_buf_putc(&ids, ',');
-        ru_buf_put_i64(&ids, keys[k].id);
-        found[nfound++] = (size_t)k;
-    }
-    ru_buf_putc(&ids, '}');
-    PQclear(r);
-    r = NULL;
-    if (nfound) {
-        const char *params[1] = {ids.p};
-        r = PQexecParams(w->conn, w->sql_states, 1, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            set_error(w, "reading row states", PQresultErrorMessage(r));
-            PQclear(r);
-            ru_buf_free(&ids);
-            free(found);
-            return -1;
-        }
-        for (int i = 0; i < PQntuples(r); i++) {
-            int64_t ix = get_i64(r, i, 0) - 1;
-            if (ix < 0 || (size_t)ix >= nfound)
-                continue;
-            struct flush_key *fk = &keys[found[ix]];
-            fk->has_state = true;
-            fk->st_version = get_i64(r, i, 1);
-            fk->st_nchunks = (int32_t)(fk->st_version - get_i64(r, i, 2) + 1);
-            int64_t *cv[RU_ROWCOUNTS_N] = {&fk->st_c.total,    &fk->st_c.ok,      &fk->st_c.c4xx,
-                                           &fk->st_c.c5xx,     &fk->st_c.hits,    &fk->st_c.misses,
-                                           &fk->st_c.dur_sum,  &fk->st_c.req_sum, &fk->st_c.req_n,
-                                           &fk->st_c.resp_sum, &fk->st_c.resp_n,  &fk->st_c.db_sum,
-                                           &fk->st_c.db_n,     &fk->st_c.users_n};
-            for (int c = 0; c < RU_ROWCOUNTS_N; c++)
-                *cv[c] = get_i64(r, i, 3 + c);
-        }
-        PQclear(r);
-    }
-    ru_buf_free(&ids);
-
-    size_t *stale = ru_xmalloc(n * sizeof(*stale));
-    int64_t *after = ru_xmalloc(n * sizeof(*after));
-    size_t nstale = 0;
-    for (size_t f = 0; f < nfound; f++) {
-        struct flush_key *fk = &keys[found[f]];
-        struct ru_rowstate *s = ru_rowcache_get(w->cache, fk->id);
-        if (s == NULL) {
-            s = ru_rowstate_new(fk->id);
-            ru_rowcache_put(w->cache, s);
-        }
-        s->used = w->flush_seq;
-        fk->base = s;
-        if (!fk->has_state) {
-            /* a row rollupd has no state for (written before rollupd ran, or by
-             * another job): rollupd's figures start from nothing, in a base version */
-            ru_rowstate_clear(s);
-            memset(&s->c, 0, sizeof(s->c));
-            s->version = 0;
-            s->nchunks = 0;
-            fk->full = true;
-            continue;
-        }
-        if (s->version == fk->st_version && !ru_rowstate_consistent(s, &fk->st_c)) {
-            /* same version number, other contents (versions deleted and written again,
-             * a restored database): trust the stored versions */
-            ru_warn("msg=\"cached row state disagrees with PostgreSQL; reading it back\" "
-                    "hourly_id=%lld version=%lld",
-                    (long long)fk->id, (long long)fk->st_version);
-            s->version = 0;
-        }
-        if (s->version != fk->st_version) {
-            if (s->version > fk->st_version || s->version <= 0) {
-                ru_rowstate_clear(s);
-                s->version = 0;
-            }
-            after[nstale] = s->version;
-            stale[nstale++] = found[f];
-            s->version = fk->st_version;
-        }
-        /* the counters come from the locked state row in any case */
-        s->c = fk->st_c;
-        s->nchunks = fk->st_nchunks;
-        fk->full = fk->compact = s->nchunks + 1 > MAX_CHUNKS;
-    }
-    free(found);
-    int rc = nstale ? reload_states(w, keys, stale, nstale, after) : 0;
-    for (size_t i = 0; rc == 0 && i < nstale; i++) {
-        const struct flush_key *fk = &keys[stale[i]];
-        if (!ru_rowstate_consistent(fk->base, &fk->st_c)) {
-            char msg[160];
-            snprintf(msg, sizeof(msg),
-                     "the stored versions of hourly row %lld do not add up to its counters",
-                     (long long)fk->id);
-            set_error(w, "reading row states", msg);
-            rc = -1;
-        }
-    }
-    if (rc < 0) {
-        /* a half-applied reload must not pass for the version it was heading to */
-        for (size_t i = 0; i < nstale; i++) {
-            ru_rowstate_clear(keys[stale[i]].base);
-            keys[stale[i]].base->version = 0;
-        }
-    }
-    free(stale);
-    free(after);
-    /* states read back count toward the memory bound now, not only after the COMMIT */
-    for (size_t k = 0; k < n; k++)
-        if (keys[k].base)
-            ru_rowcache_remeasure(w->cache, keys[k].base);
-    atomic_store(&w->cache_bytes, ru_rowcache_mem(w->cache) + w->scratch.cap);
-    if (rc < 0)
-        return -1;
-
-    /* next states and the new rows' values; each user id of the batch is parsed once */
-    struct ru_userkey *uk = ru_userkeys_build(st);
-    size_t nnew = 0;
-    ru_buf_reset(o);
-    for (size_t k = 0; k < n; k++) {
-        struct flush_key *fk = &keys[k];
-        ru_rowdelta_prepare(&fk->d, fk->base, st, uk, fk->a, &w->scratch);
-        fk->version = (fk->base ? fk->base->version : 0) + 1;
-        if (fk->is_new)
-            fk->full = true;
-        fk->nchunks = fk->full ? 1 : fk->base->nchunks + 1;
-        if (!fk->is_new)
-            continue;
-        struct ru_hourly_vals v;
-        ru_rowdelta_derive(&fk->d, &v);
-        put_key(o, k, fk->a);
-        put_hourly(o, &v);
-        ru_buf_putc(o, '\n');
-        nnew++;
-    }
-    free(uk);
-    int64_t t_prep = ru_mono_us();
-    if (nnew) {
-        if (copy_in(w, "COPY ru_new FROM STDIN", o) < 0)
-            return -1;
-        r = PQexec(w->conn, w->sql_insert);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            set_error(w, "inserting new hourly rows", PQresultErrorMessage(r));
-            PQclear(r);
-            return -1;
-        }
-        size_t got = 0;
-        for (int i = 0; i < PQntuples(r); i++) {
-            int64_t k = get_i64(r, i, 0);
-            if (k >= 0 && (size_t)k < n && keys[k].is_new && keys[k].id == 0) {
-                keys[k].id = get_i64(r, i, 1);
-                got++;
-            }
-        }
-        PQclear(r);
-        if (got != nnew) {
-            /* another writer inserted some of these keys after our lookup: start over,
-             * they are existing rows now */
-            set_error(w, "inserting new hourly rows",
-                      "could not serialize: another writer created some of the rows");
-            return -1;
-        }
-    }
-
-    /* new values of the rows that existed, and the next version of every row's state */
-    ru_buf_reset(o);
-    struct ru_buf states = RU_BUF_INIT, blob = RU_BUF_INIT, compact = RU_BUF_INIT;
-    uint64_t chunk_bytes = 0;
-    size_t nupd = 0, ncompact = 0;
-    /* COPY binary: signature, flags, header extension length */
-    ru_buf_append(&states, "PGCOPY\n\377\r\n\0", 11);
-    ru_buf_put_be(&states, 0, 4);
-    ru_buf_put_be(&states, 0, 4);
-    ru_buf_putc(&compact, '{');
-    for (size_t k = 0; k < n; k++) {
-        struct flush_key *fk = &keys[k];
-        if (!fk->is_new) {
-            struct ru_hourly_vals v;
-            ru_rowdelta_derive(&fk->d, &v);
-            ru_buf_put_i64(o, fk->id);
-            put_hourly(o, &v);
-            ru_buf_putc(o, '\n');
-            nupd++;
-        }
-        if (fk->compact) {
-            if (ncompact++)
-                ru_buf_putc(&compact, ',');
-            ru_buf_put_i64(&compact, fk->id);
-        }
-        ru_buf_reset(&blob);
-        ru_rowdelta_encode(&fk->d, fk->base, fk->full, &blob);
-        chunk_bytes += blob.len;
-        const struct ru_rowcounts *c = &fk->d.c;
-        const int64_t head[3 + RU_ROWCOUNTS_N] = {
-            fk->id,      fk->version, fk->version - fk->nchunks + 1,
-            c->total,    c->ok,       c->c4xx,
-            c->c5xx,     c->hits,     c->misses,
-            c->dur_sum,  c->req_sum,  c->req_n,
-            c->resp_sum, c->resp_n,   c->db_sum,
-            c->db_n,     c->users_n};
-        ru_buf_put_be(&states, 3 + RU_ROWCOUNTS_N + 1, 2);
-        for (size_t i = 0; i < RU_ARRAY_LEN(head); i++) {
-            ru_buf_put_be(&states, 8, 4);
-            ru_buf_put_be(&states, (uint64_t)head[i], 8);
-        }
-        ru_buf_put_be(&states, (uint32_t)blob.len, 4);
-        ru_buf_append(&states, blob.p, blob.len);
-    }
-    ru_buf_put_be(&states, 0xffff, 2);
-    ru_buf_putc(&compact, '}');
-    int64_t t_enc = ru_mono_us();
-    ru_buf_free(&blob);
-    pthread_mutex_lock(&w->mu);
-    w->stats.chunk_bytes += chunk_bytes;
-    pthread_mutex_unlock(&w->mu);
-    rc = 0;
-    if (nupd) {
-        rc = copy_in(w, "COPY ru_vals FROM STDIN", o);
-        if (rc == 0)
-            rc = exec_ok(w, w->sql_update, "updating hourly rows");
-    }
-    if (rc == 0 && ncompact) {
-        /* folded into one base version: the older versions go */
-        const char *params[1] = {compact.p};
-        PGresult *dr = PQexecParams(w->conn, w->sql_fold, 1, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(dr) != PGRES_COMMAND_OK) {
-            set_error(w, "folding row states", PQresultErrorMessage(dr));
-            rc = -1;
-        }
-        PQclear(dr);
-    }
-    if (rc == 0)
-        rc = copy_in(w, w->sql_copy_state, &states);
-    ru_buf_free(&states);
-    ru_buf_free(&compact);
-    ru_debug("msg=\"flush rows\" keys=%zu new=%zu updated=%zu folded=%zu chunk_bytes=%" PRIu64
-             " lock_and_prepare_ms=%.1f insert_and_encode_ms=%.1f write_ms=%.1f",
-             n, nnew, nupd, ncompact, chunk_bytes, (double)(t_prep - t0) / 1000.0,
-             (double)(t_enc - t_prep) / 1000.0, (double)(ru_mono_us() - t_enc) / 1000.0);
-    return rc;
-}
-
-/* After COMMIT: the cache takes the committed states, then keeps to its budget. */
-static void commit_states(struct ru_pgw *w, struct flush_key *keys, size_t n)
-{
-    for (size_t k = 0; k < n; k++) {
-        struct flush_key *fk = &keys[k];
-        struct ru_rowstate *s = fk->base;
-        if (s == NULL) {
-            s = ru_rowstate_new(fk->id);
-            s->used = w->flush_seq;
-            ru_rowstate_commit(s, &fk->d, fk->version, fk->nchunks);
-            ru_rowcache_put(w->cache, s);
-        } else {
-            ru_rowstate_commit(s, &fk->d, fk->version, fk->nchunks);
-            ru_rowcache_remeasure(w->cache, s);
-        }
-    }
-    pthread_mutex_lock(&w->mu);
-    size_t budget = w->cache_budget; /* set by a reload, under mu */
-    pthread_mutex_unlock(&w->mu);
-    size_t evicted = ru_rowcache_evict(w->cache, budget);
-    pthread_mutex_lock(&w->mu);
-    w->stats.state_evictions += evicted;
-    w->stats.cache_rows = ru_rowcache_count(w->cache);
-    w->stats.cache_bytes = ru_rowcache_mem(w->cache);
-    w->stats.scratch_bytes = w->scratch.cap;
-    w->stats.cache_flushes++;
-    pthread_mutex_unlock(&w->mu);
-    atomic_store(&w->cache_bytes, ru_rowcache_mem(w->cache) + w->scratch.cap);
-}
-
-static void free_keys(struct flush_key *keys)
-{
-    free(keys); /* the deltas live in the writer's scratch */
-}
-
-/* True for errors caused by the data of some row (class 22 data exception, class 23
- * integrity violation such as a foreign key to a deleted user, 54000 for a value over an
- * index's entry size, e.g. a route index on the raw table): isolating the row helps.
- * Anything else (connection, timeout, permissions) fails the whole flush and is retried. */
-static bool row_error(void)
-{
-    return (copy_sqlstate[0] == '2' && (copy_sqlstate[1] == '2' || copy_sqlstate[1] == '3')) ||
-           strcmp(copy_sqlstate, "54000") == 0;
-}
-
-/* Copies raw rows [lo, hi) (line offsets in off[]) under a savepoint; on a row error,
- * splits the range in two and recurses, so each refused row is found with about
- * log2(n) extra COPYs and recorded as a reject while every other row is written. */
-static int copy_raw_range(struct ru_pgw *w, struct ru_batch *b, const char *sql, const size_t *off,
-                          size_t lo, size_t hi)
-{
-    struct ru_buf part = RU_BUF_INIT;
-    ru_buf_append(&part, b->raw.p + off[lo], off[hi] - off[lo]);
-    int rc = exec_ok(w, "SAVEPOINT ru_raw", "SAVEPOINT");
-    if (rc == 0)
-        rc = copy_in(w, sql, &part);
-    ru_buf_free(&part);
-    if (rc == 0)
-        return exec_ok(w, "RELEASE SAVEPOINT ru_raw", "RELEASE");
-    if (!row_error() || PQstatus(w->conn) != CONNECTION_OK)
-        return -1;
-    char reason[256];
-    pthread_mutex_lock(&w->mu);
-    snprintf(reason, sizeof(reason), "raw row refused by PostgreSQL: %.200s", w->stats.last_error);
-    pthread_mutex_unlock(&w->mu);
-    if (exec_ok(w, "ROLLBACK TO SAVEPOINT ru_raw; RELEASE SAVEPOINT ru_raw", "ROLLBACK TO") < 0)
-        return -1;
-    if (hi - lo == 1) {
-        ru_batch_add_reject(b, &b->raw_ids[lo], reason);
-        return 0;
-    }
-    size_t mid = lo + (hi - lo) / 2;
-    if (copy_raw_range(w, b, sql, off, lo, mid) < 0)
-        return -1;
-    return copy_raw_range(w, b, sql, off, mid, hi);
-}
-
-static int copy_raw(struct ru_pgw *w, struct ru_batch *b)
-{
-    struct ru_buf sql = RU_BUF_INIT;
-    ru_buf_printf(&sql,
-                  "COPY %s (route, method, user_id, \"timestamp\", duration_ms, status_code,"
-                  " query_params, query_params_normalized, request_size_bytes,"
-                  " response_size_bytes, error_type, db_query_count, cache_status,"
-                  " created_at) FROM STDIN",
-                  w->n.raw);
-    size_t *off = ru_xmalloc((b->nraw + 1) * sizeof(*off));
-    size_t n = 0;
-    off[0] = 0;
-    for (size_t i = 0; i < b->raw.len && n < b->nraw; i++)
-        if (b->raw.p[i] == '\n')
-            off[++n] = i + 1;
-    int rc = n == b->nraw ? copy_raw_range(w, b, sql.p, off, 0, n) : -1;
-    free(off);
-    ru_buf_free(&sql);
-    return rc;
-}
-
-/* One checkpoint row a commit moves: from expected (the fencing token) to next. */
-struct ckpt_move {
-    const char *consumer; /* GROUP_ROW for the group's row */
-    struct ru_sid expected, next;
-    bool lone;      /* the mark stored with it */
-    bool keep_lone; /* an adoption keeps the adopted consumer's mark */
-    bool dead;      /* store b->dead_pos */
-    bool events;    /* count the batch's events in this row (one row per batch does) */
-};
-
-/* The rows a batch moves: a lone consumer's group row; a shared-group consumer's own
- * row, and the group's while it holds the group to recover a lone consumer's entries
- * (the mark goes with the first commit after the recovery); an adoption, the adopted
- * consumer's row. The first is the one committed_already reads back. */
-static int plan_moves(const struct ru_pgw *w, const struct ru_batch *b, struct ckpt_move *m)
-{
-    struct ru_sid top = b->checkpoint;
-    if (b->adopt_consumer) {
-        m[0] = (struct ckpt_move){
-            b->adopt_consumer, b->adopt_expected, b->adopt_expected, false, true, false, true};
-    } else if (w->lone) {
-        m[0] = (struct ckpt_move){GROUP_ROW, w->grp, w->grp, true, false, true, true};
-    } else {
-        m[0] = (struct ckpt_move){w->consumer, w->own, w->own, false, false, false, true};
-    }
-    if (ru_sid_cmp(&top, &m[0].next) > 0)
-        m[0].next = top;
-    if (b->adopt_consumer || w->lone || !w->tail_held)
-        return 1;
-    m[1] = (struct ckpt_move){GROUP_ROW, w->grp, w->grp, b->lone, false, true, false};
-    if (ru_sid_cmp(&top, &m[1].next) > 0)
-        m[1].next = top;
-    return 2;
-}
-
-static int save_row(struct ru_pgw *w, struct ru_batch *b, const struct ckpt_move *m)
-{
-    char idtxt[RU_SID_STRLEN], exptxt[RU_SID_STRLEN], deadtxt[RU_SID_STRLEN], events[24];
-    ru_sid_format(&m->next, idtxt);
-    ru_sid_format(&m->expected, exptxt);
-    ru_sid_format(&b->dead_pos, deadtxt);
-    snprintf(events, sizeof(events), "%llu",
-             m->events ? (unsigned long long)ru_store_nevents(b->store) : 0ULL);
-    struct ru_buf sql = RU_BUF_INIT;
-    ru_buf_printf(&sql,
-                  "INSERT INTO %1$s AS c (stream, grp, consumer, last_id, events, updated_at,"
-                  " lone, dead_pos) SELECT $1, $2, $3, $4, $5, now(), $7, $9 WHERE $6 = '0-0' OR"
-                  " EXISTS (SELECT 1 FROM %1$s WHERE stream = $1 AND grp = $2 AND consumer = $3)"
-                  " ON CONFLICT (stream, grp, consumer) DO UPDATE SET last_id = excluded.last_id,"
-                  " events = c.events + excluded.events, updated_at = now(),"
-                  " lone = CASE WHEN $8 THEN c.lone ELSE excluded.lone END,"
-                  " dead_pos = coalesce(excluded.dead_pos, c.dead_pos) WHERE c.last_id = $6",
-                  w->n.ckpt);
-    const char *params[9] = {w->stream,
-                             w->group,
-                             m->consumer,
-                             idtxt,
-                             events,
-                             exptxt,
-                             m->lone ? "true" : "false",
-                             m->keep_lone ? "true" : "false",
-                             m->dead ? deadtxt : NULL};
-    PGresult *r = PQexecParams(w->conn, sql.p, 9, NULL, params, NULL, NULL, 0);
-    ru_buf_free(&sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        set_error(w, "saving the checkpoint", PQresultErrorMessage(r));
-        PQclear(r);
-        return -1;
-    }
-    bool moved = strcmp(PQcmdTuples(r), "1") == 0;
-    PQclear(r);
-    if (moved)
-        return 0;
-    struct ckpt_row now;
-    if (read_row(w, m->consumer, &now) < 0)
-        return -1;
-    char st[RU_SID_STRLEN];
-    ru_sid_format(&now.last, st);
-    const char *whose = m->consumer[0] ? "checkpoint of consumer" : "group checkpoint of";
-    const char *name = m->consumer[0] ? m->consumer : w->group;
-    b->fenced = true;
-    if (now.found && ru_sid_cmp(&now.last, &m->expected) < 0)
-        snprintf(b->fence_reason, sizeof(b->fence_reason),
-                 "%s '%s' went backwards from %s to %s: PostgreSQL lost commits it had "
-                 "acknowledged (README: Exactly once)",
-                 whose, name, exptxt, st);
-    else
-        snprintf(b->fence_reason, sizeof(b->fence_reason),
-                 "%s '%s' is no longer %s but %s: another process took it over", whose, name,
-                 exptxt, now.found ? st : "gone");
-    return -2;
-}
-
-/* The tokens follow what was committed; a recovered group goes back to the shared lock. */
-static void after_commit(struct ru_pgw *w, const struct ru_batch *b)
-{
-    struct ckpt_move m[2];
-    int nm = plan_moves(w, b, m);
-    if (b->adopt_consumer)
-        return;
-    if (w->lone) {
-        w->grp = m[0].next;
-        return;
-    }
-    w->own = m[0].next;
-    if (nm < 2)
-        return;
-    w->grp = m[1].next;
-    if (b->lone)
-        return;
-    w->tail_held = false;
-    char *gkey = lock_key(w, NULL);
-    if (advisory(w, "pg_advisory_lock_shared", gkey, NULL, 0) != 0 ||
-        advisory(w, "pg_advisory_unlock", gkey, NULL, 0) != 0) {
-        /* the next connection takes the shared lock */
-        ru_warn("msg=\"could not go back to the shared group lock; reconnecting\" error=\"%s\"",
-                w->stats.last_error);
-        drop_conn(w);
-    }
-    free(gkey);
-    ru_info("msg=\"recovered what a lone consumer left; the group is shared again\" group=%s",
-            w->group);
-}
-
-static int flush_txn(struct ru_pgw *w, struct ru_batch *b, struct flush_key *keys, size_t n)
-{
-    /* rejects PostgreSQL found in an earlier attempt of this batch are found again */
-    if (b->attempts == 1)
-        b->ingest_rejects = b->nrejects;
-    else
-        b->nrejects = b->ingest_rejects;
-    if (exec_ok(w, "BEGIN", "BEGIN") < 0)
-        return -1;
-    if (n && write_rows(w, b->store, keys, n) < 0)
-        return -1;
-    if (w->n.raw && b->raw.len && copy_raw(w, b) < 0)
-        return -1;
-    /* The checkpoint doubles as a fencing token: it only moves from the value this
-     * writer last committed (or, for an adoption, the value read before fetching). If
-     * another process changed it, this batch must not commit. */
-    if (b->adopt_consumer) {
-        char *key = lock_key(w, b->adopt_consumer);
-        const char *kp[1] = {key};
-        PGresult *r =
-            PQexecParams(w->conn, "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", 1,
-                         NULL, kp, NULL, NULL, 0);
-        free(key);
-        bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            set_error(w, "locking the adopted consumer", PQresultErrorMessage(r));
-            PQclear(r);
-            return -1;
-        }
-        PQclear(r);
-        if (!ok) {
-            b->fenced = true;
-            snprintf(b->fence_reason, sizeof(b->fence_reason),
-                     "consumer '%s' is alive (its rollupd holds its lock)", b->adopt_consumer);
-            return -2;
-        }
-    }
-    struct ckpt_move m[2];
-    int nm = plan_moves(w, b, m);
-    b->attempted = m[0].next;
-    b->attempted_set = true;
-    for (int i = 0; i < nm; i++) {
-        int rc = save_row(w, b, &m[i]);
-        if (rc < 0)
-            return rc;
-    }
-    if (exec_ok(w, "COMMIT", "COMMIT") < 0)
-        return -1;
-    after_commit(w, b);
-    return 0;
-}
-
-static int flush_once(struct ru_pgw *w, struct ru_batch *b)
-{
-    size_t n = ru_store_nkeys(b->store);
-    struct flush_key *keys = n ? ru_xcalloc(n, sizeof(*keys)) : NULL;
-    for (size_t i = 0; i < n; i++)
-        keys[i].a = ru_store_agg(b->store, i);
-    ru_scratch_reset(&w->scratch);
-    /* one key order for every writer: rows are locked and inserted in it */
-    if (n > 1)
-        qsort(keys, n, sizeof(*keys), fk_cmp);
-    w->flush_seq++;
-    int rc = flush_txn(w, b, keys, n);
-    if (rc == 0) {
-        /* the cache takes the committed states once the loop has been told */
-        w->done_keys = keys;
-        w->done_nkeys = n;
-    } else {
-        free_keys(keys);
-    }
-    return rc;
-}
-
-static void apply_done_keys(struct ru_pgw *w)
-{
-    if (w->done_keys == NULL)
-        return;
-    int64_t t0 = ru_mono_us();
-    commit_states(w, w->done_keys, w->done_nkeys);
-    pthread_mutex_lock(&w->mu);
-    w->stats.cache_last_us = ru_mono_us() - t0;
-    pthread_mutex_unlock(&w->mu);
-    free_keys(w->done_keys);
-    w->done_keys = NULL;
-    w->done_nkeys = 0;
-}
-
-/* After a failed attempt whose COMMIT may have reached the server: the checkpoint row
- * tells. It equals what that attempt wrote only if the attempt committed (checkpoints
- * only move forward and each batch writes a new, higher value). */
-static bool committed_already(struct ru_pgw *w, struct ru_batch *b)
-{
-    struct ru_sid stored;
-    struct ckpt_move m[2];
-    plan_moves(w, b, m);
-    if (ru_sid_cmp(&b->attempted, &m[0].expected) == 0)
-        return false; /* the attempt would not have moved it: cannot tell, and need not */
-    if (query_checkpoint(w, m[0].consumer, &stored, NULL) < 0)
-        return false; /* the retry will fail and come back here */
-    return ru_sid_cmp(&stored, &b->attempted) == 0;
 }
 
 /* Hands a batch back uncommitted for good. */
@@ -2088,7 +139,7 @@ static void give_back(struct ru_pgw *w, struct ru_batch *b)
     w->job = NULL;
     w->done = b;
     pthread_mutex_unlock(&w->mu);
-    notify_loop(w);
+    ru_writer_notify(w);
 }
 
 static void run_batch(struct ru_pgw *w, struct ru_batch *b)
@@ -2096,9 +147,9 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
     w->inflight = b;
     for (;;) {
         if (w->conn == NULL || atomic_load(&w->reconfigured)) {
-            drop_conn(w);
+            ru_writer_drop(w);
             if (connect_db(w) < 0) {
-                if (is_fatal(w)) {
+                if (ru_writer_is_fatal(w)) {
                     b->fenced = true;
                     pthread_mutex_lock(&w->mu);
                     ru_strlcpy(b->fence_reason, w->fatal, sizeof(b->fence_reason));
@@ -2109,26 +160,26 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
                 ru_log_limited(&w->rl, RU_LOG_ERR,
                                "msg=\"postgres unavailable, batch kept\" events=%llu error=\"%s\"",
                                (unsigned long long)ru_store_nevents(b->store), w->stats.last_error);
-                if (!backoff_wait(w))
+                if (!ru_writer_backoff(w))
                     break;
                 continue;
             }
         }
         int64_t t0 = ru_mono_us();
         int rc;
-        if (b->attempted_set && committed_already(w, b)) {
+        if (b->attempted_set && ru_owner_committed_already(w, b)) {
             /* the COMMIT went through but its answer was lost with the connection */
             ru_log(RU_LOG_WARNING,
                    "msg=\"previous attempt had committed; not applying the "
                    "batch again\" attempt=%d",
                    b->attempts);
-            after_commit(w, b);
+            ru_owner_after_commit(w, b);
             rc = 0;
         } else {
             b->attempts++;
-            rc = flush_once(w, b);
+            rc = ru_flush_once(w, b);
         }
-        if (rc == -2) {
+        if (rc == RU_WRITER_FENCED) {
             /* fenced: never retried; the loop decides what to do with the batch */
             PQclear(PQexec(w->conn, "ROLLBACK"));
             give_back(w, b);
@@ -2150,8 +201,8 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
             w->job = NULL;
             w->done = b;
             pthread_mutex_unlock(&w->mu);
-            notify_loop(w);
-            apply_done_keys(w);
+            ru_writer_notify(w);
+            ru_flush_apply_done(w);
             break;
         }
         pthread_mutex_lock(&w->mu);
@@ -2163,60 +214,17 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
                        b->attempts, (unsigned long long)ru_store_nevents(b->store),
                        w->stats.last_error);
         if (PQstatus(w->conn) != CONNECTION_OK) {
-            drop_conn(w);
+            ru_writer_drop(w);
         } else {
             PQclear(PQexec(w->conn, "ROLLBACK"));
         }
-        /* deadlocks and serialization failures are retried at once; anything else
-         * waits out the backoff */
-        const char *e = w->stats.last_error;
-        if (strstr(e, "deadlock") == NULL && strstr(e, "could not serialize") == NULL) {
-            if (!backoff_wait(w))
-                break;
-        }
+        /* a lost race (deadlock, serialization failure, a new row another writer
+         * inserted first) is retried at once; anything else waits out the backoff */
+        bool now = rc == RU_WRITER_RACED || ru_pgerr_retry(w->sqlstate) == RU_PGERR_RETRY_NOW;
+        if (!now && !ru_writer_backoff(w))
+            break;
     }
     w->inflight = NULL;
-}
-
-/* An adoption holds the adopted consumer's lock from the moment it reads its checkpoint:
- * while it is held, that consumer's rollupd cannot start, and one that is alive makes the
- * adoption fail before anything of it is read (its dead letters included). */
-static int adopt_lock(struct ru_pgw *w, const char *consumer)
-{
-    char *key = lock_key(w, consumer);
-    const char *kp[1] = {key};
-    PGresult *r = PQexecParams(w->conn, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", 1,
-                               NULL, kp, NULL, NULL, 0);
-    free(key);
-    int rc = PQresultStatus(r) != PGRES_TUPLES_OK ? -1 : PQgetvalue(r, 0, 0)[0] == 't' ? 0 : 1;
-    if (rc < 0)
-        set_error(w, "locking the adopted consumer", PQresultErrorMessage(r));
-    PQclear(r);
-    if (rc == 1) {
-        char msg[200];
-        snprintf(msg, sizeof(msg), "consumer '%.80s' is alive (its rollupd holds its lock)",
-                 consumer);
-        set_error(w, "adopting", msg);
-    }
-    if (rc == 0)
-        w->adopt_held = ru_xstrdup(consumer);
-    return rc;
-}
-
-static void adopt_unlock(struct ru_pgw *w)
-{
-    atomic_store(&w->adopt_release, false);
-    if (w->adopt_held == NULL)
-        return;
-    if (w->conn) {
-        char *key = lock_key(w, w->adopt_held);
-        const char *kp[1] = {key};
-        PQclear(PQexecParams(w->conn, "SELECT pg_advisory_unlock(hashtextextended($1, 0))", 1, NULL,
-                             kp, NULL, NULL, 0));
-        free(key);
-    }
-    free(w->adopt_held);
-    w->adopt_held = NULL;
 }
 
 /* Between flushes: a lost session (terminated, PostgreSQL restarted) is noticed within
@@ -2238,7 +246,7 @@ static void idle_check(struct ru_pgw *w)
         if (alive && PQstatus(w->conn) == CONNECTION_OK) {
             if (probe) {
                 atomic_store(&w->probe_done, want);
-                notify_loop(w);
+                ru_writer_notify(w);
             }
             return;
         }
@@ -2246,14 +254,14 @@ static void idle_check(struct ru_pgw *w)
                 "taken again\" error=\"%.*s\"",
                 (int)strcspn(PQerrorMessage(w->conn), "\n"), PQerrorMessage(w->conn));
     }
-    drop_conn(w);
+    ru_writer_drop(w);
     while (connect_db(w) < 0) {
-        if (is_fatal(w))
+        if (ru_writer_is_fatal(w))
             return;
         ru_log_limited(&w->rl, RU_LOG_WARNING,
                        "msg=\"postgres unavailable, reading stopped\" error=\"%s\"",
                        w->stats.last_error);
-        if (!backoff_wait(w))
+        if (!ru_writer_backoff(w))
             return;
     }
     w->backoff_ms = 0;
@@ -2261,20 +269,11 @@ static void idle_check(struct ru_pgw *w)
 
 /* ---- key probes ---- */
 
-/* A refusal that asking again cannot change: class 22 (data exception) or class 54
- * (program limit exceeded, e.g. 54000 for an index row over btree's maximum). */
-static bool key_refused(const char *sqlstate)
-{
-    return sqlstate && sqlstate[0] != '\0' &&
-           ((sqlstate[0] == '2' && sqlstate[1] == '2') ||
-            (sqlstate[0] == '5' && sqlstate[1] == '4'));
-}
-
 /* Probes one key under a savepoint (see ru_pgw_request_keycheck). Returns 0 with a verdict,
  * -1 when PostgreSQL could not answer (the error is in last_error). */
 static int check_key(struct ru_pgw *w, const char *sql, struct ru_keycheck_probe *q)
 {
-    if (exec_ok(w, "SAVEPOINT ru_probe", "probing a key") < 0)
+    if (ru_writer_exec(w, "SAVEPOINT ru_probe", "probing a key") < 0)
         return -1;
     char ts[32];
     ru_event_format_ts(q->hour_us, ts);
@@ -2283,7 +282,7 @@ static int check_key(struct ru_pgw *w, const char *sql, struct ru_keycheck_probe
     int rc = 0;
     if (PQresultStatus(r) == PGRES_COMMAND_OK) {
         q->verdict = RU_KEY_FITS;
-    } else if (key_refused(PQresultErrorField(r, PG_DIAG_SQLSTATE))) {
+    } else if (ru_pgerr_key_refused(PQresultErrorField(r, PG_DIAG_SQLSTATE))) {
         const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
         q->verdict = RU_KEY_REFUSED;
         snprintf(q->reason, sizeof(q->reason), "route/params %s: %s",
@@ -2292,11 +291,11 @@ static int check_key(struct ru_pgw *w, const char *sql, struct ru_keycheck_probe
                      : "refused by PostgreSQL",
                  m ? m : "");
     } else {
-        set_error(w, "probing a key", PQresultErrorMessage(r));
+        ru_writer_pg_error(w, "probing a key", r);
         rc = -1;
     }
     PQclear(r);
-    if (rc == 0 && exec_ok(w, "ROLLBACK TO SAVEPOINT ru_probe", "probing a key") < 0) {
+    if (rc == 0 && ru_writer_exec(w, "ROLLBACK TO SAVEPOINT ru_probe", "probing a key") < 0) {
         q->verdict = RU_KEY_UNKNOWN;
         rc = -1;
     }
@@ -2310,38 +309,65 @@ static void check_keys(struct ru_pgw *w, struct ru_keycheck_probe *probes, size_
     for (size_t i = 0; i < n; i++)
         probes[i].verdict = RU_KEY_UNKNOWN;
     if (w->conn == NULL || atomic_load(&w->reconfigured)) {
-        drop_conn(w);
+        ru_writer_drop(w);
         if (connect_db(w) < 0) {
-            backoff_wait(w);
+            ru_writer_backoff(w);
             return;
         }
     }
-    struct ru_buf sql = RU_BUF_INIT;
-    ru_buf_printf(&sql,
-                  "INSERT INTO %s (\"timestamp\", route, method, query_params_normalized,"
-                  " total_requests, successful_requests, client_errors, server_errors,"
-                  " cache_hits, cache_misses, created_at) VALUES ($1::timestamp, $2, $3,"
-                  " $4::jsonb, 0, 0, 0, 0, 0, 0, now() AT TIME ZONE 'UTC') ON CONFLICT"
-                  " (\"timestamp\", route, method, query_params_normalized) DO NOTHING",
-                  w->n.hourly);
     size_t done = 0;
-    if (exec_ok(w, "BEGIN", "probing keys") == 0)
-        while (done < n && check_key(w, sql.p, &probes[done]) == 0)
+    if (ru_writer_exec(w, "BEGIN", "probing keys") == 0)
+        while (done < n && check_key(w, w->sql.probe, &probes[done]) == 0)
             done++;
-    ru_buf_free(&sql);
     bool failed = done < n;
     if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
         PQclear(PQexec(w->conn, "ROLLBACK"));
     else
-        drop_conn(w);
+        ru_writer_drop(w);
     if (failed) {
         ru_log_limited(&w->rl, RU_LOG_WARNING,
                        "msg=\"key probe failed, asking again\" keys=%zu answered=%zu error=\"%s\"",
                        n, done, w->stats.last_error);
-        backoff_wait(w);
+        ru_writer_backoff(w);
     } else {
         w->backoff_ms = 0;
     }
+}
+
+/* A checkpoint query for an adoption: one attempt, the loop retries if it wants. */
+static void answer_checkpoint(struct ru_pgw *w, const char *ck_req)
+{
+    struct ru_sid val = {0, 0};
+    int rc = -1;
+    if (w->conn == NULL || atomic_load(&w->reconfigured)) {
+        ru_writer_drop(w);
+        connect_db(w);
+    }
+    bool lone = false;
+    ru_owner_adopt_unlock(w); /* an earlier adoption given up without a word */
+    if (w->conn && ru_owner_adopt_lock(w, ck_req) == RU_OWNER_LOCK_DONE)
+        rc = ru_owner_query_checkpoint(w, ck_req, &val, &lone);
+    if (rc == 0 && lone) {
+        /* its entries after the checkpoint are in no pending list to adopt */
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "consumer '%.80s' read without acknowledgements (lone_consumer); start "
+                 "rollupd as that consumer to recover its entries",
+                 ck_req);
+        ru_writer_error(w, "adopting", msg);
+        rc = -1;
+    }
+    if (rc < 0)
+        ru_owner_adopt_unlock(w);
+    pthread_mutex_lock(&w->mu);
+    free(w->ck_req);
+    w->ck_req = NULL;
+    w->ck_done = true;
+    w->ck_rc = rc;
+    w->ck_val = val;
+    ru_strlcpy(w->ck_err, rc < 0 ? w->stats.last_error : "", sizeof(w->ck_err));
+    pthread_mutex_unlock(&w->mu);
+    ru_writer_notify(w);
 }
 
 static void *writer_main(void *arg)
@@ -2357,23 +383,24 @@ static void *writer_main(void *arg)
         w->setup_blocked = false;
         if (connect_db(w) == 0)
             break;
-        if (is_fatal(w)) {
-            drop_conn(w);
+        if (ru_writer_is_fatal(w)) {
+            ru_writer_drop(w);
             return NULL;
         }
         if (w->setup_blocked) {
             /* A missing table or privilege waits for a DBA: no point in asking often.
              * Events wait in Redis; health is down with this error; a reload or the
-             * next attempt (within BACKOFF_MAX_MS) picks up the fix, no restart needed. */
+             * next attempt (within RU_WRITER_BACKOFF_MAX_MS) picks up the fix, no restart needed.
+             */
             ru_err("msg=\"postgres set-up failed; retrying every %d s\" error=\"%s\"",
-                   BACKOFF_MAX_MS / 1000, w->stats.last_error);
-            w->backoff_ms = BACKOFF_MAX_MS;
+                   RU_WRITER_BACKOFF_MAX_MS / 1000, w->stats.last_error);
+            w->backoff_ms = RU_WRITER_BACKOFF_MAX_MS;
         } else {
             ru_log_limited(&w->rl, RU_LOG_WARNING,
                            "msg=\"postgres set-up failed, retrying\" error=\"%s\"",
                            w->stats.last_error);
         }
-        if (!backoff_wait(w))
+        if (!ru_writer_backoff(w))
             return NULL;
     }
     w->backoff_ms = 0;
@@ -2381,7 +408,7 @@ static void *writer_main(void *arg)
     w->init_done_event = true;
     pthread_mutex_unlock(&w->mu);
     atomic_store(&w->ready, true);
-    notify_loop(w);
+    ru_writer_notify(w);
 
     for (;;) {
         pthread_mutex_lock(&w->mu);
@@ -2406,15 +433,15 @@ static void *writer_main(void *arg)
         struct ru_keycheck_probe *probes = w->kc_req;
         size_t nprobes = w->kc_n;
         pthread_mutex_unlock(&w->mu);
-        if (is_fatal(w))
+        if (ru_writer_is_fatal(w))
             break;
         if (atomic_load(&w->adopt_release))
-            adopt_unlock(w);
+            ru_owner_adopt_unlock(w);
         if (b) {
             bool adoption = b->adopt_consumer != NULL;
             run_batch(w, b);
             if (adoption)
-                adopt_unlock(w); /* committed or fenced: the adoption is over */
+                ru_owner_adopt_unlock(w); /* committed or fenced: the adoption is over */
             continue;
         }
         if (probes) {
@@ -2424,47 +451,16 @@ static void *writer_main(void *arg)
             w->kc_done = probes;
             w->kc_answered = true;
             pthread_mutex_unlock(&w->mu);
-            notify_loop(w);
+            ru_writer_notify(w);
             continue;
         }
         if (ck_req == NULL) {
             idle_check(w);
             continue;
         }
-        /* a checkpoint query for an adoption: one attempt, the loop retries if it wants */
-        struct ru_sid val = {0, 0};
-        int rc = -1;
-        if (w->conn == NULL || atomic_load(&w->reconfigured)) {
-            drop_conn(w);
-            connect_db(w);
-        }
-        bool lone = false;
-        adopt_unlock(w); /* an earlier adoption given up without a word */
-        if (w->conn && adopt_lock(w, ck_req) == 0)
-            rc = query_checkpoint(w, ck_req, &val, &lone);
-        if (rc == 0 && lone) {
-            /* its entries after the checkpoint are in no pending list to adopt */
-            char msg[200];
-            snprintf(msg, sizeof(msg),
-                     "consumer '%.80s' read without acknowledgements (lone_consumer); start "
-                     "rollupd as that consumer to recover its entries",
-                     ck_req);
-            set_error(w, "adopting", msg);
-            rc = -1;
-        }
-        if (rc < 0)
-            adopt_unlock(w);
-        pthread_mutex_lock(&w->mu);
-        free(w->ck_req);
-        w->ck_req = NULL;
-        w->ck_done = true;
-        w->ck_rc = rc;
-        w->ck_val = val;
-        ru_strlcpy(w->ck_err, rc < 0 ? w->stats.last_error : "", sizeof(w->ck_err));
-        pthread_mutex_unlock(&w->mu);
-        notify_loop(w);
+        answer_checkpoint(w, ck_req);
     }
-    drop_conn(w);
+    ru_writer_drop(w);
     return NULL;
 }
 
@@ -2497,11 +493,15 @@ struct ru_pgw *ru_pgw_new(const struct ru_config *cfg)
     w->raw_cfg = ru_xstrdup(cfg->postgres.raw_table);
     w->cfg_path = ru_xstrdup(cfg->path ? cfg->path : "FILE");
     w->rl = (struct ru_ratelimit)RU_RATELIMIT_INIT(10000);
-    if (w->efd < 0 || pthread_create(&w->thread, NULL, writer_main, w) != 0) {
-        fprintf(stderr, "<2>rollupd: cannot start the writer thread: %s\n", strerror(errno));
-        abort();
-    }
+    int e = w->efd < 0 ? errno : pthread_create(&w->thread, NULL, writer_main, w);
+    if (e != 0)
+        goto fail;
+    w->started = true;
     return w;
+fail:
+    ru_pgw_free(w);
+    errno = e;
+    return NULL;
 }
 
 void ru_pgw_free(struct ru_pgw *w)
@@ -2516,13 +516,15 @@ void ru_pgw_free(struct ru_pgw *w)
     }
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
-    pthread_join(w->thread, NULL);
+    if (w->started)
+        pthread_join(w->thread, NULL);
     ru_batch_free(w->job);
     ru_batch_free(w->done);
     free(w->ck_req);
     ru_keycheck_probes_free(w->kc_req, w->kc_n);
     ru_keycheck_probes_free(w->kc_done, w->kc_n);
-    close(w->efd);
+    if (w->efd >= 0)
+        close(w->efd);
     free(w->conninfo);
     free(w->stream);
     free(w->group);
@@ -2530,11 +532,11 @@ void ru_pgw_free(struct ru_pgw *w)
     free(w->hourly_cfg);
     free(w->raw_cfg);
     free(w->cfg_path);
-    free_sql(w);
-    free_keys(w->done_keys);
+    ru_sql_flush_deinit(&w->sql);
+    ru_flush_keys_free(w->done_keys);
     ru_scratch_free(&w->scratch);
     ru_rowcache_free(w->cache);
-    names_free(&w->n);
+    ru_sql_names_deinit(&w->n);
     ru_buf_free(&w->copybuf);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);

@@ -194,6 +194,39 @@ bool ru_rowstate_consistent(const struct ru_rowstate *s, const struct ru_rowcoun
     return events == (uint64_t)c->total && userset_count(&s->users) == (size_t)c->users_n;
 }
 
+enum ru_rowsync ru_rowstate_reconcile(struct ru_rowstate *s, const struct ru_rowstored *st,
+                                      int64_t *after, bool *disagreed)
+{
+    *after = 0;
+    *disagreed = false;
+    if (!st->found) {
+        ru_rowstate_clear(s);
+        memset(&s->c, 0, sizeof(s->c));
+        s->version = 0;
+        s->nchunks = 0;
+        return RU_ROWSYNC_FRESH;
+    }
+    enum ru_rowsync r = RU_ROWSYNC_CURRENT;
+    if (s->version == st->version && !ru_rowstate_consistent(s, &st->c)) {
+        /* same version number, other contents: trust the stored versions */
+        *disagreed = true;
+        s->version = 0;
+    }
+    if (s->version != st->version) {
+        if (s->version > st->version || s->version <= 0) {
+            ru_rowstate_clear(s);
+            s->version = 0;
+        }
+        *after = s->version;
+        s->version = st->version;
+        r = RU_ROWSYNC_RELOAD;
+    }
+    /* the counters come from the locked state row in any case */
+    s->c = st->c;
+    s->nchunks = st->nchunks;
+    return r;
+}
+
 size_t ru_rowstate_mem(const struct ru_rowstate *s)
 {
     return sizeof(*s) + s->hist_cap * sizeof(*s->hist) +

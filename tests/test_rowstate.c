@@ -269,7 +269,8 @@ Test(rowstate, bad_chunks_refused)
     ru_rowstate_free(s);
 }
 
-Test(rowstate, consistency_with_counters)
+/* A state of row 9 at version v: three events (5, 7, 7 ms), two users. */
+static struct ru_rowstate *state_at(int64_t v, struct ru_rowcounts *counts)
 {
     const int32_t dur[] = {5, 7, 7};
     const char *const users[] = {"a", "00000000-0000-4000-8000-000000000001", "a"};
@@ -280,19 +281,27 @@ Test(rowstate, consistency_with_counters)
     struct ru_scratch sc = {0};
     struct ru_userkey *uk = ru_userkeys_build(st);
     ru_rowdelta_prepare(&d, NULL, st, uk, ru_store_agg(st, 0), &sc);
-    struct ru_rowstate *s = ru_rowstate_new(3);
-    ru_rowstate_commit(s, &d, 1, 1);
-    struct ru_rowcounts c = d.c;
+    struct ru_rowstate *s = ru_rowstate_new(9);
+    ru_rowstate_commit(s, &d, v, 2);
+    *counts = d.c;
+    free(uk);
+    ru_scratch_free(&sc);
+    ru_store_free(st);
+    return s;
+}
+
+/* Reconciling a cached state (three events, two users) with what PostgreSQL holds. */
+Test(rowstate, consistency_with_counters)
+{
+    struct ru_rowcounts c;
+    struct ru_rowstate *s = state_at(1, &c);
     cr_assert(ru_rowstate_consistent(s, &c));
     c.total++;
     cr_assert_not(ru_rowstate_consistent(s, &c), "one event more than the histogram holds");
     c.total--;
     c.users_n = 1;
     cr_assert_not(ru_rowstate_consistent(s, &c), "two users in the set, one counted");
-    free(uk);
-    ru_scratch_free(&sc);
     ru_rowstate_free(s);
-    ru_store_free(st);
 }
 
 Test(rowstate, cache_evicts_least_recent)
@@ -319,4 +328,49 @@ Test(rowstate, cache_evicts_least_recent)
         cr_assert_not_null(ru_rowcache_get(c, id), "id %lld", (long long)id);
     cr_assert_eq(ru_rowcache_evict(c, ru_rowcache_mem(c)), 0);
     ru_rowcache_free(c);
+}
+
+Test(rowstate, reconcile)
+{
+    const struct {
+        const char *what;
+        int64_t cached; /* the cached version; -1: a state just put in the cache */
+        bool found;     /* PostgreSQL holds a version */
+        int64_t stored; /* its version */
+        int64_t more;   /* events the stored counters have that the cache lacks */
+        enum ru_rowsync want;
+        int64_t after; /* chunks read back after this version */
+        size_t hist_n; /* histogram entries left */
+        bool disagreed;
+    } cases[] = {
+        {"nothing stored", 4, false, 0, 0, RU_ROWSYNC_FRESH, 0, 0, false},
+        {"the stored version", 4, true, 4, 0, RU_ROWSYNC_CURRENT, 0, 2, false},
+        {"behind: the chunks after it", 4, true, 7, 7, RU_ROWSYNC_RELOAD, 4, 2, false},
+        {"ahead (versions rolled back)", 9, true, 7, 0, RU_ROWSYNC_RELOAD, 0, 0, false},
+        {"same version, other contents", 4, true, 4, 1, RU_ROWSYNC_RELOAD, 0, 0, true},
+        {"new in the cache", -1, true, 7, 0, RU_ROWSYNC_RELOAD, 0, 0, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ru_rowcounts c;
+        struct ru_rowstate *s = state_at(cases[i].cached < 0 ? 1 : cases[i].cached, &c);
+        if (cases[i].cached < 0) {
+            ru_rowstate_free(s);
+            s = ru_rowstate_new(9);
+        }
+        struct ru_rowstored st = {
+            .found = cases[i].found, .version = cases[i].stored, .nchunks = 5, .c = c};
+        st.c.total += cases[i].more;
+        int64_t after = -1;
+        bool dis = !cases[i].disagreed;
+        cr_assert_eq(ru_rowstate_reconcile(s, &st, &after, &dis), cases[i].want, "%s",
+                     cases[i].what);
+        cr_assert_eq(after, cases[i].after, "%s", cases[i].what);
+        cr_assert_eq(s->hist_n, cases[i].hist_n, "%s", cases[i].what);
+        cr_assert_eq(dis, cases[i].disagreed, "%s", cases[i].what);
+        /* counters, version and chunk count are the stored ones (nothing, when none is) */
+        cr_assert_eq(s->version, cases[i].found ? cases[i].stored : 0, "%s", cases[i].what);
+        cr_assert_eq(s->nchunks, cases[i].found ? 5 : 0, "%s", cases[i].what);
+        cr_assert_eq(s->c.total, cases[i].found ? c.total + cases[i].more : 0, "%s", cases[i].what);
+        ru_rowstate_free(s);
+    }
 }

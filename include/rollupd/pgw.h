@@ -9,7 +9,12 @@
  * (rowstate), compute every derived column here with PostgreSQL's own arithmetic
  * (pgnum), insert new rows once with their final values, update the others, store each
  * row's counters and one chunk of what the flush added to its histogram and user set,
- * optional COPY of raw rows, and the consumer's checkpoint. */
+ * optional COPY of raw rows, and the consumer's checkpoint.
+ *
+ * This header is the writer's whole interface. Inside, one concept a file: pgw.c (thread,
+ * mailbox, connect, retry, idle check), schema.c (set-up), owner.c (locks, checkpoint
+ * rows, adoption), flush.c (the transaction), their shared state in writer.h; the pure
+ * parts are batch, sql (the SQL texts), pgerr (SQLSTATE decisions) and rowstate. */
 #ifndef ROLLUPD_PGW_H
 #define ROLLUPD_PGW_H
 
@@ -17,83 +22,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rollupd/batch.h"
 #include "rollupd/config.h"
 #include "rollupd/keycheck.h"
 #include "rollupd/store.h"
 #include "rollupd/util.h"
 
-/* What one flush writes, and what to acknowledge once it committed. Owned by whoever
- * holds it: the loop while filling, the writer between submit and completion. */
-struct ru_batch {
-    struct ru_store *store;
-    struct ru_sid *ids; /* stream entries to XACK after COMMIT */
-    size_t nids, ids_cap;
-    struct ru_sid checkpoint; /* highest id applied by this batch (and all before it) */
-    /* Stored with the checkpoint: entries after it may have been delivered without
-     * acknowledgement (a lone consumer, or one still owing that recovery), so the next
-     * start must read them again from the stream rather than from a pending list. */
-    bool lone;
-    /* A lone consumer's first commit: the group's starting point and the lone mark, to be
-     * committed even without events before any read without acknowledgement. */
-    bool lone_start;
-    /* Committed even without events: a shared-group consumer that recovered a lone
-     * consumer's entries clears the group's mark with it. */
-    bool force;
-    /* The dead-letter stream's newest confirmed copy when the batch was detached: copies
-     * of entries after the checkpoint were written after it (stored with the group's
-     * checkpoint, where the recovery's scan of the dead letters stops). */
-    struct ru_sid dead_pos;
-    struct ru_buf raw; /* COPY text rows for the raw table (optional) */
-    uint64_t nraw;
-    struct ru_sid *raw_ids; /* the stream id of each raw row */
-    size_t raw_ids_cap;
-    /* Raw rows refused (by our checks at ingest, or by PostgreSQL at COPY time and then
-     * isolated by bisection): their events still count in the hourly table. */
-    struct ru_raw_reject {
-        struct ru_sid id;
-        char reason[200];
-    } * rejects;
-    size_t nrejects, rejects_cap;
-    size_t ingest_rejects; /* rejects found at ingest (kept across retries) */
-    int64_t created_ms;    /* monotonic time of the first event, for freshness */
-
-    /* Adoption: apply under another (dead) consumer's checkpoint. NULL = our own. The
-     * writer commits only if that checkpoint still equals adopt_expected and no live
-     * process holds the consumer's lock; otherwise the batch comes back fenced. */
-    char *adopt_consumer;
-    struct ru_sid adopt_expected;
-
-    /* filled by the writer */
-    uint64_t rows_written;
-    uint64_t raw_written; /* raw rows copied (nraw less those PostgreSQL refused) */
-    int64_t duration_us;
-    int attempts;
-    struct ru_sid attempted; /* the checkpoint an attempt tried to store */
-    bool attempted_set;
-    bool fenced; /* not committed: the checkpoint moved under us (another process took
-                  * over this consumer), or the adopted consumer is alive */
-    char fence_reason[420];
-};
-
-struct ru_batch *ru_batch_new(void);
-void ru_batch_free(struct ru_batch *b);
-void ru_batch_add_id(struct ru_batch *b, const struct ru_sid *id);
-/* Raises the checkpoint only: an entry read without acknowledgement has nothing to XACK. */
-void ru_batch_note_id(struct ru_batch *b, const struct ru_sid *id);
-/* Nothing to commit: no event, no id, no checkpoint move. */
-bool ru_batch_empty(const struct ru_batch *b);
-/* Bytes the batch holds (store + ids + raw rows). */
-size_t ru_batch_mem(const struct ru_batch *b);
-
-/* Appends one raw row in COPY text format for genonaut's route_analytics table.
- * Returns 0, or -1 when PostgreSQL would refuse the row (user id not a UUID,
- * query_params not JSON, cache_status too long): the refusal is recorded in
- * b->rejects with its reason instead. */
-struct ru_event;
-int ru_batch_add_raw(struct ru_batch *b, const struct ru_sid *id, const struct ru_event *ev);
-void ru_batch_add_reject(struct ru_batch *b, const struct ru_sid *id, const char *reason);
-
-/* COPY text escaping of [s, s+len) (backslash, tab, newline, carriage return). */
+/* COPY text escaping of [s, s+len) (backslash, tab, newline, carriage return); the same as
+ * ru_batch_copy_escape. */
 void ru_pgw_copy_escape(struct ru_buf *out, const char *s, size_t len);
 
 enum ru_pgw_state { RU_PGW_CONNECTING, RU_PGW_READY, RU_PGW_FLUSHING, RU_PGW_RETRYING };
@@ -120,7 +56,9 @@ struct ru_pgw;
 void ru_pgw_schema_sql(const struct ru_config *cfg, struct ru_buf *out);
 
 /* Copies the settings it needs. The thread starts at once and connects, creates the
- * schema if missing and loads this consumer's checkpoint; ru_pgw_ready() tells when. */
+ * schema if missing and loads this consumer's checkpoint; ru_pgw_ready() tells when.
+ * NULL with errno set when the eventfd or the thread cannot be made (out of file
+ * descriptors, memory or threads): nothing started, nothing to free. */
 struct ru_pgw *ru_pgw_new(const struct ru_config *cfg);
 /* Stops the thread (abandoning a flush in progress, which rolls back) and frees. */
 void ru_pgw_free(struct ru_pgw *w);

@@ -80,6 +80,31 @@ size_t ru_rowstate_mem(const struct ru_rowstate *s);
  * histogram; users_n counts the set). */
 bool ru_rowstate_consistent(const struct ru_rowstate *s, const struct ru_rowcounts *c);
 
+/* The newest version of a row PostgreSQL holds, read under the row lock. */
+struct ru_rowstored {
+    bool found; /* false: PostgreSQL holds no state for the row */
+    int64_t version;
+    int32_t nchunks; /* chunk rows behind it */
+    struct ru_rowcounts c;
+};
+
+/* What reconciling a cached state with the stored version asks of the writer. */
+enum ru_rowsync {
+    RU_ROWSYNC_FRESH,   /* nothing stored (a row written before rollupd ran, or by another
+                         * job): rollupd's figures start from nothing, in a base version */
+    RU_ROWSYNC_CURRENT, /* the cached state is the stored version */
+    RU_ROWSYNC_RELOAD,  /* read back the chunks after version *after (0: all of them) */
+};
+
+/* Brings s to the stored version st as far as it can without PostgreSQL: the counters,
+ * version and chunk count become st's; histogram and users stay when they are that
+ * version or an older one (the chunks after *after complete them), and are cleared when
+ * they cannot be trusted: a cached version newer than the stored one (versions rolled
+ * back, a restored database) or the same version with other contents (*disagreed set:
+ * versions deleted and written again). Pure. */
+enum ru_rowsync ru_rowstate_reconcile(struct ru_rowstate *s, const struct ru_rowstored *st,
+                                      int64_t *after, bool *disagreed);
+
 /* Canonical UUID text (36 characters, lower-case hex, dashes at 8, 13, 18, 23) -> 128 bits.
  * Returns false for any other text. */
 bool ru_uuid_from_text(const char *s, size_t len, struct ru_uuid *out);

@@ -550,15 +550,15 @@ Test(e2e, lone_consumer_dead_letters_once, .timeout = 120)
 
     /* the connection is cut: recovery reads them again from the checkpoint */
     freeReplyObject(ru_h_redis_cmd(T.r, "CLIENT KILL TYPE normal"));
-    CHECK(ru_h_wait(cond_recovered_dead, &d, 20000),
-          "after a lost connection, recovery did not find the three copies within 20 s");
+    CHECK(ru_h_wait(cond_recovered_dead, &d, 60000),
+          "after a lost connection, recovery did not find the three copies within 60 s");
     check_dead_letters(want, "after a lost connection");
 
     ru_h_daemon_kill(&d, SIGKILL);
     CHECK(ru_h_daemon_wait_exit(&d, 10000) == 128 + SIGKILL, "rollupd did not die of SIGKILL");
     ru_h_daemon_restart(&d);
-    CHECK(ru_h_wait(cond_recovered_dead, &d, 20000),
-          "after kill -9, recovery did not find the three copies within 20 s");
+    CHECK(ru_h_wait(cond_recovered_dead, &d, 60000),
+          "after kill -9, recovery did not find the three copies within 60 s");
     check_dead_letters(want, "after kill -9");
     cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
     CHECK(hourly_total() == valid, "sum(total_requests) = %lld, want %lld", hourly_total(), valid);
