@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -30,37 +31,66 @@
  * grew beyond it shrinks back once it is empty (input_room). */
 #define READER_MAXBUF (4 * 1024 * 1024)
 
-enum cmd_kind {
-    C_AUTH,
-    C_SELECT,
-    C_GROUP_CREATE,
-    C_READ_REPLAY,
-    C_READ_LIVE,
-    C_ACK,
-    C_MULTI,
-    C_QUEUED,
-    C_EXEC_DL,
-    C_XINFO,
-    C_XPENDING_ADOPT,
-    C_XRANGE_ADOPT,
-    C_XINFO_CONSUMERS,
-    C_NOTE,
-    C_XADD_DL,         /* a lone consumer's dead letter: nothing to acknowledge */
-    C_CHECK_CONSUMERS, /* recovery: is anyone else in the group? */
-    C_RECOVER_GROUPS,  /* recovery: the group's last-delivered id */
-    C_RECOVER_STREAM,  /* recovery: the stream's highest deleted id */
-    C_DEAD_SCAN,
-    /* recovery: dead letters already written after the start point */
-    C_READ_RECOVER, /* recovery: XRANGE of what was delivered after the start point */
-    C_EXEC_DL_LONE, /* EXEC of a copy of an entry without a pending entry (recovery) */
-    C_SETNAME,      /* the fence: this connection's name ... */
-    C_CLIENT_ID,    /* ... its id ... */
-    C_CLIENT_LIST,  /* ... and the connections to close before reading */
-    C_CLIENT_KILL,
-    C_CLUSTER_SLOTS, /* Redis Cluster: which node serves the stream's slot */
-    C_ID_GUARD,      /* Redis Cluster: XINFO STREAM, has the stream lost its tail? */
-    C_XSETID,
+/* What a reply answers: each command queued carries the handler of its reply (the FIFO
+ * of hiredis' callback list, as descriptors) and its name as ACL rules know it. A NOPERM
+ * reply ends the connection (acl_refused) unless the handler deals with it. */
+struct ru_stream;
+typedef void reply_fn(struct ru_stream *s, const redisReply *r);
+enum noperm {
+    NOPERM_FATAL,
+    NOPERM_HANDLED,      /* the handler warns or reports it */
+    NOPERM_HANDLED_AUTO, /* so, with redis.cluster "auto" */
 };
+struct cmd {
+    reply_fn *on_reply;
+    const char *acl;
+    enum noperm noperm;
+};
+
+static reply_fn on_auth, on_select, on_group_create, on_read_replay, on_read_live, on_ack,
+    on_queued, on_exec_dl, on_xinfo, adopt_pending_page, adopt_range, parse_consumers, on_note,
+    on_xadd_dl, check_consumers, on_recover_groups, on_recover_stream, dead_scan_page,
+    on_read_recover, on_exec_dl_lone, on_client_id, on_client_list, on_client_kill, cluster_slots,
+    id_guard, on_xsetid;
+
+static const struct cmd C_AUTH = {on_auth, "auth", NOPERM_FATAL};
+static const struct cmd C_SELECT = {on_select, "select", NOPERM_FATAL};
+static const struct cmd C_GROUP_CREATE = {on_group_create, "xgroup|create", NOPERM_FATAL};
+static const struct cmd C_READ_REPLAY = {on_read_replay, "xreadgroup", NOPERM_FATAL};
+static const struct cmd C_READ_LIVE = {on_read_live, "xreadgroup", NOPERM_FATAL};
+static const struct cmd C_ACK = {on_ack, "xack", NOPERM_FATAL};
+static const struct cmd C_MULTI = {on_queued, "multi", NOPERM_FATAL};
+static const struct cmd C_QUEUED = {on_queued, "xadd or xack", NOPERM_FATAL};
+static const struct cmd C_EXEC_DL = {on_exec_dl, "exec", NOPERM_FATAL};
+static const struct cmd C_XINFO = {on_xinfo, "xinfo|groups", NOPERM_FATAL};
+static const struct cmd C_XPENDING_ADOPT = {adopt_pending_page, "xpending", NOPERM_HANDLED};
+static const struct cmd C_XRANGE_ADOPT = {adopt_range, "xrange", NOPERM_HANDLED};
+static const struct cmd C_XINFO_CONSUMERS = {parse_consumers, "xinfo|consumers", NOPERM_FATAL};
+static const struct cmd C_NOTE = {on_note, "xadd", NOPERM_FATAL};
+/* a lone consumer's dead letter: nothing to acknowledge */
+static const struct cmd C_XADD_DL = {on_xadd_dl, "xadd", NOPERM_FATAL};
+/* recovery: is anyone else in the group? */
+static const struct cmd C_CHECK_CONSUMERS = {check_consumers, "xinfo|consumers", NOPERM_FATAL};
+/* recovery: the group's last-delivered id */
+static const struct cmd C_RECOVER_GROUPS = {on_recover_groups, "xinfo|groups", NOPERM_FATAL};
+/* recovery: the stream's highest deleted id */
+static const struct cmd C_RECOVER_STREAM = {on_recover_stream, "xinfo|stream", NOPERM_FATAL};
+/* recovery: dead letters already written after the start point */
+static const struct cmd C_DEAD_SCAN = {dead_scan_page, "xrevrange", NOPERM_FATAL};
+/* recovery: XRANGE of what was delivered after the start point */
+static const struct cmd C_READ_RECOVER = {on_read_recover, "xrange", NOPERM_FATAL};
+/* EXEC of a copy of an entry without a pending entry (recovery) */
+static const struct cmd C_EXEC_DL_LONE = {on_exec_dl_lone, "exec", NOPERM_FATAL};
+/* the fence: this connection's name, its id, and the connections to close before reading */
+static const struct cmd C_SETNAME = {on_client_id, "client|setname", NOPERM_HANDLED};
+static const struct cmd C_CLIENT_ID = {on_client_id, "client|id", NOPERM_HANDLED};
+static const struct cmd C_CLIENT_LIST = {on_client_list, "client|list", NOPERM_HANDLED};
+static const struct cmd C_CLIENT_KILL = {on_client_kill, "client|kill", NOPERM_HANDLED};
+/* Redis Cluster: which node serves the stream's slot */
+static const struct cmd C_CLUSTER_SLOTS = {cluster_slots, "cluster|slots", NOPERM_HANDLED_AUTO};
+/* Redis Cluster: XINFO STREAM, has the stream lost its tail? */
+static const struct cmd C_ID_GUARD = {id_guard, "xinfo|stream", NOPERM_HANDLED};
+static const struct cmd C_XSETID = {on_xsetid, "xsetid", NOPERM_HANDLED};
 
 /* S_GATE: the handshake is done and the fence is up; nothing is read until the owner
  * (the daemon) has seen its PostgreSQL session alive after this point. S_CHECK and
@@ -93,7 +123,7 @@ struct ru_stream {
     bool in_reply;      /* a reply is being walked: its arena memory must stay */
 
     /* FIFO of the replies we expect, in command order */
-    uint8_t *q;
+    const struct cmd **q;
     size_t qhead, qlen, qcap;
     int64_t oldest_sent_ms; /* when the oldest outstanding command was sent */
 
@@ -309,11 +339,11 @@ void ru_stream_free(struct ru_stream *s)
 
 /* ---- command queue ---- */
 
-static void q_push(struct ru_stream *s, enum cmd_kind k)
+static void q_push(struct ru_stream *s, const struct cmd *k)
 {
     if (s->qlen == s->qcap) {
         size_t cap = s->qcap ? s->qcap * 2 : 64;
-        uint8_t *q = ru_xmalloc(cap);
+        const struct cmd **q = ru_xmalloc(cap * sizeof(*q));
         for (size_t i = 0; i < s->qlen; i++)
             q[i] = s->q[(s->qhead + i) % s->qcap];
         free(s->q);
@@ -323,12 +353,12 @@ static void q_push(struct ru_stream *s, enum cmd_kind k)
     }
     if (s->qlen == 0)
         s->oldest_sent_ms = ru_mono_ms();
-    s->q[(s->qhead + s->qlen++) % s->qcap] = (uint8_t)k;
+    s->q[(s->qhead + s->qlen++) % s->qcap] = k;
 }
 
-static enum cmd_kind q_pop(struct ru_stream *s)
+static const struct cmd *q_pop(struct ru_stream *s)
 {
-    enum cmd_kind k = (enum cmd_kind)s->q[s->qhead];
+    const struct cmd *k = s->q[s->qhead];
     s->qhead = (s->qhead + 1) % s->qcap;
     s->qlen--;
     s->oldest_sent_ms = ru_mono_ms();
@@ -344,7 +374,7 @@ static void argv_reserve(struct ru_stream *s, size_t n)
     s->argv_cap = n;
 }
 
-static void send_argv(struct ru_stream *s, enum cmd_kind k, int argc)
+static void send_argv(struct ru_stream *s, const struct cmd *k, int argc)
 {
     if (redisAppendCommandArgv(s->c, argc, s->argv, s->argvlen) != REDIS_OK) {
         disconnect(s, "cannot format command");
@@ -397,7 +427,7 @@ static bool send_read(struct ru_stream *s)
         ARG(4, "COUNT");
         ARG(5, s->read_count_s);
         read_sent(s);
-        send_argv(s, C_READ_RECOVER, 6);
+        send_argv(s, &C_READ_RECOVER, 6);
         return true;
     }
     int n = 0;
@@ -426,7 +456,7 @@ static bool send_read(struct ru_stream *s)
         ARG(n++, cur);
     }
     read_sent(s);
-    send_argv(s, s->state == S_LIVE ? C_READ_LIVE : C_READ_REPLAY, n);
+    send_argv(s, s->state == S_LIVE ? &C_READ_LIVE : &C_READ_REPLAY, n);
     return true;
 }
 
@@ -439,7 +469,7 @@ static void send_group_create(struct ru_stream *s, const char *start)
     ARG(3, s->group);
     ARG(4, start);
     ARG(5, "MKSTREAM");
-    send_argv(s, C_GROUP_CREATE, 6);
+    send_argv(s, &C_GROUP_CREATE, 6);
 }
 
 static void try_write(struct ru_stream *s)
@@ -481,7 +511,7 @@ static void send_ack(struct ru_stream *s, const struct ru_sid *ids, size_t m, st
         disconnect(s, "cannot format command");
         return;
     }
-    q_push(s, C_ACK);
+    q_push(s, &C_ACK);
 }
 
 void ru_stream_ack(struct ru_stream *s, const struct ru_sid *ids, size_t n)
@@ -524,7 +554,7 @@ void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
         s->dl_inflight++;
     if (!plain) {
         ARG(0, "MULTI");
-        send_argv(s, C_MULTI, 1);
+        send_argv(s, &C_MULTI, 1);
     }
     int n = 0;
     ARG(n++, "XADD");
@@ -548,22 +578,22 @@ void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
     }
     if (plain) {
         if (s->c)
-            send_argv(s, C_XADD_DL, n);
+            send_argv(s, &C_XADD_DL, n);
         try_write(s);
         return;
     }
     if (s->c)
-        send_argv(s, C_QUEUED, n);
+        send_argv(s, &C_QUEUED, n);
     ARG(0, "XACK");
     ARG(1, s->stream);
     ARG(2, s->group);
     s->argv[3] = idtxt;
     s->argvlen[3] = idlen;
     if (s->c)
-        send_argv(s, C_QUEUED, 4);
+        send_argv(s, &C_QUEUED, 4);
     ARG(0, "EXEC");
     if (s->c)
-        send_argv(s, counted ? C_EXEC_DL_LONE : C_EXEC_DL, 1);
+        send_argv(s, counted ? &C_EXEC_DL_LONE : &C_EXEC_DL, 1);
     try_write(s);
 }
 
@@ -584,7 +614,7 @@ void ru_stream_dead_letter_note(struct ru_stream *s, const struct ru_sid *id, co
     ARG(7, idtxt);
     ARG(8, "rollupd.reason");
     ARG(9, reason);
-    send_argv(s, C_NOTE, 10);
+    send_argv(s, &C_NOTE, 10);
     try_write(s);
 }
 
@@ -644,6 +674,18 @@ static void disconnect(struct ru_stream *s, const char *why)
     (void)was_up;
 }
 
+/* Ends the connection with a formatted reason (last_error, and on_state for the owner). */
+static void failf(struct ru_stream *s, const char *fmt, ...) RU_PRINTF(2, 3);
+static void failf(struct ru_stream *s, const char *fmt, ...)
+{
+    char why[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    disconnect(s, why);
+}
+
 static void start_handshake(struct ru_stream *s)
 {
     s->state = S_HANDSHAKE;
@@ -661,7 +703,7 @@ static void start_handshake(struct ru_stream *s)
         if (s->user)
             ARG(n++, s->user);
         ARG(n++, s->password);
-        send_argv(s, C_AUTH, n);
+        send_argv(s, &C_AUTH, n);
     }
     if (s->db != 0) {
         char dbs[16];
@@ -670,13 +712,13 @@ static void start_handshake(struct ru_stream *s)
         ARG(0, "SELECT");
         ARG(1, dbs);
         if (s->c)
-            send_argv(s, C_SELECT, 2);
+            send_argv(s, &C_SELECT, 2);
     }
     if (s->cluster_mode != 'n' && s->path == NULL && s->db == 0 && s->c) {
         argv_reserve(s, 2);
         ARG(0, "CLUSTER");
         ARG(1, "SLOTS");
-        send_argv(s, C_CLUSTER_SLOTS, 2);
+        send_argv(s, &C_CLUSTER_SLOTS, 2);
     }
     /* The fence: name this connection, then (on the CLIENT LIST reply) close those that
      * may still read for us before anything is read here. */
@@ -685,15 +727,15 @@ static void start_handshake(struct ru_stream *s)
     ARG(1, "SETNAME");
     ARG(2, s->name);
     if (s->c)
-        send_argv(s, C_SETNAME, 3);
+        send_argv(s, &C_SETNAME, 3);
     ARG(1, "ID");
     if (s->c)
-        send_argv(s, C_CLIENT_ID, 2);
+        send_argv(s, &C_CLIENT_ID, 2);
     ARG(1, "LIST");
     ARG(2, "TYPE");
     ARG(3, "normal");
     if (s->c)
-        send_argv(s, C_CLIENT_LIST, 4);
+        send_argv(s, &C_CLIENT_LIST, 4);
     try_write(s);
 }
 
@@ -756,7 +798,7 @@ static void fence_kill(struct ru_stream *s, const redisReply *r)
             ARG(1, "KILL");
             ARG(2, "ID");
             ARG(3, idt);
-            send_argv(s, C_CLIENT_KILL, 4);
+            send_argv(s, &C_CLIENT_KILL, 4);
         }
         line = end ? end + 1 : NULL;
     }
@@ -899,7 +941,7 @@ static void send_id_guard(struct ru_stream *s)
     ARG(0, "XINFO");
     ARG(1, "STREAM");
     ARG(2, s->stream);
-    send_argv(s, C_ID_GUARD, 3);
+    send_argv(s, &C_ID_GUARD, 3);
 }
 
 static void id_guard(struct ru_stream *s, const redisReply *r)
@@ -921,7 +963,7 @@ static void id_guard(struct ru_stream *s, const redisReply *r)
     ARG(0, "XSETID");
     ARG(1, s->stream);
     ARG(2, seen);
-    send_argv(s, C_XSETID, 3);
+    send_argv(s, &C_XSETID, 3);
     try_write(s);
 }
 
@@ -1218,7 +1260,7 @@ static void send_xpending_page(struct ru_stream *s, const struct ru_sid *after)
     ARG(4, "+");
     ARG(5, "1000");
     ARG(6, s->adopt.consumer);
-    send_argv(s, C_XPENDING_ADOPT, 7);
+    send_argv(s, &C_XPENDING_ADOPT, 7);
 }
 
 int ru_stream_adopt_fetch(struct ru_stream *s, const char *consumer)
@@ -1271,7 +1313,7 @@ static void adopt_pending_page(struct ru_stream *s, const redisReply *r)
         ARG(1, s->stream);
         ARG(2, idt);
         ARG(3, idt);
-        send_argv(s, C_XRANGE_ADOPT, 4);
+        send_argv(s, &C_XRANGE_ADOPT, 4);
         last = id;
         got++;
     }
@@ -1301,7 +1343,7 @@ static void adopt_range(struct ru_stream *s, const redisReply *r)
         adopt_finish(s, NULL);
 }
 
-static void send_xinfo_consumers(struct ru_stream *s, enum cmd_kind k)
+static void send_xinfo_consumers(struct ru_stream *s, const struct cmd *k)
 {
     argv_reserve(s, 4);
     ARG(0, "XINFO");
@@ -1315,7 +1357,7 @@ int ru_stream_list_consumers(struct ru_stream *s)
 {
     if (s->state != S_LIVE)
         return -1;
-    send_xinfo_consumers(s, C_XINFO_CONSUMERS);
+    send_xinfo_consumers(s, &C_XINFO_CONSUMERS);
     try_write(s);
     return 0;
 }
@@ -1361,15 +1403,15 @@ static void start_replay(struct ru_stream *s)
 static void start_check(struct ru_stream *s)
 {
     s->state = S_CHECK;
-    send_xinfo_consumers(s, C_CHECK_CONSUMERS);
+    send_xinfo_consumers(s, &C_CHECK_CONSUMERS);
     ARG(0, "XINFO");
     ARG(1, "GROUPS");
     ARG(2, s->stream);
     if (s->c)
-        send_argv(s, C_RECOVER_GROUPS, 3);
+        send_argv(s, &C_RECOVER_GROUPS, 3);
     ARG(1, "STREAM");
     if (s->c)
-        send_argv(s, C_RECOVER_STREAM, 3);
+        send_argv(s, &C_RECOVER_STREAM, 3);
 }
 
 static void check_consumers(struct ru_stream *s, const redisReply *r)
@@ -1430,7 +1472,7 @@ static void send_dead_scan(struct ru_stream *s, const struct ru_sid *before)
     ARG(3, "-");
     ARG(4, "COUNT");
     ARG(5, DEAD_SCAN_PAGE_S);
-    send_argv(s, C_DEAD_SCAN, 6);
+    send_argv(s, &C_DEAD_SCAN, 6);
 }
 
 static void recovery_done(struct ru_stream *s)
@@ -1554,306 +1596,279 @@ static size_t reply_entries(const redisReply *r)
     return st->element[1]->elements;
 }
 
-/* The command (as ACL rules name it) each kind of reply answers. */
-static const char *const acl_names[] = {
-    [C_AUTH] = "auth",
-    [C_SELECT] = "select",
-    [C_GROUP_CREATE] = "xgroup|create",
-    [C_READ_REPLAY] = "xreadgroup",
-    [C_READ_LIVE] = "xreadgroup",
-    [C_ACK] = "xack",
-    [C_MULTI] = "multi",
-    [C_QUEUED] = "xadd or xack",
-    [C_EXEC_DL] = "exec",
-    [C_XINFO] = "xinfo|groups",
-    [C_XPENDING_ADOPT] = "xpending",
-    [C_XRANGE_ADOPT] = "xrange",
-    [C_XINFO_CONSUMERS] = "xinfo|consumers",
-    [C_NOTE] = "xadd",
-    [C_XADD_DL] = "xadd",
-    [C_CHECK_CONSUMERS] = "xinfo|consumers",
-    [C_RECOVER_GROUPS] = "xinfo|groups",
-    [C_RECOVER_STREAM] = "xinfo|stream",
-    [C_DEAD_SCAN] = "xrevrange",
-    [C_READ_RECOVER] = "xrange",
-    [C_EXEC_DL_LONE] = "exec",
-    [C_SETNAME] = "client|setname",
-    [C_CLIENT_ID] = "client|id",
-    [C_CLIENT_LIST] = "client|list",
-    [C_CLIENT_KILL] = "client|kill",
-    [C_CLUSTER_SLOTS] = "cluster|slots",
-    [C_ID_GUARD] = "xinfo|stream",
-    [C_XSETID] = "xsetid",
-};
-
 /* NOPERM: the ACL user lacks a command or a key. A reconnect does not fix that, so it is
  * one error naming the command, and the next attempt comes after BACKOFF_MAX_MS rather
  * than at reconnect speed (a changed ACL is picked up then, without a restart). The
  * fence's commands only warn (reading goes on unfenced), and an adoption reports the
  * refusal to the operator who asked for it. Returns true when r was such a refusal. */
-static bool acl_refused(struct ru_stream *s, enum cmd_kind k, const redisReply *r)
+static bool acl_refused(struct ru_stream *s, const struct cmd *k, const redisReply *r)
 {
-    if (r->type != REDIS_REPLY_ERROR || !is_error(r, "NOPERM") || k == C_SETNAME ||
-        k == C_CLIENT_ID || k == C_CLIENT_LIST || k == C_CLIENT_KILL || k == C_XPENDING_ADOPT ||
-        k == C_XRANGE_ADOPT || (k == C_CLUSTER_SLOTS && s->cluster_mode == 'a') ||
-        k == C_ID_GUARD || k == C_XSETID)
+    if (r->type != REDIS_REPLY_ERROR || !is_error(r, "NOPERM") || k->noperm == NOPERM_HANDLED ||
+        (k->noperm == NOPERM_HANDLED_AUTO && s->cluster_mode == 'a'))
         return false;
     char why[sizeof(s->last_err)];
     snprintf(why, sizeof(why),
              "the Redis ACL refuses %s to user '%s' (%.150s): grant it +%s on keys %s and %s "
              "(README: Least privilege has the ACL SETUSER line of each mode); next attempt in "
              "%d s",
-             acl_names[k], s->user ? s->user : "default", r->str, acl_names[k], s->stream, s->dead,
+             k->acl, s->user ? s->user : "default", r->str, k->acl, s->stream, s->dead,
              BACKOFF_MAX_MS / 1000);
     s->backoff_ms = BACKOFF_MAX_MS;
     disconnect(s, why);
     return true;
 }
 
-static void handle_reply(struct ru_stream *s, enum cmd_kind k, const redisReply *r)
+/* ---- reply handlers, one per command ---- */
+
+static void on_auth(struct ru_stream *s, const redisReply *r)
 {
-    if (acl_refused(s, k, r))
-        return;
-    switch (k) {
-    case C_AUTH:
-    case C_SELECT:
-        if (r->type == REDIS_REPLY_ERROR) {
-            char why[200];
-            snprintf(why, sizeof(why), "%s: %s", k == C_AUTH ? "AUTH" : "SELECT", r->str);
-            disconnect(s, why);
-        }
-        return;
-    case C_GROUP_CREATE:
-        if (r->type == REDIS_REPLY_ERROR && !is_error(r, "BUSYGROUP")) {
-            char why[200];
-            snprintf(why, sizeof(why), "XGROUP CREATE: %s", r->str);
-            disconnect(s, why);
-            return;
-        }
-        if (r->type != REDIS_REPLY_ERROR && s->group_known) {
-            s->stats.group_recreated++;
-            if (s->cb.on_group_recreated)
-                s->cb.on_group_recreated(s->cb.ud);
-        }
-        s->group_known = true;
-        if (s->cluster)
-            send_id_guard(s);
-        if (s->state == S_HANDSHAKE) {
-            /* nothing is read until the owner has seen its lock alive after the fence */
-            s->state = S_GATE;
-            if (s->cb.on_gate)
-                s->cb.on_gate(s->cb.ud);
-        }
-        return;
-    case C_CHECK_CONSUMERS:
-        check_consumers(s, r);
-        return;
-    case C_RECOVER_GROUPS: {
-        if (r->type == REDIS_REPLY_ERROR) {
-            char why[200];
-            snprintf(why, sizeof(why), "XINFO GROUPS: %s", r->str);
-            disconnect(s, why);
-            return;
-        }
-        memset(&s->rec_end, 0, sizeof(s->rec_end));
-        sid_of(map_get(our_group(s, r), "last-delivered-id"), &s->rec_end);
+    if (r->type == REDIS_REPLY_ERROR)
+        failf(s, "AUTH: %s", r->str);
+}
+
+static void on_select(struct ru_stream *s, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR)
+        failf(s, "SELECT: %s", r->str);
+}
+
+static void on_group_create(struct ru_stream *s, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR && !is_error(r, "BUSYGROUP")) {
+        failf(s, "XGROUP CREATE: %s", r->str);
         return;
     }
-    case C_RECOVER_STREAM:
-        /* max-deleted-entry-id exists from Redis 7.0; without it a gap goes unseen */
-        s->rec_deleted_known = r->type == REDIS_REPLY_ARRAY &&
-                               sid_of(map_get(r, "max-deleted-entry-id"), &s->rec_deleted);
-        begin_recovery(s);
-        return;
-    case C_DEAD_SCAN:
-        dead_scan_page(s, r);
-        return;
-    case C_READ_RECOVER: {
-        int sent = read_answered(s);
-        s->stats.reads++;
-        if (r->type != REDIS_REPLY_ARRAY) {
-            char why[200];
-            snprintf(why, sizeof(why), "XRANGE: %s",
-                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-            disconnect(s, why);
-            return;
-        }
-        bool full = r->elements >= (size_t)sent;
-        adapt_count(s, r->elements, sent);
-        size_t n = handle_entry_list(s, r, RU_FROM_RECOVERY);
-        bool done = !full || ru_sid_cmp(&s->cursor, &s->rec_end) >= 0;
-        if (s->cb.on_batch)
-            s->cb.on_batch(s->cb.ud, n, full, true);
-        if (s->c == NULL || s->state != S_RECOVER)
-            return;
-        if (done)
-            recovery_done(s);
-        else
-            send_read(s);
+    if (r->type != REDIS_REPLY_ERROR && s->group_known) {
+        s->stats.group_recreated++;
+        if (s->cb.on_group_recreated)
+            s->cb.on_group_recreated(s->cb.ud);
+    }
+    s->group_known = true;
+    if (s->cluster)
+        send_id_guard(s);
+    if (s->state == S_HANDSHAKE) {
+        /* nothing is read until the owner has seen its lock alive after the fence */
+        s->state = S_GATE;
+        if (s->cb.on_gate)
+            s->cb.on_gate(s->cb.ud);
+    }
+}
+
+static void on_recover_groups(struct ru_stream *s, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR) {
+        failf(s, "XINFO GROUPS: %s", r->str);
         return;
     }
-    case C_SETNAME:
-    case C_CLIENT_ID:
-        if (r->type == REDIS_REPLY_INTEGER)
-            s->my_id = r->integer;
-        else if (r->type == REDIS_REPLY_ERROR)
-            fence_kill(s, r); /* warns once */
+    memset(&s->rec_end, 0, sizeof(s->rec_end));
+    sid_of(map_get(our_group(s, r), "last-delivered-id"), &s->rec_end);
+}
+
+static void on_recover_stream(struct ru_stream *s, const redisReply *r)
+{
+    /* max-deleted-entry-id exists from Redis 7.0; without it a gap goes unseen */
+    s->rec_deleted_known =
+        r->type == REDIS_REPLY_ARRAY && sid_of(map_get(r, "max-deleted-entry-id"), &s->rec_deleted);
+    begin_recovery(s);
+}
+
+static void on_read_recover(struct ru_stream *s, const redisReply *r)
+{
+    int sent = read_answered(s);
+    s->stats.reads++;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        failf(s, "XRANGE: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         return;
-    case C_CLIENT_LIST:
-        if (s->my_id > 0)
-            fence_kill(s, r);
-        else if (!s->fence_warned && r->type == REDIS_REPLY_STRING)
-            ru_warn("msg=\"CLIENT ID not answered: no connection closed before reading\"");
-        group_create_after_fence(s);
+    }
+    bool full = r->elements >= (size_t)sent;
+    adapt_count(s, r->elements, sent);
+    size_t n = handle_entry_list(s, r, RU_FROM_RECOVERY);
+    bool done = !full || ru_sid_cmp(&s->cursor, &s->rec_end) >= 0;
+    if (s->cb.on_batch)
+        s->cb.on_batch(s->cb.ud, n, full, true);
+    if (s->c == NULL || s->state != S_RECOVER)
+        return;
+    if (done)
+        recovery_done(s);
+    else
+        send_read(s);
+}
+
+/* CLIENT SETNAME and CLIENT ID */
+static void on_client_id(struct ru_stream *s, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_INTEGER)
+        s->my_id = r->integer;
+    else if (r->type == REDIS_REPLY_ERROR)
+        fence_kill(s, r); /* warns once */
+}
+
+static void on_client_list(struct ru_stream *s, const redisReply *r)
+{
+    if (s->my_id > 0)
+        fence_kill(s, r);
+    else if (!s->fence_warned && r->type == REDIS_REPLY_STRING)
+        ru_warn("msg=\"CLIENT ID not answered: no connection closed before reading\"");
+    group_create_after_fence(s);
+    try_write(s);
+}
+
+static void on_xsetid(struct ru_stream *s, const redisReply *r)
+{
+    (void)s;
+    if (r->type == REDIS_REPLY_ERROR)
+        ru_warn("msg=\"XSETID refused: entries added now may get ids at or below the "
+                "checkpoint and be skipped; grant +xsetid on the stream key\" error=\"%s\"",
+                r->str);
+}
+
+static void on_client_kill(struct ru_stream *s, const redisReply *r)
+{
+    (void)s;
+    if (r->type == REDIS_REPLY_ERROR && !is_error(r, "ERR No such client"))
+        ru_warn("msg=\"could not close a connection that may still read for this consumer\" "
+                "error=\"%s\"",
+                r->str);
+}
+
+static void on_xadd_dl(struct ru_stream *s, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR) {
+        /* without a pending entry the copy would be gone for good: keep it owed, and
+         * let the recovery of the next connection write it again */
+        failf(s, "dead-letter copy refused: %s", r->str);
+        return;
+    }
+    if (s->dl_inflight > 0)
+        s->dl_inflight--;
+    note_dead_copy(s, r);
+    s->stats.dead_lettered++;
+}
+
+/* XREADGROUP, replaying this consumer's pending list (replay) or live. */
+static void on_read(struct ru_stream *s, const redisReply *r, bool replay)
+{
+    int sent = read_answered(s);
+    s->stats.reads++;
+    if (!replay && s->state != S_LIVE) {
+        /* the second of two live reads, answered after the first found the group
+         * gone: whatever it delivered is in our pending list, which the replay after
+         * the group's re-creation reads (a lone consumer's recovery reads it) */
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (is_error(r, "NOGROUP")) {
+            /* the group vanished under us (FLUSHALL, restart without persistence) */
+            group_create_after_fence(s);
+            s->state = S_HANDSHAKE;
+            return;
+        }
+        failf(s, "XREADGROUP: %s", r->str);
+        return;
+    }
+    size_t got = reply_entries(r);
+    bool full = got >= (size_t)sent;
+    adapt_count(s, got, sent); /* before the next reads leave */
+    /* A lone consumer's short reply: the next read will BLOCK, and the dead-letter
+     * copies of this batch must not wait behind it (commits wait for them). */
+    bool after = false;
+    if (!replay) {
+        /* keep Redis busy while we parse this batch: the next read leaves now, not
+         * after the batch, and after a full batch a second one follows it */
+        s->read_depth = full ? 2 : 1;
+        after = s->lone && s->read_depth < 2;
+        while (!after && send_read(s))
+            ;
         try_write(s);
-        return;
-    case C_CLUSTER_SLOTS:
-        cluster_slots(s, r);
-        return;
-    case C_ID_GUARD:
-        id_guard(s, r);
-        return;
-    case C_XSETID:
-        if (r->type == REDIS_REPLY_ERROR)
-            ru_warn("msg=\"XSETID refused: entries added now may get ids at or below the "
-                    "checkpoint and be skipped; grant +xsetid on the stream key\" error=\"%s\"",
-                    r->str);
-        return;
-    case C_CLIENT_KILL:
-        if (r->type == REDIS_REPLY_ERROR && !is_error(r, "ERR No such client"))
-            ru_warn("msg=\"could not close a connection that may still read for this consumer\" "
-                    "error=\"%s\"",
-                    r->str);
-        return;
-    case C_XADD_DL:
-        if (r->type == REDIS_REPLY_ERROR) {
-            /* without a pending entry the copy would be gone for good: keep it owed, and
-             * let the recovery of the next connection write it again */
-            char why[200];
-            snprintf(why, sizeof(why), "dead-letter copy refused: %s", r->str);
-            disconnect(s, why);
-            return;
-        }
-        if (s->dl_inflight > 0)
-            s->dl_inflight--;
-        note_dead_copy(s, r);
+    }
+    size_t n = handle_entries(s, r, replay);
+    if (after && s->c && s->state == S_LIVE) {
+        send_read(s);
+        try_write(s);
+    }
+    if (replay && n == 0) {
+        s->state = S_LIVE;
+        s->next_xinfo_ms = 0;
+        if (s->cb.on_state)
+            s->cb.on_state(s->cb.ud, true, NULL);
+        send_read(s);
+    } else if (replay) {
+        send_read(s);
+    }
+    if (s->cb.on_batch)
+        s->cb.on_batch(s->cb.ud, n, full, replay);
+}
+
+static void on_read_replay(struct ru_stream *s, const redisReply *r)
+{
+    on_read(s, r, true);
+}
+
+static void on_read_live(struct ru_stream *s, const redisReply *r)
+{
+    on_read(s, r, false);
+}
+
+static void on_ack(struct ru_stream *s, const redisReply *r)
+{
+    (void)s;
+    if (r->type == REDIS_REPLY_ERROR)
+        ru_debug("msg=\"XACK failed\" error=\"%s\"", r->str);
+}
+
+/* MULTI, and the XADD and XACK queued in the transaction */
+static void on_queued(struct ru_stream *s, const redisReply *r)
+{
+    s->exec_ok = true;
+    if (r->type == REDIS_REPLY_ERROR) {
+        s->exec_ok = false;
+        ru_warn("msg=\"dead-letter command refused\" error=\"%s\"", r->str);
+    }
+}
+
+static void on_exec_dl(struct ru_stream *s, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        r->element[0]->type == REDIS_REPLY_ERROR)
+        /* Redis does not roll back: the entry was acknowledged without its copy */
+        ru_err("msg=\"dead-letter copy failed inside the transaction; the invalid entry "
+               "was acknowledged without a copy\" error=\"%s\"",
+               r->element[0]->str);
+    else if (r->type == REDIS_REPLY_ARRAY)
         s->stats.dead_lettered++;
-        return;
-    case C_READ_REPLAY:
-    case C_READ_LIVE: {
-        int sent = read_answered(s);
-        s->stats.reads++;
-        if (k == C_READ_LIVE && s->state != S_LIVE) {
-            /* the second of two live reads, answered after the first found the group
-             * gone: whatever it delivered is in our pending list, which the replay after
-             * the group's re-creation reads (a lone consumer's recovery reads it) */
-            return;
-        }
-        if (r->type == REDIS_REPLY_ERROR) {
-            if (is_error(r, "NOGROUP")) {
-                /* the group vanished under us (FLUSHALL, restart without persistence) */
-                group_create_after_fence(s);
-                s->state = S_HANDSHAKE;
-                return;
-            }
-            char why[200];
-            snprintf(why, sizeof(why), "XREADGROUP: %s", r->str);
-            disconnect(s, why);
-            return;
-        }
-        bool replay = k == C_READ_REPLAY;
-        size_t got = reply_entries(r);
-        bool full = got >= (size_t)sent;
-        adapt_count(s, got, sent); /* before the next reads leave */
-        /* A lone consumer's short reply: the next read will BLOCK, and the dead-letter
-         * copies of this batch must not wait behind it (commits wait for them). */
-        bool after = false;
-        if (!replay) {
-            /* keep Redis busy while we parse this batch: the next read leaves now, not
-             * after the batch, and after a full batch a second one follows it */
-            s->read_depth = full ? 2 : 1;
-            after = s->lone && s->read_depth < 2;
-            while (!after && send_read(s))
-                ;
-            try_write(s);
-        }
-        size_t n = handle_entries(s, r, replay);
-        if (after && s->c && s->state == S_LIVE) {
-            send_read(s);
-            try_write(s);
-        }
-        if (replay && n == 0) {
-            s->state = S_LIVE;
-            s->next_xinfo_ms = 0;
-            if (s->cb.on_state)
-                s->cb.on_state(s->cb.ud, true, NULL);
-            send_read(s);
-        } else if (replay) {
-            send_read(s);
-        }
-        if (s->cb.on_batch)
-            s->cb.on_batch(s->cb.ud, n, full, replay);
+    else
+        ru_warn("msg=\"dead-letter transaction failed\" error=\"%s\"",
+                r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
+}
+
+/* EXEC of a copy of an entry without a pending entry */
+static void on_exec_dl_lone(struct ru_stream *s, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY ||
+        (r->elements >= 1 && r->element[0]->type == REDIS_REPLY_ERROR)) {
+        failf(s, "dead-letter copy refused: %s",
+              r->type == REDIS_REPLY_ERROR                                 ? r->str
+              : r->type == REDIS_REPLY_ARRAY && r->element[0]->str != NULL ? r->element[0]->str
+                                                                           : "no reply");
         return;
     }
-    case C_ACK:
-        if (r->type == REDIS_REPLY_ERROR)
-            ru_debug("msg=\"XACK failed\" error=\"%s\"", r->str);
-        return;
-    case C_MULTI:
-    case C_QUEUED:
-        s->exec_ok = true;
-        if (r->type == REDIS_REPLY_ERROR) {
-            s->exec_ok = false;
-            ru_warn("msg=\"dead-letter command refused\" error=\"%s\"", r->str);
-        }
-        return;
-    case C_EXEC_DL_LONE:
-        if (r->type != REDIS_REPLY_ARRAY ||
-            (r->elements >= 1 && r->element[0]->type == REDIS_REPLY_ERROR)) {
-            char why[200];
-            snprintf(why, sizeof(why), "dead-letter copy refused: %s",
-                     r->type == REDIS_REPLY_ERROR ? r->str
-                     : r->type == REDIS_REPLY_ARRAY && r->element[0]->str != NULL
-                         ? r->element[0]->str
-                         : "no reply");
-            disconnect(s, why);
-            return;
-        }
-        if (s->dl_inflight > 0)
-            s->dl_inflight--;
-        note_dead_copy(s, r->element[0]);
-        /* fall through */
-    case C_EXEC_DL:
-        if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-            r->element[0]->type == REDIS_REPLY_ERROR)
-            /* Redis does not roll back: the entry was acknowledged without its copy */
-            ru_err("msg=\"dead-letter copy failed inside the transaction; the invalid entry "
-                   "was acknowledged without a copy\" error=\"%s\"",
-                   r->element[0]->str);
-        else if (r->type == REDIS_REPLY_ARRAY)
-            s->stats.dead_lettered++;
-        else
-            ru_warn("msg=\"dead-letter transaction failed\" error=\"%s\"",
-                    r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
-        return;
-    case C_XINFO:
-        s->xinfo_inflight = false;
-        parse_xinfo(s, r);
-        return;
-    case C_XPENDING_ADOPT:
-        adopt_pending_page(s, r);
-        return;
-    case C_XRANGE_ADOPT:
-        adopt_range(s, r);
-        return;
-    case C_XINFO_CONSUMERS:
-        parse_consumers(s, r);
-        return;
-    case C_NOTE:
-        if (r->type == REDIS_REPLY_ERROR)
-            ru_warn("msg=\"dead-letter note refused\" error=\"%s\"", r->str);
-        return;
-    }
+    if (s->dl_inflight > 0)
+        s->dl_inflight--;
+    note_dead_copy(s, r->element[0]);
+    on_exec_dl(s, r);
+}
+
+static void on_xinfo(struct ru_stream *s, const redisReply *r)
+{
+    s->xinfo_inflight = false;
+    parse_xinfo(s, r);
+}
+
+static void on_note(struct ru_stream *s, const redisReply *r)
+{
+    (void)s;
+    if (r->type == REDIS_REPLY_ERROR)
+        ru_warn("msg=\"dead-letter note refused\" error=\"%s\"", r->str);
 }
 
 /* Room for a read of READ_CHUNK bytes after rend: what is left of the input (the start of
@@ -1925,9 +1940,9 @@ static void read_replies(struct ru_stream *s)
             ru_resp_scan_reset(&s->scan);
             s->reply_bytes = (size_t)len;
             s->in_reply = true;
-            enum cmd_kind k = q_pop(s);
-            if (!cluster_error(s, reply))
-                handle_reply(s, k, reply);
+            const struct cmd *k = q_pop(s);
+            if (!cluster_error(s, reply) && !acl_refused(s, k, reply))
+                k->on_reply(s, reply);
             s->in_reply = false;
             s->reply_bytes = 0;
             s->rstart += (size_t)len;
@@ -2022,7 +2037,7 @@ int ru_stream_tick(struct ru_stream *s)
         ARG(0, "XINFO");
         ARG(1, "GROUPS");
         ARG(2, s->stream);
-        send_argv(s, C_XINFO, 3);
+        send_argv(s, &C_XINFO, 3);
         try_write(s);
     }
     return 1000;
