@@ -6,13 +6,14 @@
 
 #include "rollupd/adopt.h"
 #include "rollupd/cluster.h"
+#include "rollupd/deadletter.h"
+#include "rollupd/fence.h"
 #include "rollupd/log.h"
 #include "rollupd/lone.h"
 #include "rollupd/rconn.h"
 
 #define ACK_CHUNK      1000
 #define XINFO_EVERY_MS 5000
-#define DEAD_MAXLEN    "100000"
 
 #define ARG(i, str) RU_RCONN_ARG(s, i, str)
 
@@ -256,8 +257,6 @@ void ru_stream_start_replay(struct ru_stream *s)
     ru_stream_send_read(s);
 }
 
-static void group_create_after_fence(struct ru_stream *s);
-
 /* XREADGROUP, replaying this consumer's pending list (replay) or live. */
 static void on_read(struct ru_stream *s, const redisReply *r, bool replay)
 {
@@ -272,7 +271,7 @@ static void on_read(struct ru_stream *s, const redisReply *r, bool replay)
     if (r->type == REDIS_REPLY_ERROR) {
         if (ru_rconn_is_error(r, "NOGROUP")) {
             /* the group vanished under us (FLUSHALL, restart without persistence) */
-            group_create_after_fence(s);
+            ru_stream_group_create(s);
             s->state = RU_S_HANDSHAKE;
             return;
         }
@@ -472,7 +471,7 @@ static void send_group_create(struct ru_stream *s, const char *start)
 /* Where a group that vanished is created again: after what this consumer committed (a
  * lone consumer: what the group committed), so that what the producer wrote meanwhile
  * is read whatever redis.start says; "0" when nothing was committed yet. */
-static void group_create_after_fence(struct ru_stream *s)
+void ru_stream_group_create(struct ru_stream *s)
 {
     char at[RU_SID_STRLEN];
     if (!s->group_known) {
@@ -484,114 +483,11 @@ static void group_create_after_fence(struct ru_stream *s)
     send_group_create(s, at);
 }
 
-/* ---- the fence ---- */
-
-static void on_client_kill(struct ru_stream *s, const redisReply *r)
-{
-    (void)s;
-    if (r->type == REDIS_REPLY_ERROR && !ru_rconn_is_error(r, "ERR No such client"))
-        ru_warn("msg=\"could not close a connection that may still read for this consumer\" "
-                "error=\"%s\"",
-                r->str);
-}
-
-static const struct ru_rconn_cmd C_CLIENT_KILL = {on_client_kill, "client|kill",
-                                                  RU_RCONN_NOPERM_HANDLED};
-
-/* CLIENT LIST: "id=7 addr=... name=rollupd:...:S ...\n" per connection. Closes those of
- * the same consumer and those of a lone consumer of the group (for a lone consumer: all
- * of the group), other than this one. */
-static void fence_kill(struct ru_stream *s, const redisReply *r)
-{
-    if (r->type != REDIS_REPLY_STRING) {
-        if (!s->fence_warned)
-            ru_warn("msg=\"CLIENT SETNAME/ID/LIST refused (an ACL?): another process that lost "
-                    "this consumer's PostgreSQL lock may read on for a moment before it notices; "
-                    "grant client|setname, client|id, client|list and client|kill\" error=\"%s\"",
-                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        s->fence_warned = true;
-        return;
-    }
-    size_t plen = strlen(s->group_prefix), nlen = strlen(s->name);
-    for (const char *line = r->str; line && *line;) {
-        const char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) : strlen(line);
-        const char *name = NULL;
-        for (const char *p = line; p < line + len; p++) {
-            if ((p == line || p[-1] == ' ') && strncmp(p, "name=", 5) == 0) {
-                name = p + 5;
-                break;
-            }
-        }
-        long long id = strncmp(line, "id=", 3) == 0 ? atoll(line + 3) : 0;
-        size_t nl = name ? strcspn(name, " \r\n") : 0;
-        bool same = nl == nlen && memcmp(name, s->name, nlen) == 0;
-        bool group = nl > plen && memcmp(name, s->group_prefix, plen) == 0;
-        bool lone_other = group && name[nl - 1] == 'L';
-        if (id > 0 && id != s->my_id && (same || (group && (s->lone || lone_other)))) {
-            char idt[24];
-            snprintf(idt, sizeof(idt), "%lld", id);
-            ru_warn("msg=\"closing an earlier connection of this consumer or a lone consumer of "
-                    "the group before reading (a lost connection of this process, or one of a "
-                    "process that lost the PostgreSQL lock)\" client_id=%s name=%.*s",
-                    idt, (int)nl, name);
-            ru_rconn_argv_reserve(s, 4);
-            ARG(0, "CLIENT");
-            ARG(1, "KILL");
-            ARG(2, "ID");
-            ARG(3, idt);
-            ru_rconn_send(s, &C_CLIENT_KILL, 4);
-        }
-        line = end ? end + 1 : NULL;
-    }
-}
-
-/* CLIENT SETNAME and CLIENT ID */
-static void on_client_id(struct ru_stream *s, const redisReply *r)
-{
-    if (r->type == REDIS_REPLY_INTEGER)
-        s->my_id = r->integer;
-    else if (r->type == REDIS_REPLY_ERROR)
-        fence_kill(s, r); /* warns once */
-}
-
-static const struct ru_rconn_cmd C_SETNAME = {on_client_id, "client|setname",
-                                              RU_RCONN_NOPERM_HANDLED};
-static const struct ru_rconn_cmd C_CLIENT_ID = {on_client_id, "client|id", RU_RCONN_NOPERM_HANDLED};
-
-static void on_client_list(struct ru_stream *s, const redisReply *r)
-{
-    if (s->my_id > 0)
-        fence_kill(s, r);
-    else if (!s->fence_warned && r->type == REDIS_REPLY_STRING)
-        ru_warn("msg=\"CLIENT ID not answered: no connection closed before reading\"");
-    group_create_after_fence(s);
-    ru_rconn_flush(s);
-}
-
-static const struct ru_rconn_cmd C_CLIENT_LIST = {on_client_list, "client|list",
-                                                  RU_RCONN_NOPERM_HANDLED};
-
-/* The fence: name this connection, then (on the CLIENT LIST reply) close those that
- * may still read for us before anything is read here. */
+/* After AUTH, SELECT and CLUSTER SLOTS: the fence, then (on its last reply) the group. */
 void ru_stream_handshake(struct ru_stream *s)
 {
     set_read_count(s, RU_RCONN_SLOW_START);
-    ru_rconn_argv_reserve(s, 4);
-    ARG(0, "CLIENT");
-    ARG(1, "SETNAME");
-    ARG(2, s->name);
-    if (s->c)
-        ru_rconn_send(s, &C_SETNAME, 3);
-    ARG(1, "ID");
-    if (s->c)
-        ru_rconn_send(s, &C_CLIENT_ID, 2);
-    ARG(1, "LIST");
-    ARG(2, "TYPE");
-    ARG(3, "normal");
-    if (s->c)
-        ru_rconn_send(s, &C_CLIENT_LIST, 4);
-    ru_rconn_flush(s);
+    ru_fence_start(s);
 }
 
 /* ---- acknowledgement ---- */
@@ -642,183 +538,6 @@ void ru_stream_ack(struct ru_stream *s, const struct ru_sid *ids, size_t n)
         s->stats.acked += m;
     }
     ru_buf_free(&b);
-    ru_rconn_flush(s);
-}
-
-/* ---- dead letters ---- */
-
-/* MULTI, and the XADD and XACK queued in the transaction */
-static void on_queued(struct ru_stream *s, const redisReply *r)
-{
-    s->exec_ok = true;
-    if (r->type == REDIS_REPLY_ERROR) {
-        s->exec_ok = false;
-        ru_warn("msg=\"dead-letter command refused\" error=\"%s\"", r->str);
-    }
-}
-
-static const struct ru_rconn_cmd C_MULTI = {on_queued, "multi", RU_RCONN_NOPERM_FATAL};
-static const struct ru_rconn_cmd C_QUEUED = {on_queued, "xadd or xack", RU_RCONN_NOPERM_FATAL};
-
-static void on_exec_dl(struct ru_stream *s, const redisReply *r)
-{
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-        r->element[0]->type == REDIS_REPLY_ERROR)
-        /* Redis does not roll back: the entry was acknowledged without its copy */
-        ru_err("msg=\"dead-letter copy failed inside the transaction; the invalid entry "
-               "was acknowledged without a copy\" error=\"%s\"",
-               r->element[0]->str);
-    else if (r->type == REDIS_REPLY_ARRAY)
-        s->stats.dead_lettered++;
-    else
-        ru_warn("msg=\"dead-letter transaction failed\" error=\"%s\"",
-                r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
-}
-
-static const struct ru_rconn_cmd C_EXEC_DL = {on_exec_dl, "exec", RU_RCONN_NOPERM_FATAL};
-
-/* A confirmed dead-letter copy's id: the newest one is stored with the next checkpoint. */
-static void note_dead_copy(struct ru_stream *s, const redisReply *id)
-{
-    struct ru_sid x;
-    if (ru_rconn_sid_of(id, &x) && ru_sid_cmp(&x, &s->dead_last) > 0)
-        s->dead_last = x;
-}
-
-/* EXEC of a copy of an entry without a pending entry */
-static void on_exec_dl_lone(struct ru_stream *s, const redisReply *r)
-{
-    if (r->type != REDIS_REPLY_ARRAY ||
-        (r->elements >= 1 && r->element[0]->type == REDIS_REPLY_ERROR)) {
-        ru_rconn_failf(s, "dead-letter copy refused: %s",
-                       r->type == REDIS_REPLY_ERROR ? r->str
-                       : r->type == REDIS_REPLY_ARRAY && r->element[0]->str != NULL
-                           ? r->element[0]->str
-                           : "no reply");
-        return;
-    }
-    if (s->dl_inflight > 0)
-        s->dl_inflight--;
-    note_dead_copy(s, r->element[0]);
-    on_exec_dl(s, r);
-}
-
-/* EXEC of a copy of an entry without a pending entry (recovery) */
-static const struct ru_rconn_cmd C_EXEC_DL_LONE = {on_exec_dl_lone, "exec", RU_RCONN_NOPERM_FATAL};
-
-static void on_xadd_dl(struct ru_stream *s, const redisReply *r)
-{
-    if (r->type == REDIS_REPLY_ERROR) {
-        /* without a pending entry the copy would be gone for good: keep it owed, and
-         * let the recovery of the next connection write it again */
-        ru_rconn_failf(s, "dead-letter copy refused: %s", r->str);
-        return;
-    }
-    if (s->dl_inflight > 0)
-        s->dl_inflight--;
-    note_dead_copy(s, r);
-    s->stats.dead_lettered++;
-}
-
-/* a lone consumer's dead letter: nothing to acknowledge */
-static const struct ru_rconn_cmd C_XADD_DL = {on_xadd_dl, "xadd", RU_RCONN_NOPERM_FATAL};
-
-void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
-                           const struct ru_field *fields, size_t nfields, const char *reason,
-                           enum ru_origin origin)
-{
-    if (s->c == NULL || s->state < RU_S_RECOVER) {
-        /* stays pending, or is after the checkpoint: dead-lettered when read again (no
-         * commit may pass it before that recovery) */
-        if (s->lone || s->recover)
-            s->dl_lost = true;
-        return;
-    }
-    char idtxt[RU_SID_STRLEN];
-    size_t idlen = ru_sid_format(id, idtxt);
-    ru_rconn_argv_reserve(s, 14 + 2 * nfields);
-    /* a lone consumer's live entry has no pending entry to acknowledge (the entry may be
-     * copied later than it was read, once PostgreSQL judged its key: its origin decides) */
-    bool plain = s->lone && origin == RU_FROM_LIVE;
-    /* an entry without a pending entry: until Redis confirms the copy, no commit may pass
-     * it (one from the pending list stays there until its copy and XACK are done). Not for
-     * a shared-group consumer whose recovery is over: a lost copy would make it recover
-     * again, over entries other consumers of the group have read since (README: Long keys) */
-    bool counted = plain || (origin == RU_FROM_RECOVERY && (s->lone || s->recover));
-    if (counted)
-        s->dl_inflight++;
-    if (!plain) {
-        ARG(0, "MULTI");
-        ru_rconn_send(s, &C_MULTI, 1);
-    }
-    int n = 0;
-    ARG(n++, "XADD");
-    ARG(n++, s->dead);
-    ARG(n++, "MAXLEN");
-    ARG(n++, "~");
-    ARG(n++, DEAD_MAXLEN);
-    ARG(n++, "*");
-    ARG(n++, "rollupd.entry_id");
-    s->argv[n] = idtxt;
-    s->argvlen[n++] = idlen;
-    ARG(n++, "rollupd.reason");
-    ARG(n++, reason);
-    ARG(n++, "rollupd.group");
-    ARG(n++, s->group);
-    for (size_t i = 0; i < nfields; i++) {
-        s->argv[n] = fields[i].name.p;
-        s->argvlen[n++] = fields[i].name.len;
-        s->argv[n] = fields[i].value.p;
-        s->argvlen[n++] = fields[i].value.len;
-    }
-    if (plain) {
-        if (s->c)
-            ru_rconn_send(s, &C_XADD_DL, n);
-        ru_rconn_flush(s);
-        return;
-    }
-    if (s->c)
-        ru_rconn_send(s, &C_QUEUED, n);
-    ARG(0, "XACK");
-    ARG(1, s->stream);
-    ARG(2, s->group);
-    s->argv[3] = idtxt;
-    s->argvlen[3] = idlen;
-    if (s->c)
-        ru_rconn_send(s, &C_QUEUED, 4);
-    ARG(0, "EXEC");
-    if (s->c)
-        ru_rconn_send(s, counted ? &C_EXEC_DL_LONE : &C_EXEC_DL, 1);
-    ru_rconn_flush(s);
-}
-
-static void on_note(struct ru_stream *s, const redisReply *r)
-{
-    (void)s;
-    if (r->type == REDIS_REPLY_ERROR)
-        ru_warn("msg=\"dead-letter note refused\" error=\"%s\"", r->str);
-}
-
-static const struct ru_rconn_cmd C_NOTE = {on_note, "xadd", RU_RCONN_NOPERM_FATAL};
-
-void ru_stream_dead_letter_note(struct ru_stream *s, const struct ru_sid *id, const char *reason)
-{
-    if (s->c == NULL || s->state < RU_S_CHECK)
-        return;
-    char idtxt[RU_SID_STRLEN];
-    ru_sid_format(id, idtxt);
-    ru_rconn_argv_reserve(s, 10);
-    ARG(0, "XADD");
-    ARG(1, s->dead);
-    ARG(2, "MAXLEN");
-    ARG(3, "~");
-    ARG(4, DEAD_MAXLEN);
-    ARG(5, "*");
-    ARG(6, "rollupd.entry_id");
-    ARG(7, idtxt);
-    ARG(8, "rollupd.reason");
-    ARG(9, reason);
-    ru_rconn_send(s, &C_NOTE, 10);
     ru_rconn_flush(s);
 }
 
@@ -964,6 +683,18 @@ void ru_stream_pause(struct ru_stream *s, bool paused)
         ru_stream_send_read(s);
         ru_rconn_flush(s);
     }
+}
+
+void ru_stream_dead_letter(struct ru_stream *s, const struct ru_sid *id,
+                           const struct ru_field *fields, size_t nfields, const char *reason,
+                           enum ru_origin origin)
+{
+    ru_deadletter_copy(s, id, fields, nfields, reason, origin);
+}
+
+void ru_stream_dead_letter_note(struct ru_stream *s, const struct ru_sid *id, const char *reason)
+{
+    ru_deadletter_note(s, id, reason);
 }
 
 int ru_stream_adopt_fetch(struct ru_stream *s, const char *consumer)

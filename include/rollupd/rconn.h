@@ -1,11 +1,13 @@
 /* rconn: the Redis connection under the stream, and the state the stream's files share.
  * Not for use outside them: the daemon sees only stream.h.
  *
- * The stream is one object (struct ru_stream, below) made of four files:
+ * The stream is one object (struct ru_stream, below) made of six files:
  * - rconn.c: the socket, the FIFO of commands sent (each entry carries the handler of
  *   its reply, like hiredis' callback list), connect, AUTH/SELECT, backoff, read
  *   timeouts, NOPERM, and following the stream's slot in a Redis Cluster (cluster.h);
- * - stream.c: the fence, group creation, replay, XREADGROUP, XACK, dead letters, XINFO;
+ * - stream.c: group creation, replay, XREADGROUP, XACK, XINFO, the owner's calls;
+ * - fence.c: closing other readers' connections before reading (fence.h);
+ * - deadletter.c: copies of invalid entries in the dead-letter stream (deadletter.h);
  * - lone.c: a lone consumer's recovery (lone.h);
  * - adopt.c: reading another consumer's pending entries for an adoption (adopt.h).
  * Each reply handler sits next to the command that sends it.
@@ -27,7 +29,7 @@
 #include "rollupd/stream.h"
 #include "rollupd/util.h"
 
-#define RU_RCONN_SLOW_START     16 /* entries in the first read after a connect */
+#define RU_RCONN_SLOW_START     16           /* entries in the first read after a connect */
 #define RU_RCONN_READ_CHUNK     (256 * 1024) /* bytes read from the socket at once */
 #define RU_RCONN_BACKOFF_MAX_MS 30000
 
@@ -204,6 +206,9 @@ bool ru_rconn_sid_of(const redisReply *v, struct ru_sid *out);
 
 /* After AUTH, SELECT and CLUSTER SLOTS are queued: the fence, then the group. */
 void ru_stream_handshake(struct ru_stream *s);
+/* XGROUP CREATE ... MKSTREAM: at redis.start the first time, else where recovery starts
+ * (a group that vanished); its reply opens the gate after a handshake. */
+void ru_stream_group_create(struct ru_stream *s);
 /* Queues one more XREADGROUP (or, recovering, XRANGE) if the depth allows; true when
  * it did. */
 bool ru_stream_send_read(struct ru_stream *s);
