@@ -202,7 +202,7 @@ bool ru_rconn_is_error(const redisReply *r, const char *prefix);
 const redisReply *ru_rconn_map_get(const redisReply *m, const char *key);
 bool ru_rconn_sid_of(const redisReply *v, struct ru_sid *out);
 
-/* ---- stream.c, for the other three ---- */
+/* ---- stream.c, for the other files ---- */
 
 /* After AUTH, SELECT and CLUSTER SLOTS are queued: the fence, then the group. */
 void ru_stream_handshake(struct ru_stream *s);
