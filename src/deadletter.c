@@ -12,11 +12,9 @@
 /* MULTI, and the XADD and XACK queued in the transaction */
 static void on_queued(struct ru_stream *s, const redisReply *r)
 {
-    s->exec_ok = true;
-    if (r->type == REDIS_REPLY_ERROR) {
-        s->exec_ok = false;
+    (void)s;
+    if (r->type == REDIS_REPLY_ERROR)
         ru_warn("msg=\"dead-letter command refused\" error=\"%s\"", r->str);
-    }
 }
 
 static const struct ru_rconn_cmd C_MULTI = {on_queued, "multi", RU_RCONN_NOPERM_FATAL};

@@ -106,7 +106,6 @@ static void schedule_reconnect(struct ru_stream *s)
 
 void ru_rconn_drop(struct ru_stream *s, const char *why)
 {
-    bool was_up = s->state >= RU_S_HANDSHAKE;
     if (s->c) {
         redisFree(s->c);
         s->c = NULL;
@@ -131,7 +130,6 @@ void ru_rconn_drop(struct ru_stream *s, const char *why)
     if (s->cb.on_state && !s->quiet_drop)
         s->cb.on_state(s->cb.ud, false, why);
     s->quiet_drop = false;
-    (void)was_up;
 }
 
 void ru_rconn_failf(struct ru_stream *s, const char *fmt, ...)

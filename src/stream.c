@@ -145,7 +145,6 @@ void ru_stream_free(struct ru_stream *s)
     free(s->adopt.ids);
     free(s->dead_ids);
     ru_cluster_nodes_deinit(&s->nodes);
-    ru_buf_free(&s->scratch);
     free(s);
 }
 

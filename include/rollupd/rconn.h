@@ -73,7 +73,7 @@ struct ru_stream {
     struct ru_stream_cb cb;
     redisContext *c;
     enum ru_stream_state state;
-    bool started, paused, group_known, exec_ok, xinfo_inflight;
+    bool started, paused, group_known, xinfo_inflight;
     bool suspended; /* no connection until ru_stream_suspend(s, false) */
     /* XREADGROUPs sent and not answered: one while replaying or when the last live read
      * came back short; two after a full one, so Redis has the next read at hand while we
@@ -137,7 +137,6 @@ struct ru_stream {
     struct ru_resp_scan scan; /* of the reply at rstart */
     struct ru_field *fields;
     size_t fields_cap;
-    struct ru_buf scratch;
     const char **argv;
     size_t *argvlen;
     size_t argv_cap;
