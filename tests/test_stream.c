@@ -1,5 +1,5 @@
-/* Unit tests for the stream's reply handling (suites rconn, stream, lone): the stream
- * connects to a Unix socket this test listens on, the commands it writes are read back
+/* Unit tests for the stream's reply handling (suites rconn, stream, lone, adopt, deadletter): the
+ * stream connects to a Unix socket this test listens on, the commands it writes are read back
  * through hiredis' redisReader, and canned RESP replies are written to it, one step at a
  * time; each test checks the commands sent and the state and callbacks that follow. No
  * server: what a real redis-server does is covered by tests/integ. */
@@ -80,9 +80,13 @@ static void set_str(char **field, const char *v)
     *field = ru_xstrdup(v);
 }
 
-/* Listens, makes the stream (lone consumer or not, with a password or not) and lets it
- * connect: the next command it sends is the first of its handshake. */
-static void fake_start(struct fake *x, bool lone, const char *password)
+static void on_adopt_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n);
+static void on_adopt_done(void *ud, const char *err);
+
+/* Listens, makes the stream (lone consumer or not, with a password or not, with the
+ * adoption callbacks or not) and lets it connect: the next command it sends is the first
+ * of its handshake. */
+static void fake_start_with(struct fake *x, bool lone, const char *password, bool adopt)
 {
     memset(x, 0, sizeof(*x));
     snprintf(x->dir, sizeof(x->dir), "/tmp/ru-test-stream-XXXXXX");
@@ -111,6 +115,10 @@ static void fake_start(struct fake *x, bool lone, const char *password)
                               .on_batch = on_batch,
                               .on_state = on_state,
                               .on_gate = on_gate};
+    if (adopt) {
+        cb.on_adopt_entry = on_adopt_entry;
+        cb.on_adopt_done = on_adopt_done;
+    }
     x->s = ru_stream_new(&x->cfg, &cb);
     struct ru_stream_start st = {0};
     ru_stream_start(x->s, &st);
@@ -119,6 +127,11 @@ static void fake_start(struct fake *x, bool lone, const char *password)
     cr_assert_geq(x->fd, 0);
     ru_stream_on_ready(x->s, POLLOUT); /* connected: the handshake is written */
     x->rd = redisReaderCreate();
+}
+
+static void fake_start(struct fake *x, bool lone, const char *password)
+{
+    fake_start_with(x, lone, password, false);
 }
 
 static void fake_stop(struct fake *x)
@@ -350,6 +363,105 @@ Test(lone, first_run_reads_nothing_until_its_floor_is_committed)
     ru_stream_release_noack(x.s, &floor);
     expect_cmd(&x, "XREADGROUP GROUP g c1 COUNT 16 BLOCK 1000 NOACK STREAMS s >");
     cr_assert(ru_stream_recovery_owed(x.s));
+    cr_assert_eq(x.downs, 0, "dropped: %s", x.err);
+    fake_stop(&x);
+}
+
+/* Up to live as a shared-group consumer: fence, group, the empty pending list. */
+static void shared_to_live(struct fake *x)
+{
+    pass_fence(x, "S");
+    reply(x, "+OK\r\n");
+    ru_stream_gate_open(x->s);
+    expect_cmd(x, "XREADGROUP GROUP g c1 COUNT 16 STREAMS s 0-0");
+    reply(x, "*1\r\n*2\r\n$1\r\ns\r\n*0\r\n");
+    expect_cmd(x, "XREADGROUP GROUP g c1 COUNT 16 BLOCK 1000 STREAMS s >");
+    cr_assert(ru_stream_live(x->s));
+}
+
+struct adopted {
+    int entries, trimmed, done;
+    char ids[128], err[128];
+};
+
+static struct adopted adopted;
+
+static void on_adopt_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n)
+{
+    (void)ud;
+    char t[RU_SID_STRLEN];
+    ru_sid_format(id, t);
+    size_t o = strlen(adopted.ids);
+    snprintf(adopted.ids + o, sizeof(adopted.ids) - o, "%s%s%s", o ? " " : "", t,
+             f == NULL ? "(trimmed)" : "");
+    if (f == NULL && n == 0)
+        adopted.trimmed++;
+    else
+        adopted.entries++;
+}
+
+static void on_adopt_done(void *ud, const char *err)
+{
+    (void)ud;
+    adopted.done++;
+    snprintf(adopted.err, sizeof(adopted.err), "%s", err ? err : "");
+}
+
+Test(adopt, pending_entries_read_in_order_without_claiming)
+{
+    struct fake x;
+    memset(&adopted, 0, sizeof(adopted));
+    fake_start_with(&x, false, NULL, true);
+    shared_to_live(&x);
+
+    cr_assert_eq(ru_stream_adopt_fetch(x.s, "gone"), 0);
+    cr_assert_eq(ru_stream_adopt_fetch(x.s, "gone"), -1, "a second adoption at once");
+    expect_cmd(&x, "XPENDING s g - + 1000 gone");
+    /* replies come in command order: the blocked read's (nothing), then the page */
+    reply(&x, "*-1\r\n");
+    expect_cmd(&x, "XREADGROUP GROUP g c1 COUNT 16 BLOCK 1000 STREAMS s >");
+    reply(&x, "*2\r\n*4\r\n$3\r\n1-1\r\n$4\r\ngone\r\n:5\r\n:1\r\n"
+              "*4\r\n$3\r\n2-1\r\n$4\r\ngone\r\n:5\r\n:1\r\n");
+    expect_cmd(&x, "XRANGE s 1-1 1-1");
+    expect_cmd(&x, "XRANGE s 2-1 2-1");
+    reply(&x, "*-1\r\n"); /* the read sent before them */
+    expect_cmd(&x, "XREADGROUP GROUP g c1 COUNT 16 BLOCK 1000 STREAMS s >");
+    reply(&x, "*1\r\n*2\r\n$3\r\n1-1\r\n*2\r\n$5\r\nroute\r\n$2\r\n/a\r\n");
+    cr_assert_eq(adopted.done, 0);
+    reply(&x, "*0\r\n"); /* 2-1 was trimmed */
+    cr_assert_str_eq(adopted.ids, "1-1 2-1(trimmed)");
+    cr_assert_eq(adopted.entries, 1);
+    cr_assert_eq(adopted.trimmed, 1);
+    cr_assert_eq(adopted.done, 1);
+    cr_assert_str_eq(adopted.err, "");
+    cr_assert_eq(x.downs, 0, "dropped: %s", x.err);
+    fake_stop(&x);
+}
+
+Test(deadletter, lone_live_copy_blocks_commits_until_confirmed)
+{
+    struct fake x;
+    fake_start(&x, true, NULL);
+    lone_to_check(&x);
+    reply(&x, "*0\r\n");
+    reply(&x, "*1\r\n*4\r\n$4\r\nname\r\n$1\r\ng\r\n$17\r\nlast-delivered-id\r\n$3\r\n0-0\r\n");
+    reply(&x, "*0\r\n");
+    expect_cmd(&x, "XREADGROUP GROUP g c1 COUNT 16 STREAMS s 0-0");
+    reply(&x, "*1\r\n*2\r\n$1\r\ns\r\n*0\r\n");
+    cr_assert(ru_stream_live(x.s));
+
+    struct ru_sid id = {7, 1};
+    struct ru_field f = {{"route", 5}, {"", 0}};
+    cr_assert_not(ru_stream_commit_blocked(x.s));
+    ru_stream_dead_letter(x.s, &id, &f, 1, "route missing", RU_FROM_LIVE);
+    cr_assert(ru_stream_commit_blocked(x.s), "an unconfirmed copy must hold commits back");
+    expect_cmd(&x, "XADD s:dead MAXLEN ~ 100000 * rollupd.entry_id 7-1 rollupd.reason route "
+                   "missing rollupd.group g route ");
+    reply(&x, "$5\r\n100-0\r\n");
+    cr_assert_not(ru_stream_commit_blocked(x.s));
+    struct ru_sid pos = ru_stream_dead_pos(x.s);
+    cr_assert(pos.ms == 100 && pos.seq == 0);
+    cr_assert_eq(ru_stream_stats(x.s)->dead_lettered, 1);
     cr_assert_eq(x.downs, 0, "dropped: %s", x.err);
     fake_stop(&x);
 }
