@@ -82,7 +82,7 @@ void ru_rconn_flush(struct ru_stream *s)
         return;
     int done = 0;
     if (redisBufferWrite(s->c, &done) != REDIS_OK) {
-        char why[sizeof(s->c->errstr)]; /* disconnect frees the context that holds it */
+        char why[sizeof(s->c->errstr)]; /* ru_rconn_drop frees the context that holds it */
         ru_strlcpy(why, s->c->errstr[0] ? s->c->errstr : "write failed", sizeof(why));
         ru_rconn_drop(s, why);
     }

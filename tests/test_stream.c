@@ -1,8 +1,9 @@
-/* Unit tests for the stream's reply handling (suites rconn, stream, lone, adopt, deadletter): the
- * stream connects to a Unix socket this test listens on, the commands it writes are read back
- * through hiredis' redisReader, and canned RESP replies are written to it, one step at a
- * time; each test checks the commands sent and the state and callbacks that follow. No
- * server: what a real redis-server does is covered by tests/integ. */
+/* Unit tests for the stream's reply handling (suites rconn, stream, lone, adopt,
+ * deadletter): the stream connects to a Unix socket this test listens on, the commands it
+ * writes are read back through hiredis' redisReader, and canned RESP replies are written
+ * to it, one step at a time; each test checks the commands sent and the state and
+ * callbacks that follow. No server: what a real redis-server does is covered by
+ * tests/integ. */
 #include <criterion/criterion.h>
 
 #include <errno.h>

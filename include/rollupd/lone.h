@@ -22,7 +22,7 @@ void ru_lone_start_check(struct ru_stream *s);
 struct ru_sid ru_lone_recover_from(const struct ru_stream *s);
 /* The recovery's dead-letter scan found a copy of id. */
 bool ru_lone_is_dead_lettered(const struct ru_stream *s, const struct ru_sid *id);
-/* The recovery's next read (the stream's send_read, while recovering). */
+/* The recovery's next read (ru_stream_send_read, while recovering). */
 void ru_lone_send_read(struct ru_stream *s);
 /* The connection is gone: copies not confirmed are owed to the next recovery. */
 void ru_lone_dropped(struct ru_stream *s);

@@ -80,7 +80,7 @@ struct ru_stream {
      * parse (read_depth) */
     int reads_inflight, read_depth;
     int read_counts[2]; /* the COUNT each of them was sent with, oldest first */
-    /* COUNT of the next read, adapted to the size of the entries (adapt_count) */
+    /* COUNT of the next read, adapted to the size of the entries (ru_stream_adapt_count) */
     int read_count;
     char read_count_s[16];
     size_t read_budget; /* bytes one reply may take in memory; 0 = no bound */
