@@ -39,9 +39,7 @@ void ru_lone_dropped(struct ru_stream *s)
 static void check_consumers(struct ru_stream *s, const redisReply *r)
 {
     if (r->type == REDIS_REPLY_ERROR) {
-        char why[200];
-        snprintf(why, sizeof(why), "XINFO CONSUMERS: %s", r->str);
-        ru_rconn_drop(s, why);
+        ru_rconn_failf(s, "XINFO CONSUMERS: %s", r->str);
         return;
     }
     /* Other rollupd processes cannot be reading (the group's PostgreSQL lock keeps them
@@ -203,10 +201,8 @@ static int sid_cmp_void(const void *a, const void *b)
 static void dead_scan_page(struct ru_stream *s, const redisReply *r)
 {
     if (r->type != REDIS_REPLY_ARRAY) {
-        char why[200];
-        snprintf(why, sizeof(why), "XREVRANGE %s: %s", s->dead,
-                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        ru_rconn_drop(s, why);
+        ru_rconn_failf(s, "XREVRANGE %s: %s", s->dead,
+                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         return;
     }
     bool done = r->elements < DEAD_SCAN_PAGE;

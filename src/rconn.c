@@ -250,24 +250,22 @@ static void cluster_slots(struct ru_stream *s, const redisReply *r)
         return;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(why, sizeof(why),
-                 "CLUSTER SLOTS: %s (redis.cluster is \"on\": point redis.url at a cluster "
-                 "node, or set it to \"auto\")",
-                 r->str);
-        ru_rconn_drop(s, why);
+        ru_rconn_failf(s,
+                       "CLUSTER SLOTS: %s (redis.cluster is \"on\": point redis.url at a cluster "
+                       "node, or set it to \"auto\")",
+                       r->str);
         return;
     }
     s->cluster = true;
     ru_cluster_nodes_learn(&s->nodes, r, &s->at);
     unsigned dslot = ru_cluster_keyslot(s->dead, strlen(s->dead));
     if (dslot != s->slot) {
-        snprintf(why, sizeof(why),
-                 "this is a Redis Cluster and the dead-letter stream %s (slot %u) is not in the "
-                 "slot of %s (%u): give both the same hash tag (redis.stream \"x:{0}\" and its "
-                 "default dead-letter stream); nothing is read until then",
-                 s->dead, dslot, s->stream, s->slot);
         s->backoff_ms = RU_RCONN_BACKOFF_MAX_MS;
-        ru_rconn_drop(s, why);
+        ru_rconn_failf(s,
+                       "this is a Redis Cluster and the dead-letter stream %s (slot %u) is not in "
+                       "the slot of %s (%u): give both the same hash tag (redis.stream \"x:{0}\" "
+                       "and its default dead-letter stream); nothing is read until then",
+                       s->dead, dslot, s->stream, s->slot);
         return;
     }
     struct ru_cluster_node owner;
@@ -331,9 +329,7 @@ void ru_rconn_connect(struct ru_stream *s)
         return;
     }
     if (s->c->err) {
-        char why[200];
-        snprintf(why, sizeof(why), "connect: %s", s->c->errstr);
-        ru_rconn_drop(s, why);
+        ru_rconn_failf(s, "connect: %s", s->c->errstr);
         return;
     }
     s->state = RU_S_CONNECTING;
@@ -379,15 +375,13 @@ static bool acl_refused(struct ru_stream *s, const struct ru_rconn_cmd *k, const
         k->noperm == RU_RCONN_NOPERM_HANDLED ||
         (k->noperm == RU_RCONN_NOPERM_HANDLED_AUTO && s->cluster_mode == 'a'))
         return false;
-    char why[sizeof(s->last_err)];
-    snprintf(why, sizeof(why),
-             "the Redis ACL refuses %s to user '%s' (%.150s): grant it +%s on keys %s and %s "
-             "(README: Least privilege has the ACL SETUSER line of each mode); next attempt in "
-             "%d s",
-             k->acl, s->user ? s->user : "default", r->str, k->acl, s->stream, s->dead,
-             RU_RCONN_BACKOFF_MAX_MS / 1000);
     s->backoff_ms = RU_RCONN_BACKOFF_MAX_MS;
-    ru_rconn_drop(s, why);
+    ru_rconn_failf(s,
+                   "the Redis ACL refuses %s to user '%s' (%.150s): grant it +%s on keys %s and %s "
+                   "(README: Least privilege has the ACL SETUSER line of each mode); next attempt "
+                   "in %d s",
+                   k->acl, s->user ? s->user : "default", r->str, k->acl, s->stream, s->dead,
+                   RU_RCONN_BACKOFF_MAX_MS / 1000);
     return true;
 }
 
@@ -434,9 +428,7 @@ static void read_replies(struct ru_stream *s)
                 break;
             if (errno == EINTR)
                 continue;
-            char why[160];
-            snprintf(why, sizeof(why), "read: %s", strerror(errno));
-            ru_rconn_drop(s, why);
+            ru_rconn_failf(s, "read: %s", strerror(errno));
             return;
         }
         s->rend += (size_t)n;
@@ -445,9 +437,7 @@ static void read_replies(struct ru_stream *s)
             ssize_t len =
                 ru_resp_scan(&s->scan, s->rbuf + s->rstart, s->rend - s->rstart, err, sizeof(err));
             if (len < 0) {
-                char why[160];
-                snprintf(why, sizeof(why), "protocol error: %s", err);
-                ru_rconn_drop(s, why);
+                ru_rconn_failf(s, "protocol error: %s", err);
                 return;
             }
             if (len == 0)
@@ -510,9 +500,7 @@ void ru_rconn_on_ready(struct ru_stream *s, short revents)
         if (getsockopt(s->c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
             err = errno;
         if (err) {
-            char why[160];
-            snprintf(why, sizeof(why), "connect: %s", strerror(err));
-            ru_rconn_drop(s, why);
+            ru_rconn_failf(s, "connect: %s", strerror(err));
             return;
         }
         start_handshake(s);
