@@ -12,7 +12,10 @@
  * timers.
  *
  * Replies are built by hiredis into a per-connection arena (custom reply-object
- * functions), so a 1000-entry reply costs a few bump allocations, not ~50k mallocs. */
+ * functions), so a 1000-entry reply costs a few bump allocations, not ~50k mallocs.
+ *
+ * Its parts (connection, fence, group reads, dead letters, lone-consumer recovery,
+ * adoption) are described in rconn.h. */
 #ifndef ROLLUPD_STREAM_H
 #define ROLLUPD_STREAM_H
 

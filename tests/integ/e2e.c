@@ -464,3 +464,29 @@ bool cond_consumed(void *arg)
     observe(&w->o);
     return w->o.consumed >= w->target;
 }
+
+const char *const kill_names[K_COUNT] = {"after reading", "during a flush", "right after start",
+                                         "between COMMIT and XACK (Redis paused)",
+                                         "after three commits"};
+
+bool cond_kill_moment(void *arg)
+{
+    struct kill_arg *a = arg;
+    struct st s = status_of(a->d);
+    if (!s.ok)
+        return false;
+    switch (a->at) {
+    case K_CONSUMED:
+        return s.consumed >= 500;
+    case K_IN_FLUSH:
+        return s.in_flush;
+    case K_AT_START:
+        return true;
+    case K_ACK_STUCK:
+        return s.pending > 0 && s.pg && s.redis;
+    case K_FLUSHES_3:
+        return s.flushes >= 3;
+    default:
+        return true;
+    }
+}

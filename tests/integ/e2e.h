@@ -106,4 +106,25 @@ void check_dead_letters(long long want, const char *what);
 void redis_cmd_ok(const char *fmt, const char *a, const char *b, const char *c);
 bool cond_consumed(void *arg);
 
+/* Kill moments, one per kill. */
+enum kill_at {
+    K_CONSUMED,  /* events read into memory, maybe not flushed */
+    K_IN_FLUSH,  /* a flush transaction in progress */
+    K_AT_START,  /* as soon as the socket answers: PostgreSQL set-up, replay */
+    K_ACK_STUCK, /* a flush committed whose XACK Redis has not processed */
+    K_FLUSHES_3, /* three flushes committed by this incarnation */
+    K_COUNT
+};
+
+extern const char *const kill_names[K_COUNT];
+
+struct kill_arg {
+    struct ru_h_daemon *d;
+    enum kill_at at;
+    long long flushes0; /* K_ACK_STUCK: flushes when Redis was paused */
+};
+
+/* arg: a struct kill_arg; true once its moment has come. */
+bool cond_kill_moment(void *arg);
+
 #endif
