@@ -482,36 +482,6 @@ static int check_listen(const char *v, char *why, size_t whylen)
     return 0;
 }
 
-static int level_from_name(const char *s, enum ru_log_level *out)
-{
-    static const enum ru_log_level all[] = {RU_LOG_ERR, RU_LOG_WARNING, RU_LOG_NOTICE, RU_LOG_INFO,
-                                            RU_LOG_DEBUG};
-    for (size_t i = 0; i < RU_ARRAY_LEN(all); i++) {
-        if (strcasecmp(s, ru_config_level_name(all[i])) == 0) {
-            *out = all[i];
-            return 0;
-        }
-    }
-    return -1;
-}
-
-const char *ru_config_level_name(enum ru_log_level level)
-{
-    switch (level) {
-    case RU_LOG_ERR:
-        return "error";
-    case RU_LOG_WARNING:
-        return "warning";
-    case RU_LOG_NOTICE:
-        return "notice";
-    case RU_LOG_INFO:
-        return "info";
-    case RU_LOG_DEBUG:
-        return "debug";
-    }
-    return "unknown";
-}
-
 /* ---- the key table ------------------------------------------------------------------ */
 
 enum kind { K_STR, K_INT, K_I64, K_LEVEL, K_BOOL };
@@ -954,7 +924,7 @@ static int apply_key(struct loader *ld, struct ru_config *c, int idx, const conf
     const char *v = config_setting_get_string(s);
 
     if (k->kind == K_LEVEL) {
-        if (level_from_name(v, (enum ru_log_level *)field) < 0) {
+        if (ru_log_level_parse(v, (enum ru_log_level *)field) < 0) {
             fail(ld, file, line,
                  "%s: must be one of \"debug\", \"info\", \"notice\", \"warning\", \"error\"", key);
             return -1;
@@ -1517,7 +1487,7 @@ void ru_config_key_value(const struct ru_config *c, size_t i, char *out, size_t 
         ru_strlcpy(out, *(const bool *)field ? "true" : "false", len);
         return;
     case K_LEVEL:
-        snprintf(out, len, "\"%s\"", ru_config_level_name(*(const enum ru_log_level *)field));
+        snprintf(out, len, "\"%s\"", ru_log_level_name(*(const enum ru_log_level *)field));
         return;
     case K_STR:
         break;
@@ -1594,7 +1564,7 @@ int ru_config_set(struct ru_config *c, size_t i, const char *value, const char *
             return -1;
         }
     } else if (k->kind == K_LEVEL) {
-        if (level_from_name(value, (enum ru_log_level *)field) < 0) {
+        if (ru_log_level_parse(value, (enum ru_log_level *)field) < 0) {
             ru_strlcpy(why,
                        "must be one of \"debug\", \"info\", \"notice\", \"warning\", \"error\"",
                        whylen);

@@ -1412,7 +1412,7 @@ static void reload(struct ru_daemon *d)
     ru_notice("msg=\"configuration reloaded\" file=%s flush_interval_ms=%d log_level=%s "
               "redis_reconnect=%d postgres_reconnect=%d",
               d->cfg.path ? d->cfg.path : "(none)", d->cfg.flush.interval_ms,
-              ru_config_level_name(d->cfg.log.level), (int)redis_changed, (int)pg_changed);
+              ru_log_level_name(d->cfg.log.level), (int)redis_changed, (int)pg_changed);
     sd_notify(0, "READY=1");
 }
 

@@ -910,12 +910,6 @@ Test(config, restart_keys)
 
 Test(config, log_levels)
 {
-    cr_assert_str_eq(ru_config_level_name(RU_LOG_ERR), "error");
-    cr_assert_str_eq(ru_config_level_name(RU_LOG_WARNING), "warning");
-    cr_assert_str_eq(ru_config_level_name(RU_LOG_NOTICE), "notice");
-    cr_assert_str_eq(ru_config_level_name(RU_LOG_INFO), "info");
-    cr_assert_str_eq(ru_config_level_name(RU_LOG_DEBUG), "debug");
-
     static const struct {
         const char *name;
         enum ru_log_level level;

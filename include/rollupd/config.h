@@ -7,15 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rollupd/log.h"
 #include "rollupd/util.h"
-
-enum ru_log_level {
-    RU_LOG_ERR = 3,
-    RU_LOG_WARNING = 4,
-    RU_LOG_NOTICE = 5,
-    RU_LOG_INFO = 6,
-    RU_LOG_DEBUG = 7,
-};
 
 #define RU_CONFIG_MAX_KEYS 48 /* room for the key table; config.c checks it */
 
@@ -124,8 +117,6 @@ bool ru_config_secret_exposed(const struct ru_config *cfg, char *out, size_t out
  * between a and b into out (empty when none). */
 void ru_config_restart_keys(const struct ru_config *a, const struct ru_config *b, char *out,
                             size_t outlen);
-
-const char *ru_config_level_name(enum ru_log_level level);
 
 /* ---- key access by index, for overrides from elsewhere (envcfg) and reports ---- */
 

@@ -501,7 +501,7 @@ static void check_config(const struct ru_config *c)
     CHECK(c->log.level == RU_LOG_ERR || c->log.level == RU_LOG_WARNING ||
           c->log.level == RU_LOG_NOTICE || c->log.level == RU_LOG_INFO ||
           c->log.level == RU_LOG_DEBUG);
-    CHECK(strcmp(ru_config_level_name(c->log.level), "unknown") != 0);
+    CHECK(strcmp(ru_log_level_name(c->log.level), "unknown") != 0);
 
     /* reload comparison: nothing differs from itself; bounded against the defaults */
     char same[8];
