@@ -8,19 +8,10 @@
 #include <stdint.h>
 
 #include "rollupd/log.h"
+#include "rollupd/redisurl.h"
 #include "rollupd/util.h"
 
 #define RU_CONFIG_MAX_KEYS 48 /* room for the key table; config.c checks it */
-
-/* Where Redis is: parsed from redis.url. */
-struct ru_redis_addr {
-    char *host;     /* NULL for a Unix socket */
-    int port;       /* default 6379 */
-    char *path;     /* Unix socket path, or NULL */
-    char *user;     /* ACL user or NULL */
-    char *password; /* or NULL */
-    int db;         /* SELECT db, default 0 */
-};
 
 struct ru_config {
     char *path; /* the file it was loaded from (NULL for defaults only) */
@@ -92,12 +83,6 @@ int ru_config_load(struct ru_config *cfg, const char *path, char *err, size_t er
 
 /* Frees every string; cfg may then be loaded again. Safe on a zeroed struct. */
 void ru_config_deinit(struct ru_config *cfg);
-
-/* Parses a Redis URL: redis://[[user]:password@]host[:port][/db] or unix:/path[?db=N]
- * (also unix:///path). Returns 0 or -1 with a reason in err. */
-int ru_config_parse_redis_url(const char *url, struct ru_redis_addr *out, char *err,
-                              size_t errlen) RU_MUSTCHECK;
-void ru_config_addr_deinit(struct ru_redis_addr *a);
 
 /* Copies a Redis URL or libpq conninfo into out with any password replaced by "***",
  * for logs and status. A Redis URL (redis://, rediss://, unix:) keeps its form with the

@@ -9,7 +9,7 @@
  *      @include directives are allowed only for the fixed files this target writes into
  *      INC_DIR (a few valid and invalid snippets); an input including anything else is not
  *      loaded, so the fuzzer cannot make libconfig read /dev/zero or a FIFO.
- *   2. as a Redis URL (up to the first NUL) for ru_config_parse_redis_url: the parsed address
+ *   2. as a Redis URL (up to the first NUL) for ru_redisurl_parse: the parsed address
  *      must be consistent, and a refusal leaves it zeroed with a reason.
  *   3. as a string to redact (ru_config_redact), into exact-size buffers of several sizes:
  *      the output never overflows, it never contains a password (>= 3 bytes) that the
@@ -400,7 +400,7 @@ static char *check_url(const char *url)
     char err[256];
     err[0] = '\0';
     memset(&a, 0x5a, sizeof(a));
-    int rc = ru_config_parse_redis_url(url, &a, err, sizeof(err));
+    int rc = ru_redisurl_parse(url, &a, err, sizeof(err));
     CHECK(rc == 0 || rc == -1);
     if (rc < 0) {
         CHECK(all_zero(&a, sizeof(a)));
@@ -410,13 +410,13 @@ static char *check_url(const char *url)
     check_addr(&a);
     /* again, without an error buffer: the same address */
     struct ru_redis_addr b;
-    CHECK(ru_config_parse_redis_url(url, &b, NULL, 0) == 0);
+    CHECK(ru_redisurl_parse(url, &b, NULL, 0) == 0);
     CHECK(same_opt_str(a.host, b.host) && same_opt_str(a.path, b.path) &&
           same_opt_str(a.user, b.user) && same_opt_str(a.password, b.password) &&
           a.port == b.port && a.db == b.db);
-    ru_config_addr_deinit(&b);
+    ru_redisurl_addr_deinit(&b);
     char *pw = a.password != NULL ? ru_xstrdup(a.password) : NULL;
-    ru_config_addr_deinit(&a);
+    ru_redisurl_addr_deinit(&a);
     CHECK(all_zero(&a, sizeof(a)));
     return pw;
 }
@@ -468,12 +468,12 @@ static void check_config(const struct ru_config *c)
     /* the parsed address is the URL's */
     check_addr(&c->redis.addr);
     struct ru_redis_addr a;
-    CHECK(ru_config_parse_redis_url(c->redis.url, &a, NULL, 0) == 0);
+    CHECK(ru_redisurl_parse(c->redis.url, &a, NULL, 0) == 0);
     CHECK(same_opt_str(a.host, c->redis.addr.host) && same_opt_str(a.path, c->redis.addr.path) &&
           same_opt_str(a.user, c->redis.addr.user) &&
           same_opt_str(a.password, c->redis.addr.password) && a.port == c->redis.addr.port &&
           a.db == c->redis.addr.db);
-    ru_config_addr_deinit(&a);
+    ru_redisurl_addr_deinit(&a);
 
     CHECK(c->postgres.conninfo != NULL && c->postgres.hourly_table != NULL &&
           c->postgres.raw_table != NULL);
