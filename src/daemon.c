@@ -22,6 +22,7 @@
 #include "rollupd/log.h"
 #include "rollupd/pcache.h"
 #include "rollupd/pgw.h"
+#include "rollupd/redact.h"
 #include "rollupd/status.h"
 #include "rollupd/stream.h"
 
@@ -1232,8 +1233,8 @@ static json_t *status_json(struct ru_daemon *d)
     ru_pgw_get_stats(d->pgw, &ps);
     const struct ru_stream_stats *ss = ru_stream_stats(d->stream);
     char url[512], ci[512], seen[RU_SID_STRLEN];
-    ru_config_redact(d->cfg.redis.url, url, sizeof(url));
-    ru_config_redact(d->cfg.postgres.conninfo, ci, sizeof(ci));
+    ru_redact(d->cfg.redis.url, url, sizeof(url));
+    ru_redact(d->cfg.postgres.conninfo, ci, sizeof(ci));
     ru_sid_format(ru_stream_last_seen(d->stream), seen);
     json_t *o = json_object();
     json_object_set_new(o, "version", json_string(RU_VERSION));

@@ -84,14 +84,6 @@ int ru_config_load(struct ru_config *cfg, const char *path, char *err, size_t er
 /* Frees every string; cfg may then be loaded again. Safe on a zeroed struct. */
 void ru_config_deinit(struct ru_config *cfg);
 
-/* Copies a Redis URL or libpq conninfo into out with any password replaced by "***",
- * for logs and status. A Redis URL (redis://, rediss://, unix:) keeps its form with the
- * password replaced. Anything else is read by libpq itself (PQconninfoParse) and written
- * back as key=value pairs, every option libpq marks secret shown as "***"; a string
- * libpq cannot read is not shown at all (only a word without '=', which libpq takes as
- * a database name, is shown as dbname=...). */
-void ru_config_redact(const char *s, char *out, size_t outlen);
-
 /* Secrets at rest: when cfg's file is readable (or writable) by others and holds a
  * password (in redis.url, or any secret option of postgres.conninfo), writes a warning
  * naming the file, its mode and the fix into out and returns true. */

@@ -1,5 +1,5 @@
 /* fuzz_config: libFuzzer target for ru_config_load (through libconfig), the Redis URL
- * parser and ru_config_redact.
+ * parser and ru_redact.
  *
  * Each input is used three ways:
  *   1. as a configuration file: written to a memfd and loaded by path (/proc/self/fd/N)
@@ -11,7 +11,7 @@
  *      loaded, so the fuzzer cannot make libconfig read /dev/zero or a FIFO.
  *   2. as a Redis URL (up to the first NUL) for ru_redisurl_parse: the parsed address
  *      must be consistent, and a refusal leaves it zeroed with a reason.
- *   3. as a string to redact (ru_config_redact), into exact-size buffers of several sizes:
+ *   3. as a string to redact (ru_redact), into exact-size buffers of several sizes:
  *      the output never overflows, it never contains a password (>= 3 bytes) that the
  *      URL parser extracted from the same input, and for a string libpq's
  *      PQconninfoParse (the authority on conninfo) reads, libpq reads the output as the
@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "rollupd/config.h"
+#include "rollupd/redact.h"
 #include "rollupd/util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -249,7 +250,7 @@ static void check_no_leak(const char *input, const char *redacted, const char *p
         return;
     bool known = query_at_pattern(input);
     if (!known || !ignore_known) {
-        fprintf(stderr, "fuzz_config: %s password leaks through ru_config_redact\n", who);
+        fprintf(stderr, "fuzz_config: %s password leaks through ru_redact\n", who);
         fprintf(stderr, "  input:    %s\n  redacted: %s\n  password: %s\n", input, redacted, pw);
     }
     if (known)
@@ -288,7 +289,7 @@ static void check_libpq_round_trip(const char *s, const char *redacted)
             want == NULL ? out[i].val == NULL : out[i].val != NULL && strcmp(want, out[i].val) == 0;
         if (!same) {
             fprintf(stderr,
-                    "fuzz_config: %s %s through ru_config_redact\n  input:    %s\n"
+                    "fuzz_config: %s %s through ru_redact\n  input:    %s\n"
                     "  redacted: %s\n",
                     in[i].keyword, secret ? "leaks" : "changes", s, redacted);
             fail_check(__LINE__, secret ? "redacted output shows a secret"
@@ -306,7 +307,7 @@ static char *redact_into(const char *s, size_t outlen)
     if (out == NULL)
         abort();
     memset(out, 'X', outlen);
-    ru_config_redact(s, out, outlen);
+    ru_redact(s, out, outlen);
     CHECK(memchr(out, '\0', outlen) != NULL);
     return out;
 }
@@ -519,7 +520,7 @@ static void check_config(const struct ru_config *c)
     }
     ru_config_deinit(&d);
 
-    /* the strings a daemon logs through ru_config_redact */
+    /* the strings a daemon logs through ru_redact */
     check_redact(c->redis.url, c->redis.addr.password);
     check_redact(c->postgres.conninfo, NULL);
 }
