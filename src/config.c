@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "rollupd/cluster.h"
+#include "rollupd/libcfg.h"
 #include "rollupd/redact.h"
 #include "rollupd/redisurl.h"
 
@@ -356,27 +357,11 @@ void ru_config_deinit(struct ru_config *cfg)
 
 /* ---- loading ------------------------------------------------------------------------ */
 
-/* libconfig 1.5 silently wraps integer literals that do not fit in 32 bits unless they
- * carry an L suffix (5000000000 reads as 705032704). So each file is scanned once for such
- * literals, and an int setting at the same place takes the true value from the scan. */
-struct wide_lit {
-    char *file;
-    char name[64];      /* the setting name written before the literal */
-    unsigned name_line; /* where that name is */
-    unsigned lit_line;  /* where the literal is */
-    int64_t value;
-    bool overflow; /* beyond int64 */
-    bool used;
-};
-
 struct loader {
     const char *path;
     char *err;
     size_t errlen;
-    struct wide_lit *lits;
-    size_t nlits, litcap;
-    char **scanned;
-    size_t nscanned;
+    struct ru_libcfg_wide wide;
     const char *key_file[NKEYS]; /* where each key was set (libconfig memory) */
     unsigned key_line[NKEYS];
 };
@@ -403,144 +388,6 @@ static void fail(struct loader *ld, const char *file, unsigned line, const char 
             b.p[i] = ' ';
     ru_strlcpy(ld->err, b.p, ld->errlen);
     ru_buf_free(&b);
-}
-
-static void add_wide_lit(struct loader *ld, const char *file, const char *name, unsigned name_line,
-                         unsigned lit_line, int64_t value, bool overflow)
-{
-    if (ld->nlits == ld->litcap) {
-        ld->litcap = ld->litcap ? ld->litcap * 2 : 8;
-        ld->lits = ru_xrealloc(ld->lits, ld->litcap * sizeof(*ld->lits));
-    }
-    struct wide_lit *l = &ld->lits[ld->nlits++];
-    memset(l, 0, sizeof(*l));
-    l->file = ru_xstrdup(file);
-    ru_strlcpy(l->name, name, sizeof(l->name));
-    l->name_line = name_line;
-    l->lit_line = lit_line;
-    l->value = value;
-    l->overflow = overflow;
-}
-
-/* Classifies the number token [t, t+n) (sign excluded); records it when it is an
- * unsuffixed integer outside the 32-bit range. */
-static void scan_number(struct loader *ld, const char *file, const char *name, unsigned name_line,
-                        unsigned line, bool neg, const char *t, size_t n)
-{
-    bool hex = n > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X');
-    size_t start = hex ? 2 : 0;
-    size_t i = start;
-    uint64_t v = 0;
-    bool overflow = false;
-
-    for (; i < n; i++) {
-        int d = hex ? ru_hex_digit((unsigned char)t[i])
-                    : (isdigit((unsigned char)t[i]) ? t[i] - '0' : -1);
-        if (d < 0)
-            break;
-        uint64_t base = hex ? 16 : 10;
-        if (v > (UINT64_MAX - (uint64_t)d) / base)
-            overflow = true;
-        else
-            v = v * base + (uint64_t)d;
-    }
-    if (i == start || (i < n && t[i] == 'L'))
-        return; /* not an integer, or an int64 literal libconfig reads correctly */
-    if (i < n)
-        return; /* a float or junk: libconfig decides */
-    if (!overflow && v > (uint64_t)INT64_MAX + (neg ? 1u : 0u))
-        overflow = true;
-    int64_t sv = 0;
-    if (!overflow)
-        sv = neg ? (v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v) : (int64_t)v;
-    if (overflow || sv > INT32_MAX || sv < INT32_MIN)
-        add_wide_lit(ld, file, name, name_line, line, sv, overflow);
-}
-
-static void scan_text(struct loader *ld, const char *file, const char *p, size_t n)
-{
-    char name[64] = "";
-    unsigned name_line = 0;
-    unsigned line = 1;
-    size_t i = 0;
-
-    while (i < n) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '\n') {
-            line++;
-            i++;
-        } else if (c == '#' || (c == '/' && i + 1 < n && p[i + 1] == '/')) {
-            while (i < n && p[i] != '\n')
-                i++;
-        } else if (c == '/' && i + 1 < n && p[i + 1] == '*') {
-            for (i += 2; i < n && !(p[i] == '*' && i + 1 < n && p[i + 1] == '/'); i++)
-                if (p[i] == '\n')
-                    line++;
-            i = i + 2 < n ? i + 2 : n;
-        } else if (c == '"') {
-            for (i++; i < n && p[i] != '"'; i++) {
-                if (p[i] == '\\' && i + 1 < n)
-                    i++;
-                if (p[i] == '\n')
-                    line++;
-            }
-            i++;
-        } else if (isalpha(c) || c == '*') {
-            size_t s = i;
-            while (i < n &&
-                   (isalnum((unsigned char)p[i]) || p[i] == '-' || p[i] == '_' || p[i] == '*'))
-                i++;
-            size_t len = i - s < sizeof(name) ? i - s : sizeof(name) - 1;
-            memcpy(name, p + s, len);
-            name[len] = '\0';
-            name_line = line;
-        } else if (isdigit(c) || ((c == '-' || c == '+' || c == '.') && i + 1 < n &&
-                                  (isdigit((unsigned char)p[i + 1]) || p[i + 1] == '.'))) {
-            bool neg = c == '-';
-            if (c == '-' || c == '+')
-                i++;
-            size_t s = i;
-            while (i < n &&
-                   (isalnum((unsigned char)p[i]) || p[i] == '.' ||
-                    ((p[i] == '-' || p[i] == '+') && (p[i - 1] == 'e' || p[i - 1] == 'E'))))
-                i++;
-            scan_number(ld, file, name, name_line, line, neg, p + s, i - s);
-        } else {
-            i++;
-        }
-    }
-}
-
-static void scan_file(struct loader *ld, const char *file)
-{
-    for (size_t i = 0; i < ld->nscanned; i++)
-        if (strcmp(ld->scanned[i], file) == 0)
-            return;
-    ld->scanned = ru_xrealloc(ld->scanned, (ld->nscanned + 1) * sizeof(*ld->scanned));
-    ld->scanned[ld->nscanned++] = ru_xstrdup(file);
-
-    FILE *fp = fopen(file, "r");
-    if (fp == NULL)
-        return;
-    struct ru_buf b = RU_BUF_INIT;
-    char chunk[4096];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-        ru_buf_append(&b, chunk, got);
-    fclose(fp);
-    if (b.p != NULL)
-        scan_text(ld, file, b.p, b.len);
-    ru_buf_free(&b);
-}
-
-static void loader_free(struct loader *ld)
-{
-    for (size_t i = 0; i < ld->nlits; i++)
-        free(ld->lits[i].file);
-    free(ld->lits);
-    for (size_t i = 0; i < ld->nscanned; i++)
-        free(ld->scanned[i]);
-    free(ld->scanned);
 }
 
 static const char *src_file(const struct loader *ld, const config_setting_t *s)
@@ -587,20 +434,9 @@ static int get_integer(struct loader *ld, const config_setting_t *s, const char 
     }
     *out = config_setting_get_int(s);
 
-    scan_file(ld, file);
-    const char *name = config_setting_name(s);
-    for (size_t i = 0; i < ld->nlits; i++) {
-        struct wide_lit *l = &ld->lits[i];
-        if (l->used || strcmp(l->file, file) != 0 || strcmp(l->name, name) != 0 ||
-            (l->name_line != line && l->lit_line != line))
-            continue;
-        l->used = true;
-        if (l->overflow) {
-            fail(ld, file, line, "%s: integer too large", key);
-            return -1;
-        }
-        *out = l->value;
-        break;
+    if (ru_libcfg_wide_value(&ld->wide, file, config_setting_name(s), line, out) < 0) {
+        fail(ld, file, line, "%s: integer too large", key);
+        return -1;
     }
     return 0;
 }
@@ -818,44 +654,6 @@ static int resolve(struct loader *ld, struct ru_config *c)
     return 0;
 }
 
-/* libconfig 1.5 exits the process on an @include of a directory and blocks on a FIFO;
- * check every @include (recursively, as libconfig resolves them: relative to the working
- * directory) and refuse anything but a regular file, naming the line. */
-static int check_includes(struct loader *ld, const char *path, int depth)
-{
-    if (depth > 10) {
-        fail(ld, path, 0, "@include nested too deeply");
-        return -1;
-    }
-    FILE *fp = fopen(path, "r");
-    if (fp == NULL)
-        return 0; /* libconfig reports it with its own message */
-    char line[4096];
-    unsigned lineno = 0;
-    int rc = 0;
-    while (rc == 0 && fgets(line, sizeof(line), fp) != NULL) {
-        lineno++;
-        const char *q = line + strspn(line, " \t");
-        if (strncmp(q, "@include", 8) != 0)
-            continue;
-        q = strchr(q + 8, '"');
-        const char *end = q ? strchr(q + 1, '"') : NULL;
-        if (q == NULL || end == NULL)
-            continue; /* a syntax error libconfig will name */
-        char inc[4096];
-        snprintf(inc, sizeof(inc), "%.*s", (int)(end - q - 1), q + 1);
-        struct stat st;
-        if (stat(inc, &st) == 0 && !S_ISREG(st.st_mode)) {
-            fail(ld, path, lineno, "@include \"%s\": not a regular file", inc);
-            rc = -1;
-        } else if (stat(inc, &st) == 0) {
-            rc = check_includes(ld, inc, depth + 1);
-        }
-    }
-    fclose(fp);
-    return rc;
-}
-
 static int load(struct loader *ld, struct ru_config *c)
 {
     char ebuf[128];
@@ -872,8 +670,11 @@ static int load(struct loader *ld, struct ru_config *c)
         return -1;
     }
 
-    if (check_includes(ld, ld->path, 0) < 0)
+    struct ru_libcfg_include_err ie;
+    if (ru_libcfg_check_includes(ld->path, &ie) < 0) {
+        fail(ld, ie.file, ie.line, "%s", ie.why);
         return -1;
+    }
 
     config_t lc;
     config_init(&lc);
@@ -920,7 +721,7 @@ int ru_config_load(struct ru_config *cfg, const char *path, char *err, size_t er
     set_str(&c.redis.dead_letter_stream, "");
 
     int rc = load(&ld, &c);
-    loader_free(&ld);
+    ru_libcfg_wide_deinit(&ld.wide);
     if (rc < 0) {
         ru_config_deinit(&c);
         return -1;
