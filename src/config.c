@@ -22,16 +22,9 @@
 #include "rollupd/redact.h"
 #include "rollupd/redisurl.h"
 
-#define DEFAULT_REDIS_URL    "redis://127.0.0.1:6379/0"
-#define DEFAULT_STREAM       "genonaut:route_analytics:stream"
-#define DEFAULT_GROUP        "rollupd"
-#define DEFAULT_START        "0"
-#define DEFAULT_CONNINFO     "dbname=genonaut"
-#define DEFAULT_HOURLY_TABLE "route_analytics_hourly"
-#define DEFAULT_SOCKET       "/run/rollupd/rollupd.sock"
-#define DEAD_SUFFIX          ":dead"
-#define IDENT_MAX            63 /* PostgreSQL NAMEDATALEN - 1 */
-#define SUN_PATH_MAX         (sizeof(((struct sockaddr_un *)0)->sun_path))
+#define DEAD_SUFFIX  ":dead"
+#define IDENT_MAX    63 /* PostgreSQL NAMEDATALEN - 1 */
+#define SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
@@ -221,6 +214,16 @@ static int check_listen(const char *v, char *why, size_t whylen)
 
 enum kind { K_STR, K_INT, K_I64, K_LEVEL, K_BOOL };
 
+/* Short names for the flags in the table below. */
+#define RESTART RU_CONFIG_RESTART
+#define REDIS   RU_CONFIG_REDIS
+#define PG      RU_CONFIG_PG
+#define SECRET  RU_CONFIG_SECRET
+
+/* One key: where it lives in struct ru_config, its type, range or check, its default (a
+ * string key's def_s, any other's def_i) and what a reload does with it (flags). The
+ * defaults, freeing, the restart-key diff, the reload's reconnect decisions and the
+ * config status command are walks over this table. */
 struct key {
     const char *section;
     const char *name;
@@ -228,44 +231,52 @@ struct key {
     size_t off;
     int64_t min, max;
     check_fn check;
+    const char *def_s; /* "" for the two keys derived from others (consumer, dead letters) */
+    int64_t def_i;
+    unsigned flags;
 };
 
 /* Initialisers for struct key, without the braces (kept outside for clang-format). */
-#define KSTR(sec, nm, fn)     #sec, #nm, K_STR, offsetof(struct ru_config, sec.nm), 0, 0, fn
-#define KINT(sec, nm, lo, hi) #sec, #nm, K_INT, offsetof(struct ru_config, sec.nm), lo, hi, NULL
-#define KI64(sec, nm, lo, hi) #sec, #nm, K_I64, offsetof(struct ru_config, sec.nm), lo, hi, NULL
-#define KLEVEL(sec, nm)       #sec, #nm, K_LEVEL, offsetof(struct ru_config, sec.nm), 0, 0, NULL
-#define KBOOL(sec, nm)        #sec, #nm, K_BOOL, offsetof(struct ru_config, sec.nm), 0, 0, NULL
+#define KSTR(sec, nm, fn, def, fl)                                                                 \
+#sec, #nm, K_STR, offsetof(struct ru_config, sec.nm), 0, 0, fn, def, 0, fl
+#define KINT(sec, nm, lo, hi, def, fl)                                                             \
+#sec, #nm, K_INT, offsetof(struct ru_config, sec.nm), lo, hi, NULL, NULL, def, fl
+#define KI64(sec, nm, lo, hi, def, fl)                                                             \
+#sec, #nm, K_I64, offsetof(struct ru_config, sec.nm), lo, hi, NULL, NULL, def, fl
+#define KLEVEL(sec, nm, def, fl)                                                                   \
+#sec, #nm, K_LEVEL, offsetof(struct ru_config, sec.nm), 0, 0, NULL, NULL, def, fl
+#define KBOOL(sec, nm, def, fl)                                                                    \
+#sec, #nm, K_BOOL, offsetof(struct ru_config, sec.nm), 0, 0, NULL, NULL, def, fl
 
 static const struct key keys[] = {
-    {KSTR(redis, url, check_url)},
-    {KSTR(redis, stream, check_nonempty)},
-    {KSTR(redis, group, check_nonempty)},
-    {KSTR(redis, consumer, NULL)},
-    {KINT(redis, count, 1, 100000)},
-    {KINT(redis, block_ms, 0, 60000)},
-    {KSTR(redis, start, check_start)},
-    {KSTR(redis, dead_letter_stream, NULL)},
-    {KI64(redis, claim_idle_ms, 0, INT64_MAX)},
-    {KBOOL(redis, lone_consumer)},
-    {KINT(redis, connect_timeout_ms, 100, 600000)},
-    {KSTR(redis, cluster, check_cluster)},
-    {KSTR(redis, cluster_seeds, check_seeds)},
-    {KSTR(postgres, conninfo, NULL)},
-    {KSTR(postgres, hourly_table, check_table)},
-    {KSTR(postgres, raw_table, check_table_opt)},
-    {KINT(postgres, statement_timeout_ms, 0, 3600000)},
-    {KINT(postgres, connect_timeout_s, 1, 600)},
-    {KBOOL(postgres, create_schema)},
-    {KINT(flush, interval_ms, 100, 3600000)},
-    {KINT(flush, max_events, 1000, 100000000)},
-    {KINT(flush, max_keys, 100, 10000000)},
-    {KINT(flush, backlog_entries, 0, 100000000)},
-    {KINT(limits, max_memory_mb, 64, 1048576)},
-    {KSTR(status, socket, check_socket)},
-    {KSTR(metrics, listen, check_listen)},
-    {KLEVEL(log, level)},
-    {KSTR(log, format, check_log_format)},
+    {KSTR(redis, url, check_url, "redis://127.0.0.1:6379/0", REDIS | SECRET)},
+    {KSTR(redis, stream, check_nonempty, "genonaut:route_analytics:stream", RESTART)},
+    {KSTR(redis, group, check_nonempty, "rollupd", RESTART)},
+    {KSTR(redis, consumer, NULL, "", RESTART)},
+    {KINT(redis, count, 1, 100000, 1000, REDIS)},
+    {KINT(redis, block_ms, 0, 60000, 1000, REDIS)},
+    {KSTR(redis, start, check_start, "0", 0)},
+    {KSTR(redis, dead_letter_stream, NULL, "", RESTART)},
+    {KI64(redis, claim_idle_ms, 0, INT64_MAX, 0, 0)},
+    {KBOOL(redis, lone_consumer, false, RESTART)},
+    {KINT(redis, connect_timeout_ms, 100, 600000, 5000, REDIS)},
+    {KSTR(redis, cluster, check_cluster, "auto", REDIS)},
+    {KSTR(redis, cluster_seeds, check_seeds, "", REDIS)},
+    {KSTR(postgres, conninfo, NULL, "dbname=genonaut", PG | SECRET)},
+    {KSTR(postgres, hourly_table, check_table, "route_analytics_hourly", RESTART)},
+    {KSTR(postgres, raw_table, check_table_opt, "", RESTART)},
+    {KINT(postgres, statement_timeout_ms, 0, 3600000, 60000, PG)},
+    {KINT(postgres, connect_timeout_s, 1, 600, 10, PG)},
+    {KBOOL(postgres, create_schema, true, 0)},
+    {KINT(flush, interval_ms, 100, 3600000, 5000, 0)},
+    {KINT(flush, max_events, 1000, 100000000, 50000, 0)},
+    {KINT(flush, max_keys, 100, 10000000, 100000, 0)},
+    {KINT(flush, backlog_entries, 0, 100000000, 8000, 0)},
+    {KINT(limits, max_memory_mb, 64, 1048576, 1024, 0)},
+    {KSTR(status, socket, check_socket, "/run/rollupd/rollupd.sock", RESTART)},
+    {KSTR(metrics, listen, check_listen, "", RESTART)},
+    {KLEVEL(log, level, RU_LOG_INFO, 0)},
+    {KSTR(log, format, check_log_format, "auto", 0)},
 };
 
 #define NKEYS RU_ARRAY_LEN(keys)
@@ -289,67 +300,57 @@ static bool known_section(const char *name)
 
 /* ---- defaults / deinit -------------------------------------------------------------- */
 
+/* Values derived from other keys when left empty: the consumer (the host name) and the
+ * dead-letter stream ("<stream>:dead"). */
+static void derive(struct ru_config *c)
+{
+    if (c->redis.dead_letter_stream[0] == '\0') {
+        free(c->redis.dead_letter_stream);
+        c->redis.dead_letter_stream = dead_letter_for(c->redis.stream);
+    }
+    if (c->redis.consumer[0] == '\0') {
+        char host[256];
+        host_name(host, sizeof(host));
+        set_str(&c->redis.consumer, host);
+    }
+}
+
 void ru_config_defaults(struct ru_config *cfg)
 {
-    char host[256];
-
     memset(cfg, 0, sizeof(*cfg));
-    cfg->path = NULL;
-
-    cfg->redis.url = ru_xstrdup(DEFAULT_REDIS_URL);
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+        void *field = (char *)cfg + k->off;
+        switch (k->kind) {
+        case K_STR:
+            *(char **)field = ru_xstrdup(k->def_s);
+            break;
+        case K_INT:
+            *(int *)field = (int)k->def_i;
+            break;
+        case K_I64:
+            *(int64_t *)field = k->def_i;
+            break;
+        case K_BOOL:
+            *(bool *)field = k->def_i != 0;
+            break;
+        case K_LEVEL:
+            *(enum ru_log_level *)field = (enum ru_log_level)k->def_i;
+            break;
+        }
+    }
+    derive(cfg);
     if (ru_redisurl_parse(cfg->redis.url, &cfg->redis.addr, NULL, 0) < 0)
         memset(&cfg->redis.addr, 0, sizeof(cfg->redis.addr)); /* cannot happen */
-    cfg->redis.stream = ru_xstrdup(DEFAULT_STREAM);
-    cfg->redis.group = ru_xstrdup(DEFAULT_GROUP);
-    host_name(host, sizeof(host));
-    cfg->redis.consumer = ru_xstrdup(host);
-    cfg->redis.count = 1000;
-    cfg->redis.block_ms = 1000;
-    cfg->redis.start = ru_xstrdup(DEFAULT_START);
-    cfg->redis.dead_letter_stream = dead_letter_for(DEFAULT_STREAM);
-    cfg->redis.claim_idle_ms = 0;
-    cfg->redis.connect_timeout_ms = 5000;
-    cfg->redis.cluster = ru_xstrdup("auto");
-    cfg->redis.cluster_seeds = ru_xstrdup("");
-
-    cfg->postgres.conninfo = ru_xstrdup(DEFAULT_CONNINFO);
-    cfg->postgres.hourly_table = ru_xstrdup(DEFAULT_HOURLY_TABLE);
-    cfg->postgres.raw_table = ru_xstrdup("");
-    cfg->postgres.statement_timeout_ms = 60000;
-    cfg->postgres.connect_timeout_s = 10;
-    cfg->postgres.create_schema = true;
-
-    cfg->flush.interval_ms = 5000;
-    cfg->flush.max_events = 50000;
-    cfg->flush.max_keys = 100000;
-    cfg->flush.backlog_entries = 8000;
-
-    cfg->limits.max_memory_mb = 1024;
-
-    cfg->status.socket = ru_xstrdup(DEFAULT_SOCKET);
-    cfg->metrics.listen = ru_xstrdup("");
-    cfg->log.level = RU_LOG_INFO;
-    cfg->log.format = ru_xstrdup("auto");
 }
 
 void ru_config_deinit(struct ru_config *cfg)
 {
     free(cfg->path);
-    free(cfg->redis.url);
     ru_redisurl_addr_deinit(&cfg->redis.addr);
-    free(cfg->redis.stream);
-    free(cfg->redis.group);
-    free(cfg->redis.consumer);
-    free(cfg->redis.start);
-    free(cfg->redis.dead_letter_stream);
-    free(cfg->redis.cluster);
-    free(cfg->redis.cluster_seeds);
-    free(cfg->postgres.conninfo);
-    free(cfg->postgres.hourly_table);
-    free(cfg->postgres.raw_table);
-    free(cfg->status.socket);
-    free(cfg->metrics.listen);
-    free(cfg->log.format);
+    for (size_t i = 0; i < NKEYS; i++)
+        if (keys[i].kind == K_STR)
+            free(*(char **)((char *)cfg + keys[i].off));
     for (size_t i = 0; i < RU_CONFIG_MAX_KEYS; i++)
         free(cfg->origin[i]);
     memset(cfg, 0, sizeof(*cfg));
@@ -546,21 +547,6 @@ static int apply_file(struct loader *ld, struct ru_config *c, config_t *lc)
     return 0;
 }
 
-/* Values derived from other keys when left empty: the consumer (the host name) and the
- * dead-letter stream ("<stream>:dead"). */
-static void derive(struct ru_config *c)
-{
-    if (c->redis.dead_letter_stream[0] == '\0') {
-        free(c->redis.dead_letter_stream);
-        c->redis.dead_letter_stream = dead_letter_for(c->redis.stream);
-    }
-    if (c->redis.consumer[0] == '\0') {
-        char host[256];
-        host_name(host, sizeof(host));
-        set_str(&c->redis.consumer, host);
-    }
-}
-
 /* Redis Cluster: a MULTI with the dead-letter copy and the XACK must stay in one slot,
  * and a cluster has neither databases nor Unix sockets between its nodes. */
 static int cluster_check(const struct ru_config *c, int *bad, char *why, size_t whylen)
@@ -755,40 +741,72 @@ bool ru_config_secret_exposed(const struct ru_config *cfg, char *out, size_t out
 
 /* ---- reload ------------------------------------------------------------------------- */
 
+/* Whether key i's value differs between a and b. */
+static bool differs(const struct ru_config *a, const struct ru_config *b, size_t i)
+{
+    const struct key *k = &keys[i];
+    const void *fa = (const char *)a + k->off, *fb = (const char *)b + k->off;
+    switch (k->kind) {
+    case K_STR:
+        return !str_eq(*(char *const *)fa, *(char *const *)fb);
+    case K_INT:
+        return *(const int *)fa != *(const int *)fb;
+    case K_I64:
+        return *(const int64_t *)fa != *(const int64_t *)fb;
+    case K_BOOL:
+        return *(const bool *)fa != *(const bool *)fb;
+    case K_LEVEL:
+        return *(const enum ru_log_level *)fa != *(const enum ru_log_level *)fb;
+    }
+    return false;
+}
+
 void ru_config_restart_keys(const struct ru_config *a, const struct ru_config *b, char *out,
                             size_t outlen)
 {
-    const struct {
-        const char *name;
-        const char *va, *vb;
-    } fixed[] = {
-        {"redis.stream", a->redis.stream, b->redis.stream},
-        {"redis.group", a->redis.group, b->redis.group},
-        {"redis.consumer", a->redis.consumer, b->redis.consumer},
-        {"redis.dead_letter_stream", a->redis.dead_letter_stream, b->redis.dead_letter_stream},
-        {"postgres.hourly_table", a->postgres.hourly_table, b->postgres.hourly_table},
-        {"postgres.raw_table", a->postgres.raw_table, b->postgres.raw_table},
-        {"status.socket", a->status.socket, b->status.socket},
-        {"metrics.listen", a->metrics.listen, b->metrics.listen},
-    };
     struct ru_buf buf = RU_BUF_INIT;
+    char name[64];
 
     if (out == NULL || outlen == 0)
         return;
-    for (size_t i = 0; i < RU_ARRAY_LEN(fixed); i++) {
-        if (str_eq(fixed[i].va, fixed[i].vb))
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (!(keys[i].flags & RU_CONFIG_RESTART) || !differs(a, b, i))
             continue;
         if (buf.len > 0)
             ru_buf_puts(&buf, ", ");
-        ru_buf_puts(&buf, fixed[i].name);
-    }
-    if (a->redis.lone_consumer != b->redis.lone_consumer) {
-        if (buf.len > 0)
-            ru_buf_puts(&buf, ", ");
-        ru_buf_puts(&buf, "redis.lone_consumer");
+        ru_buf_puts(&buf, ru_config_key_name(i, name, sizeof(name)));
     }
     ru_strlcpy(out, buf.p != NULL ? buf.p : "", outlen);
     ru_buf_free(&buf);
+}
+
+bool ru_config_changed(const struct ru_config *a, const struct ru_config *b, unsigned flags)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if ((keys[i].flags & flags) != 0 && differs(a, b, i))
+            return true;
+    return false;
+}
+
+void ru_config_keep_restart_keys(struct ru_config *next, struct ru_config *running)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+        if (!(k->flags & RU_CONFIG_RESTART))
+            continue;
+        char *fn = (char *)next + k->off, *fr = (char *)running + k->off;
+        if (k->kind == K_STR) {
+            char *t = *(char **)fn; /* swapped: running frees the new value */
+            *(char **)fn = *(char **)fr;
+            *(char **)fr = t;
+        } else {
+            size_t n = k->kind == K_INT    ? sizeof(int)
+                       : k->kind == K_I64  ? sizeof(int64_t)
+                       : k->kind == K_BOOL ? sizeof(bool)
+                                           : sizeof(enum ru_log_level);
+            memcpy(fn, fr, n);
+        }
+    }
 }
 
 /* ---- key access by index (envcfg, reports) ------------------------------------------ */
@@ -816,10 +834,9 @@ int ru_config_key_index(const char *dotted)
     return find_key(sec, dot + 1);
 }
 
-static bool secret_valued(const struct key *k)
+unsigned ru_config_key_flags(size_t i)
 {
-    return k->off == offsetof(struct ru_config, redis.url) ||
-           k->off == offsetof(struct ru_config, postgres.conninfo);
+    return i < NKEYS ? keys[i].flags : 0;
 }
 
 void ru_config_key_value(const struct ru_config *c, size_t i, char *out, size_t len)
@@ -849,7 +866,7 @@ void ru_config_key_value(const struct ru_config *c, size_t i, char *out, size_t 
     }
     const char *v = *(char *const *)field;
     char red[1024];
-    if (secret_valued(k)) {
+    if (k->flags & RU_CONFIG_SECRET) {
         ru_redact(v != NULL ? v : "", red, sizeof(red));
         v = red;
     }

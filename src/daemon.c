@@ -1365,33 +1365,11 @@ static void reload(struct ru_daemon *d)
         ru_warn("msg=\"reload: these keys only change on restart and keep their running "
                 "values\" keys=\"%s\"",
                 keys);
-    bool redis_changed = strcmp(nc.redis.url, d->cfg.redis.url) != 0 ||
-                         nc.redis.count != d->cfg.redis.count ||
-                         nc.redis.block_ms != d->cfg.redis.block_ms ||
-                         nc.redis.connect_timeout_ms != d->cfg.redis.connect_timeout_ms ||
-                         strcmp(nc.redis.cluster, d->cfg.redis.cluster) != 0 ||
-                         strcmp(nc.redis.cluster_seeds, d->cfg.redis.cluster_seeds) != 0;
-    bool pg_changed = strcmp(nc.postgres.conninfo, d->cfg.postgres.conninfo) != 0 ||
-                      nc.postgres.statement_timeout_ms != d->cfg.postgres.statement_timeout_ms ||
-                      nc.postgres.connect_timeout_s != d->cfg.postgres.connect_timeout_s;
-    /* keep the restart-only values: swap them from the old configuration */
-#define KEEP(field)                                                                                \
-    do {                                                                                           \
-        char *t = nc.field;                                                                        \
-        nc.field = d->cfg.field;                                                                   \
-        d->cfg.field = t;                                                                          \
-    } while (0)
-    KEEP(redis.stream);
-    KEEP(redis.group);
-    KEEP(redis.consumer);
-    KEEP(redis.dead_letter_stream);
-    KEEP(postgres.hourly_table);
-    KEEP(postgres.raw_table);
-    KEEP(status.socket);
-    KEEP(metrics.listen);
-#undef KEEP
-    /* the stream and the writer were built for one mode; it changes only at restart */
-    nc.redis.lone_consumer = d->cfg.redis.lone_consumer;
+    bool redis_changed = ru_config_changed(&nc, &d->cfg, RU_CONFIG_REDIS);
+    bool pg_changed = ru_config_changed(&nc, &d->cfg, RU_CONFIG_PG);
+    /* keep the restart-only values (the stream and the writer were built for one mode,
+     * one stream, group and tables; the sockets are bound) */
+    ru_config_keep_restart_keys(&nc, &d->cfg);
     if (nc.redis.lone_consumer && nc.redis.claim_idle_ms > 0) {
         ru_warn("msg=\"reload: claim_idle_ms ignored while this process runs as a lone "
                 "consumer\"");

@@ -708,6 +708,68 @@ Test(config, restart_keys)
     ru_config_deinit(&b);
 }
 
+Test(config, reload_flags)
+{
+    /* the keys a reload keeps, and those whose change reconnects, as at 5000dcb */
+    static const char *const restart[] = {"redis.stream",        "redis.group",
+                                          "redis.consumer",      "redis.dead_letter_stream",
+                                          "redis.lone_consumer", "postgres.hourly_table",
+                                          "postgres.raw_table",  "status.socket",
+                                          "metrics.listen"};
+    static const char *const redis[] = {"redis.url",      "redis.count",
+                                        "redis.block_ms", "redis.connect_timeout_ms",
+                                        "redis.cluster",  "redis.cluster_seeds"};
+    static const char *const pg[] = {"postgres.conninfo", "postgres.statement_timeout_ms",
+                                     "postgres.connect_timeout_s"};
+    size_t nr = 0, nredis = 0, npg = 0;
+    for (size_t i = 0; i < ru_config_key_count(); i++) {
+        unsigned f = ru_config_key_flags(i);
+        nr += (f & RU_CONFIG_RESTART) != 0;
+        nredis += (f & RU_CONFIG_REDIS) != 0;
+        npg += (f & RU_CONFIG_PG) != 0;
+    }
+    cr_assert_eq(nr, sizeof(restart) / sizeof(restart[0]));
+    cr_assert_eq(nredis, sizeof(redis) / sizeof(redis[0]));
+    cr_assert_eq(npg, sizeof(pg) / sizeof(pg[0]));
+    for (size_t i = 0; i < nr; i++)
+        cr_assert(ru_config_key_flags((size_t)ru_config_key_index(restart[i])) & RU_CONFIG_RESTART,
+                  "%s", restart[i]);
+    for (size_t i = 0; i < nredis; i++)
+        cr_assert(ru_config_key_flags((size_t)ru_config_key_index(redis[i])) & RU_CONFIG_REDIS,
+                  "%s", redis[i]);
+    for (size_t i = 0; i < npg; i++)
+        cr_assert(ru_config_key_flags((size_t)ru_config_key_index(pg[i])) & RU_CONFIG_PG, "%s",
+                  pg[i]);
+    cr_assert_eq(ru_config_key_flags(ru_config_key_count()), 0);
+
+    struct ru_config a, b;
+    char out[512];
+    ru_config_defaults(&a);
+    ru_config_defaults(&b);
+    cr_assert(!ru_config_changed(&a, &b, RU_CONFIG_REDIS | RU_CONFIG_PG | RU_CONFIG_RESTART));
+    b.redis.count = 5;
+    cr_assert(ru_config_changed(&a, &b, RU_CONFIG_REDIS));
+    cr_assert(!ru_config_changed(&a, &b, RU_CONFIG_PG));
+    b.postgres.connect_timeout_s = 3;
+    cr_assert(ru_config_changed(&a, &b, RU_CONFIG_PG));
+    b.redis.lone_consumer = true;
+    free(b.metrics.listen);
+    b.metrics.listen = strdup("127.0.0.1:1");
+    ru_config_restart_keys(&a, &b, out, sizeof(out));
+    cr_assert_str_eq(out, "redis.lone_consumer, metrics.listen");
+
+    /* b is the new configuration, a the running one */
+    ru_config_keep_restart_keys(&b, &a);
+    cr_assert(!b.redis.lone_consumer);
+    cr_assert_str_eq(b.metrics.listen, "");
+    cr_assert_str_eq(a.metrics.listen, "127.0.0.1:1", "swapped, freed with the old one");
+    cr_assert_eq(b.redis.count, 5, "reloadable keys keep their new value");
+    ru_config_restart_keys(&a, &b, out, sizeof(out));
+    cr_assert_str_eq(out, "metrics.listen");
+    ru_config_deinit(&a);
+    ru_config_deinit(&b);
+}
+
 Test(config, log_levels)
 {
     static const struct {

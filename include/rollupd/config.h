@@ -89,11 +89,23 @@ void ru_config_deinit(struct ru_config *cfg);
  * naming the file, its mode and the fix into out and returns true. */
 bool ru_config_secret_exposed(const struct ru_config *cfg, char *out, size_t outlen);
 
-/* Names of keys whose change needs a restart rather than a reload (stream, group,
- * consumer, status.socket, ...): writes a comma-separated list of those that differ
- * between a and b into out (empty when none). */
+/* What a reload does with a key (ru_config_key_flags). */
+enum {
+    RU_CONFIG_RESTART = 1u << 0, /* restart-only: a reload keeps the running value */
+    RU_CONFIG_REDIS = 1u << 1,   /* a changed value reconnects to Redis */
+    RU_CONFIG_PG = 1u << 2,      /* a changed value reconnects the writer to PostgreSQL */
+    RU_CONFIG_SECRET = 1u << 3,  /* the value may hold a password: shown redacted */
+};
+
+/* Names of the restart-only keys (stream, group, consumer, status.socket, ...) that differ
+ * between a and b, comma-separated in key order, into out (empty when none). */
 void ru_config_restart_keys(const struct ru_config *a, const struct ru_config *b, char *out,
                             size_t outlen);
+/* Whether any key carrying one of flags differs between a and b. */
+bool ru_config_changed(const struct ru_config *a, const struct ru_config *b, unsigned flags);
+/* For a reload: every restart-only key of next takes running's value. Strings are
+ * swapped, so running (about to be deinitialised) owns next's old ones. */
+void ru_config_keep_restart_keys(struct ru_config *next, struct ru_config *running);
 
 /* ---- key access by index, for overrides from elsewhere (envcfg) and reports ---- */
 
@@ -102,6 +114,8 @@ size_t ru_config_key_count(void);
 const char *ru_config_key_name(size_t i, char *buf, size_t len);
 /* Index of a dotted key name, or -1. */
 int ru_config_key_index(const char *dotted);
+/* The RU_CONFIG_* flags of key i (0 past the end). */
+unsigned ru_config_key_flags(size_t i);
 /* The value of key i as libconfig text ("\"...\"", 1000, true), secrets in
  * redis.url and postgres.conninfo redacted. */
 void ru_config_key_value(const struct ru_config *c, size_t i, char *out, size_t len);
