@@ -882,6 +882,27 @@ void ru_config_key_value(const struct ru_config *c, size_t i, char *out, size_t 
     ru_buf_free(&b);
 }
 
+void ru_config_describe(const struct ru_config *c, struct ru_buf *out)
+{
+    struct ru_config def;
+    char name[64], value[1024], dvalue[1024];
+
+    ru_config_defaults(&def);
+    for (size_t i = 0; i < NKEYS; i++) {
+        unsigned f = keys[i].flags;
+        ru_config_key_value(c, i, value, sizeof(value));
+        ru_config_key_value(&def, i, dvalue, sizeof(dvalue));
+        ru_buf_printf(out, "%s = %s;  # default %s; %s\n",
+                      ru_config_key_name(i, name, sizeof(name)), value, dvalue,
+                      (f & RU_CONFIG_RESTART)
+                          ? "a reload keeps the running value (restart to change)"
+                      : (f & RU_CONFIG_REDIS) ? "a reload applies it and reconnects to Redis"
+                      : (f & RU_CONFIG_PG)    ? "a reload applies it and reconnects to PostgreSQL"
+                                              : "a reload applies it");
+    }
+    ru_config_deinit(&def);
+}
+
 static int parse_bool_text(const char *v, bool *out)
 {
     static const char *const yes[] = {"true", "1", "yes", "on"};

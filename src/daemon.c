@@ -1322,6 +1322,15 @@ static json_t *status_json(struct ru_daemon *d)
     return o;
 }
 
+static void cmd_config(void *ud, struct ru_status_req *req, const char *args)
+{
+    struct ru_daemon *d = ud;
+    struct ru_buf b = RU_BUF_INIT;
+    ru_config_describe(&d->cfg, &b);
+    ru_status_reply(req, b.p, b.len);
+    ru_buf_free(&b);
+}
+
 static void cmd_status(void *ud, struct ru_status_req *req, const char *args)
 {
     json_t *o = status_json(ud);
@@ -1344,6 +1353,7 @@ static const struct ru_status_cmd commands[] = {
     {"health", "ok, or degraded: <reason>, or down: <reason>", cmd_health},
     {"flush", "flush now; answers a JSON result after the COMMIT", cmd_flush},
     {"metrics", "Prometheus text exposition format 0.0.4", cmd_metrics},
+    {"config", "each key's running value, its default and what a reload does with it", cmd_config},
     {"adopt", "adopt CONSUMER: take over a dead consumer's pending entries", cmd_adopt},
 };
 

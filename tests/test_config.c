@@ -770,6 +770,46 @@ Test(config, reload_flags)
     ru_config_deinit(&b);
 }
 
+Test(config, describe_shows_value_default_and_reload)
+{
+    struct ru_config c;
+    char why[256];
+    ru_config_defaults(&c);
+    cr_assert_eq(ru_config_set(&c, (size_t)ru_config_key_index("redis.url"),
+                               "redis://u:s3cret@h:1/0", NULL, why, sizeof(why)),
+                 0, "%s", why);
+    cr_assert_eq(ru_config_set(&c, (size_t)ru_config_key_index("postgres.conninfo"),
+                               "host=h password=s3cret", NULL, why, sizeof(why)),
+                 0, "%s", why);
+    cr_assert_eq(
+        ru_config_set(&c, (size_t)ru_config_key_index("redis.count"), "7", NULL, why, sizeof(why)),
+        0);
+    struct ru_buf b = RU_BUF_INIT;
+    ru_config_describe(&c, &b);
+    size_t lines = 0;
+    for (size_t i = 0; i < b.len; i++)
+        lines += b.p[i] == '\n';
+    cr_assert_eq(lines, ru_config_key_count());
+    cr_assert_null(strstr(b.p, "s3cret"), "a secret shows:\n%s", b.p);
+    static const char *const want[] = {
+        "redis.url = \"redis://u:***@h:1/0\";  # default \"redis://127.0.0.1:6379/0\"; a reload "
+        "applies it and reconnects to Redis\n",
+        "\npostgres.conninfo = \"password=*** host=h\";  # default \"dbname=genonaut\"; a reload "
+        "applies it and reconnects to PostgreSQL\n",
+        "\nredis.count = 7;  # default 1000; a reload applies it and reconnects to Redis\n",
+        "\nredis.stream = \"genonaut:route_analytics:stream\";  # default "
+        "\"genonaut:route_analytics:stream\"; a reload keeps the running value (restart to "
+        "change)\n",
+        "\nredis.lone_consumer = false;  # default false; a reload keeps the running value",
+        "\nflush.interval_ms = 5000;  # default 5000; a reload applies it\n",
+        "\nlog.level = \"info\";  # default \"info\"; a reload applies it\n",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_assert_not_null(strstr(b.p, want[i]), "lacks '%s':\n%s", want[i], b.p);
+    ru_buf_free(&b);
+    ru_config_deinit(&c);
+}
+
 Test(config, log_levels)
 {
     static const struct {

@@ -119,6 +119,10 @@ unsigned ru_config_key_flags(size_t i);
 /* The value of key i as libconfig text ("\"...\"", 1000, true), secrets in
  * redis.url and postgres.conninfo redacted. */
 void ru_config_key_value(const struct ru_config *c, size_t i, char *out, size_t len);
+/* Appends one line per key to out, for the status socket's "config" command:
+ * "KEY = VALUE;  # default DEFAULT; WHAT A RELOAD DOES", values as ru_config_key_value
+ * writes them (secrets redacted), the defaults those of ru_config_defaults. */
+void ru_config_describe(const struct ru_config *c, struct ru_buf *out);
 /* Sets key i from text (integers in decimal, booleans true/false/1/0/yes/no/on/off),
  * with the checks a file's value gets, and records origin (copied; NULL = default).
  * On failure returns -1 with the reason (without the key name) in why and leaves c as
