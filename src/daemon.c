@@ -18,6 +18,7 @@
 #include "rollupd/envcfg.h"
 #include "rollupd/event.h"
 #include "rollupd/http.h"
+#include "rollupd/ingest.h"
 #include "rollupd/keycheck.h"
 #include "rollupd/log.h"
 #include "rollupd/pcache.h"
@@ -155,83 +156,96 @@ static int parse_entry(struct ru_daemon *d, struct ru_event *ev, const struct ru
     }
 }
 
+static enum ru_ingest_parse parse_result(int rc)
+{
+    switch (rc) {
+    case ENTRY_OK:
+        return RU_INGEST_VALID;
+    case ENTRY_WAIT:
+        return RU_INGEST_WAIT;
+    case ENTRY_REFUSED:
+        return RU_INGEST_REFUSED;
+    default:
+        return RU_INGEST_INVALID;
+    }
+}
+
+static void dead_letter_entry(struct ru_daemon *d, const struct ru_sid *id,
+                              const struct ru_field *f, size_t n, const char *why,
+                              enum ru_origin origin, const struct ru_ingest *r)
+{
+    char idt[RU_SID_STRLEN];
+    ru_sid_format(id, idt);
+    ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
+                   "msg=\"invalid entry dead-lettered\" id=%s reason=\"%s\"", idt, why);
+    ru_stream_dead_letter(d->stream, id, f, n, why, origin);
+    if (r->note_id)
+        ru_batch_note_id(d->cur, id);
+    if (r->count_invalid)
+        d->c.invalid++;
+}
+
+static void apply_entry(struct ru_daemon *d, const struct ru_sid *id, const struct ru_event *ev,
+                        const struct ru_ingest *r)
+{
+    if (ru_batch_empty(d->cur))
+        d->cur->created_ms = ru_mono_ms();
+    ru_store_add(d->cur->store, ev);
+    if (r->note_id)
+        ru_batch_note_id(d->cur, id);
+    else
+        ru_batch_add_id(d->cur, id);
+    if (r->recovered)
+        d->c.recovered++;
+    d->c.consumed++;
+    if (d->cfg.postgres.raw_table[0])
+        (void)ru_batch_add_raw(d->cur, id, ev); /* refusals are reported after COMMIT */
+}
+
+/* One delivered entry: ingest decides, this carries it out. */
 static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n,
                      enum ru_seen seen, enum ru_origin origin)
 {
     struct ru_daemon *d = ud;
-    /* a lone consumer's live entries have no pending entry: nothing to acknowledge */
-    bool noack = d->cfg.redis.lone_consumer && origin == RU_FROM_LIVE;
-    if (seen == RU_SEEN_DEAD) {
-        /* read again by recovery; its dead-letter copy was written before */
-        ru_stream_ack(d->stream, id, 1); /* pending only if an earlier run acknowledged */
+    struct ru_ingest_in in = {
+        .seen = seen,
+        .origin = origin,
+        .lone = d->cfg.redis.lone_consumer,
+        .parked = seen != RU_SEEN_NEW && ru_keycheck_is_parked(&d->parked, id),
+    };
+    struct ru_event ev;
+    char why[REASON_LEN];
+    struct ru_ingest r = ru_ingest_decide(&in);
+    if (r.action == RU_INGEST_NEED_PARSE) {
+        in.parsed = parse_result(parse_entry(d, &ev, f, n, why, sizeof(why)));
+        r = ru_ingest_decide(&in);
+    }
+    if (r.count_refused)
+        d->c.key_refused++;
+    switch (r.action) {
+    case RU_INGEST_NEED_PARSE:
+    case RU_INGEST_SKIP:
+        return;
+    case RU_INGEST_DEAD_KNOWN:
+        ru_stream_ack(d->stream, id, 1);
         ru_batch_note_id(d->cur, id);
         d->c.dead_known++;
         return;
-    }
-    if (seen != RU_SEEN_NEW && ru_keycheck_is_parked(&d->parked, id))
-        return; /* this process holds it: delivered again once PostgreSQL's verdict is in */
-    if (origin == RU_FROM_LIVE && seen != RU_SEEN_NEW) {
-        /* Re-delivered after the group was recreated. Committed: acknowledge. In flight:
-         * a valid entry is in a batch that acknowledges it after its COMMIT; an invalid
-         * one was dead-lettered already, so only the new group's acknowledgement is due. */
-        struct ru_event ev;
-        char why[REASON_LEN];
-        if (seen == RU_SEEN_COMMITTED || parse_entry(d, &ev, f, n, why, sizeof(why)) < 0) {
-            if (!noack)
-                ru_stream_ack(d->stream, id, 1);
-            d->c.replay_acked++;
-        }
-        return;
-    }
-    struct ru_event ev;
-    char why[REASON_LEN];
-    int rc = parse_entry(d, &ev, f, n, why, sizeof(why));
-    if (rc == ENTRY_REFUSED && (origin != RU_FROM_RECOVERY || seen == RU_SEEN_NEW))
-        d->c.key_refused++;
-    if (rc == ENTRY_WAIT && seen != RU_SEEN_INFLIGHT) {
-        /* New: applied or refused once PostgreSQL has answered. Committed (a replayed entry
-         * whose XACK was lost): acknowledged, or dead-lettered if PostgreSQL refuses its
-         * key (its dead-letter copy was then lost with a connection). In flight: applied
-         * in a batch not yet committed (a parked one returned above). */
-        (void)ru_keycheck_park(&d->parked, id, f, n, &ev, PARK_FLAGS(seen, origin));
-        return;
-    }
-    if (rc < 0) {
-        /* From the pending list or recovery, an entry seen before is dead-lettered again:
-         * its copy cannot be in the dead-letter stream (pending: the copy and the XACK go
-         * together; recovery: the scan found none), it was lost with a connection. */
-        char idt[RU_SID_STRLEN];
-        ru_sid_format(id, idt);
-        ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
-                       "msg=\"invalid entry dead-lettered\" id=%s reason=\"%s\"", idt, why);
-        ru_stream_dead_letter(d->stream, id, f, n, why, origin);
-        /* without a pending entry the checkpoint covers it (the commit waits for the copy) */
-        if (noack || origin == RU_FROM_RECOVERY)
-            ru_batch_note_id(d->cur, id);
-        if (origin != RU_FROM_RECOVERY || seen == RU_SEEN_NEW)
-            d->c.invalid++;
-        return;
-    }
-    if (seen == RU_SEEN_COMMITTED) {
-        if (!noack)
+    case RU_INGEST_ACK_ONLY:
+        if (r.xack)
             ru_stream_ack(d->stream, id, 1);
         d->c.replay_acked++;
         return;
-    }
-    if (seen == RU_SEEN_INFLIGHT)
+    case RU_INGEST_PARK:
+        (void)ru_keycheck_park(&d->parked, id, f, n, &ev, PARK_FLAGS(seen, origin));
         return;
-    if (ru_batch_empty(d->cur))
-        d->cur->created_ms = ru_mono_ms();
-    ru_store_add(d->cur->store, &ev);
-    if (noack)
-        ru_batch_note_id(d->cur, id);
-    else
-        ru_batch_add_id(d->cur, id);
-    if (origin == RU_FROM_RECOVERY)
-        d->c.recovered++;
-    d->c.consumed++;
-    if (d->cfg.postgres.raw_table[0])
-        (void)ru_batch_add_raw(d->cur, id, &ev); /* refusals are reported after COMMIT */
+    case RU_INGEST_DEAD_LETTER:
+        dead_letter_entry(d, id, f, n, why, origin, &r);
+        return;
+    case RU_INGEST_APPLY:
+        apply_entry(d, id, &ev, &r);
+        return;
+    }
 }
 
 static void on_trimmed(void *ud, const struct ru_sid *id, enum ru_seen seen)
