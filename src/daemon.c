@@ -1564,96 +1564,203 @@ static void watchdog(struct ru_daemon *d)
     }
 }
 
+/* ---- the loop ---- */
+
+/* A pollable source: it adds the fds it wants watched this round (at most room; returns
+ * how many) and is told about each one that is ready. */
+struct source {
+    const char *name;
+    int (*fds)(struct ru_daemon *d, struct pollfd *fds, int room);
+    void (*ready)(struct ru_daemon *d, int fd, short revents);
+};
+
+static int one_fd(struct pollfd *fds, int room, int fd, short events)
+{
+    if (fd < 0 || room < 1)
+        return 0;
+    fds[0] = (struct pollfd){fd, events, 0};
+    return 1;
+}
+
+static int signal_fds(struct ru_daemon *d, struct pollfd *fds, int room)
+{
+    return one_fd(fds, room, d->sfd, POLLIN);
+}
+
+static void signal_ready(struct ru_daemon *d, int fd, short revents)
+{
+    (void)fd;
+    (void)revents;
+    on_signal(d);
+}
+
+static int timer_fds(struct ru_daemon *d, struct pollfd *fds, int room)
+{
+    return one_fd(fds, room, d->tfd, POLLIN);
+}
+
+static void timer_ready(struct ru_daemon *d, int fd, short revents)
+{
+    (void)revents;
+    uint64_t ticks;
+    ssize_t r = read(fd, &ticks, sizeof(ticks));
+    (void)r;
+    d->flush_due = true;
+}
+
+static int writer_fds(struct ru_daemon *d, struct pollfd *fds, int room)
+{
+    return one_fd(fds, room, ru_pgw_fd(d->pgw), POLLIN);
+}
+
+static void writer_ready(struct ru_daemon *d, int fd, short revents)
+{
+    (void)fd;
+    (void)revents;
+    on_writer_event(d);
+    on_keycheck_answer(d);
+}
+
+static int stream_fds(struct ru_daemon *d, struct pollfd *fds, int room)
+{
+    return one_fd(fds, room, ru_stream_fd(d->stream), ru_stream_events(d->stream));
+}
+
+static void stream_ready(struct ru_daemon *d, int fd, short revents)
+{
+    (void)fd;
+    ru_stream_on_ready(d->stream, revents);
+}
+
+static int status_fds(struct ru_daemon *d, struct pollfd *fds, int room)
+{
+    return ru_status_pollfds(d->status, fds, room);
+}
+
+static void status_ready(struct ru_daemon *d, int fd, short revents)
+{
+    ru_status_on_ready(d->status, fd, revents);
+}
+
+static int http_fds(struct ru_daemon *d, struct pollfd *fds, int room)
+{
+    return d->http ? ru_http_pollfds(d->http, fds, room) : 0;
+}
+
+static void http_ready(struct ru_daemon *d, int fd, short revents)
+{
+    ru_http_on_ready(d->http, fd, revents);
+}
+
+/* Handled in this order when several are ready. */
+static const struct source sources[] = {
+    {"signals", signal_fds, signal_ready},       {"flush timer", timer_fds, timer_ready},
+    {"writer", writer_fds, writer_ready},        {"stream", stream_fds, stream_ready},
+    {"status socket", status_fds, status_ready}, {"http", http_fds, http_ready},
+};
+
+static void status_tick(struct ru_daemon *d)
+{
+    ru_status_tick(d->status);
+}
+
+static void http_tick(struct ru_daemon *d)
+{
+    if (d->http)
+        ru_http_tick(d->http);
+}
+
+static void status_line_step(struct ru_daemon *d)
+{
+    if (d->ready_sent && ru_mono_ms() >= d->next_status_ms)
+        send_status_line(d);
+}
+
+/* What the loop does after each poll, in this order. */
+static const struct step {
+    const char *name;
+    void (*run)(struct ru_daemon *d);
+} steps[] = {
+    {"status socket timeouts", status_tick},
+    {"http timeouts", http_tick},
+    {"ownership", ownership_step},
+    {"backpressure", check_backpressure},
+    {"parked entries", settle_parked},
+    {"flush", maybe_flush},
+    {"ready", maybe_ready},
+    {"STATUS= line", status_line_step},
+    {"watchdog", watchdog},
+};
+
+/* Whether the loop ends now: stopping and done (or unable to finish), or fatal. */
+static bool stop_now(struct ru_daemon *d)
+{
+    if (d->stopping && d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
+        (ru_stream_idle(d->stream) || ru_mono_ms() > d->stop_deadline_ms + 5000)) {
+        if ((ru_batch_empty(d->cur) && own_parked(d) == 0) || !ru_pgw_ready(d->pgw))
+            return true;
+        d->stop_final_sent = false; /* entries arrived after the final flush: flush again */
+    }
+    if (d->stopping && !ru_pgw_ready(d->pgw))
+        return true; /* PostgreSQL never came up: nothing was read, nothing to flush */
+    if (d->stopping && !d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
+        ru_stream_commit_blocked(d->stream) && ru_mono_ms() > d->stop_deadline_ms + 5000) {
+        ru_warn("msg=\"stopping without the final flush: a dead-letter copy is not confirmed "
+                "by Redis; the next start reads the entries after the checkpoint again\"");
+        return true;
+    }
+    if (d->stopping && !d->stop_final_sent && !ru_pgw_busy(d->pgw) && own_parked(d) > 0 &&
+        ru_mono_ms() > d->stop_deadline_ms + 5000) {
+        ru_warn("msg=\"stopping without the final flush: entries wait for PostgreSQL's verdict "
+                "on their keys; the next start reads the entries after the checkpoint "
+                "again\" parked=%zu",
+                own_parked(d));
+        return true;
+    }
+    if (d->fatal)
+        return true;
+    return false;
+}
+
+/* How long poll may wait: the stream's next deadline, a quarter of the watchdog period,
+ * at most 250 ms. */
+static int poll_timeout(const struct ru_daemon *d)
+{
+    int timeout = ru_stream_tick(d->stream);
+    if (d->watchdog_us) {
+        int wd = (int)(d->watchdog_us / 1000 / 4);
+        if (wd < timeout)
+            timeout = wd;
+    }
+    if (timeout > 250)
+        timeout = 250;
+    if (timeout < 0)
+        timeout = 0;
+    return timeout;
+}
+
 int ru_daemon_run(struct ru_daemon *d)
 {
     struct pollfd fds[MAX_POLLFDS];
+    int end[RU_ARRAY_LEN(sources)]; /* source k's fds are [end[k-1], end[k]) */
     for (;;) {
         int n = 0;
-        fds[n++] = (struct pollfd){d->sfd, POLLIN, 0};
-        fds[n++] = (struct pollfd){d->tfd, POLLIN, 0};
-        fds[n++] = (struct pollfd){ru_pgw_fd(d->pgw), POLLIN, 0};
-        int sfdi = -1;
-        if (ru_stream_fd(d->stream) >= 0) {
-            sfdi = n;
-            fds[n++] = (struct pollfd){ru_stream_fd(d->stream), ru_stream_events(d->stream), 0};
+        for (size_t k = 0; k < RU_ARRAY_LEN(sources); k++) {
+            n += sources[k].fds(d, fds + n, MAX_POLLFDS - n);
+            end[k] = n;
         }
-        int first_status = n;
-        n += ru_status_pollfds(d->status, fds + n, MAX_POLLFDS - n);
-        int first_http = n;
-        if (d->http)
-            n += ru_http_pollfds(d->http, fds + n, MAX_POLLFDS - n);
-
-        int timeout = ru_stream_tick(d->stream);
-        if (d->watchdog_us) {
-            int wd = (int)(d->watchdog_us / 1000 / 4);
-            if (wd < timeout)
-                timeout = wd;
-        }
-        if (timeout > 250)
-            timeout = 250;
-        if (timeout < 0)
-            timeout = 0;
-        int rc = poll(fds, (nfds_t)n, timeout);
+        int rc = poll(fds, (nfds_t)n, poll_timeout(d));
         if (rc < 0 && errno != EINTR) {
             ru_err("msg=\"poll failed\" error=\"%s\"", strerror(errno));
             return 1;
         }
-        if (rc > 0) {
-            if (fds[0].revents)
-                on_signal(d);
-            if (fds[1].revents) {
-                uint64_t ticks;
-                ssize_t r = read(d->tfd, &ticks, sizeof(ticks));
-                (void)r;
-                d->flush_due = true;
-            }
-            if (fds[2].revents) {
-                on_writer_event(d);
-                on_keycheck_answer(d);
-            }
-            if (sfdi >= 0 && fds[sfdi].revents)
-                ru_stream_on_ready(d->stream, fds[sfdi].revents);
-            for (int i = first_status; i < first_http; i++)
+        for (size_t k = 0, i = 0; rc > 0 && k < RU_ARRAY_LEN(sources); k++)
+            for (; i < (size_t)end[k]; i++)
                 if (fds[i].revents)
-                    ru_status_on_ready(d->status, fds[i].fd, fds[i].revents);
-            for (int i = first_http; i < n; i++)
-                if (fds[i].revents)
-                    ru_http_on_ready(d->http, fds[i].fd, fds[i].revents);
-        }
-        ru_status_tick(d->status);
-        if (d->http)
-            ru_http_tick(d->http);
-        ownership_step(d);
-        check_backpressure(d);
-        settle_parked(d);
-        maybe_flush(d);
-        maybe_ready(d);
-        if (d->ready_sent && ru_mono_ms() >= d->next_status_ms)
-            send_status_line(d);
-        watchdog(d);
-        if (d->stopping && d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
-            (ru_stream_idle(d->stream) || ru_mono_ms() > d->stop_deadline_ms + 5000)) {
-            if ((ru_batch_empty(d->cur) && own_parked(d) == 0) || !ru_pgw_ready(d->pgw))
-                break;
-            d->stop_final_sent = false; /* entries arrived after the final flush: flush again */
-        }
-        if (d->stopping && !ru_pgw_ready(d->pgw))
-            break; /* PostgreSQL never came up: nothing was read, nothing to flush */
-        if (d->stopping && !d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
-            ru_stream_commit_blocked(d->stream) && ru_mono_ms() > d->stop_deadline_ms + 5000) {
-            ru_warn("msg=\"stopping without the final flush: a dead-letter copy is not confirmed "
-                    "by Redis; the next start reads the entries after the checkpoint again\"");
-            break;
-        }
-        if (d->stopping && !d->stop_final_sent && !ru_pgw_busy(d->pgw) && own_parked(d) > 0 &&
-            ru_mono_ms() > d->stop_deadline_ms + 5000) {
-            ru_warn("msg=\"stopping without the final flush: entries wait for PostgreSQL's verdict "
-                    "on their keys; the next start reads the entries after the checkpoint "
-                    "again\" parked=%zu",
-                    own_parked(d));
-            break;
-        }
-        if (d->fatal)
+                    sources[k].ready(d, fds[i].fd, fds[i].revents);
+        for (size_t k = 0; k < RU_ARRAY_LEN(steps); k++)
+            steps[k].run(d);
+        if (stop_now(d))
             break;
         if (d->adopt.phase == A_FETCH_WANTED && ru_stream_live(d->stream) &&
             ru_stream_adopt_fetch(d->stream, d->adopt.consumer) == 0)
