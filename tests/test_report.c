@@ -245,3 +245,43 @@ Test(report, flush_buckets)
     cr_assert_eq(ru_report_flush_bucket(30), RU_REPORT_NBUCKETS - 1);
     cr_assert_eq(ru_report_flush_bucket(31), RU_REPORT_NBUCKETS);
 }
+
+#ifndef RU_SOURCE_DIR
+#define RU_SOURCE_DIR "."
+#endif
+
+static bool is_json_key(const char *name)
+{
+    const char *j, *p;
+    for (size_t i = 0; ru_report_names(i, &j, &p); i++)
+        if (j != NULL && strcmp(j, name) == 0)
+            return true;
+    return false;
+}
+
+/* rollupctl reads the status object by the table's names: every key it asks for (jstr,
+ * jint, jreal, json_object_get on the object) is one of them. */
+Test(report, rollupctl_reads_the_tables_names)
+{
+    FILE *fp = fopen(RU_SOURCE_DIR "/src/rollupctl.c", "r");
+    cr_assert_not_null(fp);
+    char line[512];
+    size_t found = 0;
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        static const char *const calls[] = {"jstr(o, \"", "jint(o, \"", "jreal(o, \"",
+                                            "json_object_get(o, \""};
+        for (size_t c = 0; c < sizeof(calls) / sizeof(calls[0]); c++) {
+            for (const char *p = strstr(line, calls[c]); p != NULL; p = strstr(p + 1, calls[c])) {
+                const char *k = p + strlen(calls[c]);
+                const char *e = strchr(k, '"');
+                cr_assert_not_null(e);
+                char name[64];
+                snprintf(name, sizeof(name), "%.*s", (int)(e - k), k);
+                cr_assert(is_json_key(name), "rollupctl reads \"%s\", not in report's table", name);
+                found++;
+            }
+        }
+    }
+    fclose(fp);
+    cr_assert_geq(found, 30, "only %zu keys found: has rollupctl's way of reading changed?", found);
+}
