@@ -253,11 +253,6 @@ void ru_log_set_level(enum ru_log_level level)
     atomic_store(&cur_level, (int)level);
 }
 
-enum ru_log_level ru_log_get_level(void)
-{
-    return (enum ru_log_level)atomic_load(&cur_level);
-}
-
 bool ru_log_enabled(enum ru_log_level level)
 {
     return (int)level <= atomic_load(&cur_level);

@@ -56,7 +56,6 @@ size_t ru_log_format_line(enum ru_log_format format, enum ru_log_level level, in
                           const char *msg, char *out, size_t outlen);
 
 void ru_log_set_level(enum ru_log_level level);
-enum ru_log_level ru_log_get_level(void);
 bool ru_log_enabled(enum ru_log_level level);
 
 /* Writes "<N>level msg\n" to stderr when level is enabled. */
