@@ -212,7 +212,11 @@ static int check_listen(const char *v, char *why, size_t whylen)
 
 /* ---- the key table ------------------------------------------------------------------ */
 
-enum kind { K_STR, K_INT, K_I64, K_LEVEL, K_BOOL };
+#define K_STR   RU_CONFIG_STR
+#define K_INT   RU_CONFIG_INT
+#define K_I64   RU_CONFIG_I64
+#define K_LEVEL RU_CONFIG_LEVEL
+#define K_BOOL  RU_CONFIG_BOOL
 
 /* Short names for the flags in the table below. */
 #define RESTART RU_CONFIG_RESTART
@@ -227,7 +231,7 @@ enum kind { K_STR, K_INT, K_I64, K_LEVEL, K_BOOL };
 struct key {
     const char *section;
     const char *name;
-    enum kind kind;
+    enum ru_config_kind kind;
     size_t off;
     int64_t min, max;
     check_fn check;
@@ -282,7 +286,7 @@ static const struct key keys[] = {
 #define NKEYS RU_ARRAY_LEN(keys)
 _Static_assert(RU_ARRAY_LEN(keys) <= RU_CONFIG_MAX_KEYS, "raise RU_CONFIG_MAX_KEYS");
 
-static int find_key(const char *section, const char *name)
+int ru_config_key_find(const char *section, const char *name)
 {
     for (size_t i = 0; i < NKEYS; i++)
         if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
@@ -290,7 +294,7 @@ static int find_key(const char *section, const char *name)
     return -1;
 }
 
-static bool known_section(const char *name)
+bool ru_config_section_known(const char *name)
 {
     for (size_t i = 0; i < NKEYS; i++)
         if (strcmp(keys[i].section, name) == 0)
@@ -302,7 +306,7 @@ static bool known_section(const char *name)
 
 /* Values derived from other keys when left empty: the consumer (the host name) and the
  * dead-letter stream ("<stream>:dead"). */
-static void derive(struct ru_config *c)
+void ru_config_derive(struct ru_config *c)
 {
     if (c->redis.dead_letter_stream[0] == '\0') {
         free(c->redis.dead_letter_stream);
@@ -339,7 +343,7 @@ void ru_config_defaults(struct ru_config *cfg)
             break;
         }
     }
-    derive(cfg);
+    ru_config_derive(cfg);
     if (ru_redisurl_parse(cfg->redis.url, &cfg->redis.addr, NULL, 0) < 0)
         memset(&cfg->redis.addr, 0, sizeof(cfg->redis.addr)); /* cannot happen */
 }
@@ -356,196 +360,7 @@ void ru_config_deinit(struct ru_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
 }
 
-/* ---- loading ------------------------------------------------------------------------ */
-
-struct loader {
-    const char *path;
-    char *err;
-    size_t errlen;
-    struct ru_libcfg_wide wide;
-    const char *key_file[NKEYS]; /* where each key was set (libconfig memory) */
-    unsigned key_line[NKEYS];
-};
-
-static void fail(struct loader *ld, const char *file, unsigned line, const char *fmt, ...)
-    RU_PRINTF(4, 5);
-
-static void fail(struct loader *ld, const char *file, unsigned line, const char *fmt, ...)
-{
-    struct ru_buf b = RU_BUF_INIT;
-    va_list ap;
-
-    if (ld->err == NULL || ld->errlen == 0)
-        return;
-    ru_buf_puts(&b, file != NULL ? file : ld->path);
-    if (line > 0)
-        ru_buf_printf(&b, ":%u", line);
-    ru_buf_puts(&b, ": ");
-    va_start(ap, fmt);
-    ru_buf_vprintf(&b, fmt, ap);
-    va_end(ap);
-    for (size_t i = 0; i < b.len; i++) /* one line, whatever libconfig said */
-        if (b.p[i] == '\n' || b.p[i] == '\r')
-            b.p[i] = ' ';
-    ru_strlcpy(ld->err, b.p, ld->errlen);
-    ru_buf_free(&b);
-}
-
-static const char *src_file(const struct loader *ld, const config_setting_t *s)
-{
-    const char *f = config_setting_source_file(s);
-    return f != NULL ? f : ld->path;
-}
-
-static const char *type_name(int type)
-{
-    switch (type) {
-    case CONFIG_TYPE_INT:
-    case CONFIG_TYPE_INT64:
-        return "an integer";
-    case CONFIG_TYPE_FLOAT:
-        return "a float";
-    case CONFIG_TYPE_STRING:
-        return "a string";
-    case CONFIG_TYPE_BOOL:
-        return "a boolean";
-    case CONFIG_TYPE_GROUP:
-        return "a group";
-    case CONFIG_TYPE_ARRAY:
-        return "an array";
-    case CONFIG_TYPE_LIST:
-        return "a list";
-    }
-    return "nothing";
-}
-
-static int get_integer(struct loader *ld, const config_setting_t *s, const char *key, int64_t *out)
-{
-    const char *file = src_file(ld, s);
-    unsigned line = config_setting_source_line(s);
-    int type = config_setting_type(s);
-
-    if (type == CONFIG_TYPE_INT64) {
-        *out = config_setting_get_int64(s);
-        return 0;
-    }
-    if (type != CONFIG_TYPE_INT) {
-        fail(ld, file, line, "%s: expected an integer, got %s", key, type_name(type));
-        return -1;
-    }
-    *out = config_setting_get_int(s);
-
-    if (ru_libcfg_wide_value(&ld->wide, file, config_setting_name(s), line, out) < 0) {
-        fail(ld, file, line, "%s: integer too large", key);
-        return -1;
-    }
-    return 0;
-}
-
-static int apply_key(struct loader *ld, struct ru_config *c, int idx, const config_setting_t *s)
-{
-    const struct key *k = &keys[idx];
-    const char *file = src_file(ld, s);
-    unsigned line = config_setting_source_line(s);
-    char key[128];
-    char why[256];
-    void *field = (char *)c + k->off;
-
-    snprintf(key, sizeof(key), "%s.%s", k->section, k->name);
-    ld->key_file[idx] = file;
-    ld->key_line[idx] = line;
-    struct ru_buf where = RU_BUF_INIT;
-    ru_buf_printf(&where, "%s:%u", file, line);
-    free(c->origin[idx]);
-    c->origin[idx] = where.p;
-
-    if (k->kind == K_INT || k->kind == K_I64) {
-        int64_t v;
-        if (get_integer(ld, s, key, &v) < 0)
-            return -1;
-        if (v < k->min || v > k->max) {
-            if (k->max == INT64_MAX)
-                fail(ld, file, line, "%s: must be %lld or more (got %lld)", key, (long long)k->min,
-                     (long long)v);
-            else
-                fail(ld, file, line, "%s: must be from %lld to %lld (got %lld)", key,
-                     (long long)k->min, (long long)k->max, (long long)v);
-            return -1;
-        }
-        if (k->kind == K_INT)
-            *(int *)field = (int)v;
-        else
-            *(int64_t *)field = v;
-        return 0;
-    }
-
-    int type = config_setting_type(s);
-    if (k->kind == K_BOOL) {
-        if (type != CONFIG_TYPE_BOOL) {
-            fail(ld, file, line, "%s: expected true or false, got %s", key, type_name(type));
-            return -1;
-        }
-        *(bool *)field = config_setting_get_bool(s) != 0;
-        return 0;
-    }
-    if (type != CONFIG_TYPE_STRING) {
-        fail(ld, file, line, "%s: expected a string, got %s", key, type_name(type));
-        return -1;
-    }
-    const char *v = config_setting_get_string(s);
-
-    if (k->kind == K_LEVEL) {
-        if (ru_log_level_parse(v, (enum ru_log_level *)field) < 0) {
-            fail(ld, file, line,
-                 "%s: must be one of \"debug\", \"info\", \"notice\", \"warning\", \"error\"", key);
-            return -1;
-        }
-        return 0;
-    }
-    if (k->check != NULL && k->check(v, why, sizeof(why)) < 0) {
-        fail(ld, file, line, "%s: %s", key, why);
-        return -1;
-    }
-    set_str((char **)field, v);
-    return 0;
-}
-
-static int apply_file(struct loader *ld, struct ru_config *c, config_t *lc)
-{
-    config_setting_t *root = config_root_setting(lc);
-    int nsec = config_setting_length(root);
-
-    for (int i = 0; i < nsec; i++) {
-        config_setting_t *sec = config_setting_get_elem(root, (unsigned)i);
-        const char *sname = config_setting_name(sec);
-        const char *file = src_file(ld, sec);
-        unsigned line = config_setting_source_line(sec);
-
-        if (sname == NULL || !known_section(sname)) {
-            fail(ld, file, line, "%s: unknown section", sname != NULL ? sname : "?");
-            return -1;
-        }
-        if (!config_setting_is_group(sec)) {
-            fail(ld, file, line, "%s: expected a section (%s: { ... };), got %s", sname, sname,
-                 type_name(config_setting_type(sec)));
-            return -1;
-        }
-        int nkeys = config_setting_length(sec);
-        for (int j = 0; j < nkeys; j++) {
-            config_setting_t *s = config_setting_get_elem(sec, (unsigned)j);
-            const char *kname = config_setting_name(s);
-            int idx = kname != NULL ? find_key(sname, kname) : -1;
-            if (idx < 0) {
-                fail(ld, src_file(ld, s), config_setting_source_line(s), "%s.%s: unknown key",
-                     sname, kname != NULL ? kname : "?");
-                return -1;
-            }
-            if (apply_key(ld, c, idx, s) < 0)
-                return -1;
-        }
-    }
-    return 0;
-}
+/* ---- checks across keys ------------------------------------------------------------- */
 
 /* Redis Cluster: a MULTI with the dead-letter copy and the XACK must stay in one slot,
  * and a cluster has neither databases nor Unix sockets between its nodes. */
@@ -558,7 +373,7 @@ static int cluster_check(const struct ru_config *c, int *bad, char *why, size_t 
     size_t sl = strlen(st);
     bool derived = strncmp(dl, st, sl) == 0 && strcmp(dl + sl, DEAD_SUFFIX) == 0;
     if (ss != ds && derived) {
-        *bad = find_key("redis", "stream");
+        *bad = ru_config_key_find("redis", "stream");
         snprintf(why, whylen,
                  "redis.stream: \"%s\" has no hash tag, so its dead-letter stream \"%s\" lands "
                  "in another slot (%u, not %u); in a Redis Cluster both must share a slot: name "
@@ -567,7 +382,7 @@ static int cluster_check(const struct ru_config *c, int *bad, char *why, size_t 
         return -1;
     }
     if (ss != ds) {
-        *bad = find_key("redis", "dead_letter_stream");
+        *bad = ru_config_key_find("redis", "dead_letter_stream");
         snprintf(why, whylen,
                  "redis.dead_letter_stream: \"%s\" hashes to slot %u and redis.stream \"%s\" "
                  "to slot %u; in a Redis Cluster both must share a slot: give both the same "
@@ -582,7 +397,7 @@ static int cluster_check(const struct ru_config *c, int *bad, char *why, size_t 
         ru_redisurl_parse(c->redis.url, &a, NULL, 0) == 0 && (a.path != NULL || a.db != 0);
     ru_redisurl_addr_deinit(&a);
     if (single) {
-        *bad = find_key("redis", "url");
+        *bad = ru_config_key_find("redis", "url");
         ru_strlcpy(why,
                    "redis.url: a Redis Cluster is reached over TCP and has database 0 only; "
                    "use redis://host:port or redis.cluster = \"off\"",
@@ -592,127 +407,29 @@ static int cluster_check(const struct ru_config *c, int *bad, char *why, size_t 
     return 0;
 }
 
-/* The checks across keys: -1 with the index of the key at fault in *bad and "key: reason"
- * in why. */
-static int cross_check(const struct ru_config *c, int *bad, char *why, size_t whylen)
+int ru_config_cross_check(const struct ru_config *c, int *bad, char *why, size_t whylen)
 {
     if (strcmp(c->redis.dead_letter_stream, c->redis.stream) == 0) {
-        *bad = find_key("redis", "dead_letter_stream");
+        *bad = ru_config_key_find("redis", "dead_letter_stream");
         ru_strlcpy(why, "redis.dead_letter_stream: must differ from redis.stream", whylen);
         return -1;
     }
     if (c->postgres.raw_table[0] != '\0' &&
         strcmp(c->postgres.raw_table, c->postgres.hourly_table) == 0) {
-        *bad = find_key("postgres", "raw_table");
+        *bad = ru_config_key_find("postgres", "raw_table");
         ru_strlcpy(why, "postgres.raw_table: must differ from postgres.hourly_table", whylen);
         return -1;
     }
     if (cluster_check(c, bad, why, whylen) < 0)
         return -1;
     if (c->redis.lone_consumer && c->redis.claim_idle_ms > 0) {
-        *bad = find_key("redis", "claim_idle_ms");
+        *bad = ru_config_key_find("redis", "claim_idle_ms");
         ru_strlcpy(why,
                    "redis.claim_idle_ms: a lone consumer has no other consumers to take over; "
                    "set it to 0 or lone_consumer to false",
                    whylen);
         return -1;
     }
-    return 0;
-}
-
-/* Cross-key checks and defaults that depend on other keys. */
-static int resolve(struct loader *ld, struct ru_config *c)
-{
-    char why[512];
-    int url = find_key("redis", "url");
-    int bad;
-
-    derive(c);
-    if (cross_check(c, &bad, why, sizeof(why)) < 0) {
-        fail(ld, ld->key_file[bad], ld->key_line[bad], "%s", why);
-        return -1;
-    }
-    ru_redisurl_addr_deinit(&c->redis.addr);
-    if (ru_redisurl_parse(c->redis.url, &c->redis.addr, why, sizeof(why)) < 0) {
-        fail(ld, ld->key_file[url], ld->key_line[url], "redis.url: %s", why);
-        return -1;
-    }
-    return 0;
-}
-
-static int load(struct loader *ld, struct ru_config *c)
-{
-    char ebuf[128];
-    FILE *fp = fopen(ld->path, "r");
-    if (fp == NULL) {
-        fail(ld, NULL, 0, "cannot open: %s", strerror_r(errno, ebuf, sizeof(ebuf)));
-        return -1;
-    }
-    struct stat st;
-    bool dir = fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode);
-    fclose(fp);
-    if (dir) {
-        fail(ld, NULL, 0, "cannot open: %s", strerror_r(EISDIR, ebuf, sizeof(ebuf)));
-        return -1;
-    }
-
-    struct ru_libcfg_include_err ie;
-    if (ru_libcfg_check_includes(ld->path, &ie) < 0) {
-        fail(ld, ie.file, ie.line, "%s", ie.why);
-        return -1;
-    }
-
-    config_t lc;
-    config_init(&lc);
-    /* No include_dir: libconfig 1.5 would prepend it to absolute @include paths too.
-     * Relative @include paths are thus relative to the working directory. */
-
-    int rc = -1;
-    if (config_read_file(&lc, ld->path) != CONFIG_TRUE) {
-        const char *efile = config_error_file(&lc);
-        const char *text = config_error_text(&lc);
-        if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
-            fail(ld, efile, 0, "cannot open: %s", text != NULL ? text : "I/O error");
-        else
-            fail(ld, efile, (unsigned)config_error_line(&lc), "%s",
-                 text != NULL ? text : "syntax error");
-    } else if (apply_file(ld, c, &lc) == 0 && resolve(ld, c) == 0) {
-        rc = 0;
-    }
-    config_destroy(&lc);
-    return rc;
-}
-
-int ru_config_load(struct ru_config *cfg, const char *path, char *err, size_t errlen)
-{
-    struct ru_config c;
-    struct loader ld;
-
-    memset(&ld, 0, sizeof(ld));
-    ld.path = path != NULL ? path : "(null)";
-    ld.err = err;
-    ld.errlen = errlen;
-    if (err != NULL && errlen > 0)
-        err[0] = '\0';
-    memset(cfg, 0, sizeof(*cfg));
-    if (path == NULL || path[0] == '\0') {
-        fail(&ld, "(none)", 0, "no configuration file given");
-        return -1;
-    }
-
-    ru_config_defaults(&c);
-    c.path = ru_xstrdup(path);
-    /* "" until the file says otherwise: resolved from other keys at the end */
-    set_str(&c.redis.consumer, "");
-    set_str(&c.redis.dead_letter_stream, "");
-
-    int rc = load(&ld, &c);
-    ru_libcfg_wide_deinit(&ld.wide);
-    if (rc < 0) {
-        ru_config_deinit(&c);
-        return -1;
-    }
-    *cfg = c;
     return 0;
 }
 
@@ -831,7 +548,7 @@ int ru_config_key_index(const char *dotted)
     if (dot == NULL || (size_t)(dot - dotted) >= sizeof(sec))
         return -1;
     snprintf(sec, sizeof(sec), "%.*s", (int)(dot - dotted), dotted);
-    return find_key(sec, dot + 1);
+    return ru_config_key_find(sec, dot + 1);
 }
 
 unsigned ru_config_key_flags(size_t i)
@@ -903,6 +620,45 @@ void ru_config_describe(const struct ru_config *c, struct ru_buf *out)
     ru_config_deinit(&def);
 }
 
+static void set_origin(struct ru_config *c, size_t i, const char *origin)
+{
+    free(c->origin[i]);
+    c->origin[i] = origin != NULL ? ru_xstrdup(origin) : NULL;
+}
+
+enum ru_config_kind ru_config_key_kind(size_t i)
+{
+    return i < NKEYS ? keys[i].kind : RU_CONFIG_STR;
+}
+
+int ru_config_set_int(struct ru_config *c, size_t i, int64_t v, const char *origin, char *why,
+                      size_t whylen)
+{
+    const struct key *k = &keys[i];
+    void *field = (char *)c + k->off;
+    if (v < k->min || v > k->max) {
+        if (k->max == INT64_MAX)
+            snprintf(why, whylen, "must be %lld or more (got %lld)", (long long)k->min,
+                     (long long)v);
+        else
+            snprintf(why, whylen, "must be from %lld to %lld (got %lld)", (long long)k->min,
+                     (long long)k->max, (long long)v);
+        return -1;
+    }
+    if (k->kind == K_INT)
+        *(int *)field = (int)v;
+    else
+        *(int64_t *)field = v;
+    set_origin(c, i, origin);
+    return 0;
+}
+
+void ru_config_set_bool(struct ru_config *c, size_t i, bool v, const char *origin)
+{
+    *(bool *)((char *)c + keys[i].off) = v;
+    set_origin(c, i, origin);
+}
+
 static int parse_bool_text(const char *v, bool *out)
 {
     static const char *const yes[] = {"true", "1", "yes", "on"};
@@ -938,24 +694,15 @@ int ru_config_set(struct ru_config *c, size_t i, const char *value, const char *
             ru_strlcpy(why, "expected an integer", whylen);
             return -1;
         }
-        if (v < k->min || v > k->max) {
-            if (k->max == INT64_MAX)
-                snprintf(why, whylen, "must be %lld or more (got %lld)", (long long)k->min,
-                         (long long)v);
-            else
-                snprintf(why, whylen, "must be from %lld to %lld (got %lld)", (long long)k->min,
-                         (long long)k->max, (long long)v);
-            return -1;
-        }
-        if (k->kind == K_INT)
-            *(int *)field = (int)v;
-        else
-            *(int64_t *)field = v;
+        return ru_config_set_int(c, i, v, origin, why, whylen);
     } else if (k->kind == K_BOOL) {
-        if (parse_bool_text(value, (bool *)field) < 0) {
+        bool v;
+        if (parse_bool_text(value, &v) < 0) {
             ru_strlcpy(why, "expected true or false (or 1/0, yes/no, on/off)", whylen);
             return -1;
         }
+        ru_config_set_bool(c, i, v, origin);
+        return 0;
     } else if (k->kind == K_LEVEL) {
         if (ru_log_level_parse(value, (enum ru_log_level *)field) < 0) {
             ru_strlcpy(why,
@@ -975,8 +722,7 @@ int ru_config_set(struct ru_config *c, size_t i, const char *value, const char *
         }
         set_str((char **)field, value);
     }
-    free(c->origin[i]);
-    c->origin[i] = origin != NULL ? ru_xstrdup(origin) : NULL;
+    set_origin(c, i, origin);
     return 0;
 }
 
@@ -984,12 +730,12 @@ int ru_config_check(struct ru_config *c, char *err, size_t errlen)
 {
     char why[512];
     int bad;
-    int dead = find_key("redis", "dead_letter_stream");
+    int dead = ru_config_key_find("redis", "dead_letter_stream");
 
     if (c->origin[dead] == NULL)
         set_str(&c->redis.dead_letter_stream, ""); /* follows redis.stream */
-    derive(c);
-    if (cross_check(c, &bad, why, sizeof(why)) < 0) {
+    ru_config_derive(c);
+    if (ru_config_cross_check(c, &bad, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "%s: %s", c->origin[bad] != NULL ? c->origin[bad] : "default", why);
         return -1;
     }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rollupd/cfgfile.h"
 #include "rollupd/config.h"
 
 #ifndef RU_SOURCE_DIR
@@ -79,7 +80,7 @@ static int load_text(const char *text, struct ru_config *cfg, const char **pathp
     const char *path = write_conf(text);
     if (pathp != NULL)
         *pathp = path;
-    return ru_config_load(cfg, path, err, errlen);
+    return ru_cfgfile_load(cfg, path, err, errlen);
 }
 
 /* Loads text that must fail and checks the whole message: fmt has one %s for the path. */
@@ -194,7 +195,7 @@ Test(config, example_file_documents_the_defaults)
     struct ru_config c;
     char err[512];
     const char *path = RU_SOURCE_DIR "/etc/rollupd.conf";
-    cr_assert_eq(ru_config_load(&c, path, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(ru_cfgfile_load(&c, path, err, sizeof(err)), 0, "%s", err);
     assert_defaults(&c);
     ru_config_deinit(&c);
 
@@ -360,13 +361,13 @@ Test(config, errors_in_included_files_name_that_file)
                                     "  claim_idle_ms = 5000000000; };\n");
     snprintf(text, sizeof(text), "log: { level = \"debug\"; };\n@include \"%s\"\n", inc);
     const char *main_path = write_conf_in(tmp_dir, "main.conf", text);
-    cr_assert_eq(ru_config_load(&c, main_path, err, sizeof(err)), -1);
+    cr_assert_eq(ru_cfgfile_load(&c, main_path, err, sizeof(err)), -1);
     snprintf(want, sizeof(want), "%s:2: flush.max_keys: must be from 100 to 10000000 (got 5)", inc);
     cr_assert_str_eq(err, want);
 
     /* fixed: the wide literal in the included file keeps its value too */
     inc = write_conf_in(tmp_dir, "part.conf", "redis: {\n  claim_idle_ms = 5000000000; };\n");
-    cr_assert_eq(ru_config_load(&c, main_path, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(ru_cfgfile_load(&c, main_path, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(c.redis.claim_idle_ms, 5000000000LL);
     cr_assert_eq(c.log.level, RU_LOG_DEBUG);
     ru_config_deinit(&c);
@@ -438,12 +439,12 @@ Test(config, missing_file)
 {
     struct ru_config c;
     char err[256];
-    cr_assert_eq(ru_config_load(&c, "/nonexistent/rollupd-test.conf", err, sizeof(err)), -1);
+    cr_assert_eq(ru_cfgfile_load(&c, "/nonexistent/rollupd-test.conf", err, sizeof(err)), -1);
     cr_assert_str_eq(err, "/nonexistent/rollupd-test.conf: cannot open: No such file or directory");
     cr_assert_null(c.path);
     cr_assert_null(c.redis.stream);
 
-    cr_assert_eq(ru_config_load(&c, "/tmp", err, sizeof(err)), -1);
+    cr_assert_eq(ru_cfgfile_load(&c, "/tmp", err, sizeof(err)), -1);
     cr_assert_str_eq(err, "/tmp: cannot open: Is a directory");
 }
 

@@ -74,13 +74,6 @@ struct ru_config {
 /* Fills cfg with the documented defaults (consumer and dead_letter_stream resolved). */
 void ru_config_defaults(struct ru_config *cfg);
 
-/* Loads path over the defaults and validates it. On failure returns -1, leaves cfg
- * deinitialised, and writes one line to err naming the file, the line when known and
- * the key, e.g. "/etc/rollupd.conf:12: redis.count: must be an integer from 1 to 100000"
- * or "/etc/rollupd.conf:3: syntax error". Unknown groups and keys are refused, naming
- * the key (a typo must not silently fall back to a default). Returns 0 on success. */
-int ru_config_load(struct ru_config *cfg, const char *path, char *err, size_t errlen) RU_MUSTCHECK;
-
 /* Frees every string; cfg may then be loaded again. Safe on a zeroed struct. */
 void ru_config_deinit(struct ru_config *cfg);
 
@@ -129,6 +122,33 @@ void ru_config_describe(const struct ru_config *c, struct ru_buf *out);
  * it was. Setting redis.url re-parses redis.addr. */
 int ru_config_set(struct ru_config *c, size_t i, const char *value, const char *origin, char *why,
                   size_t whylen) RU_MUSTCHECK;
+/* ---- for the file loader (cfgfile): a key's kind and its typed setters, which make the
+ * checks ru_config_set makes and record origin (copied) ---- */
+
+enum ru_config_kind {
+    RU_CONFIG_STR,
+    RU_CONFIG_INT,
+    RU_CONFIG_I64,
+    RU_CONFIG_LEVEL,
+    RU_CONFIG_BOOL
+};
+
+enum ru_config_kind ru_config_key_kind(size_t i);
+/* Index of section.name, or -1; whether any key lives in section. */
+int ru_config_key_find(const char *section, const char *name);
+bool ru_config_section_known(const char *section);
+/* An integer key: -1 with the reason (range) in why and c unchanged, or 0. */
+int ru_config_set_int(struct ru_config *c, size_t i, int64_t v, const char *origin, char *why,
+                      size_t whylen) RU_MUSTCHECK;
+void ru_config_set_bool(struct ru_config *c, size_t i, bool v, const char *origin);
+/* Values derived from others when left empty: the consumer (the host name) and the
+ * dead-letter stream ("<stream>:dead"). */
+void ru_config_derive(struct ru_config *c);
+/* The checks across keys: -1 with the index of the key at fault in *bad and "key: reason"
+ * in why, or 0. */
+int ru_config_cross_check(const struct ru_config *c, int *bad, char *why,
+                          size_t whylen) RU_MUSTCHECK;
+
 /* The checks across keys and the values derived from others, after ru_config_set: a
  * dead-letter stream still at its default follows redis.stream. On failure -1 and
  * "ORIGIN: key: reason" in err. */

@@ -1,9 +1,9 @@
-/* fuzz_config: libFuzzer target for ru_config_load (through libconfig), the Redis URL
+/* fuzz_config: libFuzzer target for ru_cfgfile_load (through libconfig), the Redis URL
  * parser and ru_redact.
  *
  * Each input is used three ways:
  *   1. as a configuration file: written to a memfd and loaded by path (/proc/self/fd/N)
- *      with ru_config_load. On success the loaded configuration must satisfy every
+ *      with ru_cfgfile_load. On success the loaded configuration must satisfy every
  *      documented range and cross-key rule, and ru_config_deinit must free it (LeakSanitizer
  *      checks); on failure err is one non-empty line and cfg is left zeroed.
  *      @include directives are allowed only for the fixed files this target writes into
@@ -35,6 +35,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rollupd/cfgfile.h"
 #include "rollupd/config.h"
 #include "rollupd/redact.h"
 #include "rollupd/util.h"
@@ -535,7 +536,7 @@ static void load_config(const uint8_t *data, size_t size)
     char err[512];
     memset(&cfg, 0xa5, sizeof(cfg));
     memset(err, 'E', sizeof(err));
-    int rc = ru_config_load(&cfg, conf_path, err, sizeof(err));
+    int rc = ru_cfgfile_load(&cfg, conf_path, err, sizeof(err));
     CHECK(rc == 0 || rc == -1);
     CHECK(memchr(err, '\0', sizeof(err)) != NULL);
     if (rc == 0) {
