@@ -18,18 +18,13 @@
 #include <unistd.h>
 
 #include "rollupd/cluster.h"
+#include "rollupd/libcfg.h"
+#include "rollupd/redact.h"
+#include "rollupd/redisurl.h"
 
-#define DEFAULT_REDIS_URL    "redis://127.0.0.1:6379/0"
-#define DEFAULT_STREAM       "genonaut:route_analytics:stream"
-#define DEFAULT_GROUP        "rollupd"
-#define DEFAULT_START        "0"
-#define DEFAULT_CONNINFO     "dbname=genonaut"
-#define DEFAULT_HOURLY_TABLE "route_analytics_hourly"
-#define DEFAULT_SOCKET       "/run/rollupd/rollupd.sock"
-#define DEAD_SUFFIX          ":dead"
-#define REDIS_DEFAULT_PORT   6379
-#define IDENT_MAX            63 /* PostgreSQL NAMEDATALEN - 1 */
-#define SUN_PATH_MAX         (sizeof(((struct sockaddr_un *)0)->sun_path))
+#define DEAD_SUFFIX  ":dead"
+#define IDENT_MAX    63 /* PostgreSQL NAMEDATALEN - 1 */
+#define SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
@@ -64,273 +59,6 @@ static char *dead_letter_for(const char *stream)
     return b.p;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes [s, s+n) into a new string; -1 on a bad escape or an encoded NUL. */
-static int pct_decode(const char *s, size_t n, char **out)
-{
-    struct ru_buf b = RU_BUF_INIT;
-    ru_buf_reserve(&b, n);
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '%') {
-            ru_buf_putc(&b, s[i]);
-            continue;
-        }
-        int hi = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
-        int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
-        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-            ru_buf_free(&b);
-            return -1;
-        }
-        ru_buf_putc(&b, (char)(hi * 16 + lo));
-        i += 2;
-    }
-    if (b.p == NULL)
-        ru_buf_puts(&b, "");
-    *out = b.p;
-    return 0;
-}
-
-/* Strict non-negative decimal in [s, s+n), at most max. */
-static int parse_uint(const char *s, size_t n, int64_t max, int64_t *out)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-    if (ru_parse_i64(s, n, out) < 0 || *out > max)
-        return -1;
-    return 0;
-}
-
-/* ---- Redis URL ---------------------------------------------------------------------- */
-
-void ru_config_addr_deinit(struct ru_redis_addr *a)
-{
-    free(a->host);
-    free(a->path);
-    free(a->user);
-    free(a->password);
-    memset(a, 0, sizeof(*a));
-}
-
-static bool host_char_ok(int c)
-{
-    return isalnum(c) || c == '-' || c == '.' || c == '_';
-}
-
-static int parse_port(const char *s, size_t n, int *port)
-{
-    int64_t v;
-    if (n == 0 || parse_uint(s, n, 65535, &v) < 0 || v == 0)
-        return -1;
-    *port = (int)v;
-    return 0;
-}
-
-static int parse_tcp_url(const char *s, struct ru_redis_addr *out, const char **why)
-{
-    size_t alen = strcspn(s, "/?#");
-    if (s[alen] == '?' || s[alen] == '#') {
-        *why = "query strings and fragments are not supported in redis:// URLs";
-        return -1;
-    }
-
-    const char *host = s;
-    size_t hlen = alen;
-    const char *at = memrchr(s, '@', alen);
-    if (at != NULL) {
-        /* [[user]:password@]; a bare "secret@" is a password, as in redis-cli */
-        size_t ulen = (size_t)(at - s);
-        const char *colon = memchr(s, ':', ulen);
-        const char *pw = colon != NULL ? colon + 1 : s;
-        size_t pwlen = (size_t)(at - pw);
-        if (colon != NULL && colon > s && pct_decode(s, (size_t)(colon - s), &out->user) < 0) {
-            *why = "bad percent-encoding in the user name";
-            return -1;
-        }
-        if (pwlen > 0 && pct_decode(pw, pwlen, &out->password) < 0) {
-            *why = "bad percent-encoding in the password";
-            return -1;
-        }
-        host = at + 1;
-        hlen = alen - ulen - 1;
-    }
-
-    const char *port = NULL;
-    size_t portlen = 0;
-    if (hlen > 0 && host[0] == '[') {
-        const char *close = memchr(host, ']', hlen);
-        char addr[INET6_ADDRSTRLEN + 64];
-        size_t ilen = close != NULL ? (size_t)(close - host - 1) : 0;
-        if (close == NULL || ilen == 0 || ilen >= sizeof(addr)) {
-            *why = "bad IPv6 address";
-            return -1;
-        }
-        memcpy(addr, host + 1, ilen);
-        addr[ilen] = '\0';
-        char *zone = strchr(addr, '%');
-        if (zone != NULL) {
-            /* a zone names an interface: %eth0, %2 (RFC 6874 spells the '%' as %25) */
-            *zone++ = '\0';
-            if (strncmp(zone, "25", 2) == 0 && zone[2] != '\0')
-                zone += 2;
-            size_t zl = strlen(zone);
-            if (zl == 0 || zl > 15 ||
-                strspn(zone, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
-                    zl) {
-                *why = "bad IPv6 zone (an interface name or number)";
-                return -1;
-            }
-        }
-        struct in6_addr a6;
-        if (inet_pton(AF_INET6, addr, &a6) != 1) {
-            *why = "bad IPv6 address";
-            return -1;
-        }
-        /* keep the decoded zone: "fe80::1%25eth0" connects as "fe80::1%eth0" */
-        struct ru_buf hb = RU_BUF_INIT;
-        ru_buf_printf(&hb, "%s%s%s", addr, zone ? "%" : "", zone ? zone : "");
-        out->host = hb.p;
-        size_t rest = hlen - ilen - 2;
-        if (rest > 0) {
-            if (close[1] != ':') {
-                *why = "bad host";
-                return -1;
-            }
-            port = close + 2;
-            portlen = rest - 1;
-        }
-    } else {
-        const char *colon = memchr(host, ':', hlen);
-        size_t nlen = colon != NULL ? (size_t)(colon - host) : hlen;
-        if (colon != NULL && memchr(colon + 1, ':', hlen - nlen - 1) != NULL) {
-            *why = "IPv6 addresses must be in brackets, e.g. redis://[::1]:6379";
-            return -1;
-        }
-        if (nlen == 0) {
-            *why = "missing host";
-            return -1;
-        }
-        for (size_t i = 0; i < nlen; i++) {
-            if (!host_char_ok((unsigned char)host[i])) {
-                *why = "bad host";
-                return -1;
-            }
-        }
-        out->host = ru_xstrndup(host, nlen);
-        if (colon != NULL) {
-            port = colon + 1;
-            portlen = hlen - nlen - 1;
-        }
-    }
-    if (port != NULL && parse_port(port, portlen, &out->port) < 0) {
-        *why = "bad port (must be from 1 to 65535)";
-        return -1;
-    }
-
-    if (s[alen] == '/') {
-        const char *db = s + alen + 1;
-        int64_t v = 0;
-        if (*db != '\0' && parse_uint(db, strlen(db), INT_MAX, &v) < 0) {
-            *why = "bad db (must be a non-negative integer)";
-            return -1;
-        }
-        out->db = (int)v;
-    }
-    return 0;
-}
-
-static int parse_unix_url(const char *s, struct ru_redis_addr *out, const char **why)
-{
-    if (s[0] == '/' && s[1] == '/')
-        s += 2; /* unix:///path: empty authority */
-    if (s[0] != '/') {
-        *why = "unix socket path must be absolute (unix:/path or unix:///path)";
-        return -1;
-    }
-    size_t plen = strcspn(s, "?");
-    if (plen >= SUN_PATH_MAX) {
-        *why = "unix socket path too long";
-        return -1;
-    }
-    out->path = ru_xstrndup(s, plen);
-    out->port = 0;
-
-    const char *q = s + plen;
-    while (*q != '\0') {
-        q++; /* '?' or '&' */
-        size_t n = strcspn(q, "&");
-        const char *eq = memchr(q, '=', n);
-        size_t klen = eq != NULL ? (size_t)(eq - q) : n;
-        const char *v = eq != NULL ? eq + 1 : q + n;
-        size_t vlen = (size_t)(q + n - v);
-        if (n == 0) {
-            /* empty parameter ("?&db=1"): ignore */
-        } else if (eq == NULL) {
-            *why = "bad query parameter (expected name=value)";
-            return -1;
-        } else if (klen == 2 && memcmp(q, "db", 2) == 0) {
-            int64_t db;
-            if (parse_uint(v, vlen, INT_MAX, &db) < 0) {
-                *why = "bad db (must be a non-negative integer)";
-                return -1;
-            }
-            out->db = (int)db;
-        } else if (klen == 4 && memcmp(q, "user", 4) == 0) {
-            free(out->user);
-            out->user = NULL;
-            if (vlen > 0 && pct_decode(v, vlen, &out->user) < 0) {
-                *why = "bad percent-encoding in the user name";
-                return -1;
-            }
-        } else if (klen == 8 && memcmp(q, "password", 8) == 0) {
-            free(out->password);
-            out->password = NULL;
-            if (vlen > 0 && pct_decode(v, vlen, &out->password) < 0) {
-                *why = "bad percent-encoding in the password";
-                return -1;
-            }
-        } else {
-            *why = "unknown query parameter (only db, user and password are supported)";
-            return -1;
-        }
-        q += n;
-    }
-    return 0;
-}
-
-int ru_config_parse_redis_url(const char *url, struct ru_redis_addr *out, char *err, size_t errlen)
-{
-    const char *why = NULL;
-    int rc = -1;
-
-    memset(out, 0, sizeof(*out));
-    out->port = REDIS_DEFAULT_PORT;
-    if (url == NULL || url[0] == '\0')
-        why = "empty URL";
-    else if (strncasecmp(url, "redis://", 8) == 0)
-        rc = parse_tcp_url(url + 8, out, &why);
-    else if (strncasecmp(url, "unix:", 5) == 0)
-        rc = parse_unix_url(url + 5, out, &why);
-    else
-        why = "unsupported scheme (expected redis://host[:port][/db] or unix:/path)";
-    if (rc < 0) {
-        ru_config_addr_deinit(out);
-        if (err != NULL && errlen > 0)
-            ru_strlcpy(err, why != NULL ? why : "bad URL", errlen);
-    }
-    return rc;
-}
-
 /* ---- value checks (why: a reason without the key) ----------------------------------- */
 
 typedef int (*check_fn)(const char *v, char *why, size_t whylen);
@@ -338,9 +66,9 @@ typedef int (*check_fn)(const char *v, char *why, size_t whylen);
 static int check_url(const char *v, char *why, size_t whylen)
 {
     struct ru_redis_addr a;
-    if (ru_config_parse_redis_url(v, &a, why, whylen) < 0)
+    if (ru_redisurl_parse(v, &a, why, whylen) < 0)
         return -1;
-    ru_config_addr_deinit(&a);
+    ru_redisurl_addr_deinit(&a);
     return 0;
 }
 
@@ -475,98 +203,90 @@ static int check_listen(const char *v, char *why, size_t whylen)
         return -1;
     }
     int p;
-    if (parse_port(port, strlen(port), &p) < 0) {
+    if (ru_redisurl_parse_port(port, strlen(port), &p) < 0) {
         ru_strlcpy(why, "bad port (must be from 1 to 65535)", whylen);
         return -1;
     }
     return 0;
 }
 
-static int level_from_name(const char *s, enum ru_log_level *out)
-{
-    static const enum ru_log_level all[] = {RU_LOG_ERR, RU_LOG_WARNING, RU_LOG_NOTICE, RU_LOG_INFO,
-                                            RU_LOG_DEBUG};
-    for (size_t i = 0; i < RU_ARRAY_LEN(all); i++) {
-        if (strcasecmp(s, ru_config_level_name(all[i])) == 0) {
-            *out = all[i];
-            return 0;
-        }
-    }
-    return -1;
-}
-
-const char *ru_config_level_name(enum ru_log_level level)
-{
-    switch (level) {
-    case RU_LOG_ERR:
-        return "error";
-    case RU_LOG_WARNING:
-        return "warning";
-    case RU_LOG_NOTICE:
-        return "notice";
-    case RU_LOG_INFO:
-        return "info";
-    case RU_LOG_DEBUG:
-        return "debug";
-    }
-    return "unknown";
-}
-
 /* ---- the key table ------------------------------------------------------------------ */
 
-enum kind { K_STR, K_INT, K_I64, K_LEVEL, K_BOOL };
+#define K_STR   RU_CONFIG_STR
+#define K_INT   RU_CONFIG_INT
+#define K_I64   RU_CONFIG_I64
+#define K_LEVEL RU_CONFIG_LEVEL
+#define K_BOOL  RU_CONFIG_BOOL
 
+/* Short names for the flags in the table below. */
+#define RESTART RU_CONFIG_RESTART
+#define REDIS   RU_CONFIG_REDIS
+#define PG      RU_CONFIG_PG
+#define SECRET  RU_CONFIG_SECRET
+
+/* One key: where it lives in struct ru_config, its type, range or check, its default (a
+ * string key's def_s, any other's def_i) and what a reload does with it (flags). The
+ * defaults, freeing, the restart-key diff, the reload's reconnect decisions and the
+ * config status command are walks over this table. */
 struct key {
     const char *section;
     const char *name;
-    enum kind kind;
+    enum ru_config_kind kind;
     size_t off;
     int64_t min, max;
     check_fn check;
+    const char *def_s; /* "" for the two keys derived from others (consumer, dead letters) */
+    int64_t def_i;
+    unsigned flags;
 };
 
 /* Initialisers for struct key, without the braces (kept outside for clang-format). */
-#define KSTR(sec, nm, fn)     #sec, #nm, K_STR, offsetof(struct ru_config, sec.nm), 0, 0, fn
-#define KINT(sec, nm, lo, hi) #sec, #nm, K_INT, offsetof(struct ru_config, sec.nm), lo, hi, NULL
-#define KI64(sec, nm, lo, hi) #sec, #nm, K_I64, offsetof(struct ru_config, sec.nm), lo, hi, NULL
-#define KLEVEL(sec, nm)       #sec, #nm, K_LEVEL, offsetof(struct ru_config, sec.nm), 0, 0, NULL
-#define KBOOL(sec, nm)        #sec, #nm, K_BOOL, offsetof(struct ru_config, sec.nm), 0, 0, NULL
+#define KSTR(sec, nm, fn, def, fl)                                                                 \
+#sec, #nm, K_STR, offsetof(struct ru_config, sec.nm), 0, 0, fn, def, 0, fl
+#define KINT(sec, nm, lo, hi, def, fl)                                                             \
+#sec, #nm, K_INT, offsetof(struct ru_config, sec.nm), lo, hi, NULL, NULL, def, fl
+#define KI64(sec, nm, lo, hi, def, fl)                                                             \
+#sec, #nm, K_I64, offsetof(struct ru_config, sec.nm), lo, hi, NULL, NULL, def, fl
+#define KLEVEL(sec, nm, def, fl)                                                                   \
+#sec, #nm, K_LEVEL, offsetof(struct ru_config, sec.nm), 0, 0, NULL, NULL, def, fl
+#define KBOOL(sec, nm, def, fl)                                                                    \
+#sec, #nm, K_BOOL, offsetof(struct ru_config, sec.nm), 0, 0, NULL, NULL, def, fl
 
 static const struct key keys[] = {
-    {KSTR(redis, url, check_url)},
-    {KSTR(redis, stream, check_nonempty)},
-    {KSTR(redis, group, check_nonempty)},
-    {KSTR(redis, consumer, NULL)},
-    {KINT(redis, count, 1, 100000)},
-    {KINT(redis, block_ms, 0, 60000)},
-    {KSTR(redis, start, check_start)},
-    {KSTR(redis, dead_letter_stream, NULL)},
-    {KI64(redis, claim_idle_ms, 0, INT64_MAX)},
-    {KBOOL(redis, lone_consumer)},
-    {KINT(redis, connect_timeout_ms, 100, 600000)},
-    {KSTR(redis, cluster, check_cluster)},
-    {KSTR(redis, cluster_seeds, check_seeds)},
-    {KSTR(postgres, conninfo, NULL)},
-    {KSTR(postgres, hourly_table, check_table)},
-    {KSTR(postgres, raw_table, check_table_opt)},
-    {KINT(postgres, statement_timeout_ms, 0, 3600000)},
-    {KINT(postgres, connect_timeout_s, 1, 600)},
-    {KBOOL(postgres, create_schema)},
-    {KINT(flush, interval_ms, 100, 3600000)},
-    {KINT(flush, max_events, 1000, 100000000)},
-    {KINT(flush, max_keys, 100, 10000000)},
-    {KINT(flush, backlog_entries, 0, 100000000)},
-    {KINT(limits, max_memory_mb, 64, 1048576)},
-    {KSTR(status, socket, check_socket)},
-    {KSTR(metrics, listen, check_listen)},
-    {KLEVEL(log, level)},
-    {KSTR(log, format, check_log_format)},
+    {KSTR(redis, url, check_url, "redis://127.0.0.1:6379/0", REDIS | SECRET)},
+    {KSTR(redis, stream, check_nonempty, "genonaut:route_analytics:stream", RESTART)},
+    {KSTR(redis, group, check_nonempty, "rollupd", RESTART)},
+    {KSTR(redis, consumer, NULL, "", RESTART)},
+    {KINT(redis, count, 1, 100000, 1000, REDIS)},
+    {KINT(redis, block_ms, 0, 60000, 1000, REDIS)},
+    {KSTR(redis, start, check_start, "0", 0)},
+    {KSTR(redis, dead_letter_stream, NULL, "", RESTART)},
+    {KI64(redis, claim_idle_ms, 0, INT64_MAX, 0, 0)},
+    {KBOOL(redis, lone_consumer, false, RESTART)},
+    {KINT(redis, connect_timeout_ms, 100, 600000, 5000, REDIS)},
+    {KSTR(redis, cluster, check_cluster, "auto", REDIS)},
+    {KSTR(redis, cluster_seeds, check_seeds, "", REDIS)},
+    {KSTR(postgres, conninfo, NULL, "dbname=genonaut", PG | SECRET)},
+    {KSTR(postgres, hourly_table, check_table, "route_analytics_hourly", RESTART)},
+    {KSTR(postgres, raw_table, check_table_opt, "", RESTART)},
+    {KINT(postgres, statement_timeout_ms, 0, 3600000, 60000, PG)},
+    {KINT(postgres, connect_timeout_s, 1, 600, 10, PG)},
+    {KBOOL(postgres, create_schema, true, 0)},
+    {KINT(flush, interval_ms, 100, 3600000, 5000, 0)},
+    {KINT(flush, max_events, 1000, 100000000, 50000, 0)},
+    {KINT(flush, max_keys, 100, 10000000, 100000, 0)},
+    {KINT(flush, backlog_entries, 0, 100000000, 8000, 0)},
+    {KINT(limits, max_memory_mb, 64, 1048576, 1024, 0)},
+    {KSTR(status, socket, check_socket, "/run/rollupd/rollupd.sock", RESTART)},
+    {KSTR(metrics, listen, check_listen, "", RESTART)},
+    {KLEVEL(log, level, RU_LOG_INFO, 0)},
+    {KSTR(log, format, check_log_format, "auto", 0)},
 };
 
 #define NKEYS RU_ARRAY_LEN(keys)
 _Static_assert(RU_ARRAY_LEN(keys) <= RU_CONFIG_MAX_KEYS, "raise RU_CONFIG_MAX_KEYS");
 
-static int find_key(const char *section, const char *name)
+int ru_config_key_find(const char *section, const char *name)
 {
     for (size_t i = 0; i < NKEYS; i++)
         if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
@@ -574,7 +294,7 @@ static int find_key(const char *section, const char *name)
     return -1;
 }
 
-static bool known_section(const char *name)
+bool ru_config_section_known(const char *name)
 {
     for (size_t i = 0; i < NKEYS; i++)
         if (strcmp(keys[i].section, name) == 0)
@@ -584,431 +304,9 @@ static bool known_section(const char *name)
 
 /* ---- defaults / deinit -------------------------------------------------------------- */
 
-void ru_config_defaults(struct ru_config *cfg)
-{
-    char host[256];
-
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->path = NULL;
-
-    cfg->redis.url = ru_xstrdup(DEFAULT_REDIS_URL);
-    if (ru_config_parse_redis_url(cfg->redis.url, &cfg->redis.addr, NULL, 0) < 0)
-        memset(&cfg->redis.addr, 0, sizeof(cfg->redis.addr)); /* cannot happen */
-    cfg->redis.stream = ru_xstrdup(DEFAULT_STREAM);
-    cfg->redis.group = ru_xstrdup(DEFAULT_GROUP);
-    host_name(host, sizeof(host));
-    cfg->redis.consumer = ru_xstrdup(host);
-    cfg->redis.count = 1000;
-    cfg->redis.block_ms = 1000;
-    cfg->redis.start = ru_xstrdup(DEFAULT_START);
-    cfg->redis.dead_letter_stream = dead_letter_for(DEFAULT_STREAM);
-    cfg->redis.claim_idle_ms = 0;
-    cfg->redis.connect_timeout_ms = 5000;
-    cfg->redis.cluster = ru_xstrdup("auto");
-    cfg->redis.cluster_seeds = ru_xstrdup("");
-
-    cfg->postgres.conninfo = ru_xstrdup(DEFAULT_CONNINFO);
-    cfg->postgres.hourly_table = ru_xstrdup(DEFAULT_HOURLY_TABLE);
-    cfg->postgres.raw_table = ru_xstrdup("");
-    cfg->postgres.statement_timeout_ms = 60000;
-    cfg->postgres.connect_timeout_s = 10;
-    cfg->postgres.create_schema = true;
-
-    cfg->flush.interval_ms = 5000;
-    cfg->flush.max_events = 50000;
-    cfg->flush.max_keys = 100000;
-    cfg->flush.backlog_entries = 8000;
-
-    cfg->limits.max_memory_mb = 1024;
-
-    cfg->status.socket = ru_xstrdup(DEFAULT_SOCKET);
-    cfg->metrics.listen = ru_xstrdup("");
-    cfg->log.level = RU_LOG_INFO;
-    cfg->log.format = ru_xstrdup("auto");
-}
-
-void ru_config_deinit(struct ru_config *cfg)
-{
-    free(cfg->path);
-    free(cfg->redis.url);
-    ru_config_addr_deinit(&cfg->redis.addr);
-    free(cfg->redis.stream);
-    free(cfg->redis.group);
-    free(cfg->redis.consumer);
-    free(cfg->redis.start);
-    free(cfg->redis.dead_letter_stream);
-    free(cfg->redis.cluster);
-    free(cfg->redis.cluster_seeds);
-    free(cfg->postgres.conninfo);
-    free(cfg->postgres.hourly_table);
-    free(cfg->postgres.raw_table);
-    free(cfg->status.socket);
-    free(cfg->metrics.listen);
-    free(cfg->log.format);
-    for (size_t i = 0; i < RU_CONFIG_MAX_KEYS; i++)
-        free(cfg->origin[i]);
-    memset(cfg, 0, sizeof(*cfg));
-}
-
-/* ---- loading ------------------------------------------------------------------------ */
-
-/* libconfig 1.5 silently wraps integer literals that do not fit in 32 bits unless they
- * carry an L suffix (5000000000 reads as 705032704). So each file is scanned once for such
- * literals, and an int setting at the same place takes the true value from the scan. */
-struct wide_lit {
-    char *file;
-    char name[64];      /* the setting name written before the literal */
-    unsigned name_line; /* where that name is */
-    unsigned lit_line;  /* where the literal is */
-    int64_t value;
-    bool overflow; /* beyond int64 */
-    bool used;
-};
-
-struct loader {
-    const char *path;
-    char *err;
-    size_t errlen;
-    struct wide_lit *lits;
-    size_t nlits, litcap;
-    char **scanned;
-    size_t nscanned;
-    const char *key_file[NKEYS]; /* where each key was set (libconfig memory) */
-    unsigned key_line[NKEYS];
-};
-
-static void fail(struct loader *ld, const char *file, unsigned line, const char *fmt, ...)
-    RU_PRINTF(4, 5);
-
-static void fail(struct loader *ld, const char *file, unsigned line, const char *fmt, ...)
-{
-    struct ru_buf b = RU_BUF_INIT;
-    va_list ap;
-
-    if (ld->err == NULL || ld->errlen == 0)
-        return;
-    ru_buf_puts(&b, file != NULL ? file : ld->path);
-    if (line > 0)
-        ru_buf_printf(&b, ":%u", line);
-    ru_buf_puts(&b, ": ");
-    va_start(ap, fmt);
-    ru_buf_vprintf(&b, fmt, ap);
-    va_end(ap);
-    for (size_t i = 0; i < b.len; i++) /* one line, whatever libconfig said */
-        if (b.p[i] == '\n' || b.p[i] == '\r')
-            b.p[i] = ' ';
-    ru_strlcpy(ld->err, b.p, ld->errlen);
-    ru_buf_free(&b);
-}
-
-static void add_wide_lit(struct loader *ld, const char *file, const char *name, unsigned name_line,
-                         unsigned lit_line, int64_t value, bool overflow)
-{
-    if (ld->nlits == ld->litcap) {
-        ld->litcap = ld->litcap ? ld->litcap * 2 : 8;
-        ld->lits = ru_xrealloc(ld->lits, ld->litcap * sizeof(*ld->lits));
-    }
-    struct wide_lit *l = &ld->lits[ld->nlits++];
-    memset(l, 0, sizeof(*l));
-    l->file = ru_xstrdup(file);
-    ru_strlcpy(l->name, name, sizeof(l->name));
-    l->name_line = name_line;
-    l->lit_line = lit_line;
-    l->value = value;
-    l->overflow = overflow;
-}
-
-/* Classifies the number token [t, t+n) (sign excluded); records it when it is an
- * unsuffixed integer outside the 32-bit range. */
-static void scan_number(struct loader *ld, const char *file, const char *name, unsigned name_line,
-                        unsigned line, bool neg, const char *t, size_t n)
-{
-    bool hex = n > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X');
-    size_t start = hex ? 2 : 0;
-    size_t i = start;
-    uint64_t v = 0;
-    bool overflow = false;
-
-    for (; i < n; i++) {
-        int d =
-            hex ? hexval((unsigned char)t[i]) : (isdigit((unsigned char)t[i]) ? t[i] - '0' : -1);
-        if (d < 0)
-            break;
-        uint64_t base = hex ? 16 : 10;
-        if (v > (UINT64_MAX - (uint64_t)d) / base)
-            overflow = true;
-        else
-            v = v * base + (uint64_t)d;
-    }
-    if (i == start || (i < n && t[i] == 'L'))
-        return; /* not an integer, or an int64 literal libconfig reads correctly */
-    if (i < n)
-        return; /* a float or junk: libconfig decides */
-    if (!overflow && v > (uint64_t)INT64_MAX + (neg ? 1u : 0u))
-        overflow = true;
-    int64_t sv = 0;
-    if (!overflow)
-        sv = neg ? (v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v) : (int64_t)v;
-    if (overflow || sv > INT32_MAX || sv < INT32_MIN)
-        add_wide_lit(ld, file, name, name_line, line, sv, overflow);
-}
-
-static void scan_text(struct loader *ld, const char *file, const char *p, size_t n)
-{
-    char name[64] = "";
-    unsigned name_line = 0;
-    unsigned line = 1;
-    size_t i = 0;
-
-    while (i < n) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '\n') {
-            line++;
-            i++;
-        } else if (c == '#' || (c == '/' && i + 1 < n && p[i + 1] == '/')) {
-            while (i < n && p[i] != '\n')
-                i++;
-        } else if (c == '/' && i + 1 < n && p[i + 1] == '*') {
-            for (i += 2; i < n && !(p[i] == '*' && i + 1 < n && p[i + 1] == '/'); i++)
-                if (p[i] == '\n')
-                    line++;
-            i = i + 2 < n ? i + 2 : n;
-        } else if (c == '"') {
-            for (i++; i < n && p[i] != '"'; i++) {
-                if (p[i] == '\\' && i + 1 < n)
-                    i++;
-                if (p[i] == '\n')
-                    line++;
-            }
-            i++;
-        } else if (isalpha(c) || c == '*') {
-            size_t s = i;
-            while (i < n &&
-                   (isalnum((unsigned char)p[i]) || p[i] == '-' || p[i] == '_' || p[i] == '*'))
-                i++;
-            size_t len = i - s < sizeof(name) ? i - s : sizeof(name) - 1;
-            memcpy(name, p + s, len);
-            name[len] = '\0';
-            name_line = line;
-        } else if (isdigit(c) || ((c == '-' || c == '+' || c == '.') && i + 1 < n &&
-                                  (isdigit((unsigned char)p[i + 1]) || p[i + 1] == '.'))) {
-            bool neg = c == '-';
-            if (c == '-' || c == '+')
-                i++;
-            size_t s = i;
-            while (i < n &&
-                   (isalnum((unsigned char)p[i]) || p[i] == '.' ||
-                    ((p[i] == '-' || p[i] == '+') && (p[i - 1] == 'e' || p[i - 1] == 'E'))))
-                i++;
-            scan_number(ld, file, name, name_line, line, neg, p + s, i - s);
-        } else {
-            i++;
-        }
-    }
-}
-
-static void scan_file(struct loader *ld, const char *file)
-{
-    for (size_t i = 0; i < ld->nscanned; i++)
-        if (strcmp(ld->scanned[i], file) == 0)
-            return;
-    ld->scanned = ru_xrealloc(ld->scanned, (ld->nscanned + 1) * sizeof(*ld->scanned));
-    ld->scanned[ld->nscanned++] = ru_xstrdup(file);
-
-    FILE *fp = fopen(file, "r");
-    if (fp == NULL)
-        return;
-    struct ru_buf b = RU_BUF_INIT;
-    char chunk[4096];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-        ru_buf_append(&b, chunk, got);
-    fclose(fp);
-    if (b.p != NULL)
-        scan_text(ld, file, b.p, b.len);
-    ru_buf_free(&b);
-}
-
-static void loader_free(struct loader *ld)
-{
-    for (size_t i = 0; i < ld->nlits; i++)
-        free(ld->lits[i].file);
-    free(ld->lits);
-    for (size_t i = 0; i < ld->nscanned; i++)
-        free(ld->scanned[i]);
-    free(ld->scanned);
-}
-
-static const char *src_file(const struct loader *ld, const config_setting_t *s)
-{
-    const char *f = config_setting_source_file(s);
-    return f != NULL ? f : ld->path;
-}
-
-static const char *type_name(int type)
-{
-    switch (type) {
-    case CONFIG_TYPE_INT:
-    case CONFIG_TYPE_INT64:
-        return "an integer";
-    case CONFIG_TYPE_FLOAT:
-        return "a float";
-    case CONFIG_TYPE_STRING:
-        return "a string";
-    case CONFIG_TYPE_BOOL:
-        return "a boolean";
-    case CONFIG_TYPE_GROUP:
-        return "a group";
-    case CONFIG_TYPE_ARRAY:
-        return "an array";
-    case CONFIG_TYPE_LIST:
-        return "a list";
-    }
-    return "nothing";
-}
-
-static int get_integer(struct loader *ld, const config_setting_t *s, const char *key, int64_t *out)
-{
-    const char *file = src_file(ld, s);
-    unsigned line = config_setting_source_line(s);
-    int type = config_setting_type(s);
-
-    if (type == CONFIG_TYPE_INT64) {
-        *out = config_setting_get_int64(s);
-        return 0;
-    }
-    if (type != CONFIG_TYPE_INT) {
-        fail(ld, file, line, "%s: expected an integer, got %s", key, type_name(type));
-        return -1;
-    }
-    *out = config_setting_get_int(s);
-
-    scan_file(ld, file);
-    const char *name = config_setting_name(s);
-    for (size_t i = 0; i < ld->nlits; i++) {
-        struct wide_lit *l = &ld->lits[i];
-        if (l->used || strcmp(l->file, file) != 0 || strcmp(l->name, name) != 0 ||
-            (l->name_line != line && l->lit_line != line))
-            continue;
-        l->used = true;
-        if (l->overflow) {
-            fail(ld, file, line, "%s: integer too large", key);
-            return -1;
-        }
-        *out = l->value;
-        break;
-    }
-    return 0;
-}
-
-static int apply_key(struct loader *ld, struct ru_config *c, int idx, const config_setting_t *s)
-{
-    const struct key *k = &keys[idx];
-    const char *file = src_file(ld, s);
-    unsigned line = config_setting_source_line(s);
-    char key[128];
-    char why[256];
-    void *field = (char *)c + k->off;
-
-    snprintf(key, sizeof(key), "%s.%s", k->section, k->name);
-    ld->key_file[idx] = file;
-    ld->key_line[idx] = line;
-    struct ru_buf where = RU_BUF_INIT;
-    ru_buf_printf(&where, "%s:%u", file, line);
-    free(c->origin[idx]);
-    c->origin[idx] = where.p;
-
-    if (k->kind == K_INT || k->kind == K_I64) {
-        int64_t v;
-        if (get_integer(ld, s, key, &v) < 0)
-            return -1;
-        if (v < k->min || v > k->max) {
-            if (k->max == INT64_MAX)
-                fail(ld, file, line, "%s: must be %lld or more (got %lld)", key, (long long)k->min,
-                     (long long)v);
-            else
-                fail(ld, file, line, "%s: must be from %lld to %lld (got %lld)", key,
-                     (long long)k->min, (long long)k->max, (long long)v);
-            return -1;
-        }
-        if (k->kind == K_INT)
-            *(int *)field = (int)v;
-        else
-            *(int64_t *)field = v;
-        return 0;
-    }
-
-    int type = config_setting_type(s);
-    if (k->kind == K_BOOL) {
-        if (type != CONFIG_TYPE_BOOL) {
-            fail(ld, file, line, "%s: expected true or false, got %s", key, type_name(type));
-            return -1;
-        }
-        *(bool *)field = config_setting_get_bool(s) != 0;
-        return 0;
-    }
-    if (type != CONFIG_TYPE_STRING) {
-        fail(ld, file, line, "%s: expected a string, got %s", key, type_name(type));
-        return -1;
-    }
-    const char *v = config_setting_get_string(s);
-
-    if (k->kind == K_LEVEL) {
-        if (level_from_name(v, (enum ru_log_level *)field) < 0) {
-            fail(ld, file, line,
-                 "%s: must be one of \"debug\", \"info\", \"notice\", \"warning\", \"error\"", key);
-            return -1;
-        }
-        return 0;
-    }
-    if (k->check != NULL && k->check(v, why, sizeof(why)) < 0) {
-        fail(ld, file, line, "%s: %s", key, why);
-        return -1;
-    }
-    set_str((char **)field, v);
-    return 0;
-}
-
-static int apply_file(struct loader *ld, struct ru_config *c, config_t *lc)
-{
-    config_setting_t *root = config_root_setting(lc);
-    int nsec = config_setting_length(root);
-
-    for (int i = 0; i < nsec; i++) {
-        config_setting_t *sec = config_setting_get_elem(root, (unsigned)i);
-        const char *sname = config_setting_name(sec);
-        const char *file = src_file(ld, sec);
-        unsigned line = config_setting_source_line(sec);
-
-        if (sname == NULL || !known_section(sname)) {
-            fail(ld, file, line, "%s: unknown section", sname != NULL ? sname : "?");
-            return -1;
-        }
-        if (!config_setting_is_group(sec)) {
-            fail(ld, file, line, "%s: expected a section (%s: { ... };), got %s", sname, sname,
-                 type_name(config_setting_type(sec)));
-            return -1;
-        }
-        int nkeys = config_setting_length(sec);
-        for (int j = 0; j < nkeys; j++) {
-            config_setting_t *s = config_setting_get_elem(sec, (unsigned)j);
-            const char *kname = config_setting_name(s);
-            int idx = kname != NULL ? find_key(sname, kname) : -1;
-            if (idx < 0) {
-                fail(ld, src_file(ld, s), config_setting_source_line(s), "%s.%s: unknown key",
-                     sname, kname != NULL ? kname : "?");
-                return -1;
-            }
-            if (apply_key(ld, c, idx, s) < 0)
-                return -1;
-        }
-    }
-    return 0;
-}
-
 /* Values derived from other keys when left empty: the consumer (the host name) and the
  * dead-letter stream ("<stream>:dead"). */
-static void derive(struct ru_config *c)
+void ru_config_derive(struct ru_config *c)
 {
     if (c->redis.dead_letter_stream[0] == '\0') {
         free(c->redis.dead_letter_stream);
@@ -1021,6 +319,49 @@ static void derive(struct ru_config *c)
     }
 }
 
+void ru_config_defaults(struct ru_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+        void *field = (char *)cfg + k->off;
+        switch (k->kind) {
+        case K_STR:
+            *(char **)field = ru_xstrdup(k->def_s);
+            break;
+        case K_INT:
+            *(int *)field = (int)k->def_i;
+            break;
+        case K_I64:
+            *(int64_t *)field = k->def_i;
+            break;
+        case K_BOOL:
+            *(bool *)field = k->def_i != 0;
+            break;
+        case K_LEVEL:
+            *(enum ru_log_level *)field = (enum ru_log_level)k->def_i;
+            break;
+        }
+    }
+    ru_config_derive(cfg);
+    if (ru_redisurl_parse(cfg->redis.url, &cfg->redis.addr, NULL, 0) < 0)
+        memset(&cfg->redis.addr, 0, sizeof(cfg->redis.addr)); /* cannot happen */
+}
+
+void ru_config_deinit(struct ru_config *cfg)
+{
+    free(cfg->path);
+    ru_redisurl_addr_deinit(&cfg->redis.addr);
+    for (size_t i = 0; i < NKEYS; i++)
+        if (keys[i].kind == K_STR)
+            free(*(char **)((char *)cfg + keys[i].off));
+    for (size_t i = 0; i < RU_CONFIG_MAX_KEYS; i++)
+        free(cfg->origin[i]);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+/* ---- checks across keys ------------------------------------------------------------- */
+
 /* Redis Cluster: a MULTI with the dead-letter copy and the XACK must stay in one slot,
  * and a cluster has neither databases nor Unix sockets between its nodes. */
 static int cluster_check(const struct ru_config *c, int *bad, char *why, size_t whylen)
@@ -1032,7 +373,7 @@ static int cluster_check(const struct ru_config *c, int *bad, char *why, size_t 
     size_t sl = strlen(st);
     bool derived = strncmp(dl, st, sl) == 0 && strcmp(dl + sl, DEAD_SUFFIX) == 0;
     if (ss != ds && derived) {
-        *bad = find_key("redis", "stream");
+        *bad = ru_config_key_find("redis", "stream");
         snprintf(why, whylen,
                  "redis.stream: \"%s\" has no hash tag, so its dead-letter stream \"%s\" lands "
                  "in another slot (%u, not %u); in a Redis Cluster both must share a slot: name "
@@ -1041,7 +382,7 @@ static int cluster_check(const struct ru_config *c, int *bad, char *why, size_t 
         return -1;
     }
     if (ss != ds) {
-        *bad = find_key("redis", "dead_letter_stream");
+        *bad = ru_config_key_find("redis", "dead_letter_stream");
         snprintf(why, whylen,
                  "redis.dead_letter_stream: \"%s\" hashes to slot %u and redis.stream \"%s\" "
                  "to slot %u; in a Redis Cluster both must share a slot: give both the same "
@@ -1053,10 +394,10 @@ static int cluster_check(const struct ru_config *c, int *bad, char *why, size_t 
     struct ru_redis_addr a;
     memset(&a, 0, sizeof(a));
     bool single =
-        ru_config_parse_redis_url(c->redis.url, &a, NULL, 0) == 0 && (a.path != NULL || a.db != 0);
-    ru_config_addr_deinit(&a);
+        ru_redisurl_parse(c->redis.url, &a, NULL, 0) == 0 && (a.path != NULL || a.db != 0);
+    ru_redisurl_addr_deinit(&a);
     if (single) {
-        *bad = find_key("redis", "url");
+        *bad = ru_config_key_find("redis", "url");
         ru_strlcpy(why,
                    "redis.url: a Redis Cluster is reached over TCP and has database 0 only; "
                    "use redis://host:port or redis.cluster = \"off\"",
@@ -1066,25 +407,23 @@ static int cluster_check(const struct ru_config *c, int *bad, char *why, size_t 
     return 0;
 }
 
-/* The checks across keys: -1 with the index of the key at fault in *bad and "key: reason"
- * in why. */
-static int cross_check(const struct ru_config *c, int *bad, char *why, size_t whylen)
+int ru_config_cross_check(const struct ru_config *c, int *bad, char *why, size_t whylen)
 {
     if (strcmp(c->redis.dead_letter_stream, c->redis.stream) == 0) {
-        *bad = find_key("redis", "dead_letter_stream");
+        *bad = ru_config_key_find("redis", "dead_letter_stream");
         ru_strlcpy(why, "redis.dead_letter_stream: must differ from redis.stream", whylen);
         return -1;
     }
     if (c->postgres.raw_table[0] != '\0' &&
         strcmp(c->postgres.raw_table, c->postgres.hourly_table) == 0) {
-        *bad = find_key("postgres", "raw_table");
+        *bad = ru_config_key_find("postgres", "raw_table");
         ru_strlcpy(why, "postgres.raw_table: must differ from postgres.hourly_table", whylen);
         return -1;
     }
     if (cluster_check(c, bad, why, whylen) < 0)
         return -1;
     if (c->redis.lone_consumer && c->redis.claim_idle_ms > 0) {
-        *bad = find_key("redis", "claim_idle_ms");
+        *bad = ru_config_key_find("redis", "claim_idle_ms");
         ru_strlcpy(why,
                    "redis.claim_idle_ms: a lone consumer has no other consumers to take over; "
                    "set it to 0 or lone_consumer to false",
@@ -1094,325 +433,14 @@ static int cross_check(const struct ru_config *c, int *bad, char *why, size_t wh
     return 0;
 }
 
-/* Cross-key checks and defaults that depend on other keys. */
-static int resolve(struct loader *ld, struct ru_config *c)
-{
-    char why[512];
-    int url = find_key("redis", "url");
-    int bad;
-
-    derive(c);
-    if (cross_check(c, &bad, why, sizeof(why)) < 0) {
-        fail(ld, ld->key_file[bad], ld->key_line[bad], "%s", why);
-        return -1;
-    }
-    ru_config_addr_deinit(&c->redis.addr);
-    if (ru_config_parse_redis_url(c->redis.url, &c->redis.addr, why, sizeof(why)) < 0) {
-        fail(ld, ld->key_file[url], ld->key_line[url], "redis.url: %s", why);
-        return -1;
-    }
-    return 0;
-}
-
-/* libconfig 1.5 exits the process on an @include of a directory and blocks on a FIFO;
- * check every @include (recursively, as libconfig resolves them: relative to the working
- * directory) and refuse anything but a regular file, naming the line. */
-static int check_includes(struct loader *ld, const char *path, int depth)
-{
-    if (depth > 10) {
-        fail(ld, path, 0, "@include nested too deeply");
-        return -1;
-    }
-    FILE *fp = fopen(path, "r");
-    if (fp == NULL)
-        return 0; /* libconfig reports it with its own message */
-    char line[4096];
-    unsigned lineno = 0;
-    int rc = 0;
-    while (rc == 0 && fgets(line, sizeof(line), fp) != NULL) {
-        lineno++;
-        const char *q = line + strspn(line, " \t");
-        if (strncmp(q, "@include", 8) != 0)
-            continue;
-        q = strchr(q + 8, '"');
-        const char *end = q ? strchr(q + 1, '"') : NULL;
-        if (q == NULL || end == NULL)
-            continue; /* a syntax error libconfig will name */
-        char inc[4096];
-        snprintf(inc, sizeof(inc), "%.*s", (int)(end - q - 1), q + 1);
-        struct stat st;
-        if (stat(inc, &st) == 0 && !S_ISREG(st.st_mode)) {
-            fail(ld, path, lineno, "@include \"%s\": not a regular file", inc);
-            rc = -1;
-        } else if (stat(inc, &st) == 0) {
-            rc = check_includes(ld, inc, depth + 1);
-        }
-    }
-    fclose(fp);
-    return rc;
-}
-
-static int load(struct loader *ld, struct ru_config *c)
-{
-    char ebuf[128];
-    FILE *fp = fopen(ld->path, "r");
-    if (fp == NULL) {
-        fail(ld, NULL, 0, "cannot open: %s", strerror_r(errno, ebuf, sizeof(ebuf)));
-        return -1;
-    }
-    struct stat st;
-    bool dir = fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode);
-    fclose(fp);
-    if (dir) {
-        fail(ld, NULL, 0, "cannot open: %s", strerror_r(EISDIR, ebuf, sizeof(ebuf)));
-        return -1;
-    }
-
-    if (check_includes(ld, ld->path, 0) < 0)
-        return -1;
-
-    config_t lc;
-    config_init(&lc);
-    /* No include_dir: libconfig 1.5 would prepend it to absolute @include paths too.
-     * Relative @include paths are thus relative to the working directory. */
-
-    int rc = -1;
-    if (config_read_file(&lc, ld->path) != CONFIG_TRUE) {
-        const char *efile = config_error_file(&lc);
-        const char *text = config_error_text(&lc);
-        if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
-            fail(ld, efile, 0, "cannot open: %s", text != NULL ? text : "I/O error");
-        else
-            fail(ld, efile, (unsigned)config_error_line(&lc), "%s",
-                 text != NULL ? text : "syntax error");
-    } else if (apply_file(ld, c, &lc) == 0 && resolve(ld, c) == 0) {
-        rc = 0;
-    }
-    config_destroy(&lc);
-    return rc;
-}
-
-int ru_config_load(struct ru_config *cfg, const char *path, char *err, size_t errlen)
-{
-    struct ru_config c;
-    struct loader ld;
-
-    memset(&ld, 0, sizeof(ld));
-    ld.path = path != NULL ? path : "(null)";
-    ld.err = err;
-    ld.errlen = errlen;
-    if (err != NULL && errlen > 0)
-        err[0] = '\0';
-    memset(cfg, 0, sizeof(*cfg));
-    if (path == NULL || path[0] == '\0') {
-        fail(&ld, "(none)", 0, "no configuration file given");
-        return -1;
-    }
-
-    ru_config_defaults(&c);
-    c.path = ru_xstrdup(path);
-    /* "" until the file says otherwise: resolved from other keys at the end */
-    set_str(&c.redis.consumer, "");
-    set_str(&c.redis.dead_letter_stream, "");
-
-    int rc = load(&ld, &c);
-    loader_free(&ld);
-    if (rc < 0) {
-        ru_config_deinit(&c);
-        return -1;
-    }
-    *cfg = c;
-    return 0;
-}
-
-/* ---- redaction ---------------------------------------------------------------------- */
-
-static bool secret_key(const char *k, size_t n)
-{
-    return n == 8 && strncasecmp(k, "password", 8) == 0;
-}
-
-/* Length of a URI scheme followed by ':' at s, or 0. */
-static size_t scheme_len(const char *s)
-{
-    size_t n = 0;
-    if (!isalpha((unsigned char)s[0]))
-        return 0;
-    while (isalnum((unsigned char)s[n]) || s[n] == '+' || s[n] == '-' || s[n] == '.')
-        n++;
-    return s[n] == ':' ? n : 0;
-}
-
-static void redact_pairs(const char *p, struct ru_buf *b)
-{
-    while (*p != '\0') {
-        size_t n = strcspn(p, "&");
-        const char *eq = memchr(p, '=', n);
-        if (eq != NULL && secret_key(p, (size_t)(eq - p))) {
-            ru_buf_append(b, p, (size_t)(eq - p) + 1);
-            ru_buf_puts(b, "***");
-        } else {
-            ru_buf_append(b, p, n);
-        }
-        p += n;
-        if (*p == '&')
-            ru_buf_putc(b, *p++);
-    }
-}
-
-/* The query's key=value pairs, with secret values replaced. Without a '?', the text is
- * still read as pairs: an odd URI must not carry "password=..." through untouched. */
-static void redact_query(const char *p, struct ru_buf *b)
-{
-    const char *q = strchr(p, '?');
-    if (q != NULL) {
-        ru_buf_append(b, p, (size_t)(q - p) + 1);
-        p = q + 1;
-    }
-    redact_pairs(p, b);
-}
-
-static bool redis_scheme(const char *s, size_t slen)
-{
-    return (slen == 5 && strncasecmp(s, "redis", 5) == 0) ||
-           (slen == 6 && strncasecmp(s, "rediss", 6) == 0);
-}
-
-/* A Redis URL (rollupd's own format, see ru_config_parse_redis_url). */
-static void redact_uri(const char *s, size_t slen, struct ru_buf *b)
-{
-    bool redis = redis_scheme(s, slen);
-    const char *p = s + slen + 1;
-
-    ru_buf_append(b, s, slen + 1);
-    if (p[0] == '/' && p[1] == '/') {
-        ru_buf_puts(b, "//");
-        p += 2;
-        /* The URL parser takes the last '@' before the first '/', '?' or '#'. Redact up
-         * to the last '@' before the query (which also covers a password holding an
-         * unencoded '/' or '@', a URL the parser refuses but a log may still show), or
-         * else up to the first '@' before a '/'; an '@' in the query (unix:...?user=a@b)
-         * is left to redact_query. */
-        size_t qpos = strcspn(p, "?#");
-        const char *at = NULL;
-        for (const char *q = p; q < p + qpos; q++)
-            if (*q == '@')
-                at = q;
-        if (at == NULL) {
-            size_t spos = strcspn(p, "/");
-            at = memchr(p, '@', spos);
-        }
-        if (at != NULL) {
-            size_t alen = strcspn(p, "/?#");
-            const char *colon = memchr(p, ':', (size_t)(at - p));
-            if (colon != NULL) {
-                ru_buf_append(b, p, (size_t)(colon - p) + 1);
-                ru_buf_puts(b, "***@");
-                p = at + 1;
-            } else if (redis && p + alen > at) {
-                ru_buf_puts(b, "***@"); /* redis://secret@host: a bare password */
-                p = at + 1;
-            }
-        }
-    }
-    redact_query(p, b);
-}
-
-/* One conninfo value, quoted the way libpq reads it back: bare when it is a plain word,
- * else in single quotes with ' and \ escaped. */
-static void put_conninfo_value(struct ru_buf *b, const char *v)
-{
-    if (v[0] != '\0' && strpbrk(v, " \t\n\r\f\v'\\") == NULL) {
-        ru_buf_puts(b, v);
-        return;
-    }
-    ru_buf_putc(b, '\'');
-    for (; *v; v++) {
-        if (*v == '\'' || *v == '\\')
-            ru_buf_putc(b, '\\');
-        ru_buf_putc(b, *v);
-    }
-    ru_buf_putc(b, '\'');
-}
-
-/* A libpq connection string, read by libpq itself: rollupd does not re-implement its
- * grammar (a hand-written reader once split a URI where libpq does not and showed a
- * password). Every option libpq marks secret (dispchar '*': password, sslpassword, and
- * whatever a later libpq adds) is shown as "***". */
-static void redact_libpq(const char *s, struct ru_buf *b)
-{
-    char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(s, &err);
-    PQfreemem(err);
-    if (opts == NULL) {
-        /* libpq connects with a word without '=' as the database name (expand_dbname);
-         * anything else it cannot read may hold a secret anywhere */
-        const char *w = s + strspn(s, " \t\n\r\f\v");
-        if (w[0] != '\0' && strchr(w, '=') == NULL && scheme_len(w) == 0) {
-            ru_buf_puts(b, "dbname=");
-            put_conninfo_value(b, s);
-        } else {
-            ru_buf_puts(b, "(not shown: not a connection string libpq can read)");
-        }
-        return;
-    }
-    for (const PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-        if (o->val == NULL)
-            continue;
-        if (b->len > 0)
-            ru_buf_putc(b, ' ');
-        ru_buf_printf(b, "%s=", o->keyword);
-        if (o->dispchar != NULL && o->dispchar[0] == '*')
-            ru_buf_puts(b, "***");
-        else
-            put_conninfo_value(b, o->val);
-    }
-    PQconninfoFree(opts);
-}
-
-void ru_config_redact(const char *s, char *out, size_t outlen)
-{
-    struct ru_buf b = RU_BUF_INIT;
-
-    if (out == NULL || outlen == 0)
-        return;
-    if (s == NULL) {
-        out[0] = '\0';
-        return;
-    }
-    const char *p = s;
-    while (isspace((unsigned char)*p))
-        p++;
-    size_t slen = scheme_len(p);
-    if (slen > 0 && (redis_scheme(p, slen) || (slen == 4 && strncasecmp(p, "unix", 4) == 0))) {
-        ru_buf_append(&b, s, (size_t)(p - s));
-        redact_uri(p, slen, &b);
-    } else {
-        redact_libpq(s, &b);
-    }
-    ru_strlcpy(out, b.p != NULL ? b.p : "", outlen);
-    ru_buf_free(&b);
-}
-
-/* Whether libpq would read a secret (an option it marks '*') out of conninfo. */
-static bool conninfo_has_secret(const char *conninfo)
-{
-    char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
-    PQfreemem(err);
-    bool found = opts == NULL && strchr(conninfo, '=') != NULL; /* unreadable: assume so */
-    for (const PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++)
-        if (o->val != NULL && o->val[0] != '\0' && o->dispchar != NULL && o->dispchar[0] == '*')
-            found = true;
-    PQconninfoFree(opts);
-    return found;
-}
+/* ---- secrets at rest ---------------------------------------------------------------- */
 
 bool ru_config_secret_exposed(const struct ru_config *cfg, char *out, size_t outlen)
 {
     struct stat st;
     bool redis = cfg->redis.addr.password != NULL && cfg->redis.addr.password[0] != '\0';
-    bool pg = cfg->postgres.conninfo != NULL && conninfo_has_secret(cfg->postgres.conninfo);
+    bool pg =
+        cfg->postgres.conninfo != NULL && ru_redact_conninfo_has_secret(cfg->postgres.conninfo);
     if (cfg->path == NULL || (!redis && !pg) || stat(cfg->path, &st) != 0 ||
         (st.st_mode & (S_IROTH | S_IWOTH)) == 0)
         return false;
@@ -1430,40 +458,72 @@ bool ru_config_secret_exposed(const struct ru_config *cfg, char *out, size_t out
 
 /* ---- reload ------------------------------------------------------------------------- */
 
+/* Whether key i's value differs between a and b. */
+static bool differs(const struct ru_config *a, const struct ru_config *b, size_t i)
+{
+    const struct key *k = &keys[i];
+    const void *fa = (const char *)a + k->off, *fb = (const char *)b + k->off;
+    switch (k->kind) {
+    case K_STR:
+        return !str_eq(*(char *const *)fa, *(char *const *)fb);
+    case K_INT:
+        return *(const int *)fa != *(const int *)fb;
+    case K_I64:
+        return *(const int64_t *)fa != *(const int64_t *)fb;
+    case K_BOOL:
+        return *(const bool *)fa != *(const bool *)fb;
+    case K_LEVEL:
+        return *(const enum ru_log_level *)fa != *(const enum ru_log_level *)fb;
+    }
+    return false;
+}
+
 void ru_config_restart_keys(const struct ru_config *a, const struct ru_config *b, char *out,
                             size_t outlen)
 {
-    const struct {
-        const char *name;
-        const char *va, *vb;
-    } fixed[] = {
-        {"redis.stream", a->redis.stream, b->redis.stream},
-        {"redis.group", a->redis.group, b->redis.group},
-        {"redis.consumer", a->redis.consumer, b->redis.consumer},
-        {"redis.dead_letter_stream", a->redis.dead_letter_stream, b->redis.dead_letter_stream},
-        {"postgres.hourly_table", a->postgres.hourly_table, b->postgres.hourly_table},
-        {"postgres.raw_table", a->postgres.raw_table, b->postgres.raw_table},
-        {"status.socket", a->status.socket, b->status.socket},
-        {"metrics.listen", a->metrics.listen, b->metrics.listen},
-    };
     struct ru_buf buf = RU_BUF_INIT;
+    char name[64];
 
     if (out == NULL || outlen == 0)
         return;
-    for (size_t i = 0; i < RU_ARRAY_LEN(fixed); i++) {
-        if (str_eq(fixed[i].va, fixed[i].vb))
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (!(keys[i].flags & RU_CONFIG_RESTART) || !differs(a, b, i))
             continue;
         if (buf.len > 0)
             ru_buf_puts(&buf, ", ");
-        ru_buf_puts(&buf, fixed[i].name);
-    }
-    if (a->redis.lone_consumer != b->redis.lone_consumer) {
-        if (buf.len > 0)
-            ru_buf_puts(&buf, ", ");
-        ru_buf_puts(&buf, "redis.lone_consumer");
+        ru_buf_puts(&buf, ru_config_key_name(i, name, sizeof(name)));
     }
     ru_strlcpy(out, buf.p != NULL ? buf.p : "", outlen);
     ru_buf_free(&buf);
+}
+
+bool ru_config_changed(const struct ru_config *a, const struct ru_config *b, unsigned flags)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if ((keys[i].flags & flags) != 0 && differs(a, b, i))
+            return true;
+    return false;
+}
+
+void ru_config_keep_restart_keys(struct ru_config *next, struct ru_config *running)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+        if (!(k->flags & RU_CONFIG_RESTART))
+            continue;
+        char *fn = (char *)next + k->off, *fr = (char *)running + k->off;
+        if (k->kind == K_STR) {
+            char *t = *(char **)fn; /* swapped: running frees the new value */
+            *(char **)fn = *(char **)fr;
+            *(char **)fr = t;
+        } else {
+            size_t n = k->kind == K_INT    ? sizeof(int)
+                       : k->kind == K_I64  ? sizeof(int64_t)
+                       : k->kind == K_BOOL ? sizeof(bool)
+                                           : sizeof(enum ru_log_level);
+            memcpy(fn, fr, n);
+        }
+    }
 }
 
 /* ---- key access by index (envcfg, reports) ------------------------------------------ */
@@ -1488,13 +548,12 @@ int ru_config_key_index(const char *dotted)
     if (dot == NULL || (size_t)(dot - dotted) >= sizeof(sec))
         return -1;
     snprintf(sec, sizeof(sec), "%.*s", (int)(dot - dotted), dotted);
-    return find_key(sec, dot + 1);
+    return ru_config_key_find(sec, dot + 1);
 }
 
-static bool secret_valued(const struct key *k)
+unsigned ru_config_key_flags(size_t i)
 {
-    return k->off == offsetof(struct ru_config, redis.url) ||
-           k->off == offsetof(struct ru_config, postgres.conninfo);
+    return i < NKEYS ? keys[i].flags : 0;
 }
 
 void ru_config_key_value(const struct ru_config *c, size_t i, char *out, size_t len)
@@ -1517,15 +576,15 @@ void ru_config_key_value(const struct ru_config *c, size_t i, char *out, size_t 
         ru_strlcpy(out, *(const bool *)field ? "true" : "false", len);
         return;
     case K_LEVEL:
-        snprintf(out, len, "\"%s\"", ru_config_level_name(*(const enum ru_log_level *)field));
+        snprintf(out, len, "\"%s\"", ru_log_level_name(*(const enum ru_log_level *)field));
         return;
     case K_STR:
         break;
     }
     const char *v = *(char *const *)field;
     char red[1024];
-    if (secret_valued(k)) {
-        ru_config_redact(v != NULL ? v : "", red, sizeof(red));
+    if (k->flags & RU_CONFIG_SECRET) {
+        ru_redact(v != NULL ? v : "", red, sizeof(red));
         v = red;
     }
     struct ru_buf b = RU_BUF_INIT;
@@ -1538,6 +597,66 @@ void ru_config_key_value(const struct ru_config *c, size_t i, char *out, size_t 
     ru_buf_putc(&b, '"');
     ru_strlcpy(out, b.p, len);
     ru_buf_free(&b);
+}
+
+void ru_config_describe(const struct ru_config *c, struct ru_buf *out)
+{
+    struct ru_config def;
+    char name[64], value[1024], dvalue[1024];
+
+    ru_config_defaults(&def);
+    for (size_t i = 0; i < NKEYS; i++) {
+        unsigned f = keys[i].flags;
+        ru_config_key_value(c, i, value, sizeof(value));
+        ru_config_key_value(&def, i, dvalue, sizeof(dvalue));
+        ru_buf_printf(out, "%s = %s;  # default %s; %s\n",
+                      ru_config_key_name(i, name, sizeof(name)), value, dvalue,
+                      (f & RU_CONFIG_RESTART)
+                          ? "a reload keeps the running value (restart to change)"
+                      : (f & RU_CONFIG_REDIS) ? "a reload applies it and reconnects to Redis"
+                      : (f & RU_CONFIG_PG)    ? "a reload applies it and reconnects to PostgreSQL"
+                                              : "a reload applies it");
+    }
+    ru_config_deinit(&def);
+}
+
+static void set_origin(struct ru_config *c, size_t i, const char *origin)
+{
+    free(c->origin[i]);
+    c->origin[i] = origin != NULL ? ru_xstrdup(origin) : NULL;
+}
+
+enum ru_config_kind ru_config_key_kind(size_t i)
+{
+    return i < NKEYS ? keys[i].kind : RU_CONFIG_STR;
+}
+
+int ru_config_set_int(struct ru_config *c, size_t i, int64_t v, const char *origin, char *why,
+                      size_t whylen)
+{
+    const struct key *k = &keys[i];
+    void *field = (char *)c + k->off;
+    if (v < k->min || v > k->max) {
+        if (k->max == INT64_MAX)
+            snprintf(why, whylen, "must be %lld or more (got %lld)", (long long)k->min,
+                     (long long)v);
+        else
+            snprintf(why, whylen, "must be from %lld to %lld (got %lld)", (long long)k->min,
+                     (long long)k->max, (long long)v);
+        return -1;
+    }
+    if (k->kind == K_INT)
+        *(int *)field = (int)v;
+    else
+        *(int64_t *)field = v;
+    set_origin(c, i, origin);
+    return 0;
+}
+
+void ru_config_set_bool(struct ru_config *c, size_t i, bool v, const char *origin)
+{
+    *(bool *)((char *)c + keys[i].off) = v;
+    set_origin(c, i, origin);
 }
 
 static int parse_bool_text(const char *v, bool *out)
@@ -1575,26 +694,17 @@ int ru_config_set(struct ru_config *c, size_t i, const char *value, const char *
             ru_strlcpy(why, "expected an integer", whylen);
             return -1;
         }
-        if (v < k->min || v > k->max) {
-            if (k->max == INT64_MAX)
-                snprintf(why, whylen, "must be %lld or more (got %lld)", (long long)k->min,
-                         (long long)v);
-            else
-                snprintf(why, whylen, "must be from %lld to %lld (got %lld)", (long long)k->min,
-                         (long long)k->max, (long long)v);
-            return -1;
-        }
-        if (k->kind == K_INT)
-            *(int *)field = (int)v;
-        else
-            *(int64_t *)field = v;
+        return ru_config_set_int(c, i, v, origin, why, whylen);
     } else if (k->kind == K_BOOL) {
-        if (parse_bool_text(value, (bool *)field) < 0) {
+        bool v;
+        if (parse_bool_text(value, &v) < 0) {
             ru_strlcpy(why, "expected true or false (or 1/0, yes/no, on/off)", whylen);
             return -1;
         }
+        ru_config_set_bool(c, i, v, origin);
+        return 0;
     } else if (k->kind == K_LEVEL) {
-        if (level_from_name(value, (enum ru_log_level *)field) < 0) {
+        if (ru_log_level_parse(value, (enum ru_log_level *)field) < 0) {
             ru_strlcpy(why,
                        "must be one of \"debug\", \"info\", \"notice\", \"warning\", \"error\"",
                        whylen);
@@ -1605,15 +715,14 @@ int ru_config_set(struct ru_config *c, size_t i, const char *value, const char *
             return -1;
         if (k->off == offsetof(struct ru_config, redis.url)) {
             struct ru_redis_addr a;
-            if (ru_config_parse_redis_url(value, &a, why, whylen) < 0)
+            if (ru_redisurl_parse(value, &a, why, whylen) < 0)
                 return -1;
-            ru_config_addr_deinit(&c->redis.addr);
+            ru_redisurl_addr_deinit(&c->redis.addr);
             c->redis.addr = a;
         }
         set_str((char **)field, value);
     }
-    free(c->origin[i]);
-    c->origin[i] = origin != NULL ? ru_xstrdup(origin) : NULL;
+    set_origin(c, i, origin);
     return 0;
 }
 
@@ -1621,12 +730,12 @@ int ru_config_check(struct ru_config *c, char *err, size_t errlen)
 {
     char why[512];
     int bad;
-    int dead = find_key("redis", "dead_letter_stream");
+    int dead = ru_config_key_find("redis", "dead_letter_stream");
 
     if (c->origin[dead] == NULL)
         set_str(&c->redis.dead_letter_stream, ""); /* follows redis.stream */
-    derive(c);
-    if (cross_check(c, &bad, why, sizeof(why)) < 0) {
+    ru_config_derive(c);
+    if (ru_config_cross_check(c, &bad, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "%s: %s", c->origin[bad] != NULL ? c->origin[bad] : "default", why);
         return -1;
     }

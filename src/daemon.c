@@ -18,10 +18,13 @@
 #include "rollupd/envcfg.h"
 #include "rollupd/event.h"
 #include "rollupd/http.h"
+#include "rollupd/ingest.h"
 #include "rollupd/keycheck.h"
 #include "rollupd/log.h"
 #include "rollupd/pcache.h"
 #include "rollupd/pgw.h"
+#include "rollupd/redact.h"
+#include "rollupd/report.h"
 #include "rollupd/status.h"
 #include "rollupd/stream.h"
 
@@ -30,10 +33,6 @@
 #define KEY_VERDICTS     2048          /* PostgreSQL's verdicts on long keys kept in memory */
 #define PROBE_MAX        256           /* keys asked about in one probe */
 #define REASON_LEN       320           /* an invalid entry's reason, PostgreSQL's included */
-
-/* Flush-duration histogram buckets (seconds), for rollupd_flush_duration_seconds. */
-static const double flush_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
-#define NBUCKETS (sizeof(flush_buckets) / sizeof(flush_buckets[0]))
 
 struct counters {
     uint64_t consumed;     /* valid events taken into memory */
@@ -47,8 +46,8 @@ struct counters {
     uint64_t key_probes;   /* long keys PostgreSQL was asked about */
     uint64_t key_refused;  /* entries dead-lettered because PostgreSQL cannot store their key */
     uint64_t group_recreated;
-    int64_t last_trim_ms;                /* monotonic time of the last trimmed entry, 0 = never */
-    uint64_t flush_bucket[NBUCKETS + 1]; /* cumulative at render time; +Inf last */
+    int64_t last_trim_ms; /* monotonic time of the last trimmed entry, 0 = never */
+    uint64_t flush_bucket[RU_REPORT_NBUCKETS + 1]; /* cumulative at render time; +Inf last */
     double flush_seconds_sum;
 };
 
@@ -154,83 +153,96 @@ static int parse_entry(struct ru_daemon *d, struct ru_event *ev, const struct ru
     }
 }
 
+static enum ru_ingest_parse parse_result(int rc)
+{
+    switch (rc) {
+    case ENTRY_OK:
+        return RU_INGEST_VALID;
+    case ENTRY_WAIT:
+        return RU_INGEST_WAIT;
+    case ENTRY_REFUSED:
+        return RU_INGEST_REFUSED;
+    default:
+        return RU_INGEST_INVALID;
+    }
+}
+
+static void dead_letter_entry(struct ru_daemon *d, const struct ru_sid *id,
+                              const struct ru_field *f, size_t n, const char *why,
+                              enum ru_origin origin, const struct ru_ingest *r)
+{
+    char idt[RU_SID_STRLEN];
+    ru_sid_format(id, idt);
+    ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
+                   "msg=\"invalid entry dead-lettered\" id=%s reason=\"%s\"", idt, why);
+    ru_stream_dead_letter(d->stream, id, f, n, why, origin);
+    if (r->note_id)
+        ru_batch_note_id(d->cur, id);
+    if (r->count_invalid)
+        d->c.invalid++;
+}
+
+static void apply_entry(struct ru_daemon *d, const struct ru_sid *id, const struct ru_event *ev,
+                        const struct ru_ingest *r)
+{
+    if (ru_batch_empty(d->cur))
+        d->cur->created_ms = ru_mono_ms();
+    ru_store_add(d->cur->store, ev);
+    if (r->note_id)
+        ru_batch_note_id(d->cur, id);
+    else
+        ru_batch_add_id(d->cur, id);
+    if (r->recovered)
+        d->c.recovered++;
+    d->c.consumed++;
+    if (d->cfg.postgres.raw_table[0])
+        (void)ru_batch_add_raw(d->cur, id, ev); /* refusals are reported after COMMIT */
+}
+
+/* One delivered entry: ingest decides, this carries it out. */
 static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n,
                      enum ru_seen seen, enum ru_origin origin)
 {
     struct ru_daemon *d = ud;
-    /* a lone consumer's live entries have no pending entry: nothing to acknowledge */
-    bool noack = d->cfg.redis.lone_consumer && origin == RU_FROM_LIVE;
-    if (seen == RU_SEEN_DEAD) {
-        /* read again by recovery; its dead-letter copy was written before */
-        ru_stream_ack(d->stream, id, 1); /* pending only if an earlier run acknowledged */
+    struct ru_ingest_in in = {
+        .seen = seen,
+        .origin = origin,
+        .lone = d->cfg.redis.lone_consumer,
+        .parked = seen != RU_SEEN_NEW && ru_keycheck_is_parked(&d->parked, id),
+    };
+    struct ru_event ev;
+    char why[REASON_LEN];
+    struct ru_ingest r = ru_ingest_decide(&in);
+    if (r.action == RU_INGEST_NEED_PARSE) {
+        in.parsed = parse_result(parse_entry(d, &ev, f, n, why, sizeof(why)));
+        r = ru_ingest_decide(&in);
+    }
+    if (r.count_refused)
+        d->c.key_refused++;
+    switch (r.action) {
+    case RU_INGEST_NEED_PARSE:
+    case RU_INGEST_SKIP:
+        return;
+    case RU_INGEST_DEAD_KNOWN:
+        ru_stream_ack(d->stream, id, 1);
         ru_batch_note_id(d->cur, id);
         d->c.dead_known++;
         return;
-    }
-    if (seen != RU_SEEN_NEW && ru_keycheck_is_parked(&d->parked, id))
-        return; /* this process holds it: delivered again once PostgreSQL's verdict is in */
-    if (origin == RU_FROM_LIVE && seen != RU_SEEN_NEW) {
-        /* Re-delivered after the group was recreated. Committed: acknowledge. In flight:
-         * a valid entry is in a batch that acknowledges it after its COMMIT; an invalid
-         * one was dead-lettered already, so only the new group's acknowledgement is due. */
-        struct ru_event ev;
-        char why[REASON_LEN];
-        if (seen == RU_SEEN_COMMITTED || parse_entry(d, &ev, f, n, why, sizeof(why)) < 0) {
-            if (!noack)
-                ru_stream_ack(d->stream, id, 1);
-            d->c.replay_acked++;
-        }
-        return;
-    }
-    struct ru_event ev;
-    char why[REASON_LEN];
-    int rc = parse_entry(d, &ev, f, n, why, sizeof(why));
-    if (rc == ENTRY_REFUSED && (origin != RU_FROM_RECOVERY || seen == RU_SEEN_NEW))
-        d->c.key_refused++;
-    if (rc == ENTRY_WAIT && seen != RU_SEEN_INFLIGHT) {
-        /* New: applied or refused once PostgreSQL has answered. Committed (a replayed entry
-         * whose XACK was lost): acknowledged, or dead-lettered if PostgreSQL refuses its
-         * key (its dead-letter copy was then lost with a connection). In flight: applied
-         * in a batch not yet committed (a parked one returned above). */
-        (void)ru_keycheck_park(&d->parked, id, f, n, &ev, PARK_FLAGS(seen, origin));
-        return;
-    }
-    if (rc < 0) {
-        /* From the pending list or recovery, an entry seen before is dead-lettered again:
-         * its copy cannot be in the dead-letter stream (pending: the copy and the XACK go
-         * together; recovery: the scan found none), it was lost with a connection. */
-        char idt[RU_SID_STRLEN];
-        ru_sid_format(id, idt);
-        ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
-                       "msg=\"invalid entry dead-lettered\" id=%s reason=\"%s\"", idt, why);
-        ru_stream_dead_letter(d->stream, id, f, n, why, origin);
-        /* without a pending entry the checkpoint covers it (the commit waits for the copy) */
-        if (noack || origin == RU_FROM_RECOVERY)
-            ru_batch_note_id(d->cur, id);
-        if (origin != RU_FROM_RECOVERY || seen == RU_SEEN_NEW)
-            d->c.invalid++;
-        return;
-    }
-    if (seen == RU_SEEN_COMMITTED) {
-        if (!noack)
+    case RU_INGEST_ACK_ONLY:
+        if (r.xack)
             ru_stream_ack(d->stream, id, 1);
         d->c.replay_acked++;
         return;
-    }
-    if (seen == RU_SEEN_INFLIGHT)
+    case RU_INGEST_PARK:
+        (void)ru_keycheck_park(&d->parked, id, f, n, &ev, PARK_FLAGS(seen, origin));
         return;
-    if (ru_batch_empty(d->cur))
-        d->cur->created_ms = ru_mono_ms();
-    ru_store_add(d->cur->store, &ev);
-    if (noack)
-        ru_batch_note_id(d->cur, id);
-    else
-        ru_batch_add_id(d->cur, id);
-    if (origin == RU_FROM_RECOVERY)
-        d->c.recovered++;
-    d->c.consumed++;
-    if (d->cfg.postgres.raw_table[0])
-        (void)ru_batch_add_raw(d->cur, id, &ev); /* refusals are reported after COMMIT */
+    case RU_INGEST_DEAD_LETTER:
+        dead_letter_entry(d, id, f, n, why, origin, &r);
+        return;
+    case RU_INGEST_APPLY:
+        apply_entry(d, id, &ev, &r);
+        return;
+    }
 }
 
 static void on_trimmed(void *ud, const struct ru_sid *id, enum ru_seen seen)
@@ -938,10 +950,7 @@ static void on_writer_event(struct ru_daemon *d)
             " ms=%.1f attempts=%d",
             events, b->rows_written, b->raw_written, (double)b->duration_us / 1000.0, b->attempts);
     double secs = (double)b->duration_us / 1e6;
-    size_t bi = 0;
-    while (bi < NBUCKETS && secs > flush_buckets[bi])
-        bi++;
-    d->c.flush_bucket[bi]++;
+    d->c.flush_bucket[ru_report_flush_bucket(secs)]++;
     d->c.flush_seconds_sum += secs;
     d->inflight_events = 0;
     d->inflight_mem = 0;
@@ -1045,148 +1054,104 @@ static void health_line(struct ru_daemon *d, struct ru_buf *out, enum health *h)
         ru_buf_printf(out, "%s: %s\n", *h == H_DOWN ? "down" : "degraded", why);
 }
 
-/* ---- Prometheus text exposition (format 0.0.4) ---- */
+/* ---- the report: status JSON and Prometheus text from one table (report.h) ---- */
 
-static void metric(struct ru_buf *b, const char *name, const char *type, const char *help, double v)
-{
-    ru_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
-}
+/* Strings the report borrows while it is rendered. */
+struct report_text {
+    char url[512], ci[512], seen[RU_SID_STRLEN], node[300], why[1024];
+    char pg_error[sizeof(((struct ru_pgw_stats *)0)->last_error)];
+};
 
-static void render_metrics(struct ru_daemon *d, struct ru_buf *b)
+static void fill_report(struct ru_daemon *d, struct ru_report *r, struct report_text *t)
 {
     struct ru_pgw_stats ps;
     ru_pgw_get_stats(d->pgw, &ps);
     const struct ru_stream_stats *ss = ru_stream_stats(d->stream);
-    char why[1024];
-    enum health h = health_of(d, why, sizeof(why));
-    ru_buf_printf(b,
-                  "# HELP rollupd_build_info Version of the running rollupd.\n"
-                  "# TYPE rollupd_build_info gauge\n"
-                  "rollupd_build_info{version=\"%s\"} 1\n",
-                  RU_VERSION);
-    /* the shard (its stream key) as an info metric: existing series keep their labels */
-    struct ru_buf lbl = RU_BUF_INIT;
-    ru_buf_puts(&lbl, "shard=\"");
-    for (const char *p = d->cfg.redis.stream; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            ru_buf_putc(&lbl, '\\');
-        if (*p == '\n')
-            ru_buf_puts(&lbl, "\\n");
-        else
-            ru_buf_putc(&lbl, *p);
-    }
-    ru_buf_printf(b,
-                  "# HELP rollupd_shard_info The shard (stream key) this instance reads.\n"
-                  "# TYPE rollupd_shard_info gauge\n"
-                  "rollupd_shard_info{%s\",cluster=\"%d\"} 1\n",
-                  lbl.p, ru_stream_cluster(d->stream) ? 1 : 0);
-    ru_buf_free(&lbl);
-    metric(b, "rollupd_redis_lost_tail_total", "counter",
-           "Connections that found the stream ending below entries already read (writes lost "
-           "by Redis in a failover).",
-           (double)ss->redis_lost_tail);
-    metric(b, "rollupd_up", "gauge", "1 when healthy, 0 when degraded or down.", h == H_OK);
-    metric(b, "rollupd_health", "gauge", "0 ok, 1 degraded, 2 down.", h);
-    metric(b, "rollupd_uptime_seconds", "gauge", "Seconds since start.",
-           (double)(ru_mono_ms() - d->started_ms) / 1000.0);
-    metric(b, "rollupd_events_consumed_total", "counter", "Valid events read into memory.",
-           (double)d->c.consumed);
-    metric(b, "rollupd_events_flushed_total", "counter", "Events committed to PostgreSQL.",
-           (double)ps.events_flushed);
-    metric(b, "rollupd_events_invalid_total", "counter",
-           "Malformed entries sent to the dead-letter stream.", (double)d->c.invalid);
-    metric(b, "rollupd_events_dead_lettered_total", "counter",
-           "Dead-letter transactions Redis confirmed.", (double)ss->dead_lettered);
-    metric(b, "rollupd_events_trimmed_total", "counter",
-           "Pending entries the producer trimmed before they were read (lost upstream).",
-           (double)d->c.trimmed);
-    metric(b, "rollupd_events_replay_acked_total", "counter",
-           "Replayed entries already committed, acknowledged without re-applying.",
-           (double)d->c.replay_acked);
-    metric(b, "rollupd_recoveries_total", "counter",
-           "Lone consumer: connections that read again what was delivered after the checkpoint.",
-           (double)ss->recoveries);
-    metric(b, "rollupd_events_recovered_total", "counter",
-           "Valid events counted after a recovery read them again.", (double)d->c.recovered);
-    metric(b, "rollupd_recovery_gaps_total", "counter",
-           "Recoveries that found entries deleted from the stream before they were read.",
-           (double)d->c.gaps);
-    metric(b, "rollupd_events_parked", "gauge",
-           "Entries whose long key waits for PostgreSQL's verdict (not applied yet).",
-           (double)d->parked.n);
-    metric(b, "rollupd_key_probes_total", "counter",
-           "Long keys PostgreSQL was asked about (can its unique index hold them?).",
-           (double)d->c.key_probes);
-    metric(b, "rollupd_events_key_refused_total", "counter",
-           "Entries dead-lettered because PostgreSQL cannot store their key (also invalid).",
-           (double)d->c.key_refused);
-    metric(b, "rollupd_key_verdicts_cached", "gauge",
-           "PostgreSQL's verdicts on long keys kept in memory.",
-           (double)ru_keycheck_count(d->verdicts));
-    metric(b, "rollupd_raw_rows_rejected_total", "counter",
-           "Events whose raw row PostgreSQL would refuse (still counted hourly).",
-           (double)d->c.raw_rejected);
-    metric(b, "rollupd_raw_rows_written_total", "counter", "Raw rows copied.", (double)ps.raw_rows);
-    metric(b, "rollupd_rows_written_total", "counter", "Hourly rows inserted or updated.",
-           (double)ps.rows_written);
-    metric(b, "rollupd_flushes_total", "counter", "Committed flushes.", (double)ps.flushes);
-    metric(b, "rollupd_flush_failures_total", "counter", "Flush attempts that failed (retried).",
-           (double)ps.flush_failures);
-    metric(b, "rollupd_last_flush_timestamp_seconds", "gauge", "Unix time of the last commit.",
-           (double)ps.last_flush_unix_ms / 1000.0);
-    ru_buf_puts(b, "# HELP rollupd_flush_duration_seconds Duration of committed flushes.\n"
-                   "# TYPE rollupd_flush_duration_seconds histogram\n");
-    uint64_t cum = 0;
-    for (size_t i = 0; i < NBUCKETS; i++) {
-        cum += d->c.flush_bucket[i];
-        ru_buf_printf(b, "rollupd_flush_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
-                      flush_buckets[i], cum);
-    }
-    cum += d->c.flush_bucket[NBUCKETS];
-    ru_buf_printf(b,
-                  "rollupd_flush_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
-                  "rollupd_flush_duration_seconds_sum %.6f\n"
-                  "rollupd_flush_duration_seconds_count %" PRIu64 "\n",
-                  cum, d->c.flush_seconds_sum, cum);
-    metric(b, "rollupd_pending_events", "gauge", "Events in memory not yet committed.",
-           (double)held_events(d));
-    metric(b, "rollupd_pending_keys", "gauge", "Hourly keys in the batch being filled.",
-           (double)ru_store_nkeys(d->cur->store));
-    metric(b, "rollupd_state_cache_rows", "gauge",
-           "Hourly rows whose full state the writer keeps in memory.", (double)ps.cache_rows);
-    metric(b, "rollupd_state_cache_bytes", "gauge", "Bytes of those states.",
-           (double)ps.cache_bytes);
-    metric(b, "rollupd_state_reloads_total", "counter",
-           "Row states read back from PostgreSQL (not cached, or written by another process).",
-           (double)ps.state_reloads);
-    metric(b, "rollupd_state_evictions_total", "counter",
-           "Row states dropped from memory to keep to a quarter of limits.max_memory_mb.",
-           (double)ps.state_evictions);
-    metric(b, "rollupd_state_chunk_bytes_total", "counter",
-           "Bytes of histogram and user-set chunks written.", (double)ps.chunk_bytes);
-    metric(b, "rollupd_memory_bytes", "gauge", "Bytes held by batches and row states in memory.",
-           (double)mem_in_use(d));
-    metric(b, "rollupd_memory_limit_bytes", "gauge",
-           "What rollupd may hold: limits.max_memory_mb less its fixed footprint and slack.",
-           (double)mem_budget(d));
-    metric(b, "rollupd_rss_bytes", "gauge", "Resident set size of the process.", (double)rss_now());
-    metric(b, "rollupd_reading_paused", "gauge", "1 while backpressure pauses reading.", d->paused);
-    metric(b, "rollupd_consumer_lock_held", "gauge",
-           "1 while the PostgreSQL session holds this consumer's locks (reading needs it).",
-           ru_pgw_held(d->pgw));
-    metric(b, "rollupd_group_lag", "gauge", "Entries not yet delivered to the group (-1 unknown).",
-           (double)ss->lag);
-    metric(b, "rollupd_group_pending", "gauge",
-           "Entries delivered but not acknowledged in the group (-1 unknown).",
-           (double)ss->group_pending);
-    metric(b, "rollupd_redis_connected", "gauge", "1 while connected to Redis.",
-           ru_stream_connected(d->stream));
-    metric(b, "rollupd_postgres_connected", "gauge", "1 while connected to PostgreSQL.",
-           ps.connected);
-    metric(b, "rollupd_redis_reconnects_total", "counter", "Redis reconnections.",
-           (double)ss->reconnects);
-    metric(b, "rollupd_adoptions_total", "counter", "Dead consumers whose entries were adopted.",
-           (double)d->adoptions);
+    ru_redact(d->cfg.redis.url, t->url, sizeof(t->url));
+    ru_redact(d->cfg.postgres.conninfo, t->ci, sizeof(t->ci));
+    ru_sid_format(ru_stream_last_seen(d->stream), t->seen);
+    ru_stream_node(d->stream, t->node, sizeof(t->node));
+    ru_strlcpy(t->pg_error, ps.last_error, sizeof(t->pg_error));
+    *r = (struct ru_report){
+        .version = RU_VERSION,
+        .config_file = d->cfg.path,
+        .consumer = d->cfg.redis.consumer,
+        .stream = d->cfg.redis.stream,
+        .group = d->cfg.redis.group,
+        .uptime_ms = ru_mono_ms() - d->started_ms,
+        .events_consumed = d->c.consumed,
+        .events_flushed = ps.events_flushed,
+        .events_invalid = d->c.invalid,
+        .events_dead_lettered = ss->dead_lettered,
+        .events_trimmed = d->c.trimmed,
+        .events_replay_acked = d->c.replay_acked,
+        .lone_consumer = d->cfg.redis.lone_consumer,
+        .recoveries = ss->recoveries,
+        .recovery_entries_read = ss->recovered,
+        .events_recovered = d->c.recovered,
+        .recovery_dead_known = d->c.dead_known,
+        .recovery_gaps = d->c.gaps,
+        .events_parked = d->parked.n,
+        .key_probes = d->c.key_probes,
+        .events_key_refused = d->c.key_refused,
+        .key_verdicts_cached = ru_keycheck_count(d->verdicts),
+        .raw_rows_rejected = d->c.raw_rejected,
+        .raw_rows_written = ps.raw_rows,
+        .rows_written = ps.rows_written,
+        .flushes = ps.flushes,
+        .flush_failures = ps.flush_failures,
+        .last_flush_unix_ms = ps.last_flush_unix_ms,
+        .last_flush_us = ps.last_flush_us,
+        .flush_in_progress = ru_pgw_busy(d->pgw),
+        .flush_seconds_sum = d->c.flush_seconds_sum,
+        .pending_events = held_events(d),
+        .pending_keys = ru_store_nkeys(d->cur->store),
+        .memory_bytes = mem_in_use(d),
+        .state_cache_rows = ps.cache_rows,
+        .state_cache_bytes = ps.cache_bytes,
+        .state_reloads = ps.state_reloads,
+        .state_evictions = ps.state_evictions,
+        .state_scratch_bytes = ps.scratch_bytes,
+        .state_cache_flushes = ps.cache_flushes,
+        .state_cache_last_us = ps.cache_last_us,
+        .state_chunk_bytes = ps.chunk_bytes,
+        .memory_limit_bytes = mem_budget(d),
+        .rss_bytes = rss_now(),
+        .rss_base_bytes = d->base_rss,
+        .rss_limit_bytes = (uint64_t)d->cfg.limits.max_memory_mb * 1024 * 1024,
+        .reading_paused = d->paused,
+        .consumer_lock_held = ru_pgw_held(d->pgw),
+        .reading_suspended = d->suspended,
+        .events_per_s = d->rate,
+        .last_seen_id = t->seen,
+        .group_lag = ss->lag,
+        .group_pending = ss->group_pending,
+        .group_recreated = d->c.group_recreated,
+        .adoptions = d->adoptions,
+        .adoption_in_progress = d->adopt.phase != A_IDLE ? d->adopt.consumer : NULL,
+        .redis_connected = ru_stream_connected(d->stream),
+        .redis_url = t->url,
+        .redis_reconnects = ss->reconnects,
+        .shard = d->cfg.redis.stream,
+        .redis_cluster = ru_stream_cluster(d->stream),
+        .redis_node = t->node,
+        .redis_lost_tail = ss->redis_lost_tail,
+        .redis_last_error = ru_stream_last_error(d->stream),
+        .postgres_connected = ps.connected,
+        .postgres_conninfo = t->ci,
+        .postgres_last_error = t->pg_error,
+        .health_reason = t->why,
+    };
+    memcpy(r->flush_bucket, d->c.flush_bucket, sizeof(r->flush_bucket));
+    r->health = (int)health_of(d, t->why, sizeof(t->why));
+}
+
+static void render_metrics(struct ru_daemon *d, struct ru_buf *b)
+{
+    struct ru_report r;
+    struct report_text t;
+    fill_report(d, &r, &t);
+    ru_report_prometheus(&r, b);
 }
 
 static void on_http(void *ud, const char *path, int *status, const char **ctype,
@@ -1228,97 +1193,19 @@ static void cmd_metrics(void *ud, struct ru_status_req *req, const char *args)
 
 static json_t *status_json(struct ru_daemon *d)
 {
-    struct ru_pgw_stats ps;
-    ru_pgw_get_stats(d->pgw, &ps);
-    const struct ru_stream_stats *ss = ru_stream_stats(d->stream);
-    char url[512], ci[512], seen[RU_SID_STRLEN];
-    ru_config_redact(d->cfg.redis.url, url, sizeof(url));
-    ru_config_redact(d->cfg.postgres.conninfo, ci, sizeof(ci));
-    ru_sid_format(ru_stream_last_seen(d->stream), seen);
-    json_t *o = json_object();
-    json_object_set_new(o, "version", json_string(RU_VERSION));
-    json_object_set_new(o, "config_file", d->cfg.path ? json_string(d->cfg.path) : json_null());
-    json_object_set_new(o, "uptime_s", json_integer((ru_mono_ms() - d->started_ms) / 1000));
-    json_object_set_new(o, "consumer", json_string(d->cfg.redis.consumer));
-    json_object_set_new(o, "stream", json_string(d->cfg.redis.stream));
-    json_object_set_new(o, "group", json_string(d->cfg.redis.group));
-    json_object_set_new(o, "events_consumed", json_integer((json_int_t)d->c.consumed));
-    json_object_set_new(o, "events_flushed", json_integer((json_int_t)ps.events_flushed));
-    json_object_set_new(o, "events_invalid", json_integer((json_int_t)d->c.invalid));
-    json_object_set_new(o, "events_dead_lettered", json_integer((json_int_t)ss->dead_lettered));
-    json_object_set_new(o, "events_trimmed", json_integer((json_int_t)d->c.trimmed));
-    json_object_set_new(o, "events_replay_acked", json_integer((json_int_t)d->c.replay_acked));
-    json_object_set_new(o, "lone_consumer", json_boolean(d->cfg.redis.lone_consumer));
-    json_object_set_new(o, "recoveries", json_integer((json_int_t)ss->recoveries));
-    json_object_set_new(o, "recovery_entries_read", json_integer((json_int_t)ss->recovered));
-    json_object_set_new(o, "events_recovered", json_integer((json_int_t)d->c.recovered));
-    json_object_set_new(o, "recovery_dead_known", json_integer((json_int_t)d->c.dead_known));
-    json_object_set_new(o, "recovery_gaps", json_integer((json_int_t)d->c.gaps));
-    json_object_set_new(o, "events_parked", json_integer((json_int_t)d->parked.n));
-    json_object_set_new(o, "key_probes", json_integer((json_int_t)d->c.key_probes));
-    json_object_set_new(o, "events_key_refused", json_integer((json_int_t)d->c.key_refused));
-    json_object_set_new(o, "key_verdicts_cached",
-                        json_integer((json_int_t)ru_keycheck_count(d->verdicts)));
-    json_object_set_new(o, "raw_rows_rejected", json_integer((json_int_t)d->c.raw_rejected));
-    json_object_set_new(o, "raw_rows_written", json_integer((json_int_t)ps.raw_rows));
-    json_object_set_new(o, "rows_written", json_integer((json_int_t)ps.rows_written));
-    json_object_set_new(o, "flushes", json_integer((json_int_t)ps.flushes));
-    json_object_set_new(o, "flush_failures", json_integer((json_int_t)ps.flush_failures));
-    json_object_set_new(
-        o, "last_flush_unix",
-        json_real(ps.last_flush_unix_ms ? (double)ps.last_flush_unix_ms / 1000.0 : 0.0));
-    json_object_set_new(o, "last_flush_ms", json_real((double)ps.last_flush_us / 1000.0));
-    json_object_set_new(o, "flush_in_progress", json_boolean(ru_pgw_busy(d->pgw)));
-    json_object_set_new(o, "pending_events", json_integer((json_int_t)held_events(d)));
-    json_object_set_new(o, "pending_keys", json_integer((json_int_t)ru_store_nkeys(d->cur->store)));
-    json_object_set_new(o, "memory_bytes", json_integer((json_int_t)mem_in_use(d)));
-    json_object_set_new(o, "state_cache_rows", json_integer((json_int_t)ps.cache_rows));
-    json_object_set_new(o, "state_cache_bytes", json_integer((json_int_t)ps.cache_bytes));
-    json_object_set_new(o, "state_reloads", json_integer((json_int_t)ps.state_reloads));
-    json_object_set_new(o, "state_evictions", json_integer((json_int_t)ps.state_evictions));
-    json_object_set_new(o, "state_scratch_bytes", json_integer((json_int_t)ps.scratch_bytes));
-    json_object_set_new(o, "state_cache_flushes", json_integer((json_int_t)ps.cache_flushes));
-    json_object_set_new(o, "state_cache_last_ms", json_real((double)ps.cache_last_us / 1000.0));
-    json_object_set_new(o, "state_chunk_bytes", json_integer((json_int_t)ps.chunk_bytes));
-    json_object_set_new(o, "memory_limit_bytes", json_integer((json_int_t)mem_budget(d)));
-    json_object_set_new(o, "rss_bytes", json_integer((json_int_t)rss_now()));
-    json_object_set_new(o, "rss_base_bytes", json_integer((json_int_t)d->base_rss));
-    json_object_set_new(o, "rss_limit_bytes",
-                        json_integer((json_int_t)d->cfg.limits.max_memory_mb * 1024 * 1024));
-    json_object_set_new(o, "reading_paused", json_boolean(d->paused));
-    json_object_set_new(o, "consumer_lock_held", json_boolean(ru_pgw_held(d->pgw)));
-    json_object_set_new(o, "reading_suspended", json_boolean(d->suspended));
-    json_object_set_new(o, "events_per_s", json_real(d->rate));
-    json_object_set_new(o, "last_seen_id", json_string(seen));
-    json_object_set_new(o, "group_lag", ss->lag >= 0 ? json_integer(ss->lag) : json_null());
-    json_object_set_new(o, "group_pending",
-                        ss->group_pending >= 0 ? json_integer(ss->group_pending) : json_null());
-    json_object_set_new(o, "group_recreated", json_integer((json_int_t)d->c.group_recreated));
-    json_object_set_new(o, "adoptions", json_integer((json_int_t)d->adoptions));
-    json_object_set_new(o, "adoption_in_progress",
-                        d->adopt.phase != A_IDLE ? json_string(d->adopt.consumer) : json_null());
-    json_object_set_new(o, "redis_connected", json_boolean(ru_stream_connected(d->stream)));
-    json_object_set_new(o, "redis_url", json_string(url));
-    json_object_set_new(o, "redis_reconnects", json_integer((json_int_t)ss->reconnects));
-    /* Scaling out (README): one instance per shard; the shard is its stream key */
-    char node[300];
-    ru_stream_node(d->stream, node, sizeof(node));
-    json_object_set_new(o, "shard", json_string(d->cfg.redis.stream));
-    json_object_set_new(o, "redis_cluster", json_boolean(ru_stream_cluster(d->stream)));
-    json_object_set_new(o, "redis_node", json_string(node));
-    json_object_set_new(o, "redis_lost_tail", json_integer((json_int_t)ss->redis_lost_tail));
-    json_object_set_new(o, "redis_last_error", json_string(ru_stream_last_error(d->stream)));
-    json_object_set_new(o, "postgres_connected", json_boolean(ps.connected));
-    json_object_set_new(o, "postgres_conninfo", json_string(ci));
-    json_object_set_new(o, "postgres_last_error", json_string(ps.last_error));
-    char why[1024];
-    enum health h = health_of(d, why, sizeof(why));
-    json_object_set_new(o, "health",
-                        json_string(h == H_OK         ? "ok"
-                                    : h == H_DEGRADED ? "degraded"
-                                                      : "down"));
-    json_object_set_new(o, "health_reason", json_string(why));
-    return o;
+    struct ru_report r;
+    struct report_text t;
+    fill_report(d, &r, &t);
+    return ru_report_json(&r);
+}
+
+static void cmd_config(void *ud, struct ru_status_req *req, const char *args)
+{
+    struct ru_daemon *d = ud;
+    struct ru_buf b = RU_BUF_INIT;
+    ru_config_describe(&d->cfg, &b);
+    ru_status_reply(req, b.p, b.len);
+    ru_buf_free(&b);
 }
 
 static void cmd_status(void *ud, struct ru_status_req *req, const char *args)
@@ -1343,6 +1230,7 @@ static const struct ru_status_cmd commands[] = {
     {"health", "ok, or degraded: <reason>, or down: <reason>", cmd_health},
     {"flush", "flush now; answers a JSON result after the COMMIT", cmd_flush},
     {"metrics", "Prometheus text exposition format 0.0.4", cmd_metrics},
+    {"config", "each key's running value, its default and what a reload does with it", cmd_config},
     {"adopt", "adopt CONSUMER: take over a dead consumer's pending entries", cmd_adopt},
 };
 
@@ -1364,33 +1252,11 @@ static void reload(struct ru_daemon *d)
         ru_warn("msg=\"reload: these keys only change on restart and keep their running "
                 "values\" keys=\"%s\"",
                 keys);
-    bool redis_changed = strcmp(nc.redis.url, d->cfg.redis.url) != 0 ||
-                         nc.redis.count != d->cfg.redis.count ||
-                         nc.redis.block_ms != d->cfg.redis.block_ms ||
-                         nc.redis.connect_timeout_ms != d->cfg.redis.connect_timeout_ms ||
-                         strcmp(nc.redis.cluster, d->cfg.redis.cluster) != 0 ||
-                         strcmp(nc.redis.cluster_seeds, d->cfg.redis.cluster_seeds) != 0;
-    bool pg_changed = strcmp(nc.postgres.conninfo, d->cfg.postgres.conninfo) != 0 ||
-                      nc.postgres.statement_timeout_ms != d->cfg.postgres.statement_timeout_ms ||
-                      nc.postgres.connect_timeout_s != d->cfg.postgres.connect_timeout_s;
-    /* keep the restart-only values: swap them from the old configuration */
-#define KEEP(field)                                                                                \
-    do {                                                                                           \
-        char *t = nc.field;                                                                        \
-        nc.field = d->cfg.field;                                                                   \
-        d->cfg.field = t;                                                                          \
-    } while (0)
-    KEEP(redis.stream);
-    KEEP(redis.group);
-    KEEP(redis.consumer);
-    KEEP(redis.dead_letter_stream);
-    KEEP(postgres.hourly_table);
-    KEEP(postgres.raw_table);
-    KEEP(status.socket);
-    KEEP(metrics.listen);
-#undef KEEP
-    /* the stream and the writer were built for one mode; it changes only at restart */
-    nc.redis.lone_consumer = d->cfg.redis.lone_consumer;
+    bool redis_changed = ru_config_changed(&nc, &d->cfg, RU_CONFIG_REDIS);
+    bool pg_changed = ru_config_changed(&nc, &d->cfg, RU_CONFIG_PG);
+    /* keep the restart-only values (the stream and the writer were built for one mode,
+     * one stream, group and tables; the sockets are bound) */
+    ru_config_keep_restart_keys(&nc, &d->cfg);
     if (nc.redis.lone_consumer && nc.redis.claim_idle_ms > 0) {
         ru_warn("msg=\"reload: claim_idle_ms ignored while this process runs as a lone "
                 "consumer\"");
@@ -1412,7 +1278,7 @@ static void reload(struct ru_daemon *d)
     ru_notice("msg=\"configuration reloaded\" file=%s flush_interval_ms=%d log_level=%s "
               "redis_reconnect=%d postgres_reconnect=%d",
               d->cfg.path ? d->cfg.path : "(none)", d->cfg.flush.interval_ms,
-              ru_config_level_name(d->cfg.log.level), (int)redis_changed, (int)pg_changed);
+              ru_log_level_name(d->cfg.log.level), (int)redis_changed, (int)pg_changed);
     sd_notify(0, "READY=1");
 }
 
@@ -1561,96 +1427,203 @@ static void watchdog(struct ru_daemon *d)
     }
 }
 
+/* ---- the loop ---- */
+
+/* A pollable source: it adds the fds it wants watched this round (at most room; returns
+ * how many) and is told about each one that is ready. */
+struct source {
+    const char *name;
+    int (*fds)(struct ru_daemon *d, struct pollfd *fds, int room);
+    void (*ready)(struct ru_daemon *d, int fd, short revents);
+};
+
+static int one_fd(struct pollfd *fds, int room, int fd, short events)
+{
+    if (fd < 0 || room < 1)
+        return 0;
+    fds[0] = (struct pollfd){fd, events, 0};
+    return 1;
+}
+
+static int signal_fds(struct ru_daemon *d, struct pollfd *fds, int room)
+{
+    return one_fd(fds, room, d->sfd, POLLIN);
+}
+
+static void signal_ready(struct ru_daemon *d, int fd, short revents)
+{
+    (void)fd;
+    (void)revents;
+    on_signal(d);
+}
+
+static int timer_fds(struct ru_daemon *d, struct pollfd *fds, int room)
+{
+    return one_fd(fds, room, d->tfd, POLLIN);
+}
+
+static void timer_ready(struct ru_daemon *d, int fd, short revents)
+{
+    (void)revents;
+    uint64_t ticks;
+    ssize_t r = read(fd, &ticks, sizeof(ticks));
+    (void)r;
+    d->flush_due = true;
+}
+
+static int writer_fds(struct ru_daemon *d, struct pollfd *fds, int room)
+{
+    return one_fd(fds, room, ru_pgw_fd(d->pgw), POLLIN);
+}
+
+static void writer_ready(struct ru_daemon *d, int fd, short revents)
+{
+    (void)fd;
+    (void)revents;
+    on_writer_event(d);
+    on_keycheck_answer(d);
+}
+
+static int stream_fds(struct ru_daemon *d, struct pollfd *fds, int room)
+{
+    return one_fd(fds, room, ru_stream_fd(d->stream), ru_stream_events(d->stream));
+}
+
+static void stream_ready(struct ru_daemon *d, int fd, short revents)
+{
+    (void)fd;
+    ru_stream_on_ready(d->stream, revents);
+}
+
+static int status_fds(struct ru_daemon *d, struct pollfd *fds, int room)
+{
+    return ru_status_pollfds(d->status, fds, room);
+}
+
+static void status_ready(struct ru_daemon *d, int fd, short revents)
+{
+    ru_status_on_ready(d->status, fd, revents);
+}
+
+static int http_fds(struct ru_daemon *d, struct pollfd *fds, int room)
+{
+    return d->http ? ru_http_pollfds(d->http, fds, room) : 0;
+}
+
+static void http_ready(struct ru_daemon *d, int fd, short revents)
+{
+    ru_http_on_ready(d->http, fd, revents);
+}
+
+/* Handled in this order when several are ready. */
+static const struct source sources[] = {
+    {"signals", signal_fds, signal_ready},       {"flush timer", timer_fds, timer_ready},
+    {"writer", writer_fds, writer_ready},        {"stream", stream_fds, stream_ready},
+    {"status socket", status_fds, status_ready}, {"http", http_fds, http_ready},
+};
+
+static void status_tick(struct ru_daemon *d)
+{
+    ru_status_tick(d->status);
+}
+
+static void http_tick(struct ru_daemon *d)
+{
+    if (d->http)
+        ru_http_tick(d->http);
+}
+
+static void status_line_step(struct ru_daemon *d)
+{
+    if (d->ready_sent && ru_mono_ms() >= d->next_status_ms)
+        send_status_line(d);
+}
+
+/* What the loop does after each poll, in this order. */
+static const struct step {
+    const char *name;
+    void (*run)(struct ru_daemon *d);
+} steps[] = {
+    {"status socket timeouts", status_tick},
+    {"http timeouts", http_tick},
+    {"ownership", ownership_step},
+    {"backpressure", check_backpressure},
+    {"parked entries", settle_parked},
+    {"flush", maybe_flush},
+    {"ready", maybe_ready},
+    {"STATUS= line", status_line_step},
+    {"watchdog", watchdog},
+};
+
+/* Whether the loop ends now: stopping and done (or unable to finish), or fatal. */
+static bool stop_now(struct ru_daemon *d)
+{
+    if (d->stopping && d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
+        (ru_stream_idle(d->stream) || ru_mono_ms() > d->stop_deadline_ms + 5000)) {
+        if ((ru_batch_empty(d->cur) && own_parked(d) == 0) || !ru_pgw_ready(d->pgw))
+            return true;
+        d->stop_final_sent = false; /* entries arrived after the final flush: flush again */
+    }
+    if (d->stopping && !ru_pgw_ready(d->pgw))
+        return true; /* PostgreSQL never came up: nothing was read, nothing to flush */
+    if (d->stopping && !d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
+        ru_stream_commit_blocked(d->stream) && ru_mono_ms() > d->stop_deadline_ms + 5000) {
+        ru_warn("msg=\"stopping without the final flush: a dead-letter copy is not confirmed "
+                "by Redis; the next start reads the entries after the checkpoint again\"");
+        return true;
+    }
+    if (d->stopping && !d->stop_final_sent && !ru_pgw_busy(d->pgw) && own_parked(d) > 0 &&
+        ru_mono_ms() > d->stop_deadline_ms + 5000) {
+        ru_warn("msg=\"stopping without the final flush: entries wait for PostgreSQL's verdict "
+                "on their keys; the next start reads the entries after the checkpoint "
+                "again\" parked=%zu",
+                own_parked(d));
+        return true;
+    }
+    if (d->fatal)
+        return true;
+    return false;
+}
+
+/* How long poll may wait: the stream's next deadline, a quarter of the watchdog period,
+ * at most 250 ms. */
+static int poll_timeout(const struct ru_daemon *d)
+{
+    int timeout = ru_stream_tick(d->stream);
+    if (d->watchdog_us) {
+        int wd = (int)(d->watchdog_us / 1000 / 4);
+        if (wd < timeout)
+            timeout = wd;
+    }
+    if (timeout > 250)
+        timeout = 250;
+    if (timeout < 0)
+        timeout = 0;
+    return timeout;
+}
+
 int ru_daemon_run(struct ru_daemon *d)
 {
     struct pollfd fds[MAX_POLLFDS];
+    int end[RU_ARRAY_LEN(sources)]; /* source k's fds are [end[k-1], end[k]) */
     for (;;) {
         int n = 0;
-        fds[n++] = (struct pollfd){d->sfd, POLLIN, 0};
-        fds[n++] = (struct pollfd){d->tfd, POLLIN, 0};
-        fds[n++] = (struct pollfd){ru_pgw_fd(d->pgw), POLLIN, 0};
-        int sfdi = -1;
-        if (ru_stream_fd(d->stream) >= 0) {
-            sfdi = n;
-            fds[n++] = (struct pollfd){ru_stream_fd(d->stream), ru_stream_events(d->stream), 0};
+        for (size_t k = 0; k < RU_ARRAY_LEN(sources); k++) {
+            n += sources[k].fds(d, fds + n, MAX_POLLFDS - n);
+            end[k] = n;
         }
-        int first_status = n;
-        n += ru_status_pollfds(d->status, fds + n, MAX_POLLFDS - n);
-        int first_http = n;
-        if (d->http)
-            n += ru_http_pollfds(d->http, fds + n, MAX_POLLFDS - n);
-
-        int timeout = ru_stream_tick(d->stream);
-        if (d->watchdog_us) {
-            int wd = (int)(d->watchdog_us / 1000 / 4);
-            if (wd < timeout)
-                timeout = wd;
-        }
-        if (timeout > 250)
-            timeout = 250;
-        if (timeout < 0)
-            timeout = 0;
-        int rc = poll(fds, (nfds_t)n, timeout);
+        int rc = poll(fds, (nfds_t)n, poll_timeout(d));
         if (rc < 0 && errno != EINTR) {
             ru_err("msg=\"poll failed\" error=\"%s\"", strerror(errno));
             return 1;
         }
-        if (rc > 0) {
-            if (fds[0].revents)
-                on_signal(d);
-            if (fds[1].revents) {
-                uint64_t ticks;
-                ssize_t r = read(d->tfd, &ticks, sizeof(ticks));
-                (void)r;
-                d->flush_due = true;
-            }
-            if (fds[2].revents) {
-                on_writer_event(d);
-                on_keycheck_answer(d);
-            }
-            if (sfdi >= 0 && fds[sfdi].revents)
-                ru_stream_on_ready(d->stream, fds[sfdi].revents);
-            for (int i = first_status; i < first_http; i++)
+        for (size_t k = 0, i = 0; rc > 0 && k < RU_ARRAY_LEN(sources); k++)
+            for (; i < (size_t)end[k]; i++)
                 if (fds[i].revents)
-                    ru_status_on_ready(d->status, fds[i].fd, fds[i].revents);
-            for (int i = first_http; i < n; i++)
-                if (fds[i].revents)
-                    ru_http_on_ready(d->http, fds[i].fd, fds[i].revents);
-        }
-        ru_status_tick(d->status);
-        if (d->http)
-            ru_http_tick(d->http);
-        ownership_step(d);
-        check_backpressure(d);
-        settle_parked(d);
-        maybe_flush(d);
-        maybe_ready(d);
-        if (d->ready_sent && ru_mono_ms() >= d->next_status_ms)
-            send_status_line(d);
-        watchdog(d);
-        if (d->stopping && d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
-            (ru_stream_idle(d->stream) || ru_mono_ms() > d->stop_deadline_ms + 5000)) {
-            if ((ru_batch_empty(d->cur) && own_parked(d) == 0) || !ru_pgw_ready(d->pgw))
-                break;
-            d->stop_final_sent = false; /* entries arrived after the final flush: flush again */
-        }
-        if (d->stopping && !ru_pgw_ready(d->pgw))
-            break; /* PostgreSQL never came up: nothing was read, nothing to flush */
-        if (d->stopping && !d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
-            ru_stream_commit_blocked(d->stream) && ru_mono_ms() > d->stop_deadline_ms + 5000) {
-            ru_warn("msg=\"stopping without the final flush: a dead-letter copy is not confirmed "
-                    "by Redis; the next start reads the entries after the checkpoint again\"");
-            break;
-        }
-        if (d->stopping && !d->stop_final_sent && !ru_pgw_busy(d->pgw) && own_parked(d) > 0 &&
-            ru_mono_ms() > d->stop_deadline_ms + 5000) {
-            ru_warn("msg=\"stopping without the final flush: entries wait for PostgreSQL's verdict "
-                    "on their keys; the next start reads the entries after the checkpoint "
-                    "again\" parked=%zu",
-                    own_parked(d));
-            break;
-        }
-        if (d->fatal)
+                    sources[k].ready(d, fds[i].fd, fds[i].revents);
+        for (size_t k = 0; k < RU_ARRAY_LEN(steps); k++)
+            steps[k].run(d);
+        if (stop_now(d))
             break;
         if (d->adopt.phase == A_FETCH_WANTED && ru_stream_live(d->stream) &&
             ru_stream_adopt_fetch(d->stream, d->adopt.consumer) == 0)

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rollupd/cfgfile.h"
+
 /* One table: the variable of every key. Documented in rollupd(8) and the README. */
 static const struct ru_envcfg_var vars[] = {
     {"ROLLUPD_REDIS_URL", "redis.url"},
@@ -114,7 +116,7 @@ int ru_envcfg_load(struct ru_config *cfg, const char *path, char *const *env, ch
                    size_t errlen)
 {
     if (path != NULL) {
-        if (ru_config_load(cfg, path, err, errlen) < 0)
+        if (ru_cfgfile_load(cfg, path, err, errlen) < 0)
             return -1;
     } else {
         ru_config_defaults(cfg);

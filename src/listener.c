@@ -215,14 +215,6 @@ void ru_listener_tick(struct ru_listener *l)
     }
 }
 
-size_t ru_listener_count(const struct ru_listener *l, enum ru_lconn_state st)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < l->ops.max_conns; i++)
-        n += l->c[i].state == st;
-    return n;
-}
-
 uint64_t ru_listener_evicted(const struct ru_listener *l)
 {
     return l->evicted;

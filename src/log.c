@@ -6,11 +6,42 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "rollupd/json.h"
+
+const char *ru_log_level_name(enum ru_log_level level)
+{
+    switch (level) {
+    case RU_LOG_ERR:
+        return "error";
+    case RU_LOG_WARNING:
+        return "warning";
+    case RU_LOG_NOTICE:
+        return "notice";
+    case RU_LOG_INFO:
+        return "info";
+    case RU_LOG_DEBUG:
+        return "debug";
+    }
+    return "unknown";
+}
+
+int ru_log_level_parse(const char *name, enum ru_log_level *out)
+{
+    static const enum ru_log_level all[] = {RU_LOG_ERR, RU_LOG_WARNING, RU_LOG_NOTICE, RU_LOG_INFO,
+                                            RU_LOG_DEBUG};
+    for (size_t i = 0; i < RU_ARRAY_LEN(all); i++) {
+        if (strcasecmp(name, ru_log_level_name(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    }
+    return -1;
+}
 
 static _Atomic int cur_level = RU_LOG_INFO;
 static _Atomic int cur_format = RU_LOG_FMT_JOURNAL;
@@ -173,7 +204,7 @@ static void to_json(struct ru_buf *b, enum ru_log_level level, int64_t unix_ms, 
         else
             json_str(&rest, v, val.len);
     }
-    ru_buf_printf(b, "{\"level\":\"%s\",\"time\":\"", ru_config_level_name(level));
+    ru_buf_printf(b, "{\"level\":\"%s\",\"time\":\"", ru_log_level_name(level));
     put_time(b, unix_ms);
     ru_buf_puts(b, "\",\"msg\":");
     json_str(b, text.p != NULL ? text.p : "", text.len);
@@ -193,12 +224,12 @@ size_t ru_log_format_line(enum ru_log_format format, enum ru_log_level level, in
         return 0;
     switch (format) {
     case RU_LOG_FMT_JOURNAL:
-        ru_buf_printf(&b, "<%d>%s %s\n", (int)level, ru_config_level_name(level), msg);
+        ru_buf_printf(&b, "<%d>%s %s\n", (int)level, ru_log_level_name(level), msg);
         break;
     case RU_LOG_FMT_LOGFMT:
         ru_buf_puts(&b, "time=");
         put_time(&b, unix_ms);
-        ru_buf_printf(&b, " level=%s %s\n", ru_config_level_name(level), msg);
+        ru_buf_printf(&b, " level=%s %s\n", ru_log_level_name(level), msg);
         break;
     case RU_LOG_FMT_JSON:
         to_json(&b, level, unix_ms, msg);
@@ -220,11 +251,6 @@ size_t ru_log_format_line(enum ru_log_format format, enum ru_log_level level, in
 void ru_log_set_level(enum ru_log_level level)
 {
     atomic_store(&cur_level, (int)level);
-}
-
-enum ru_log_level ru_log_get_level(void)
-{
-    return (enum ru_log_level)atomic_load(&cur_level);
 }
 
 bool ru_log_enabled(enum ru_log_level level)

@@ -26,6 +26,8 @@ static void usage(FILE *out)
                  "  health            prints ok / degraded: ... / down: ...; exits 0, 1 or 2\n"
                  "  flush             flush now and wait for the COMMIT\n"
                  "  metrics           Prometheus text format\n"
+                 "  config            each key's running value (secrets as ***), its default\n"
+                 "                    and whether a reload applies it\n"
                  "  adopt CONSUMER    take over a dead consumer's pending entries\n"
                  "  help              the daemon's command list\n"
                  "\n"

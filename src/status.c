@@ -254,8 +254,3 @@ void ru_status_replyf(struct ru_status_req *r, const char *fmt, ...)
     ru_status_reply(r, b.p ? b.p : "", b.len);
     ru_buf_free(&b);
 }
-
-size_t ru_status_deferred(const struct ru_status *s)
-{
-    return ru_listener_count(s->l, RU_LCONN_HANDLING);
-}

@@ -332,3 +332,14 @@ char *ru_strlcpy(char *dst, const char *src, size_t dst_len)
     dst[n] = '\0';
     return dst;
 }
+
+int ru_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

@@ -105,3 +105,26 @@ Test(log, auto_is_journal_only_when_journal_stream_names_stderr)
     cr_assert_eq(f, RU_LOG_FMT_JSON);
     cr_assert_eq(ru_log_format_parse("xml", true, &f), -1);
 }
+
+Test(log, level_names_and_parse)
+{
+    static const struct {
+        enum ru_log_level level;
+        const char *name;
+    } cases[] = {{RU_LOG_ERR, "error"},
+                 {RU_LOG_WARNING, "warning"},
+                 {RU_LOG_NOTICE, "notice"},
+                 {RU_LOG_INFO, "info"},
+                 {RU_LOG_DEBUG, "debug"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        enum ru_log_level lv = RU_LOG_ERR;
+        cr_assert_str_eq(ru_log_level_name(cases[i].level), cases[i].name);
+        cr_assert_eq(ru_log_level_parse(cases[i].name, &lv), 0);
+        cr_assert_eq(lv, cases[i].level);
+    }
+    enum ru_log_level lv = RU_LOG_INFO;
+    cr_assert_eq(ru_log_level_parse("DeBuG", &lv), 0);
+    cr_assert_eq(lv, RU_LOG_DEBUG);
+    cr_assert_eq(ru_log_level_parse("verbose", &lv), -1);
+    cr_assert_eq(lv, RU_LOG_DEBUG, "untouched on failure");
+}

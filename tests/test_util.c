@@ -1,6 +1,7 @@
 /* Unit tests for util: buffers, hashing, stream ids, integer parsing, strings, clocks. */
 #include <criterion/criterion.h>
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -484,4 +485,16 @@ Test(util, clocks)
     cr_assert(wall / 1000 >= now - 2 && wall / 1000 <= now + 2, "wall ms %" PRId64, wall);
     double ws = ru_wall_s();
     cr_assert(ws >= (double)now - 2 && ws <= (double)now + 2, "wall s %f", ws);
+}
+
+Test(util, hex_digit)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        cr_assert_eq(ru_hex_digit(digits[i]), i);
+        cr_assert_eq(ru_hex_digit(toupper((unsigned char)digits[i])), i);
+    }
+    cr_assert_eq(ru_hex_digit('g'), -1);
+    cr_assert_eq(ru_hex_digit('/'), -1);
+    cr_assert_eq(ru_hex_digit(0), -1);
 }

@@ -7,27 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rollupd/log.h"
+#include "rollupd/redisurl.h"
 #include "rollupd/util.h"
 
-enum ru_log_level {
-    RU_LOG_ERR = 3,
-    RU_LOG_WARNING = 4,
-    RU_LOG_NOTICE = 5,
-    RU_LOG_INFO = 6,
-    RU_LOG_DEBUG = 7,
-};
-
 #define RU_CONFIG_MAX_KEYS 48 /* room for the key table; config.c checks it */
-
-/* Where Redis is: parsed from redis.url. */
-struct ru_redis_addr {
-    char *host;     /* NULL for a Unix socket */
-    int port;       /* default 6379 */
-    char *path;     /* Unix socket path, or NULL */
-    char *user;     /* ACL user or NULL */
-    char *password; /* or NULL */
-    int db;         /* SELECT db, default 0 */
-};
 
 struct ru_config {
     char *path; /* the file it was loaded from (NULL for defaults only) */
@@ -90,42 +74,31 @@ struct ru_config {
 /* Fills cfg with the documented defaults (consumer and dead_letter_stream resolved). */
 void ru_config_defaults(struct ru_config *cfg);
 
-/* Loads path over the defaults and validates it. On failure returns -1, leaves cfg
- * deinitialised, and writes one line to err naming the file, the line when known and
- * the key, e.g. "/etc/rollupd.conf:12: redis.count: must be an integer from 1 to 100000"
- * or "/etc/rollupd.conf:3: syntax error". Unknown groups and keys are refused, naming
- * the key (a typo must not silently fall back to a default). Returns 0 on success. */
-int ru_config_load(struct ru_config *cfg, const char *path, char *err, size_t errlen) RU_MUSTCHECK;
-
 /* Frees every string; cfg may then be loaded again. Safe on a zeroed struct. */
 void ru_config_deinit(struct ru_config *cfg);
-
-/* Parses a Redis URL: redis://[[user]:password@]host[:port][/db] or unix:/path[?db=N]
- * (also unix:///path). Returns 0 or -1 with a reason in err. */
-int ru_config_parse_redis_url(const char *url, struct ru_redis_addr *out, char *err,
-                              size_t errlen) RU_MUSTCHECK;
-void ru_config_addr_deinit(struct ru_redis_addr *a);
-
-/* Copies a Redis URL or libpq conninfo into out with any password replaced by "***",
- * for logs and status. A Redis URL (redis://, rediss://, unix:) keeps its form with the
- * password replaced. Anything else is read by libpq itself (PQconninfoParse) and written
- * back as key=value pairs, every option libpq marks secret shown as "***"; a string
- * libpq cannot read is not shown at all (only a word without '=', which libpq takes as
- * a database name, is shown as dbname=...). */
-void ru_config_redact(const char *s, char *out, size_t outlen);
 
 /* Secrets at rest: when cfg's file is readable (or writable) by others and holds a
  * password (in redis.url, or any secret option of postgres.conninfo), writes a warning
  * naming the file, its mode and the fix into out and returns true. */
 bool ru_config_secret_exposed(const struct ru_config *cfg, char *out, size_t outlen);
 
-/* Names of keys whose change needs a restart rather than a reload (stream, group,
- * consumer, status.socket, ...): writes a comma-separated list of those that differ
- * between a and b into out (empty when none). */
+/* What a reload does with a key (ru_config_key_flags). */
+enum {
+    RU_CONFIG_RESTART = 1u << 0, /* restart-only: a reload keeps the running value */
+    RU_CONFIG_REDIS = 1u << 1,   /* a changed value reconnects to Redis */
+    RU_CONFIG_PG = 1u << 2,      /* a changed value reconnects the writer to PostgreSQL */
+    RU_CONFIG_SECRET = 1u << 3,  /* the value may hold a password: shown redacted */
+};
+
+/* Names of the restart-only keys (stream, group, consumer, status.socket, ...) that differ
+ * between a and b, comma-separated in key order, into out (empty when none). */
 void ru_config_restart_keys(const struct ru_config *a, const struct ru_config *b, char *out,
                             size_t outlen);
-
-const char *ru_config_level_name(enum ru_log_level level);
+/* Whether any key carrying one of flags differs between a and b. */
+bool ru_config_changed(const struct ru_config *a, const struct ru_config *b, unsigned flags);
+/* For a reload: every restart-only key of next takes running's value. Strings are
+ * swapped, so running (about to be deinitialised) owns next's old ones. */
+void ru_config_keep_restart_keys(struct ru_config *next, struct ru_config *running);
 
 /* ---- key access by index, for overrides from elsewhere (envcfg) and reports ---- */
 
@@ -134,15 +107,48 @@ size_t ru_config_key_count(void);
 const char *ru_config_key_name(size_t i, char *buf, size_t len);
 /* Index of a dotted key name, or -1. */
 int ru_config_key_index(const char *dotted);
+/* The RU_CONFIG_* flags of key i (0 past the end). */
+unsigned ru_config_key_flags(size_t i);
 /* The value of key i as libconfig text ("\"...\"", 1000, true), secrets in
  * redis.url and postgres.conninfo redacted. */
 void ru_config_key_value(const struct ru_config *c, size_t i, char *out, size_t len);
+/* Appends one line per key to out, for the status socket's "config" command:
+ * "KEY = VALUE;  # default DEFAULT; WHAT A RELOAD DOES", values as ru_config_key_value
+ * writes them (secrets redacted), the defaults those of ru_config_defaults. */
+void ru_config_describe(const struct ru_config *c, struct ru_buf *out);
 /* Sets key i from text (integers in decimal, booleans true/false/1/0/yes/no/on/off),
  * with the checks a file's value gets, and records origin (copied; NULL = default).
  * On failure returns -1 with the reason (without the key name) in why and leaves c as
  * it was. Setting redis.url re-parses redis.addr. */
 int ru_config_set(struct ru_config *c, size_t i, const char *value, const char *origin, char *why,
                   size_t whylen) RU_MUSTCHECK;
+/* ---- for the file loader (cfgfile): a key's kind and its typed setters, which make the
+ * checks ru_config_set makes and record origin (copied) ---- */
+
+enum ru_config_kind {
+    RU_CONFIG_STR,
+    RU_CONFIG_INT,
+    RU_CONFIG_I64,
+    RU_CONFIG_LEVEL,
+    RU_CONFIG_BOOL
+};
+
+enum ru_config_kind ru_config_key_kind(size_t i);
+/* Index of section.name, or -1; whether any key lives in section. */
+int ru_config_key_find(const char *section, const char *name);
+bool ru_config_section_known(const char *section);
+/* An integer key: -1 with the reason (range) in why and c unchanged, or 0. */
+int ru_config_set_int(struct ru_config *c, size_t i, int64_t v, const char *origin, char *why,
+                      size_t whylen) RU_MUSTCHECK;
+void ru_config_set_bool(struct ru_config *c, size_t i, bool v, const char *origin);
+/* Values derived from others when left empty: the consumer (the host name) and the
+ * dead-letter stream ("<stream>:dead"). */
+void ru_config_derive(struct ru_config *c);
+/* The checks across keys: -1 with the index of the key at fault in *bad and "key: reason"
+ * in why, or 0. */
+int ru_config_cross_check(const struct ru_config *c, int *bad, char *why,
+                          size_t whylen) RU_MUSTCHECK;
+
 /* The checks across keys and the values derived from others, after ru_config_set: a
  * dead-letter stream still at its default follows redis.stream. On failure -1 and
  * "ORIGIN: key: reason" in err. */

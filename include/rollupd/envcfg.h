@@ -27,7 +27,7 @@ const struct ru_envcfg_var *ru_envcfg_vars(size_t *n);
  * dbname gives way to libpq's variables (conninfo ""). Returns 0 on success. */
 int ru_envcfg_apply(struct ru_config *cfg, char *const *env, char *err, size_t errlen) RU_MUSTCHECK;
 
-/* ru_config_load of path, or the defaults when path is NULL, then ru_envcfg_apply. On
+/* ru_cfgfile_load of path, or the defaults when path is NULL, then ru_envcfg_apply. On
  * failure cfg is deinitialised and err holds one line. */
 int ru_envcfg_load(struct ru_config *cfg, const char *path, char *const *env, char *err,
                    size_t errlen) RU_MUSTCHECK;

@@ -66,8 +66,6 @@ void ru_listener_tick(struct ru_listener *l);
 /* Sends the answer and closes the connection once it is taken. */
 void ru_listener_reply(struct ru_lconn *c, const char *text, size_t len);
 
-/* Connections in state st. */
-size_t ru_listener_count(const struct ru_listener *l, enum ru_lconn_state st);
 /* Connections closed to make room for a new one, since the start. */
 uint64_t ru_listener_evicted(const struct ru_listener *l);
 

@@ -8,8 +8,22 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "rollupd/config.h"
 #include "rollupd/util.h"
+
+/* syslog(3) priorities, so journald's "<N>" prefix is the number itself. */
+enum ru_log_level {
+    RU_LOG_ERR = 3,
+    RU_LOG_WARNING = 4,
+    RU_LOG_NOTICE = 5,
+    RU_LOG_INFO = 6,
+    RU_LOG_DEBUG = 7,
+};
+
+/* "error", "warning", "notice", "info", "debug" ("unknown" for another value). */
+const char *ru_log_level_name(enum ru_log_level level);
+/* The level named by name (case-insensitive, as ru_log_level_name writes it); -1 for
+ * another name, out untouched. */
+int ru_log_level_parse(const char *name, enum ru_log_level *out) RU_MUSTCHECK;
 
 enum ru_log_format {
     RU_LOG_FMT_JOURNAL,
@@ -42,7 +56,6 @@ size_t ru_log_format_line(enum ru_log_format format, enum ru_log_level level, in
                           const char *msg, char *out, size_t outlen);
 
 void ru_log_set_level(enum ru_log_level level);
-enum ru_log_level ru_log_get_level(void);
 bool ru_log_enabled(enum ru_log_level level);
 
 /* Writes "<N>level msg\n" to stderr when level is enabled. */

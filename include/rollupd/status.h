@@ -46,7 +46,4 @@ void ru_status_tick(struct ru_status *s);
 void ru_status_reply(struct ru_status_req *req, const char *text, size_t len);
 void ru_status_replyf(struct ru_status_req *req, const char *fmt, ...) RU_PRINTF(2, 3);
 
-/* Number of requests handlers kept for later. */
-size_t ru_status_deferred(const struct ru_status *s);
-
 #endif

@@ -74,6 +74,9 @@ double ru_wall_s(void);
  * Returns 0 and the value, or -1 (empty, junk, overflow). */
 int ru_parse_i64(const char *s, size_t len, int64_t *out) RU_MUSTCHECK;
 
+/* The value of a hex digit (either case), or -1 for any other character. */
+int ru_hex_digit(int c);
+
 /* Copies src into dst (size dst_len, always NUL-terminated); returns dst. */
 char *ru_strlcpy(char *dst, const char *src, size_t dst_len);
 

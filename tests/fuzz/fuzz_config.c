@@ -1,17 +1,17 @@
-/* fuzz_config: libFuzzer target for ru_config_load (through libconfig), the Redis URL
- * parser and ru_config_redact.
+/* fuzz_config: libFuzzer target for ru_cfgfile_load (through libconfig), the Redis URL
+ * parser and ru_redact.
  *
  * Each input is used three ways:
  *   1. as a configuration file: written to a memfd and loaded by path (/proc/self/fd/N)
- *      with ru_config_load. On success the loaded configuration must satisfy every
+ *      with ru_cfgfile_load. On success the loaded configuration must satisfy every
  *      documented range and cross-key rule, and ru_config_deinit must free it (LeakSanitizer
  *      checks); on failure err is one non-empty line and cfg is left zeroed.
  *      @include directives are allowed only for the fixed files this target writes into
  *      INC_DIR (a few valid and invalid snippets); an input including anything else is not
  *      loaded, so the fuzzer cannot make libconfig read /dev/zero or a FIFO.
- *   2. as a Redis URL (up to the first NUL) for ru_config_parse_redis_url: the parsed address
+ *   2. as a Redis URL (up to the first NUL) for ru_redisurl_parse: the parsed address
  *      must be consistent, and a refusal leaves it zeroed with a reason.
- *   3. as a string to redact (ru_config_redact), into exact-size buffers of several sizes:
+ *   3. as a string to redact (ru_redact), into exact-size buffers of several sizes:
  *      the output never overflows, it never contains a password (>= 3 bytes) that the
  *      URL parser extracted from the same input, and for a string libpq's
  *      PQconninfoParse (the authority on conninfo) reads, libpq reads the output as the
@@ -35,7 +35,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rollupd/cfgfile.h"
 #include "rollupd/config.h"
+#include "rollupd/redact.h"
 #include "rollupd/util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -249,7 +251,7 @@ static void check_no_leak(const char *input, const char *redacted, const char *p
         return;
     bool known = query_at_pattern(input);
     if (!known || !ignore_known) {
-        fprintf(stderr, "fuzz_config: %s password leaks through ru_config_redact\n", who);
+        fprintf(stderr, "fuzz_config: %s password leaks through ru_redact\n", who);
         fprintf(stderr, "  input:    %s\n  redacted: %s\n  password: %s\n", input, redacted, pw);
     }
     if (known)
@@ -288,7 +290,7 @@ static void check_libpq_round_trip(const char *s, const char *redacted)
             want == NULL ? out[i].val == NULL : out[i].val != NULL && strcmp(want, out[i].val) == 0;
         if (!same) {
             fprintf(stderr,
-                    "fuzz_config: %s %s through ru_config_redact\n  input:    %s\n"
+                    "fuzz_config: %s %s through ru_redact\n  input:    %s\n"
                     "  redacted: %s\n",
                     in[i].keyword, secret ? "leaks" : "changes", s, redacted);
             fail_check(__LINE__, secret ? "redacted output shows a secret"
@@ -306,7 +308,7 @@ static char *redact_into(const char *s, size_t outlen)
     if (out == NULL)
         abort();
     memset(out, 'X', outlen);
-    ru_config_redact(s, out, outlen);
+    ru_redact(s, out, outlen);
     CHECK(memchr(out, '\0', outlen) != NULL);
     return out;
 }
@@ -400,7 +402,7 @@ static char *check_url(const char *url)
     char err[256];
     err[0] = '\0';
     memset(&a, 0x5a, sizeof(a));
-    int rc = ru_config_parse_redis_url(url, &a, err, sizeof(err));
+    int rc = ru_redisurl_parse(url, &a, err, sizeof(err));
     CHECK(rc == 0 || rc == -1);
     if (rc < 0) {
         CHECK(all_zero(&a, sizeof(a)));
@@ -410,13 +412,13 @@ static char *check_url(const char *url)
     check_addr(&a);
     /* again, without an error buffer: the same address */
     struct ru_redis_addr b;
-    CHECK(ru_config_parse_redis_url(url, &b, NULL, 0) == 0);
+    CHECK(ru_redisurl_parse(url, &b, NULL, 0) == 0);
     CHECK(same_opt_str(a.host, b.host) && same_opt_str(a.path, b.path) &&
           same_opt_str(a.user, b.user) && same_opt_str(a.password, b.password) &&
           a.port == b.port && a.db == b.db);
-    ru_config_addr_deinit(&b);
+    ru_redisurl_addr_deinit(&b);
     char *pw = a.password != NULL ? ru_xstrdup(a.password) : NULL;
-    ru_config_addr_deinit(&a);
+    ru_redisurl_addr_deinit(&a);
     CHECK(all_zero(&a, sizeof(a)));
     return pw;
 }
@@ -468,12 +470,12 @@ static void check_config(const struct ru_config *c)
     /* the parsed address is the URL's */
     check_addr(&c->redis.addr);
     struct ru_redis_addr a;
-    CHECK(ru_config_parse_redis_url(c->redis.url, &a, NULL, 0) == 0);
+    CHECK(ru_redisurl_parse(c->redis.url, &a, NULL, 0) == 0);
     CHECK(same_opt_str(a.host, c->redis.addr.host) && same_opt_str(a.path, c->redis.addr.path) &&
           same_opt_str(a.user, c->redis.addr.user) &&
           same_opt_str(a.password, c->redis.addr.password) && a.port == c->redis.addr.port &&
           a.db == c->redis.addr.db);
-    ru_config_addr_deinit(&a);
+    ru_redisurl_addr_deinit(&a);
 
     CHECK(c->postgres.conninfo != NULL && c->postgres.hourly_table != NULL &&
           c->postgres.raw_table != NULL);
@@ -501,7 +503,7 @@ static void check_config(const struct ru_config *c)
     CHECK(c->log.level == RU_LOG_ERR || c->log.level == RU_LOG_WARNING ||
           c->log.level == RU_LOG_NOTICE || c->log.level == RU_LOG_INFO ||
           c->log.level == RU_LOG_DEBUG);
-    CHECK(strcmp(ru_config_level_name(c->log.level), "unknown") != 0);
+    CHECK(strcmp(ru_log_level_name(c->log.level), "unknown") != 0);
 
     /* reload comparison: nothing differs from itself; bounded against the defaults */
     char same[8];
@@ -519,7 +521,7 @@ static void check_config(const struct ru_config *c)
     }
     ru_config_deinit(&d);
 
-    /* the strings a daemon logs through ru_config_redact */
+    /* the strings a daemon logs through ru_redact */
     check_redact(c->redis.url, c->redis.addr.password);
     check_redact(c->postgres.conninfo, NULL);
 }
@@ -534,7 +536,7 @@ static void load_config(const uint8_t *data, size_t size)
     char err[512];
     memset(&cfg, 0xa5, sizeof(cfg));
     memset(err, 'E', sizeof(err));
-    int rc = ru_config_load(&cfg, conf_path, err, sizeof(err));
+    int rc = ru_cfgfile_load(&cfg, conf_path, err, sizeof(err));
     CHECK(rc == 0 || rc == -1);
     CHECK(memchr(err, '\0', sizeof(err)) != NULL);
     if (rc == 0) {

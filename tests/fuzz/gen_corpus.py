@@ -253,7 +253,7 @@ log: { level = "DEBUG"; };
     "include-unknown": b'@include "' + INC_DIR.encode() + b'/unknown.conf"\n',
     "include-missing": b'@include "' + INC_DIR.encode() + b'/missing.conf"\n',
     "include-self": b'@include "' + INC_DIR.encode() + b'/self.conf"\n',
-    # Raw strings for the URL parser and ru_config_redact
+    # Raw strings for the URL parser and ru_redact
     "url-tcp": b"redis://user:hunter22@cache.example.com:6380/2",
     "url-bare-password": b"redis://hunter22@localhost",
     "url-ipv6": b"REDIS://:p%40ssw0rd@[fe80::1%25eth0]:6379/0",

@@ -15,6 +15,7 @@
 
 #include <criterion/criterion.h>
 
+#include "rollupd/cfgfile.h"
 #include "rollupd/config.h"
 
 Test(harness, env_and_servers)
@@ -414,7 +415,7 @@ Test(harness, config_text)
     fclose(f);
     struct ru_config cfg;
     memset(&cfg, 0, sizeof(cfg));
-    cr_assert_eq(ru_config_load(&cfg, path, err, sizeof(err)), 0, "%s\n%s", err, text);
+    cr_assert_eq(ru_cfgfile_load(&cfg, path, err, sizeof(err)), 0, "%s\n%s", err, text);
     cr_assert_str_eq(cfg.redis.stream, "t:1:stream");
     cr_assert_str_eq(cfg.redis.group, "g\"1");
     cr_assert_str_eq(cfg.redis.consumer, "c1");

@@ -28,6 +28,8 @@
 
 #include <criterion/criterion.h>
 
+#include "rollupd/config.h"
+
 #define START_MS 20000 /* deadline for start-up states (health ok, READY=1) */
 #define STATE_MS 15000 /* deadline for a state reached by the daemon's own work */
 #define TAIL     3000  /* bytes of a log quoted in a failure message */
@@ -936,12 +938,30 @@ Test(service, socket_commands, .timeout = 120)
 
     ans = ru_h_sock_cmd(s.d.sock, "help");
     CHECK(&s.d, ans != NULL, "no help answer");
-    static const char *const cmds[] = {"status", "health", "flush", "metrics", "help"};
+    static const char *const cmds[] = {"status", "health", "flush", "metrics", "config", "help"};
     for (size_t i = 0; i < RU_ARRAY_LEN(cmds); i++) {
         char line[32];
         snprintf(line, sizeof(line), "%s ", cmds[i]);
         CHECK(&s.d, strstr(ans, line) != NULL, "help does not list '%s':\n%s", cmds[i], ans);
     }
+    free(ans);
+
+    /* config: one line per key, the running value, the default, what a reload does */
+    ans = ru_h_sock_cmd(s.d.sock, "config");
+    CHECK(&s.d, ans != NULL, "no config answer");
+    CHECK(&s.d, (size_t)count_char(ans, '\n') == ru_config_key_count(),
+          "config: %d lines for %zu keys:\n%s", count_char(ans, '\n'), ru_config_key_count(), ans);
+    static const char *const cfg_lines[] = {
+        "\nflush.interval_ms = 60000;  # default 5000; a reload applies it\n",
+        "\npostgres.connect_timeout_s = ",
+        "; a reload applies it and reconnects to PostgreSQL\n",
+        "\nstatus.socket = \"",
+        "; a reload keeps the running value (restart to change)\n",
+        "\nlog.level = \"",
+    };
+    for (size_t i = 0; i < RU_ARRAY_LEN(cfg_lines); i++)
+        CHECK(&s.d, strstr(ans, cfg_lines[i]) != NULL, "config lacks '%s':\n%s", cfg_lines[i], ans);
+    CHECK(&s.d, strncmp(ans, "redis.url = \"redis://", 21) == 0, "config starts: %.80s", ans);
     free(ans);
 
     ans = ru_h_sock_cmd(s.d.sock, "bogus");
