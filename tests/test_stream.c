@@ -19,6 +19,7 @@
 #include <hiredis/hiredis.h>
 
 #include "rollupd/config.h"
+#include "rollupd/redisurl.h"
 #include "rollupd/stream.h"
 
 struct fake {
@@ -100,7 +101,7 @@ static void fake_start_with(struct fake *x, bool lone, const char *password, boo
     cr_assert_eq(listen(x->lfd, 4), 0);
 
     ru_config_defaults(&x->cfg);
-    ru_config_addr_deinit(&x->cfg.redis.addr);
+    ru_redisurl_addr_deinit(&x->cfg.redis.addr);
     memset(&x->cfg.redis.addr, 0, sizeof(x->cfg.redis.addr));
     x->cfg.redis.addr.path = ru_xstrdup(x->path);
     if (password)
