@@ -50,6 +50,24 @@ def proc_cpu(pid, children=False):
     return t / CLK
 
 
+def proc_cpu_split(pid):
+    """utime and stime of a live process by thread: the main thread (rollupd's reader:
+    the event loop) and the others together (rollupd's writer thread), in seconds."""
+    out = {"reader_user_s": 0.0, "reader_sys_s": 0.0, "writer_user_s": 0.0,
+           "writer_sys_s": 0.0}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        who = "reader" if int(tid) == pid else "writer"
+        out[f"{who}_user_s"] += int(fields[11]) / CLK
+        out[f"{who}_sys_s"] += int(fields[12]) / CLK
+    return {k: round(v, 3) for k, v in out.items()}
+
+
 def vmhwm_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -259,11 +277,12 @@ def cmd_rollupd(a):
         t_end = time.monotonic()
         s1 = srv.snapshot()
         cpu = proc_cpu(d.p.pid)
+        split = proc_cpu_split(d.p.pid)
         hwm = vmhwm_kb(d.p.pid)
     finally:
         d.stop()
     write_json(a.out, with_mix(a, measured(a.name, "lone" if a.lone else "rollupd", a.events, s0,
-                                           s1, cpu, hwm, {
+                                           s1, cpu, hwm, {**split,
         "flushes": st["flushes"], "rows_written": st["rows_written"],
         "last_flush_ms": st["last_flush_ms"], "events_flushed": st["events_flushed"],
         "events_invalid": st["events_invalid"],
@@ -290,6 +309,7 @@ def run_exiting(a, kind, argv):
     res = json.loads(open(out_path).read().strip().splitlines()[-1])
     extra = {k: res[k] for k in ("flushes", "rows_written", "raw_rows", "hourly_rows",
                                  "skipped", "keys") if k in res}
+    extra.update({"reader_user_s": round(ru.ru_utime, 3), "reader_sys_s": round(ru.ru_stime, 3)})
     write_json(a.out, with_mix(a, measured(a.name, kind, res["events"], s0, s1,
                                            ru.ru_utime + ru.ru_stime, ru.ru_maxrss, extra)))
 
@@ -902,7 +922,44 @@ def mix_table(mix, runs, w):
         for label, v, goal, ok in rows:
             met = "–" if v is None else ("yes" if ok(v) else "**no**")
             w(f"| {label} | {fmt(v, 2) if v is not None else '–'} | {goal} | {met} |")
+    cpu_split_table(mix, runs, w)
     w("")
+
+
+SPLIT = ("reader_user_s", "reader_sys_s", "writer_user_s", "writer_sys_s")
+
+
+def cpu_split_table(mix, runs, w):
+    """Where each consumer's CPU goes: user and kernel time of rollupd's main thread (the
+    reader: event loop, parsing, the store) and of its writer thread, against the ceiling
+    reader's user and kernel time (rusage), CPU s per million events, medians."""
+    kinds = [k for k in ("ceiling", "rollupd", "ceiling-noack", "lone")
+             if any(r["kind"] == k and "reader_user_s" in r for r in runs)]
+    if not kinds:
+        return
+
+    def med(kind, key):
+        v = [r.get(key, 0.0) / r["events"] * 1e6 for r in runs
+             if r["kind"] == kind and r["events"] and "reader_user_s" in r]
+        return statistics.median(v) if v else None
+    w(f"\n### Where the consumer's CPU goes, {mix} mix (CPU s per million events, medians)\n")
+    w("main thread: the ceiling reader's whole process, rollupd's event loop (reading, "
+      "parsing, the store, acknowledgements); writer: rollupd's PostgreSQL thread (COPY "
+      "text, libpq, the flush). user / kernel from `/proc/PID/task/TID/stat` (rollupd) or "
+      "rusage (the ceiling reader).\n")
+    w("| consumer | main user | main kernel | writer user | writer kernel | total |")
+    w("|---|---:|---:|---:|---:|---:|")
+    for k in kinds:
+        v = [med(k, key) for key in SPLIT]
+        w(f"| {k} | " + " | ".join(fmt(x, 3) for x in v) +
+          f" | {fmt(sum(x or 0.0 for x in v), 3)} |")
+    for kind, ceil, who in PAIRS:
+        if kind not in kinds or ceil not in kinds:
+            continue
+        mu, ms = med(kind, "reader_user_s"), med(kind, "reader_sys_s")
+        cu, cs = med(ceil, "reader_user_s"), med(ceil, "reader_sys_s")
+        w(f"\n{who}: main thread alone {fmt((mu + ms) / (cu + cs), 2) if cu + cs else '–'}x "
+          f"(user {fmt(mu / cu, 2) if cu else '–'}x, kernel {fmt(ms / cs, 2) if cs else '–'}x)")
 
 
 def cmd_report(a):
