@@ -276,7 +276,7 @@ static void on_gap(void *ud, const struct ru_sid *after, const struct ru_sid *de
 
 static void maybe_ready(struct ru_daemon *d);
 
-static void on_stream_state(void *ud, bool up, const char *err)
+static void on_stream_state(void *ud, bool up, enum ru_stream_down down, const char *err)
 {
     struct ru_daemon *d = ud;
     if (up) {
@@ -297,6 +297,8 @@ static void on_stream_state(void *ud, bool up, const char *err)
             d->flush_due = true;
         }
         maybe_ready(d);
+    } else if (down == RU_DOWN_REFUSED) {
+        ru_err("msg=\"%s\"", err);
     } else {
         ru_warn("msg=\"redis connection lost, reconnecting with backoff\" error=\"%s\"", err);
     }

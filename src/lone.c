@@ -72,8 +72,7 @@ static void check_consumers(struct ru_stream *s, const redisReply *r)
                      "consumer read without acknowledgement are to be recovered: waiting until no "
                      "reader that takes no rollupd lock is active",
                      name->str, s->group, ni);
-        ru_err("msg=\"%s\"", why);
-        ru_rconn_drop(s, why);
+        ru_rconn_refuse(s, why);
         return;
     }
 }

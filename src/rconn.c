@@ -128,8 +128,15 @@ void ru_rconn_drop(struct ru_stream *s, const char *why)
     schedule_reconnect(s);
     ru_adopt_dropped(s, why);
     if (s->cb.on_state && !s->quiet_drop)
-        s->cb.on_state(s->cb.ud, false, why);
+        s->cb.on_state(s->cb.ud, false, s->refused ? RU_DOWN_REFUSED : RU_DOWN_LOST, why);
     s->quiet_drop = false;
+    s->refused = false;
+}
+
+void ru_rconn_refuse(struct ru_stream *s, const char *why)
+{
+    s->refused = true;
+    ru_rconn_drop(s, why);
 }
 
 void ru_rconn_failf(struct ru_stream *s, const char *fmt, ...)

@@ -301,7 +301,7 @@ static void on_read(struct ru_stream *s, const redisReply *r, bool replay)
         s->state = RU_S_LIVE;
         s->next_xinfo_ms = 0;
         if (s->cb.on_state)
-            s->cb.on_state(s->cb.ud, true, NULL);
+            s->cb.on_state(s->cb.ud, true, RU_DOWN_LOST, NULL);
         ru_stream_send_read(s);
     } else if (replay) {
         ru_stream_send_read(s);
@@ -570,8 +570,7 @@ static void parse_xinfo(struct ru_stream *s, const redisReply *r)
                  "another consumer joined group %.60s (%lld consumers); a lone consumer stops "
                  "reading",
                  s->group, (long long)nc->integer);
-        ru_err("msg=\"%s\"", why);
-        ru_rconn_drop(s, why);
+        ru_rconn_refuse(s, why);
         return;
     }
     const redisReply *pending = ru_rconn_map_get(g, "pending"), *lag = ru_rconn_map_get(g, "lag");

@@ -13,7 +13,8 @@
  * Each reply handler sits next to the command that sends it.
  *
  * Errors: a handler that finds the connection unusable ends it with ru_rconn_failf (or
- * ru_rconn_drop); the reason becomes last_error and reaches the owner through on_state. */
+ * ru_rconn_drop; ru_rconn_refuse when the operator must act before reading goes on); the
+ * reason becomes last_error and reaches the owner through on_state, which logs it. */
 #ifndef ROLLUPD_RCONN_H
 #define ROLLUPD_RCONN_H
 
@@ -150,6 +151,7 @@ struct ru_stream {
     bool cluster;      /* the server is a cluster node */
     bool target_set, cluster_warned;
     bool quiet_drop; /* a redirection before the gate: the owner was never told of it */
+    bool refused;    /* the drop under way is a refusal (ru_rconn_refuse) */
     unsigned slot;
     int redirects; /* redirections followed at once since the last live connection */
     struct ru_cluster_nodes nodes;
@@ -187,6 +189,8 @@ void ru_rconn_flush(struct ru_stream *s);
  * schedules the next one after the backoff. */
 void ru_rconn_drop(struct ru_stream *s, const char *why);
 void ru_rconn_failf(struct ru_stream *s, const char *fmt, ...) RU_PRINTF(2, 3);
+/* The same for a refusal to read that the operator must resolve (RU_DOWN_REFUSED). */
+void ru_rconn_refuse(struct ru_stream *s, const char *why);
 void ru_rconn_set_error(struct ru_stream *s, const char *why);
 void ru_rconn_connect(struct ru_stream *s);
 /* Poll integration and timers (stream.h's ru_stream_fd, _events, _on_ready, _tick). The
