@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rollupd/group.h"
 #include "rollupd/log.h"
 #include "rollupd/rconn.h"
 
@@ -87,7 +88,7 @@ static void on_client_list(struct ru_stream *s, const redisReply *r)
         fence_kill(s, r);
     else if (!s->fence_warned && r->type == REDIS_REPLY_STRING)
         ru_warn("msg=\"CLIENT ID not answered: no connection closed before reading\"");
-    ru_stream_group_create(s);
+    ru_group_create(s);
     ru_rconn_flush(s);
 }
 

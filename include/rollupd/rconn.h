@@ -1,11 +1,15 @@
 /* rconn: the Redis connection under the stream, and the state the stream's files share.
  * Not for use outside them: the daemon sees only stream.h.
  *
- * The stream is one object (struct ru_stream, below) made of six files:
+ * The stream is one object (struct ru_stream, below) made of eight files:
  * - rconn.c: the socket, the FIFO of commands sent (each entry carries the handler of
  *   its reply, like hiredis' callback list), connect, AUTH/SELECT, backoff, read
  *   timeouts, NOPERM, and following the stream's slot in a Redis Cluster (cluster.h);
- * - stream.c: group creation, replay, XREADGROUP, XACK, XINFO, the owner's calls;
+ * - stream.c: the group read path (replay, XREADGROUP, entries, XACK), the owner's calls;
+ * - readsize.c: the COUNT of the next read, sized to the entries and the memory budget
+ *   (readsize.h);
+ * - group.c: the consumer group on the server: XGROUP CREATE, XINFO GROUPS (lag,
+ *   pending), XINFO CONSUMERS, the stream's last id after a failover (group.h);
  * - fence.c: closing other readers' connections before reading (fence.h);
  * - deadletter.c: copies of invalid entries in the dead-letter stream (deadletter.h);
  * - lone.c: a lone consumer's recovery (lone.h);
@@ -81,7 +85,7 @@ struct ru_stream {
      * parse (read_depth) */
     int reads_inflight, read_depth;
     int read_counts[2]; /* the COUNT each of them was sent with, oldest first */
-    /* COUNT of the next read, adapted to the size of the entries (ru_stream_adapt_count) */
+    /* COUNT of the next read, adapted to the size of the entries (ru_readsize_adapt) */
     int read_count;
     char read_count_s[16];
     size_t read_budget; /* bytes one reply may take in memory; 0 = no bound */
@@ -209,22 +213,12 @@ bool ru_rconn_sid_of(const redisReply *v, struct ru_sid *out);
 
 /* After AUTH, SELECT and CLUSTER SLOTS are queued: the fence, then the group. */
 void ru_stream_handshake(struct ru_stream *s);
-/* XGROUP CREATE ... MKSTREAM: at redis.start the first time, else where recovery starts
- * (a group that vanished); its reply opens the gate after a handshake. */
-void ru_stream_group_create(struct ru_stream *s);
 /* Queues one more XREADGROUP (or, recovering, XRANGE) if the depth allows; true when
  * it did. */
 bool ru_stream_send_read(struct ru_stream *s);
-/* Bookkeeping of the reads in flight: at most two (read_depth). */
-void ru_stream_read_sent(struct ru_stream *s);
-int ru_stream_read_answered(struct ru_stream *s);
-void ru_stream_adapt_count(struct ru_stream *s, size_t n, int sent);
 void ru_stream_start_replay(struct ru_stream *s);
 size_t ru_stream_entry_list(struct ru_stream *s, const redisReply *entries, enum ru_origin origin);
 /* The field/value pairs of one entry's reply array, as borrowed views in s->fields. */
 size_t ru_stream_take_fields(struct ru_stream *s, const redisReply *fr);
-/* Our group's entry in an XINFO GROUPS reply, or NULL. */
-const redisReply *ru_stream_our_group(const struct ru_stream *s, const redisReply *r);
-void ru_stream_xinfo_consumers(struct ru_stream *s, const struct ru_rconn_cmd *k);
 
 #endif
