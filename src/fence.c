@@ -103,15 +103,12 @@ void ru_fence_start(struct ru_stream *s)
     ARG(0, "CLIENT");
     ARG(1, "SETNAME");
     ARG(2, s->name);
-    if (s->c)
-        ru_rconn_send(s, &C_SETNAME, 3);
+    ru_rconn_send(s, &C_SETNAME, 3);
     ARG(1, "ID");
-    if (s->c)
-        ru_rconn_send(s, &C_CLIENT_ID, 2);
+    ru_rconn_send(s, &C_CLIENT_ID, 2);
     ARG(1, "LIST");
     ARG(2, "TYPE");
     ARG(3, "normal");
-    if (s->c)
-        ru_rconn_send(s, &C_CLIENT_LIST, 4);
+    ru_rconn_send(s, &C_CLIENT_LIST, 4);
     ru_rconn_flush(s);
 }

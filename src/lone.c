@@ -116,11 +116,9 @@ void ru_lone_start_check(struct ru_stream *s)
     ARG(0, "XINFO");
     ARG(1, "GROUPS");
     ARG(2, s->stream);
-    if (s->c)
-        ru_rconn_send(s, &C_RECOVER_GROUPS, 3);
+    ru_rconn_send(s, &C_RECOVER_GROUPS, 3);
     ARG(1, "STREAM");
-    if (s->c)
-        ru_rconn_send(s, &C_RECOVER_STREAM, 3);
+    ru_rconn_send(s, &C_RECOVER_STREAM, 3);
 }
 
 /* ---- the dead-letter scan ---- */

@@ -183,7 +183,8 @@ void ru_rconn_argv_reserve(struct ru_stream *s, size_t n);
         (s)->argvlen[ix_] = strlen((s)->argv[ix_]);                                                \
     } while (0)
 /* Queues the command in s->argv[0..argc) and the handler of its reply; written by
- * ru_rconn_flush (or when the socket is writable). */
+ * ru_rconn_flush (or when the socket is writable). Nothing when the connection is gone
+ * (an earlier command of the same step ended it). */
 void ru_rconn_send(struct ru_stream *s, const struct ru_rconn_cmd *k, int argc);
 /* The same for a command already in RESP (len bytes). */
 void ru_rconn_send_formatted(struct ru_stream *s, const struct ru_rconn_cmd *k, const char *cmd,
