@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rollupd/group.h"
 #include "rollupd/rconn.h"
 
 #define ARG(i, str) RU_RCONN_ARG(s, i, str)
@@ -164,7 +165,7 @@ int ru_adopt_list_consumers(struct ru_stream *s)
 {
     if (s->state != RU_S_LIVE)
         return -1;
-    ru_stream_xinfo_consumers(s, &C_XINFO_CONSUMERS);
+    ru_group_xinfo_consumers(s, &C_XINFO_CONSUMERS);
     ru_rconn_flush(s);
     return 0;
 }

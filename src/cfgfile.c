@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "rollupd/cfgcheck.h"
 #include "rollupd/libcfg.h"
 
 struct loader {
@@ -184,7 +185,7 @@ static int resolve(struct loader *ld, struct ru_config *c)
     int bad;
 
     ru_config_derive(c);
-    if (ru_config_cross_check(c, &bad, why, sizeof(why)) < 0) {
+    if (ru_cfgcheck_across(c, &bad, why, sizeof(why)) < 0) {
         fail(ld, ld->key_file[bad], ld->key_line[bad], "%s", why);
         return -1;
     }

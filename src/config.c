@@ -1,9 +1,8 @@
-/* config: loads and validates the libconfig file into struct ru_config. Pure: reads one
- * file (plus anything it @includes), never prints, never exits. */
+/* config: the key table and the walks over it (defaults, freeing, setting a key, the
+ * restart-key diff, the reload's reconnect decisions, the config status command's lines).
+ * What a valid value is lives in cfgcheck.c, reading the file in cfgfile.c. Pure. */
 #include "rollupd/config.h"
 
-#include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <libpq-fe.h>
@@ -14,17 +13,12 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include "rollupd/cluster.h"
+#include "rollupd/cfgcheck.h"
 #include "rollupd/libcfg.h"
 #include "rollupd/redact.h"
 #include "rollupd/redisurl.h"
-
-#define DEAD_SUFFIX  ":dead"
-#define IDENT_MAX    63 /* PostgreSQL NAMEDATALEN - 1 */
-#define SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
@@ -55,159 +49,8 @@ static char *dead_letter_for(const char *stream)
 {
     struct ru_buf b = RU_BUF_INIT;
     ru_buf_puts(&b, stream);
-    ru_buf_puts(&b, DEAD_SUFFIX);
+    ru_buf_puts(&b, RU_CONFIG_DEAD_SUFFIX);
     return b.p;
-}
-
-/* ---- value checks (why: a reason without the key) ----------------------------------- */
-
-typedef int (*check_fn)(const char *v, char *why, size_t whylen);
-
-static int check_url(const char *v, char *why, size_t whylen)
-{
-    struct ru_redis_addr a;
-    if (ru_redisurl_parse(v, &a, why, whylen) < 0)
-        return -1;
-    ru_redisurl_addr_deinit(&a);
-    return 0;
-}
-
-static int check_nonempty(const char *v, char *why, size_t whylen)
-{
-    if (v[0] == '\0') {
-        ru_strlcpy(why, "must not be empty", whylen);
-        return -1;
-    }
-    return 0;
-}
-
-static int check_start(const char *v, char *why, size_t whylen)
-{
-    if (strcmp(v, "0") != 0 && strcmp(v, "$") != 0) {
-        ru_strlcpy(why, "must be \"0\" (the whole stream) or \"$\" (new entries only)", whylen);
-        return -1;
-    }
-    return 0;
-}
-
-static bool ident_ok(const char *s, size_t n)
-{
-    if (n == 0 || n > IDENT_MAX)
-        return false;
-    if (!isalpha((unsigned char)s[0]) && s[0] != '_')
-        return false;
-    for (size_t i = 1; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!isalnum(c) && c != '_' && c != '$')
-            return false;
-    }
-    return true;
-}
-
-static int check_table(const char *v, char *why, size_t whylen)
-{
-    const char *dot = strchr(v, '.');
-    bool ok = dot == NULL ? ident_ok(v, strlen(v))
-                          : ident_ok(v, (size_t)(dot - v)) && ident_ok(dot + 1, strlen(dot + 1));
-    if (!ok) {
-        ru_strlcpy(why,
-                   "must be a table name or schema.table, each part [A-Za-z_][A-Za-z0-9_$]* "
-                   "of at most 63 bytes",
-                   whylen);
-        return -1;
-    }
-    return 0;
-}
-
-static int check_table_opt(const char *v, char *why, size_t whylen)
-{
-    return v[0] == '\0' ? 0 : check_table(v, why, whylen);
-}
-
-static int check_socket(const char *v, char *why, size_t whylen)
-{
-    if (check_nonempty(v, why, whylen) < 0)
-        return -1;
-    if (strlen(v) >= SUN_PATH_MAX) {
-        snprintf(why, whylen, "socket path too long (at most %zu bytes)", SUN_PATH_MAX - 1);
-        return -1;
-    }
-    return 0;
-}
-
-static int check_cluster(const char *v, char *why, size_t whylen)
-{
-    if (strcmp(v, "auto") != 0 && strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
-        ru_strlcpy(why, "must be \"auto\" (ask the server), \"on\" (Redis Cluster) or \"off\"",
-                   whylen);
-        return -1;
-    }
-    return 0;
-}
-
-static int check_seeds(const char *v, char *why, size_t whylen)
-{
-    char e[200];
-    if (ru_cluster_parse_seeds(v, NULL, e, sizeof(e)) < 0) {
-        snprintf(why, whylen, "%s", e);
-        return -1;
-    }
-    return 0;
-}
-
-static int check_log_format(const char *v, char *why, size_t whylen)
-{
-    if (strcmp(v, "auto") != 0 && strcmp(v, "journal") != 0 && strcmp(v, "logfmt") != 0 &&
-        strcmp(v, "json") != 0) {
-        ru_strlcpy(why, "must be \"auto\", \"journal\", \"logfmt\" or \"json\"", whylen);
-        return -1;
-    }
-    return 0;
-}
-
-static int check_listen(const char *v, char *why, size_t whylen)
-{
-    const char *port;
-    char host[INET6_ADDRSTRLEN + 1];
-    unsigned char abuf[sizeof(struct in6_addr)];
-    bool ok;
-
-    if (v[0] == '\0')
-        return 0;
-    if (v[0] == '[') {
-        const char *close = strchr(v, ']');
-        size_t n = close != NULL ? (size_t)(close - v - 1) : 0;
-        ok = close != NULL && n > 0 && n < sizeof(host) && close[1] == ':';
-        if (ok) {
-            memcpy(host, v + 1, n);
-            host[n] = '\0';
-            ok = inet_pton(AF_INET6, host, abuf) == 1;
-        }
-        port = ok ? close + 2 : NULL;
-    } else {
-        const char *colon = strrchr(v, ':');
-        size_t n = colon != NULL ? (size_t)(colon - v) : 0;
-        ok = colon != NULL && n > 0 && n < sizeof(host);
-        if (ok) {
-            memcpy(host, v, n);
-            host[n] = '\0';
-            ok = strcmp(host, "localhost") == 0 || inet_pton(AF_INET, host, abuf) == 1;
-        }
-        port = ok ? colon + 1 : NULL;
-    }
-    if (!ok) {
-        ru_strlcpy(why,
-                   "must be \"host:port\" with an IPv4 address, localhost or a bracketed IPv6 "
-                   "address (e.g. \"127.0.0.1:9187\" or \"[::1]:9187\")",
-                   whylen);
-        return -1;
-    }
-    int p;
-    if (ru_redisurl_parse_port(port, strlen(port), &p) < 0) {
-        ru_strlcpy(why, "bad port (must be from 1 to 65535)", whylen);
-        return -1;
-    }
-    return 0;
 }
 
 /* ---- the key table ------------------------------------------------------------------ */
@@ -234,7 +77,7 @@ struct key {
     enum ru_config_kind kind;
     size_t off;
     int64_t min, max;
-    check_fn check;
+    ru_cfgcheck_fn check;
     const char *def_s; /* "" for the two keys derived from others (consumer, dead letters) */
     int64_t def_i;
     unsigned flags;
@@ -253,22 +96,22 @@ struct key {
 #sec, #nm, K_BOOL, offsetof(struct ru_config, sec.nm), 0, 0, NULL, NULL, def, fl
 
 static const struct key keys[] = {
-    {KSTR(redis, url, check_url, "redis://127.0.0.1:6379/0", REDIS | SECRET)},
-    {KSTR(redis, stream, check_nonempty, "genonaut:route_analytics:stream", RESTART)},
-    {KSTR(redis, group, check_nonempty, "rollupd", RESTART)},
+    {KSTR(redis, url, ru_cfgcheck_url, "redis://127.0.0.1:6379/0", REDIS | SECRET)},
+    {KSTR(redis, stream, ru_cfgcheck_nonempty, "genonaut:route_analytics:stream", RESTART)},
+    {KSTR(redis, group, ru_cfgcheck_nonempty, "rollupd", RESTART)},
     {KSTR(redis, consumer, NULL, "", RESTART)},
     {KINT(redis, count, 1, 100000, 1000, REDIS)},
     {KINT(redis, block_ms, 0, 60000, 1000, REDIS)},
-    {KSTR(redis, start, check_start, "0", 0)},
+    {KSTR(redis, start, ru_cfgcheck_start, "0", 0)},
     {KSTR(redis, dead_letter_stream, NULL, "", RESTART)},
     {KI64(redis, claim_idle_ms, 0, INT64_MAX, 0, 0)},
     {KBOOL(redis, lone_consumer, false, RESTART)},
     {KINT(redis, connect_timeout_ms, 100, 600000, 5000, REDIS)},
-    {KSTR(redis, cluster, check_cluster, "auto", REDIS)},
-    {KSTR(redis, cluster_seeds, check_seeds, "", REDIS)},
+    {KSTR(redis, cluster, ru_cfgcheck_cluster, "auto", REDIS)},
+    {KSTR(redis, cluster_seeds, ru_cfgcheck_seeds, "", REDIS)},
     {KSTR(postgres, conninfo, NULL, "dbname=genonaut", PG | SECRET)},
-    {KSTR(postgres, hourly_table, check_table, "route_analytics_hourly", RESTART)},
-    {KSTR(postgres, raw_table, check_table_opt, "", RESTART)},
+    {KSTR(postgres, hourly_table, ru_cfgcheck_table, "route_analytics_hourly", RESTART)},
+    {KSTR(postgres, raw_table, ru_cfgcheck_table_opt, "", RESTART)},
     {KINT(postgres, statement_timeout_ms, 0, 3600000, 60000, PG)},
     {KINT(postgres, connect_timeout_s, 1, 600, 10, PG)},
     {KBOOL(postgres, create_schema, true, 0)},
@@ -277,10 +120,10 @@ static const struct key keys[] = {
     {KINT(flush, max_keys, 100, 10000000, 100000, 0)},
     {KINT(flush, backlog_entries, 0, 100000000, 8000, 0)},
     {KINT(limits, max_memory_mb, 64, 1048576, 1024, 0)},
-    {KSTR(status, socket, check_socket, "/run/rollupd/rollupd.sock", RESTART)},
-    {KSTR(metrics, listen, check_listen, "", RESTART)},
+    {KSTR(status, socket, ru_cfgcheck_socket, "/run/rollupd/rollupd.sock", RESTART)},
+    {KSTR(metrics, listen, ru_cfgcheck_listen, "", RESTART)},
     {KLEVEL(log, level, RU_LOG_INFO, 0)},
-    {KSTR(log, format, check_log_format, "auto", 0)},
+    {KSTR(log, format, ru_cfgcheck_log_format, "auto", 0)},
 };
 
 #define NKEYS RU_ARRAY_LEN(keys)
@@ -358,79 +201,6 @@ void ru_config_deinit(struct ru_config *cfg)
     for (size_t i = 0; i < RU_CONFIG_MAX_KEYS; i++)
         free(cfg->origin[i]);
     memset(cfg, 0, sizeof(*cfg));
-}
-
-/* ---- checks across keys ------------------------------------------------------------- */
-
-/* Redis Cluster: a MULTI with the dead-letter copy and the XACK must stay in one slot,
- * and a cluster has neither databases nor Unix sockets between its nodes. */
-static int cluster_check(const struct ru_config *c, int *bad, char *why, size_t whylen)
-{
-    if (strcmp(c->redis.cluster, "on") != 0)
-        return 0;
-    const char *st = c->redis.stream, *dl = c->redis.dead_letter_stream;
-    unsigned ss = ru_cluster_keyslot(st, strlen(st)), ds = ru_cluster_keyslot(dl, strlen(dl));
-    size_t sl = strlen(st);
-    bool derived = strncmp(dl, st, sl) == 0 && strcmp(dl + sl, DEAD_SUFFIX) == 0;
-    if (ss != ds && derived) {
-        *bad = ru_config_key_find("redis", "stream");
-        snprintf(why, whylen,
-                 "redis.stream: \"%s\" has no hash tag, so its dead-letter stream \"%s\" lands "
-                 "in another slot (%u, not %u); in a Redis Cluster both must share a slot: name "
-                 "the stream with a tag, e.g. \"%s:{0}\"",
-                 st, dl, ds, ss, st);
-        return -1;
-    }
-    if (ss != ds) {
-        *bad = ru_config_key_find("redis", "dead_letter_stream");
-        snprintf(why, whylen,
-                 "redis.dead_letter_stream: \"%s\" hashes to slot %u and redis.stream \"%s\" "
-                 "to slot %u; in a Redis Cluster both must share a slot: give both the same "
-                 "hash tag (e.g. \"events:{0}\" and \"events:{0}:dead\")",
-                 dl, ds, st, ss);
-        return -1;
-    }
-    /* redis.addr is parsed after these checks: parse a copy */
-    struct ru_redis_addr a;
-    memset(&a, 0, sizeof(a));
-    bool single =
-        ru_redisurl_parse(c->redis.url, &a, NULL, 0) == 0 && (a.path != NULL || a.db != 0);
-    ru_redisurl_addr_deinit(&a);
-    if (single) {
-        *bad = ru_config_key_find("redis", "url");
-        ru_strlcpy(why,
-                   "redis.url: a Redis Cluster is reached over TCP and has database 0 only; "
-                   "use redis://host:port or redis.cluster = \"off\"",
-                   whylen);
-        return -1;
-    }
-    return 0;
-}
-
-int ru_config_cross_check(const struct ru_config *c, int *bad, char *why, size_t whylen)
-{
-    if (strcmp(c->redis.dead_letter_stream, c->redis.stream) == 0) {
-        *bad = ru_config_key_find("redis", "dead_letter_stream");
-        ru_strlcpy(why, "redis.dead_letter_stream: must differ from redis.stream", whylen);
-        return -1;
-    }
-    if (c->postgres.raw_table[0] != '\0' &&
-        strcmp(c->postgres.raw_table, c->postgres.hourly_table) == 0) {
-        *bad = ru_config_key_find("postgres", "raw_table");
-        ru_strlcpy(why, "postgres.raw_table: must differ from postgres.hourly_table", whylen);
-        return -1;
-    }
-    if (cluster_check(c, bad, why, whylen) < 0)
-        return -1;
-    if (c->redis.lone_consumer && c->redis.claim_idle_ms > 0) {
-        *bad = ru_config_key_find("redis", "claim_idle_ms");
-        ru_strlcpy(why,
-                   "redis.claim_idle_ms: a lone consumer has no other consumers to take over; "
-                   "set it to 0 or lone_consumer to false",
-                   whylen);
-        return -1;
-    }
-    return 0;
 }
 
 /* ---- secrets at rest ---------------------------------------------------------------- */
@@ -735,7 +505,7 @@ int ru_config_check(struct ru_config *c, char *err, size_t errlen)
     if (c->origin[dead] == NULL)
         set_str(&c->redis.dead_letter_stream, ""); /* follows redis.stream */
     ru_config_derive(c);
-    if (ru_config_cross_check(c, &bad, why, sizeof(why)) < 0) {
+    if (ru_cfgcheck_across(c, &bad, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "%s: %s", c->origin[bad] != NULL ? c->origin[bad] : "default", why);
         return -1;
     }

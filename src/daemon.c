@@ -276,7 +276,7 @@ static void on_gap(void *ud, const struct ru_sid *after, const struct ru_sid *de
 
 static void maybe_ready(struct ru_daemon *d);
 
-static void on_stream_state(void *ud, bool up, const char *err)
+static void on_stream_state(void *ud, bool up, enum ru_stream_down down, const char *err)
 {
     struct ru_daemon *d = ud;
     if (up) {
@@ -297,6 +297,8 @@ static void on_stream_state(void *ud, bool up, const char *err)
             d->flush_due = true;
         }
         maybe_ready(d);
+    } else if (down == RU_DOWN_REFUSED) {
+        ru_err("msg=\"%s\"", err);
     } else {
         ru_warn("msg=\"redis connection lost, reconnecting with backoff\" error=\"%s\"", err);
     }
@@ -1497,22 +1499,22 @@ static void stream_ready(struct ru_daemon *d, int fd, short revents)
 
 static int status_fds(struct ru_daemon *d, struct pollfd *fds, int room)
 {
-    return ru_status_pollfds(d->status, fds, room);
+    return ru_listener_pollfds(ru_status_listener(d->status), fds, room);
 }
 
 static void status_ready(struct ru_daemon *d, int fd, short revents)
 {
-    ru_status_on_ready(d->status, fd, revents);
+    ru_listener_on_ready(ru_status_listener(d->status), fd, revents);
 }
 
 static int http_fds(struct ru_daemon *d, struct pollfd *fds, int room)
 {
-    return d->http ? ru_http_pollfds(d->http, fds, room) : 0;
+    return d->http ? ru_listener_pollfds(ru_http_listener(d->http), fds, room) : 0;
 }
 
 static void http_ready(struct ru_daemon *d, int fd, short revents)
 {
-    ru_http_on_ready(d->http, fd, revents);
+    ru_listener_on_ready(ru_http_listener(d->http), fd, revents);
 }
 
 /* Handled in this order when several are ready. */
@@ -1524,13 +1526,13 @@ static const struct source sources[] = {
 
 static void status_tick(struct ru_daemon *d)
 {
-    ru_status_tick(d->status);
+    ru_listener_tick(ru_status_listener(d->status));
 }
 
 static void http_tick(struct ru_daemon *d)
 {
     if (d->http)
-        ru_http_tick(d->http);
+        ru_listener_tick(ru_http_listener(d->http));
 }
 
 static void status_line_step(struct ru_daemon *d)

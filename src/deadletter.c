@@ -131,23 +131,19 @@ void ru_deadletter_copy(struct ru_stream *s, const struct ru_sid *id, const stru
         s->argvlen[n++] = fields[i].value.len;
     }
     if (plain) {
-        if (s->c)
-            ru_rconn_send(s, &C_XADD_DL, n);
+        ru_rconn_send(s, &C_XADD_DL, n);
         ru_rconn_flush(s);
         return;
     }
-    if (s->c)
-        ru_rconn_send(s, &C_QUEUED, n);
+    ru_rconn_send(s, &C_QUEUED, n);
     ARG(0, "XACK");
     ARG(1, s->stream);
     ARG(2, s->group);
     s->argv[3] = idtxt;
     s->argvlen[3] = idlen;
-    if (s->c)
-        ru_rconn_send(s, &C_QUEUED, 4);
+    ru_rconn_send(s, &C_QUEUED, 4);
     ARG(0, "EXEC");
-    if (s->c)
-        ru_rconn_send(s, counted ? &C_EXEC_DL_LONE : &C_EXEC_DL, 1);
+    ru_rconn_send(s, counted ? &C_EXEC_DL_LONE : &C_EXEC_DL, 1);
     ru_rconn_flush(s);
 }
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rollupd/group.h"
 #include "rollupd/log.h"
 #include "rollupd/rconn.h"
 
@@ -87,7 +88,7 @@ static void on_client_list(struct ru_stream *s, const redisReply *r)
         fence_kill(s, r);
     else if (!s->fence_warned && r->type == REDIS_REPLY_STRING)
         ru_warn("msg=\"CLIENT ID not answered: no connection closed before reading\"");
-    ru_stream_group_create(s);
+    ru_group_create(s);
     ru_rconn_flush(s);
 }
 
@@ -102,15 +103,12 @@ void ru_fence_start(struct ru_stream *s)
     ARG(0, "CLIENT");
     ARG(1, "SETNAME");
     ARG(2, s->name);
-    if (s->c)
-        ru_rconn_send(s, &C_SETNAME, 3);
+    ru_rconn_send(s, &C_SETNAME, 3);
     ARG(1, "ID");
-    if (s->c)
-        ru_rconn_send(s, &C_CLIENT_ID, 2);
+    ru_rconn_send(s, &C_CLIENT_ID, 2);
     ARG(1, "LIST");
     ARG(2, "TYPE");
     ARG(3, "normal");
-    if (s->c)
-        ru_rconn_send(s, &C_CLIENT_LIST, 4);
+    ru_rconn_send(s, &C_CLIENT_LIST, 4);
     ru_rconn_flush(s);
 }

@@ -101,9 +101,9 @@ void ru_http_free(struct ru_http *h)
     free(h);
 }
 
-int ru_http_pollfds(struct ru_http *h, struct pollfd *fds, int max)
+struct ru_listener *ru_http_listener(struct ru_http *h)
 {
-    return ru_listener_pollfds(h->l, fds, max);
+    return h->l;
 }
 
 static const char *reason(int status)
@@ -158,14 +158,4 @@ static void on_request(void *ud, struct ru_lconn *c, bool too_long)
     ru_listener_reply(c, out.p, out.len);
     ru_buf_free(&body);
     ru_buf_free(&out);
-}
-
-void ru_http_on_ready(struct ru_http *h, int fd, short revents)
-{
-    ru_listener_on_ready(h->l, fd, revents);
-}
-
-void ru_http_tick(struct ru_http *h)
-{
-    ru_listener_tick(h->l);
 }

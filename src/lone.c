@@ -3,8 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rollupd/group.h"
 #include "rollupd/log.h"
 #include "rollupd/rconn.h"
+#include "rollupd/readsize.h"
 
 #define DEAD_SCAN_PAGE   1000
 #define DEAD_SCAN_PAGE_S "1000"
@@ -72,8 +74,7 @@ static void check_consumers(struct ru_stream *s, const redisReply *r)
                      "consumer read without acknowledgement are to be recovered: waiting until no "
                      "reader that takes no rollupd lock is active",
                      name->str, s->group, ni);
-        ru_err("msg=\"%s\"", why);
-        ru_rconn_drop(s, why);
+        ru_rconn_refuse(s, why);
         return;
     }
 }
@@ -88,7 +89,7 @@ static void on_recover_groups(struct ru_stream *s, const redisReply *r)
         return;
     }
     memset(&s->rec_end, 0, sizeof(s->rec_end));
-    ru_rconn_sid_of(ru_rconn_map_get(ru_stream_our_group(s, r), "last-delivered-id"), &s->rec_end);
+    ru_rconn_sid_of(ru_rconn_map_get(ru_group_of(s, r), "last-delivered-id"), &s->rec_end);
 }
 
 static const struct ru_rconn_cmd C_RECOVER_GROUPS = {on_recover_groups, "xinfo|groups",
@@ -111,15 +112,13 @@ static const struct ru_rconn_cmd C_RECOVER_STREAM = {on_recover_stream, "xinfo|s
 void ru_lone_start_check(struct ru_stream *s)
 {
     s->state = RU_S_CHECK;
-    ru_stream_xinfo_consumers(s, &C_CHECK_CONSUMERS);
+    ru_group_xinfo_consumers(s, &C_CHECK_CONSUMERS);
     ARG(0, "XINFO");
     ARG(1, "GROUPS");
     ARG(2, s->stream);
-    if (s->c)
-        ru_rconn_send(s, &C_RECOVER_GROUPS, 3);
+    ru_rconn_send(s, &C_RECOVER_GROUPS, 3);
     ARG(1, "STREAM");
-    if (s->c)
-        ru_rconn_send(s, &C_RECOVER_STREAM, 3);
+    ru_rconn_send(s, &C_RECOVER_STREAM, 3);
 }
 
 /* ---- the dead-letter scan ---- */
@@ -260,14 +259,14 @@ bool ru_lone_is_dead_lettered(const struct ru_stream *s, const struct ru_sid *id
 
 static void on_read_recover(struct ru_stream *s, const redisReply *r)
 {
-    int sent = ru_stream_read_answered(s);
+    int sent = ru_readsize_answered(s);
     s->stats.reads++;
     if (r->type != REDIS_REPLY_ARRAY) {
         ru_rconn_failf(s, "XRANGE: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         return;
     }
     bool full = r->elements >= (size_t)sent;
-    ru_stream_adapt_count(s, r->elements, sent);
+    ru_readsize_adapt(s, r->elements, sent);
     size_t n = ru_stream_entry_list(s, r, RU_FROM_RECOVERY);
     bool done = !full || ru_sid_cmp(&s->cursor, &s->rec_end) >= 0;
     if (s->cb.on_batch)
@@ -296,6 +295,6 @@ void ru_lone_send_read(struct ru_stream *s)
     ARG(3, end);
     ARG(4, "COUNT");
     ARG(5, s->read_count_s);
-    ru_stream_read_sent(s);
+    ru_readsize_sent(s);
     ru_rconn_send(s, &C_READ_RECOVER, 6);
 }

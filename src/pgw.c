@@ -12,11 +12,11 @@
 
 #include <libpq-fe.h>
 
-#include "rollupd/event.h"
 #include "rollupd/flush.h"
 #include "rollupd/log.h"
 #include "rollupd/owner.h"
 #include "rollupd/pgerr.h"
+#include "rollupd/probe.h"
 #include "rollupd/rowstate.h"
 #include "rollupd/schema.h"
 #include "rollupd/sql.h"
@@ -36,7 +36,7 @@ static void on_notice(void *arg, const char *msg)
     ru_debug("msg=\"postgres notice\" text=\"%.*s\"", (int)strcspn(msg, "\n"), msg);
 }
 
-static int connect_db(struct ru_pgw *w)
+int ru_pgw_connect(struct ru_pgw *w)
 {
     pthread_mutex_lock(&w->mu);
     char *conninfo = ru_xstrdup(w->conninfo);
@@ -148,7 +148,7 @@ static void run_batch(struct ru_pgw *w, struct ru_batch *b)
     for (;;) {
         if (w->conn == NULL || atomic_load(&w->reconfigured)) {
             ru_writer_drop(w);
-            if (connect_db(w) < 0) {
+            if (ru_pgw_connect(w) < 0) {
                 if (ru_writer_is_fatal(w)) {
                     b->fenced = true;
                     pthread_mutex_lock(&w->mu);
@@ -255,7 +255,7 @@ static void idle_check(struct ru_pgw *w)
                 (int)strcspn(PQerrorMessage(w->conn), "\n"), PQerrorMessage(w->conn));
     }
     ru_writer_drop(w);
-    while (connect_db(w) < 0) {
+    while (ru_pgw_connect(w) < 0) {
         if (ru_writer_is_fatal(w))
             return;
         ru_log_limited(&w->rl, RU_LOG_WARNING,
@@ -265,109 +265,6 @@ static void idle_check(struct ru_pgw *w)
             return;
     }
     w->backoff_ms = 0;
-}
-
-/* ---- key probes ---- */
-
-/* Probes one key under a savepoint (see ru_pgw_request_keycheck). Returns 0 with a verdict,
- * -1 when PostgreSQL could not answer (the error is in last_error). */
-static int check_key(struct ru_pgw *w, const char *sql, struct ru_keycheck_probe *q)
-{
-    if (ru_writer_exec(w, "SAVEPOINT ru_probe", "probing a key") < 0)
-        return -1;
-    char ts[32];
-    ru_event_format_ts(q->hour_us, ts);
-    const char *params[4] = {ts, q->route, q->method, q->params};
-    PGresult *r = PQexecParams(w->conn, sql, 4, NULL, params, NULL, NULL, 0);
-    int rc = 0;
-    if (PQresultStatus(r) == PGRES_COMMAND_OK) {
-        q->verdict = RU_KEY_FITS;
-    } else if (ru_pgerr_key_refused(PQresultErrorField(r, PG_DIAG_SQLSTATE))) {
-        const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-        q->verdict = RU_KEY_REFUSED;
-        snprintf(q->reason, sizeof(q->reason), "route/params %s: %s",
-                 PQresultErrorField(r, PG_DIAG_SQLSTATE)[0] == '5'
-                     ? "too large for PostgreSQL's unique index"
-                     : "refused by PostgreSQL",
-                 m ? m : "");
-    } else {
-        ru_writer_pg_error(w, "probing a key", r);
-        rc = -1;
-    }
-    PQclear(r);
-    if (rc == 0 && ru_writer_exec(w, "ROLLBACK TO SAVEPOINT ru_probe", "probing a key") < 0) {
-        q->verdict = RU_KEY_UNKNOWN;
-        rc = -1;
-    }
-    return rc;
-}
-
-/* Asks PostgreSQL about each key in one transaction that is rolled back. Keys left
- * RU_KEY_UNKNOWN are asked again by the loop, after this backs off. */
-static void check_keys(struct ru_pgw *w, struct ru_keycheck_probe *probes, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        probes[i].verdict = RU_KEY_UNKNOWN;
-    if (w->conn == NULL || atomic_load(&w->reconfigured)) {
-        ru_writer_drop(w);
-        if (connect_db(w) < 0) {
-            ru_writer_backoff(w);
-            return;
-        }
-    }
-    size_t done = 0;
-    if (ru_writer_exec(w, "BEGIN", "probing keys") == 0)
-        while (done < n && check_key(w, w->sql.probe, &probes[done]) == 0)
-            done++;
-    bool failed = done < n;
-    if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
-        PQclear(PQexec(w->conn, "ROLLBACK"));
-    else
-        ru_writer_drop(w);
-    if (failed) {
-        ru_log_limited(&w->rl, RU_LOG_WARNING,
-                       "msg=\"key probe failed, asking again\" keys=%zu answered=%zu error=\"%s\"",
-                       n, done, w->stats.last_error);
-        ru_writer_backoff(w);
-    } else {
-        w->backoff_ms = 0;
-    }
-}
-
-/* A checkpoint query for an adoption: one attempt, the loop retries if it wants. */
-static void answer_checkpoint(struct ru_pgw *w, const char *ck_req)
-{
-    struct ru_sid val = {0, 0};
-    int rc = -1;
-    if (w->conn == NULL || atomic_load(&w->reconfigured)) {
-        ru_writer_drop(w);
-        connect_db(w);
-    }
-    bool lone = false;
-    ru_owner_adopt_unlock(w); /* an earlier adoption given up without a word */
-    if (w->conn && ru_owner_adopt_lock(w, ck_req) == RU_OWNER_LOCK_DONE)
-        rc = ru_owner_query_checkpoint(w, ck_req, &val, &lone);
-    if (rc == 0 && lone) {
-        /* its entries after the checkpoint are in no pending list to adopt */
-        char msg[200];
-        snprintf(msg, sizeof(msg),
-                 "consumer '%.80s' read without acknowledgements (lone_consumer); start "
-                 "rollupd as that consumer to recover its entries",
-                 ck_req);
-        ru_writer_error(w, "adopting", msg);
-        rc = -1;
-    }
-    if (rc < 0)
-        ru_owner_adopt_unlock(w);
-    pthread_mutex_lock(&w->mu);
-    free(w->ck_req);
-    w->ck_req = NULL;
-    w->ck_done = true;
-    w->ck_rc = rc;
-    w->ck_val = val;
-    ru_strlcpy(w->ck_err, rc < 0 ? w->stats.last_error : "", sizeof(w->ck_err));
-    pthread_mutex_unlock(&w->mu);
-    ru_writer_notify(w);
 }
 
 static void *writer_main(void *arg)
@@ -381,7 +278,7 @@ static void *writer_main(void *arg)
         if (stop)
             return NULL;
         w->setup_blocked = false;
-        if (connect_db(w) == 0)
+        if (ru_pgw_connect(w) == 0)
             break;
         if (ru_writer_is_fatal(w)) {
             ru_writer_drop(w);
@@ -445,7 +342,7 @@ static void *writer_main(void *arg)
             continue;
         }
         if (probes) {
-            check_keys(w, probes, nprobes);
+            ru_probe_keys(w, probes, nprobes);
             pthread_mutex_lock(&w->mu);
             w->kc_req = NULL;
             w->kc_done = probes;
@@ -458,7 +355,7 @@ static void *writer_main(void *arg)
             idle_check(w);
             continue;
         }
-        answer_checkpoint(w, ck_req);
+        ru_probe_checkpoint(w, ck_req);
     }
     ru_writer_drop(w);
     return NULL;

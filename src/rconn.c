@@ -59,6 +59,8 @@ void ru_rconn_argv_reserve(struct ru_stream *s, size_t n)
 
 void ru_rconn_send(struct ru_stream *s, const struct ru_rconn_cmd *k, int argc)
 {
+    if (s->c == NULL)
+        return; /* an earlier command of the same step ended the connection */
     if (redisAppendCommandArgv(s->c, argc, s->argv, s->argvlen) != REDIS_OK) {
         ru_rconn_drop(s, "cannot format command");
         return;
@@ -69,6 +71,8 @@ void ru_rconn_send(struct ru_stream *s, const struct ru_rconn_cmd *k, int argc)
 void ru_rconn_send_formatted(struct ru_stream *s, const struct ru_rconn_cmd *k, const char *cmd,
                              size_t len)
 {
+    if (s->c == NULL)
+        return; /* an earlier command of the same step ended the connection */
     if (redisAppendFormattedCommand(s->c, cmd, len) != REDIS_OK) {
         ru_rconn_drop(s, "cannot format command");
         return;
@@ -128,8 +132,15 @@ void ru_rconn_drop(struct ru_stream *s, const char *why)
     schedule_reconnect(s);
     ru_adopt_dropped(s, why);
     if (s->cb.on_state && !s->quiet_drop)
-        s->cb.on_state(s->cb.ud, false, why);
+        s->cb.on_state(s->cb.ud, false, s->refused ? RU_DOWN_REFUSED : RU_DOWN_LOST, why);
     s->quiet_drop = false;
+    s->refused = false;
+}
+
+void ru_rconn_refuse(struct ru_stream *s, const char *why)
+{
+    s->refused = true;
+    ru_rconn_drop(s, why);
 }
 
 void ru_rconn_failf(struct ru_stream *s, const char *fmt, ...)
@@ -304,8 +315,7 @@ static void start_handshake(struct ru_stream *s)
         ru_rconn_argv_reserve(s, 2);
         ARG(0, "SELECT");
         ARG(1, dbs);
-        if (s->c)
-            ru_rconn_send(s, &C_SELECT, 2);
+        ru_rconn_send(s, &C_SELECT, 2);
     }
     if (s->cluster_mode != 'n' && s->path == NULL && s->db == 0 && s->c) {
         ru_rconn_argv_reserve(s, 2);

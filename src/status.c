@@ -172,9 +172,9 @@ void ru_status_free(struct ru_status *s)
     free(s);
 }
 
-int ru_status_pollfds(struct ru_status *s, struct pollfd *fds, int max)
+struct ru_listener *ru_status_listener(struct ru_status *s)
 {
-    return ru_listener_pollfds(s->l, fds, max);
+    return s->l;
 }
 
 static void dispatch(struct ru_status_req *r)
@@ -219,16 +219,6 @@ static void on_request(void *ud, struct ru_lconn *c, bool too_long)
         ru_status_replyf(r, "error: command line too long");
     else
         dispatch(r);
-}
-
-void ru_status_on_ready(struct ru_status *s, int fd, short revents)
-{
-    ru_listener_on_ready(s->l, fd, revents);
-}
-
-void ru_status_tick(struct ru_status *s)
-{
-    ru_listener_tick(s->l);
 }
 
 void ru_status_reply(struct ru_status_req *r, const char *text, size_t len)

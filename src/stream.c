@@ -8,26 +8,17 @@
 #include "rollupd/cluster.h"
 #include "rollupd/deadletter.h"
 #include "rollupd/fence.h"
+#include "rollupd/group.h"
 #include "rollupd/log.h"
 #include "rollupd/lone.h"
 #include "rollupd/rconn.h"
+#include "rollupd/readsize.h"
 
-#define ACK_CHUNK      1000
-#define XINFO_EVERY_MS 5000
+#define ACK_CHUNK 1000
 
 #define ARG(i, str) RU_RCONN_ARG(s, i, str)
 
 /* ---- configuration ---- */
-
-static void set_read_count(struct ru_stream *s, size_t n)
-{
-    if (n > (size_t)s->count)
-        n = (size_t)s->count;
-    if (n < 1)
-        n = 1;
-    s->read_count = (int)n;
-    snprintf(s->read_count_s, sizeof(s->read_count_s), "%d", s->read_count);
-}
 
 static void copy_config(struct ru_stream *s, const struct ru_config *cfg)
 {
@@ -56,41 +47,7 @@ static void copy_config(struct ru_stream *s, const struct ru_config *cfg)
     if (ru_cluster_parse_seeds(cfg->redis.cluster_seeds, &s->nodes, NULL, 0) < 0)
         ru_debug("msg=\"redis.cluster_seeds not parsed (checked at load)\"");
     snprintf(s->block_s, sizeof(s->block_s), "%d", s->block_ms);
-    set_read_count(s, RU_RCONN_SLOW_START);
-}
-
-/* An XREADGROUP or XRANGE has a COUNT but no limit in bytes, and its reply is held whole
- * in the arena while it is walked: the entry count is what bounds its memory. Each reply
- * measures what an entry takes (arena bytes over entries) and the next reads ask for
- * read_budget / that many, at most redis.count. After each connect reading starts at
- * RU_RCONN_SLOW_START entries and doubles with each full reply, so even the first read of a stream
- * of huge entries stays small; a shrink applies at once. sent: the COUNT of this read. */
-void ru_stream_adapt_count(struct ru_stream *s, size_t n, int sent)
-{
-    if (n == 0)
-        return;
-    size_t bytes = ru_reply_arena_used(s->arena) + s->reply_bytes;
-    s->entry_bytes = bytes / n > 0 ? bytes / n : 1;
-    size_t next = (size_t)s->read_count;
-    if (n >= (size_t)sent)
-        next *= 2;
-    if (s->read_budget > 0 && next > s->read_budget / s->entry_bytes)
-        next = s->read_budget / s->entry_bytes;
-    set_read_count(s, next);
-}
-
-/* Bookkeeping of the reads in flight: at most two (read_depth). */
-void ru_stream_read_sent(struct ru_stream *s)
-{
-    s->read_counts[s->reads_inflight++] = s->read_count;
-}
-
-int ru_stream_read_answered(struct ru_stream *s)
-{
-    int sent = s->read_counts[0];
-    s->read_counts[0] = s->read_counts[1];
-    s->reads_inflight--;
-    return sent;
+    ru_readsize_set(s, RU_RCONN_SLOW_START);
 }
 
 struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_stream_cb *cb)
@@ -259,7 +216,7 @@ void ru_stream_start_replay(struct ru_stream *s)
 /* XREADGROUP, replaying this consumer's pending list (replay) or live. */
 static void on_read(struct ru_stream *s, const redisReply *r, bool replay)
 {
-    int sent = ru_stream_read_answered(s);
+    int sent = ru_readsize_answered(s);
     s->stats.reads++;
     if (!replay && s->state != RU_S_LIVE) {
         /* the second of two live reads, answered after the first found the group
@@ -270,7 +227,7 @@ static void on_read(struct ru_stream *s, const redisReply *r, bool replay)
     if (r->type == REDIS_REPLY_ERROR) {
         if (ru_rconn_is_error(r, "NOGROUP")) {
             /* the group vanished under us (FLUSHALL, restart without persistence) */
-            ru_stream_group_create(s);
+            ru_group_create(s);
             s->state = RU_S_HANDSHAKE;
             return;
         }
@@ -279,7 +236,7 @@ static void on_read(struct ru_stream *s, const redisReply *r, bool replay)
     }
     size_t got = reply_entries(r);
     bool full = got >= (size_t)sent;
-    ru_stream_adapt_count(s, got, sent); /* before the next reads leave */
+    ru_readsize_adapt(s, got, sent); /* before the next reads leave */
     /* A lone consumer's short reply: the next read will BLOCK, and the dead-letter
      * copies of this batch must not wait behind it (commits wait for them). */
     bool after = false;
@@ -301,7 +258,7 @@ static void on_read(struct ru_stream *s, const redisReply *r, bool replay)
         s->state = RU_S_LIVE;
         s->next_xinfo_ms = 0;
         if (s->cb.on_state)
-            s->cb.on_state(s->cb.ud, true, NULL);
+            s->cb.on_state(s->cb.ud, true, RU_DOWN_LOST, NULL);
         ru_stream_send_read(s);
     } else if (replay) {
         ru_stream_send_read(s);
@@ -368,124 +325,15 @@ bool ru_stream_send_read(struct ru_stream *s)
         ru_sid_format(&s->cursor, cur);
         ARG(n++, cur);
     }
-    ru_stream_read_sent(s);
+    ru_readsize_sent(s);
     ru_rconn_send(s, s->state == RU_S_LIVE ? &C_READ_LIVE : &C_READ_REPLAY, n);
     return true;
-}
-
-/* ---- Redis Cluster: the stream's last id after a failover ---- */
-
-static void on_xsetid(struct ru_stream *s, const redisReply *r)
-{
-    (void)s;
-    if (r->type == REDIS_REPLY_ERROR)
-        ru_warn("msg=\"XSETID refused: entries added now may get ids at or below the "
-                "checkpoint and be skipped; grant +xsetid on the stream key\" error=\"%s\"",
-                r->str);
-}
-
-static const struct ru_rconn_cmd C_XSETID = {on_xsetid, "xsetid", RU_RCONN_NOPERM_HANDLED};
-
-static void id_guard(struct ru_stream *s, const redisReply *r)
-{
-    struct ru_sid last;
-    if (r->type != REDIS_REPLY_ARRAY ||
-        !ru_rconn_sid_of(ru_rconn_map_get(r, "last-generated-id"), &last) ||
-        ru_sid_cmp(&last, &s->last_seen) >= 0)
-        return;
-    char have[RU_SID_STRLEN], seen[RU_SID_STRLEN];
-    ru_sid_format(&last, have);
-    ru_sid_format(&s->last_seen, seen);
-    ru_err("msg=\"the stream ends below entries this process has already read: Redis lost "
-           "acknowledged writes (a failover with asynchronous replication); those events stay "
-           "counted once, and the stream's last id is raised so new entries sort above the "
-           "checkpoint\" stream=%s last_generated=%s seen=%s",
-           s->stream, have, seen);
-    s->stats.redis_lost_tail++;
-    ru_rconn_argv_reserve(s, 3);
-    ARG(0, "XSETID");
-    ARG(1, s->stream);
-    ARG(2, seen);
-    ru_rconn_send(s, &C_XSETID, 3);
-    ru_rconn_flush(s);
-}
-
-static const struct ru_rconn_cmd C_ID_GUARD = {id_guard, "xinfo|stream", RU_RCONN_NOPERM_HANDLED};
-
-/* A failover can lose the last writes the old master acknowledged, entries this process
- * has already taken in among them: the new master's stream then ends below the checkpoint,
- * and an entry added now could get an id at or below it (a clock behind the old master's)
- * and be skipped as committed. XSETID raises the stream's last id to what this process has
- * seen, so every entry added from now on sorts above the checkpoint. */
-static void send_id_guard(struct ru_stream *s)
-{
-    if (ru_sid_is_zero(&s->last_seen))
-        return;
-    ru_rconn_argv_reserve(s, 3);
-    ARG(0, "XINFO");
-    ARG(1, "STREAM");
-    ARG(2, s->stream);
-    ru_rconn_send(s, &C_ID_GUARD, 3);
-}
-
-/* ---- the group ---- */
-
-static void on_group_create(struct ru_stream *s, const redisReply *r)
-{
-    if (r->type == REDIS_REPLY_ERROR && !ru_rconn_is_error(r, "BUSYGROUP")) {
-        ru_rconn_failf(s, "XGROUP CREATE: %s", r->str);
-        return;
-    }
-    if (r->type != REDIS_REPLY_ERROR && s->group_known) {
-        s->stats.group_recreated++;
-        if (s->cb.on_group_recreated)
-            s->cb.on_group_recreated(s->cb.ud);
-    }
-    s->group_known = true;
-    if (s->cluster)
-        send_id_guard(s);
-    if (s->state == RU_S_HANDSHAKE) {
-        /* nothing is read until the owner has seen its lock alive after the fence */
-        s->state = RU_S_GATE;
-        if (s->cb.on_gate)
-            s->cb.on_gate(s->cb.ud);
-    }
-}
-
-static const struct ru_rconn_cmd C_GROUP_CREATE = {on_group_create, "xgroup|create",
-                                                   RU_RCONN_NOPERM_FATAL};
-
-static void send_group_create(struct ru_stream *s, const char *start)
-{
-    ru_rconn_argv_reserve(s, 6);
-    ARG(0, "XGROUP");
-    ARG(1, "CREATE");
-    ARG(2, s->stream);
-    ARG(3, s->group);
-    ARG(4, start);
-    ARG(5, "MKSTREAM");
-    ru_rconn_send(s, &C_GROUP_CREATE, 6);
-}
-
-/* Where a group that vanished is created again: after what this consumer committed (a
- * lone consumer: what the group committed), so that what the producer wrote meanwhile
- * is read whatever redis.start says; "0" when nothing was committed yet. */
-void ru_stream_group_create(struct ru_stream *s)
-{
-    char at[RU_SID_STRLEN];
-    if (!s->group_known) {
-        send_group_create(s, s->start);
-        return;
-    }
-    struct ru_sid from = ru_lone_recover_from(s);
-    ru_sid_format(&from, at);
-    send_group_create(s, at);
 }
 
 /* After AUTH, SELECT and CLUSTER SLOTS: the fence, then (on its last reply) the group. */
 void ru_stream_handshake(struct ru_stream *s)
 {
-    set_read_count(s, RU_RCONN_SLOW_START);
+    ru_readsize_set(s, RU_RCONN_SLOW_START);
     ru_fence_start(s);
 }
 
@@ -538,66 +386,6 @@ void ru_stream_ack(struct ru_stream *s, const struct ru_sid *ids, size_t n)
     }
     ru_buf_free(&b);
     ru_rconn_flush(s);
-}
-
-/* ---- XINFO ---- */
-
-/* Our group's entry in an XINFO GROUPS reply, or NULL. */
-const redisReply *ru_stream_our_group(const struct ru_stream *s, const redisReply *r)
-{
-    if (r->type != REDIS_REPLY_ARRAY)
-        return NULL;
-    for (size_t i = 0; i < r->elements; i++) {
-        const redisReply *name = ru_rconn_map_get(r->element[i], "name");
-        if (name && name->str && strcmp(name->str, s->group) == 0)
-            return r->element[i];
-    }
-    return NULL;
-}
-
-static void parse_xinfo(struct ru_stream *s, const redisReply *r)
-{
-    if (r->type != REDIS_REPLY_ARRAY)
-        return;
-    const redisReply *g = ru_stream_our_group(s, r);
-    const redisReply *nc = ru_rconn_map_get(g, "consumers");
-    if (s->lone && s->state == RU_S_LIVE && nc && nc->type == REDIS_REPLY_INTEGER &&
-        nc->integer > 1) {
-        /* Entries it reads are not ours, yet a recovery after our checkpoint would read
-         * them again: stop reading until it is gone (the check at connect names it). */
-        char why[200];
-        snprintf(why, sizeof(why),
-                 "another consumer joined group %.60s (%lld consumers); a lone consumer stops "
-                 "reading",
-                 s->group, (long long)nc->integer);
-        ru_err("msg=\"%s\"", why);
-        ru_rconn_drop(s, why);
-        return;
-    }
-    const redisReply *pending = ru_rconn_map_get(g, "pending"), *lag = ru_rconn_map_get(g, "lag");
-    if (g != NULL) {
-        s->stats.group_pending =
-            pending && pending->type == REDIS_REPLY_INTEGER ? pending->integer : -1;
-        s->stats.lag = lag && lag->type == REDIS_REPLY_INTEGER ? lag->integer : -1;
-    }
-}
-
-static void on_xinfo(struct ru_stream *s, const redisReply *r)
-{
-    s->xinfo_inflight = false;
-    parse_xinfo(s, r);
-}
-
-static const struct ru_rconn_cmd C_XINFO = {on_xinfo, "xinfo|groups", RU_RCONN_NOPERM_FATAL};
-
-void ru_stream_xinfo_consumers(struct ru_stream *s, const struct ru_rconn_cmd *k)
-{
-    ru_rconn_argv_reserve(s, 4);
-    ARG(0, "XINFO");
-    ARG(1, "CONSUMERS");
-    ARG(2, s->stream);
-    ARG(3, s->group);
-    ru_rconn_send(s, k, 4);
 }
 
 /* ---- the owner's calls ---- */
@@ -729,16 +517,7 @@ int ru_stream_tick(struct ru_stream *s)
     int wait = ru_rconn_tick(s, now);
     if (wait >= 0)
         return wait;
-    if (s->state == RU_S_LIVE && !s->paused && !s->xinfo_inflight && now >= s->next_xinfo_ms) {
-        s->xinfo_inflight = true;
-        s->next_xinfo_ms = now + XINFO_EVERY_MS;
-        ru_rconn_argv_reserve(s, 3);
-        ARG(0, "XINFO");
-        ARG(1, "GROUPS");
-        ARG(2, s->stream);
-        ru_rconn_send(s, &C_XINFO, 3);
-        ru_rconn_flush(s);
-    }
+    ru_group_info_tick(s, now);
     return 1000;
 }
 
@@ -824,27 +603,22 @@ const struct ru_sid *ru_stream_last_seen(const struct ru_stream *s)
     return &s->last_seen;
 }
 
-void ru_stream_set_read_budget(struct ru_stream *s, size_t bytes)
-{
-    s->read_budget = bytes;
-    if (bytes > 0 && s->entry_bytes > 0 && (size_t)s->read_count > bytes / s->entry_bytes)
-        set_read_count(s, bytes / s->entry_bytes);
-}
-
 size_t ru_stream_mem(const struct ru_stream *s)
 {
     return ru_reply_arena_size(s->arena) + s->rcap;
 }
 
+void ru_stream_set_read_budget(struct ru_stream *s, size_t bytes)
+{
+    ru_readsize_budget(s, bytes);
+}
+
 int ru_stream_read_count(const struct ru_stream *s)
 {
-    return s->read_count;
+    return ru_readsize_count(s);
 }
 
 size_t ru_stream_entry_bytes(const struct ru_stream *s)
 {
-    if (s->entry_bytes > 0)
-        return s->entry_bytes;
-    /* nothing measured yet: as if the next read filled its budget */
-    return s->read_budget > 0 ? s->read_budget / (size_t)s->read_count : 1024;
+    return ru_readsize_entry_bytes(s);
 }

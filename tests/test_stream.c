@@ -29,7 +29,7 @@ struct fake {
     struct ru_config cfg;
     struct ru_stream *s;
     /* what the callbacks saw */
-    int gates, ups, downs, entries, batches;
+    int gates, ups, downs, refusals, entries, batches;
     char err[600];
     char entry_id[RU_SID_STRLEN], entry_f0[64];
 };
@@ -55,7 +55,7 @@ static void on_batch(void *ud, size_t n, bool full, bool replay)
     ((struct fake *)ud)->batches++;
 }
 
-static void on_state(void *ud, bool up, const char *err)
+static void on_state(void *ud, bool up, enum ru_stream_down down, const char *err)
 {
     struct fake *x = ud;
     if (up) {
@@ -63,6 +63,7 @@ static void on_state(void *ud, bool up, const char *err)
         return;
     }
     x->downs++;
+    x->refusals += down == RU_DOWN_REFUSED;
     snprintf(x->err, sizeof(x->err), "%s", err);
 }
 
@@ -223,6 +224,7 @@ Test(rconn, auth_refused_is_one_error_that_drops_the_connection)
     cr_assert_str_eq(ru_stream_last_error(x.s),
                      "AUTH: WRONGPASS invalid username-password pair or user is disabled.");
     cr_assert_eq(x.downs, 1);
+    cr_assert_eq(x.refusals, 0, "a failed AUTH is a lost connection, not a refusal");
     cr_assert_str_eq(x.err, ru_stream_last_error(x.s));
     cr_assert_eq(ru_stream_fd(x.s), -1);
     fake_stop(&x);
@@ -338,6 +340,7 @@ Test(lone, another_consumer_in_the_group_is_refused)
                                "needs the group to itself."),
               "%s", err);
     cr_assert_eq(x.downs, 1);
+    cr_assert_eq(x.refusals, 1, "the owner is told to log a refusal, not a lost connection");
     cr_assert_not(ru_stream_live(x.s));
     fake_stop(&x);
 }

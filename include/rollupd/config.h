@@ -11,7 +11,8 @@
 #include "rollupd/redisurl.h"
 #include "rollupd/util.h"
 
-#define RU_CONFIG_MAX_KEYS 48 /* room for the key table; config.c checks it */
+#define RU_CONFIG_MAX_KEYS    48      /* room for the key table; config.c checks it */
+#define RU_CONFIG_DEAD_SUFFIX ":dead" /* redis.dead_letter_stream's default: stream + this */
 
 struct ru_config {
     char *path; /* the file it was loaded from (NULL for defaults only) */
@@ -144,10 +145,6 @@ void ru_config_set_bool(struct ru_config *c, size_t i, bool v, const char *origi
 /* Values derived from others when left empty: the consumer (the host name) and the
  * dead-letter stream ("<stream>:dead"). */
 void ru_config_derive(struct ru_config *c);
-/* The checks across keys: -1 with the index of the key at fault in *bad and "key: reason"
- * in why, or 0. */
-int ru_config_cross_check(const struct ru_config *c, int *bad, char *why,
-                          size_t whylen) RU_MUSTCHECK;
 
 /* The checks across keys and the values derived from others, after ru_config_set: a
  * dead-letter stream still at its default follows redis.stream. On failure -1 and

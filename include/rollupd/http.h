@@ -4,8 +4,7 @@
 #ifndef ROLLUPD_HTTP_H
 #define ROLLUPD_HTTP_H
 
-#include <poll.h>
-
+#include "rollupd/listener.h"
 #include "rollupd/util.h"
 
 struct ru_http;
@@ -18,8 +17,7 @@ typedef void (*ru_http_fn)(void *ud, const char *path, int *status, const char *
 /* Listens on "host:port" (IPv4, "localhost" or "[v6]"). Returns NULL with a reason in err. */
 struct ru_http *ru_http_new(const char *listen, ru_http_fn fn, void *ud, char *err, size_t errlen);
 void ru_http_free(struct ru_http *h);
-int ru_http_pollfds(struct ru_http *h, struct pollfd *fds, int max);
-void ru_http_on_ready(struct ru_http *h, int fd, short revents);
-void ru_http_tick(struct ru_http *h);
+/* Its connections, for the owner's poll loop (ru_listener_pollfds, _on_ready, _tick). */
+struct ru_listener *ru_http_listener(struct ru_http *h);
 
 #endif

@@ -1,11 +1,15 @@
 /* rconn: the Redis connection under the stream, and the state the stream's files share.
  * Not for use outside them: the daemon sees only stream.h.
  *
- * The stream is one object (struct ru_stream, below) made of six files:
+ * The stream is one object (struct ru_stream, below) made of eight files:
  * - rconn.c: the socket, the FIFO of commands sent (each entry carries the handler of
  *   its reply, like hiredis' callback list), connect, AUTH/SELECT, backoff, read
  *   timeouts, NOPERM, and following the stream's slot in a Redis Cluster (cluster.h);
- * - stream.c: group creation, replay, XREADGROUP, XACK, XINFO, the owner's calls;
+ * - stream.c: the group read path (replay, XREADGROUP, entries, XACK), the owner's calls;
+ * - readsize.c: the COUNT of the next read, sized to the entries and the memory budget
+ *   (readsize.h);
+ * - group.c: the consumer group on the server: XGROUP CREATE, XINFO GROUPS (lag,
+ *   pending), XINFO CONSUMERS, the stream's last id after a failover (group.h);
  * - fence.c: closing other readers' connections before reading (fence.h);
  * - deadletter.c: copies of invalid entries in the dead-letter stream (deadletter.h);
  * - lone.c: a lone consumer's recovery (lone.h);
@@ -13,7 +17,8 @@
  * Each reply handler sits next to the command that sends it.
  *
  * Errors: a handler that finds the connection unusable ends it with ru_rconn_failf (or
- * ru_rconn_drop); the reason becomes last_error and reaches the owner through on_state. */
+ * ru_rconn_drop; ru_rconn_refuse when the operator must act before reading goes on); the
+ * reason becomes last_error and reaches the owner through on_state, which logs it. */
 #ifndef ROLLUPD_RCONN_H
 #define ROLLUPD_RCONN_H
 
@@ -80,7 +85,7 @@ struct ru_stream {
      * parse (read_depth) */
     int reads_inflight, read_depth;
     int read_counts[2]; /* the COUNT each of them was sent with, oldest first */
-    /* COUNT of the next read, adapted to the size of the entries (ru_stream_adapt_count) */
+    /* COUNT of the next read, adapted to the size of the entries (ru_readsize_adapt) */
     int read_count;
     char read_count_s[16];
     size_t read_budget; /* bytes one reply may take in memory; 0 = no bound */
@@ -150,6 +155,7 @@ struct ru_stream {
     bool cluster;      /* the server is a cluster node */
     bool target_set, cluster_warned;
     bool quiet_drop; /* a redirection before the gate: the owner was never told of it */
+    bool refused;    /* the drop under way is a refusal (ru_rconn_refuse) */
     unsigned slot;
     int redirects; /* redirections followed at once since the last live connection */
     struct ru_cluster_nodes nodes;
@@ -177,7 +183,8 @@ void ru_rconn_argv_reserve(struct ru_stream *s, size_t n);
         (s)->argvlen[ix_] = strlen((s)->argv[ix_]);                                                \
     } while (0)
 /* Queues the command in s->argv[0..argc) and the handler of its reply; written by
- * ru_rconn_flush (or when the socket is writable). */
+ * ru_rconn_flush (or when the socket is writable). Nothing when the connection is gone
+ * (an earlier command of the same step ended it). */
 void ru_rconn_send(struct ru_stream *s, const struct ru_rconn_cmd *k, int argc);
 /* The same for a command already in RESP (len bytes). */
 void ru_rconn_send_formatted(struct ru_stream *s, const struct ru_rconn_cmd *k, const char *cmd,
@@ -187,6 +194,8 @@ void ru_rconn_flush(struct ru_stream *s);
  * schedules the next one after the backoff. */
 void ru_rconn_drop(struct ru_stream *s, const char *why);
 void ru_rconn_failf(struct ru_stream *s, const char *fmt, ...) RU_PRINTF(2, 3);
+/* The same for a refusal to read that the operator must resolve (RU_DOWN_REFUSED). */
+void ru_rconn_refuse(struct ru_stream *s, const char *why);
 void ru_rconn_set_error(struct ru_stream *s, const char *why);
 void ru_rconn_connect(struct ru_stream *s);
 /* Poll integration and timers (stream.h's ru_stream_fd, _events, _on_ready, _tick). The
@@ -205,22 +214,12 @@ bool ru_rconn_sid_of(const redisReply *v, struct ru_sid *out);
 
 /* After AUTH, SELECT and CLUSTER SLOTS are queued: the fence, then the group. */
 void ru_stream_handshake(struct ru_stream *s);
-/* XGROUP CREATE ... MKSTREAM: at redis.start the first time, else where recovery starts
- * (a group that vanished); its reply opens the gate after a handshake. */
-void ru_stream_group_create(struct ru_stream *s);
 /* Queues one more XREADGROUP (or, recovering, XRANGE) if the depth allows; true when
  * it did. */
 bool ru_stream_send_read(struct ru_stream *s);
-/* Bookkeeping of the reads in flight: at most two (read_depth). */
-void ru_stream_read_sent(struct ru_stream *s);
-int ru_stream_read_answered(struct ru_stream *s);
-void ru_stream_adapt_count(struct ru_stream *s, size_t n, int sent);
 void ru_stream_start_replay(struct ru_stream *s);
 size_t ru_stream_entry_list(struct ru_stream *s, const redisReply *entries, enum ru_origin origin);
 /* The field/value pairs of one entry's reply array, as borrowed views in s->fields. */
 size_t ru_stream_take_fields(struct ru_stream *s, const redisReply *fr);
-/* Our group's entry in an XINFO GROUPS reply, or NULL. */
-const redisReply *ru_stream_our_group(const struct ru_stream *s, const redisReply *r);
-void ru_stream_xinfo_consumers(struct ru_stream *s, const struct ru_rconn_cmd *k);
 
 #endif

@@ -5,10 +5,10 @@
 #ifndef ROLLUPD_STATUS_H
 #define ROLLUPD_STATUS_H
 
-#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "rollupd/listener.h"
 #include "rollupd/util.h"
 
 struct ru_status;
@@ -35,12 +35,9 @@ struct ru_status *ru_status_new(const char *path, int listen_fd, unsigned mode,
 /* Closes every client and the listener; removes the socket file it created. */
 void ru_status_free(struct ru_status *s);
 
-/* Appends its pollfds to fds (at most max); returns how many. */
-int ru_status_pollfds(struct ru_status *s, struct pollfd *fds, int max);
-/* Handles readiness for one of its fds. */
-void ru_status_on_ready(struct ru_status *s, int fd, short revents);
-/* Drops clients that did not send a full line in time; call on every loop tick. */
-void ru_status_tick(struct ru_status *s);
+/* Its connections, for the owner's poll loop (ru_listener_pollfds, _on_ready, _tick:
+ * a client that does not send a whole line in time is dropped). */
+struct ru_listener *ru_status_listener(struct ru_status *s);
 
 /* Sends text (a newline is added if missing) and closes the client. */
 void ru_status_reply(struct ru_status_req *req, const char *text, size_t len);

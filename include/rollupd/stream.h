@@ -43,6 +43,12 @@ enum ru_origin {
                        * entry; dead-lettering done only if RU_SEEN_DEAD says so */
 };
 
+/* Why reading stopped, for the owner's log line. */
+enum ru_stream_down {
+    RU_DOWN_LOST,    /* the connection failed or was closed: it reconnects with backoff */
+    RU_DOWN_REFUSED, /* rollupd will not read until the operator acts; err says how */
+};
+
 struct ru_stream_cb {
     void *ud;
     /* One entry. fields borrowed until return. A fresh delivery (RU_FROM_LIVE) of an id
@@ -59,8 +65,9 @@ struct ru_stream_cb {
     /* End of one XREADGROUP or recovery XRANGE reply (n entries; full: as many as the
      * read asked for, so more may be waiting; replay unless live). */
     void (*on_batch)(void *ud, size_t n, bool full, bool replay);
-    /* Connected and live (after replay), or lost (err != NULL). */
-    void (*on_state)(void *ud, bool up, const char *err);
+    /* Connected and live (after replay), or reading stopped (err != NULL, also
+     * ru_stream_last_error). The stream logs neither: the owner does, once. */
+    void (*on_state)(void *ud, bool up, enum ru_stream_down down, const char *err);
     /* The group did not exist on a connection that had seen it before. */
     void (*on_group_recreated)(void *ud);
     /* A new connection is fenced (earlier connections of this consumer closed) and waits:

@@ -4,7 +4,8 @@
  *
  * The writer is one thread (pgw.c: mailbox, connect, retry, idle check) and what it does
  * on its session: set-up of the schema (schema.c), the consumer's advisory locks and
- * checkpoint rows (owner.c), and the flush transaction (flush.c). Fields marked
+ * checkpoint rows (owner.c), the flush transaction (flush.c), and the answers to the
+ * loop's key probes and an adoption's checkpoint query (probe.c). Fields marked
  * "protected by mu" are shared with the loop's thread; "thread-owned" ones only the
  * writer's thread touches.
  *
@@ -118,6 +119,9 @@ struct ru_pgw {
     struct ru_ratelimit rl;
 };
 
+/* (pgw.c) Opens the session: connect, the session's settings, the consumer's locks.
+ * 0, or -1 with the error (the session dropped). */
+int ru_pgw_connect(struct ru_pgw *w);
 /* Wakes the loop: ru_pgw_fd() becomes readable. */
 void ru_writer_notify(struct ru_pgw *w);
 /* Records "what: detail" as the last error (one line); no SQLSTATE. */

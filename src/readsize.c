@@ -1,0 +1,69 @@
+#include "rollupd/readsize.h"
+
+#include <stdio.h>
+
+#include "rollupd/rconn.h"
+
+void ru_readsize_set(struct ru_stream *s, size_t n)
+{
+    if (n > (size_t)s->count)
+        n = (size_t)s->count;
+    if (n < 1)
+        n = 1;
+    s->read_count = (int)n;
+    snprintf(s->read_count_s, sizeof(s->read_count_s), "%d", s->read_count);
+}
+
+/* An XREADGROUP or XRANGE has a COUNT but no limit in bytes, and its reply is held whole
+ * in the arena while it is walked: the entry count is what bounds its memory. Each reply
+ * measures what an entry takes (arena bytes over entries) and the next reads ask for
+ * read_budget / that many, at most redis.count. After each connect reading starts at
+ * RU_RCONN_SLOW_START entries and doubles with each full reply, so even the first read of a stream
+ * of huge entries stays small; a shrink applies at once. sent: the COUNT of this read. */
+void ru_readsize_adapt(struct ru_stream *s, size_t n, int sent)
+{
+    if (n == 0)
+        return;
+    size_t bytes = ru_reply_arena_used(s->arena) + s->reply_bytes;
+    s->entry_bytes = bytes / n > 0 ? bytes / n : 1;
+    size_t next = (size_t)s->read_count;
+    if (n >= (size_t)sent)
+        next *= 2;
+    if (s->read_budget > 0 && next > s->read_budget / s->entry_bytes)
+        next = s->read_budget / s->entry_bytes;
+    ru_readsize_set(s, next);
+}
+
+/* Bookkeeping of the reads in flight: at most two (read_depth). */
+void ru_readsize_sent(struct ru_stream *s)
+{
+    s->read_counts[s->reads_inflight++] = s->read_count;
+}
+
+int ru_readsize_answered(struct ru_stream *s)
+{
+    int sent = s->read_counts[0];
+    s->read_counts[0] = s->read_counts[1];
+    s->reads_inflight--;
+    return sent;
+}
+
+void ru_readsize_budget(struct ru_stream *s, size_t bytes)
+{
+    s->read_budget = bytes;
+    if (bytes > 0 && s->entry_bytes > 0 && (size_t)s->read_count > bytes / s->entry_bytes)
+        ru_readsize_set(s, bytes / s->entry_bytes);
+}
+
+int ru_readsize_count(const struct ru_stream *s)
+{
+    return s->read_count;
+}
+
+size_t ru_readsize_entry_bytes(const struct ru_stream *s)
+{
+    if (s->entry_bytes > 0)
+        return s->entry_bytes;
+    /* nothing measured yet: as if the next read filled its budget */
+    return s->read_budget > 0 ? s->read_budget / (size_t)s->read_count : 1024;
+}
