@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <systemd/sd-daemon.h>
 
+#include "rollupd/dstate.h"
 #include "rollupd/envcfg.h"
 #include "rollupd/event.h"
 #include "rollupd/http.h"
@@ -32,90 +33,6 @@
 #define TRIM_DEGRADED_MS (3600 * 1000) /* health stays degraded this long after a trim */
 #define KEY_VERDICTS     2048          /* PostgreSQL's verdicts on long keys kept in memory */
 #define PROBE_MAX        256           /* keys asked about in one probe */
-#define REASON_LEN       320           /* an invalid entry's reason, PostgreSQL's included */
-
-struct counters {
-    uint64_t consumed;     /* valid events taken into memory */
-    uint64_t invalid;      /* dead-lettered entries */
-    uint64_t trimmed;      /* pending entries the producer trimmed away */
-    uint64_t raw_rejected; /* events whose raw row PostgreSQL would refuse */
-    uint64_t replay_acked; /* replayed entries already committed: acknowledged only */
-    uint64_t recovered;    /* valid entries counted after a recovery read them again */
-    uint64_t dead_known;   /* invalid entries recovery found already dead-lettered */
-    uint64_t gaps;         /* recoveries that found entries deleted before being read */
-    uint64_t key_probes;   /* long keys PostgreSQL was asked about */
-    uint64_t key_refused;  /* entries dead-lettered because PostgreSQL cannot store their key */
-    uint64_t group_recreated;
-    int64_t last_trim_ms; /* monotonic time of the last trimmed entry, 0 = never */
-    uint64_t flush_bucket[RU_REPORT_NBUCKETS + 1]; /* cumulative at render time; +Inf last */
-    double flush_seconds_sum;
-};
-
-/* Taking over the pending entries of a consumer that is gone for good. */
-enum adopt_phase { A_IDLE, A_CKPT_WANTED, A_CKPT, A_FETCH_WANTED, A_FETCH, A_READY, A_FLUSHING };
-
-struct adoption {
-    enum adopt_phase phase;
-    char *consumer;
-    struct ru_sid ck; /* the adopted consumer's checkpoint */
-    struct ru_batch *b;
-    struct ru_status_req *req; /* NULL for an automatic one */
-    uint64_t applied, acked_only, invalid, trimmed;
-};
-
-struct ru_daemon {
-    struct ru_config cfg;
-    struct ru_stream *stream;
-    struct ru_pgw *pgw;
-    struct ru_status *status;
-    struct ru_http *http;
-    int sfd, tfd;
-
-    struct ru_batch *cur; /* filling */
-    /* Entries whose long key waits for PostgreSQL's verdict (keycheck.h), and the verdicts
-     * known. No flush is submitted while one of our own entries is parked: the checkpoint
-     * must not pass an entry that is neither applied nor dead-lettered. */
-    struct ru_keycheck_parked parked;
-    struct ru_keycheck *verdicts;
-    uint64_t inflight_events; /* events of the batch in the writer's hands */
-    size_t inflight_mem;
-    bool flush_due;           /* the timer fired or a size limit was reached */
-    uint64_t backlog_entries; /* entries of the live reads in a row that came back full */
-    bool flush_asked;         /* SIGUSR1 or the status command */
-    bool stopping, stop_final_sent, ready_sent, paused, fatal;
-    bool dl_wait;       /* a flush waits for dead-letter copies to be confirmed */
-    bool stream_paused; /* what the stream was told: paused, stopping or dl_wait */
-    int exit_code;
-    int64_t started_ms, stop_deadline_ms;
-    uint64_t watchdog_us;
-    int64_t last_watchdog_ms;
-
-    struct ru_status_req **flush_waiters;
-    size_t nwaiters, waiters_cap;
-    struct ru_status_req **after_waiters; /* asked while a flush was in flight */
-    size_t nafter, after_cap;
-
-    size_t base_rss; /* RSS once Redis and PostgreSQL were first up: the fixed footprint */
-    struct counters c;
-    struct adoption adopt;
-    uint64_t adoptions;
-    int64_t next_claim_check_ms;
-    bool stream_started;
-    /* Ownership: the PostgreSQL session (generation) the stream reads under; reading is
-     * suspended while the writer has no session holding the locks; a new Redis connection
-     * waits at its gate until a probe made after it proves the session alive. */
-    unsigned pg_gen, gate_ticket;
-    bool suspended, gate_wait;
-    bool tail_owed; /* shared-group consumer: a lone consumer's entries to recover, and the
-                     * group's mark to clear with a commit once they are */
-    struct ru_buf scratch;
-    struct ru_pcache *pcache; /* canonical params by raw text */
-    struct ru_ratelimit rl_invalid, rl_trim;
-    /* events/s since the previous STATUS= line, and when the next one is due */
-    uint64_t rate_mark_events;
-    int64_t rate_mark_ms, next_status_ms;
-    double rate;
-};
 
 /* ---- stream callbacks ---- */
 
@@ -211,7 +128,7 @@ static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f
         .parked = seen != RU_SEEN_NEW && ru_keycheck_is_parked(&d->parked, id),
     };
     struct ru_event ev;
-    char why[REASON_LEN];
+    char why[RU_DAEMON_REASON_LEN];
     struct ru_ingest r = ru_ingest_decide(&in);
     if (r.action == RU_INGEST_NEED_PARSE) {
         in.parsed = parse_result(parse_entry(d, &ev, f, n, why, sizeof(why)));
@@ -388,7 +305,7 @@ static void on_batch(void *ud, size_t n, bool full, bool replay)
 
 static void adopt_reset(struct ru_daemon *d)
 {
-    if (d->adopt.phase != A_IDLE && d->adopt.phase != A_FLUSHING)
+    if (d->adopt.phase != RU_TAKEOVER_IDLE && d->adopt.phase != RU_TAKEOVER_FLUSHING)
         ru_pgw_adopt_release(d->pgw);                 /* the adopted consumer's lock, if taken */
     (void)ru_keycheck_drop(&d->parked, PARK_ADOPTED); /* they stay pending in Redis */
     ru_batch_free(d->adopt.b);
@@ -407,7 +324,7 @@ static void adopt_fail(struct ru_daemon *d, const char *why)
 
 static void adopt_start(struct ru_daemon *d, const char *consumer, struct ru_status_req *req)
 {
-    if (d->adopt.phase != A_IDLE) {
+    if (d->adopt.phase != RU_TAKEOVER_IDLE) {
         if (req)
             ru_status_replyf(req, "error: an adoption of '%s' is in progress", d->adopt.consumer);
         return;
@@ -421,7 +338,7 @@ static void adopt_start(struct ru_daemon *d, const char *consumer, struct ru_sta
     d->adopt.req = req;
     d->adopt.b = ru_batch_new();
     d->adopt.b->adopt_consumer = ru_xstrdup(consumer);
-    d->adopt.phase = A_CKPT_WANTED;
+    d->adopt.phase = RU_TAKEOVER_CKPT_WANTED;
     ru_notice("msg=\"adopting the pending entries of another consumer\" consumer=%s mode=%s",
               consumer, req ? "manual" : "automatic");
 }
@@ -429,9 +346,9 @@ static void adopt_start(struct ru_daemon *d, const char *consumer, struct ru_sta
 static void on_adopt_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n)
 {
     struct ru_daemon *d = ud;
-    struct adoption *a = &d->adopt;
-    /* A_READY: a parked entry delivered again once its key has a verdict */
-    if (a->phase != A_FETCH && a->phase != A_READY)
+    struct ru_takeover *a = &d->adopt;
+    /* RU_TAKEOVER_READY: a parked entry delivered again once its key has a verdict */
+    if (a->phase != RU_TAKEOVER_FETCH && a->phase != RU_TAKEOVER_READY)
         return;
     bool committed = ru_sid_cmp(id, &a->ck) <= 0;
     if (f == NULL) {
@@ -444,7 +361,7 @@ static void on_adopt_entry(void *ud, const struct ru_sid *id, const struct ru_fi
         return;
     }
     struct ru_event ev;
-    char why[REASON_LEN];
+    char why[RU_DAEMON_REASON_LEN];
     int rc = parse_entry(d, &ev, f, n, why, sizeof(why));
     if (rc == ENTRY_WAIT) {
         (void)ru_keycheck_park(&d->parked, id, f, n, &ev, PARK_ADOPTED);
@@ -471,19 +388,19 @@ static void on_adopt_entry(void *ud, const struct ru_sid *id, const struct ru_fi
 static void on_adopt_done(void *ud, const char *err)
 {
     struct ru_daemon *d = ud;
-    if (d->adopt.phase != A_FETCH)
+    if (d->adopt.phase != RU_TAKEOVER_FETCH)
         return;
     if (err) {
         adopt_fail(d, err);
         return;
     }
-    d->adopt.phase = A_READY;
+    d->adopt.phase = RU_TAKEOVER_READY;
 }
 
 static void on_consumer(void *ud, const char *name, long long pending, long long idle_ms)
 {
     struct ru_daemon *d = ud;
-    if (d->adopt.phase == A_IDLE && pending > 0 && d->cfg.redis.claim_idle_ms > 0 &&
+    if (d->adopt.phase == RU_TAKEOVER_IDLE && pending > 0 && d->cfg.redis.claim_idle_ms > 0 &&
         idle_ms >= d->cfg.redis.claim_idle_ms && !d->stopping)
         adopt_start(d, name, NULL);
 }
@@ -491,13 +408,13 @@ static void on_consumer(void *ud, const char *name, long long pending, long long
 /* Drives an adoption one step when the writer is free; true when it used the writer. */
 static bool adopt_step(struct ru_daemon *d)
 {
-    struct adoption *a = &d->adopt;
-    if (a->phase == A_CKPT_WANTED) {
+    struct ru_takeover *a = &d->adopt;
+    if (a->phase == RU_TAKEOVER_CKPT_WANTED) {
         ru_pgw_request_checkpoint(d->pgw, a->consumer);
-        a->phase = A_CKPT;
+        a->phase = RU_TAKEOVER_CKPT;
         return true;
     }
-    if (a->phase == A_READY) {
+    if (a->phase == RU_TAKEOVER_READY) {
         if (ru_keycheck_count_parked(&d->parked, PARK_ADOPTED) > 0)
             return false; /* entries wait for PostgreSQL's verdict on their keys */
         if (a->b->nids == 0) {
@@ -511,7 +428,7 @@ static bool adopt_step(struct ru_daemon *d)
         }
         ru_pgw_submit(d->pgw, a->b);
         a->b = NULL;
-        a->phase = A_FLUSHING;
+        a->phase = RU_TAKEOVER_FLUSHING;
         return true;
     }
     return false;
@@ -534,7 +451,7 @@ static void report_rejects(struct ru_daemon *d, const struct ru_batch *b)
 
 static void adopt_committed(struct ru_daemon *d, struct ru_batch *b)
 {
-    struct adoption *a = &d->adopt;
+    struct ru_takeover *a = &d->adopt;
     if (b->fenced) {
         adopt_fail(d, b->fence_reason);
         ru_batch_free(b);
@@ -906,13 +823,13 @@ static void on_writer_event(struct ru_daemon *d)
         struct ru_sid ck;
         char err[256];
         int rc = ru_pgw_take_checkpoint(d->pgw, &ck, err, sizeof(err));
-        if (rc != 0 && d->adopt.phase == A_CKPT) {
+        if (rc != 0 && d->adopt.phase == RU_TAKEOVER_CKPT) {
             if (rc < 0) {
                 adopt_fail(d, err);
             } else {
                 d->adopt.ck = ck;
                 d->adopt.b->adopt_expected = ck;
-                d->adopt.phase = A_FETCH_WANTED; /* started once Redis is live */
+                d->adopt.phase = RU_TAKEOVER_FETCH_WANTED; /* started once Redis is live */
             }
         }
         ownership_step(d);
@@ -1128,7 +1045,7 @@ static void fill_report(struct ru_daemon *d, struct ru_report *r, struct report_
         .group_pending = ss->group_pending,
         .group_recreated = d->c.group_recreated,
         .adoptions = d->adoptions,
-        .adoption_in_progress = d->adopt.phase != A_IDLE ? d->adopt.consumer : NULL,
+        .adoption_in_progress = d->adopt.phase != RU_TAKEOVER_IDLE ? d->adopt.consumer : NULL,
         .redis_connected = ru_stream_connected(d->stream),
         .redis_url = t->url,
         .redis_reconnects = ss->reconnects,
@@ -1625,11 +1542,11 @@ int ru_daemon_run(struct ru_daemon *d)
             steps[k].run(d);
         if (stop_now(d))
             break;
-        if (d->adopt.phase == A_FETCH_WANTED && ru_stream_live(d->stream) &&
+        if (d->adopt.phase == RU_TAKEOVER_FETCH_WANTED && ru_stream_live(d->stream) &&
             ru_stream_adopt_fetch(d->stream, d->adopt.consumer) == 0)
-            d->adopt.phase = A_FETCH;
+            d->adopt.phase = RU_TAKEOVER_FETCH;
         if (d->cfg.redis.claim_idle_ms > 0 && ru_stream_live(d->stream) &&
-            d->adopt.phase == A_IDLE && ru_mono_ms() >= d->next_claim_check_ms) {
+            d->adopt.phase == RU_TAKEOVER_IDLE && ru_mono_ms() >= d->next_claim_check_ms) {
             int64_t every = d->cfg.redis.claim_idle_ms / 4;
             d->next_claim_check_ms = ru_mono_ms() + (every < 1000    ? 1000
                                                      : every > 30000 ? 30000
