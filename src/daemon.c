@@ -16,6 +16,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "rollupd/dstate.h"
+#include "rollupd/entries.h"
 #include "rollupd/envcfg.h"
 #include "rollupd/event.h"
 #include "rollupd/http.h"
@@ -28,168 +29,13 @@
 #include "rollupd/report.h"
 #include "rollupd/status.h"
 #include "rollupd/stream.h"
+#include "rollupd/takeover.h"
 
 #define MAX_POLLFDS      160           /* signals, timer, writer, stream, two listeners of 64 */
 #define TRIM_DEGRADED_MS (3600 * 1000) /* health stays degraded this long after a trim */
 #define KEY_VERDICTS     2048          /* PostgreSQL's verdicts on long keys kept in memory */
-#define PROBE_MAX        256           /* keys asked about in one probe */
 
 /* ---- stream callbacks ---- */
-
-/* A parked entry's flags: how it was delivered, so that it can be delivered again once its
- * key has a verdict; PARK_ADOPTED for another consumer's entry (an adoption). */
-#define PARK_FLAGS(seen, origin) ((unsigned)(seen) | (unsigned)(origin) << 4)
-#define PARK_SEEN(flags)         ((enum ru_seen)((flags)&0xf))
-#define PARK_ORIGIN(flags)       ((enum ru_origin)((flags) >> 4 & 0xf))
-#define PARK_ADOPTED             (1u << 8)
-
-enum { ENTRY_OK = 0, ENTRY_WAIT = 1, ENTRY_INVALID = -1, ENTRY_REFUSED = -2 };
-
-/* Parses an entry into ev (strings in d->scratch) and, for a long key, looks up
- * PostgreSQL's verdict. ENTRY_OK, ENTRY_WAIT (valid, the key has no verdict yet),
- * ENTRY_INVALID or ENTRY_REFUSED (PostgreSQL cannot store the key) with the reason in
- * why. */
-static int parse_entry(struct ru_daemon *d, struct ru_event *ev, const struct ru_field *f, size_t n,
-                       char *why, size_t len)
-{
-    ru_buf_reset(&d->scratch);
-    if (ru_event_parse_cached(ev, f, n, &d->scratch, d->pcache, why, len) < 0)
-        return ENTRY_INVALID;
-    if (!ev->key_long)
-        return ENTRY_OK;
-    struct ru_keycheck_hash h = ru_keycheck_hash(ev);
-    const char *reason = NULL;
-    switch (ru_keycheck_get(d->verdicts, &h, &reason)) {
-    case RU_KEY_FITS:
-        return ENTRY_OK;
-    case RU_KEY_REFUSED:
-        ru_strlcpy(why, reason, len);
-        return ENTRY_REFUSED;
-    default:
-        return ENTRY_WAIT;
-    }
-}
-
-static enum ru_ingest_parse parse_result(int rc)
-{
-    switch (rc) {
-    case ENTRY_OK:
-        return RU_INGEST_VALID;
-    case ENTRY_WAIT:
-        return RU_INGEST_WAIT;
-    case ENTRY_REFUSED:
-        return RU_INGEST_REFUSED;
-    default:
-        return RU_INGEST_INVALID;
-    }
-}
-
-static void dead_letter_entry(struct ru_daemon *d, const struct ru_sid *id,
-                              const struct ru_field *f, size_t n, const char *why,
-                              enum ru_origin origin, const struct ru_ingest *r)
-{
-    char idt[RU_SID_STRLEN];
-    ru_sid_format(id, idt);
-    ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
-                   "msg=\"invalid entry dead-lettered\" id=%s reason=\"%s\"", idt, why);
-    ru_stream_dead_letter(d->stream, id, f, n, why, origin);
-    if (r->note_id)
-        ru_batch_note_id(d->cur, id);
-    if (r->count_invalid)
-        d->c.invalid++;
-}
-
-static void apply_entry(struct ru_daemon *d, const struct ru_sid *id, const struct ru_event *ev,
-                        const struct ru_ingest *r)
-{
-    if (ru_batch_empty(d->cur))
-        d->cur->created_ms = ru_mono_ms();
-    ru_store_add(d->cur->store, ev);
-    if (r->note_id)
-        ru_batch_note_id(d->cur, id);
-    else
-        ru_batch_add_id(d->cur, id);
-    if (r->recovered)
-        d->c.recovered++;
-    d->c.consumed++;
-    if (d->cfg.postgres.raw_table[0])
-        (void)ru_batch_add_raw(d->cur, id, ev); /* refusals are reported after COMMIT */
-}
-
-/* One delivered entry: ingest decides, this carries it out. */
-static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n,
-                     enum ru_seen seen, enum ru_origin origin)
-{
-    struct ru_daemon *d = ud;
-    struct ru_ingest_in in = {
-        .seen = seen,
-        .origin = origin,
-        .lone = d->cfg.redis.lone_consumer,
-        .parked = seen != RU_SEEN_NEW && ru_keycheck_is_parked(&d->parked, id),
-    };
-    struct ru_event ev;
-    char why[RU_DAEMON_REASON_LEN];
-    struct ru_ingest r = ru_ingest_decide(&in);
-    if (r.action == RU_INGEST_NEED_PARSE) {
-        in.parsed = parse_result(parse_entry(d, &ev, f, n, why, sizeof(why)));
-        r = ru_ingest_decide(&in);
-    }
-    if (r.count_refused)
-        d->c.key_refused++;
-    switch (r.action) {
-    case RU_INGEST_NEED_PARSE:
-    case RU_INGEST_SKIP:
-        return;
-    case RU_INGEST_DEAD_KNOWN:
-        ru_stream_ack(d->stream, id, 1);
-        ru_batch_note_id(d->cur, id);
-        d->c.dead_known++;
-        return;
-    case RU_INGEST_ACK_ONLY:
-        if (r.xack)
-            ru_stream_ack(d->stream, id, 1);
-        d->c.replay_acked++;
-        return;
-    case RU_INGEST_PARK:
-        (void)ru_keycheck_park(&d->parked, id, f, n, &ev, PARK_FLAGS(seen, origin));
-        return;
-    case RU_INGEST_DEAD_LETTER:
-        dead_letter_entry(d, id, f, n, why, origin, &r);
-        return;
-    case RU_INGEST_APPLY:
-        apply_entry(d, id, &ev, &r);
-        return;
-    }
-}
-
-static void on_trimmed(void *ud, const struct ru_sid *id, enum ru_seen seen)
-{
-    struct ru_daemon *d = ud;
-    if (seen != RU_SEEN_NEW)
-        return; /* applied before it was trimmed: nothing lost */
-    d->c.trimmed++;
-    d->c.last_trim_ms = ru_mono_ms();
-    char idt[RU_SID_STRLEN];
-    ru_sid_format(id, idt);
-    ru_log_limited(&d->rl_trim, RU_LOG_ERR,
-                   "msg=\"pending entry was trimmed by the producer before it was read: data "
-                   "lost upstream\" id=%s trimmed_total=%" PRIu64,
-                   idt, d->c.trimmed);
-}
-
-static void on_gap(void *ud, const struct ru_sid *after, const struct ru_sid *deleted)
-{
-    struct ru_daemon *d = ud;
-    d->c.gaps++;
-    d->c.last_trim_ms = ru_mono_ms();
-    char a[RU_SID_STRLEN], b[RU_SID_STRLEN];
-    ru_sid_format(after, a);
-    ru_sid_format(deleted, b);
-    ru_err("msg=\"entries after the checkpoint were deleted from the stream before they were "
-           "read: data lost upstream (MAXLEN too small for the time rollupd was away?)\" "
-           "after=%s max_deleted=%s",
-           a, b);
-}
 
 static void maybe_ready(struct ru_daemon *d);
 
@@ -306,8 +152,8 @@ static void on_batch(void *ud, size_t n, bool full, bool replay)
 static void adopt_reset(struct ru_daemon *d)
 {
     if (d->adopt.phase != RU_TAKEOVER_IDLE && d->adopt.phase != RU_TAKEOVER_FLUSHING)
-        ru_pgw_adopt_release(d->pgw);                 /* the adopted consumer's lock, if taken */
-    (void)ru_keycheck_drop(&d->parked, PARK_ADOPTED); /* they stay pending in Redis */
+        ru_pgw_adopt_release(d->pgw); /* the adopted consumer's lock, if taken */
+    (void)ru_keycheck_drop(&d->parked, RU_ENTRIES_PARK_ADOPTED); /* they stay pending in Redis */
     ru_batch_free(d->adopt.b);
     free(d->adopt.consumer);
     memset(&d->adopt, 0, sizeof(d->adopt));
@@ -343,7 +189,7 @@ static void adopt_start(struct ru_daemon *d, const char *consumer, struct ru_sta
               consumer, req ? "manual" : "automatic");
 }
 
-static void on_adopt_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n)
+void ru_takeover_on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n)
 {
     struct ru_daemon *d = ud;
     struct ru_takeover *a = &d->adopt;
@@ -362,16 +208,16 @@ static void on_adopt_entry(void *ud, const struct ru_sid *id, const struct ru_fi
     }
     struct ru_event ev;
     char why[RU_DAEMON_REASON_LEN];
-    int rc = parse_entry(d, &ev, f, n, why, sizeof(why));
-    if (rc == ENTRY_WAIT) {
-        (void)ru_keycheck_park(&d->parked, id, f, n, &ev, PARK_ADOPTED);
+    enum ru_ingest_parse rc = ru_entries_parse(d, &ev, f, n, why, sizeof(why));
+    if (rc == RU_INGEST_WAIT) {
+        (void)ru_keycheck_park(&d->parked, id, f, n, &ev, RU_ENTRIES_PARK_ADOPTED);
         return;
     }
-    if (rc < 0) {
+    if (rc == RU_INGEST_INVALID || rc == RU_INGEST_REFUSED) {
         ru_stream_dead_letter(d->stream, id, f, n, why, RU_FROM_PENDING);
         a->invalid++;
         d->c.invalid++;
-        d->c.key_refused += rc == ENTRY_REFUSED;
+        d->c.key_refused += rc == RU_INGEST_REFUSED;
         return;
     }
     ru_batch_add_id(a->b, id);
@@ -415,7 +261,7 @@ static bool adopt_step(struct ru_daemon *d)
         return true;
     }
     if (a->phase == RU_TAKEOVER_READY) {
-        if (ru_keycheck_count_parked(&d->parked, PARK_ADOPTED) > 0)
+        if (ru_keycheck_count_parked(&d->parked, RU_ENTRIES_PARK_ADOPTED) > 0)
             return false; /* entries wait for PostgreSQL's verdict on their keys */
         if (a->b->nids == 0) {
             if (a->req)
@@ -500,83 +346,6 @@ static void cmd_adopt(void *ud, struct ru_status_req *req, const char *args)
         return;
     }
     adopt_start(d, args, req);
-}
-
-/* ---- long keys: PostgreSQL's verdict ---- */
-
-/* Our own parked entries (not an adoption's). */
-static size_t own_parked(const struct ru_daemon *d)
-{
-    return d->parked.n - ru_keycheck_count_parked(&d->parked, PARK_ADOPTED);
-}
-
-/* Events held in memory and not yet committed: in the batch being filled, in the writer's
- * hands, or parked. */
-static uint64_t held_events(const struct ru_daemon *d)
-{
-    return ru_store_nevents(d->cur->store) + d->inflight_events + own_parked(d);
-}
-
-/* One parked entry whose key has its verdict: delivered again as it was delivered first,
- * now that the verdict is known, so it takes the path of every other entry (applied or
- * acknowledged if PostgreSQL stores the key, dead-lettered with its reason if not). */
-static void finish_parked(struct ru_daemon *d, const struct ru_keycheck_entry *e)
-{
-    ru_keycheck_put(d->verdicts, &e->key, e->verdict, e->reason);
-    if (e->flags & PARK_ADOPTED)
-        on_adopt_entry(d, &e->id, e->fields, e->nfields);
-    else
-        on_entry(d, &e->id, e->fields, e->nfields, PARK_SEEN(e->flags), PARK_ORIGIN(e->flags));
-}
-
-/* Delivers again the parked entries that have a verdict, in id order. Only while Redis is live:
- * a refusal's dead-letter copy must reach the dead-letter stream now, like an invalid
- * entry's (the entry is then no longer parked, so nothing else would write it). */
-static void settle_parked(struct ru_daemon *d)
-{
-    if (d->parked.n == d->parked.waiting || !ru_stream_live(d->stream))
-        return;
-    struct ru_keycheck_entry e;
-    while (ru_keycheck_take(&d->parked, &e)) {
-        finish_parked(d, &e);
-        ru_keycheck_entry_free(&e);
-    }
-}
-
-/* Asks the writer about the keys of parked entries without a verdict; true when it used
- * the writer. Keys the cache learnt meanwhile are settled instead. */
-static bool keycheck_step(struct ru_daemon *d)
-{
-    if (d->parked.waiting == 0)
-        return false;
-    struct ru_keycheck_probe *probes;
-    size_t n = ru_keycheck_to_probe(&d->parked, d->verdicts, &probes, PROBE_MAX);
-    if (n == 0) {
-        settle_parked(d);
-        return false;
-    }
-    ru_debug("msg=\"asking postgres about long keys\" keys=%zu parked=%zu", n, d->parked.n);
-    d->c.key_probes += n;
-    ru_pgw_request_keycheck(d->pgw, probes, n);
-    return true;
-}
-
-/* The writer answered a probe (through the same eventfd as a flush). */
-static void on_keycheck_answer(struct ru_daemon *d)
-{
-    struct ru_keycheck_probe *probes;
-    size_t n;
-    if (ru_pgw_take_keycheck(d->pgw, &probes, &n) <= 0)
-        return;
-    size_t fits = 0, refused = 0;
-    for (size_t i = 0; i < n; i++) {
-        fits += probes[i].verdict == RU_KEY_FITS;
-        refused += probes[i].verdict == RU_KEY_REFUSED;
-    }
-    ru_debug("msg=\"long keys answered\" keys=%zu fits=%zu refused=%zu", n, fits, refused);
-    ru_keycheck_answer(&d->parked, d->verdicts, probes, n);
-    ru_keycheck_probes_free(probes, n);
-    settle_parked(d);
 }
 
 /* ---- memory and backpressure ---- */
@@ -693,14 +462,14 @@ static void maybe_flush(struct ru_daemon *d)
 {
     if (!ru_pgw_ready(d->pgw) || ru_pgw_busy(d->pgw))
         return;
-    if (keycheck_step(d))
+    if (ru_entries_keycheck_step(d))
         return;
     if (!d->stopping && adopt_step(d))
         return;
     bool want = d->flush_due || d->flush_asked || d->stopping;
     if (!want)
         return;
-    if (own_parked(d) > 0)
+    if (ru_entries_own_parked(d) > 0)
         return; /* the checkpoint must not pass an entry waiting for PostgreSQL's verdict */
     d->dl_wait = ru_stream_commit_blocked(d->stream);
     if (d->dl_wait)
@@ -762,7 +531,7 @@ static void send_status_line(struct ru_daemon *d)
     sd_notifyf(0,
                "STATUS=reading %.0f events/s, %s (%" PRIu64 " rows written), %" PRIu64
                " events pending, redis %s, postgres %s",
-               d->rate, last, ps.rows_written, held_events(d),
+               d->rate, last, ps.rows_written, ru_entries_held(d),
                ru_stream_connected(d->stream) ? "up" : "down", ps.connected ? "up" : "down");
 }
 
@@ -931,7 +700,7 @@ static enum health health_of(struct ru_daemon *d, char *why, size_t len)
     }
     if (!ps.connected || (ru_pgw_busy(d->pgw) && ps.last_error[0])) {
         snprintf(why, len, "postgres failing, %" PRIu64 " events waiting in memory: %s",
-                 held_events(d), ps.last_error);
+                 ru_entries_held(d), ps.last_error);
         return H_DEGRADED;
     }
     if (d->paused && !d->stopping) {
@@ -1021,7 +790,7 @@ static void fill_report(struct ru_daemon *d, struct ru_report *r, struct report_
         .last_flush_us = ps.last_flush_us,
         .flush_in_progress = ru_pgw_busy(d->pgw),
         .flush_seconds_sum = d->c.flush_seconds_sum,
-        .pending_events = held_events(d),
+        .pending_events = ru_entries_held(d),
         .pending_keys = ru_store_nkeys(d->cur->store),
         .memory_bytes = mem_in_use(d),
         .state_cache_rows = ps.cache_rows,
@@ -1279,14 +1048,14 @@ struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
     }
     struct ru_stream_cb cb = {
         .ud = d,
-        .on_entry = on_entry,
-        .on_trimmed = on_trimmed,
-        .on_gap = on_gap,
+        .on_entry = ru_entries_on_entry,
+        .on_trimmed = ru_entries_on_trimmed,
+        .on_gap = ru_entries_on_gap,
         .on_batch = on_batch,
         .on_state = on_stream_state,
         .on_group_recreated = on_group_recreated,
         .on_gate = on_gate,
-        .on_adopt_entry = on_adopt_entry,
+        .on_adopt_entry = ru_takeover_on_entry,
         .on_adopt_done = on_adopt_done,
         .on_consumer = on_consumer,
     };
@@ -1398,7 +1167,7 @@ static void writer_ready(struct ru_daemon *d, int fd, short revents)
     (void)fd;
     (void)revents;
     on_writer_event(d);
-    on_keycheck_answer(d);
+    ru_entries_on_keycheck_answer(d);
 }
 
 static int stream_fds(struct ru_daemon *d, struct pollfd *fds, int room)
@@ -1465,7 +1234,7 @@ static const struct step {
     {"http timeouts", http_tick},
     {"ownership", ownership_step},
     {"backpressure", check_backpressure},
-    {"parked entries", settle_parked},
+    {"parked entries", ru_entries_settle},
     {"flush", maybe_flush},
     {"ready", maybe_ready},
     {"STATUS= line", status_line_step},
@@ -1477,7 +1246,7 @@ static bool stop_now(struct ru_daemon *d)
 {
     if (d->stopping && d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
         (ru_stream_idle(d->stream) || ru_mono_ms() > d->stop_deadline_ms + 5000)) {
-        if ((ru_batch_empty(d->cur) && own_parked(d) == 0) || !ru_pgw_ready(d->pgw))
+        if ((ru_batch_empty(d->cur) && ru_entries_own_parked(d) == 0) || !ru_pgw_ready(d->pgw))
             return true;
         d->stop_final_sent = false; /* entries arrived after the final flush: flush again */
     }
@@ -1489,12 +1258,12 @@ static bool stop_now(struct ru_daemon *d)
                 "by Redis; the next start reads the entries after the checkpoint again\"");
         return true;
     }
-    if (d->stopping && !d->stop_final_sent && !ru_pgw_busy(d->pgw) && own_parked(d) > 0 &&
-        ru_mono_ms() > d->stop_deadline_ms + 5000) {
+    if (d->stopping && !d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
+        ru_entries_own_parked(d) > 0 && ru_mono_ms() > d->stop_deadline_ms + 5000) {
         ru_warn("msg=\"stopping without the final flush: entries wait for PostgreSQL's verdict "
                 "on their keys; the next start reads the entries after the checkpoint "
                 "again\" parked=%zu",
-                own_parked(d));
+                ru_entries_own_parked(d));
         return true;
     }
     if (d->fatal)
