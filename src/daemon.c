@@ -27,6 +27,8 @@
 #include "rollupd/pgw.h"
 #include "rollupd/redact.h"
 #include "rollupd/report.h"
+#include "rollupd/schedule.h"
+#include "rollupd/report.h"
 #include "rollupd/status.h"
 #include "rollupd/stream.h"
 #include "rollupd/takeover.h"
@@ -147,142 +149,9 @@ static void on_batch(void *ud, size_t n, bool full, bool replay)
     d->backlog_entries = 0;
 }
 
-/* ---- adoption ---- */
-
-static void adopt_reset(struct ru_daemon *d)
-{
-    if (d->adopt.phase != RU_TAKEOVER_IDLE && d->adopt.phase != RU_TAKEOVER_FLUSHING)
-        ru_pgw_adopt_release(d->pgw); /* the adopted consumer's lock, if taken */
-    (void)ru_keycheck_drop(&d->parked, RU_ENTRIES_PARK_ADOPTED); /* they stay pending in Redis */
-    ru_batch_free(d->adopt.b);
-    free(d->adopt.consumer);
-    memset(&d->adopt, 0, sizeof(d->adopt));
-}
-
-static void adopt_fail(struct ru_daemon *d, const char *why)
-{
-    ru_warn("msg=\"adoption abandoned; its entries stay pending\" consumer=%s reason=\"%s\"",
-            d->adopt.consumer, why);
-    if (d->adopt.req)
-        ru_status_replyf(d->adopt.req, "error: adopt %s: %s", d->adopt.consumer, why);
-    adopt_reset(d);
-}
-
-static void adopt_start(struct ru_daemon *d, const char *consumer, struct ru_status_req *req)
-{
-    if (d->adopt.phase != RU_TAKEOVER_IDLE) {
-        if (req)
-            ru_status_replyf(req, "error: an adoption of '%s' is in progress", d->adopt.consumer);
-        return;
-    }
-    if (strcmp(consumer, d->cfg.redis.consumer) == 0) {
-        if (req)
-            ru_status_replyf(req, "error: '%s' is this rollupd's own consumer", consumer);
-        return;
-    }
-    d->adopt.consumer = ru_xstrdup(consumer);
-    d->adopt.req = req;
-    d->adopt.b = ru_batch_new();
-    d->adopt.b->adopt_consumer = ru_xstrdup(consumer);
-    d->adopt.phase = RU_TAKEOVER_CKPT_WANTED;
-    ru_notice("msg=\"adopting the pending entries of another consumer\" consumer=%s mode=%s",
-              consumer, req ? "manual" : "automatic");
-}
-
-void ru_takeover_on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n)
-{
-    struct ru_daemon *d = ud;
-    struct ru_takeover *a = &d->adopt;
-    /* RU_TAKEOVER_READY: a parked entry delivered again once its key has a verdict */
-    if (a->phase != RU_TAKEOVER_FETCH && a->phase != RU_TAKEOVER_READY)
-        return;
-    bool committed = ru_sid_cmp(id, &a->ck) <= 0;
-    if (f == NULL) {
-        ru_batch_add_id(a->b, id); /* acknowledge with the batch */
-        if (!committed) {
-            a->trimmed++;
-            d->c.trimmed++;
-            d->c.last_trim_ms = ru_mono_ms();
-        }
-        return;
-    }
-    struct ru_event ev;
-    char why[RU_DAEMON_REASON_LEN];
-    enum ru_ingest_parse rc = ru_entries_parse(d, &ev, f, n, why, sizeof(why));
-    if (rc == RU_INGEST_WAIT) {
-        (void)ru_keycheck_park(&d->parked, id, f, n, &ev, RU_ENTRIES_PARK_ADOPTED);
-        return;
-    }
-    if (rc == RU_INGEST_INVALID || rc == RU_INGEST_REFUSED) {
-        ru_stream_dead_letter(d->stream, id, f, n, why, RU_FROM_PENDING);
-        a->invalid++;
-        d->c.invalid++;
-        d->c.key_refused += rc == RU_INGEST_REFUSED;
-        return;
-    }
-    ru_batch_add_id(a->b, id);
-    if (committed) {
-        a->acked_only++;
-        return;
-    }
-    ru_store_add(a->b->store, &ev);
-    a->applied++;
-    if (d->cfg.postgres.raw_table[0])
-        (void)ru_batch_add_raw(a->b, id, &ev);
-}
-
-static void on_adopt_done(void *ud, const char *err)
-{
-    struct ru_daemon *d = ud;
-    if (d->adopt.phase != RU_TAKEOVER_FETCH)
-        return;
-    if (err) {
-        adopt_fail(d, err);
-        return;
-    }
-    d->adopt.phase = RU_TAKEOVER_READY;
-}
-
-static void on_consumer(void *ud, const char *name, long long pending, long long idle_ms)
-{
-    struct ru_daemon *d = ud;
-    if (d->adopt.phase == RU_TAKEOVER_IDLE && pending > 0 && d->cfg.redis.claim_idle_ms > 0 &&
-        idle_ms >= d->cfg.redis.claim_idle_ms && !d->stopping)
-        adopt_start(d, name, NULL);
-}
-
-/* Drives an adoption one step when the writer is free; true when it used the writer. */
-static bool adopt_step(struct ru_daemon *d)
-{
-    struct ru_takeover *a = &d->adopt;
-    if (a->phase == RU_TAKEOVER_CKPT_WANTED) {
-        ru_pgw_request_checkpoint(d->pgw, a->consumer);
-        a->phase = RU_TAKEOVER_CKPT;
-        return true;
-    }
-    if (a->phase == RU_TAKEOVER_READY) {
-        if (ru_keycheck_count_parked(&d->parked, RU_ENTRIES_PARK_ADOPTED) > 0)
-            return false; /* entries wait for PostgreSQL's verdict on their keys */
-        if (a->b->nids == 0) {
-            if (a->req)
-                ru_status_replyf(a->req,
-                                 "{\"adopted\":\"%s\",\"applied\":0,\"acknowledged_only\":0,"
-                                 "\"invalid\":%" PRIu64 ",\"trimmed\":0}",
-                                 a->consumer, a->invalid);
-            adopt_reset(d);
-            return false;
-        }
-        ru_pgw_submit(d->pgw, a->b);
-        a->b = NULL;
-        a->phase = RU_TAKEOVER_FLUSHING;
-        return true;
-    }
-    return false;
-}
-
 /* Raw rows refused in a committed batch: their events are counted hourly; the refusal
  * goes to the dead-letter stream as a note and to the log. */
-static void report_rejects(struct ru_daemon *d, const struct ru_batch *b)
+void ru_schedule_report_rejects(struct ru_daemon *d, const struct ru_batch *b)
 {
     for (size_t i = 0; i < b->nrejects; i++) {
         char idt[RU_SID_STRLEN];
@@ -295,58 +164,7 @@ static void report_rejects(struct ru_daemon *d, const struct ru_batch *b)
     d->c.raw_rejected += b->nrejects;
 }
 
-static void adopt_committed(struct ru_daemon *d, struct ru_batch *b)
-{
-    struct ru_takeover *a = &d->adopt;
-    if (b->fenced) {
-        adopt_fail(d, b->fence_reason);
-        ru_batch_free(b);
-        return;
-    }
-    ru_stream_ack(d->stream, b->ids, b->nids);
-    report_rejects(d, b);
-    d->adoptions++;
-    ru_notice("msg=\"adopted consumer\" consumer=%s applied=%" PRIu64 " acknowledged_only=%" PRIu64
-              " invalid=%" PRIu64 " trimmed=%" PRIu64 " ms=%.1f",
-              a->consumer, a->applied, a->acked_only, a->invalid, a->trimmed,
-              (double)b->duration_us / 1000.0);
-    if (a->req)
-        ru_status_replyf(a->req,
-                         "{\"adopted\":\"%s\",\"applied\":%" PRIu64
-                         ",\"acknowledged_only\":%" PRIu64 ",\"invalid\":%" PRIu64
-                         ",\"trimmed\":%" PRIu64 "}",
-                         a->consumer, a->applied, a->acked_only, a->invalid, a->trimmed);
-    ru_batch_free(b);
-    adopt_reset(d);
-}
-
 enum health { H_OK = 0, H_DEGRADED = 1, H_DOWN = 2 };
-
-static void cmd_adopt(void *ud, struct ru_status_req *req, const char *args)
-{
-    struct ru_daemon *d = ud;
-    if (args[0] == '\0') {
-        ru_status_replyf(req, "error: usage: adopt CONSUMER");
-        return;
-    }
-    if (d->cfg.redis.lone_consumer) {
-        ru_status_replyf(req, "error: a lone consumer (redis.lone_consumer) has no other "
-                              "consumers in its group to adopt");
-        return;
-    }
-    /* Starting up, it takes the adoption once it reads; but a set-up that keeps failing
-     * (waiting for the group, no privilege) could hold the request for ever: refuse. */
-    struct ru_pgw_stats ps;
-    ru_pgw_get_stats(d->pgw, &ps);
-    if (!ru_pgw_ready(d->pgw) && ps.last_error[0]) {
-        ru_status_replyf(req,
-                         "error: adopt %s: this rollupd is not reading (%s); try again once "
-                         "its health is ok",
-                         args, ps.last_error);
-        return;
-    }
-    adopt_start(d, args, req);
-}
 
 /* ---- memory and backpressure ---- */
 
@@ -464,7 +282,7 @@ static void maybe_flush(struct ru_daemon *d)
         return;
     if (ru_entries_keycheck_step(d))
         return;
-    if (!d->stopping && adopt_step(d))
+    if (!d->stopping && ru_takeover_step(d))
         return;
     bool want = d->flush_due || d->flush_asked || d->stopping;
     if (!want)
@@ -589,23 +407,12 @@ static void on_writer_event(struct ru_daemon *d)
                 start_reading(d); /* set-up finished: now we know the checkpoint */
             return;
         }
-        struct ru_sid ck;
-        char err[256];
-        int rc = ru_pgw_take_checkpoint(d->pgw, &ck, err, sizeof(err));
-        if (rc != 0 && d->adopt.phase == RU_TAKEOVER_CKPT) {
-            if (rc < 0) {
-                adopt_fail(d, err);
-            } else {
-                d->adopt.ck = ck;
-                d->adopt.b->adopt_expected = ck;
-                d->adopt.phase = RU_TAKEOVER_FETCH_WANTED; /* started once Redis is live */
-            }
-        }
+        ru_takeover_on_checkpoint(d);
         ownership_step(d);
         return;
     }
     if (b->adopt_consumer != NULL) {
-        adopt_committed(d, b);
+        ru_takeover_committed(d, b);
         return;
     }
     if (b->fenced) {
@@ -625,7 +432,7 @@ static void on_writer_event(struct ru_daemon *d)
     if (b->lone_start)
         ru_stream_release_noack(d->stream, &b->checkpoint);
     ru_stream_refresh_info(d->stream);
-    report_rejects(d, b);
+    ru_schedule_report_rejects(d, b);
     uint64_t events = ru_store_nevents(b->store);
     char json[256];
     snprintf(json, sizeof(json),
@@ -917,7 +724,7 @@ static const struct ru_status_cmd commands[] = {
     {"flush", "flush now; answers a JSON result after the COMMIT", cmd_flush},
     {"metrics", "Prometheus text exposition format 0.0.4", cmd_metrics},
     {"config", "each key's running value, its default and what a reload does with it", cmd_config},
-    {"adopt", "adopt CONSUMER: take over a dead consumer's pending entries", cmd_adopt},
+    {"adopt", "adopt CONSUMER: take over a dead consumer's pending entries", ru_takeover_cmd},
 };
 
 /* ---- signals, reload ---- */
@@ -1056,8 +863,8 @@ struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
         .on_group_recreated = on_group_recreated,
         .on_gate = on_gate,
         .on_adopt_entry = ru_takeover_on_entry,
-        .on_adopt_done = on_adopt_done,
-        .on_consumer = on_consumer,
+        .on_adopt_done = ru_takeover_on_done,
+        .on_consumer = ru_takeover_on_consumer,
     };
     d->stream = ru_stream_new(&d->cfg, &cb);
     set_read_budget(d); /* again once the fixed footprint is measured */
@@ -1087,7 +894,7 @@ void ru_daemon_free(struct ru_daemon *d)
     ru_status_free(d->status);
     ru_http_free(d->http);
     ru_batch_free(d->cur);
-    adopt_reset(d);
+    ru_takeover_reset(d);
     ru_keycheck_parked_deinit(&d->parked);
     ru_keycheck_free(d->verdicts);
     if (d->sfd >= 0)
@@ -1311,18 +1118,7 @@ int ru_daemon_run(struct ru_daemon *d)
             steps[k].run(d);
         if (stop_now(d))
             break;
-        if (d->adopt.phase == RU_TAKEOVER_FETCH_WANTED && ru_stream_live(d->stream) &&
-            ru_stream_adopt_fetch(d->stream, d->adopt.consumer) == 0)
-            d->adopt.phase = RU_TAKEOVER_FETCH;
-        if (d->cfg.redis.claim_idle_ms > 0 && ru_stream_live(d->stream) &&
-            d->adopt.phase == RU_TAKEOVER_IDLE && ru_mono_ms() >= d->next_claim_check_ms) {
-            int64_t every = d->cfg.redis.claim_idle_ms / 4;
-            d->next_claim_check_ms = ru_mono_ms() + (every < 1000    ? 1000
-                                                     : every > 30000 ? 30000
-                                                                     : every);
-            if (ru_stream_list_consumers(d->stream) < 0)
-                d->next_claim_check_ms = 0;
-        }
+        ru_takeover_poll(d);
     }
     ru_notice("msg=stopped events_consumed=%" PRIu64 " events_invalid=%" PRIu64, d->c.consumed,
               d->c.invalid);
