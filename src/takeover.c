@@ -80,29 +80,41 @@ void ru_takeover_on_entry(void *ud, const struct ru_sid *id, const struct ru_fie
         }
         return;
     }
+    /* ingest decides, as for an entry of this consumer's own pending list; the adopted
+     * consumer's checkpoint says which of them were committed */
     struct ru_event ev;
     char why[RU_DAEMON_REASON_LEN];
-    enum ru_ingest_parse rc = ru_entries_parse(d, &ev, f, n, why, sizeof(why));
-    if (rc == RU_INGEST_WAIT) {
+    struct ru_ingest r = ru_ingest_decide_adopted(committed, RU_INGEST_UNPARSED);
+    if (r.action == RU_INGEST_NEED_PARSE)
+        r = ru_ingest_decide_adopted(committed, ru_entries_parse(d, &ev, f, n, why, sizeof(why)));
+    if (r.count_refused)
+        d->c.key_refused++;
+    switch (r.action) {
+    case RU_INGEST_PARK:
         (void)ru_keycheck_park(&d->parked, id, f, n, &ev, RU_ENTRIES_PARK_ADOPTED);
         return;
-    }
-    if (rc == RU_INGEST_INVALID || rc == RU_INGEST_REFUSED) {
+    case RU_INGEST_DEAD_LETTER:
         ru_stream_dead_letter(d->stream, id, f, n, why, RU_FROM_PENDING);
         a->invalid++;
-        d->c.invalid++;
-        d->c.key_refused += rc == RU_INGEST_REFUSED;
+        if (r.count_invalid)
+            d->c.invalid++;
         return;
-    }
-    ru_batch_add_id(a->b, id);
-    if (committed) {
+    case RU_INGEST_ACK_ONLY: /* acknowledged with the adoption's batch, after its COMMIT */
+        ru_batch_add_id(a->b, id);
         a->acked_only++;
         return;
+    case RU_INGEST_APPLY:
+        ru_batch_add_id(a->b, id);
+        ru_store_add(a->b->store, &ev);
+        a->applied++;
+        if (d->cfg.postgres.raw_table[0])
+            (void)ru_batch_add_raw(a->b, id, &ev);
+        return;
+    case RU_INGEST_NEED_PARSE:
+    case RU_INGEST_SKIP:
+    case RU_INGEST_DEAD_KNOWN:
+        return; /* not decided for an adopted entry (ingest's table test) */
     }
-    ru_store_add(a->b->store, &ev);
-    a->applied++;
-    if (d->cfg.postgres.raw_table[0])
-        (void)ru_batch_add_raw(a->b, id, &ev);
 }
 
 void ru_takeover_on_done(void *ud, const char *err)
