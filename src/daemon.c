@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <systemd/sd-daemon.h>
 
+#include "rollupd/backpressure.h"
 #include "rollupd/dstate.h"
 #include "rollupd/entries.h"
 #include "rollupd/envcfg.h"
@@ -121,204 +122,7 @@ static void ownership_step(struct ru_daemon *d)
     }
 }
 
-static void on_batch(void *ud, size_t n, bool full, bool replay)
-{
-    struct ru_daemon *d = ud;
-    ru_debug("msg=read entries=%zu full=%d replay=%d next_count=%d entry_bytes=%zu", n, (int)full,
-             (int)replay, ru_stream_read_count(d->stream), ru_stream_entry_bytes(d->stream));
-    const struct ru_config *c = &d->cfg;
-    if (ru_store_nevents(d->cur->store) >= (uint64_t)c->flush.max_events ||
-        ru_store_nkeys(d->cur->store) >= (size_t)c->flush.max_keys)
-        d->flush_due = true;
-    if (replay)
-        return;
-    /* A backlog just drained (full reads of at least flush.backlog_entries entries in a
-     * row, then a short one): commit what it brought now rather than at the next tick.
-     * Counted in entries, since the size of a read follows the size of the entries. A
-     * steady trickle (short reads only) and a rate near the drain rate (full and short
-     * reads mixed) keep to the timer; 0 turns it off. */
-    if (full) {
-        d->backlog_entries += n;
-        return;
-    }
-    if (c->flush.backlog_entries > 0 && d->backlog_entries >= (uint64_t)c->flush.backlog_entries &&
-        ru_store_nevents(d->cur->store) > 0) {
-        ru_debug("msg=\"backlog drained, flushing now\" entries=%" PRIu64, d->backlog_entries);
-        d->flush_due = true;
-    }
-    d->backlog_entries = 0;
-}
-
-/* Raw rows refused in a committed batch: their events are counted hourly; the refusal
- * goes to the dead-letter stream as a note and to the log. */
-void ru_schedule_report_rejects(struct ru_daemon *d, const struct ru_batch *b)
-{
-    for (size_t i = 0; i < b->nrejects; i++) {
-        char idt[RU_SID_STRLEN];
-        ru_sid_format(&b->rejects[i].id, idt);
-        ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
-                       "msg=\"raw row refused; event still counted hourly\" id=%s reason=\"%s\"",
-                       idt, b->rejects[i].reason);
-        ru_stream_dead_letter_note(d->stream, &b->rejects[i].id, b->rejects[i].reason);
-    }
-    d->c.raw_rejected += b->nrejects;
-}
-
 enum health { H_OK = 0, H_DEGRADED = 1, H_DOWN = 2 };
-
-/* ---- memory and backpressure ---- */
-
-static size_t mem_in_use(const struct ru_daemon *d)
-{
-    return ru_batch_mem(d->cur) + d->inflight_mem + (d->adopt.b ? ru_batch_mem(d->adopt.b) : 0) +
-           ru_pgw_cache_mem(d->pgw) + ru_stream_mem(d->stream) + d->parked.mem +
-           ru_keycheck_mem(d->verdicts) + ru_pcache_mem(d->pcache);
-}
-
-/* What flushing a row needs beyond the batch: its next state, its COPY lines and the
- * writer's bookkeeping, about 1.6 KiB in the memory fault test. Counted for the batch
- * in the writer's hands and reserved for the one filling, so that flushing what is held
- * also fits under the bound. */
-#define FLUSH_BYTES_PER_KEY 2048
-#define NEW_KEY_BYTES       1024 /* a new key in the store, at worst */
-
-static size_t flush_reserve(const struct ru_batch *b)
-{
-    return ru_store_nkeys(b->store) * FLUSH_BYTES_PER_KEY;
-}
-
-/* The process's resident set now, from /proc/self/statm (0 when unreadable). */
-static size_t rss_now(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, resident = 0;
-    if (f == NULL)
-        return 0;
-    int n = fscanf(f, "%lu %lu", &size, &resident);
-    fclose(f);
-    return n == 2 ? (size_t)resident * (size_t)sysconf(_SC_PAGESIZE) : 0;
-}
-
-/* What rollupd may hold (memory_bytes) so that its RSS stays under limits.max_memory_mb:
- * the limit less the process's own footprint (code, libraries, both connections, measured
- * once both are up) and an eighth of the limit for the allocator's slack. */
-static size_t mem_budget(const struct ru_daemon *d)
-{
-    size_t limit = (size_t)d->cfg.limits.max_memory_mb * 1024 * 1024;
-    size_t fixed = d->base_rss + limit / 8;
-    return fixed < limit - limit / 4 ? limit - fixed : limit / 4;
-}
-
-/* What one read's reply may take: an eighth of the budget. Two reads can be in flight,
- * and while a reply is walked its entries exist twice at worst, in the read buffer with
- * their reply objects in the arena, and (the one being received) raw: four eighths. The
- * other half is left to the batches and the row-state cache, which backpressure keeps
- * within it. At the default limit this is about 110 MiB a read, far above a full read
- * of usual events (1000 of ~1.5 KiB); at 64 MiB about 5 MiB, some 25 entries of 200 kB. */
-static void set_read_budget(struct ru_daemon *d)
-{
-    ru_stream_set_read_budget(d->stream, mem_budget(d) / 8);
-}
-
-static void check_backpressure(struct ru_daemon *d)
-{
-    size_t limit = mem_budget(d);
-    size_t used = mem_in_use(d) + flush_reserve(d->cur);
-    if (used >= limit / 2)
-        d->flush_due = true;
-    /* Pause before the next step could cross the bound: the XREADGROUP replies still on
-     * their way (at most two of the stream's current COUNT, each entry taking the size
-     * measured in the last reply, and at worst making a new key: about 1 KiB) plus the
-     * next doubling of the store's tables. The bound holds; memory is never freed by
-     * dropping data. */
-    size_t per_entry = ru_stream_entry_bytes(d->stream) + NEW_KEY_BYTES;
-    size_t reserve = 2 * (size_t)ru_stream_read_count(d->stream) * per_entry +
-                     ru_store_next_growth(d->cur->store) +
-                     2 * d->cur->ids_cap * sizeof(*d->cur->ids) + d->cur->raw.cap;
-    /* with nothing held there is nothing to wait for: a reserve larger than the bound
-     * (a huge redis.count) must not stop reading for good */
-    bool holding = !ru_batch_empty(d->cur) || d->inflight_mem > 0 || d->parked.n > 0;
-    bool want_pause = d->stopping || (holding && used + reserve >= limit);
-    /* a flush waiting for dead-letter copies: read nothing more until they are confirmed,
-     * or a backlog full of invalid entries keeps new copies in flight and never commits */
-    bool stream_pause = want_pause || d->dl_wait;
-    if (stream_pause != d->stream_paused) {
-        d->stream_paused = stream_pause;
-        ru_stream_pause(d->stream, stream_pause);
-    }
-    if (want_pause != d->paused) {
-        d->paused = want_pause;
-        if (!d->stopping)
-            ru_log(want_pause ? RU_LOG_WARNING : RU_LOG_INFO,
-                   "msg=\"%s\" memory_mb=%zu limit_mb=%d",
-                   want_pause ? "memory bound reached: reading paused until PostgreSQL catches up"
-                              : "reading resumed",
-                   used / (1024 * 1024), (int)(limit / (1024 * 1024)));
-    }
-}
-
-/* ---- flushing ---- */
-
-static void waiters_push(struct ru_status_req ***arr, size_t *n, size_t *cap,
-                         struct ru_status_req *r)
-{
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 8;
-        *arr = ru_xrealloc(*arr, *cap * sizeof(**arr));
-    }
-    (*arr)[(*n)++] = r;
-}
-
-static void answer_waiters(struct ru_daemon *d, const char *json)
-{
-    for (size_t i = 0; i < d->nwaiters; i++)
-        ru_status_reply(d->flush_waiters[i], json, strlen(json));
-    d->nwaiters = 0;
-}
-
-static void maybe_flush(struct ru_daemon *d)
-{
-    if (!ru_pgw_ready(d->pgw) || ru_pgw_busy(d->pgw))
-        return;
-    if (ru_entries_keycheck_step(d))
-        return;
-    if (!d->stopping && ru_takeover_step(d))
-        return;
-    bool want = d->flush_due || d->flush_asked || d->stopping;
-    if (!want)
-        return;
-    if (ru_entries_own_parked(d) > 0)
-        return; /* the checkpoint must not pass an entry waiting for PostgreSQL's verdict */
-    d->dl_wait = ru_stream_commit_blocked(d->stream);
-    if (d->dl_wait)
-        return; /* a dead-letter copy of an entry this commit would cover is unconfirmed */
-    if (d->stopping && !ru_stream_idle(d->stream) && ru_stream_connected(d->stream) &&
-        ru_mono_ms() < d->stop_deadline_ms)
-        return; /* let the last read deliver what Redis already sent us */
-    /* waiters asked before this point are answered by this flush */
-    for (size_t i = 0; i < d->nafter; i++)
-        waiters_push(&d->flush_waiters, &d->nwaiters, &d->waiters_cap, d->after_waiters[i]);
-    d->nafter = 0;
-    d->flush_due = false;
-    d->flush_asked = false;
-    if (ru_batch_empty(d->cur)) {
-        answer_waiters(d, "{\"flushed\":true,\"events\":0,\"rows\":0,\"ms\":0}");
-        if (d->stopping)
-            d->stop_final_sent = true;
-        return;
-    }
-    struct ru_batch *b = d->cur;
-    d->cur = ru_batch_new();
-    b->lone = ru_stream_recovery_owed(d->stream) || b->lone_start;
-    b->dead_pos = ru_stream_dead_pos(d->stream);
-    d->inflight_events = ru_store_nevents(b->store);
-    d->inflight_mem = ru_batch_mem(b) + flush_reserve(b);
-    if (d->stopping)
-        d->stop_final_sent = true;
-    ru_debug("msg=\"flush submitted\" events=%" PRIu64 " keys=%zu", d->inflight_events,
-             ru_store_nkeys(b->store));
-    ru_pgw_submit(d->pgw, b);
-}
 
 /* STATUS= for systemctl status, sent at READY, after each flush and every STATUS_EVERY_MS
  * in between, so that the age of the last flush and the rate stay current. The rate is
@@ -361,10 +165,10 @@ static void start_reading(struct ru_daemon *d)
     ru_pgw_start_point(d->pgw, &ps);
     char idt[RU_SID_STRLEN];
     ru_sid_format(&ps.committed, idt);
-    d->base_rss = rss_now();
-    set_read_budget(d);
+    d->base_rss = ru_backpressure_rss();
+    ru_backpressure_set_read_budget(d);
     ru_info("msg=\"postgres ready\" checkpoint=%s rss_mb=%.1f memory_budget_mb=%.1f", idt,
-            (double)d->base_rss / 1048576.0, (double)mem_budget(d) / 1048576.0);
+            (double)d->base_rss / 1048576.0, (double)ru_backpressure_budget(d) / 1048576.0);
     if (ps.recover) {
         char g[RU_SID_STRLEN];
         ru_sid_format(&ps.group_ckpt, g);
@@ -424,36 +228,14 @@ static void on_writer_event(struct ru_daemon *d)
         stop_fatal(d, why);
         return;
     }
-    ru_stream_set_committed(d->stream, &b->checkpoint,
-                            d->cfg.redis.lone_consumer || d->tail_owed ? &b->dead_pos : NULL);
-    if (d->tail_owed && !b->lone)
-        d->tail_owed = false; /* the group's mark is cleared */
-    ru_stream_ack(d->stream, b->ids, b->nids);
-    if (b->lone_start)
-        ru_stream_release_noack(d->stream, &b->checkpoint);
-    ru_stream_refresh_info(d->stream);
-    ru_schedule_report_rejects(d, b);
-    uint64_t events = ru_store_nevents(b->store);
-    char json[256];
-    snprintf(json, sizeof(json),
-             "{\"flushed\":true,\"events\":%" PRIu64 ",\"rows\":%" PRIu64 ",\"ms\":%.3f}", events,
-             b->rows_written, (double)b->duration_us / 1000.0);
-    answer_waiters(d, json);
-    ru_info("msg=flush events=%" PRIu64 " rows=%" PRIu64 " raw_rows=%" PRIu64
-            " ms=%.1f attempts=%d",
-            events, b->rows_written, b->raw_written, (double)b->duration_us / 1000.0, b->attempts);
-    double secs = (double)b->duration_us / 1e6;
-    d->c.flush_bucket[ru_report_flush_bucket(secs)]++;
-    d->c.flush_seconds_sum += secs;
-    d->inflight_events = 0;
-    d->inflight_mem = 0;
-    ru_batch_free(b);
+    ru_schedule_committed(d, b);
     send_status_line(d);
     /* Give a large batch's memory back rather than keep the peak, but only when reading is
      * idle (nothing gathered since) or the RSS is above half of limits.max_memory_mb:
      * trimming after every flush of a steady stream returns pages that the next batch
      * faults straight back in. */
-    if (ru_batch_empty(d->cur) || rss_now() > (size_t)d->cfg.limits.max_memory_mb * 1024 * 1024 / 2)
+    if (ru_batch_empty(d->cur) ||
+        ru_backpressure_rss() > (size_t)d->cfg.limits.max_memory_mb * 1024 * 1024 / 2)
         malloc_trim(0);
 }
 
@@ -499,7 +281,7 @@ static enum health health_of(struct ru_daemon *d, char *why, size_t len)
         return H_DOWN;
     }
     /* under a container limit equal to the bound, the next step is the OOM killer */
-    size_t rss = rss_now();
+    size_t rss = ru_backpressure_rss();
     if (rss > (size_t)d->cfg.limits.max_memory_mb * 1024 * 1024) {
         snprintf(why, len, "RSS %zu MiB above limits.max_memory_mb %d", rss / (1024 * 1024),
                  d->cfg.limits.max_memory_mb);
@@ -512,7 +294,8 @@ static enum health health_of(struct ru_daemon *d, char *why, size_t len)
     }
     if (d->paused && !d->stopping) {
         snprintf(why, len, "reading paused at the memory bound (%zu MiB of %zu MiB)",
-                 mem_in_use(d) / (1024 * 1024), mem_budget(d) / (1024 * 1024));
+                 ru_backpressure_mem_in_use(d) / (1024 * 1024),
+                 ru_backpressure_budget(d) / (1024 * 1024));
         return H_DEGRADED;
     }
     if (d->c.last_trim_ms && ru_mono_ms() - d->c.last_trim_ms < TRIM_DEGRADED_MS) {
@@ -599,7 +382,7 @@ static void fill_report(struct ru_daemon *d, struct ru_report *r, struct report_
         .flush_seconds_sum = d->c.flush_seconds_sum,
         .pending_events = ru_entries_held(d),
         .pending_keys = ru_store_nkeys(d->cur->store),
-        .memory_bytes = mem_in_use(d),
+        .memory_bytes = ru_backpressure_mem_in_use(d),
         .state_cache_rows = ps.cache_rows,
         .state_cache_bytes = ps.cache_bytes,
         .state_reloads = ps.state_reloads,
@@ -608,8 +391,8 @@ static void fill_report(struct ru_daemon *d, struct ru_report *r, struct report_
         .state_cache_flushes = ps.cache_flushes,
         .state_cache_last_us = ps.cache_last_us,
         .state_chunk_bytes = ps.chunk_bytes,
-        .memory_limit_bytes = mem_budget(d),
-        .rss_bytes = rss_now(),
+        .memory_limit_bytes = ru_backpressure_budget(d),
+        .rss_bytes = ru_backpressure_rss(),
         .rss_base_bytes = d->base_rss,
         .rss_limit_bytes = (uint64_t)d->cfg.limits.max_memory_mb * 1024 * 1024,
         .reading_paused = d->paused,
@@ -710,18 +493,10 @@ static void cmd_status(void *ud, struct ru_status_req *req, const char *args)
     json_decref(o);
 }
 
-static void cmd_flush(void *ud, struct ru_status_req *req, const char *args)
-{
-    struct ru_daemon *d = ud;
-    waiters_push(&d->after_waiters, &d->nafter, &d->after_cap, req);
-    d->flush_asked = true;
-    maybe_flush(d);
-}
-
 static const struct ru_status_cmd commands[] = {
     {"status", "one JSON object with every counter and gauge", cmd_status},
     {"health", "ok, or degraded: <reason>, or down: <reason>", cmd_health},
-    {"flush", "flush now; answers a JSON result after the COMMIT", cmd_flush},
+    {"flush", "flush now; answers a JSON result after the COMMIT", ru_schedule_cmd_flush},
     {"metrics", "Prometheus text exposition format 0.0.4", cmd_metrics},
     {"config", "each key's running value, its default and what a reload does with it", cmd_config},
     {"adopt", "adopt CONSUMER: take over a dead consumer's pending entries", ru_takeover_cmd},
@@ -763,7 +538,7 @@ static void reload(struct ru_daemon *d)
         {d->cfg.flush.interval_ms / 1000, (long)(d->cfg.flush.interval_ms % 1000) * 1000000L},
         {d->cfg.flush.interval_ms / 1000, (long)(d->cfg.flush.interval_ms % 1000) * 1000000L}};
     timerfd_settime(d->tfd, 0, &its, NULL);
-    set_read_budget(d); /* limits.max_memory_mb changes live */
+    ru_backpressure_set_read_budget(d); /* limits.max_memory_mb changes live */
     if (redis_changed)
         ru_stream_reconfigure(d->stream, &d->cfg);
     if (pg_changed)
@@ -800,7 +575,7 @@ static void on_signal(struct ru_daemon *d)
             sd_notify(0, "STOPPING=1");
             d->stopping = true;
             d->stop_deadline_ms = ru_mono_ms() + d->cfg.redis.block_ms + 2000;
-            check_backpressure(d);
+            ru_backpressure_step(d);
             break;
         default:
             break;
@@ -858,7 +633,7 @@ struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
         .on_entry = ru_entries_on_entry,
         .on_trimmed = ru_entries_on_trimmed,
         .on_gap = ru_entries_on_gap,
-        .on_batch = on_batch,
+        .on_batch = ru_schedule_on_batch,
         .on_state = on_stream_state,
         .on_group_recreated = on_group_recreated,
         .on_gate = on_gate,
@@ -867,7 +642,7 @@ struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
         .on_consumer = ru_takeover_on_consumer,
     };
     d->stream = ru_stream_new(&d->cfg, &cb);
-    set_read_budget(d); /* again once the fixed footprint is measured */
+    ru_backpressure_set_read_budget(d); /* again once the fixed footprint is measured */
     d->cur = ru_batch_new();
     d->verdicts = ru_keycheck_new(KEY_VERDICTS);
     d->pcache = ru_pcache_new();
@@ -1040,9 +815,9 @@ static const struct step {
     {"status socket timeouts", status_tick},
     {"http timeouts", http_tick},
     {"ownership", ownership_step},
-    {"backpressure", check_backpressure},
+    {"backpressure", ru_backpressure_step},
     {"parked entries", ru_entries_settle},
-    {"flush", maybe_flush},
+    {"flush", ru_schedule_flush},
     {"ready", maybe_ready},
     {"STATUS= line", status_line_step},
     {"watchdog", watchdog},
