@@ -24,6 +24,7 @@
 #include "rollupd/ingest.h"
 #include "rollupd/keycheck.h"
 #include "rollupd/log.h"
+#include "rollupd/observe.h"
 #include "rollupd/pcache.h"
 #include "rollupd/pgw.h"
 #include "rollupd/redact.h"
@@ -35,9 +36,8 @@
 #include "rollupd/stream.h"
 #include "rollupd/takeover.h"
 
-#define MAX_POLLFDS      160           /* signals, timer, writer, stream, two listeners of 64 */
-#define TRIM_DEGRADED_MS (3600 * 1000) /* health stays degraded this long after a trim */
-#define KEY_VERDICTS     2048          /* PostgreSQL's verdicts on long keys kept in memory */
+#define MAX_POLLFDS  160  /* signals, timer, writer, stream, two listeners of 64 */
+#define KEY_VERDICTS 2048 /* PostgreSQL's verdicts on long keys kept in memory */
 
 /* ---- stream callbacks ---- */
 
@@ -122,8 +122,6 @@ static void ownership_step(struct ru_daemon *d)
         ru_stream_gate_open(d->stream);
     }
 }
-
-enum health { H_OK = 0, H_DEGRADED = 1, H_DOWN = 2 };
 
 /* STATUS= for systemctl status, sent at READY, after each flush and every STATUS_EVERY_MS
  * in between, so that the age of the last flush and the rate stay current. The rate is
@@ -252,185 +250,6 @@ static void maybe_ready(struct ru_daemon *d)
     ru_notice("msg=ready version=" RU_VERSION " consumer=%s", d->cfg.redis.consumer);
 }
 
-/* ---- health ---- */
-
-/* down: no progress is possible (Redis not connected, PostgreSQL never reached);
- * degraded: working, but something needs an operator (the process's RSS above
- * limits.max_memory_mb, flushes failing while batches wait in memory, reading paused at
- * the memory bound, entries trimmed upstream before they were read, the consumer group
- * recreated). */
-static enum health health_of(struct ru_daemon *d, char *why, size_t len)
-{
-    struct ru_pgw_stats ps;
-    ru_pgw_get_stats(d->pgw, &ps);
-    why[0] = '\0';
-    if (!ru_pgw_ready(d->pgw)) {
-        snprintf(why, len, "postgres not ready: %s",
-                 ps.last_error[0] ? ps.last_error : "connecting");
-        return H_DOWN;
-    }
-    if (d->suspended) {
-        snprintf(why, len,
-                 "postgres session lost: reading stopped until this consumer's locks are taken "
-                 "again: %s",
-                 ps.last_error[0] ? ps.last_error : "reconnecting");
-        return H_DOWN;
-    }
-    if (!ru_stream_connected(d->stream)) {
-        const char *e = ru_stream_last_error(d->stream);
-        snprintf(why, len, "redis unreachable: %s", e[0] ? e : "connecting");
-        return H_DOWN;
-    }
-    /* under a container limit equal to the bound, the next step is the OOM killer */
-    size_t rss = ru_backpressure_rss();
-    if (rss > (size_t)d->cfg.limits.max_memory_mb * 1024 * 1024) {
-        snprintf(why, len, "RSS %zu MiB above limits.max_memory_mb %d", rss / (1024 * 1024),
-                 d->cfg.limits.max_memory_mb);
-        return H_DEGRADED;
-    }
-    if (!ps.connected || (ru_pgw_busy(d->pgw) && ps.last_error[0])) {
-        snprintf(why, len, "postgres failing, %" PRIu64 " events waiting in memory: %s",
-                 ru_entries_held(d), ps.last_error);
-        return H_DEGRADED;
-    }
-    if (d->paused && !d->stopping) {
-        snprintf(why, len, "reading paused at the memory bound (%zu MiB of %zu MiB)",
-                 ru_backpressure_mem_in_use(d) / (1024 * 1024),
-                 ru_backpressure_budget(d) / (1024 * 1024));
-        return H_DEGRADED;
-    }
-    if (d->c.last_trim_ms && ru_mono_ms() - d->c.last_trim_ms < TRIM_DEGRADED_MS) {
-        if (d->c.gaps)
-            snprintf(why, len,
-                     "entries after the checkpoint were deleted from the stream before they "
-                     "were read, found by %" PRIu64
-                     " recovery(ies) (data lost upstream; last %" PRId64 " s ago)",
-                     d->c.gaps, (ru_mono_ms() - d->c.last_trim_ms) / 1000);
-        else
-            snprintf(why, len,
-                     "%" PRIu64 " entries were trimmed by the producer before they were read "
-                     "(data lost upstream; last %" PRId64 " s ago)",
-                     d->c.trimmed, (ru_mono_ms() - d->c.last_trim_ms) / 1000);
-        return H_DEGRADED;
-    }
-    if (d->c.group_recreated) {
-        snprintf(why, len, "consumer group was recreated %" PRIu64 " time(s)",
-                 d->c.group_recreated);
-        return H_DEGRADED;
-    }
-    return H_OK;
-}
-
-static void health_line(struct ru_daemon *d, struct ru_buf *out, enum health *h)
-{
-    char why[1024];
-    *h = health_of(d, why, sizeof(why));
-    if (*h == H_OK)
-        ru_buf_puts(out, "ok\n");
-    else
-        ru_buf_printf(out, "%s: %s\n", *h == H_DOWN ? "down" : "degraded", why);
-}
-
-/* ---- the report: status JSON and Prometheus text from one table (report.h) ---- */
-
-/* Strings the report borrows while it is rendered. */
-struct report_text {
-    char url[512], ci[512], seen[RU_SID_STRLEN], node[300], why[1024];
-    char pg_error[sizeof(((struct ru_pgw_stats *)0)->last_error)];
-};
-
-static void fill_report(struct ru_daemon *d, struct ru_report *r, struct report_text *t)
-{
-    struct ru_pgw_stats ps;
-    ru_pgw_get_stats(d->pgw, &ps);
-    const struct ru_stream_stats *ss = ru_stream_stats(d->stream);
-    ru_redact(d->cfg.redis.url, t->url, sizeof(t->url));
-    ru_redact(d->cfg.postgres.conninfo, t->ci, sizeof(t->ci));
-    ru_sid_format(ru_stream_last_seen(d->stream), t->seen);
-    ru_stream_node(d->stream, t->node, sizeof(t->node));
-    ru_strlcpy(t->pg_error, ps.last_error, sizeof(t->pg_error));
-    *r = (struct ru_report){
-        .version = RU_VERSION,
-        .config_file = d->cfg.path,
-        .consumer = d->cfg.redis.consumer,
-        .stream = d->cfg.redis.stream,
-        .group = d->cfg.redis.group,
-        .uptime_ms = ru_mono_ms() - d->started_ms,
-        .events_consumed = d->c.consumed,
-        .events_flushed = ps.events_flushed,
-        .events_invalid = d->c.invalid,
-        .events_dead_lettered = ss->dead_lettered,
-        .events_trimmed = d->c.trimmed,
-        .events_replay_acked = d->c.replay_acked,
-        .lone_consumer = d->cfg.redis.lone_consumer,
-        .recoveries = ss->recoveries,
-        .recovery_entries_read = ss->recovered,
-        .events_recovered = d->c.recovered,
-        .recovery_dead_known = d->c.dead_known,
-        .recovery_gaps = d->c.gaps,
-        .events_parked = d->parked.n,
-        .key_probes = d->c.key_probes,
-        .events_key_refused = d->c.key_refused,
-        .key_verdicts_cached = ru_keycheck_count(d->verdicts),
-        .raw_rows_rejected = d->c.raw_rejected,
-        .raw_rows_written = ps.raw_rows,
-        .rows_written = ps.rows_written,
-        .flushes = ps.flushes,
-        .flush_failures = ps.flush_failures,
-        .last_flush_unix_ms = ps.last_flush_unix_ms,
-        .last_flush_us = ps.last_flush_us,
-        .flush_in_progress = ru_pgw_busy(d->pgw),
-        .flush_seconds_sum = d->c.flush_seconds_sum,
-        .pending_events = ru_entries_held(d),
-        .pending_keys = ru_store_nkeys(d->cur->store),
-        .memory_bytes = ru_backpressure_mem_in_use(d),
-        .state_cache_rows = ps.cache_rows,
-        .state_cache_bytes = ps.cache_bytes,
-        .state_reloads = ps.state_reloads,
-        .state_evictions = ps.state_evictions,
-        .state_scratch_bytes = ps.scratch_bytes,
-        .state_cache_flushes = ps.cache_flushes,
-        .state_cache_last_us = ps.cache_last_us,
-        .state_chunk_bytes = ps.chunk_bytes,
-        .memory_limit_bytes = ru_backpressure_budget(d),
-        .rss_bytes = ru_backpressure_rss(),
-        .rss_base_bytes = d->base_rss,
-        .rss_limit_bytes = (uint64_t)d->cfg.limits.max_memory_mb * 1024 * 1024,
-        .reading_paused = d->paused,
-        .consumer_lock_held = ru_pgw_held(d->pgw),
-        .reading_suspended = d->suspended,
-        .events_per_s = d->rate,
-        .last_seen_id = t->seen,
-        .group_lag = ss->lag,
-        .group_pending = ss->group_pending,
-        .group_recreated = d->c.group_recreated,
-        .adoptions = d->adoptions,
-        .adoption_in_progress = d->adopt.phase != RU_TAKEOVER_IDLE ? d->adopt.consumer : NULL,
-        .redis_connected = ru_stream_connected(d->stream),
-        .redis_url = t->url,
-        .redis_reconnects = ss->reconnects,
-        .shard = d->cfg.redis.stream,
-        .redis_cluster = ru_stream_cluster(d->stream),
-        .redis_node = t->node,
-        .redis_lost_tail = ss->redis_lost_tail,
-        .redis_last_error = ru_stream_last_error(d->stream),
-        .postgres_connected = ps.connected,
-        .postgres_conninfo = t->ci,
-        .postgres_last_error = t->pg_error,
-        .health_reason = t->why,
-    };
-    memcpy(r->flush_bucket, d->c.flush_bucket, sizeof(r->flush_bucket));
-    r->health = (int)health_of(d, t->why, sizeof(t->why));
-}
-
-static void render_metrics(struct ru_daemon *d, struct ru_buf *b)
-{
-    struct ru_report r;
-    struct report_text t;
-    fill_report(d, &r, &t);
-    ru_report_prometheus(&r, b);
-}
-
 static void on_http(void *ud, const char *path, int *status, const char **ctype,
                     struct ru_buf *body)
 {
@@ -438,68 +257,24 @@ static void on_http(void *ud, const char *path, int *status, const char **ctype,
     if (strcmp(path, "/metrics") == 0) {
         *status = 200;
         *ctype = "text/plain; version=0.0.4; charset=utf-8";
-        render_metrics(d, body);
+        ru_observe_metrics(d, body);
     } else if (strcmp(path, "/health") == 0) {
-        enum health h;
-        health_line(d, body, &h);
-        *status = h == H_DOWN ? 503 : 200;
+        enum ru_observe_health h;
+        ru_observe_health_line(d, body, &h);
+        *status = h == RU_OBSERVE_DOWN ? 503 : 200;
     } else {
         *status = 404;
         ru_buf_puts(body, "not found: try /metrics or /health\n");
     }
 }
 
-static void cmd_health(void *ud, struct ru_status_req *req, const char *args)
-{
-    struct ru_buf b = RU_BUF_INIT;
-    enum health h;
-    health_line(ud, &b, &h);
-    ru_status_reply(req, b.p, b.len);
-    ru_buf_free(&b);
-}
-
-static void cmd_metrics(void *ud, struct ru_status_req *req, const char *args)
-{
-    struct ru_buf b = RU_BUF_INIT;
-    render_metrics(ud, &b);
-    ru_status_reply(req, b.p, b.len);
-    ru_buf_free(&b);
-}
-
-/* ---- status commands ---- */
-
-static json_t *status_json(struct ru_daemon *d)
-{
-    struct ru_report r;
-    struct report_text t;
-    fill_report(d, &r, &t);
-    return ru_report_json(&r);
-}
-
-static void cmd_config(void *ud, struct ru_status_req *req, const char *args)
-{
-    struct ru_daemon *d = ud;
-    struct ru_buf b = RU_BUF_INIT;
-    ru_config_describe(&d->cfg, &b);
-    ru_status_reply(req, b.p, b.len);
-    ru_buf_free(&b);
-}
-
-static void cmd_status(void *ud, struct ru_status_req *req, const char *args)
-{
-    json_t *o = status_json(ud);
-    char *s = json_dumps(o, JSON_COMPACT);
-    ru_status_reply(req, s, strlen(s));
-    free(s);
-    json_decref(o);
-}
-
 static const struct ru_status_cmd commands[] = {
-    {"status", "one JSON object with every counter and gauge", cmd_status},
-    {"health", "ok, or degraded: <reason>, or down: <reason>", cmd_health},
+    {"status", "one JSON object with every counter and gauge", ru_observe_cmd_status},
+    {"health", "ok, or degraded: <reason>, or down: <reason>", ru_observe_cmd_health},
     {"flush", "flush now; answers a JSON result after the COMMIT", ru_schedule_cmd_flush},
-    {"metrics", "Prometheus text exposition format 0.0.4", cmd_metrics},
-    {"config", "each key's running value, its default and what a reload does with it", cmd_config},
+    {"metrics", "Prometheus text exposition format 0.0.4", ru_observe_cmd_metrics},
+    {"config", "each key's running value, its default and what a reload does with it",
+     ru_observe_cmd_config},
     {"adopt", "adopt CONSUMER: take over a dead consumer's pending entries", ru_takeover_cmd},
 };
 
