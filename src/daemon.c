@@ -12,26 +12,19 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include <jansson.h>
 #include <systemd/sd-daemon.h>
 
 #include "rollupd/backpressure.h"
 #include "rollupd/dstate.h"
 #include "rollupd/entries.h"
-#include "rollupd/envcfg.h"
-#include "rollupd/event.h"
 #include "rollupd/http.h"
-#include "rollupd/ingest.h"
 #include "rollupd/keycheck.h"
 #include "rollupd/log.h"
 #include "rollupd/observe.h"
 #include "rollupd/pcache.h"
 #include "rollupd/pgw.h"
-#include "rollupd/redact.h"
 #include "rollupd/reload.h"
-#include "rollupd/report.h"
 #include "rollupd/schedule.h"
-#include "rollupd/report.h"
 #include "rollupd/status.h"
 #include "rollupd/stream.h"
 #include "rollupd/takeover.h"

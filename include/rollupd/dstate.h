@@ -1,11 +1,13 @@
 /* dstate: the daemon's state, shared by the files that make up the daemon. Not for use
  * outside the daemon: main sees only daemon.h.
  *
- * The daemon is one loop (daemon.c: sources, post-poll steps, signals, lifecycle, status
- * commands) and what it does on that loop's thread: each delivered entry carried out as
- * ingest decides (entries.c), a consumer's takeover (takeover.c), SIGHUP's reload
- * (reload.c), and when to flush, what a commit acknowledges and the memory bound
- * (schedule.c). All of it runs on the loop's thread: nothing here is locked. */
+ * The daemon is one loop (daemon.c: its pollable sources and post-poll steps, signals,
+ * sd_notify, the writer's events dispatched, ownership of the consumer, lifecycle) and what
+ * it does on that loop's thread: each delivered entry carried out as ingest decides and
+ * long keys parked for PostgreSQL's verdict (entries.c), when to flush and what a commit
+ * acknowledges (schedule.c), the memory bound (backpressure.c), a consumer's takeover
+ * (takeover.c), SIGHUP's reload (reload.c), health and the metric values (observe.c).
+ * Everything runs on the loop's thread: nothing here is locked. */
 #ifndef ROLLUPD_DSTATE_H
 #define ROLLUPD_DSTATE_H
 
