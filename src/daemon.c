@@ -23,6 +23,7 @@
 #include "rollupd/observe.h"
 #include "rollupd/pcache.h"
 #include "rollupd/pgw.h"
+#include "rollupd/reading.h"
 #include "rollupd/reload.h"
 #include "rollupd/schedule.h"
 #include "rollupd/status.h"
@@ -74,48 +75,6 @@ static void on_group_recreated(void *ud)
            d->cfg.redis.group);
 }
 
-/* A new Redis connection is fenced and waits: the writer proves its session (and with it
- * the consumer's locks) alive by a round trip made after this point. */
-static void on_gate(void *ud)
-{
-    struct ru_daemon *d = ud;
-    d->gate_ticket = ru_pgw_probe(d->pgw);
-    d->gate_wait = true;
-}
-
-/* Reads only while this process owns the consumer: a lost PostgreSQL session (its locks
- * gone with it) stops reading at once; the same consumer's locks taken again on a new
- * session, with the checkpoint as this process left it, start a new connection, which
- * replays or recovers what was in flight. */
-static void ownership_step(struct ru_daemon *d)
-{
-    if (!d->stream_started || d->fatal)
-        return;
-    bool held = ru_pgw_held(d->pgw);
-    unsigned gen = ru_pgw_generation(d->pgw);
-    if (!held || gen != d->pg_gen) {
-        if (!d->suspended) {
-            ru_warn("msg=\"postgres session lost: reading stopped until this consumer's locks "
-                    "are taken again\"");
-            ru_stream_suspend(d->stream, true, "postgres session lost: reading stopped");
-            d->suspended = true;
-            d->gate_wait = false;
-        }
-        if (!held)
-            return;
-        d->pg_gen = gen;
-        ru_notice("msg=\"postgres session made again with this consumer's locks and the "
-                  "checkpoint unchanged: reading resumes\"");
-        d->suspended = false;
-        ru_stream_suspend(d->stream, false, NULL);
-        return;
-    }
-    if (d->gate_wait && ru_pgw_probed(d->pgw, d->gate_ticket)) {
-        d->gate_wait = false;
-        ru_stream_gate_open(d->stream);
-    }
-}
-
 /* STATUS= for systemctl status, sent at READY, after each flush and every STATUS_EVERY_MS
  * in between, so that the age of the last flush and the rate stay current. The rate is
  * taken over the time since the previous line (at least a second). */
@@ -149,36 +108,6 @@ static void send_status_line(struct ru_daemon *d)
                ru_stream_connected(d->stream) ? "up" : "down", ps.connected ? "up" : "down");
 }
 
-static void start_reading(struct ru_daemon *d)
-{
-    d->stream_started = true;
-    d->pg_gen = ru_pgw_generation(d->pgw);
-    struct ru_pgw_start ps;
-    ru_pgw_start_point(d->pgw, &ps);
-    char idt[RU_SID_STRLEN];
-    ru_sid_format(&ps.committed, idt);
-    d->base_rss = ru_backpressure_rss();
-    ru_backpressure_set_read_budget(d);
-    ru_info("msg=\"postgres ready\" checkpoint=%s rss_mb=%.1f memory_budget_mb=%.1f", idt,
-            (double)d->base_rss / 1048576.0, (double)ru_backpressure_budget(d) / 1048576.0);
-    if (ps.recover) {
-        char g[RU_SID_STRLEN];
-        ru_sid_format(&ps.group_ckpt, g);
-        ru_info("msg=\"a lone consumer of the group read without acknowledgement after its "
-                "checkpoint: entries delivered after it are read again first\" group_checkpoint=%s",
-                g);
-    }
-    d->tail_owed = ps.recover && !d->cfg.redis.lone_consumer;
-    struct ru_stream_start st = {
-        .committed = ps.committed,
-        .recover = ps.recover,
-        .recover_from = ps.group_ckpt,
-        .dead_pos = ps.dead_pos,
-        .dead_pos_known = ps.dead_pos_known,
-    };
-    ru_stream_start(d->stream, &st);
-}
-
 static void stop_fatal(struct ru_daemon *d, const char *why)
 {
     if (d->fatal)
@@ -200,11 +129,11 @@ static void on_writer_event(struct ru_daemon *d)
         }
         if (!d->stream_started) {
             if (ru_pgw_ready(d->pgw))
-                start_reading(d); /* set-up finished: now we know the checkpoint */
+                ru_reading_start(d); /* set-up finished: now we know the checkpoint */
             return;
         }
         ru_takeover_on_checkpoint(d);
-        ownership_step(d);
+        ru_reading_ownership_step(d);
         return;
     }
     if (b->adopt_consumer != NULL) {
@@ -359,7 +288,7 @@ struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
         .on_batch = ru_schedule_on_batch,
         .on_state = on_stream_state,
         .on_group_recreated = on_group_recreated,
-        .on_gate = on_gate,
+        .on_gate = ru_reading_on_gate,
         .on_adopt_entry = ru_takeover_on_entry,
         .on_adopt_done = ru_takeover_on_done,
         .on_consumer = ru_takeover_on_consumer,
@@ -537,7 +466,7 @@ static const struct step {
 } steps[] = {
     {"status socket timeouts", status_tick},
     {"http timeouts", http_tick},
-    {"ownership", ownership_step},
+    {"ownership", ru_reading_ownership_step},
     {"backpressure", ru_backpressure_step},
     {"parked entries", ru_entries_settle},
     {"flush", ru_schedule_flush},

@@ -2,8 +2,8 @@
  * outside the daemon: main sees only daemon.h.
  *
  * The daemon is one loop (daemon.c: its pollable sources and post-poll steps, signals,
- * sd_notify, the writer's events dispatched, ownership of the consumer, lifecycle) and what
- * it does on that loop's thread: each delivered entry carried out as ingest decides and
+ * sd_notify, the writer's events dispatched, lifecycle) and what it does on that loop's
+ * thread: when it reads (reading.c), each delivered entry carried out as ingest decides and
  * long keys parked for PostgreSQL's verdict (entries.c), when to flush and what a commit
  * acknowledges (schedule.c), the memory bound (backpressure.c), a consumer's takeover
  * (takeover.c), SIGHUP's reload (reload.c), health and the metric values (observe.c).
