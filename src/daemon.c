@@ -12,267 +12,28 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include <jansson.h>
 #include <systemd/sd-daemon.h>
 
-#include "rollupd/envcfg.h"
-#include "rollupd/event.h"
+#include "rollupd/backpressure.h"
+#include "rollupd/dstate.h"
+#include "rollupd/entries.h"
 #include "rollupd/http.h"
-#include "rollupd/ingest.h"
 #include "rollupd/keycheck.h"
 #include "rollupd/log.h"
+#include "rollupd/observe.h"
 #include "rollupd/pcache.h"
 #include "rollupd/pgw.h"
-#include "rollupd/redact.h"
-#include "rollupd/report.h"
+#include "rollupd/reading.h"
+#include "rollupd/reload.h"
+#include "rollupd/schedule.h"
 #include "rollupd/status.h"
 #include "rollupd/stream.h"
+#include "rollupd/takeover.h"
 
-#define MAX_POLLFDS      160           /* signals, timer, writer, stream, two listeners of 64 */
-#define TRIM_DEGRADED_MS (3600 * 1000) /* health stays degraded this long after a trim */
-#define KEY_VERDICTS     2048          /* PostgreSQL's verdicts on long keys kept in memory */
-#define PROBE_MAX        256           /* keys asked about in one probe */
-#define REASON_LEN       320           /* an invalid entry's reason, PostgreSQL's included */
-
-struct counters {
-    uint64_t consumed;     /* valid events taken into memory */
-    uint64_t invalid;      /* dead-lettered entries */
-    uint64_t trimmed;      /* pending entries the producer trimmed away */
-    uint64_t raw_rejected; /* events whose raw row PostgreSQL would refuse */
-    uint64_t replay_acked; /* replayed entries already committed: acknowledged only */
-    uint64_t recovered;    /* valid entries counted after a recovery read them again */
-    uint64_t dead_known;   /* invalid entries recovery found already dead-lettered */
-    uint64_t gaps;         /* recoveries that found entries deleted before being read */
-    uint64_t key_probes;   /* long keys PostgreSQL was asked about */
-    uint64_t key_refused;  /* entries dead-lettered because PostgreSQL cannot store their key */
-    uint64_t group_recreated;
-    int64_t last_trim_ms; /* monotonic time of the last trimmed entry, 0 = never */
-    uint64_t flush_bucket[RU_REPORT_NBUCKETS + 1]; /* cumulative at render time; +Inf last */
-    double flush_seconds_sum;
-};
-
-/* Taking over the pending entries of a consumer that is gone for good. */
-enum adopt_phase { A_IDLE, A_CKPT_WANTED, A_CKPT, A_FETCH_WANTED, A_FETCH, A_READY, A_FLUSHING };
-
-struct adoption {
-    enum adopt_phase phase;
-    char *consumer;
-    struct ru_sid ck; /* the adopted consumer's checkpoint */
-    struct ru_batch *b;
-    struct ru_status_req *req; /* NULL for an automatic one */
-    uint64_t applied, acked_only, invalid, trimmed;
-};
-
-struct ru_daemon {
-    struct ru_config cfg;
-    struct ru_stream *stream;
-    struct ru_pgw *pgw;
-    struct ru_status *status;
-    struct ru_http *http;
-    int sfd, tfd;
-
-    struct ru_batch *cur; /* filling */
-    /* Entries whose long key waits for PostgreSQL's verdict (keycheck.h), and the verdicts
-     * known. No flush is submitted while one of our own entries is parked: the checkpoint
-     * must not pass an entry that is neither applied nor dead-lettered. */
-    struct ru_keycheck_parked parked;
-    struct ru_keycheck *verdicts;
-    uint64_t inflight_events; /* events of the batch in the writer's hands */
-    size_t inflight_mem;
-    bool flush_due;           /* the timer fired or a size limit was reached */
-    uint64_t backlog_entries; /* entries of the live reads in a row that came back full */
-    bool flush_asked;         /* SIGUSR1 or the status command */
-    bool stopping, stop_final_sent, ready_sent, paused, fatal;
-    bool dl_wait;       /* a flush waits for dead-letter copies to be confirmed */
-    bool stream_paused; /* what the stream was told: paused, stopping or dl_wait */
-    int exit_code;
-    int64_t started_ms, stop_deadline_ms;
-    uint64_t watchdog_us;
-    int64_t last_watchdog_ms;
-
-    struct ru_status_req **flush_waiters;
-    size_t nwaiters, waiters_cap;
-    struct ru_status_req **after_waiters; /* asked while a flush was in flight */
-    size_t nafter, after_cap;
-
-    size_t base_rss; /* RSS once Redis and PostgreSQL were first up: the fixed footprint */
-    struct counters c;
-    struct adoption adopt;
-    uint64_t adoptions;
-    int64_t next_claim_check_ms;
-    bool stream_started;
-    /* Ownership: the PostgreSQL session (generation) the stream reads under; reading is
-     * suspended while the writer has no session holding the locks; a new Redis connection
-     * waits at its gate until a probe made after it proves the session alive. */
-    unsigned pg_gen, gate_ticket;
-    bool suspended, gate_wait;
-    bool tail_owed; /* shared-group consumer: a lone consumer's entries to recover, and the
-                     * group's mark to clear with a commit once they are */
-    struct ru_buf scratch;
-    struct ru_pcache *pcache; /* canonical params by raw text */
-    struct ru_ratelimit rl_invalid, rl_trim;
-    /* events/s since the previous STATUS= line, and when the next one is due */
-    uint64_t rate_mark_events;
-    int64_t rate_mark_ms, next_status_ms;
-    double rate;
-};
+#define MAX_POLLFDS  160  /* signals, timer, writer, stream, two listeners of 64 */
+#define KEY_VERDICTS 2048 /* PostgreSQL's verdicts on long keys kept in memory */
 
 /* ---- stream callbacks ---- */
-
-/* A parked entry's flags: how it was delivered, so that it can be delivered again once its
- * key has a verdict; PARK_ADOPTED for another consumer's entry (an adoption). */
-#define PARK_FLAGS(seen, origin) ((unsigned)(seen) | (unsigned)(origin) << 4)
-#define PARK_SEEN(flags)         ((enum ru_seen)((flags)&0xf))
-#define PARK_ORIGIN(flags)       ((enum ru_origin)((flags) >> 4 & 0xf))
-#define PARK_ADOPTED             (1u << 8)
-
-enum { ENTRY_OK = 0, ENTRY_WAIT = 1, ENTRY_INVALID = -1, ENTRY_REFUSED = -2 };
-
-/* Parses an entry into ev (strings in d->scratch) and, for a long key, looks up
- * PostgreSQL's verdict. ENTRY_OK, ENTRY_WAIT (valid, the key has no verdict yet),
- * ENTRY_INVALID or ENTRY_REFUSED (PostgreSQL cannot store the key) with the reason in
- * why. */
-static int parse_entry(struct ru_daemon *d, struct ru_event *ev, const struct ru_field *f, size_t n,
-                       char *why, size_t len)
-{
-    ru_buf_reset(&d->scratch);
-    if (ru_event_parse_cached(ev, f, n, &d->scratch, d->pcache, why, len) < 0)
-        return ENTRY_INVALID;
-    if (!ev->key_long)
-        return ENTRY_OK;
-    struct ru_keycheck_hash h = ru_keycheck_hash(ev);
-    const char *reason = NULL;
-    switch (ru_keycheck_get(d->verdicts, &h, &reason)) {
-    case RU_KEY_FITS:
-        return ENTRY_OK;
-    case RU_KEY_REFUSED:
-        ru_strlcpy(why, reason, len);
-        return ENTRY_REFUSED;
-    default:
-        return ENTRY_WAIT;
-    }
-}
-
-static enum ru_ingest_parse parse_result(int rc)
-{
-    switch (rc) {
-    case ENTRY_OK:
-        return RU_INGEST_VALID;
-    case ENTRY_WAIT:
-        return RU_INGEST_WAIT;
-    case ENTRY_REFUSED:
-        return RU_INGEST_REFUSED;
-    default:
-        return RU_INGEST_INVALID;
-    }
-}
-
-static void dead_letter_entry(struct ru_daemon *d, const struct ru_sid *id,
-                              const struct ru_field *f, size_t n, const char *why,
-                              enum ru_origin origin, const struct ru_ingest *r)
-{
-    char idt[RU_SID_STRLEN];
-    ru_sid_format(id, idt);
-    ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
-                   "msg=\"invalid entry dead-lettered\" id=%s reason=\"%s\"", idt, why);
-    ru_stream_dead_letter(d->stream, id, f, n, why, origin);
-    if (r->note_id)
-        ru_batch_note_id(d->cur, id);
-    if (r->count_invalid)
-        d->c.invalid++;
-}
-
-static void apply_entry(struct ru_daemon *d, const struct ru_sid *id, const struct ru_event *ev,
-                        const struct ru_ingest *r)
-{
-    if (ru_batch_empty(d->cur))
-        d->cur->created_ms = ru_mono_ms();
-    ru_store_add(d->cur->store, ev);
-    if (r->note_id)
-        ru_batch_note_id(d->cur, id);
-    else
-        ru_batch_add_id(d->cur, id);
-    if (r->recovered)
-        d->c.recovered++;
-    d->c.consumed++;
-    if (d->cfg.postgres.raw_table[0])
-        (void)ru_batch_add_raw(d->cur, id, ev); /* refusals are reported after COMMIT */
-}
-
-/* One delivered entry: ingest decides, this carries it out. */
-static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n,
-                     enum ru_seen seen, enum ru_origin origin)
-{
-    struct ru_daemon *d = ud;
-    struct ru_ingest_in in = {
-        .seen = seen,
-        .origin = origin,
-        .lone = d->cfg.redis.lone_consumer,
-        .parked = seen != RU_SEEN_NEW && ru_keycheck_is_parked(&d->parked, id),
-    };
-    struct ru_event ev;
-    char why[REASON_LEN];
-    struct ru_ingest r = ru_ingest_decide(&in);
-    if (r.action == RU_INGEST_NEED_PARSE) {
-        in.parsed = parse_result(parse_entry(d, &ev, f, n, why, sizeof(why)));
-        r = ru_ingest_decide(&in);
-    }
-    if (r.count_refused)
-        d->c.key_refused++;
-    switch (r.action) {
-    case RU_INGEST_NEED_PARSE:
-    case RU_INGEST_SKIP:
-        return;
-    case RU_INGEST_DEAD_KNOWN:
-        ru_stream_ack(d->stream, id, 1);
-        ru_batch_note_id(d->cur, id);
-        d->c.dead_known++;
-        return;
-    case RU_INGEST_ACK_ONLY:
-        if (r.xack)
-            ru_stream_ack(d->stream, id, 1);
-        d->c.replay_acked++;
-        return;
-    case RU_INGEST_PARK:
-        (void)ru_keycheck_park(&d->parked, id, f, n, &ev, PARK_FLAGS(seen, origin));
-        return;
-    case RU_INGEST_DEAD_LETTER:
-        dead_letter_entry(d, id, f, n, why, origin, &r);
-        return;
-    case RU_INGEST_APPLY:
-        apply_entry(d, id, &ev, &r);
-        return;
-    }
-}
-
-static void on_trimmed(void *ud, const struct ru_sid *id, enum ru_seen seen)
-{
-    struct ru_daemon *d = ud;
-    if (seen != RU_SEEN_NEW)
-        return; /* applied before it was trimmed: nothing lost */
-    d->c.trimmed++;
-    d->c.last_trim_ms = ru_mono_ms();
-    char idt[RU_SID_STRLEN];
-    ru_sid_format(id, idt);
-    ru_log_limited(&d->rl_trim, RU_LOG_ERR,
-                   "msg=\"pending entry was trimmed by the producer before it was read: data "
-                   "lost upstream\" id=%s trimmed_total=%" PRIu64,
-                   idt, d->c.trimmed);
-}
-
-static void on_gap(void *ud, const struct ru_sid *after, const struct ru_sid *deleted)
-{
-    struct ru_daemon *d = ud;
-    d->c.gaps++;
-    d->c.last_trim_ms = ru_mono_ms();
-    char a[RU_SID_STRLEN], b[RU_SID_STRLEN];
-    ru_sid_format(after, a);
-    ru_sid_format(deleted, b);
-    ru_err("msg=\"entries after the checkpoint were deleted from the stream before they were "
-           "read: data lost upstream (MAXLEN too small for the time rollupd was away?)\" "
-           "after=%s max_deleted=%s",
-           a, b);
-}
 
 static void maybe_ready(struct ru_daemon *d);
 
@@ -316,508 +77,6 @@ static void on_group_recreated(void *ud)
            d->cfg.redis.group);
 }
 
-/* A new Redis connection is fenced and waits: the writer proves its session (and with it
- * the consumer's locks) alive by a round trip made after this point. */
-static void on_gate(void *ud)
-{
-    struct ru_daemon *d = ud;
-    d->gate_ticket = ru_pgw_probe(d->pgw);
-    d->gate_wait = true;
-}
-
-/* Reads only while this process owns the consumer: a lost PostgreSQL session (its locks
- * gone with it) stops reading at once; the same consumer's locks taken again on a new
- * session, with the checkpoint as this process left it, start a new connection, which
- * replays or recovers what was in flight. */
-static void ownership_step(struct ru_daemon *d)
-{
-    if (!d->stream_started || d->fatal)
-        return;
-    bool held = ru_pgw_held(d->pgw);
-    unsigned gen = ru_pgw_generation(d->pgw);
-    if (!held || gen != d->pg_gen) {
-        if (!d->suspended) {
-            ru_warn("msg=\"postgres session lost: reading stopped until this consumer's locks "
-                    "are taken again\"");
-            ru_stream_suspend(d->stream, true, "postgres session lost: reading stopped");
-            d->suspended = true;
-            d->gate_wait = false;
-        }
-        if (!held)
-            return;
-        d->pg_gen = gen;
-        ru_notice("msg=\"postgres session made again with this consumer's locks and the "
-                  "checkpoint unchanged: reading resumes\"");
-        d->suspended = false;
-        ru_stream_suspend(d->stream, false, NULL);
-        return;
-    }
-    if (d->gate_wait && ru_pgw_probed(d->pgw, d->gate_ticket)) {
-        d->gate_wait = false;
-        ru_stream_gate_open(d->stream);
-    }
-}
-
-static void on_batch(void *ud, size_t n, bool full, bool replay)
-{
-    struct ru_daemon *d = ud;
-    ru_debug("msg=read entries=%zu full=%d replay=%d next_count=%d entry_bytes=%zu", n, (int)full,
-             (int)replay, ru_stream_read_count(d->stream), ru_stream_entry_bytes(d->stream));
-    const struct ru_config *c = &d->cfg;
-    if (ru_store_nevents(d->cur->store) >= (uint64_t)c->flush.max_events ||
-        ru_store_nkeys(d->cur->store) >= (size_t)c->flush.max_keys)
-        d->flush_due = true;
-    if (replay)
-        return;
-    /* A backlog just drained (full reads of at least flush.backlog_entries entries in a
-     * row, then a short one): commit what it brought now rather than at the next tick.
-     * Counted in entries, since the size of a read follows the size of the entries. A
-     * steady trickle (short reads only) and a rate near the drain rate (full and short
-     * reads mixed) keep to the timer; 0 turns it off. */
-    if (full) {
-        d->backlog_entries += n;
-        return;
-    }
-    if (c->flush.backlog_entries > 0 && d->backlog_entries >= (uint64_t)c->flush.backlog_entries &&
-        ru_store_nevents(d->cur->store) > 0) {
-        ru_debug("msg=\"backlog drained, flushing now\" entries=%" PRIu64, d->backlog_entries);
-        d->flush_due = true;
-    }
-    d->backlog_entries = 0;
-}
-
-/* ---- adoption ---- */
-
-static void adopt_reset(struct ru_daemon *d)
-{
-    if (d->adopt.phase != A_IDLE && d->adopt.phase != A_FLUSHING)
-        ru_pgw_adopt_release(d->pgw);                 /* the adopted consumer's lock, if taken */
-    (void)ru_keycheck_drop(&d->parked, PARK_ADOPTED); /* they stay pending in Redis */
-    ru_batch_free(d->adopt.b);
-    free(d->adopt.consumer);
-    memset(&d->adopt, 0, sizeof(d->adopt));
-}
-
-static void adopt_fail(struct ru_daemon *d, const char *why)
-{
-    ru_warn("msg=\"adoption abandoned; its entries stay pending\" consumer=%s reason=\"%s\"",
-            d->adopt.consumer, why);
-    if (d->adopt.req)
-        ru_status_replyf(d->adopt.req, "error: adopt %s: %s", d->adopt.consumer, why);
-    adopt_reset(d);
-}
-
-static void adopt_start(struct ru_daemon *d, const char *consumer, struct ru_status_req *req)
-{
-    if (d->adopt.phase != A_IDLE) {
-        if (req)
-            ru_status_replyf(req, "error: an adoption of '%s' is in progress", d->adopt.consumer);
-        return;
-    }
-    if (strcmp(consumer, d->cfg.redis.consumer) == 0) {
-        if (req)
-            ru_status_replyf(req, "error: '%s' is this rollupd's own consumer", consumer);
-        return;
-    }
-    d->adopt.consumer = ru_xstrdup(consumer);
-    d->adopt.req = req;
-    d->adopt.b = ru_batch_new();
-    d->adopt.b->adopt_consumer = ru_xstrdup(consumer);
-    d->adopt.phase = A_CKPT_WANTED;
-    ru_notice("msg=\"adopting the pending entries of another consumer\" consumer=%s mode=%s",
-              consumer, req ? "manual" : "automatic");
-}
-
-static void on_adopt_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n)
-{
-    struct ru_daemon *d = ud;
-    struct adoption *a = &d->adopt;
-    /* A_READY: a parked entry delivered again once its key has a verdict */
-    if (a->phase != A_FETCH && a->phase != A_READY)
-        return;
-    bool committed = ru_sid_cmp(id, &a->ck) <= 0;
-    if (f == NULL) {
-        ru_batch_add_id(a->b, id); /* acknowledge with the batch */
-        if (!committed) {
-            a->trimmed++;
-            d->c.trimmed++;
-            d->c.last_trim_ms = ru_mono_ms();
-        }
-        return;
-    }
-    struct ru_event ev;
-    char why[REASON_LEN];
-    int rc = parse_entry(d, &ev, f, n, why, sizeof(why));
-    if (rc == ENTRY_WAIT) {
-        (void)ru_keycheck_park(&d->parked, id, f, n, &ev, PARK_ADOPTED);
-        return;
-    }
-    if (rc < 0) {
-        ru_stream_dead_letter(d->stream, id, f, n, why, RU_FROM_PENDING);
-        a->invalid++;
-        d->c.invalid++;
-        d->c.key_refused += rc == ENTRY_REFUSED;
-        return;
-    }
-    ru_batch_add_id(a->b, id);
-    if (committed) {
-        a->acked_only++;
-        return;
-    }
-    ru_store_add(a->b->store, &ev);
-    a->applied++;
-    if (d->cfg.postgres.raw_table[0])
-        (void)ru_batch_add_raw(a->b, id, &ev);
-}
-
-static void on_adopt_done(void *ud, const char *err)
-{
-    struct ru_daemon *d = ud;
-    if (d->adopt.phase != A_FETCH)
-        return;
-    if (err) {
-        adopt_fail(d, err);
-        return;
-    }
-    d->adopt.phase = A_READY;
-}
-
-static void on_consumer(void *ud, const char *name, long long pending, long long idle_ms)
-{
-    struct ru_daemon *d = ud;
-    if (d->adopt.phase == A_IDLE && pending > 0 && d->cfg.redis.claim_idle_ms > 0 &&
-        idle_ms >= d->cfg.redis.claim_idle_ms && !d->stopping)
-        adopt_start(d, name, NULL);
-}
-
-/* Drives an adoption one step when the writer is free; true when it used the writer. */
-static bool adopt_step(struct ru_daemon *d)
-{
-    struct adoption *a = &d->adopt;
-    if (a->phase == A_CKPT_WANTED) {
-        ru_pgw_request_checkpoint(d->pgw, a->consumer);
-        a->phase = A_CKPT;
-        return true;
-    }
-    if (a->phase == A_READY) {
-        if (ru_keycheck_count_parked(&d->parked, PARK_ADOPTED) > 0)
-            return false; /* entries wait for PostgreSQL's verdict on their keys */
-        if (a->b->nids == 0) {
-            if (a->req)
-                ru_status_replyf(a->req,
-                                 "{\"adopted\":\"%s\",\"applied\":0,\"acknowledged_only\":0,"
-                                 "\"invalid\":%" PRIu64 ",\"trimmed\":0}",
-                                 a->consumer, a->invalid);
-            adopt_reset(d);
-            return false;
-        }
-        ru_pgw_submit(d->pgw, a->b);
-        a->b = NULL;
-        a->phase = A_FLUSHING;
-        return true;
-    }
-    return false;
-}
-
-/* Raw rows refused in a committed batch: their events are counted hourly; the refusal
- * goes to the dead-letter stream as a note and to the log. */
-static void report_rejects(struct ru_daemon *d, const struct ru_batch *b)
-{
-    for (size_t i = 0; i < b->nrejects; i++) {
-        char idt[RU_SID_STRLEN];
-        ru_sid_format(&b->rejects[i].id, idt);
-        ru_log_limited(&d->rl_invalid, RU_LOG_WARNING,
-                       "msg=\"raw row refused; event still counted hourly\" id=%s reason=\"%s\"",
-                       idt, b->rejects[i].reason);
-        ru_stream_dead_letter_note(d->stream, &b->rejects[i].id, b->rejects[i].reason);
-    }
-    d->c.raw_rejected += b->nrejects;
-}
-
-static void adopt_committed(struct ru_daemon *d, struct ru_batch *b)
-{
-    struct adoption *a = &d->adopt;
-    if (b->fenced) {
-        adopt_fail(d, b->fence_reason);
-        ru_batch_free(b);
-        return;
-    }
-    ru_stream_ack(d->stream, b->ids, b->nids);
-    report_rejects(d, b);
-    d->adoptions++;
-    ru_notice("msg=\"adopted consumer\" consumer=%s applied=%" PRIu64 " acknowledged_only=%" PRIu64
-              " invalid=%" PRIu64 " trimmed=%" PRIu64 " ms=%.1f",
-              a->consumer, a->applied, a->acked_only, a->invalid, a->trimmed,
-              (double)b->duration_us / 1000.0);
-    if (a->req)
-        ru_status_replyf(a->req,
-                         "{\"adopted\":\"%s\",\"applied\":%" PRIu64
-                         ",\"acknowledged_only\":%" PRIu64 ",\"invalid\":%" PRIu64
-                         ",\"trimmed\":%" PRIu64 "}",
-                         a->consumer, a->applied, a->acked_only, a->invalid, a->trimmed);
-    ru_batch_free(b);
-    adopt_reset(d);
-}
-
-enum health { H_OK = 0, H_DEGRADED = 1, H_DOWN = 2 };
-
-static void cmd_adopt(void *ud, struct ru_status_req *req, const char *args)
-{
-    struct ru_daemon *d = ud;
-    if (args[0] == '\0') {
-        ru_status_replyf(req, "error: usage: adopt CONSUMER");
-        return;
-    }
-    if (d->cfg.redis.lone_consumer) {
-        ru_status_replyf(req, "error: a lone consumer (redis.lone_consumer) has no other "
-                              "consumers in its group to adopt");
-        return;
-    }
-    /* Starting up, it takes the adoption once it reads; but a set-up that keeps failing
-     * (waiting for the group, no privilege) could hold the request for ever: refuse. */
-    struct ru_pgw_stats ps;
-    ru_pgw_get_stats(d->pgw, &ps);
-    if (!ru_pgw_ready(d->pgw) && ps.last_error[0]) {
-        ru_status_replyf(req,
-                         "error: adopt %s: this rollupd is not reading (%s); try again once "
-                         "its health is ok",
-                         args, ps.last_error);
-        return;
-    }
-    adopt_start(d, args, req);
-}
-
-/* ---- long keys: PostgreSQL's verdict ---- */
-
-/* Our own parked entries (not an adoption's). */
-static size_t own_parked(const struct ru_daemon *d)
-{
-    return d->parked.n - ru_keycheck_count_parked(&d->parked, PARK_ADOPTED);
-}
-
-/* Events held in memory and not yet committed: in the batch being filled, in the writer's
- * hands, or parked. */
-static uint64_t held_events(const struct ru_daemon *d)
-{
-    return ru_store_nevents(d->cur->store) + d->inflight_events + own_parked(d);
-}
-
-/* One parked entry whose key has its verdict: delivered again as it was delivered first,
- * now that the verdict is known, so it takes the path of every other entry (applied or
- * acknowledged if PostgreSQL stores the key, dead-lettered with its reason if not). */
-static void finish_parked(struct ru_daemon *d, const struct ru_keycheck_entry *e)
-{
-    ru_keycheck_put(d->verdicts, &e->key, e->verdict, e->reason);
-    if (e->flags & PARK_ADOPTED)
-        on_adopt_entry(d, &e->id, e->fields, e->nfields);
-    else
-        on_entry(d, &e->id, e->fields, e->nfields, PARK_SEEN(e->flags), PARK_ORIGIN(e->flags));
-}
-
-/* Delivers again the parked entries that have a verdict, in id order. Only while Redis is live:
- * a refusal's dead-letter copy must reach the dead-letter stream now, like an invalid
- * entry's (the entry is then no longer parked, so nothing else would write it). */
-static void settle_parked(struct ru_daemon *d)
-{
-    if (d->parked.n == d->parked.waiting || !ru_stream_live(d->stream))
-        return;
-    struct ru_keycheck_entry e;
-    while (ru_keycheck_take(&d->parked, &e)) {
-        finish_parked(d, &e);
-        ru_keycheck_entry_free(&e);
-    }
-}
-
-/* Asks the writer about the keys of parked entries without a verdict; true when it used
- * the writer. Keys the cache learnt meanwhile are settled instead. */
-static bool keycheck_step(struct ru_daemon *d)
-{
-    if (d->parked.waiting == 0)
-        return false;
-    struct ru_keycheck_probe *probes;
-    size_t n = ru_keycheck_to_probe(&d->parked, d->verdicts, &probes, PROBE_MAX);
-    if (n == 0) {
-        settle_parked(d);
-        return false;
-    }
-    ru_debug("msg=\"asking postgres about long keys\" keys=%zu parked=%zu", n, d->parked.n);
-    d->c.key_probes += n;
-    ru_pgw_request_keycheck(d->pgw, probes, n);
-    return true;
-}
-
-/* The writer answered a probe (through the same eventfd as a flush). */
-static void on_keycheck_answer(struct ru_daemon *d)
-{
-    struct ru_keycheck_probe *probes;
-    size_t n;
-    if (ru_pgw_take_keycheck(d->pgw, &probes, &n) <= 0)
-        return;
-    size_t fits = 0, refused = 0;
-    for (size_t i = 0; i < n; i++) {
-        fits += probes[i].verdict == RU_KEY_FITS;
-        refused += probes[i].verdict == RU_KEY_REFUSED;
-    }
-    ru_debug("msg=\"long keys answered\" keys=%zu fits=%zu refused=%zu", n, fits, refused);
-    ru_keycheck_answer(&d->parked, d->verdicts, probes, n);
-    ru_keycheck_probes_free(probes, n);
-    settle_parked(d);
-}
-
-/* ---- memory and backpressure ---- */
-
-static size_t mem_in_use(const struct ru_daemon *d)
-{
-    return ru_batch_mem(d->cur) + d->inflight_mem + (d->adopt.b ? ru_batch_mem(d->adopt.b) : 0) +
-           ru_pgw_cache_mem(d->pgw) + ru_stream_mem(d->stream) + d->parked.mem +
-           ru_keycheck_mem(d->verdicts) + ru_pcache_mem(d->pcache);
-}
-
-/* What flushing a row needs beyond the batch: its next state, its COPY lines and the
- * writer's bookkeeping, about 1.6 KiB in the memory fault test. Counted for the batch
- * in the writer's hands and reserved for the one filling, so that flushing what is held
- * also fits under the bound. */
-#define FLUSH_BYTES_PER_KEY 2048
-#define NEW_KEY_BYTES       1024 /* a new key in the store, at worst */
-
-static size_t flush_reserve(const struct ru_batch *b)
-{
-    return ru_store_nkeys(b->store) * FLUSH_BYTES_PER_KEY;
-}
-
-/* The process's resident set now, from /proc/self/statm (0 when unreadable). */
-static size_t rss_now(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, resident = 0;
-    if (f == NULL)
-        return 0;
-    int n = fscanf(f, "%lu %lu", &size, &resident);
-    fclose(f);
-    return n == 2 ? (size_t)resident * (size_t)sysconf(_SC_PAGESIZE) : 0;
-}
-
-/* What rollupd may hold (memory_bytes) so that its RSS stays under limits.max_memory_mb:
- * the limit less the process's own footprint (code, libraries, both connections, measured
- * once both are up) and an eighth of the limit for the allocator's slack. */
-static size_t mem_budget(const struct ru_daemon *d)
-{
-    size_t limit = (size_t)d->cfg.limits.max_memory_mb * 1024 * 1024;
-    size_t fixed = d->base_rss + limit / 8;
-    return fixed < limit - limit / 4 ? limit - fixed : limit / 4;
-}
-
-/* What one read's reply may take: an eighth of the budget. Two reads can be in flight,
- * and while a reply is walked its entries exist twice at worst, in the read buffer with
- * their reply objects in the arena, and (the one being received) raw: four eighths. The
- * other half is left to the batches and the row-state cache, which backpressure keeps
- * within it. At the default limit this is about 110 MiB a read, far above a full read
- * of usual events (1000 of ~1.5 KiB); at 64 MiB about 5 MiB, some 25 entries of 200 kB. */
-static void set_read_budget(struct ru_daemon *d)
-{
-    ru_stream_set_read_budget(d->stream, mem_budget(d) / 8);
-}
-
-static void check_backpressure(struct ru_daemon *d)
-{
-    size_t limit = mem_budget(d);
-    size_t used = mem_in_use(d) + flush_reserve(d->cur);
-    if (used >= limit / 2)
-        d->flush_due = true;
-    /* Pause before the next step could cross the bound: the XREADGROUP replies still on
-     * their way (at most two of the stream's current COUNT, each entry taking the size
-     * measured in the last reply, and at worst making a new key: about 1 KiB) plus the
-     * next doubling of the store's tables. The bound holds; memory is never freed by
-     * dropping data. */
-    size_t per_entry = ru_stream_entry_bytes(d->stream) + NEW_KEY_BYTES;
-    size_t reserve = 2 * (size_t)ru_stream_read_count(d->stream) * per_entry +
-                     ru_store_next_growth(d->cur->store) +
-                     2 * d->cur->ids_cap * sizeof(*d->cur->ids) + d->cur->raw.cap;
-    /* with nothing held there is nothing to wait for: a reserve larger than the bound
-     * (a huge redis.count) must not stop reading for good */
-    bool holding = !ru_batch_empty(d->cur) || d->inflight_mem > 0 || d->parked.n > 0;
-    bool want_pause = d->stopping || (holding && used + reserve >= limit);
-    /* a flush waiting for dead-letter copies: read nothing more until they are confirmed,
-     * or a backlog full of invalid entries keeps new copies in flight and never commits */
-    bool stream_pause = want_pause || d->dl_wait;
-    if (stream_pause != d->stream_paused) {
-        d->stream_paused = stream_pause;
-        ru_stream_pause(d->stream, stream_pause);
-    }
-    if (want_pause != d->paused) {
-        d->paused = want_pause;
-        if (!d->stopping)
-            ru_log(want_pause ? RU_LOG_WARNING : RU_LOG_INFO,
-                   "msg=\"%s\" memory_mb=%zu limit_mb=%d",
-                   want_pause ? "memory bound reached: reading paused until PostgreSQL catches up"
-                              : "reading resumed",
-                   used / (1024 * 1024), (int)(limit / (1024 * 1024)));
-    }
-}
-
-/* ---- flushing ---- */
-
-static void waiters_push(struct ru_status_req ***arr, size_t *n, size_t *cap,
-                         struct ru_status_req *r)
-{
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 8;
-        *arr = ru_xrealloc(*arr, *cap * sizeof(**arr));
-    }
-    (*arr)[(*n)++] = r;
-}
-
-static void answer_waiters(struct ru_daemon *d, const char *json)
-{
-    for (size_t i = 0; i < d->nwaiters; i++)
-        ru_status_reply(d->flush_waiters[i], json, strlen(json));
-    d->nwaiters = 0;
-}
-
-static void maybe_flush(struct ru_daemon *d)
-{
-    if (!ru_pgw_ready(d->pgw) || ru_pgw_busy(d->pgw))
-        return;
-    if (keycheck_step(d))
-        return;
-    if (!d->stopping && adopt_step(d))
-        return;
-    bool want = d->flush_due || d->flush_asked || d->stopping;
-    if (!want)
-        return;
-    if (own_parked(d) > 0)
-        return; /* the checkpoint must not pass an entry waiting for PostgreSQL's verdict */
-    d->dl_wait = ru_stream_commit_blocked(d->stream);
-    if (d->dl_wait)
-        return; /* a dead-letter copy of an entry this commit would cover is unconfirmed */
-    if (d->stopping && !ru_stream_idle(d->stream) && ru_stream_connected(d->stream) &&
-        ru_mono_ms() < d->stop_deadline_ms)
-        return; /* let the last read deliver what Redis already sent us */
-    /* waiters asked before this point are answered by this flush */
-    for (size_t i = 0; i < d->nafter; i++)
-        waiters_push(&d->flush_waiters, &d->nwaiters, &d->waiters_cap, d->after_waiters[i]);
-    d->nafter = 0;
-    d->flush_due = false;
-    d->flush_asked = false;
-    if (ru_batch_empty(d->cur)) {
-        answer_waiters(d, "{\"flushed\":true,\"events\":0,\"rows\":0,\"ms\":0}");
-        if (d->stopping)
-            d->stop_final_sent = true;
-        return;
-    }
-    struct ru_batch *b = d->cur;
-    d->cur = ru_batch_new();
-    b->lone = ru_stream_recovery_owed(d->stream) || b->lone_start;
-    b->dead_pos = ru_stream_dead_pos(d->stream);
-    d->inflight_events = ru_store_nevents(b->store);
-    d->inflight_mem = ru_batch_mem(b) + flush_reserve(b);
-    if (d->stopping)
-        d->stop_final_sent = true;
-    ru_debug("msg=\"flush submitted\" events=%" PRIu64 " keys=%zu", d->inflight_events,
-             ru_store_nkeys(b->store));
-    ru_pgw_submit(d->pgw, b);
-}
-
 /* STATUS= for systemctl status, sent at READY, after each flush and every STATUS_EVERY_MS
  * in between, so that the age of the last flush and the rate stay current. The rate is
  * taken over the time since the previous line (at least a second). */
@@ -847,38 +106,8 @@ static void send_status_line(struct ru_daemon *d)
     sd_notifyf(0,
                "STATUS=reading %.0f events/s, %s (%" PRIu64 " rows written), %" PRIu64
                " events pending, redis %s, postgres %s",
-               d->rate, last, ps.rows_written, held_events(d),
+               d->rate, last, ps.rows_written, ru_entries_held(d),
                ru_stream_connected(d->stream) ? "up" : "down", ps.connected ? "up" : "down");
-}
-
-static void start_reading(struct ru_daemon *d)
-{
-    d->stream_started = true;
-    d->pg_gen = ru_pgw_generation(d->pgw);
-    struct ru_pgw_start ps;
-    ru_pgw_start_point(d->pgw, &ps);
-    char idt[RU_SID_STRLEN];
-    ru_sid_format(&ps.committed, idt);
-    d->base_rss = rss_now();
-    set_read_budget(d);
-    ru_info("msg=\"postgres ready\" checkpoint=%s rss_mb=%.1f memory_budget_mb=%.1f", idt,
-            (double)d->base_rss / 1048576.0, (double)mem_budget(d) / 1048576.0);
-    if (ps.recover) {
-        char g[RU_SID_STRLEN];
-        ru_sid_format(&ps.group_ckpt, g);
-        ru_info("msg=\"a lone consumer of the group read without acknowledgement after its "
-                "checkpoint: entries delivered after it are read again first\" group_checkpoint=%s",
-                g);
-    }
-    d->tail_owed = ps.recover && !d->cfg.redis.lone_consumer;
-    struct ru_stream_start st = {
-        .committed = ps.committed,
-        .recover = ps.recover,
-        .recover_from = ps.group_ckpt,
-        .dead_pos = ps.dead_pos,
-        .dead_pos_known = ps.dead_pos_known,
-    };
-    ru_stream_start(d->stream, &st);
 }
 
 static void stop_fatal(struct ru_daemon *d, const char *why)
@@ -902,26 +131,15 @@ static void on_writer_event(struct ru_daemon *d)
         }
         if (!d->stream_started) {
             if (ru_pgw_ready(d->pgw))
-                start_reading(d); /* set-up finished: now we know the checkpoint */
+                ru_reading_start(d); /* set-up finished: now we know the checkpoint */
             return;
         }
-        struct ru_sid ck;
-        char err[256];
-        int rc = ru_pgw_take_checkpoint(d->pgw, &ck, err, sizeof(err));
-        if (rc != 0 && d->adopt.phase == A_CKPT) {
-            if (rc < 0) {
-                adopt_fail(d, err);
-            } else {
-                d->adopt.ck = ck;
-                d->adopt.b->adopt_expected = ck;
-                d->adopt.phase = A_FETCH_WANTED; /* started once Redis is live */
-            }
-        }
-        ownership_step(d);
+        ru_takeover_on_checkpoint(d);
+        ru_reading_ownership_step(d);
         return;
     }
     if (b->adopt_consumer != NULL) {
-        adopt_committed(d, b);
+        ru_takeover_committed(d, b);
         return;
     }
     if (b->fenced) {
@@ -933,36 +151,14 @@ static void on_writer_event(struct ru_daemon *d)
         stop_fatal(d, why);
         return;
     }
-    ru_stream_set_committed(d->stream, &b->checkpoint,
-                            d->cfg.redis.lone_consumer || d->tail_owed ? &b->dead_pos : NULL);
-    if (d->tail_owed && !b->lone)
-        d->tail_owed = false; /* the group's mark is cleared */
-    ru_stream_ack(d->stream, b->ids, b->nids);
-    if (b->lone_start)
-        ru_stream_release_noack(d->stream, &b->checkpoint);
-    ru_stream_refresh_info(d->stream);
-    report_rejects(d, b);
-    uint64_t events = ru_store_nevents(b->store);
-    char json[256];
-    snprintf(json, sizeof(json),
-             "{\"flushed\":true,\"events\":%" PRIu64 ",\"rows\":%" PRIu64 ",\"ms\":%.3f}", events,
-             b->rows_written, (double)b->duration_us / 1000.0);
-    answer_waiters(d, json);
-    ru_info("msg=flush events=%" PRIu64 " rows=%" PRIu64 " raw_rows=%" PRIu64
-            " ms=%.1f attempts=%d",
-            events, b->rows_written, b->raw_written, (double)b->duration_us / 1000.0, b->attempts);
-    double secs = (double)b->duration_us / 1e6;
-    d->c.flush_bucket[ru_report_flush_bucket(secs)]++;
-    d->c.flush_seconds_sum += secs;
-    d->inflight_events = 0;
-    d->inflight_mem = 0;
-    ru_batch_free(b);
+    ru_schedule_committed(d, b);
     send_status_line(d);
     /* Give a large batch's memory back rather than keep the peak, but only when reading is
      * idle (nothing gathered since) or the RSS is above half of limits.max_memory_mb:
      * trimming after every flush of a steady stream returns pages that the next batch
      * faults straight back in. */
-    if (ru_batch_empty(d->cur) || rss_now() > (size_t)d->cfg.limits.max_memory_mb * 1024 * 1024 / 2)
+    if (ru_batch_empty(d->cur) ||
+        ru_backpressure_rss() > (size_t)d->cfg.limits.max_memory_mb * 1024 * 1024 / 2)
         malloc_trim(0);
 }
 
@@ -978,184 +174,6 @@ static void maybe_ready(struct ru_daemon *d)
     ru_notice("msg=ready version=" RU_VERSION " consumer=%s", d->cfg.redis.consumer);
 }
 
-/* ---- health ---- */
-
-/* down: no progress is possible (Redis not connected, PostgreSQL never reached);
- * degraded: working, but something needs an operator (the process's RSS above
- * limits.max_memory_mb, flushes failing while batches wait in memory, reading paused at
- * the memory bound, entries trimmed upstream before they were read, the consumer group
- * recreated). */
-static enum health health_of(struct ru_daemon *d, char *why, size_t len)
-{
-    struct ru_pgw_stats ps;
-    ru_pgw_get_stats(d->pgw, &ps);
-    why[0] = '\0';
-    if (!ru_pgw_ready(d->pgw)) {
-        snprintf(why, len, "postgres not ready: %s",
-                 ps.last_error[0] ? ps.last_error : "connecting");
-        return H_DOWN;
-    }
-    if (d->suspended) {
-        snprintf(why, len,
-                 "postgres session lost: reading stopped until this consumer's locks are taken "
-                 "again: %s",
-                 ps.last_error[0] ? ps.last_error : "reconnecting");
-        return H_DOWN;
-    }
-    if (!ru_stream_connected(d->stream)) {
-        const char *e = ru_stream_last_error(d->stream);
-        snprintf(why, len, "redis unreachable: %s", e[0] ? e : "connecting");
-        return H_DOWN;
-    }
-    /* under a container limit equal to the bound, the next step is the OOM killer */
-    size_t rss = rss_now();
-    if (rss > (size_t)d->cfg.limits.max_memory_mb * 1024 * 1024) {
-        snprintf(why, len, "RSS %zu MiB above limits.max_memory_mb %d", rss / (1024 * 1024),
-                 d->cfg.limits.max_memory_mb);
-        return H_DEGRADED;
-    }
-    if (!ps.connected || (ru_pgw_busy(d->pgw) && ps.last_error[0])) {
-        snprintf(why, len, "postgres failing, %" PRIu64 " events waiting in memory: %s",
-                 held_events(d), ps.last_error);
-        return H_DEGRADED;
-    }
-    if (d->paused && !d->stopping) {
-        snprintf(why, len, "reading paused at the memory bound (%zu MiB of %zu MiB)",
-                 mem_in_use(d) / (1024 * 1024), mem_budget(d) / (1024 * 1024));
-        return H_DEGRADED;
-    }
-    if (d->c.last_trim_ms && ru_mono_ms() - d->c.last_trim_ms < TRIM_DEGRADED_MS) {
-        if (d->c.gaps)
-            snprintf(why, len,
-                     "entries after the checkpoint were deleted from the stream before they "
-                     "were read, found by %" PRIu64
-                     " recovery(ies) (data lost upstream; last %" PRId64 " s ago)",
-                     d->c.gaps, (ru_mono_ms() - d->c.last_trim_ms) / 1000);
-        else
-            snprintf(why, len,
-                     "%" PRIu64 " entries were trimmed by the producer before they were read "
-                     "(data lost upstream; last %" PRId64 " s ago)",
-                     d->c.trimmed, (ru_mono_ms() - d->c.last_trim_ms) / 1000);
-        return H_DEGRADED;
-    }
-    if (d->c.group_recreated) {
-        snprintf(why, len, "consumer group was recreated %" PRIu64 " time(s)",
-                 d->c.group_recreated);
-        return H_DEGRADED;
-    }
-    return H_OK;
-}
-
-static void health_line(struct ru_daemon *d, struct ru_buf *out, enum health *h)
-{
-    char why[1024];
-    *h = health_of(d, why, sizeof(why));
-    if (*h == H_OK)
-        ru_buf_puts(out, "ok\n");
-    else
-        ru_buf_printf(out, "%s: %s\n", *h == H_DOWN ? "down" : "degraded", why);
-}
-
-/* ---- the report: status JSON and Prometheus text from one table (report.h) ---- */
-
-/* Strings the report borrows while it is rendered. */
-struct report_text {
-    char url[512], ci[512], seen[RU_SID_STRLEN], node[300], why[1024];
-    char pg_error[sizeof(((struct ru_pgw_stats *)0)->last_error)];
-};
-
-static void fill_report(struct ru_daemon *d, struct ru_report *r, struct report_text *t)
-{
-    struct ru_pgw_stats ps;
-    ru_pgw_get_stats(d->pgw, &ps);
-    const struct ru_stream_stats *ss = ru_stream_stats(d->stream);
-    ru_redact(d->cfg.redis.url, t->url, sizeof(t->url));
-    ru_redact(d->cfg.postgres.conninfo, t->ci, sizeof(t->ci));
-    ru_sid_format(ru_stream_last_seen(d->stream), t->seen);
-    ru_stream_node(d->stream, t->node, sizeof(t->node));
-    ru_strlcpy(t->pg_error, ps.last_error, sizeof(t->pg_error));
-    *r = (struct ru_report){
-        .version = RU_VERSION,
-        .config_file = d->cfg.path,
-        .consumer = d->cfg.redis.consumer,
-        .stream = d->cfg.redis.stream,
-        .group = d->cfg.redis.group,
-        .uptime_ms = ru_mono_ms() - d->started_ms,
-        .events_consumed = d->c.consumed,
-        .events_flushed = ps.events_flushed,
-        .events_invalid = d->c.invalid,
-        .events_dead_lettered = ss->dead_lettered,
-        .events_trimmed = d->c.trimmed,
-        .events_replay_acked = d->c.replay_acked,
-        .lone_consumer = d->cfg.redis.lone_consumer,
-        .recoveries = ss->recoveries,
-        .recovery_entries_read = ss->recovered,
-        .events_recovered = d->c.recovered,
-        .recovery_dead_known = d->c.dead_known,
-        .recovery_gaps = d->c.gaps,
-        .events_parked = d->parked.n,
-        .key_probes = d->c.key_probes,
-        .events_key_refused = d->c.key_refused,
-        .key_verdicts_cached = ru_keycheck_count(d->verdicts),
-        .raw_rows_rejected = d->c.raw_rejected,
-        .raw_rows_written = ps.raw_rows,
-        .rows_written = ps.rows_written,
-        .flushes = ps.flushes,
-        .flush_failures = ps.flush_failures,
-        .last_flush_unix_ms = ps.last_flush_unix_ms,
-        .last_flush_us = ps.last_flush_us,
-        .flush_in_progress = ru_pgw_busy(d->pgw),
-        .flush_seconds_sum = d->c.flush_seconds_sum,
-        .pending_events = held_events(d),
-        .pending_keys = ru_store_nkeys(d->cur->store),
-        .memory_bytes = mem_in_use(d),
-        .state_cache_rows = ps.cache_rows,
-        .state_cache_bytes = ps.cache_bytes,
-        .state_reloads = ps.state_reloads,
-        .state_evictions = ps.state_evictions,
-        .state_scratch_bytes = ps.scratch_bytes,
-        .state_cache_flushes = ps.cache_flushes,
-        .state_cache_last_us = ps.cache_last_us,
-        .state_chunk_bytes = ps.chunk_bytes,
-        .memory_limit_bytes = mem_budget(d),
-        .rss_bytes = rss_now(),
-        .rss_base_bytes = d->base_rss,
-        .rss_limit_bytes = (uint64_t)d->cfg.limits.max_memory_mb * 1024 * 1024,
-        .reading_paused = d->paused,
-        .consumer_lock_held = ru_pgw_held(d->pgw),
-        .reading_suspended = d->suspended,
-        .events_per_s = d->rate,
-        .last_seen_id = t->seen,
-        .group_lag = ss->lag,
-        .group_pending = ss->group_pending,
-        .group_recreated = d->c.group_recreated,
-        .adoptions = d->adoptions,
-        .adoption_in_progress = d->adopt.phase != A_IDLE ? d->adopt.consumer : NULL,
-        .redis_connected = ru_stream_connected(d->stream),
-        .redis_url = t->url,
-        .redis_reconnects = ss->reconnects,
-        .shard = d->cfg.redis.stream,
-        .redis_cluster = ru_stream_cluster(d->stream),
-        .redis_node = t->node,
-        .redis_lost_tail = ss->redis_lost_tail,
-        .redis_last_error = ru_stream_last_error(d->stream),
-        .postgres_connected = ps.connected,
-        .postgres_conninfo = t->ci,
-        .postgres_last_error = t->pg_error,
-        .health_reason = t->why,
-    };
-    memcpy(r->flush_bucket, d->c.flush_bucket, sizeof(r->flush_bucket));
-    r->health = (int)health_of(d, t->why, sizeof(t->why));
-}
-
-static void render_metrics(struct ru_daemon *d, struct ru_buf *b)
-{
-    struct ru_report r;
-    struct report_text t;
-    fill_report(d, &r, &t);
-    ru_report_prometheus(&r, b);
-}
-
 static void on_http(void *ud, const char *path, int *status, const char **ctype,
                     struct ru_buf *body)
 {
@@ -1163,126 +181,28 @@ static void on_http(void *ud, const char *path, int *status, const char **ctype,
     if (strcmp(path, "/metrics") == 0) {
         *status = 200;
         *ctype = "text/plain; version=0.0.4; charset=utf-8";
-        render_metrics(d, body);
+        ru_observe_metrics(d, body);
     } else if (strcmp(path, "/health") == 0) {
-        enum health h;
-        health_line(d, body, &h);
-        *status = h == H_DOWN ? 503 : 200;
+        enum ru_observe_health h;
+        ru_observe_health_line(d, body, &h);
+        *status = h == RU_OBSERVE_DOWN ? 503 : 200;
     } else {
         *status = 404;
         ru_buf_puts(body, "not found: try /metrics or /health\n");
     }
 }
 
-static void cmd_health(void *ud, struct ru_status_req *req, const char *args)
-{
-    struct ru_buf b = RU_BUF_INIT;
-    enum health h;
-    health_line(ud, &b, &h);
-    ru_status_reply(req, b.p, b.len);
-    ru_buf_free(&b);
-}
-
-static void cmd_metrics(void *ud, struct ru_status_req *req, const char *args)
-{
-    struct ru_buf b = RU_BUF_INIT;
-    render_metrics(ud, &b);
-    ru_status_reply(req, b.p, b.len);
-    ru_buf_free(&b);
-}
-
-/* ---- status commands ---- */
-
-static json_t *status_json(struct ru_daemon *d)
-{
-    struct ru_report r;
-    struct report_text t;
-    fill_report(d, &r, &t);
-    return ru_report_json(&r);
-}
-
-static void cmd_config(void *ud, struct ru_status_req *req, const char *args)
-{
-    struct ru_daemon *d = ud;
-    struct ru_buf b = RU_BUF_INIT;
-    ru_config_describe(&d->cfg, &b);
-    ru_status_reply(req, b.p, b.len);
-    ru_buf_free(&b);
-}
-
-static void cmd_status(void *ud, struct ru_status_req *req, const char *args)
-{
-    json_t *o = status_json(ud);
-    char *s = json_dumps(o, JSON_COMPACT);
-    ru_status_reply(req, s, strlen(s));
-    free(s);
-    json_decref(o);
-}
-
-static void cmd_flush(void *ud, struct ru_status_req *req, const char *args)
-{
-    struct ru_daemon *d = ud;
-    waiters_push(&d->after_waiters, &d->nafter, &d->after_cap, req);
-    d->flush_asked = true;
-    maybe_flush(d);
-}
-
 static const struct ru_status_cmd commands[] = {
-    {"status", "one JSON object with every counter and gauge", cmd_status},
-    {"health", "ok, or degraded: <reason>, or down: <reason>", cmd_health},
-    {"flush", "flush now; answers a JSON result after the COMMIT", cmd_flush},
-    {"metrics", "Prometheus text exposition format 0.0.4", cmd_metrics},
-    {"config", "each key's running value, its default and what a reload does with it", cmd_config},
-    {"adopt", "adopt CONSUMER: take over a dead consumer's pending entries", cmd_adopt},
+    {"status", "one JSON object with every counter and gauge", ru_observe_cmd_status},
+    {"health", "ok, or degraded: <reason>, or down: <reason>", ru_observe_cmd_health},
+    {"flush", "flush now; answers a JSON result after the COMMIT", ru_schedule_cmd_flush},
+    {"metrics", "Prometheus text exposition format 0.0.4", ru_observe_cmd_metrics},
+    {"config", "each key's running value, its default and what a reload does with it",
+     ru_observe_cmd_config},
+    {"adopt", "adopt CONSUMER: take over a dead consumer's pending entries", ru_takeover_cmd},
 };
 
-/* ---- signals, reload ---- */
-
-static void reload(struct ru_daemon *d)
-{
-    sd_notify(0, "RELOADING=1");
-    struct ru_config nc;
-    char err[512];
-    if (ru_envcfg_load(&nc, d->cfg.path, environ, err, sizeof(err)) < 0) {
-        ru_warn("msg=\"reload rejected; the running configuration stays\" error=\"%s\"", err);
-        sd_notify(0, "READY=1");
-        return;
-    }
-    char keys[512];
-    ru_config_restart_keys(&d->cfg, &nc, keys, sizeof(keys));
-    if (keys[0])
-        ru_warn("msg=\"reload: these keys only change on restart and keep their running "
-                "values\" keys=\"%s\"",
-                keys);
-    bool redis_changed = ru_config_changed(&nc, &d->cfg, RU_CONFIG_REDIS);
-    bool pg_changed = ru_config_changed(&nc, &d->cfg, RU_CONFIG_PG);
-    /* keep the restart-only values (the stream and the writer were built for one mode,
-     * one stream, group and tables; the sockets are bound) */
-    ru_config_keep_restart_keys(&nc, &d->cfg);
-    if (nc.redis.lone_consumer && nc.redis.claim_idle_ms > 0) {
-        ru_warn("msg=\"reload: claim_idle_ms ignored while this process runs as a lone "
-                "consumer\"");
-        nc.redis.claim_idle_ms = 0;
-    }
-    ru_config_deinit(&d->cfg);
-    d->cfg = nc;
-    ru_log_set_level(d->cfg.log.level);
-    (void)ru_log_use_format(d->cfg.log.format); /* checked by the configuration */
-    struct itimerspec its = {
-        {d->cfg.flush.interval_ms / 1000, (long)(d->cfg.flush.interval_ms % 1000) * 1000000L},
-        {d->cfg.flush.interval_ms / 1000, (long)(d->cfg.flush.interval_ms % 1000) * 1000000L}};
-    timerfd_settime(d->tfd, 0, &its, NULL);
-    set_read_budget(d); /* limits.max_memory_mb changes live */
-    if (redis_changed)
-        ru_stream_reconfigure(d->stream, &d->cfg);
-    if (pg_changed)
-        ru_pgw_reconfigure(d->pgw, &d->cfg);
-    ru_notice("msg=\"configuration reloaded\" file=%s flush_interval_ms=%d log_level=%s "
-              "redis_reconnect=%d postgres_reconnect=%d",
-              d->cfg.path ? d->cfg.path : "(none)", d->cfg.flush.interval_ms,
-              ru_log_level_name(d->cfg.log.level), (int)redis_changed, (int)pg_changed);
-    sd_notify(0, "READY=1");
-}
+/* ---- signals ---- */
 
 static void on_signal(struct ru_daemon *d)
 {
@@ -1294,7 +214,7 @@ static void on_signal(struct ru_daemon *d)
             d->flush_asked = true;
             break;
         case SIGHUP:
-            reload(d);
+            ru_reload(d);
             break;
         case SIGTERM:
         case SIGINT:
@@ -1309,7 +229,7 @@ static void on_signal(struct ru_daemon *d)
             sd_notify(0, "STOPPING=1");
             d->stopping = true;
             d->stop_deadline_ms = ru_mono_ms() + d->cfg.redis.block_ms + 2000;
-            check_backpressure(d);
+            ru_backpressure_step(d);
             break;
         default:
             break;
@@ -1364,19 +284,19 @@ struct ru_daemon *ru_daemon_new(struct ru_config *cfg, char *err, size_t errlen)
     }
     struct ru_stream_cb cb = {
         .ud = d,
-        .on_entry = on_entry,
-        .on_trimmed = on_trimmed,
-        .on_gap = on_gap,
-        .on_batch = on_batch,
+        .on_entry = ru_entries_on_entry,
+        .on_trimmed = ru_entries_on_trimmed,
+        .on_gap = ru_entries_on_gap,
+        .on_batch = ru_schedule_on_batch,
         .on_state = on_stream_state,
         .on_group_recreated = on_group_recreated,
-        .on_gate = on_gate,
-        .on_adopt_entry = on_adopt_entry,
-        .on_adopt_done = on_adopt_done,
-        .on_consumer = on_consumer,
+        .on_gate = ru_reading_on_gate,
+        .on_adopt_entry = ru_takeover_on_entry,
+        .on_adopt_done = ru_takeover_on_done,
+        .on_consumer = ru_takeover_on_consumer,
     };
     d->stream = ru_stream_new(&d->cfg, &cb);
-    set_read_budget(d); /* again once the fixed footprint is measured */
+    ru_backpressure_set_read_budget(d); /* again once the fixed footprint is measured */
     d->cur = ru_batch_new();
     d->verdicts = ru_keycheck_new(KEY_VERDICTS);
     d->pcache = ru_pcache_new();
@@ -1403,7 +323,7 @@ void ru_daemon_free(struct ru_daemon *d)
     ru_status_free(d->status);
     ru_http_free(d->http);
     ru_batch_free(d->cur);
-    adopt_reset(d);
+    ru_takeover_reset(d);
     ru_keycheck_parked_deinit(&d->parked);
     ru_keycheck_free(d->verdicts);
     if (d->sfd >= 0)
@@ -1483,7 +403,7 @@ static void writer_ready(struct ru_daemon *d, int fd, short revents)
     (void)fd;
     (void)revents;
     on_writer_event(d);
-    on_keycheck_answer(d);
+    ru_entries_on_keycheck_answer(d);
 }
 
 static int stream_fds(struct ru_daemon *d, struct pollfd *fds, int room)
@@ -1548,10 +468,10 @@ static const struct step {
 } steps[] = {
     {"status socket timeouts", status_tick},
     {"http timeouts", http_tick},
-    {"ownership", ownership_step},
-    {"backpressure", check_backpressure},
-    {"parked entries", settle_parked},
-    {"flush", maybe_flush},
+    {"ownership", ru_reading_ownership_step},
+    {"backpressure", ru_backpressure_step},
+    {"parked entries", ru_entries_settle},
+    {"flush", ru_schedule_flush},
     {"ready", maybe_ready},
     {"STATUS= line", status_line_step},
     {"watchdog", watchdog},
@@ -1562,7 +482,7 @@ static bool stop_now(struct ru_daemon *d)
 {
     if (d->stopping && d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
         (ru_stream_idle(d->stream) || ru_mono_ms() > d->stop_deadline_ms + 5000)) {
-        if ((ru_batch_empty(d->cur) && own_parked(d) == 0) || !ru_pgw_ready(d->pgw))
+        if ((ru_batch_empty(d->cur) && ru_entries_own_parked(d) == 0) || !ru_pgw_ready(d->pgw))
             return true;
         d->stop_final_sent = false; /* entries arrived after the final flush: flush again */
     }
@@ -1574,12 +494,12 @@ static bool stop_now(struct ru_daemon *d)
                 "by Redis; the next start reads the entries after the checkpoint again\"");
         return true;
     }
-    if (d->stopping && !d->stop_final_sent && !ru_pgw_busy(d->pgw) && own_parked(d) > 0 &&
-        ru_mono_ms() > d->stop_deadline_ms + 5000) {
+    if (d->stopping && !d->stop_final_sent && !ru_pgw_busy(d->pgw) &&
+        ru_entries_own_parked(d) > 0 && ru_mono_ms() > d->stop_deadline_ms + 5000) {
         ru_warn("msg=\"stopping without the final flush: entries wait for PostgreSQL's verdict "
                 "on their keys; the next start reads the entries after the checkpoint "
                 "again\" parked=%zu",
-                own_parked(d));
+                ru_entries_own_parked(d));
         return true;
     }
     if (d->fatal)
@@ -1627,18 +547,7 @@ int ru_daemon_run(struct ru_daemon *d)
             steps[k].run(d);
         if (stop_now(d))
             break;
-        if (d->adopt.phase == A_FETCH_WANTED && ru_stream_live(d->stream) &&
-            ru_stream_adopt_fetch(d->stream, d->adopt.consumer) == 0)
-            d->adopt.phase = A_FETCH;
-        if (d->cfg.redis.claim_idle_ms > 0 && ru_stream_live(d->stream) &&
-            d->adopt.phase == A_IDLE && ru_mono_ms() >= d->next_claim_check_ms) {
-            int64_t every = d->cfg.redis.claim_idle_ms / 4;
-            d->next_claim_check_ms = ru_mono_ms() + (every < 1000    ? 1000
-                                                     : every > 30000 ? 30000
-                                                                     : every);
-            if (ru_stream_list_consumers(d->stream) < 0)
-                d->next_claim_check_ms = 0;
-        }
+        ru_takeover_poll(d);
     }
     ru_notice("msg=stopped events_consumed=%" PRIu64 " events_invalid=%" PRIu64, d->c.consumed,
               d->c.invalid);

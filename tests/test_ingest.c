@@ -146,7 +146,8 @@ Test(ingest, adopted)
     } cases[] = {
         {false, UNP, PARSE, 0}, {false, OK, APPLY, 0},        {true, OK, ACK, XACK},
         {false, WAIT, PARK, 0}, {true, WAIT, PARK, 0},        {false, BAD, DL, CINV},
-        {true, BAD, DL, CINV},  {true, REF, DL, CINV | CREF},
+        {true, BAD, DL, CINV},  {true, REF, DL, CINV | CREF}, {false, REF, DL, CINV | CREF},
+        {true, UNP, PARSE, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct ru_ingest r = ru_ingest_decide_adopted(cases[i].committed, cases[i].parsed);

@@ -1,6 +1,8 @@
 /* daemon: the one event loop. Owns the configuration, the stream, the writer, the
  * status socket, signals (signalfd) and the flush timer (timerfd), and talks to
- * systemd (READY/RELOADING/STOPPING/STATUS/WATCHDOG). */
+ * systemd (READY/RELOADING/STOPPING/STATUS/WATCHDOG). This is its whole interface; the
+ * files it is made of (reading, entries, schedule, backpressure, takeover, reload, observe)
+ * share their state through dstate.h, which nothing outside the daemon includes. */
 #ifndef ROLLUPD_DAEMON_H
 #define ROLLUPD_DAEMON_H
 

@@ -60,7 +60,8 @@ struct ru_ingest ru_ingest_decide(const struct ru_ingest_in *in);
 
 /* The decision for an entry taken over from another consumer (adopt): as for an entry of
  * this consumer's own pending list, at or below the adopted consumer's checkpoint
- * (committed) or above it. */
+ * (committed) or above it. The takeover (takeover.c) carries it out into the adoption's
+ * batch: an ACK_ONLY entry's id is acknowledged with that batch, after its COMMIT. */
 struct ru_ingest ru_ingest_decide_adopted(bool committed, enum ru_ingest_parse parsed);
 
 #endif

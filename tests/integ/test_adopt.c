@@ -244,6 +244,10 @@ Test(adopt, refused_adoption_touches_nothing)
     ru_h_loadgen_start(&lg,
                        "-s %s -n 60000 --rate 15000 --seed 15 --invalid-frac 0.05 --oracle %s -q",
                        stream, oracle);
+    /* "ready" is the status socket answering; c1 holds its consumer's lock once it reads,
+     * and an adoption before that is rightly no refusal */
+    struct want live = {&c1, "events_consumed", 1};
+    cr_assert(ru_h_wait(cond_status_ge, &live, WAIT_MS), "c1 did not start reading");
     for (int i = 0; i < 10; i++) {
         char *ans = rollupctl(&c2, "adopt c1");
         cr_assert(ans && strstr(ans, "alive"), "adoption %d of the live c1 answered %s", i + 1,
