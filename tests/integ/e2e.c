@@ -10,51 +10,6 @@
 
 struct e2e_ctx T;
 
-/* The daemon's log without its "postgres notice" debug lines (malloc'd). */
-char *log_without_notices(const struct ru_h_daemon *d)
-{
-    static const char NOTICE[] = "msg=\"postgres notice\"";
-    char *log = ru_h_daemon_log(d);
-    struct ru_buf b = RU_BUF_INIT;
-    for (char *line = log; *line;) {
-        char *nl = strchr(line, '\n');
-        size_t len = nl ? (size_t)(nl - line) + 1 : strlen(line);
-        if (memmem(line, len, NOTICE, sizeof(NOTICE) - 1) == NULL)
-            ru_buf_append(&b, line, len);
-        line += len;
-    }
-    free(log);
-    return b.p ? b.p : ru_xstrdup("");
-}
-
-/* Fails the test with the message (from the test's line), every daemon's status and the
- * tail of its log. */
-void fail_log(const char *file, int line, const char *fmt, ...)
-{
-    struct ru_buf b = RU_BUF_INIT;
-    ru_buf_printf(&b, "%s:%d: ", strrchr(file, '/') ? strrchr(file, '/') + 1 : file, line);
-    va_list ap;
-    va_start(ap, fmt);
-    ru_buf_vprintf(&b, fmt, ap);
-    va_end(ap);
-    for (int i = 0; i < T.nd; i++) {
-        struct ru_h_daemon *d = T.d[i];
-        bool running = ru_h_daemon_running(d);
-        char *st = running ? ru_h_sock_cmd(d->sock, "status") : NULL;
-        char *log = log_without_notices(d);
-        size_t n = strlen(log);
-        ru_buf_printf(&b,
-                      "\n---- rollupd #%d (pid %d, %s) status: %s\n---- log tail (%s, without"
-                      " postgres notices) ----\n%s",
-                      i, (int)d->pid, running ? "running" : "not running", st ? st : "(none)",
-                      d->log, n > LOG_TAIL ? log + n - LOG_TAIL : log);
-        free(st);
-        free(log);
-    }
-    cr_assert_fail("%s", b.p ? b.p : "failure");
-    abort(); /* not reached */
-}
-
 void setup(void)
 {
     memset(&T, 0, sizeof(T));
@@ -313,10 +268,9 @@ void check_oracle(const char *what, const char *where)
     long long d = ru_h_oracle_diff_ex(T.pg, "oracle_raw", "route_analytics_hourly", where);
     if (d != 0) {
         ru_h_oracle_print_diff_ex(T.pg, "oracle_raw", "route_analytics_hourly", where);
-        fail_log(__FILE__, __LINE__,
-                 "%s: route_analytics_hourly differs from genonaut's aggregation of the oracle"
-                 " in %lld rows (both directions; rows printed on stderr)",
-                 what, d);
+        FAIL("%s: route_analytics_hourly differs from genonaut's aggregation of the oracle"
+             " in %lld rows (both directions; rows printed on stderr)",
+             what, d);
     }
 }
 

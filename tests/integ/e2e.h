@@ -1,7 +1,7 @@
 /* e2e: the kit of the end-to-end suites: a per-test context (names, database, Redis and
- * PostgreSQL connections, the daemons started), failures that quote every daemon's status
- * and log tail, observation of status, group and stream, and the checks against genonaut's
- * own aggregation (the loadgen oracle). Linked into every integration test. */
+ * PostgreSQL connections, the daemons started), observation of status, group and stream,
+ * and the checks against genonaut's own aggregation (the loadgen oracle). Linked into every
+ * integration test. */
 #ifndef ROLLUPD_TEST_E2E_H
 #define ROLLUPD_TEST_E2E_H
 
@@ -12,7 +12,6 @@
 #define H0          1761228000LL /* 2025-10-23 14:00:00 UTC, an hour boundary */
 #define HOUR_S      3600LL
 #define WAIT_MS     60000 /* deadline for "everything is flushed" */
-#define LOG_TAIL    4000  /* bytes of each daemon log quoted on failure */
 #define MAX_DAEMONS 3
 
 /* ------------------------------------------------------------------ per-test context */
@@ -57,15 +56,6 @@ struct want {
     struct obs o;
 };
 
-void fail_log(const char *file, int line, const char *fmt, ...) RU_PRINTF(3, 4)
-    __attribute__((noreturn));
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            fail_log(__FILE__, __LINE__, __VA_ARGS__);                                             \
-    } while (0)
-
-char *log_without_notices(const struct ru_h_daemon *d);
 void setup(void);
 void track(struct ru_h_daemon *d);
 struct ru_h_cfg base_cfg(int flush_ms);

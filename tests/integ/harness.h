@@ -23,6 +23,25 @@
 #define RU_H_SUBDIR 384 /* a directory below one of those */
 #define RU_H_PATH   512 /* a file path */
 
+/* ------------------------------------------------------------------ failing */
+
+/* Bytes of each daemon log quoted in a failure message. */
+#define RU_H_LOG_TAIL 4000
+
+/* Fails the test with "file:line: " and the message, then, for every rollupd this test
+ * process started (ru_h_daemon_start, _spawn, _restart), its pid, whether it runs, its
+ * status answer and the tail of its log without the "postgres notice" lines. */
+void ru_h_fail(const char *file, int line, const char *fmt, ...) RU_PRINTF(3, 4)
+    __attribute__((noreturn));
+
+/* The one check of the integration tests: fails through ru_h_fail when cond is false. */
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            ru_h_fail(__FILE__, __LINE__, __VA_ARGS__);                                            \
+    } while (0)
+#define FAIL(...) ru_h_fail(__FILE__, __LINE__, __VA_ARGS__)
+
 /* ------------------------------------------------------------------ environment */
 
 struct ru_h_env {
@@ -222,6 +241,9 @@ bool ru_h_daemon_running(struct ru_h_daemon *d);
 
 /* The log so far (malloc'd, free it; "" when empty). */
 char *ru_h_daemon_log(const struct ru_h_daemon *d);
+
+/* The log so far without its "postgres notice" debug lines (malloc'd, free it). */
+char *ru_h_daemon_log_quiet(const struct ru_h_daemon *d);
 
 /* A field of /proc/<pid>/status in kB ("VmHWM" for the peak resident set, "VmRSS" for the
  * current one); -1 when unreadable. */

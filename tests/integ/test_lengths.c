@@ -259,16 +259,12 @@ static bool cond_settled(void *arg)
 static void wait_settled(const char *what)
 {
     bool ok = ru_h_wait(cond_settled, NULL, WAIT_MS);
-    char *log = ok ? NULL : ru_h_daemon_log(&T.d);
-    size_t n = log ? strlen(log) : 0;
-    cr_assert(ok,
-              "%s: not settled within %d ms: checkpoint counts %lld of %lld valid events,"
-              " %lld of %lld dead letters, pending_events %lld, events_parked %lld\n"
-              "---- log tail ----\n%s",
-              what, WAIT_MS, ru_h_checkpoint_events(T.pg, T.stream, T.group), T.valid,
-              ru_h_xlen(T.r, T.dead), T.refused, status_ll("pending_events"),
-              status_ll("events_parked"), log ? (n > 4000 ? log + n - 4000 : log) : "");
-    free(log);
+    CHECK(ok,
+          "%s: not settled within %d ms: checkpoint counts %lld of %lld valid events,"
+          " %lld of %lld dead letters, pending_events %lld, events_parked %lld",
+          what, WAIT_MS, ru_h_checkpoint_events(T.pg, T.stream, T.group), T.valid,
+          ru_h_xlen(T.r, T.dead), T.refused, status_ll("pending_events"),
+          status_ll("events_parked"));
 }
 
 /* Counted exactly once, rows equal genonaut's SQL over the storable events, each refused
