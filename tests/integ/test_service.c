@@ -585,15 +585,25 @@ static int check_metrics_text(const struct ru_h_daemon *d, const char *text)
 
 /* ================================================================== tests */
 
+/* svc_init, then rollupd on svc_cfg with flush.interval_ms = 60000 (it flushes only when
+ * asked) and log.level = log_level (NULL: the harness' debug), answering healthy; returns
+ * the config it runs. */
+static struct ru_h_cfg svc_up(struct svc *s, const char *log_level)
+{
+    svc_init(s);
+    struct ru_h_cfg k = svc_cfg(s);
+    k.flush_interval_ms = 60000;
+    k.log_level = log_level;
+    svc_start(s, &k);
+    wait_healthy(&s->d);
+    return k;
+}
+
 /* SIGUSR1 flushes at once, long before the 60 s interval. */
 Test(service, sigusr1_flushes_now, .timeout = 120)
 {
     struct svc s;
-    svc_init(&s);
-    struct ru_h_cfg k = svc_cfg(&s);
-    k.flush_interval_ms = 60000;
-    svc_start(&s, &k);
-    wait_healthy(&s.d);
+    svc_up(&s, NULL);
 
     long long valid = ru_h_loadgen("-s %s -n 1000 --seed 11 --quiet", s.stream);
     CHECK(valid > 900, "loadgen wrote only %lld valid events", valid);
@@ -620,12 +630,7 @@ Test(service, sigusr1_flushes_now, .timeout = 120)
 Test(service, sighup_reload_good, .timeout = 120)
 {
     struct svc s;
-    svc_init(&s);
-    struct ru_h_cfg k = svc_cfg(&s);
-    k.flush_interval_ms = 60000;
-    k.log_level = "info";
-    svc_start(&s, &k);
-    wait_healthy(&s.d);
+    struct ru_h_cfg k = svc_up(&s, "info");
     CHECK(!log_line(&s.d, 0, "<7>", NULL), "debug lines at log.level = info");
 
     char other[160];
@@ -669,12 +674,7 @@ Test(service, sighup_reload_good, .timeout = 120)
 Test(service, sighup_reload_bad, .timeout = 120)
 {
     struct svc s;
-    svc_init(&s);
-    struct ru_h_cfg k = svc_cfg(&s);
-    k.flush_interval_ms = 60000;
-    k.log_level = "info";
-    svc_start(&s, &k);
-    wait_healthy(&s.d);
+    struct ru_h_cfg k = svc_up(&s, "info");
 
     struct ru_h_cfg k2 = k;
     k2.log_level = "debug";
@@ -717,11 +717,7 @@ Test(service, sighup_reload_bad, .timeout = 120)
 Test(service, sigterm_final_flush, .timeout = 120)
 {
     struct svc s;
-    svc_init(&s);
-    struct ru_h_cfg k = svc_cfg(&s);
-    k.flush_interval_ms = 60000;
-    svc_start(&s, &k);
-    wait_healthy(&s.d);
+    svc_up(&s, NULL);
 
     long long valid = ru_h_loadgen("-s %s -n 1000 --seed 14 --quiet", s.stream);
     wait_status_int(&s.d, "events_consumed", valid, STATE_MS);
@@ -747,11 +743,7 @@ Test(service, sigterm_final_flush, .timeout = 120)
 Test(service, second_sigterm_exits_at_once, .timeout = 120)
 {
     struct svc s;
-    svc_init(&s);
-    struct ru_h_cfg k = svc_cfg(&s);
-    k.flush_interval_ms = 60000;
-    svc_start(&s, &k);
-    wait_healthy(&s.d); /* the schema exists once PostgreSQL is ready */
+    svc_up(&s, NULL); /* the schema exists once PostgreSQL is ready */
 
     PGconn *lock = lock_hourly(s.ci);
     long long valid = ru_h_loadgen("-s %s -n 1000 --seed 15 --quiet", s.stream);
@@ -804,26 +796,22 @@ Test(service, second_sigterm_exits_at_once, .timeout = 120)
     redisFree(r);
 }
 
-/* The status socket's commands, the metrics text and the socket's mode. */
-Test(service, socket_commands, .timeout = 120)
-{
-    struct svc s;
-    svc_init(&s);
-    struct ru_h_cfg k = svc_cfg(&s);
-    k.flush_interval_ms = 60000;
-    svc_start(&s, &k);
-    wait_healthy(&s.d);
+/* ---- socket_commands, one step a command */
 
+/* The socket is a socket, mode 0660. */
+static void check_socket_mode(const struct svc *s)
+{
     struct stat sb;
-    CHECK(stat(s.d.sock, &sb) == 0, "stat %s: %s", s.d.sock, strerror(errno));
-    CHECK(S_ISSOCK(sb.st_mode), "%s is not a socket", s.d.sock);
+    CHECK(stat(s->d.sock, &sb) == 0, "stat %s: %s", s->d.sock, strerror(errno));
+    CHECK(S_ISSOCK(sb.st_mode), "%s is not a socket", s->d.sock);
     CHECK((sb.st_mode & 07777) == 0660, "socket mode %04o, want 0660",
           (unsigned)(sb.st_mode & 07777));
+}
 
-    long long valid = ru_h_loadgen("-s %s -n 300 --seed 16 --quiet", s.stream);
-    wait_status_int(&s.d, "events_consumed", valid, STATE_MS);
-
-    json_t *st = ru_h_status(s.d.sock);
+/* status: every key, connected, this config file, healthy, valid events pending. */
+static void check_status_keys(const struct svc *s, long long valid)
+{
+    json_t *st = ru_h_status(s->d.sock);
     CHECK(json_is_object(st), "status is not a JSON object");
     static const char *const keys[] = {"events_consumed",
                                        "events_flushed",
@@ -850,19 +838,27 @@ Test(service, socket_commands, .timeout = 120)
     CHECK(json_is_true(json_object_get(st, "postgres_connected")), "postgres_connected");
     CHECK(json_is_string(json_object_get(st, "version")), "version is not a string");
     const char *cf = json_string_value(json_object_get(st, "config_file"));
-    CHECK(cf && strcmp(cf, s.d.conf) == 0, "config_file %s", cf ? cf : "(null)");
+    CHECK(cf && strcmp(cf, s->d.conf) == 0, "config_file %s", cf ? cf : "(null)");
     const char *h = json_string_value(json_object_get(st, "health"));
     CHECK(h && strcmp(h, "ok") == 0, "status health %s", h ? h : "(null)");
     long long pending = 0;
     CHECK(ru_h_json_int(st, "pending_events", &pending) && pending == valid,
           "pending_events %lld, want %lld", pending, valid);
     json_decref(st);
+}
 
-    char *ans = ru_h_sock_cmd(s.d.sock, "health");
+/* health: "ok". */
+static void check_health_answer(const struct svc *s)
+{
+    char *ans = ru_h_sock_cmd(s->d.sock, "health");
     CHECK(ans && strcmp(ans, "ok\n") == 0, "health: '%s'", ans ? ans : "(nothing)");
     free(ans);
+}
 
-    ans = ru_h_sock_cmd(s.d.sock, "flush");
+/* flush: a JSON answer with the events flushed, sent after the COMMIT. */
+static void check_flush_answer(const struct svc *s, long long valid)
+{
+    char *ans = ru_h_sock_cmd(s->d.sock, "flush");
     json_error_t jerr;
     json_t *fj = ans ? json_loads(ans, 0, &jerr) : NULL;
     CHECK(fj != NULL, "flush answer is not JSON: '%s'", ans ? ans : "(nothing)");
@@ -873,11 +869,15 @@ Test(service, socket_commands, .timeout = 120)
     json_decref(fj);
     free(ans);
     /* the answer comes after the COMMIT */
-    PGconn *c = ru_h_pg_connect(s.ci);
+    PGconn *c = ru_h_pg_connect(s->ci);
     CHECK(hourly_sum(c) == valid, "after the flush answer: sum %lld", hourly_sum(c));
     PQfinish(c);
+}
 
-    ans = ru_h_sock_cmd(s.d.sock, "metrics");
+/* metrics: the Prometheus text with one flush and the events consumed. */
+static void check_metrics_answer(const struct svc *s, long long valid)
+{
+    char *ans = ru_h_sock_cmd(s->d.sock, "metrics");
     CHECK(ans && *ans, "no metrics answer");
     CHECK(strstr(ans, "# TYPE rollupd_events_consumed_total counter\n") != NULL,
           "metrics lack the counter TYPE line:\n%.2000s", ans);
@@ -889,11 +889,15 @@ Test(service, socket_commands, .timeout = 120)
     char want[128];
     snprintf(want, sizeof(want), "\nrollupd_events_consumed_total %lld\n", valid);
     CHECK(strstr(ans, want) != NULL, "metrics lack '%s'", want + 1);
-    int samples = check_metrics_text(&s.d, ans);
+    int samples = check_metrics_text(&s->d, ans);
     CHECK(samples >= 20, "only %d samples", samples);
     free(ans);
+}
 
-    ans = ru_h_sock_cmd(s.d.sock, "help");
+/* help: lists every command. */
+static void check_help_answer(const struct svc *s)
+{
+    char *ans = ru_h_sock_cmd(s->d.sock, "help");
     CHECK(ans != NULL, "no help answer");
     static const char *const cmds[] = {"status", "health", "flush", "metrics", "config", "help"};
     for (size_t i = 0; i < RU_ARRAY_LEN(cmds); i++) {
@@ -902,9 +906,12 @@ Test(service, socket_commands, .timeout = 120)
         CHECK(strstr(ans, line) != NULL, "help does not list '%s':\n%s", cmds[i], ans);
     }
     free(ans);
+}
 
-    /* config: one line per key, the running value, the default, what a reload does */
-    ans = ru_h_sock_cmd(s.d.sock, "config");
+/* config: one line per key, the running value, the default, what a reload does. */
+static void check_config_answer(const struct svc *s)
+{
+    char *ans = ru_h_sock_cmd(s->d.sock, "config");
     CHECK(ans != NULL, "no config answer");
     CHECK((size_t)count_char(ans, '\n') == ru_config_key_count(),
           "config: %d lines for %zu keys:\n%s", count_char(ans, '\n'), ru_config_key_count(), ans);
@@ -920,12 +927,33 @@ Test(service, socket_commands, .timeout = 120)
         CHECK(strstr(ans, cfg_lines[i]) != NULL, "config lacks '%s':\n%s", cfg_lines[i], ans);
     CHECK(strncmp(ans, "redis.url = \"redis://", 21) == 0, "config starts: %.80s", ans);
     free(ans);
+}
 
-    ans = ru_h_sock_cmd(s.d.sock, "bogus");
+/* An unknown command: one error line. */
+static void check_bogus_answer(const struct svc *s)
+{
+    char *ans = ru_h_sock_cmd(s->d.sock, "bogus");
     CHECK(ans && strncmp(ans, "error:", 6) == 0, "bogus answered: '%s'", ans ? ans : "(nothing)");
     CHECK(count_char(ans, '\n') == 1, "bogus answer is not one line: '%s'", ans);
     free(ans);
+}
 
+/* The status socket's commands, the metrics text and the socket's mode. */
+Test(service, socket_commands, .timeout = 120)
+{
+    struct svc s;
+    svc_up(&s, NULL);
+    check_socket_mode(&s);
+
+    long long valid = ru_h_loadgen("-s %s -n 300 --seed 16 --quiet", s.stream);
+    wait_status_int(&s.d, "events_consumed", valid, STATE_MS);
+    check_status_keys(&s, valid);
+    check_health_answer(&s);
+    check_flush_answer(&s, valid);
+    check_metrics_answer(&s, valid);
+    check_help_answer(&s);
+    check_config_answer(&s);
+    check_bogus_answer(&s);
     svc_stop(&s);
 }
 
