@@ -23,7 +23,6 @@
 
 #include <hiredis/hiredis.h>
 
-#define BENCH_PROG "keygen"
 #include "common.h"
 
 #define MAX_DURATION 10000
@@ -120,9 +119,9 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    const char *host = "127.0.0.1", *stream = "genonaut_demo:route_analytics:stream";
+    struct bench_addr addr = BENCH_ADDR_DEFAULT;
     const char *tag = "t";
-    int port = 6379, users = 200, pipeline = 1000;
+    int users = 200, pipeline = 1000;
     long rows = 10000, events = 1;
     long long hour = -1;
     uint64_t seed = 1;
@@ -136,15 +135,6 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "h:p:s:", lopts, NULL)) != -1) {
         switch (o) {
-        case 'h':
-            host = optarg;
-            break;
-        case 'p':
-            port = atoi(optarg);
-            break;
-        case 's':
-            stream = optarg;
-            break;
         case 'R':
             rows = atol(optarg);
             break;
@@ -176,15 +166,15 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
+            if (bench_addr_opt(&addr, o, optarg))
+                break;
             usage(stderr);
             return 2;
         }
     }
-    if (rows < 1 || events < 1 || users < 0 || pipeline < 1 || port < 1 || port > 65535)
+    if (rows < 1 || events < 1 || users < 0 || pipeline < 1 || addr.port < 1 || addr.port > 65535)
         die("bad arguments (see --help)");
-    if (hour < 0)
-        hour = ((long long)time(NULL) / 3600 - 1) * 3600;
-    hour -= hour % 3600;
+    hour = bench_hour(hour);
 
     /* the expected per-key structures, replaying store.c's growth */
     uint64_t hist_slots = 0, user_slots = 0, row_durations = 0, row_users = 0;
@@ -215,12 +205,7 @@ int main(int argc, char **argv)
     for (int u = 0; u < users; u++)
         distinct_users += any_u[u];
 
-    struct timeval tv = {5, 0};
-    redisContext *c = redisConnectWithTimeout(host, port, tv);
-    if (c == NULL || c->err)
-        die("cannot connect to %s:%d: %s", host, port, c ? c->errstr : "out of memory");
-    struct timeval rtv = {60, 0};
-    redisSetTimeout(c, rtv);
+    redisContext *c = bench_redis(&addr, 60);
 
     char route[256], ts[40], dur[16], uid[37], status[8];
     const char *av[26];
@@ -244,7 +229,7 @@ int main(int argc, char **argv)
             snprintf(status, sizeof(status), "%d", (r + e) % 20 == 19 ? 404 : 200);
             int a = 0;
             av[a++] = "XADD";
-            av[a++] = stream;
+            av[a++] = addr.stream;
             av[a++] = "*";
             av[a++] = "route";
             av[a++] = route;
