@@ -758,41 +758,44 @@ static void reset_child_signals(void)
         signal(sigs[i], SIG_DFL);
 }
 
-/* fork + exec argv[0] with stdout and stderr appended to out_path; the child dies with us.
- * The child's environment is ours without the systemd variables, plus env ("K=V" entries,
- * NULL-terminated; may be NULL). */
+pid_t ru_h_fork_exec(const char *const *argv, int out_fd, int err_fd, const char *const *env)
+{
+    fflush(NULL);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    /* a test that dies (assertion, timeout) must not leave its processes behind */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+    int nul = open("/dev/null", O_RDONLY);
+    if (nul >= 0)
+        dup2(nul, 0);
+    dup2(out_fd, 1);
+    dup2(err_fd, 2);
+    reset_child_signals();
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    unsetenv("WATCHDOG_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_PID");
+    for (size_t i = 0; env && env[i]; i++)
+        putenv((char *)env[i]);
+    execvp(argv[0], (char *const *)argv);
+    dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+/* ru_h_fork_exec with stdout and stderr appended to out_path (asserts). */
 static pid_t spawn(const char *const *argv, const char *out_path, const char *const *env)
 {
     int fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0)
         FAIL("harness: cannot open %s: %s", out_path, strerror(errno));
-    fflush(NULL);
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = ru_h_fork_exec(argv, fd, fd, env);
     if (pid < 0)
         FAIL("harness: fork: %s", strerror(errno));
-    if (pid == 0) {
-        /* a test that dies (assertion, timeout) must not leave its processes behind */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int nul = open("/dev/null", O_RDONLY);
-        if (nul >= 0)
-            dup2(nul, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        reset_child_signals();
-        unsetenv("NOTIFY_SOCKET");
-        unsetenv("WATCHDOG_USEC");
-        unsetenv("WATCHDOG_PID");
-        unsetenv("LISTEN_FDS");
-        unsetenv("LISTEN_PID");
-        for (size_t i = 0; env && env[i]; i++)
-            putenv((char *)env[i]);
-        execvp(argv[0], (char *const *)argv);
-        dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
     close(fd);
     return pid;
 }
@@ -1043,10 +1046,15 @@ int ru_h_daemon_stop(struct ru_h_daemon *d)
     return st;
 }
 
+char *ru_h_file_text(const char *path)
+{
+    char *t = read_file(path, NULL);
+    return t ? t : ru_xstrdup("");
+}
+
 char *ru_h_daemon_log(const struct ru_h_daemon *d)
 {
-    char *t = read_file(d->log, NULL);
-    return t ? t : ru_xstrdup("");
+    return ru_h_file_text(d->log);
 }
 
 char *ru_h_daemon_log_quiet(const struct ru_h_daemon *d)

@@ -82,6 +82,9 @@ void ru_h_fresh_db(char *out_conninfo, size_t n);
 /* A whole file, NUL-terminated (malloc'd); asserts that it can be read. */
 char *ru_h_read_file(const char *path);
 
+/* A whole file, NUL-terminated (malloc'd); "" when it cannot be read. */
+char *ru_h_file_text(const char *path);
+
 /* A path for a file of this test: RU_TESTENV_DIR/run/<pid>-<n>-<suffix> (not created). */
 void ru_h_tmp_path(char *out, size_t n, const char *suffix);
 
@@ -248,6 +251,12 @@ char *ru_h_daemon_log_quiet(const struct ru_h_daemon *d);
 /* A field of /proc/<pid>/status in kB ("VmHWM" for the peak resident set, "VmRSS" for the
  * current one); -1 when unreadable. */
 long long ru_h_proc_status_kb(pid_t pid, const char *field);
+
+/* fork + exec argv (execvp) with stdin from /dev/null, stdout on out_fd, stderr on err_fd,
+ * signals reset, without the systemd variables (NOTIFY_SOCKET, WATCHDOG_*, LISTEN_*), plus
+ * env ("K=V" entries, NULL-terminated; may be NULL); the child dies with the test process.
+ * Returns its pid, or -1 when fork failed (errno set). Never asserts. */
+pid_t ru_h_fork_exec(const char *const *argv, int out_fd, int err_fd, const char *const *env);
 
 /* ------------------------------------------------------------------ status socket */
 

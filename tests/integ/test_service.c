@@ -250,20 +250,6 @@ struct run {
     char *out, *err;
 };
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    struct ru_buf b = RU_BUF_INIT;
-    if (f) {
-        char tmp[8192];
-        size_t n;
-        while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
-            ru_buf_append(&b, tmp, n);
-        fclose(f);
-    }
-    return b.p ? b.p : ru_xstrdup("");
-}
-
 /* Runs argv (argv[0] a path) with stdout and stderr captured; kills it after timeout_ms. */
 static void run_prog(struct run *r, int timeout_ms, const char *const *argv)
 {
@@ -273,26 +259,8 @@ static void run_prog(struct run *r, int timeout_ms, const char *const *argv)
     int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     cr_assert(fo >= 0 && fe >= 0, "cannot create %s / %s: %s", out, err, strerror(errno));
-    fflush(NULL);
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = ru_h_fork_exec(argv, fo, fe, NULL);
     cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int nul = open("/dev/null", O_RDONLY);
-        if (nul >= 0)
-            dup2(nul, 0);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        execv(argv[0], (char *const *)argv);
-        dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
     close(fo);
     close(fe);
     int64_t deadline = ru_mono_ms() + timeout_ms;
@@ -311,8 +279,8 @@ static void run_prog(struct run *r, int timeout_ms, const char *const *argv)
         }
         ru_h_sleep_ms(10);
     }
-    r->out = slurp(out);
-    r->err = slurp(err);
+    r->out = ru_h_file_text(out);
+    r->err = ru_h_file_text(err);
     unlink(out);
     unlink(err);
 }
