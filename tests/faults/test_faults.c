@@ -471,20 +471,6 @@ static bool p_paused(const struct snap *s, long long unused)
 
 /* ------------------------------------------------------------------ Redis */
 
-/* The value after key in a flat [k, v, k, v, ...] reply (XINFO); NULL when absent. */
-static const redisReply *kv(const redisReply *r, const char *key)
-{
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY)
-        return NULL;
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const redisReply *k = r->element[i];
-        if ((k->type == REDIS_REPLY_STRING || k->type == REDIS_REPLY_STATUS) &&
-            strcmp(k->str, key) == 0)
-            return r->element[i + 1];
-    }
-    return NULL;
-}
-
 struct ginfo {
     bool stream_ok, group_ok;
     long long length, pending, lag;
@@ -499,27 +485,19 @@ static void group_info(struct ginfo *g)
     const redisReply *v;
     if (s->type == REDIS_REPLY_ARRAY) {
         g->stream_ok = true;
-        if ((v = kv(s, "length")) && v->type == REDIS_REPLY_INTEGER)
+        if ((v = ru_h_reply_kv(s, "length")) && v->type == REDIS_REPLY_INTEGER)
             g->length = v->integer;
-        if ((v = kv(s, "last-generated-id")) && v->str)
+        if ((v = ru_h_reply_kv(s, "last-generated-id")) && v->str)
             ru_strlcpy(g->last_generated, v->str, sizeof(g->last_generated));
     }
     freeReplyObject(s);
-    redisReply *gs = ru_h_redis_cmd(ft.r, "XINFO GROUPS %s", ft.stream);
-    for (size_t i = 0; gs->type == REDIS_REPLY_ARRAY && i < gs->elements; i++) {
-        const redisReply *grp = gs->element[i];
-        v = kv(grp, "name");
-        if (v == NULL || v->str == NULL || strcmp(v->str, ft.group) != 0)
-            continue;
+    struct ru_h_group grp = ru_h_group_info(ft.r, ft.stream, ft.group);
+    if (grp.found) {
         g->group_ok = true;
-        if ((v = kv(grp, "pending")) && v->type == REDIS_REPLY_INTEGER)
-            g->pending = v->integer;
-        if ((v = kv(grp, "lag")) && v->type == REDIS_REPLY_INTEGER)
-            g->lag = v->integer;
-        if ((v = kv(grp, "last-delivered-id")) && v->str)
-            ru_strlcpy(g->last_delivered, v->str, sizeof(g->last_delivered));
+        g->pending = grp.pending < 0 ? 0 : grp.pending;
+        g->lag = grp.lag;
+        ru_strlcpy(g->last_delivered, grp.last_delivered, sizeof(g->last_delivered));
     }
-    freeReplyObject(gs);
 }
 
 static void redis_reconnect(void)
@@ -1691,7 +1669,7 @@ static bool consumer_listed(const char *name)
     redisReply *r = ru_h_redis_cmd(ft.r, "XINFO CONSUMERS %s %s", ft.stream, ft.group);
     bool found = false;
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        const redisReply *v = kv(r->element[i], "name");
+        const redisReply *v = ru_h_reply_kv(r->element[i], "name");
         found |= v && v->str && strcmp(v->str, name) == 0;
     }
     freeReplyObject(r);
@@ -1726,7 +1704,7 @@ static void check_dead_once(const char *after)
     char **ids = ru_xcalloc(r->elements + 1, sizeof(char *));
     size_t n = 0;
     for (size_t i = 0; i < r->elements; i++) {
-        const redisReply *e = r->element[i], *v = kv(e->element[1], "rollupd.entry_id");
+        const redisReply *e = r->element[i], *v = ru_h_reply_kv(e->element[1], "rollupd.entry_id");
         if (v && v->str)
             ids[n++] = ru_xstrdup(v->str);
     }
@@ -1738,7 +1716,8 @@ static void check_dead_once(const char *after)
             continue;
         ru_buf_printf(&twice, "\n  entry %s, copies:", ids[i]);
         for (size_t k = 0; k < r->elements; k++) {
-            const redisReply *e = r->element[k], *v = kv(e->element[1], "rollupd.entry_id");
+            const redisReply *e = r->element[k],
+                             *v = ru_h_reply_kv(e->element[1], "rollupd.entry_id");
             if (v && v->str && strcmp(v->str, ids[i]) == 0)
                 ru_buf_printf(&twice, " %s", e->element[0]->str);
         }

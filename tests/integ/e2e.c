@@ -126,36 +126,9 @@ struct st status_of(struct ru_h_daemon *d)
     return s;
 }
 
-struct ginfo group_info(void)
+struct ru_h_group group_info(void)
 {
-    struct ginfo g = {false, -1, -1, -1};
-    redisReply *rep = ru_h_redis_cmd(T.r, "XINFO GROUPS %s", T.stream);
-    if (rep->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < rep->elements; i++) {
-            redisReply *e = rep->element[i];
-            if (e->type != REDIS_REPLY_ARRAY)
-                continue;
-            bool ours = false;
-            struct ginfo x = {true, -1, -1, -1};
-            for (size_t k = 0; k + 1 < e->elements; k += 2) {
-                const redisReply *key = e->element[k], *v = e->element[k + 1];
-                if (key->str == NULL)
-                    continue;
-                if (strcmp(key->str, "name") == 0)
-                    ours = v->str && strcmp(v->str, T.group) == 0;
-                else if (strcmp(key->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
-                    x.pending = v->integer;
-                else if (strcmp(key->str, "entries-read") == 0 && v->type == REDIS_REPLY_INTEGER)
-                    x.entries_read = v->integer;
-                else if (strcmp(key->str, "lag") == 0 && v->type == REDIS_REPLY_INTEGER)
-                    x.lag = v->integer;
-            }
-            if (ours)
-                g = x;
-        }
-    }
-    freeReplyObject(rep);
-    return g;
+    return ru_h_group_info(T.r, T.stream, T.group);
 }
 
 void observe(struct obs *o)
@@ -317,26 +290,7 @@ void check_exactly_once(const char *oracle, long long valid, const char *what)
     check_rows_match_oracle(what);
 }
 
-bool log_has(struct ru_h_daemon *d, const char *needle)
-{
-    char *log = ru_h_daemon_log(d);
-    bool found = strstr(log, needle) != NULL;
-    free(log);
-    return found;
-}
-
 /* ------------------------------------------------------------------ more observing */
-
-/* One integer of d's status, -1 when it does not answer. */
-long long status_int(struct ru_h_daemon *d, const char *key)
-{
-    if (!ru_h_daemon_running(d))
-        return -1;
-    json_t *j = ru_h_status(d->sock);
-    long long n = j ? json_ll(j, key) : -1;
-    json_decref(j);
-    return n;
-}
 
 /* Runs a command without arguments to format (split on spaces); must answer +OK. */
 void redis_ok(const char *cmd)

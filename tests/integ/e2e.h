@@ -35,19 +35,13 @@ struct st {
         raw_written, raw_rejected;
 };
 
-/* What XINFO GROUPS says about this test's group. */
-struct ginfo {
-    bool found;
-    long long pending, entries_read, lag; /* -1 = nil */
-};
-
 /* Everything observable at once: status sums over the running daemons, the group, the
  * stream and the dead-letter stream. */
 struct obs {
     int answered;
     bool in_flush;
     long long consumed, flushed, invalid, pending, flushes;
-    struct ginfo g;
+    struct ru_h_group g;
     long long xlen, dead_len;
 };
 
@@ -66,7 +60,8 @@ void finish(const char *name);
 bool json_bool(const json_t *o, const char *key);
 long long json_ll(const json_t *o, const char *key);
 struct st status_of(struct ru_h_daemon *d);
-struct ginfo group_info(void);
+/* ru_h_group_info of this test's group. */
+struct ru_h_group group_info(void);
 void observe(struct obs *o);
 const char *obs_text(const struct obs *o);
 bool cond_flushed(void *arg);
@@ -83,8 +78,6 @@ long long hourly_total(void);
 long long checkpoint_events(void);
 void check_rows_match_oracle(const char *what);
 void check_exactly_once(const char *oracle, long long valid, const char *what);
-bool log_has(struct ru_h_daemon *d, const char *needle);
-long long status_int(struct ru_h_daemon *d, const char *key);
 void redis_ok(const char *cmd);
 bool cond_pg_up(void *arg);
 bool cond_in_memory(void *arg);

@@ -1209,6 +1209,132 @@ bool ru_h_wait_answer(const char *sock, const char *cmd, const char *prefix, int
     return ru_h_wait(answer_starts, &w, timeout_ms);
 }
 
+bool ru_h_status_get(const char *sock, const char *key, long long *out)
+{
+    json_t *j = ru_h_status(sock);
+    if (j == NULL)
+        return false;
+    bool ok = ru_h_json_int(j, key, out);
+    json_decref(j);
+    return ok;
+}
+
+long long ru_h_status_int(struct ru_h_daemon *d, const char *key)
+{
+    long long v = -1;
+    if (!ru_h_daemon_running(d) || !ru_h_status_get(d->sock, key, &v))
+        return -1;
+    return v;
+}
+
+int ru_h_status_bool(const char *sock, const char *key)
+{
+    json_t *j = ru_h_status(sock);
+    if (j == NULL)
+        return -1;
+    json_t *v = json_object_get(j, key);
+    int r = json_is_boolean(v) ? json_is_true(v) : -1;
+    json_decref(j);
+    return r;
+}
+
+/* ------------------------------------------------------------------ daemon log */
+
+bool ru_h_log_has(const struct ru_h_daemon *d, const char *needle)
+{
+    char *log = ru_h_daemon_log(d);
+    bool found = strstr(log, needle) != NULL;
+    free(log);
+    return found;
+}
+
+size_t ru_h_log_len(const struct ru_h_daemon *d)
+{
+    char *log = ru_h_daemon_log(d);
+    size_t n = strlen(log);
+    free(log);
+    return n;
+}
+
+bool ru_h_log_line(const struct ru_h_daemon *d, size_t from, const char *prefix, const char *needle)
+{
+    char *log = ru_h_daemon_log(d);
+    bool found = false;
+    if (strlen(log) >= from) {
+        char *save = NULL;
+        for (char *l = strtok_r(log + from, "\n", &save); l && !found;
+             l = strtok_r(NULL, "\n", &save))
+            found = strncmp(l, prefix, strlen(prefix)) == 0 &&
+                    (needle == NULL || strstr(l, needle) != NULL);
+    }
+    free(log);
+    return found;
+}
+
+struct want_log {
+    const struct ru_h_daemon *d;
+    const char *needle;
+    size_t from;
+};
+
+static bool log_has_after(void *arg)
+{
+    struct want_log *w = arg;
+    char *log = ru_h_daemon_log(w->d);
+    bool ok = strlen(log) >= w->from && strstr(log + w->from, w->needle) != NULL;
+    free(log);
+    return ok;
+}
+
+void ru_h_wait_log(const struct ru_h_daemon *d, const char *needle, size_t from, int timeout_ms)
+{
+    struct want_log w = {d, needle, from};
+    CHECK(ru_h_wait(log_has_after, &w, timeout_ms), "the log did not show '%s' within %d ms",
+          needle, timeout_ms);
+}
+
+/* ------------------------------------------------------------------ consumer group */
+
+const redisReply *ru_h_reply_kv(const redisReply *r, const char *key)
+{
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i];
+        if ((k->type == REDIS_REPLY_STRING || k->type == REDIS_REPLY_STATUS) &&
+            strcmp(k->str, key) == 0)
+            return r->element[i + 1];
+    }
+    return NULL;
+}
+
+static long long kv_int(const redisReply *r, const char *key)
+{
+    const redisReply *v = ru_h_reply_kv(r, key);
+    return v && v->type == REDIS_REPLY_INTEGER ? v->integer : -1;
+}
+
+struct ru_h_group ru_h_group_info(redisContext *c, const char *stream, const char *group)
+{
+    struct ru_h_group g = {false, -1, -1, -1, ""};
+    redisReply *rep = ru_h_redis_cmd(c, "XINFO GROUPS %s", stream);
+    for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
+        const redisReply *e = rep->element[i];
+        const redisReply *name = ru_h_reply_kv(e, "name");
+        if (name == NULL || name->str == NULL || strcmp(name->str, group) != 0)
+            continue;
+        g.found = true;
+        g.pending = kv_int(e, "pending");
+        g.entries_read = kv_int(e, "entries-read");
+        g.lag = kv_int(e, "lag");
+        const redisReply *v = ru_h_reply_kv(e, "last-delivered-id");
+        if (v && v->str)
+            ru_strlcpy(g.last_delivered, v->str, sizeof(g.last_delivered));
+    }
+    freeReplyObject(rep);
+    return g;
+}
+
 /* ------------------------------------------------------------------ waiting */
 
 void ru_h_sleep_ms(int ms)

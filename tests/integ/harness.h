@@ -276,6 +276,46 @@ json_t *ru_h_status(const char *socket_path);
  * when a step is missing or the value is not a number (integers and reals accepted). */
 bool ru_h_json_int(const json_t *root, const char *path, long long *out);
 
+/* Reads an integer (dotted path, as ru_h_json_int) from the status answer on sock; false
+ * when unreachable or not a number. */
+bool ru_h_status_get(const char *sock, const char *key, long long *out);
+
+/* One integer of d's status; -1 when d does not run, does not answer or has no such
+ * number. */
+long long ru_h_status_int(struct ru_h_daemon *d, const char *key);
+
+/* A boolean of the status answer on sock: 1 true, 0 false, -1 unreachable or missing. */
+int ru_h_status_bool(const char *sock, const char *key);
+
+/* ------------------------------------------------------------------ daemon log */
+
+/* True when d's log holds needle. */
+bool ru_h_log_has(const struct ru_h_daemon *d, const char *needle);
+
+/* The length of d's log so far (a mark for ru_h_log_line and ru_h_wait_log). */
+size_t ru_h_log_len(const struct ru_h_daemon *d);
+
+/* True when a line of d's log after offset from starts with prefix and holds needle
+ * (needle may be NULL). */
+bool ru_h_log_line(const struct ru_h_daemon *d, size_t from, const char *prefix,
+                   const char *needle);
+
+/* Waits until d's log after offset from holds needle; fails the test after timeout_ms. */
+void ru_h_wait_log(const struct ru_h_daemon *d, const char *needle, size_t from, int timeout_ms);
+
+/* ------------------------------------------------------------------ consumer group */
+
+/* The value after key in a flat [k, v, k, v, ...] reply (XINFO); NULL when absent. */
+const redisReply *ru_h_reply_kv(const redisReply *r, const char *key);
+
+/* What XINFO GROUPS says about one group; numbers -1 when nil or absent. */
+struct ru_h_group {
+    bool found;
+    long long pending, entries_read, lag;
+    char last_delivered[48]; /* "" when absent */
+};
+struct ru_h_group ru_h_group_info(redisContext *c, const char *stream, const char *group);
+
 /* ------------------------------------------------------------------ waiting */
 
 /* Polls cond(arg) every 20 ms until it returns true (-> true) or timeout_ms passes

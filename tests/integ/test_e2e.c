@@ -287,7 +287,7 @@ static bool cond_committed_after_pause(void *arg)
 
 static bool cond_replay_acked(void *arg)
 {
-    return status_int(arg, "events_replay_acked") > 0;
+    return ru_h_status_int(arg, "events_replay_acked") > 0;
 }
 
 Test(e2e, kill9_restart_exactly_once, .timeout = 240)
@@ -357,7 +357,8 @@ Test(e2e, kill9_restart_exactly_once, .timeout = 240)
           " dead-lettered exactly once)",
           T.dead, dead, res.invalid);
     check_exactly_once(oracle, valid, "kill9_restart_exactly_once");
-    CHECK(log_has(&d, "replay=1"), "no replay of pending entries seen in the log after kill -9");
+    CHECK(ru_h_log_has(&d, "replay=1"),
+          "no replay of pending entries seen in the log after kill -9");
     finish("kill9_restart_exactly_once");
 }
 
@@ -404,9 +405,9 @@ Test(e2e, sigterm_graceful, .timeout = 240)
     ru_h_daemon_kill(&d, SIGTERM);
     int rc = ru_h_daemon_wait_exit(&d, 30000);
     CHECK(rc == 0, "exit status %d after SIGTERM, want 0", rc);
-    CHECK(log_has(&d, "stopping: final flush"), "no 'stopping: final flush' in the log");
+    CHECK(ru_h_log_has(&d, "stopping: final flush"), "no 'stopping: final flush' in the log");
     /* everything delivered to the group before the exit is committed and acknowledged */
-    struct ginfo g = group_info();
+    struct ru_h_group g = group_info();
     long long total = hourly_total(), ck = checkpoint_events(), consumed = stopped_consumed(&d);
     cr_log_info("sigterm: stream at %lld when stopped; entries-read %lld, pending %lld,"
                 " committed %lld, consumed %lld",
@@ -975,7 +976,7 @@ Test(e2e, config_check, .timeout = 60)
     track(&d);
     int rc = ru_h_daemon_wait_exit(&d, 10000);
     CHECK(rc == 0, "rollupd -c %s -t: exit status %d for a valid file, want 0", d.conf, rc);
-    CHECK(log_has(&d, "is valid"), "rollupd -t printed no 'is valid' for a valid file");
+    CHECK(ru_h_log_has(&d, "is valid"), "rollupd -t printed no 'is valid' for a valid file");
     CHECK(ru_h_redis_int(T.r, "EXISTS %s", T.stream) == 0, "rollupd -t touched Redis (created %s)",
           T.stream);
     free(good);
@@ -991,8 +992,9 @@ Test(e2e, config_check, .timeout = 60)
     CHECK(rc == 1, "rollupd -c %s -t: exit status %d for a bad key, want 1", b.conf, rc);
     char where[RU_H_PATH + 16];
     snprintf(where, sizeof(where), "%s:%d:", b.conf, line);
-    CHECK(log_has(&b, where), "the error does not name '%s' (file and line of the bad key)", where);
-    CHECK(log_has(&b, "bogus_key"), "the error does not name the key");
+    CHECK(ru_h_log_has(&b, where), "the error does not name '%s' (file and line of the bad key)",
+          where);
+    CHECK(ru_h_log_has(&b, "bogus_key"), "the error does not name the key");
 
     /* without -t the daemon refuses to start on the same file */
     struct ru_h_daemon b2;

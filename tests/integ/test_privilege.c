@@ -497,11 +497,11 @@ static void noperm(bool lone, const char *drop, const char *cmd)
     const char *want[] = {d.sock, "NOPERM", cmd, "Least privilege", NULL};
     CHECK(ru_h_wait(cond_redis_error_has, want, 20000),
           "redis_last_error does not name NOPERM and %s", cmd);
-    long long before = status_int(&d, "redis_reconnects");
+    long long before = ru_h_status_int(&d, "redis_reconnects");
     int64_t until = ru_mono_ms() + 4000;
     while (ru_mono_ms() < until)
         ru_h_sleep_ms(100); /* an interval to count over */
-    long long after = status_int(&d, "redis_reconnects");
+    long long after = ru_h_status_int(&d, "redis_reconnects");
     CHECK(after - before <= 1, "%lld reconnects in 4 s after NOPERM on %s", after - before, cmd);
     char *h = ru_h_sock_cmd(d.sock, "health");
     CHECK(h && strncmp(h, "down", 4) == 0 && strstr(h, cmd), "health: %s", h ? h : "(none)");
@@ -626,7 +626,7 @@ static void siege_close(struct siege *s)
 
 static long long flushed_now(struct ru_h_daemon *d)
 {
-    return status_int(d, "events_flushed");
+    return ru_h_status_int(d, "events_flushed");
 }
 
 /* Hundreds of idle and slow clients on both listeners, plus an oversized request on each:

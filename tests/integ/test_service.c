@@ -70,28 +70,6 @@ static void svc_stop(struct svc *s)
 
 /* ------------------------------------------------------------------ status socket */
 
-static bool status_get(const char *sock, const char *key, long long *out)
-{
-    json_t *j = ru_h_status(sock);
-    if (j == NULL)
-        return false;
-    bool ok = ru_h_json_int(j, key, out);
-    json_decref(j);
-    return ok;
-}
-
-/* 1 true, 0 false, -1 unreachable or missing. */
-static int status_bool(const char *sock, const char *key)
-{
-    json_t *j = ru_h_status(sock);
-    if (j == NULL)
-        return -1;
-    json_t *v = json_object_get(j, key);
-    int r = json_is_boolean(v) ? json_is_true(v) : -1;
-    json_decref(j);
-    return r;
-}
-
 struct want_int {
     const char *sock, *key;
     long long want, last;
@@ -101,7 +79,7 @@ static bool status_int_eq(void *arg)
 {
     struct want_int *w = arg;
     long long v;
-    if (!status_get(w->sock, w->key, &v))
+    if (!ru_h_status_get(w->sock, w->key, &v))
         return false;
     w->last = v;
     return v == w->want;
@@ -119,7 +97,7 @@ static void wait_status_int(const struct ru_h_daemon *d, const char *key, long l
 static long long status_int(const struct ru_h_daemon *d, const char *key)
 {
     long long v = 0;
-    CHECK(status_get(d->sock, key, &v), "status has no integer '%s'", key);
+    CHECK(ru_h_status_get(d->sock, key, &v), "status has no integer '%s'", key);
     return v;
 }
 
@@ -191,56 +169,6 @@ static bool someone_waits(void *arg)
 {
     return ru_h_pg_int((PGconn *)arg, "SELECT count(*) FROM pg_locks WHERE NOT granted"
                                       " AND relation = 'route_analytics_hourly'::regclass") > 0;
-}
-
-/* ------------------------------------------------------------------ logs */
-
-struct want_log {
-    const struct ru_h_daemon *d;
-    const char *needle;
-    size_t from;
-};
-
-static bool log_has_cond(void *arg)
-{
-    struct want_log *w = arg;
-    char *log = ru_h_daemon_log(w->d);
-    bool ok = strlen(log) >= w->from && strstr(log + w->from, w->needle) != NULL;
-    free(log);
-    return ok;
-}
-
-static void wait_log(const struct ru_h_daemon *d, const char *needle, size_t from, int timeout_ms)
-{
-    struct want_log w = {d, needle, from};
-    CHECK(ru_h_wait(log_has_cond, &w, timeout_ms), "the log did not show '%s' within %d ms", needle,
-          timeout_ms);
-}
-
-static size_t log_len(const struct ru_h_daemon *d)
-{
-    char *log = ru_h_daemon_log(d);
-    size_t n = strlen(log);
-    free(log);
-    return n;
-}
-
-/* True when a line of text (from offset from) starts with prefix and contains needle
- * (needle may be NULL). */
-static bool log_line(const struct ru_h_daemon *d, size_t from, const char *prefix,
-                     const char *needle)
-{
-    char *log = ru_h_daemon_log(d);
-    bool found = false;
-    if (strlen(log) >= from) {
-        char *save = NULL;
-        for (char *l = strtok_r(log + from, "\n", &save); l && !found;
-             l = strtok_r(NULL, "\n", &save))
-            found = strncmp(l, prefix, strlen(prefix)) == 0 &&
-                    (needle == NULL || strstr(l, needle) != NULL);
-    }
-    free(log);
-    return found;
 }
 
 /* ------------------------------------------------------------------ processes */
@@ -588,7 +516,7 @@ Test(service, sigusr1_flushes_now, .timeout = 120)
     CHECK(took < 10000, "SIGUSR1 flush took %lld ms", (long long)took);
     CHECK(status_int(&s.d, "events_flushed") == valid, "events_flushed %lld != %lld",
           status_int(&s.d, "events_flushed"), valid);
-    wait_log(&s.d, "flush requested by SIGUSR1", 0, 1000);
+    ru_h_wait_log(&s.d, "flush requested by SIGUSR1", 0, 1000);
 
     PQfinish(c);
     svc_stop(&s);
@@ -599,7 +527,7 @@ Test(service, sighup_reload_good, .timeout = 120)
 {
     struct svc s;
     struct ru_h_cfg k = svc_up(&s, "info");
-    CHECK(!log_line(&s.d, 0, "<7>", NULL), "debug lines at log.level = info");
+    CHECK(!ru_h_log_line(&s.d, 0, "<7>", NULL), "debug lines at log.level = info");
 
     char other[160];
     snprintf(other, sizeof(other), "%s:other", s.stream);
@@ -611,12 +539,12 @@ Test(service, sighup_reload_good, .timeout = 120)
     ru_h_daemon_rewrite_config(&s.d, text);
     free(text);
 
-    size_t mark = log_len(&s.d);
+    size_t mark = ru_h_log_len(&s.d);
     ru_h_daemon_kill(&s.d, SIGHUP);
-    wait_log(&s.d, "configuration reloaded", mark, 5000);
-    CHECK(log_line(&s.d, mark, "<4>", "redis.stream"),
+    ru_h_wait_log(&s.d, "configuration reloaded", mark, 5000);
+    CHECK(ru_h_log_line(&s.d, mark, "<4>", "redis.stream"),
           "no warning line naming redis.stream after the reload");
-    CHECK(log_line(&s.d, mark, "<5>", "flush_interval_ms=200"),
+    CHECK(ru_h_log_line(&s.d, mark, "<5>", "flush_interval_ms=200"),
           "the reload line does not show flush_interval_ms=200");
     /* the restart-only key keeps its running value */
     json_t *st = ru_h_status(s.d.sock);
@@ -630,10 +558,10 @@ Test(service, sighup_reload_good, .timeout = 120)
     long long valid = ru_h_loadgen("-s %s -n 500 --seed 12 --quiet", s.stream);
     PGconn *c = ru_h_pg_connect(s.ci);
     wait_hourly_sum(&s.d, c, valid, 10000);
-    CHECK(!log_line(&s.d, 0, "<6>info msg=\"flush requested by SIGUSR1\"", NULL),
+    CHECK(!ru_h_log_line(&s.d, 0, "<6>info msg=\"flush requested by SIGUSR1\"", NULL),
           "a SIGUSR1 flush was logged");
     /* new level: debug lines appear after the reload */
-    wait_log(&s.d, "<7>debug ", mark, 5000);
+    ru_h_wait_log(&s.d, "<7>debug ", mark, 5000);
     PQfinish(c);
     svc_stop(&s);
 }
@@ -654,15 +582,15 @@ Test(service, sighup_reload_bad, .timeout = 120)
     ru_h_daemon_rewrite_config(&s.d, bad.p);
     ru_buf_free(&bad);
 
-    size_t mark = log_len(&s.d);
+    size_t mark = ru_h_log_len(&s.d);
     ru_h_daemon_kill(&s.d, SIGHUP);
-    wait_log(&s.d, "reload rejected", mark, 5000);
+    ru_h_wait_log(&s.d, "reload rejected", mark, 5000);
     char where[RU_H_PATH + 32];
     snprintf(where, sizeof(where), "%s:%d", s.d.conf, bad_line);
-    CHECK(log_line(&s.d, mark, "<4>", "reload rejected"),
+    CHECK(ru_h_log_line(&s.d, mark, "<4>", "reload rejected"),
           "'reload rejected' is not a warning line");
-    CHECK(log_line(&s.d, mark, "<4>", where), "the rejection does not name %s", where);
-    CHECK(!log_line(&s.d, mark, "<5>", "configuration reloaded"),
+    CHECK(ru_h_log_line(&s.d, mark, "<4>", where), "the rejection does not name %s", where);
+    CHECK(!ru_h_log_line(&s.d, mark, "<5>", "configuration reloaded"),
           "a rejected file was reported as reloaded");
 
     /* still running, old settings (info level, 60 s interval), still flushing on demand */
@@ -676,7 +604,7 @@ Test(service, sighup_reload_bad, .timeout = 120)
     free(ans);
     PGconn *c = ru_h_pg_connect(s.ci);
     CHECK(hourly_sum(c) == valid, "after flush: sum %lld, want %lld", hourly_sum(c), valid);
-    CHECK(!log_line(&s.d, 0, "<7>", NULL), "debug lines: the bad file's level applied");
+    CHECK(!ru_h_log_line(&s.d, 0, "<7>", NULL), "debug lines: the bad file's level applied");
     PQfinish(c);
     svc_stop(&s);
 }
@@ -694,8 +622,8 @@ Test(service, sigterm_final_flush, .timeout = 120)
     ru_h_daemon_kill(&s.d, SIGTERM);
     int st = ru_h_daemon_wait_exit(&s.d, 20000);
     CHECK(st == 0, "exit status after SIGTERM: %d (-1 = still running after 20 s)", st);
-    CHECK(log_line(&s.d, 0, "<5>", "stopping: final flush"), "no stopping line");
-    CHECK(log_line(&s.d, 0, "<6>info msg=flush ", NULL), "no flush line");
+    CHECK(ru_h_log_line(&s.d, 0, "<5>", "stopping: final flush"), "no stopping line");
+    CHECK(ru_h_log_line(&s.d, 0, "<6>info msg=flush ", NULL), "no flush line");
 
     PGconn *c = ru_h_pg_connect(s.ci);
     long long sum = hourly_sum(c);
@@ -719,7 +647,7 @@ Test(service, second_sigterm_exits_at_once, .timeout = 120)
 
     ru_h_daemon_kill(&s.d, SIGTERM);
     CHECK(ru_h_wait(someone_waits, lock, 10000), "the final flush never waited for the table lock");
-    CHECK(status_bool(s.d.sock, "flush_in_progress") == 1,
+    CHECK(ru_h_status_bool(s.d.sock, "flush_in_progress") == 1,
           "status does not show flush_in_progress while the final flush hangs");
     CHECK(ru_h_daemon_running(&s.d), "rollupd exited although its final flush hangs");
 
@@ -734,7 +662,7 @@ Test(service, second_sigterm_exits_at_once, .timeout = 120)
     CHECK(st != -1, "rollupd still ran 5 s after the second SIGTERM");
     CHECK(st == 0, "exit status after the second SIGTERM: %d", st);
     CHECK(took < 5000, "exit took %lld ms", (long long)took);
-    CHECK(log_line(&s.d, 0, "<5>", "second stop signal"), "no 'second stop signal' line");
+    CHECK(ru_h_log_line(&s.d, 0, "<5>", "second stop signal"), "no 'second stop signal' line");
 
     /* nothing was committed; the entries stay pending in Redis */
     long long sum = ru_h_pg_int(lock, "SELECT coalesce(sum(total_requests), 0)"
@@ -1090,7 +1018,7 @@ Test(service, rollupctl_exit_codes, .timeout = 120)
           "GET /health while degraded: %.300s", a ? a : "(nothing)");
     free(a);
     CHECK(status_int(&s.d, "flush_failures") >= 1, "no flush_failures counted");
-    CHECK(log_line(&s.d, 0, "<3>", "flush failed, batch kept for retry"),
+    CHECK(ru_h_log_line(&s.d, 0, "<3>", "flush failed, batch kept for retry"),
           "no 'flush failed' error line");
     lock_release(lock);
     wait_answer(&s.d, "health", "ok\n", 30000);
@@ -1117,7 +1045,8 @@ Test(service, rollupctl_exit_codes, .timeout = 120)
     k2.conninfo = badci;
     k2.metrics_listen = listen_addr;
     svc_start(&s2, &k2); /* waits until the socket answers "status" */
-    CHECK(status_bool(s2.d.sock, "postgres_connected") == 0, "postgres_connected is not false");
+    CHECK(ru_h_status_bool(s2.d.sock, "postgres_connected") == 0,
+          "postgres_connected is not false");
     rollupctl(&r, s2.d.sock, "health", NULL);
     CHECK(r.status == 2 && strncmp(r.out, "down:", 5) == 0,
           "rollupctl health with PostgreSQL unreachable: exit %d, stdout '%s', stderr '%s'",
@@ -1285,7 +1214,7 @@ Test(service, environment_only, .timeout = 120)
     size_t mark = strlen(log_now);
     free(log_now);
     ru_h_daemon_kill(&s.d, SIGHUP);
-    wait_log(&s.d, "\"flush_interval_ms\":60000", mark, STATE_MS);
+    ru_h_wait_log(&s.d, "\"flush_interval_ms\":60000", mark, STATE_MS);
     CHECK(ru_h_daemon_running(&s.d), "rollupd exited on SIGHUP");
 
     ru_h_daemon_kill(&s.d, SIGTERM);
