@@ -1,6 +1,6 @@
 #include "e2e.h"
 
-#include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +16,7 @@ void setup(void)
     T.t0 = ru_mono_ms();
     ru_h_names(T.stream, T.group, T.dbname, sizeof(T.stream));
     snprintf(T.dead, sizeof(T.dead), "%s:dead", T.stream);
+    ru_h_tmp_path(T.oracle, sizeof(T.oracle), "oracle.tsv");
     ru_h_fresh_db(T.ci, sizeof(T.ci));
     T.pg = ru_h_pg_connect(T.ci);
     T.r = ru_h_redis();
@@ -41,6 +42,26 @@ void start_daemon(struct ru_h_daemon *d, const struct ru_h_cfg *k)
     ru_h_daemon_start(d, text);
     free(text);
     track(d);
+}
+
+void start_connected(struct ru_h_daemon *d, const struct ru_h_cfg *k)
+{
+    start_daemon(d, k);
+    wait_connected(d);
+}
+
+void start_kill9_feed(struct ru_h_proc *lg, long long n, int seed)
+{
+    ru_h_loadgen_start(lg,
+                       "-s %s -n %lld --rate 20000 --seed %d --start-ts %lld --hours 4"
+                       " --invalid-frac 0.005 --oracle %s --quiet",
+                       T.stream, n, seed, H0, T.oracle);
+}
+
+void kill9(struct ru_h_daemon *d)
+{
+    ru_h_daemon_kill(d, SIGKILL);
+    CHECK(ru_h_daemon_wait_exit(d, 10000) == 128 + SIGKILL, "rollupd did not die of SIGKILL");
 }
 
 /* Rewrites d's config file from k (send SIGHUP or restart to use it), keeping d's socket. */

@@ -20,6 +20,7 @@
 struct e2e_ctx {
     char stream[128], group[128], dbname[128], dead[160];
     char ci[256];
+    char oracle[RU_H_PATH]; /* a path for loadgen --oracle */
     PGconn *pg;
     redisContext *r;
     struct ru_h_daemon *d[MAX_DAEMONS];
@@ -54,6 +55,13 @@ void setup(void);
 void track(struct ru_h_daemon *d);
 struct ru_h_cfg base_cfg(int flush_ms);
 void start_daemon(struct ru_h_daemon *d, const struct ru_h_cfg *k);
+/* start_daemon, then wait_connected. */
+void start_connected(struct ru_h_daemon *d, const struct ru_h_cfg *k);
+/* The feed of the kill -9 tests, in the background: n events at 20,000/s over four hours,
+ * 0.5 % invalid, the oracle in T.oracle. */
+void start_kill9_feed(struct ru_h_proc *lg, long long n, int seed);
+/* kill -9 d; it must die of SIGKILL within 10 s. */
+void kill9(struct ru_h_daemon *d);
 void rewrite_config(struct ru_h_daemon *d, struct ru_h_cfg k);
 struct ru_h_cfg lone_cfg(int flush_ms);
 void finish(const char *name);

@@ -79,12 +79,6 @@ static void stop_clean(struct ru_h_daemon *d, const char *what)
     CHECK(rc == 0, "%s: rollupd exited with status %d after SIGTERM", what, rc);
 }
 
-static void kill9(struct ru_h_daemon *d)
-{
-    ru_h_daemon_kill(d, SIGKILL);
-    CHECK(ru_h_daemon_wait_exit(d, 10000) == 128 + SIGKILL, "rollupd did not die of SIGKILL");
-}
-
 static bool cond_lone_drained_here(void *arg)
 {
     struct want *w = arg;
@@ -120,14 +114,12 @@ Test(operator, lone_host_move_and_back, .timeout = 300)
     struct ru_h_daemon a, b;
     struct ru_h_cfg ka = named(lone_cfg(200), "host-a"), kb = named(lone_cfg(200), "host-b");
 
-    start_daemon(&a, &ka);
-    wait_connected(&a);
+    start_connected(&a, &ka);
     feed_counted(&f, 2000, 61, "host a, first run");
     stop_clean(&a, "host a, first run");
     del_consumer("host-a");
 
-    start_daemon(&b, &kb);
-    wait_connected(&b);
+    start_connected(&b, &kb);
     feed_counted(&f, 5000, 62, "host b");
     stop_clean(&b, "host b");
     del_consumer("host-b");
@@ -189,8 +181,7 @@ Test(operator, shared_instance_beside_lone, .timeout = 300)
     struct ru_h_daemon a, s;
     struct ru_h_cfg ka = named(lone_cfg(200), "lone"), ks = named(base_cfg(200), "shared");
 
-    start_daemon(&a, &ka);
-    wait_connected(&a);
+    start_connected(&a, &ka);
     feed_counted(&f, 2000, 71, "lone consumer");
 
     start_daemon(&s, &ks);
@@ -222,13 +213,11 @@ Test(operator, lone_to_shared_switch, .timeout = 300)
     struct ru_h_daemon a, s;
     struct ru_h_cfg ka = named(lone_cfg(200), "a"), ks = named(base_cfg(200), "s");
 
-    start_daemon(&a, &ka);
-    wait_connected(&a);
+    start_connected(&a, &ka);
     feed_counted(&f, 2000, 81, "lone consumer");
     stop_clean(&a, "lone consumer");
 
-    start_daemon(&s, &ks);
-    wait_connected(&s);
+    start_connected(&s, &ks);
     feed_counted(&f, 5000, 82, "shared-group instance");
     stop_clean(&s, "shared-group instance");
 
@@ -255,8 +244,7 @@ Test(operator, same_name_refused, .timeout = 120)
     setup();
     struct ru_h_daemon a, b;
     struct ru_h_cfg k = base_cfg(200);
-    start_daemon(&a, &k);
-    wait_connected(&a);
+    start_connected(&a, &k);
     start_daemon(&b, &k); /* same consumer, its own status socket */
     CHECK(ru_h_wait(cond_exited, &b, 30000), "the second process did not give up within 30 s");
     CHECK(ru_h_daemon_wait_exit(&b, 1000) == 1, "the second process did not exit with status 1");
@@ -281,8 +269,7 @@ static void same_name_takeover(bool lone, const char *what)
     begin(&f);
     struct ru_h_daemon a, b;
     struct ru_h_cfg k = lone ? lone_cfg(500) : base_cfg(500);
-    start_daemon(&a, &k);
-    wait_connected(&a);
+    start_connected(&a, &k);
     struct ru_h_proc lg;
     ru_h_loadgen_start(&lg,
                        "-s %s -n 60000 --rate 15000 --seed 91 --start-ts %lld --hours 3"
@@ -330,8 +317,7 @@ Test(operator, group_lost_with_start_dollar, .timeout = 240)
     struct ru_h_daemon a;
     struct ru_h_cfg k = base_cfg(200);
     k.start = "$";
-    start_daemon(&a, &k);
-    wait_connected(&a);
+    start_connected(&a, &k);
     feed_counted(&f, 1000, 101, "first feed");
     stop_clean(&a, "first run");
     freeReplyObject(ru_h_redis_cmd(T.r, "DEL %s %s", T.stream, T.dead));
@@ -386,8 +372,7 @@ Test(operator, lone_ids_ahead_of_clock, .timeout = 180)
     setup();
     struct ru_h_daemon a;
     struct ru_h_cfg k = lone_cfg(600000); /* commits only when asked */
-    start_daemon(&a, &k);
-    wait_connected(&a);
+    start_connected(&a, &k);
     long long ahead = (long long)time(NULL) * 1000 + 86400000LL;
     for (int i = 1; i <= 100; i++)
         xadd_at(ahead, i, "/api/v1/ahead");
@@ -425,8 +410,7 @@ Test(operator, synchronous_commit_forced, .timeout = 120)
                        " = off', current_database()); END $$");
     struct ru_h_daemon a;
     struct ru_h_cfg k = base_cfg(200);
-    start_daemon(&a, &k);
-    wait_connected(&a);
+    start_connected(&a, &k);
     CHECK(
         ru_h_log_has(&a, "synchronous_commit is off on this server; rollupd's session sets it on"),
         "rollupd did not override synchronous_commit = off");

@@ -239,8 +239,7 @@ static void dml_only(bool lone, bool raw, bool create_schema)
     apply_readme_grants(&role, raw, NULL);
 
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
+    start_connected(&d, &k);
     struct fed f = {0};
     feed(&f, 3000, 1601);
     check_counted(&f, lone, "DML-only role");
@@ -641,16 +640,13 @@ Test(privilege, listeners_cannot_be_held, .timeout = 240)
     k.metrics_listen = listen_addr;
     k.log_level = "info";
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
+    start_connected(&d, &k);
 
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
     struct ru_h_proc lg;
     ru_h_loadgen_start(&lg,
                        "-s %s -n 40000 --rate 4000 --seed 1609 --start-ts %lld --hours 2"
                        " --oracle %s --quiet",
-                       T.stream, H0, oracle);
+                       T.stream, H0, T.oracle);
 
     static struct siege http, sock;
     siege_open(&http, port, NULL, 300, 50);
@@ -707,6 +703,6 @@ Test(privilege, listeners_cannot_be_held, .timeout = 240)
 
     long long valid = ru_h_loadgen_finish(&lg);
     wait_flushed(valid, "after the siege");
-    check_exactly_once(oracle, valid, "after the siege");
+    check_exactly_once(T.oracle, valid, "after the siege");
     finish("listeners");
 }
