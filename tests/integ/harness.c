@@ -135,8 +135,9 @@ static char *log_quiet(const char *path)
 
 void ru_h_fail(const char *file, int line, const char *fmt, ...)
 {
-    /* the assertion does not return, so nothing frees this buffer */
-    struct ru_buf b = RU_BUF_INIT;
+    /* static: the assertion does not return, so nothing could free it (and the leak
+     * checker sees it still reachable) */
+    static struct ru_buf b = RU_BUF_INIT;
     ru_buf_printf(&b, "%s:%d: ", strrchr(file, '/') ? strrchr(file, '/') + 1 : file, line);
     va_list ap;
     va_start(ap, fmt);
@@ -146,6 +147,8 @@ void ru_h_fail(const char *file, int line, const char *fmt, ...)
         const struct started *d = &started[i];
         bool running = d->pid > 0 && kill(d->pid, 0) == 0;
         char *st = running && d->sock[0] ? ru_h_sock_cmd(d->sock, "status") : NULL;
+        if (st != NULL)
+            st[strcspn(st, "\n")] = '\0';
         char *log = log_quiet(d->log);
         ru_buf_printf(&b,
                       "\n---- rollupd #%d (pid %d, %s) status: %s\n---- log tail (%s, without"
@@ -155,7 +158,9 @@ void ru_h_fail(const char *file, int line, const char *fmt, ...)
         free(st);
         free(log);
     }
-    cr_assert_fail("%s", b.p ? b.p : "failure");
+    /* whole on stderr too: Criterion's report cuts long messages short */
+    fprintf(stderr, "%s\n", b.p);
+    cr_assert_fail("%s", b.p);
     abort(); /* not reached: cr_assert_fail ends the test */
 }
 
