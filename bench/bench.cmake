@@ -10,9 +10,10 @@
 include_guard(GLOBAL)
 
 foreach(prog ceiling keygen upsert fresh)
-  add_executable(rollupd-bench-${prog} ${CMAKE_CURRENT_LIST_DIR}/${prog}.c)
+  add_executable(rollupd-bench-${prog} ${CMAKE_CURRENT_LIST_DIR}/${prog}.c
+                 ${CMAKE_CURRENT_LIST_DIR}/common.c)
   target_link_libraries(rollupd-bench-${prog} PRIVATE rollupd_core)
-  target_compile_definitions(rollupd-bench-${prog} PRIVATE _GNU_SOURCE)
+  target_compile_definitions(rollupd-bench-${prog} PRIVATE _GNU_SOURCE BENCH_PROG="${prog}")
   target_compile_options(rollupd-bench-${prog} PRIVATE -Wall -Wextra -Wshadow
                          -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter)
   set_target_properties(rollupd-bench-${prog} PROPERTIES

@@ -27,7 +27,6 @@
 
 #include <hiredis/hiredis.h>
 
-#define BENCH_PROG "ceiling"
 #include "common.h"
 
 #define READ_CHUNK (256 * 1024)
@@ -195,9 +194,8 @@ int main(int argc, char **argv)
 {
     struct ceil cl;
     memset(&cl, 0, sizeof(cl));
-    const char *host = "127.0.0.1", *start = "0";
-    int port = 6379;
-    cl.stream = "genonaut_demo:route_analytics:stream";
+    struct bench_addr addr = BENCH_ADDR_DEFAULT;
+    const char *start = "0";
     cl.group = "ceiling";
     cl.consumer = "ceiling";
     cl.count = 1000;
@@ -209,15 +207,6 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "h:p:s:g:c:n:", lopts, NULL)) != -1) {
         switch (o) {
-        case 'h':
-            host = optarg;
-            break;
-        case 'p':
-            port = atoi(optarg);
-            break;
-        case 's':
-            cl.stream = optarg;
-            break;
         case 'g':
             cl.group = optarg;
             break;
@@ -240,19 +229,17 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
+            if (bench_addr_opt(&addr, o, optarg))
+                break;
             usage(stderr);
             return 2;
         }
     }
-    if (cl.count < 1 || cl.count > 100000 || port < 1 || port > 65535 || cl.max < 0)
+    if (cl.count < 1 || cl.count > 100000 || addr.port < 1 || addr.port > 65535 || cl.max < 0)
         die("bad arguments (see --help)");
 
-    struct timeval tv = {5, 0};
-    cl.c = redisConnectWithTimeout(host, port, tv);
-    if (cl.c == NULL || cl.c->err)
-        die("cannot connect to %s:%d: %s", host, port, cl.c ? cl.c->errstr : "out of memory");
-    struct timeval rtv = {60, 0};
-    redisSetTimeout(cl.c, rtv);
+    cl.stream = addr.stream;
+    cl.c = bench_redis(&addr, 60);
     cl.arena = ru_reply_arena_new();
     ru_reply_arena_attach(cl.arena, cl.c->reader);
     cl.c->reader->maxbuf = 0;

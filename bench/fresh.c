@@ -20,7 +20,6 @@
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 
-#define BENCH_PROG "fresh"
 #include "common.h"
 
 struct marker {
@@ -111,12 +110,6 @@ static int poll_pg(PGconn *pg, const char *table, struct marker *m, int n)
     return out;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static double pct(const double *s, int n, double q)
 {
     if (n == 0)
@@ -129,9 +122,9 @@ static double pct(const double *s, int n, double q)
 
 int main(int argc, char **argv)
 {
-    const char *host = "127.0.0.1", *stream = "genonaut_demo:route_analytics:stream";
-    const char *conninfo = "", *tag = "f", *table = "route_analytics_hourly", *out = NULL;
-    int port = 6379, every_ms = 100, poll_ms = 10;
+    struct bench_addr addr = BENCH_ADDR_DEFAULT;
+    const char *tag = "f", *table = "route_analytics_hourly", *out = NULL;
+    int every_ms = 100, poll_ms = 10;
     double seconds = 30, grace = 15;
     static const struct option lopts[] = {
         {"seconds", required_argument, NULL, 'S'}, {"every-ms", required_argument, NULL, 'E'},
@@ -141,18 +134,6 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "h:p:s:d:", lopts, NULL)) != -1) {
         switch (o) {
-        case 'h':
-            host = optarg;
-            break;
-        case 'p':
-            port = atoi(optarg);
-            break;
-        case 's':
-            stream = optarg;
-            break;
-        case 'd':
-            conninfo = optarg;
-            break;
         case 'S':
             seconds = atof(optarg);
             break;
@@ -175,6 +156,8 @@ int main(int argc, char **argv)
             grace = atof(optarg);
             break;
         default:
+            if (bench_addr_opt(&addr, o, optarg))
+                break;
             fputs("usage: rollupd-bench-fresh -h HOST -p PORT -s STREAM -d CONNINFO"
                   " [--seconds S] [--every-ms N] [--poll-ms N] [--tag T] [--table T]"
                   " [--grace S] [--out FILE]\n",
@@ -187,13 +170,8 @@ int main(int argc, char **argv)
     int nmax = (int)(seconds * 1000 / every_ms) + 1;
     struct marker *m = ru_xcalloc((size_t)nmax, sizeof(*m));
 
-    struct timeval tv = {5, 0};
-    redisContext *rc = redisConnectWithTimeout(host, port, tv);
-    if (rc == NULL || rc->err)
-        die("redis: %s", rc ? rc->errstr : "out of memory");
-    PGconn *pg = PQconnectdb(conninfo);
-    if (PQstatus(pg) != CONNECTION_OK)
-        die("postgres: %s", PQerrorMessage(pg));
+    redisContext *rc = bench_redis(&addr, 0);
+    PGconn *pg = bench_pg(&addr);
 
     int64_t t0 = ru_mono_us(), end = t0 + (int64_t)(seconds * 1e6);
     int64_t next_marker = t0, next_poll = t0;
@@ -204,7 +182,7 @@ int main(int argc, char **argv)
             break;
         if (now < end && n < nmax && now >= next_marker) {
             snprintf(m[n].route, sizeof(m[n].route), "/bench/fresh/%s/%d", tag, n);
-            send_marker(rc, stream, &m[n]);
+            send_marker(rc, addr.stream, &m[n]);
             n++;
             next_marker += (int64_t)every_ms * 1000;
         }
@@ -234,7 +212,7 @@ int main(int argc, char **argv)
     }
     if (f)
         fclose(f);
-    qsort(lat, (size_t)found, sizeof(*lat), cmp_double);
+    qsort(lat, (size_t)found, sizeof(*lat), bench_cmp_double);
     printf("{\"markers\":%d,\"found\":%d,\"p50_ms\":%.1f,\"p90_ms\":%.1f,\"p99_ms\":%.1f,"
            "\"max_ms\":%.1f,\"mean_ms\":%.1f,\"every_ms\":%d,\"poll_ms\":%d}\n",
            n, found, pct(lat, found, 0.5), pct(lat, found, 0.9), pct(lat, found, 0.99),

@@ -23,7 +23,6 @@
 
 #include <hiredis/hiredis.h>
 
-#define BENCH_PROG "keygen"
 #include "common.h"
 
 #define MAX_DURATION 10000
@@ -118,15 +117,21 @@ static void usage(FILE *f)
           f);
 }
 
-int main(int argc, char **argv)
+/* What the command line asks for. */
+struct keygen {
+    struct bench_addr addr;
+    const char *tag;
+    int users, pipeline;
+    long rows, events;
+    long long hour;
+    uint64_t seed;
+    bool constant;
+};
+
+/* Reads the options into k; returns -1 to go on, or the exit status (0 after --help). */
+static int parse_args(struct keygen *k, int argc, char **argv)
 {
-    const char *host = "127.0.0.1", *stream = "genonaut_demo:route_analytics:stream";
-    const char *tag = "t";
-    int port = 6379, users = 200, pipeline = 1000;
-    long rows = 10000, events = 1;
-    long long hour = -1;
-    uint64_t seed = 1;
-    bool constant = false;
+    *k = (struct keygen){BENCH_ADDR_DEFAULT, "t", 200, 1000, 10000, 1, -1, 1, false};
     static const struct option lopts[] = {
         {"rows", required_argument, NULL, 'R'},  {"events", required_argument, NULL, 'E'},
         {"tag", required_argument, NULL, 'T'},   {"hour", required_argument, NULL, 'O'},
@@ -136,142 +141,148 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "h:p:s:", lopts, NULL)) != -1) {
         switch (o) {
-        case 'h':
-            host = optarg;
-            break;
-        case 'p':
-            port = atoi(optarg);
-            break;
-        case 's':
-            stream = optarg;
-            break;
         case 'R':
-            rows = atol(optarg);
+            k->rows = atol(optarg);
             break;
         case 'E':
-            events = atol(optarg);
+            k->events = atol(optarg);
             break;
         case 'T':
-            tag = optarg;
+            k->tag = optarg;
             break;
         case 'O':
-            hour = atoll(optarg);
+            k->hour = atoll(optarg);
             break;
         case 'U':
-            users = atoi(optarg);
+            k->users = atoi(optarg);
             break;
         case 'D':
             if (strcmp(optarg, "const") == 0)
-                constant = true;
+                k->constant = true;
             else if (strcmp(optarg, "real") != 0)
                 die("--durations: real or const");
             break;
         case 'S':
-            seed = strtoull(optarg, NULL, 10);
+            k->seed = strtoull(optarg, NULL, 10);
             break;
         case 'P':
-            pipeline = atoi(optarg);
+            k->pipeline = atoi(optarg);
             break;
         case 'H':
             usage(stdout);
             return 0;
         default:
+            if (bench_addr_opt(&k->addr, o, optarg))
+                break;
             usage(stderr);
             return 2;
         }
     }
-    if (rows < 1 || events < 1 || users < 0 || pipeline < 1 || port < 1 || port > 65535)
+    if (k->rows < 1 || k->events < 1 || k->users < 0 || k->pipeline < 1 || k->addr.port < 1 ||
+        k->addr.port > 65535)
         die("bad arguments (see --help)");
-    if (hour < 0)
-        hour = ((long long)time(NULL) / 3600 - 1) * 3600;
-    hour -= hour % 3600;
+    k->hour = bench_hour(k->hour);
+    return -1;
+}
 
-    /* the expected per-key structures, replaying store.c's growth */
-    uint64_t hist_slots = 0, user_slots = 0, row_durations = 0, row_users = 0;
+/* The per-key structures rollupd's store will allocate, replaying store.c's growth. */
+struct expect {
+    uint64_t hist_slots, user_slots, row_durations, row_users;
+    long distinct_users;
+};
+
+static struct expect simulate(const struct keygen *k)
+{
+    struct expect x = {0, 0, 0, 0, 0};
     uint8_t *seen_d = ru_xcalloc(MAX_DURATION + 1, 1);
-    uint8_t *seen_u = ru_xcalloc((size_t)users + 1, 1);
-    uint8_t *any_u = ru_xcalloc((size_t)users + 1, 1);
-    for (long r = 0; r < rows; r++) {
+    uint8_t *seen_u = ru_xcalloc((size_t)k->users + 1, 1);
+    uint8_t *any_u = ru_xcalloc((size_t)k->users + 1, 1);
+    for (long r = 0; r < k->rows; r++) {
         struct growth gh = {0, 0}, gu = {0, 0};
         memset(seen_d, 0, MAX_DURATION + 1);
-        memset(seen_u, 0, (size_t)users + 1);
-        for (long e = 0; e < events; e++) {
-            int d = duration_of(seed, r, e, constant);
+        memset(seen_u, 0, (size_t)k->users + 1);
+        for (long e = 0; e < k->events; e++) {
+            int d = duration_of(k->seed, r, e, k->constant);
             growth_add(&gh, !seen_d[d], 8);
             seen_d[d] = 1;
-            int u = user_of(seed, r, e, users);
+            int u = user_of(k->seed, r, e, k->users);
             if (u >= 0) {
                 growth_add(&gu, !seen_u[u], 4);
                 seen_u[u] = 1;
                 any_u[u] = 1;
             }
         }
-        hist_slots += gh.cap;
-        user_slots += gu.cap;
-        row_durations += gh.n;
-        row_users += gu.n;
+        x.hist_slots += gh.cap;
+        x.user_slots += gu.cap;
+        x.row_durations += gh.n;
+        x.row_users += gu.n;
     }
-    long distinct_users = 0;
-    for (int u = 0; u < users; u++)
-        distinct_users += any_u[u];
+    for (int u = 0; u < k->users; u++)
+        x.distinct_users += any_u[u];
+    free(seen_d);
+    free(seen_u);
+    free(any_u);
+    return x;
+}
 
-    struct timeval tv = {5, 0};
-    redisContext *c = redisConnectWithTimeout(host, port, tv);
-    if (c == NULL || c->err)
-        die("cannot connect to %s:%d: %s", host, port, c ? c->errstr : "out of memory");
-    struct timeval rtv = {60, 0};
-    redisSetTimeout(c, rtv);
-
+/* Appends the XADD of event i (row i % rows, its event i / rows) to c's output buffer;
+ * tsr draws the timestamps, in order. */
+static void append_event(redisContext *c, const struct keygen *k, long long i, uint64_t *tsr)
+{
     char route[256], ts[40], dur[16], uid[37], status[8];
     const char *av[26];
+    long e = (long)(i / k->rows), r = (long)(i % k->rows);
+    snprintf(route, sizeof(route), "/api/v1/bench/%s/%ld", k->tag, r);
+    long long off_us = (long long)(unit(tsr) * 3599999999.0);
+    snprintf(ts, sizeof(ts), "%lld.%06lld", k->hour + off_us / 1000000, off_us % 1000000);
+    snprintf(dur, sizeof(dur), "%d", duration_of(k->seed, r, e, k->constant));
+    int u = user_of(k->seed, r, e, k->users);
+    if (u >= 0)
+        uuid_of(k->seed, u, uid);
+    else
+        uid[0] = '\0';
+    snprintf(status, sizeof(status), "%d", (r + e) % 20 == 19 ? 404 : 200);
+    int a = 0;
+    av[a++] = "XADD";
+    av[a++] = k->addr.stream;
+    av[a++] = "*";
+    av[a++] = "route";
+    av[a++] = route;
+    av[a++] = "method";
+    av[a++] = "GET";
+    av[a++] = "user_id";
+    av[a++] = uid;
+    av[a++] = "timestamp";
+    av[a++] = ts;
+    av[a++] = "duration_ms";
+    av[a++] = dur;
+    av[a++] = "status_code";
+    av[a++] = status;
+    av[a++] = "query_params";
+    av[a++] = "{}";
+    av[a++] = "query_params_normalized";
+    av[a++] = "{}";
+    av[a++] = "request_size_bytes";
+    av[a++] = "0";
+    av[a++] = "response_size_bytes";
+    av[a++] = "512";
+    av[a++] = "error_type";
+    av[a++] = status[0] == '4' ? "client_error" : "";
+    if (redisAppendCommandArgv(c, a, av, NULL) != REDIS_OK)
+        die("XADD: %s", c->errstr);
+}
+
+/* Writes every event, --pipeline commands a round trip; returns the seconds it took. */
+static double send_events(redisContext *c, const struct keygen *k, long long total)
+{
     int64_t t0 = ru_mono_us();
-    uint64_t tsr = seed ^ 0x7357ULL;
-    long long total = (long long)rows * events, sent = 0;
+    uint64_t tsr = k->seed ^ 0x7357ULL;
+    long long sent = 0;
     while (sent < total) {
-        long long n = total - sent < pipeline ? total - sent : pipeline;
-        for (long long k = 0; k < n; k++) {
-            long long i = sent + k;
-            long e = (long)(i / rows), r = (long)(i % rows);
-            snprintf(route, sizeof(route), "/api/v1/bench/%s/%ld", tag, r);
-            long long off_us = (long long)(unit(&tsr) * 3599999999.0);
-            snprintf(ts, sizeof(ts), "%lld.%06lld", hour + off_us / 1000000, off_us % 1000000);
-            snprintf(dur, sizeof(dur), "%d", duration_of(seed, r, e, constant));
-            int u = user_of(seed, r, e, users);
-            if (u >= 0)
-                uuid_of(seed, u, uid);
-            else
-                uid[0] = '\0';
-            snprintf(status, sizeof(status), "%d", (r + e) % 20 == 19 ? 404 : 200);
-            int a = 0;
-            av[a++] = "XADD";
-            av[a++] = stream;
-            av[a++] = "*";
-            av[a++] = "route";
-            av[a++] = route;
-            av[a++] = "method";
-            av[a++] = "GET";
-            av[a++] = "user_id";
-            av[a++] = uid;
-            av[a++] = "timestamp";
-            av[a++] = ts;
-            av[a++] = "duration_ms";
-            av[a++] = dur;
-            av[a++] = "status_code";
-            av[a++] = status;
-            av[a++] = "query_params";
-            av[a++] = "{}";
-            av[a++] = "query_params_normalized";
-            av[a++] = "{}";
-            av[a++] = "request_size_bytes";
-            av[a++] = "0";
-            av[a++] = "response_size_bytes";
-            av[a++] = "512";
-            av[a++] = "error_type";
-            av[a++] = status[0] == '4' ? "client_error" : "";
-            if (redisAppendCommandArgv(c, a, av, NULL) != REDIS_OK)
-                die("XADD: %s", c->errstr);
-        }
-        for (long long k = 0; k < n; k++) {
+        long long n = total - sent < k->pipeline ? total - sent : k->pipeline;
+        for (long long j = 0; j < n; j++)
+            append_event(c, k, sent + j, &tsr);
+        for (long long j = 0; j < n; j++) {
             redisReply *rep = NULL;
             if (redisGetReply(c, (void **)&rep) != REDIS_OK || rep == NULL)
                 die("XADD: %s", c->errstr[0] ? c->errstr : "no reply");
@@ -281,15 +292,24 @@ int main(int argc, char **argv)
         }
         sent += n;
     }
-    double secs = (double)(ru_mono_us() - t0) / 1e6;
+    return (double)(ru_mono_us() - t0) / 1e6;
+}
+
+int main(int argc, char **argv)
+{
+    struct keygen k;
+    int rc = parse_args(&k, argc, argv);
+    if (rc >= 0)
+        return rc;
+    struct expect x = simulate(&k);
+    redisContext *c = bench_redis(&k.addr, 60);
+    long long total = (long long)k.rows * k.events;
+    double secs = send_events(c, &k, total);
     redisFree(c);
     printf("{\"events\":%lld,\"rows\":%ld,\"events_per_row\":%ld,\"hour\":%lld,"
            "\"row_durations\":%" PRIu64 ",\"row_users\":%" PRIu64 ",\"distinct_users\":%ld,"
            "\"hist_slots\":%" PRIu64 ",\"user_slots\":%" PRIu64 ",\"seconds\":%.3f}\n",
-           total, rows, events, hour, row_durations, row_users, distinct_users, hist_slots,
-           user_slots, secs);
-    free(seen_d);
-    free(seen_u);
-    free(any_u);
+           total, k.rows, k.events, k.hour, x.row_durations, x.row_users, x.distinct_users,
+           x.hist_slots, x.user_slots, secs);
     return 0;
 }

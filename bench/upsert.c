@@ -21,7 +21,6 @@
 
 #include <libpq-fe.h>
 
-#define BENCH_PROG "upsert"
 #include "common.h"
 
 #define MAX_REPS 20
@@ -107,17 +106,11 @@ static double timed_upsert(PGconn *c, const struct ru_buf *data, const char *tab
     return now_ms() - t0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static double median(const double *v, int n)
 {
     double s[MAX_REPS];
     memcpy(s, v, (size_t)n * sizeof(*v));
-    qsort(s, (size_t)n, sizeof(*s), cmp_double);
+    qsort(s, (size_t)n, sizeof(*s), bench_cmp_double);
     return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
@@ -131,7 +124,8 @@ static void put_list(const double *v, int n)
 
 int main(int argc, char **argv)
 {
-    const char *conninfo = "", *tag = "t", *table = "route_analytics_hourly";
+    struct bench_addr addr = BENCH_ADDR_DEFAULT;
+    const char *tag = "t", *table = "route_analytics_hourly";
     long rows = 10000;
     int reps = 3;
     long long hour = -1;
@@ -142,9 +136,6 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "d:", lopts, NULL)) != -1) {
         switch (o) {
-        case 'd':
-            conninfo = optarg;
-            break;
         case 'R':
             rows = atol(optarg);
             break;
@@ -161,6 +152,8 @@ int main(int argc, char **argv)
             table = optarg;
             break;
         default:
+            if (bench_addr_opt(&addr, o, optarg))
+                break;
             fputs("usage: rollupd-bench-upsert -d CONNINFO [--rows N] [--reps K] [--tag T]"
                   " [--hour EPOCH] [--table NAME]\n",
                   stderr);
@@ -169,17 +162,13 @@ int main(int argc, char **argv)
     }
     if (rows < 1 || reps < 1 || reps > MAX_REPS)
         die("bad arguments");
-    if (hour < 0)
-        hour = ((long long)time(NULL) / 3600 - 1) * 3600;
-    time_t h = (time_t)(hour - hour % 3600);
+    time_t h = (time_t)bench_hour(hour);
     struct tm tmv;
     gmtime_r(&h, &tmv);
     char hs[32];
     strftime(hs, sizeof(hs), "%Y-%m-%d %H:%M:%S", &tmv);
 
-    PGconn *c = PQconnectdb(conninfo);
-    if (PQstatus(c) != CONNECTION_OK)
-        die("connect: %s", PQerrorMessage(c));
+    PGconn *c = bench_pg(&addr);
     exec_ok(c, "SET TimeZone = 'UTC'");
     exec_ok(c, "CREATE TEMP TABLE bare_stage (ts timestamp, route text, method text,"
                " params jsonb, total int4, ok int4, c4xx int4, c5xx int4, avg_ms int4, p50 int4,"

@@ -222,24 +222,11 @@ static int testenv_run(const char *cmd, char *out, size_t n)
     int fd = open(out, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0)
         return -1;
-    fflush(NULL);
-    pid_t pid = fork();
+    const char *argv[] = {script, cmd, ru_h_env.testenv_dir, NULL};
+    pid_t pid = ru_h_fork_exec(argv, fd, fd, NULL);
     if (pid < 0) {
         close(fd);
         return -1;
-    }
-    if (pid == 0) {
-        int nul = open("/dev/null", O_RDONLY);
-        if (nul >= 0)
-            dup2(nul, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        execl(script, script, cmd, ru_h_env.testenv_dir, (char *)NULL);
-        dprintf(2, "faults: exec %s: %s\n", script, strerror(errno));
-        _exit(127);
     }
     close(fd);
     int st = 0;
@@ -248,20 +235,6 @@ static int testenv_run(const char *cmd, char *out, size_t n)
             return -1;
     }
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return ru_xstrdup("");
-    struct ru_buf b = RU_BUF_INIT;
-    char tmp[8192];
-    size_t n;
-    while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
-        ru_buf_append(&b, tmp, n);
-    fclose(f);
-    return b.p ? b.p : ru_xstrdup("");
 }
 
 static const char *tail(const char *s, size_t n)
@@ -277,7 +250,7 @@ static void testenv(const char *cmd)
     int64_t t = ru_mono_ms();
     int rc = testenv_run(cmd, out, sizeof(out));
     if (rc != 0) {
-        char *text = slurp(out);
+        char *text = ru_h_file_text(out);
         cr_assert_fail("scripts/testenv %s failed (status %d); output (%s):\n%s", cmd, rc, out,
                        tail(text, FT_TAIL));
     }
@@ -404,22 +377,6 @@ static bool snap_get(const struct ru_h_daemon *d, struct snap *s)
     return true;
 }
 
-static void fail_with_log(const struct ru_h_daemon *d, const char *fmt, ...) RU_PRINTF(2, 3)
-    __attribute__((noreturn));
-static void fail_with_log(const struct ru_h_daemon *d, const char *fmt, ...)
-{
-    static char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    char *st = d->sock[0] ? ru_h_sock_cmd(d->sock, "status") : NULL;
-    char *log = ru_h_daemon_log(d);
-    cr_assert_fail("%s\n---- status of rollupd (pid %d) ----\n%s\n---- log tail (%s) ----\n%s", msg,
-                   (int)d->pid, st ? st : "(no answer)", d->log, tail(log, FT_TAIL));
-    abort(); /* not reached */
-}
-
 typedef bool (*snap_pred)(const struct snap *s, long long arg);
 
 struct swait {
@@ -442,7 +399,7 @@ static struct snap wait_status(const struct ru_h_daemon *d, snap_pred pred, long
 {
     struct swait w = {.d = d, .pred = pred, .arg = arg};
     if (!ru_h_wait(swait_cond, &w, timeout_ms))
-        fail_with_log(d, "%s: not reached within %d ms (arg %lld)", what, timeout_ms, arg);
+        FAIL("%s: not reached within %d ms (arg %lld)", what, timeout_ms, arg);
     return w.last;
 }
 
@@ -514,20 +471,6 @@ static bool p_paused(const struct snap *s, long long unused)
 
 /* ------------------------------------------------------------------ Redis */
 
-/* The value after key in a flat [k, v, k, v, ...] reply (XINFO); NULL when absent. */
-static const redisReply *kv(const redisReply *r, const char *key)
-{
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY)
-        return NULL;
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const redisReply *k = r->element[i];
-        if ((k->type == REDIS_REPLY_STRING || k->type == REDIS_REPLY_STATUS) &&
-            strcmp(k->str, key) == 0)
-            return r->element[i + 1];
-    }
-    return NULL;
-}
-
 struct ginfo {
     bool stream_ok, group_ok;
     long long length, pending, lag;
@@ -542,27 +485,19 @@ static void group_info(struct ginfo *g)
     const redisReply *v;
     if (s->type == REDIS_REPLY_ARRAY) {
         g->stream_ok = true;
-        if ((v = kv(s, "length")) && v->type == REDIS_REPLY_INTEGER)
+        if ((v = ru_h_reply_kv(s, "length")) && v->type == REDIS_REPLY_INTEGER)
             g->length = v->integer;
-        if ((v = kv(s, "last-generated-id")) && v->str)
+        if ((v = ru_h_reply_kv(s, "last-generated-id")) && v->str)
             ru_strlcpy(g->last_generated, v->str, sizeof(g->last_generated));
     }
     freeReplyObject(s);
-    redisReply *gs = ru_h_redis_cmd(ft.r, "XINFO GROUPS %s", ft.stream);
-    for (size_t i = 0; gs->type == REDIS_REPLY_ARRAY && i < gs->elements; i++) {
-        const redisReply *grp = gs->element[i];
-        v = kv(grp, "name");
-        if (v == NULL || v->str == NULL || strcmp(v->str, ft.group) != 0)
-            continue;
+    struct ru_h_group grp = ru_h_group_info(ft.r, ft.stream, ft.group);
+    if (grp.found) {
         g->group_ok = true;
-        if ((v = kv(grp, "pending")) && v->type == REDIS_REPLY_INTEGER)
-            g->pending = v->integer;
-        if ((v = kv(grp, "lag")) && v->type == REDIS_REPLY_INTEGER)
-            g->lag = v->integer;
-        if ((v = kv(grp, "last-delivered-id")) && v->str)
-            ru_strlcpy(g->last_delivered, v->str, sizeof(g->last_delivered));
+        g->pending = grp.pending < 0 ? 0 : grp.pending;
+        g->lag = grp.lag;
+        ru_strlcpy(g->last_delivered, grp.last_delivered, sizeof(g->last_delivered));
     }
-    freeReplyObject(gs);
 }
 
 static void redis_reconnect(void)
@@ -608,15 +543,10 @@ static void wait_settled(void)
     if (!ru_h_wait(settled_cond, NULL, FT_SETTLE_MS)) {
         struct ginfo g;
         group_info(&g);
-        const struct ru_h_daemon *d = &ft.d[0];
-        for (int i = 0; i < ft.nd; i++)
-            if (ru_h_daemon_running(&ft.d[i]))
-                d = &ft.d[i];
-        fail_with_log(d,
-                      "not settled within %d ms: stream length %lld, last-generated-id %s, "
-                      "group %s: pending %lld, last-delivered-id %s, lag %lld",
-                      FT_SETTLE_MS, g.length, g.last_generated, g.group_ok ? "exists" : "MISSING",
-                      g.pending, g.last_delivered, g.lag);
+        FAIL("not settled within %d ms: stream length %lld, last-generated-id %s, "
+             "group %s: pending %lld, last-delivered-id %s, lag %lld",
+             FT_SETTLE_MS, g.length, g.last_generated, g.group_ok ? "exists" : "MISSING", g.pending,
+             g.last_delivered, g.lag);
     }
     info("settled (all delivered and acknowledged) after %lld ms", (long long)(ru_mono_ms() - t));
 }
@@ -692,7 +622,7 @@ static void kill9(struct ru_h_daemon *d)
     ru_h_daemon_kill(d, SIGKILL);
     int st = ru_h_daemon_wait_exit(d, 10000);
     if (st != 128 + SIGKILL)
-        fail_with_log(d, "rollupd did not die of SIGKILL (status %d)", st);
+        FAIL("rollupd did not die of SIGKILL (status %d)", st);
     ft.kill9++;
 }
 
@@ -706,7 +636,7 @@ static void stop_all(void)
         note_rss(d);
         int st = ru_h_daemon_stop(d);
         if (st != 0)
-            fail_with_log(d, "rollupd exited with status %d after SIGTERM", st);
+            FAIL("rollupd exited with status %d after SIGTERM", st);
     }
 }
 
@@ -1200,7 +1130,7 @@ static void redis_restarts(const char *name, bool lone)
             break;
         struct snap s;
         if (!snap_get(d, &s))
-            fail_with_log(d, "no status before the restart");
+            FAIL("no status before the restart");
         info("restart %d: daemon consumed %lld of %lld valid events fed", i + 1, s.consumed,
              ft.fed);
         testenv("restart-redis");
@@ -1559,8 +1489,8 @@ Test(faults, commit_reply_lost)
     int64_t deadline = ru_mono_ms() + 60000 + drops * 5000;
     while (atomic_load(&pxy.drops) < drops) {
         if (ru_mono_ms() > deadline)
-            fail_with_log(d, "only %d of %d COMMIT replies lost in time (%d COMMITs seen)",
-                          atomic_load(&pxy.drops), drops, atomic_load(&pxy.commits));
+            FAIL("only %d of %d COMMIT replies lost in time (%d COMMITs seen)",
+                 atomic_load(&pxy.drops), drops, atomic_load(&pxy.commits));
         ru_h_sleep_ms(50);
     }
     info("%d COMMIT replies lost out of %d COMMITs", atomic_load(&pxy.drops),
@@ -1688,19 +1618,19 @@ static void reads_on(struct ru_h_daemon *d, long long more, const char *what)
 {
     struct dwant w = {.d = d};
     if (!snap_get(d, &w.s))
-        fail_with_log(d, "%s: no status", what);
+        FAIL("%s: no status", what);
     w.n = (w.s.consumed > 0 ? w.s.consumed : 0) + more;
     if (!wait_fed(c_consumed, &w, 60000))
-        fail_with_log(d, "%s: events_consumed %lld, not %lld within 60 s", what, w.s.consumed, w.n);
+        FAIL("%s: events_consumed %lld, not %lld within 60 s", what, w.s.consumed, w.n);
 }
 
 static void wait_exit_status(struct ru_h_daemon *d, int status, int timeout_ms, const char *what)
 {
     if (!wait_fed(c_exited, d, timeout_ms))
-        fail_with_log(d, "%s: still running after %d ms", what, timeout_ms);
+        FAIL("%s: still running after %d ms", what, timeout_ms);
     int st = ru_h_daemon_wait_exit(d, 1000);
     if (st != status)
-        fail_with_log(d, "%s: exit status %d, want %d", what, st, status);
+        FAIL("%s: exit status %d, want %d", what, st, status);
 }
 
 static struct ru_h_cfg op_cfg(const char *consumer, bool lone)
@@ -1731,7 +1661,7 @@ static void stop_one(struct ru_h_daemon *d, const char *what)
     note_rss(d);
     int st = ru_h_daemon_stop(d);
     if (st != 0)
-        fail_with_log(d, "%s: exit status %d after SIGTERM", what, st);
+        FAIL("%s: exit status %d after SIGTERM", what, st);
 }
 
 static bool consumer_listed(const char *name)
@@ -1739,7 +1669,7 @@ static bool consumer_listed(const char *name)
     redisReply *r = ru_h_redis_cmd(ft.r, "XINFO CONSUMERS %s %s", ft.stream, ft.group);
     bool found = false;
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        const redisReply *v = kv(r->element[i], "name");
+        const redisReply *v = ru_h_reply_kv(r->element[i], "name");
         found |= v && v->str && strcmp(v->str, name) == 0;
     }
     freeReplyObject(r);
@@ -1774,7 +1704,7 @@ static void check_dead_once(const char *after)
     char **ids = ru_xcalloc(r->elements + 1, sizeof(char *));
     size_t n = 0;
     for (size_t i = 0; i < r->elements; i++) {
-        const redisReply *e = r->element[i], *v = kv(e->element[1], "rollupd.entry_id");
+        const redisReply *e = r->element[i], *v = ru_h_reply_kv(e->element[1], "rollupd.entry_id");
         if (v && v->str)
             ids[n++] = ru_xstrdup(v->str);
     }
@@ -1786,7 +1716,8 @@ static void check_dead_once(const char *after)
             continue;
         ru_buf_printf(&twice, "\n  entry %s, copies:", ids[i]);
         for (size_t k = 0; k < r->elements; k++) {
-            const redisReply *e = r->element[k], *v = kv(e->element[1], "rollupd.entry_id");
+            const redisReply *e = r->element[k],
+                             *v = ru_h_reply_kv(e->element[1], "rollupd.entry_id");
             if (v && v->str && strcmp(v->str, ids[i]) == 0)
                 ru_buf_printf(&twice, " %s", e->element[0]->str);
         }
@@ -1824,8 +1755,8 @@ static void op_host_move(struct ru_h_daemon *a, bool lone, bool hard)
     if (hard && lone) {
         struct dwant w = {.d = b, .text = "is also in group"};
         if (!wait_fed(c_reason, &w, 30000))
-            fail_with_log(b, "host-b did not refuse to read beside the killed host-a: %s: %s",
-                          w.s.health, w.s.reason);
+            FAIL("host-b did not refuse to read beside the killed host-a: %s: %s", w.s.health,
+                 w.s.reason);
         cr_assert_eq(w.s.consumed, 0, "host-b read beside host-a");
         del_consumer("host-a");
     }
@@ -1841,14 +1772,14 @@ static void op_host_move(struct ru_h_daemon *a, bool lone, bool hard)
 static void waits_beside(struct ru_h_daemon *a, struct ru_h_daemon *x, const char *what)
 {
     if (!wait_fed(c_lock_waiter, NULL, 30000))
-        fail_with_log(x, "%s: not waiting for a lock", what);
+        FAIL("%s: not waiting for a lock", what);
     reads_on(a, OP_SLICE / 2, what);
     struct snap s;
     if (!snap_get(x, &s))
-        fail_with_log(x, "%s: no status", what);
+        FAIL("%s: no status", what);
     if (s.consumed != 0 || s.redis_up || consumer_listed("intruder"))
-        fail_with_log(x, "%s: it reads (events_consumed %lld, redis_connected %d)", what,
-                      s.consumed, s.redis_up);
+        FAIL("%s: it reads (events_consumed %lld, redis_connected %d)", what, s.consumed,
+             s.redis_up);
 }
 
 /* 2. A second process started beside the running one: another consumer name of the same
@@ -1891,12 +1822,12 @@ static struct ru_h_daemon *op_same_name(struct ru_h_daemon *a, const struct ru_h
     int64_t t = ru_mono_ms();
     wait_exit_status(a2, 1, 20000, "a second process with the consumer name in use");
     if (!log_has(a2, "is in use by another rollupd", NULL))
-        fail_with_log(a2, "the second process did not say why it gave up");
+        FAIL("the second process did not say why it gave up");
     info("the second process gave up after %lld ms", (long long)(ru_mono_ms() - t));
 
     ru_h_daemon_restart(a2);
     if (!wait_fed(c_lock_waiter, NULL, 20000))
-        fail_with_log(a2, "the second process is not waiting for the consumer's lock");
+        FAIL("the second process is not waiting for the consumer's lock");
     note_rss(a);
     terminate_lock_holders();
     t = ru_mono_ms();
@@ -1911,7 +1842,7 @@ static struct ru_h_daemon *op_same_name(struct ru_h_daemon *a, const struct ru_h
     w.n = resumed + 1;
     terminate_lock_holders();
     if (!wait_fed(c_log_count, &w, 40000) || !ru_h_daemon_running(a2))
-        fail_with_log(a2, "reading did not resume after the session was terminated");
+        FAIL("reading did not resume after the session was terminated");
     reads_on(a2, OP_SLICE / 2, "after the session was terminated");
     return a2;
 }
@@ -1946,10 +1877,9 @@ static void op_redis_empty(struct ru_h_daemon *a, struct ru_h_cfg *ka)
     ru_h_daemon_restart(a);
     struct dwant w = {.d = a, .n = v};
     if (!ru_h_wait(c_consumed, &w, 60000))
-        fail_with_log(a,
-                      "the entries written after Redis came back empty were not read: %lld of "
-                      "%lld",
-                      w.s.consumed, v);
+        FAIL("the entries written after Redis came back empty were not read: %lld of "
+             "%lld",
+             w.s.consumed, v);
     feed_on();
 }
 
@@ -1969,7 +1899,7 @@ static void op_ids_ahead(struct ru_h_daemon *a)
         feed_finish(&p);
         /* killed again once the slice is delivered, committed or not */
         if (!ru_h_wait(c_delivered, NULL, 60000))
-            fail_with_log(a, "the slice of ids ahead of the clock was not delivered in 60 s");
+            FAIL("the slice of ids ahead of the clock was not delivered in 60 s");
         kill9(a);
         ru_h_daemon_restart(a);
     }

@@ -40,6 +40,8 @@
 #include "rollupd/redact.h"
 #include "rollupd/util.h"
 
+#include "fuzz.h"
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 const char *__lsan_default_suppressions(void);
 const char *__asan_default_options(void);
@@ -66,22 +68,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Fixed, so that corpus files can name the snippets. */
 #define INC_DIR "/tmp/rollupd-fuzz-inc"
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            fail_check(__LINE__, #cond);                                                           \
-    } while (0)
-
-static void fail_check(int line, const char *what)
-{
-    fprintf(stderr, "fuzz_config.c:%d: invariant violated: %s\n", line, what);
-    abort();
-}
-
 /* Known findings in src/ (tests/fuzz/crashes/README.md). Their checks abort like any other,
- * unless RU_FUZZ_IGNORE_KNOWN=1 is in the environment: then each kind is reported once on
- * stderr and the run goes on, so that a long run can look for new findings before src/ is
- * fixed. Only inputs matching a finding's exact pattern are let through. */
+ * unless RU_FUZZ_IGNORE_KNOWN=1 is in the environment (fuzz.h): then each kind is reported
+ * once on stderr and the run goes on, so that a long run can look for new findings before
+ * src/ is fixed. Only inputs matching a finding's exact pattern are let through. */
 enum known { KNOWN_REDACT_QUERY_AT, KNOWN_IPV6_ZONE, KNOWN_INCLUDE_DIR, KNOWN_COUNT };
 static const char *const known_names[KNOWN_COUNT] = {
     [KNOWN_REDACT_QUERY_AT] = "redact-query-at",
@@ -93,13 +83,7 @@ static bool ignore_known;
 static void known_finding(enum known k, int line, const char *what)
 {
     static bool reported[KNOWN_COUNT];
-    if (!ignore_known)
-        fail_check(line, what);
-    if (!reported[k]) {
-        reported[k] = true;
-        fprintf(stderr, "fuzz_config.c:%d: known finding %s (ignored): %s\n", line, known_names[k],
-                what);
-    }
+    fuzz_known(__FILE__, line, known_names[k], &reported[k], what);
 }
 
 static int conf_fd = -1;
@@ -166,8 +150,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     }
     snprintf(conf_path, sizeof(conf_path), "/proc/self/fd/%d", conf_fd);
-    const char *known = getenv("RU_FUZZ_IGNORE_KNOWN");
-    ignore_known = known != NULL && strcmp(known, "1") == 0;
+    ignore_known = fuzz_ignore_known();
     includes_ok = setup_includes();
     if (!includes_ok)
         fprintf(stderr, "fuzz_config: cannot use %s; inputs with @include are skipped\n", INC_DIR);
@@ -257,7 +240,7 @@ static void check_no_leak(const char *input, const char *redacted, const char *p
     if (known)
         known_finding(KNOWN_REDACT_QUERY_AT, __LINE__, "redacted output shows the password");
     else
-        fail_check(__LINE__, "redacted output shows the password");
+        fuzz_fail(__FILE__, __LINE__, "redacted output shows the password");
 }
 
 /* A string libpq reads (never a Redis URL: libpq refuses its scheme as a keyword) is
@@ -280,7 +263,7 @@ static void check_libpq_round_trip(const char *s, const char *redacted)
                 "fuzz_config: libpq cannot read the redacted conninfo\n  input:    %s\n"
                 "  redacted: %s\n",
                 s, redacted);
-        fail_check(__LINE__, "redacted conninfo is not a connection string");
+        fuzz_fail(__FILE__, __LINE__, "redacted conninfo is not a connection string");
     }
     for (size_t i = 0; in[i].keyword != NULL; i++) {
         CHECK(out[i].keyword != NULL && strcmp(in[i].keyword, out[i].keyword) == 0);
@@ -293,8 +276,9 @@ static void check_libpq_round_trip(const char *s, const char *redacted)
                     "fuzz_config: %s %s through ru_redact\n  input:    %s\n"
                     "  redacted: %s\n",
                     in[i].keyword, secret ? "leaks" : "changes", s, redacted);
-            fail_check(__LINE__, secret ? "redacted output shows a secret"
-                                        : "redacted output changes an option");
+            fuzz_fail(__FILE__, __LINE__,
+                      secret ? "redacted output shows a secret"
+                             : "redacted output changes an option");
         }
     }
     PQconninfoFree(in);

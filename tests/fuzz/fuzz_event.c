@@ -42,26 +42,16 @@
 #include "rollupd/pcache.h"
 #include "rollupd/util.h"
 
+#include "fuzz.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define SEP 0xff
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            fail_check(__LINE__, #cond);                                                           \
-    } while (0)
-
-static void fail_check(int line, const char *what)
-{
-    fprintf(stderr, "fuzz_event.c:%d: invariant violated: %s\n", line, what);
-    abort();
-}
-
 /* Known findings in src/ (tests/fuzz/crashes/README.md). Their checks abort like any other,
- * unless RU_FUZZ_IGNORE_KNOWN=1 is in the environment: then each kind is reported once on
- * stderr and the run goes on, so that a long run can look for new findings before src/ is
- * fixed. Only inputs matching a finding's exact pattern are let through. */
+ * unless RU_FUZZ_IGNORE_KNOWN=1 is in the environment (fuzz.h): then each kind is reported
+ * once on stderr and the run goes on, so that a long run can look for new findings before
+ * src/ is fixed. Only inputs matching a finding's exact pattern are let through. */
 enum known { KNOWN_INT_LEADING_ZEROS, KNOWN_COUNT };
 static const char *const known_names[KNOWN_COUNT] = {
     [KNOWN_INT_LEADING_ZEROS] = "int-leading-zeros",
@@ -69,19 +59,8 @@ static const char *const known_names[KNOWN_COUNT] = {
 
 static void known_finding(enum known k, int line, const char *what)
 {
-    static int ignore = -1;
     static bool reported[KNOWN_COUNT];
-    if (ignore < 0) {
-        const char *env = getenv("RU_FUZZ_IGNORE_KNOWN");
-        ignore = env != NULL && strcmp(env, "1") == 0;
-    }
-    if (!ignore)
-        fail_check(line, what);
-    if (!reported[k]) {
-        reported[k] = true;
-        fprintf(stderr, "fuzz_event.c:%d: known finding %s (ignored): %s\n", line, known_names[k],
-                what);
-    }
+    fuzz_known(__FILE__, line, known_names[k], &reported[k], what);
 }
 
 /* ---- independent oracles ---------------------------------------------------------- */

@@ -29,15 +29,9 @@
 #include "rollupd/reply.h"
 #include "rollupd/resp.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_resp.c:%d: invariant violated: %s\n", __LINE__, #cond);          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void same_tree(const redisReply *a, const redisReply *h, const char *lo, const char *hi)
 {

@@ -1,6 +1,6 @@
 #include "e2e.h"
 
-#include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,57 +10,13 @@
 
 struct e2e_ctx T;
 
-/* The daemon's log without its "postgres notice" debug lines (malloc'd). */
-char *log_without_notices(const struct ru_h_daemon *d)
-{
-    static const char NOTICE[] = "msg=\"postgres notice\"";
-    char *log = ru_h_daemon_log(d);
-    struct ru_buf b = RU_BUF_INIT;
-    for (char *line = log; *line;) {
-        char *nl = strchr(line, '\n');
-        size_t len = nl ? (size_t)(nl - line) + 1 : strlen(line);
-        if (memmem(line, len, NOTICE, sizeof(NOTICE) - 1) == NULL)
-            ru_buf_append(&b, line, len);
-        line += len;
-    }
-    free(log);
-    return b.p ? b.p : ru_xstrdup("");
-}
-
-/* Fails the test with the message (from the test's line), every daemon's status and the
- * tail of its log. */
-void fail_log(const char *file, int line, const char *fmt, ...)
-{
-    struct ru_buf b = RU_BUF_INIT;
-    ru_buf_printf(&b, "%s:%d: ", strrchr(file, '/') ? strrchr(file, '/') + 1 : file, line);
-    va_list ap;
-    va_start(ap, fmt);
-    ru_buf_vprintf(&b, fmt, ap);
-    va_end(ap);
-    for (int i = 0; i < T.nd; i++) {
-        struct ru_h_daemon *d = T.d[i];
-        bool running = ru_h_daemon_running(d);
-        char *st = running ? ru_h_sock_cmd(d->sock, "status") : NULL;
-        char *log = log_without_notices(d);
-        size_t n = strlen(log);
-        ru_buf_printf(&b,
-                      "\n---- rollupd #%d (pid %d, %s) status: %s\n---- log tail (%s, without"
-                      " postgres notices) ----\n%s",
-                      i, (int)d->pid, running ? "running" : "not running", st ? st : "(none)",
-                      d->log, n > LOG_TAIL ? log + n - LOG_TAIL : log);
-        free(st);
-        free(log);
-    }
-    cr_assert_fail("%s", b.p ? b.p : "failure");
-    abort(); /* not reached */
-}
-
 void setup(void)
 {
     memset(&T, 0, sizeof(T));
     T.t0 = ru_mono_ms();
     ru_h_names(T.stream, T.group, T.dbname, sizeof(T.stream));
     snprintf(T.dead, sizeof(T.dead), "%s:dead", T.stream);
+    ru_h_tmp_path(T.oracle, sizeof(T.oracle), "oracle.tsv");
     ru_h_fresh_db(T.ci, sizeof(T.ci));
     T.pg = ru_h_pg_connect(T.ci);
     T.r = ru_h_redis();
@@ -86,6 +42,26 @@ void start_daemon(struct ru_h_daemon *d, const struct ru_h_cfg *k)
     ru_h_daemon_start(d, text);
     free(text);
     track(d);
+}
+
+void start_connected(struct ru_h_daemon *d, const struct ru_h_cfg *k)
+{
+    start_daemon(d, k);
+    wait_connected(d);
+}
+
+void start_kill9_feed(struct ru_h_proc *lg, long long n, int seed)
+{
+    ru_h_loadgen_start(lg,
+                       "-s %s -n %lld --rate 20000 --seed %d --start-ts %lld --hours 4"
+                       " --invalid-frac 0.005 --oracle %s --quiet",
+                       T.stream, n, seed, H0, T.oracle);
+}
+
+void kill9(struct ru_h_daemon *d)
+{
+    ru_h_daemon_kill(d, SIGKILL);
+    CHECK(ru_h_daemon_wait_exit(d, 10000) == 128 + SIGKILL, "rollupd did not die of SIGKILL");
 }
 
 /* Rewrites d's config file from k (send SIGHUP or restart to use it), keeping d's socket. */
@@ -171,36 +147,9 @@ struct st status_of(struct ru_h_daemon *d)
     return s;
 }
 
-struct ginfo group_info(void)
+struct ru_h_group group_info(void)
 {
-    struct ginfo g = {false, -1, -1, -1};
-    redisReply *rep = ru_h_redis_cmd(T.r, "XINFO GROUPS %s", T.stream);
-    if (rep->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < rep->elements; i++) {
-            redisReply *e = rep->element[i];
-            if (e->type != REDIS_REPLY_ARRAY)
-                continue;
-            bool ours = false;
-            struct ginfo x = {true, -1, -1, -1};
-            for (size_t k = 0; k + 1 < e->elements; k += 2) {
-                const redisReply *key = e->element[k], *v = e->element[k + 1];
-                if (key->str == NULL)
-                    continue;
-                if (strcmp(key->str, "name") == 0)
-                    ours = v->str && strcmp(v->str, T.group) == 0;
-                else if (strcmp(key->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
-                    x.pending = v->integer;
-                else if (strcmp(key->str, "entries-read") == 0 && v->type == REDIS_REPLY_INTEGER)
-                    x.entries_read = v->integer;
-                else if (strcmp(key->str, "lag") == 0 && v->type == REDIS_REPLY_INTEGER)
-                    x.lag = v->integer;
-            }
-            if (ours)
-                g = x;
-        }
-    }
-    freeReplyObject(rep);
-    return g;
+    return ru_h_group_info(T.r, T.stream, T.group);
 }
 
 void observe(struct obs *o)
@@ -313,10 +262,9 @@ void check_oracle(const char *what, const char *where)
     long long d = ru_h_oracle_diff_ex(T.pg, "oracle_raw", "route_analytics_hourly", where);
     if (d != 0) {
         ru_h_oracle_print_diff_ex(T.pg, "oracle_raw", "route_analytics_hourly", where);
-        fail_log(__FILE__, __LINE__,
-                 "%s: route_analytics_hourly differs from genonaut's aggregation of the oracle"
-                 " in %lld rows (both directions; rows printed on stderr)",
-                 what, d);
+        FAIL("%s: route_analytics_hourly differs from genonaut's aggregation of the oracle"
+             " in %lld rows (both directions; rows printed on stderr)",
+             what, d);
     }
 }
 
@@ -363,26 +311,7 @@ void check_exactly_once(const char *oracle, long long valid, const char *what)
     check_rows_match_oracle(what);
 }
 
-bool log_has(struct ru_h_daemon *d, const char *needle)
-{
-    char *log = ru_h_daemon_log(d);
-    bool found = strstr(log, needle) != NULL;
-    free(log);
-    return found;
-}
-
 /* ------------------------------------------------------------------ more observing */
-
-/* One integer of d's status, -1 when it does not answer. */
-long long status_int(struct ru_h_daemon *d, const char *key)
-{
-    if (!ru_h_daemon_running(d))
-        return -1;
-    json_t *j = ru_h_status(d->sock);
-    long long n = j ? json_ll(j, key) : -1;
-    json_decref(j);
-    return n;
-}
 
 /* Runs a command without arguments to format (split on spaces); must answer +OK. */
 void redis_ok(const char *cmd)

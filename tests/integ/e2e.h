@@ -1,7 +1,7 @@
 /* e2e: the kit of the end-to-end suites: a per-test context (names, database, Redis and
- * PostgreSQL connections, the daemons started), failures that quote every daemon's status
- * and log tail, observation of status, group and stream, and the checks against genonaut's
- * own aggregation (the loadgen oracle). Linked into every integration test. */
+ * PostgreSQL connections, the daemons started), observation of status, group and stream,
+ * and the checks against genonaut's own aggregation (the loadgen oracle). Linked into every
+ * integration test. */
 #ifndef ROLLUPD_TEST_E2E_H
 #define ROLLUPD_TEST_E2E_H
 
@@ -12,7 +12,6 @@
 #define H0          1761228000LL /* 2025-10-23 14:00:00 UTC, an hour boundary */
 #define HOUR_S      3600LL
 #define WAIT_MS     60000 /* deadline for "everything is flushed" */
-#define LOG_TAIL    4000  /* bytes of each daemon log quoted on failure */
 #define MAX_DAEMONS 3
 
 /* ------------------------------------------------------------------ per-test context */
@@ -21,6 +20,7 @@
 struct e2e_ctx {
     char stream[128], group[128], dbname[128], dead[160];
     char ci[256];
+    char oracle[RU_H_PATH]; /* a path for loadgen --oracle */
     PGconn *pg;
     redisContext *r;
     struct ru_h_daemon *d[MAX_DAEMONS];
@@ -36,19 +36,13 @@ struct st {
         raw_written, raw_rejected;
 };
 
-/* What XINFO GROUPS says about this test's group. */
-struct ginfo {
-    bool found;
-    long long pending, entries_read, lag; /* -1 = nil */
-};
-
 /* Everything observable at once: status sums over the running daemons, the group, the
  * stream and the dead-letter stream. */
 struct obs {
     int answered;
     bool in_flush;
     long long consumed, flushed, invalid, pending, flushes;
-    struct ginfo g;
+    struct ru_h_group g;
     long long xlen, dead_len;
 };
 
@@ -57,26 +51,25 @@ struct want {
     struct obs o;
 };
 
-void fail_log(const char *file, int line, const char *fmt, ...) RU_PRINTF(3, 4)
-    __attribute__((noreturn));
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            fail_log(__FILE__, __LINE__, __VA_ARGS__);                                             \
-    } while (0)
-
-char *log_without_notices(const struct ru_h_daemon *d);
 void setup(void);
 void track(struct ru_h_daemon *d);
 struct ru_h_cfg base_cfg(int flush_ms);
 void start_daemon(struct ru_h_daemon *d, const struct ru_h_cfg *k);
+/* start_daemon, then wait_connected. */
+void start_connected(struct ru_h_daemon *d, const struct ru_h_cfg *k);
+/* The feed of the kill -9 tests, in the background: n events at 20,000/s over four hours,
+ * 0.5 % invalid, the oracle in T.oracle. */
+void start_kill9_feed(struct ru_h_proc *lg, long long n, int seed);
+/* kill -9 d; it must die of SIGKILL within 10 s. */
+void kill9(struct ru_h_daemon *d);
 void rewrite_config(struct ru_h_daemon *d, struct ru_h_cfg k);
 struct ru_h_cfg lone_cfg(int flush_ms);
 void finish(const char *name);
 bool json_bool(const json_t *o, const char *key);
 long long json_ll(const json_t *o, const char *key);
 struct st status_of(struct ru_h_daemon *d);
-struct ginfo group_info(void);
+/* ru_h_group_info of this test's group. */
+struct ru_h_group group_info(void);
 void observe(struct obs *o);
 const char *obs_text(const struct obs *o);
 bool cond_flushed(void *arg);
@@ -93,8 +86,6 @@ long long hourly_total(void);
 long long checkpoint_events(void);
 void check_rows_match_oracle(const char *what);
 void check_exactly_once(const char *oracle, long long valid, const char *what);
-bool log_has(struct ru_h_daemon *d, const char *needle);
-long long status_int(struct ru_h_daemon *d, const char *key);
 void redis_ok(const char *cmd);
 bool cond_pg_up(void *arg);
 bool cond_in_memory(void *arg);

@@ -24,23 +24,6 @@
 
 struct ru_h_env ru_h_env;
 
-#define LOG_TAIL 3000 /* bytes of a log quoted in an assertion message */
-
-/* ------------------------------------------------------------------ failing */
-
-static void hfail(const char *fmt, ...) RU_PRINTF(1, 2) __attribute__((noreturn));
-static void hfail(const char *fmt, ...)
-{
-    /* static: the assertion does not return, so nothing could free a heap buffer */
-    static char msg[LOG_TAIL + 2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    cr_assert_fail("%s", msg);
-    abort(); /* not reached: cr_assert_fail ends the test */
-}
-
 /* ------------------------------------------------------------------ files */
 
 /* Reads a whole file (NUL-terminated, malloc'd); NULL when it cannot be read. */
@@ -66,7 +49,7 @@ char *ru_h_read_file(const char *path)
 {
     char *t = read_file(path, NULL);
     if (t == NULL)
-        hfail("harness: cannot read %s: %s", path, strerror(errno));
+        FAIL("harness: cannot read %s: %s", path, strerror(errno));
     return t;
 }
 
@@ -76,12 +59,12 @@ static void write_file(const char *path, const char *text)
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
     if (f == NULL)
-        hfail("harness: cannot write %s: %s", tmp, strerror(errno));
+        FAIL("harness: cannot write %s: %s", tmp, strerror(errno));
     size_t n = strlen(text);
     if (fwrite(text, 1, n, f) != n || fclose(f) != 0)
-        hfail("harness: cannot write %s: %s", tmp, strerror(errno));
+        FAIL("harness: cannot write %s: %s", tmp, strerror(errno));
     if (rename(tmp, path) != 0)
-        hfail("harness: cannot rename %s: %s", tmp, strerror(errno));
+        FAIL("harness: cannot rename %s: %s", tmp, strerror(errno));
 }
 
 static void mkdir_p(const char *path)
@@ -92,19 +75,93 @@ static void mkdir_p(const char *path)
         if (*p == '/') {
             *p = '\0';
             if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-                hfail("harness: mkdir %s: %s", tmp, strerror(errno));
+                FAIL("harness: mkdir %s: %s", tmp, strerror(errno));
             *p = '/';
         }
     }
     if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-        hfail("harness: mkdir %s: %s", tmp, strerror(errno));
+        FAIL("harness: mkdir %s: %s", tmp, strerror(errno));
 }
 
-/* The last LOG_TAIL bytes of a text (pointer into it). */
+/* The last RU_H_LOG_TAIL bytes of a text (pointer into it). */
 static const char *tail_of(const char *text)
 {
     size_t n = strlen(text);
-    return n > LOG_TAIL ? text + n - LOG_TAIL : text;
+    return n > RU_H_LOG_TAIL ? text + n - RU_H_LOG_TAIL : text;
+}
+
+/* ------------------------------------------------------------------ failing */
+
+/* Every rollupd this process started, for the failure message: copies, not pointers, so a
+ * daemon struct that has gone out of scope cannot be read. */
+#define MAX_STARTED 16
+static struct started {
+    pid_t pid;
+    char log[RU_H_PATH], sock[RU_H_PATH];
+} started[MAX_STARTED];
+static int nstarted;
+
+/* Records d after a (re)start; a restart (same log) replaces its pid. */
+static void remember(const struct ru_h_daemon *d)
+{
+    int i = 0;
+    while (i < nstarted && strcmp(started[i].log, d->log) != 0)
+        i++;
+    if (i == MAX_STARTED)
+        return;
+    if (i == nstarted)
+        nstarted++;
+    started[i].pid = d->pid;
+    ru_strlcpy(started[i].log, d->log, sizeof(started[i].log));
+    ru_strlcpy(started[i].sock, d->sock, sizeof(started[i].sock));
+}
+
+/* The log at path without its "postgres notice" debug lines (malloc'd). */
+static char *log_quiet(const char *path)
+{
+    static const char NOTICE[] = "msg=\"postgres notice\"";
+    char *log = read_file(path, NULL);
+    struct ru_buf b = RU_BUF_INIT;
+    for (char *line = log ? log : ""; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) + 1 : strlen(line);
+        if (memmem(line, len, NOTICE, sizeof(NOTICE) - 1) == NULL)
+            ru_buf_append(&b, line, len);
+        line += len;
+    }
+    free(log);
+    return b.p ? b.p : ru_xstrdup("");
+}
+
+void ru_h_fail(const char *file, int line, const char *fmt, ...)
+{
+    /* static: the assertion does not return, so nothing could free it (and the leak
+     * checker sees it still reachable) */
+    static struct ru_buf b = RU_BUF_INIT;
+    ru_buf_printf(&b, "%s:%d: ", strrchr(file, '/') ? strrchr(file, '/') + 1 : file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    ru_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    for (int i = 0; i < nstarted; i++) {
+        const struct started *d = &started[i];
+        bool running = d->pid > 0 && kill(d->pid, 0) == 0;
+        char *st = running && d->sock[0] ? ru_h_sock_cmd(d->sock, "status") : NULL;
+        if (st != NULL)
+            st[strcspn(st, "\n")] = '\0';
+        char *log = log_quiet(d->log);
+        ru_buf_printf(&b,
+                      "\n---- rollupd #%d (pid %d, %s) status: %s\n---- log tail (%s, without"
+                      " postgres notices) ----\n%s",
+                      i, (int)d->pid, running ? "running" : "not running", st ? st : "(none)",
+                      d->log, tail_of(log));
+        free(st);
+        free(log);
+    }
+    /* whole on stderr too: Criterion's report cuts long messages short */
+    fprintf(stderr, "%s\n", b.p);
+    cr_assert_fail("%s", b.p);
+    abort(); /* not reached: cr_assert_fail ends the test */
 }
 
 /* ------------------------------------------------------------------ environment */
@@ -113,7 +170,7 @@ static void env_set(const char *key, const char *val)
 {
     struct ru_h_env *e = &ru_h_env;
     if (strlen(val) >= RU_H_DIR)
-        hfail("%s in %s is longer than %d bytes", key, e->env_file, RU_H_DIR - 1);
+        FAIL("%s in %s is longer than %d bytes", key, e->env_file, RU_H_DIR - 1);
     if (strcmp(key, "RU_REDIS_HOST") == 0)
         ru_strlcpy(e->redis_host, val, sizeof(e->redis_host));
     else if (strcmp(key, "RU_REDIS_PORT") == 0)
@@ -141,12 +198,12 @@ void ru_h_env_load(void)
         return;
     const char *path = getenv("RU_TESTENV");
     if (path == NULL || *path == '\0')
-        hfail("RU_TESTENV is not set: run the tests through ctest, or start the servers with "
-              "'scripts/testenv start DIR' and set RU_TESTENV=DIR/env");
+        FAIL("RU_TESTENV is not set: run the tests through ctest, or start the servers with "
+             "'scripts/testenv start DIR' and set RU_TESTENV=DIR/env");
     char *text = read_file(path, NULL);
     if (text == NULL)
-        hfail("cannot read RU_TESTENV=%s (%s): are the servers started (testenv start)?", path,
-              strerror(errno));
+        FAIL("cannot read RU_TESTENV=%s (%s): are the servers started (testenv start)?", path,
+             strerror(errno));
     memset(e, 0, sizeof(*e));
     ru_strlcpy(e->env_file, path, sizeof(e->env_file));
     ru_strlcpy(e->redis_host, "127.0.0.1", sizeof(e->redis_host));
@@ -163,12 +220,12 @@ void ru_h_env_load(void)
     }
     free(text);
     if (e->redis_port <= 0 || e->pg_port <= 0 || e->testenv_dir[0] == '\0')
-        hfail("%s is incomplete (RU_REDIS_PORT, RU_PG_PORT and RU_TESTENV_DIR are needed)", path);
+        FAIL("%s is incomplete (RU_REDIS_PORT, RU_PG_PORT and RU_TESTENV_DIR are needed)", path);
 
     const char *bd = getenv("RU_BUILD_DIR");
     if (bd && *bd) {
         if (strlen(bd) >= sizeof(e->build_dir))
-            hfail("RU_BUILD_DIR is longer than %d bytes", RU_H_DIR - 1);
+            FAIL("RU_BUILD_DIR is longer than %d bytes", RU_H_DIR - 1);
         ru_strlcpy(e->build_dir, bd, sizeof(e->build_dir));
     } else {
         /* run by hand: the test binaries live in the build directory */
@@ -255,7 +312,7 @@ void ru_h_fresh_db(char *out_conninfo, size_t n)
             ru_strlcpy(msg, PQresultErrorMessage(r), sizeof(msg));
             PQclear(r);
             PQfinish(c);
-            hfail("harness: %s failed: %s", sql, msg);
+            FAIL("harness: %s failed: %s", sql, msg);
         }
         PQclear(r);
         ru_h_sleep_ms(50);
@@ -275,8 +332,8 @@ redisContext *ru_h_redis(void)
         ru_strlcpy(msg, c ? c->errstr : "out of memory", sizeof(msg));
         if (c)
             redisFree(c);
-        hfail("harness: cannot connect to redis %s:%d: %s", ru_h_env.redis_host,
-              ru_h_env.redis_port, msg);
+        FAIL("harness: cannot connect to redis %s:%d: %s", ru_h_env.redis_host, ru_h_env.redis_port,
+             msg);
     }
     struct timeval rtv = {30, 0};
     redisSetTimeout(c, rtv);
@@ -287,7 +344,7 @@ static redisReply *redis_vcmd(redisContext *c, const char *fmt, va_list ap)
 {
     redisReply *r = redisvCommand(c, fmt, ap);
     if (r == NULL)
-        hfail("harness: redis command '%s' failed: %s", fmt, c->errstr);
+        FAIL("harness: redis command '%s' failed: %s", fmt, c->errstr);
     return r;
 }
 
@@ -311,7 +368,7 @@ long long ru_h_redis_int(redisContext *c, const char *fmt, ...)
         snprintf(msg, sizeof(msg), "type %d%s%s", r->type, r->str ? ": " : "",
                  r->str ? r->str : "");
         freeReplyObject(r);
-        hfail("harness: redis command '%s': expected an integer, got %s", fmt, msg);
+        FAIL("harness: redis command '%s': expected an integer, got %s", fmt, msg);
     }
     long long v = r->integer;
     freeReplyObject(r);
@@ -342,12 +399,12 @@ char *ru_h_xadd(redisContext *c, const char *stream, const struct ru_h_kv *f)
     free(argv);
     free(len);
     if (r == NULL)
-        hfail("harness: XADD %s: %s", stream, c->errstr);
+        FAIL("harness: XADD %s: %s", stream, c->errstr);
     if (r->type != REDIS_REPLY_STRING) {
         char msg[256];
         snprintf(msg, sizeof(msg), "%s", r->str ? r->str : "?");
         freeReplyObject(r);
-        hfail("harness: XADD %s: %s", stream, msg);
+        FAIL("harness: XADD %s: %s", stream, msg);
     }
     char *id = ru_xstrdup(r->str);
     freeReplyObject(r);
@@ -361,7 +418,7 @@ long long ru_h_xpending(redisContext *c, const char *stream, const char *group)
         char msg[256];
         ru_strlcpy(msg, r->str, sizeof(msg));
         freeReplyObject(r);
-        hfail("harness: XPENDING %s %s: %s", stream, group, msg);
+        FAIL("harness: XPENDING %s %s: %s", stream, group, msg);
     }
     long long n = 0;
     if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
@@ -380,7 +437,7 @@ PGconn *ru_h_pg_connect(const char *conninfo)
         char msg[512];
         ru_strlcpy(msg, c ? PQerrorMessage(c) : "out of memory", sizeof(msg));
         PQfinish(c);
-        hfail("harness: cannot connect to PostgreSQL (%s): %s", conninfo, msg);
+        FAIL("harness: cannot connect to PostgreSQL (%s): %s", conninfo, msg);
     }
     PGresult *r = PQexec(c, "SET client_min_messages = warning");
     PQclear(r);
@@ -414,7 +471,7 @@ void ru_h_pg_exec(PGconn *c, const char *sql)
 {
     char err[1024];
     if (ru_h_pg_try_exec(c, sql, err, sizeof(err)) != 0)
-        hfail("harness: SQL failed: %s\n  in: %.600s", err, sql);
+        FAIL("harness: SQL failed: %s\n  in: %.600s", err, sql);
 }
 
 static char *vfmt(const char *fmt, va_list ap)
@@ -442,13 +499,13 @@ static PGresult *pg_one(PGconn *c, const char *sql)
         char msg[1024];
         ru_strlcpy(msg, PQresultErrorMessage(r), sizeof(msg));
         PQclear(r);
-        hfail("harness: SQL failed: %s\n  in: %.600s", msg, sql);
+        FAIL("harness: SQL failed: %s\n  in: %.600s", msg, sql);
     }
     if (PQntuples(r) != 1 || PQnfields(r) != 1) {
         int rows = PQntuples(r), cols = PQnfields(r);
         PQclear(r);
-        hfail("harness: expected 1 row and 1 column, got %d rows and %d columns\n  in: %.600s",
-              rows, cols, sql);
+        FAIL("harness: expected 1 row and 1 column, got %d rows and %d columns\n  in: %.600s", rows,
+             cols, sql);
     }
     return r;
 }
@@ -458,7 +515,7 @@ long long ru_h_pg_int(PGconn *c, const char *sql)
     PGresult *r = pg_one(c, sql);
     if (PQgetisnull(r, 0, 0)) {
         PQclear(r);
-        hfail("harness: expected an integer, got NULL\n  in: %.600s", sql);
+        FAIL("harness: expected an integer, got NULL\n  in: %.600s", sql);
     }
     int64_t v;
     const char *s = PQgetvalue(r, 0, 0);
@@ -466,7 +523,7 @@ long long ru_h_pg_int(PGconn *c, const char *sql)
         char val[64];
         ru_strlcpy(val, s, sizeof(val));
         PQclear(r);
-        hfail("harness: expected an integer, got '%s'\n  in: %.600s", val, sql);
+        FAIL("harness: expected an integer, got '%s'\n  in: %.600s", val, sql);
     }
     PQclear(r);
     return (long long)v;
@@ -602,7 +659,7 @@ char *ru_h_config(const struct ru_h_cfg *cfg)
 {
     ru_h_env_load();
     if (cfg->stream == NULL || cfg->group == NULL || cfg->conninfo == NULL)
-        hfail("ru_h_config: stream, group and conninfo are required");
+        FAIL("ru_h_config: stream, group and conninfo are required");
     struct ru_buf b = RU_BUF_INIT;
     char url[256], sock[RU_H_PATH];
     if (cfg->redis_url)
@@ -706,41 +763,44 @@ static void reset_child_signals(void)
         signal(sigs[i], SIG_DFL);
 }
 
-/* fork + exec argv[0] with stdout and stderr appended to out_path; the child dies with us.
- * The child's environment is ours without the systemd variables, plus env ("K=V" entries,
- * NULL-terminated; may be NULL). */
+pid_t ru_h_fork_exec(const char *const *argv, int out_fd, int err_fd, const char *const *env)
+{
+    fflush(NULL);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    /* a test that dies (assertion, timeout) must not leave its processes behind */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+    int nul = open("/dev/null", O_RDONLY);
+    if (nul >= 0)
+        dup2(nul, 0);
+    dup2(out_fd, 1);
+    dup2(err_fd, 2);
+    reset_child_signals();
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    unsetenv("WATCHDOG_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_PID");
+    for (size_t i = 0; env && env[i]; i++)
+        putenv((char *)env[i]);
+    execvp(argv[0], (char *const *)argv);
+    dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+/* ru_h_fork_exec with stdout and stderr appended to out_path (asserts). */
 static pid_t spawn(const char *const *argv, const char *out_path, const char *const *env)
 {
     int fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0)
-        hfail("harness: cannot open %s: %s", out_path, strerror(errno));
-    fflush(NULL);
-    pid_t parent = getpid();
-    pid_t pid = fork();
+        FAIL("harness: cannot open %s: %s", out_path, strerror(errno));
+    pid_t pid = ru_h_fork_exec(argv, fd, fd, env);
     if (pid < 0)
-        hfail("harness: fork: %s", strerror(errno));
-    if (pid == 0) {
-        /* a test that dies (assertion, timeout) must not leave its processes behind */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int nul = open("/dev/null", O_RDONLY);
-        if (nul >= 0)
-            dup2(nul, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        reset_child_signals();
-        unsetenv("NOTIFY_SOCKET");
-        unsetenv("WATCHDOG_USEC");
-        unsetenv("WATCHDOG_PID");
-        unsetenv("LISTEN_FDS");
-        unsetenv("LISTEN_PID");
-        for (size_t i = 0; env && env[i]; i++)
-            putenv((char *)env[i]);
-        execvp(argv[0], (char *const *)argv);
-        dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
+        FAIL("harness: fork: %s", strerror(errno));
     close(fd);
     return pid;
 }
@@ -811,8 +871,8 @@ static void daemon_exec(struct ru_h_daemon *d, const char *const *extra_args,
     char exe[RU_H_PATH + 16];
     snprintf(exe, sizeof(exe), "%s/rollupd", ru_h_env.build_dir);
     if (access(exe, X_OK) != 0)
-        hfail("harness: %s is missing (%s): build it first (RU_BUILD_DIR=%s)", exe, strerror(errno),
-              ru_h_env.build_dir);
+        FAIL("harness: %s is missing (%s): build it first (RU_BUILD_DIR=%s)", exe, strerror(errno),
+             ru_h_env.build_dir);
     const char *argv[48];
     int n = 0;
     /* RU_DAEMON_WRAPPER (e.g. "valgrind --error-exitcode=99 --leak-check=full") runs the
@@ -834,6 +894,7 @@ static void daemon_exec(struct ru_h_daemon *d, const char *const *extra_args,
     argv[n] = NULL;
     d->pid = spawn(argv, d->log, env);
     track(d->pid, d->log);
+    remember(d);
     d->exited = false;
     d->exit_status = -1;
 
@@ -906,7 +967,7 @@ bool ru_h_daemon_running(struct ru_h_daemon *d)
 bool ru_h_daemon_wait_ready(struct ru_h_daemon *d, int timeout_ms)
 {
     if (d->sock[0] == '\0')
-        hfail("harness: the config text has no status socket setting");
+        FAIL("harness: the config text has no status socket setting");
     int64_t deadline = ru_mono_ms() + timeout_ms;
     for (;;) {
         if (!ru_h_daemon_running(d))
@@ -930,15 +991,9 @@ static void daemon_ready_or_fail(struct ru_h_daemon *d)
     bool running = ru_h_daemon_running(d);
     if (running)
         ru_h_daemon_stop(d);
-    char *log = ru_h_daemon_log(d);
-    char msg[LOG_TAIL + 512];
-    snprintf(msg, sizeof(msg),
-             "rollupd (pid %d) %s\n  config: %s\n  socket: %s\n---- log tail (%s) ----\n%s",
-             (int)d->pid,
-             running ? "did not answer on its status socket within 20 s" : "exited during start-up",
-             d->conf, d->sock, d->log, tail_of(log));
-    free(log);
-    hfail("%s", msg);
+    FAIL("rollupd (pid %d) %s\n  config: %s\n  socket: %s", (int)d->pid,
+         running ? "did not answer on its status socket within 20 s" : "exited during start-up",
+         d->conf, d->sock);
 }
 
 void ru_h_daemon_start(struct ru_h_daemon *d, const char *config_text)
@@ -950,7 +1005,7 @@ void ru_h_daemon_start(struct ru_h_daemon *d, const char *config_text)
 void ru_h_daemon_restart(struct ru_h_daemon *d)
 {
     if (ru_h_daemon_running(d))
-        hfail("ru_h_daemon_restart: rollupd (pid %d) is still running", (int)d->pid);
+        FAIL("ru_h_daemon_restart: rollupd (pid %d) is still running", (int)d->pid);
     FILE *f = fopen(d->log, "a");
     if (f) {
         fputs("---- harness: restart ----\n", f);
@@ -996,10 +1051,20 @@ int ru_h_daemon_stop(struct ru_h_daemon *d)
     return st;
 }
 
+char *ru_h_file_text(const char *path)
+{
+    char *t = read_file(path, NULL);
+    return t ? t : ru_xstrdup("");
+}
+
 char *ru_h_daemon_log(const struct ru_h_daemon *d)
 {
-    char *t = read_file(d->log, NULL);
-    return t ? t : ru_xstrdup("");
+    return ru_h_file_text(d->log);
+}
+
+char *ru_h_daemon_log_quiet(const struct ru_h_daemon *d)
+{
+    return log_quiet(d->log);
 }
 
 long long ru_h_proc_status_kb(pid_t pid, const char *field)
@@ -1149,6 +1214,132 @@ bool ru_h_wait_answer(const char *sock, const char *cmd, const char *prefix, int
     return ru_h_wait(answer_starts, &w, timeout_ms);
 }
 
+bool ru_h_status_get(const char *sock, const char *key, long long *out)
+{
+    json_t *j = ru_h_status(sock);
+    if (j == NULL)
+        return false;
+    bool ok = ru_h_json_int(j, key, out);
+    json_decref(j);
+    return ok;
+}
+
+long long ru_h_status_int(struct ru_h_daemon *d, const char *key)
+{
+    long long v = -1;
+    if (!ru_h_daemon_running(d) || !ru_h_status_get(d->sock, key, &v))
+        return -1;
+    return v;
+}
+
+int ru_h_status_bool(const char *sock, const char *key)
+{
+    json_t *j = ru_h_status(sock);
+    if (j == NULL)
+        return -1;
+    json_t *v = json_object_get(j, key);
+    int r = json_is_boolean(v) ? json_is_true(v) : -1;
+    json_decref(j);
+    return r;
+}
+
+/* ------------------------------------------------------------------ daemon log */
+
+bool ru_h_log_has(const struct ru_h_daemon *d, const char *needle)
+{
+    char *log = ru_h_daemon_log(d);
+    bool found = strstr(log, needle) != NULL;
+    free(log);
+    return found;
+}
+
+size_t ru_h_log_len(const struct ru_h_daemon *d)
+{
+    char *log = ru_h_daemon_log(d);
+    size_t n = strlen(log);
+    free(log);
+    return n;
+}
+
+bool ru_h_log_line(const struct ru_h_daemon *d, size_t from, const char *prefix, const char *needle)
+{
+    char *log = ru_h_daemon_log(d);
+    bool found = false;
+    if (strlen(log) >= from) {
+        char *save = NULL;
+        for (char *l = strtok_r(log + from, "\n", &save); l && !found;
+             l = strtok_r(NULL, "\n", &save))
+            found = strncmp(l, prefix, strlen(prefix)) == 0 &&
+                    (needle == NULL || strstr(l, needle) != NULL);
+    }
+    free(log);
+    return found;
+}
+
+struct want_log {
+    const struct ru_h_daemon *d;
+    const char *needle;
+    size_t from;
+};
+
+static bool log_has_after(void *arg)
+{
+    struct want_log *w = arg;
+    char *log = ru_h_daemon_log(w->d);
+    bool ok = strlen(log) >= w->from && strstr(log + w->from, w->needle) != NULL;
+    free(log);
+    return ok;
+}
+
+void ru_h_wait_log(const struct ru_h_daemon *d, const char *needle, size_t from, int timeout_ms)
+{
+    struct want_log w = {d, needle, from};
+    CHECK(ru_h_wait(log_has_after, &w, timeout_ms), "the log did not show '%s' within %d ms",
+          needle, timeout_ms);
+}
+
+/* ------------------------------------------------------------------ consumer group */
+
+const redisReply *ru_h_reply_kv(const redisReply *r, const char *key)
+{
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i];
+        if ((k->type == REDIS_REPLY_STRING || k->type == REDIS_REPLY_STATUS) &&
+            strcmp(k->str, key) == 0)
+            return r->element[i + 1];
+    }
+    return NULL;
+}
+
+static long long kv_int(const redisReply *r, const char *key)
+{
+    const redisReply *v = ru_h_reply_kv(r, key);
+    return v && v->type == REDIS_REPLY_INTEGER ? v->integer : -1;
+}
+
+struct ru_h_group ru_h_group_info(redisContext *c, const char *stream, const char *group)
+{
+    struct ru_h_group g = {false, -1, -1, -1, ""};
+    redisReply *rep = ru_h_redis_cmd(c, "XINFO GROUPS %s", stream);
+    for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
+        const redisReply *e = rep->element[i];
+        const redisReply *name = ru_h_reply_kv(e, "name");
+        if (name == NULL || name->str == NULL || strcmp(name->str, group) != 0)
+            continue;
+        g.found = true;
+        g.pending = kv_int(e, "pending");
+        g.entries_read = kv_int(e, "entries-read");
+        g.lag = kv_int(e, "lag");
+        const redisReply *v = ru_h_reply_kv(e, "last-delivered-id");
+        if (v && v->str)
+            ru_strlcpy(g.last_delivered, v->str, sizeof(g.last_delivered));
+    }
+    freeReplyObject(rep);
+    return g;
+}
+
 /* ------------------------------------------------------------------ waiting */
 
 void ru_h_sleep_ms(int ms)
@@ -1186,11 +1377,11 @@ static void loadgen_vstart(struct ru_h_proc *p, const char *fmt, va_list ap)
     wordexp_t we;
     int rc = wordexp(args, &we, WRDE_NOCMD);
     if (rc != 0)
-        hfail("ru_h_loadgen: cannot split arguments '%s' (wordexp error %d)", args, rc);
+        FAIL("ru_h_loadgen: cannot split arguments '%s' (wordexp error %d)", args, rc);
     char exe[RU_H_PATH + 32], port[16];
     snprintf(exe, sizeof(exe), "%s/rollupd-loadgen", ru_h_env.build_dir);
     if (access(exe, X_OK) != 0)
-        hfail("harness: %s is missing (%s): build it first", exe, strerror(errno));
+        FAIL("harness: %s is missing (%s): build it first", exe, strerror(errno));
     snprintf(port, sizeof(port), "%d", ru_h_env.redis_port);
     const char **argv = ru_xcalloc(we.we_wordc + 6, sizeof(char *));
     size_t n = 0;
@@ -1227,7 +1418,7 @@ long long ru_h_loadgen_finish(struct ru_h_proc *p)
     if (out == NULL)
         out = ru_xstrdup("");
     if (r != p->pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        char msg[LOG_TAIL + 256];
+        char msg[RU_H_LOG_TAIL + 256];
         snprintf(msg, sizeof(msg), "rollupd-loadgen failed (%s %d); output:\n%s",
                  r != p->pid     ? "waitpid error"
                  : WIFEXITED(st) ? "exit"
@@ -1237,7 +1428,7 @@ long long ru_h_loadgen_finish(struct ru_h_proc *p)
                                  : WTERMSIG(st),
                  tail_of(out));
         free(out);
-        hfail("%s", msg);
+        FAIL("%s", msg);
     }
     const char *line = NULL;
     for (const char *s = out; (s = strstr(s, "loadgen: written=")) != NULL; s++)
@@ -1245,11 +1436,11 @@ long long ru_h_loadgen_finish(struct ru_h_proc *p)
     struct ru_h_lg_result res = {0};
     if (line == NULL || sscanf(line, "loadgen: written=%lld valid=%lld invalid=%lld seconds=%lf",
                                &res.written, &res.valid, &res.invalid, &res.seconds) != 4) {
-        char msg[LOG_TAIL + 128];
+        char msg[RU_H_LOG_TAIL + 128];
         snprintf(msg, sizeof(msg), "rollupd-loadgen: no summary line in its output:\n%s",
                  tail_of(out));
         free(out);
-        hfail("%s", msg);
+        FAIL("%s", msg);
     }
     free(out);
     lg_last = res;
@@ -1278,7 +1469,7 @@ long long ru_h_oracle_load_into(PGconn *c, const char *oracle_table, const char 
                   oracle_table);
     FILE *f = fopen(oracle_file, "rb");
     if (f == NULL)
-        hfail("harness: cannot read oracle file %s: %s", oracle_file, strerror(errno));
+        FAIL("harness: cannot read oracle file %s: %s", oracle_file, strerror(errno));
     char sql[RU_H_PATH];
     snprintf(sql, sizeof(sql), "COPY %s FROM STDIN", oracle_table);
     PGresult *r = PQexec(c, sql);
@@ -1287,7 +1478,7 @@ long long ru_h_oracle_load_into(PGconn *c, const char *oracle_table, const char 
         ru_strlcpy(msg, PQresultErrorMessage(r), sizeof(msg));
         PQclear(r);
         fclose(f);
-        hfail("harness: %s: %s", sql, msg);
+        FAIL("harness: %s: %s", sql, msg);
     }
     PQclear(r);
     char buf[65536];
@@ -1308,8 +1499,8 @@ long long ru_h_oracle_load_into(PGconn *c, const char *oracle_table, const char 
         PQclear(r);
     }
     if (!ok || rows < 0)
-        hfail("harness: COPY of %s into %s failed: %s%s", oracle_file, oracle_table, msg,
-              ok ? "" : PQerrorMessage(c));
+        FAIL("harness: COPY of %s into %s failed: %s%s", oracle_file, oracle_table, msg,
+             ok ? "" : PQerrorMessage(c));
     return rows;
 }
 

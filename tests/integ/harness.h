@@ -23,6 +23,25 @@
 #define RU_H_SUBDIR 384 /* a directory below one of those */
 #define RU_H_PATH   512 /* a file path */
 
+/* ------------------------------------------------------------------ failing */
+
+/* Bytes of each daemon log quoted in a failure message. */
+#define RU_H_LOG_TAIL 4000
+
+/* Fails the test with "file:line: " and the message, then, for every rollupd this test
+ * process started (ru_h_daemon_start, _spawn, _restart), its pid, whether it runs, its
+ * status answer and the tail of its log without the "postgres notice" lines. */
+void ru_h_fail(const char *file, int line, const char *fmt, ...) RU_PRINTF(3, 4)
+    __attribute__((noreturn));
+
+/* The one check of the integration tests: fails through ru_h_fail when cond is false. */
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            ru_h_fail(__FILE__, __LINE__, __VA_ARGS__);                                            \
+    } while (0)
+#define FAIL(...) ru_h_fail(__FILE__, __LINE__, __VA_ARGS__)
+
 /* ------------------------------------------------------------------ environment */
 
 struct ru_h_env {
@@ -62,6 +81,9 @@ void ru_h_fresh_db(char *out_conninfo, size_t n);
 
 /* A whole file, NUL-terminated (malloc'd); asserts that it can be read. */
 char *ru_h_read_file(const char *path);
+
+/* A whole file, NUL-terminated (malloc'd); "" when it cannot be read. */
+char *ru_h_file_text(const char *path);
 
 /* A path for a file of this test: RU_TESTENV_DIR/run/<pid>-<n>-<suffix> (not created). */
 void ru_h_tmp_path(char *out, size_t n, const char *suffix);
@@ -223,9 +245,18 @@ bool ru_h_daemon_running(struct ru_h_daemon *d);
 /* The log so far (malloc'd, free it; "" when empty). */
 char *ru_h_daemon_log(const struct ru_h_daemon *d);
 
+/* The log so far without its "postgres notice" debug lines (malloc'd, free it). */
+char *ru_h_daemon_log_quiet(const struct ru_h_daemon *d);
+
 /* A field of /proc/<pid>/status in kB ("VmHWM" for the peak resident set, "VmRSS" for the
  * current one); -1 when unreadable. */
 long long ru_h_proc_status_kb(pid_t pid, const char *field);
+
+/* fork + exec argv (execvp) with stdin from /dev/null, stdout on out_fd, stderr on err_fd,
+ * signals reset, without the systemd variables (NOTIFY_SOCKET, WATCHDOG_*, LISTEN_*), plus
+ * env ("K=V" entries, NULL-terminated; may be NULL); the child dies with the test process.
+ * Returns its pid, or -1 when fork failed (errno set). Never asserts. */
+pid_t ru_h_fork_exec(const char *const *argv, int out_fd, int err_fd, const char *const *env);
 
 /* ------------------------------------------------------------------ status socket */
 
@@ -244,6 +275,46 @@ json_t *ru_h_status(const char *socket_path);
 /* Looks up a dotted path ("events.valid", "hours.0.rows") in a JSON value. Returns false
  * when a step is missing or the value is not a number (integers and reals accepted). */
 bool ru_h_json_int(const json_t *root, const char *path, long long *out);
+
+/* Reads an integer (dotted path, as ru_h_json_int) from the status answer on sock; false
+ * when unreachable or not a number. */
+bool ru_h_status_get(const char *sock, const char *key, long long *out);
+
+/* One integer of d's status; -1 when d does not run, does not answer or has no such
+ * number. */
+long long ru_h_status_int(struct ru_h_daemon *d, const char *key);
+
+/* A boolean of the status answer on sock: 1 true, 0 false, -1 unreachable or missing. */
+int ru_h_status_bool(const char *sock, const char *key);
+
+/* ------------------------------------------------------------------ daemon log */
+
+/* True when d's log holds needle. */
+bool ru_h_log_has(const struct ru_h_daemon *d, const char *needle);
+
+/* The length of d's log so far (a mark for ru_h_log_line and ru_h_wait_log). */
+size_t ru_h_log_len(const struct ru_h_daemon *d);
+
+/* True when a line of d's log after offset from starts with prefix and holds needle
+ * (needle may be NULL). */
+bool ru_h_log_line(const struct ru_h_daemon *d, size_t from, const char *prefix,
+                   const char *needle);
+
+/* Waits until d's log after offset from holds needle; fails the test after timeout_ms. */
+void ru_h_wait_log(const struct ru_h_daemon *d, const char *needle, size_t from, int timeout_ms);
+
+/* ------------------------------------------------------------------ consumer group */
+
+/* The value after key in a flat [k, v, k, v, ...] reply (XINFO); NULL when absent. */
+const redisReply *ru_h_reply_kv(const redisReply *r, const char *key);
+
+/* What XINFO GROUPS says about one group; numbers -1 when nil or absent. */
+struct ru_h_group {
+    bool found;
+    long long pending, entries_read, lag;
+    char last_delivered[48]; /* "" when absent */
+};
+struct ru_h_group ru_h_group_info(redisContext *c, const char *stream, const char *group);
 
 /* ------------------------------------------------------------------ waiting */
 

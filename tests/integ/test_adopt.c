@@ -37,16 +37,6 @@ static char *config(const char *consumer, int interval_ms, long long claim_idle_
     return ru_h_config(&c);
 }
 
-static long long status_int(struct ru_h_daemon *d, const char *key)
-{
-    json_t *st = ru_h_status(d->sock);
-    long long v = -1;
-    if (st == NULL || !ru_h_json_int(st, key, &v))
-        v = -1;
-    json_decref(st);
-    return v;
-}
-
 struct want {
     struct ru_h_daemon *d;
     const char *key;
@@ -56,7 +46,7 @@ struct want {
 static bool cond_status_ge(void *arg)
 {
     struct want *w = arg;
-    return status_int(w->d, w->key) >= w->value;
+    return ru_h_status_int(w->d, w->key) >= w->value;
 }
 
 static bool cond_nothing_pending(void *arg)

@@ -22,18 +22,15 @@
 Test(e2e, oracle_many_hours, .timeout = 240)
 {
     setup();
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
     struct ru_h_cfg k = base_cfg(200);
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
+    start_connected(&d, &k);
 
     /* loadgen respells ~10% of the params (key order, spaces, escapes, duplicate keys,
      * number spellings) and users (case, braces, hyphens) */
     long long valid = ru_h_loadgen("-s %s -n 30000 --seed 11 --start-ts %lld --hours 6"
                                    " --late-frac 0.05 --invalid-frac 0.01 --oracle %s --quiet",
-                                   T.stream, H0, oracle);
+                                   T.stream, H0, T.oracle);
     struct ru_h_lg_result lg = *ru_h_loadgen_last();
     cr_assert_eq(lg.written, 30000);
     wait_flushed(lg.written, "oracle_many_hours");
@@ -54,12 +51,12 @@ Test(e2e, oracle_many_hours, .timeout = 240)
     CHECK(dead == lg.invalid, "%s has %lld entries, loadgen wrote %lld invalid", T.dead, dead,
           lg.invalid);
 
-    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    cr_assert_eq(ru_h_oracle_load(T.pg, T.oracle), valid);
     /* the feed did spell one params object several ways (else this proves little) */
     ru_h_pg_exec(T.pg, "CREATE TABLE oracle_txt (route text, method text, user_id text, ts text,"
                        " duration_ms int, status_code int, qpn text, req int, resp int, db int,"
                        " cache text)");
-    ru_h_oracle_load_into(T.pg, "oracle_txt", oracle);
+    ru_h_oracle_load_into(T.pg, "oracle_txt", T.oracle);
     long long respelled = ru_h_pg_int(T.pg, "SELECT count(*) FROM (SELECT qpn::jsonb FROM"
                                             " oracle_txt WHERE qpn IS NOT NULL GROUP BY 1"
                                             " HAVING count(DISTINCT qpn) > 1) x");
@@ -90,8 +87,7 @@ Test(e2e, one_hour_many_flushes, .timeout = 240)
     setup();
     struct ru_h_cfg k = base_cfg(100);
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
+    start_connected(&d, &k);
 
     long long written = 0, valid = 0;
     for (int i = 0; i < SLICES; i++) {
@@ -199,8 +195,7 @@ Test(e2e, late_events_merge, .timeout = 240)
     ru_h_tmp_path(o2, sizeof(o2), "oracle2.tsv");
     struct ru_h_cfg k = base_cfg(200);
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
+    start_connected(&d, &k);
 
     /* hours H and H+1 */
     long long written = 0;
@@ -287,25 +282,19 @@ static bool cond_committed_after_pause(void *arg)
 
 static bool cond_replay_acked(void *arg)
 {
-    return status_int(arg, "events_replay_acked") > 0;
+    return ru_h_status_int(arg, "events_replay_acked") > 0;
 }
 
 Test(e2e, kill9_restart_exactly_once, .timeout = 240)
 {
     setup();
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
     struct ru_h_cfg k = base_cfg(150);
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
+    start_connected(&d, &k);
 
     const long long n = 60000;
     struct ru_h_proc lg;
-    ru_h_loadgen_start(&lg,
-                       "-s %s -n %lld --rate 20000 --seed 41 --start-ts %lld --hours 4"
-                       " --invalid-frac 0.005 --oracle %s --quiet",
-                       T.stream, n, H0, oracle);
+    start_kill9_feed(&lg, n, 41);
     int during_feed = 0;
     for (int i = 0; i < K_COUNT; i++) {
         struct kill_arg a = {&d, (enum kill_at)i, 0};
@@ -356,8 +345,9 @@ Test(e2e, kill9_restart_exactly_once, .timeout = 240)
           "%s has %lld entries, loadgen wrote %lld invalid (each must be"
           " dead-lettered exactly once)",
           T.dead, dead, res.invalid);
-    check_exactly_once(oracle, valid, "kill9_restart_exactly_once");
-    CHECK(log_has(&d, "replay=1"), "no replay of pending entries seen in the log after kill -9");
+    check_exactly_once(T.oracle, valid, "kill9_restart_exactly_once");
+    CHECK(ru_h_log_has(&d, "replay=1"),
+          "no replay of pending entries seen in the log after kill -9");
     finish("kill9_restart_exactly_once");
 }
 
@@ -380,19 +370,16 @@ static long long stopped_consumed(struct ru_h_daemon *d)
 Test(e2e, sigterm_graceful, .timeout = 240)
 {
     setup();
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
     /* a flush interval far beyond the test: only the stop itself can commit */
     struct ru_h_cfg k = base_cfg(600000);
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
+    start_connected(&d, &k);
 
     struct ru_h_proc lg;
     ru_h_loadgen_start(&lg,
                        "-s %s -n 20000 --rate 10000 --seed 51 --start-ts %lld --hours 3"
                        " --oracle %s --quiet",
-                       T.stream, H0, oracle);
+                       T.stream, H0, T.oracle);
     struct want w = {.target = 3000};
     CHECK(ru_h_wait(cond_consumed, &w, 30000), "rollupd did not read 3000 events: %s",
           obs_text(&w.o));
@@ -404,9 +391,9 @@ Test(e2e, sigterm_graceful, .timeout = 240)
     ru_h_daemon_kill(&d, SIGTERM);
     int rc = ru_h_daemon_wait_exit(&d, 30000);
     CHECK(rc == 0, "exit status %d after SIGTERM, want 0", rc);
-    CHECK(log_has(&d, "stopping: final flush"), "no 'stopping: final flush' in the log");
+    CHECK(ru_h_log_has(&d, "stopping: final flush"), "no 'stopping: final flush' in the log");
     /* everything delivered to the group before the exit is committed and acknowledged */
-    struct ginfo g = group_info();
+    struct ru_h_group g = group_info();
     long long total = hourly_total(), ck = checkpoint_events(), consumed = stopped_consumed(&d);
     cr_log_info("sigterm: stream at %lld when stopped; entries-read %lld, pending %lld,"
                 " committed %lld, consumed %lld",
@@ -429,10 +416,10 @@ Test(e2e, sigterm_graceful, .timeout = 240)
     long long written = ru_h_loadgen_last()->written;
     ru_h_daemon_restart(&d);
     valid += ru_h_loadgen("-s %s -n 5000 --seed 52 --start-ts %lld --hours 3 --oracle %s --quiet",
-                          T.stream, H0, oracle);
+                          T.stream, H0, T.oracle);
     written += ru_h_loadgen_last()->written;
     wait_drained(written, "sigterm_graceful after restart");
-    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    cr_assert_eq(ru_h_oracle_load(T.pg, T.oracle), valid);
     CHECK(hourly_total() == valid && checkpoint_events() == valid,
           "sum(total_requests) %lld, checkpoint events %lld, want %lld", hourly_total(),
           checkpoint_events(), valid);
@@ -461,8 +448,7 @@ Test(e2e, sigterm_inflight_read, .timeout = 120)
     setup();
     struct ru_h_cfg k = base_cfg(200);
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
+    start_connected(&d, &k);
 
     int stranded = 0;
     struct ru_buf ids = RU_BUF_INIT;
@@ -514,14 +500,12 @@ Test(e2e, sigterm_inflight_read, .timeout = 120)
 Test(e2e, two_instances_one_group, .timeout = 240)
 {
     setup();
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
     struct ru_h_daemon d1, d2;
     start_pair(&d1, &d2, 200);
 
     long long valid = ru_h_loadgen("-s %s -n 40000 --rate 20000 --seed 61 --start-ts %lld"
                                    " --hours 4 --invalid-frac 0.01 --oracle %s --quiet",
-                                   T.stream, H0, oracle);
+                                   T.stream, H0, T.oracle);
     struct ru_h_lg_result res = *ru_h_loadgen_last();
     wait_flushed(res.written, "two_instances_one_group");
 
@@ -537,7 +521,7 @@ Test(e2e, two_instances_one_group, .timeout = 240)
     CHECK(s1.invalid + s2.invalid == res.invalid, "invalid %lld + %lld, want %lld", s1.invalid,
           s2.invalid, res.invalid);
     CHECK(ru_h_xpending(T.r, T.stream, T.group) == 0, "entries still pending");
-    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    cr_assert_eq(ru_h_oracle_load(T.pg, T.oracle), valid);
     check_rows_match_oracle("two_instances_one_group");
     long long consumers = ru_h_pg_int(T.pg, "SELECT count(*) FROM rollupd_checkpoint");
     CHECK(consumers == 2 && checkpoint_events() == valid,
@@ -704,9 +688,7 @@ static const redisReply *dead_letter_of(const redisReply *all, const char *id)
 Test(e2e, invalid_entries_dead_lettered, .timeout = 120)
 {
     setup();
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
-    FILE *of = fopen(oracle, "w");
+    FILE *of = fopen(T.oracle, "w");
     cr_assert_not_null(of);
     for (size_t i = 0; i < NVALID; i++)
         fprintf(of, "%s\n", VALID[i].oracle);
@@ -714,8 +696,7 @@ Test(e2e, invalid_entries_dead_lettered, .timeout = 120)
 
     struct ru_h_cfg k = base_cfg(200);
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
+    start_connected(&d, &k);
 
     /* valid, bad, valid, bad, ..., then the remaining valid ones */
     char *bad_id[NBAD];
@@ -772,7 +753,7 @@ Test(e2e, invalid_entries_dead_lettered, .timeout = 120)
     /* the valid entries behind them were counted, with genonaut's semantics */
     CHECK(hourly_total() == (long long)NVALID, "sum(total_requests) %lld, want %zu", hourly_total(),
           NVALID);
-    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), (long long)NVALID);
+    cr_assert_eq(ru_h_oracle_load(T.pg, T.oracle), (long long)NVALID);
     check_rows_match_oracle("invalid_entries_dead_lettered");
     finish("invalid_entries_dead_lettered");
 }
@@ -844,23 +825,20 @@ static void check_raw(const char *what, long long valid, const char *hourly_wher
 Test(e2e, raw_mode, .timeout = 180)
 {
     setup();
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
     struct ru_h_cfg k = base_cfg(200);
     k.raw_table = "route_analytics";
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
+    start_connected(&d, &k);
     long long valid = ru_h_loadgen("-s %s -n 10000 --seed 81 --start-ts %lld --hours 3"
                                    " --invalid-frac 0.01 --oracle %s --quiet",
-                                   T.stream, H0, oracle);
+                                   T.stream, H0, T.oracle);
     struct ru_h_lg_result res = *ru_h_loadgen_last();
     wait_flushed(res.written, "raw_mode");
     struct st s = status_of(&d);
     CHECK(s.raw_written == valid && s.raw_rejected == 0,
           "raw_rows_written %lld, raw_rows_rejected %lld, want %lld and 0", s.raw_written,
           s.raw_rejected, valid);
-    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    cr_assert_eq(ru_h_oracle_load(T.pg, T.oracle), valid);
     check_raw("raw_mode", valid, "true");
     check_rows_match_oracle("raw_mode");
     finish("raw_mode");
@@ -876,8 +854,6 @@ static const char OLD_ROW[] =
 Test(e2e, existing_genonaut_schema, .timeout = 180)
 {
     setup();
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
     ru_h_genonaut_schema(T.pg);
     /* a row genonaut's own job wrote long ago: rollupd must leave it alone */
     ru_h_pg_exec(T.pg,
@@ -892,13 +868,12 @@ Test(e2e, existing_genonaut_schema, .timeout = 180)
     struct ru_h_cfg k = base_cfg(200);
     k.raw_table = "route_analytics";
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
+    start_connected(&d, &k);
     long long valid = ru_h_loadgen("-s %s -n 8000 --seed 91 --start-ts %lld --hours 3"
                                    " --invalid-frac 0.01 --oracle %s --quiet",
-                                   T.stream, H0, oracle);
+                                   T.stream, H0, T.oracle);
     wait_flushed(ru_h_loadgen_last()->written, "existing_genonaut_schema");
-    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    cr_assert_eq(ru_h_oracle_load(T.pg, T.oracle), valid);
 
     const char *recent = "\"timestamp\" >= '2021-01-01'";
     check_oracle("existing_genonaut_schema", recent);
@@ -975,7 +950,7 @@ Test(e2e, config_check, .timeout = 60)
     track(&d);
     int rc = ru_h_daemon_wait_exit(&d, 10000);
     CHECK(rc == 0, "rollupd -c %s -t: exit status %d for a valid file, want 0", d.conf, rc);
-    CHECK(log_has(&d, "is valid"), "rollupd -t printed no 'is valid' for a valid file");
+    CHECK(ru_h_log_has(&d, "is valid"), "rollupd -t printed no 'is valid' for a valid file");
     CHECK(ru_h_redis_int(T.r, "EXISTS %s", T.stream) == 0, "rollupd -t touched Redis (created %s)",
           T.stream);
     free(good);
@@ -991,8 +966,9 @@ Test(e2e, config_check, .timeout = 60)
     CHECK(rc == 1, "rollupd -c %s -t: exit status %d for a bad key, want 1", b.conf, rc);
     char where[RU_H_PATH + 16];
     snprintf(where, sizeof(where), "%s:%d:", b.conf, line);
-    CHECK(log_has(&b, where), "the error does not name '%s' (file and line of the bad key)", where);
-    CHECK(log_has(&b, "bogus_key"), "the error does not name the key");
+    CHECK(ru_h_log_has(&b, where), "the error does not name '%s' (file and line of the bad key)",
+          where);
+    CHECK(ru_h_log_has(&b, "bogus_key"), "the error does not name the key");
 
     /* without -t the daemon refuses to start on the same file */
     struct ru_h_daemon b2;

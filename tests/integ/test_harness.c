@@ -72,14 +72,11 @@ Test(harness, unique_names)
     PQfinish(b);
 }
 
-/* loadgen -> stream and oracle; oracle -> genonaut's aggregation; diff finds changes. */
-Test(harness, loadgen_oracle, .timeout = 300)
-{
-    char stream[128], group[128], dbname[128], ci[256], oracle[512], oracle2[512];
-    ru_h_names(stream, group, dbname, sizeof(stream));
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
-    ru_h_tmp_path(oracle2, sizeof(oracle2), "oracle2.tsv");
+/* ---- loadgen_oracle, in steps */
 
+/* 5000 events with 2 % invalid into stream, the oracle in oracle; returns the valid ones. */
+static long long loadgen_counts(const char *stream, const char *oracle)
+{
     long long valid = ru_h_loadgen("-s %s -n 5000 --seed 1 --start-ts 1761228000 --oracle %s"
                                    " --invalid-frac 0.02 --quiet",
                                    stream, oracle);
@@ -91,8 +88,14 @@ Test(harness, loadgen_oracle, .timeout = 300)
 
     redisContext *r = ru_h_redis();
     cr_assert_eq(ru_h_xlen(r, stream), res->written);
+    redisFree(r);
+    return valid;
+}
 
-    /* same seed and start: the same events (into another stream, not needed here) */
+/* The same seed and start write the same events (into stream:again, oracle in oracle2). */
+static void loadgen_same_seed(const char *stream, const char *oracle2)
+{
+    redisContext *r = ru_h_redis();
     char stream2[160];
     snprintf(stream2, sizeof(stream2), "%s:again", stream);
     ru_h_loadgen("-s %s -n 5000 --seed 1 --start-ts 1761228000 --oracle %s --invalid-frac 0.02"
@@ -114,7 +117,12 @@ Test(harness, loadgen_oracle, .timeout = 300)
     freeReplyObject(a);
     freeReplyObject(b);
     redisFree(r);
+}
 
+/* Both oracles load (into oracle_raw and oracle_again) and are the same; a fresh database. */
+static PGconn *load_both_oracles(const char *oracle, const char *oracle2, long long valid)
+{
+    char ci[256];
     ru_h_fresh_db(ci, sizeof(ci));
     PGconn *c = ru_h_pg_connect(ci);
     cr_assert_eq(ru_h_oracle_load(c, oracle), valid);
@@ -122,8 +130,12 @@ Test(harness, loadgen_oracle, .timeout = 300)
     cr_assert_eq(ru_h_pg_int(c, "SELECT count(*) FROM (SELECT * FROM oracle_raw"
                                 " EXCEPT ALL SELECT * FROM oracle_again) x"),
                  0);
+    return c;
+}
 
-    /* the events are genonaut-shaped */
+/* The events are genonaut-shaped. */
+static void check_genonaut_shape(PGconn *c, long long valid)
+{
     cr_assert_eq(ru_h_pg_int(c, "SELECT count(*) FROM oracle_raw WHERE status_code NOT IN"
                                 " (200, 201, 204, 304, 307, 400, 401, 404, 422, 500, 503)"),
                  0);
@@ -136,8 +148,11 @@ Test(harness, loadgen_oracle, .timeout = 300)
     cr_assert(ru_h_pg_int(c, "SELECT max(duration_ms) FROM oracle_raw") > 2000);
     cr_assert(ru_h_pg_int(c, "SELECT count(*) FROM oracle_raw WHERE qpn IS NULL") > 0);
     cr_assert(ru_h_pg_int(c, "SELECT count(*) FROM oracle_raw WHERE db IS NULL") > valid / 3);
+}
 
-    /* spellings: the same jsonb written differently, the same user written differently */
+/* Spellings: the same jsonb written differently, the same user written differently. */
+static void check_spellings(PGconn *c, const char *oracle)
+{
     ru_h_pg_exec(c, "CREATE TABLE oracle_txt (route text, method text, user_id text, ts text,"
                     " duration_ms int, status_code int, qpn text, req int, resp int, db int,"
                     " cache text)");
@@ -149,8 +164,12 @@ Test(harness, loadgen_oracle, .timeout = 300)
     cr_assert(ru_h_pg_int(c, "SELECT count(*) FROM oracle_txt WHERE qpn LIKE '%\\u00%'") > 0);
     cr_assert(ru_h_pg_int(c, "SELECT count(DISTINCT user_id) - count(DISTINCT user_id::uuid)"
                              " FROM oracle_txt") > 0);
+}
 
-    /* the aggregation */
+/* The aggregation sums to the valid events; an hourly table filled from it is identical,
+ * and a changed, missing or duplicated row is found. */
+static void check_oracle_diff(PGconn *c, long long valid)
+{
     char *osql = ru_h_oracle_sql("oracle_raw");
     long long groups = ru_h_pg_intf(c, "SELECT count(*) FROM (%s) x", osql);
     cr_assert_gt(groups, 0);
@@ -172,7 +191,6 @@ Test(harness, loadgen_oracle, .timeout = 300)
     if (d != 0)
         ru_h_oracle_print_diff(c, "route_analytics_hourly");
     cr_assert_eq(d, 0);
-
     long long id1 = ru_h_pg_int(c, "SELECT min(id) FROM route_analytics_hourly");
     ru_h_pg_execf(c,
                   "UPDATE route_analytics_hourly SET p95_duration_ms = p95_duration_ms + 1"
@@ -209,6 +227,22 @@ Test(harness, loadgen_oracle, .timeout = 300)
                     " WHERE id = (SELECT max(id) FROM route_analytics_hourly)");
     cr_assert_eq(ru_h_oracle_diff(c, "h2"), 6);
     ru_h_oracle_print_diff(c, "route_analytics_hourly");
+}
+
+/* loadgen -> stream and oracle; oracle -> genonaut's aggregation; diff finds changes. */
+Test(harness, loadgen_oracle, .timeout = 300)
+{
+    char stream[128], group[128], dbname[128], oracle[512], oracle2[512];
+    ru_h_names(stream, group, dbname, sizeof(stream));
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    ru_h_tmp_path(oracle2, sizeof(oracle2), "oracle2.tsv");
+
+    long long valid = loadgen_counts(stream, oracle);
+    loadgen_same_seed(stream, oracle2);
+    PGconn *c = load_both_oracles(oracle, oracle2, valid);
+    check_genonaut_shape(c, valid);
+    check_spellings(c, oracle);
+    check_oracle_diff(c, valid);
     PQfinish(c);
 }
 
@@ -457,14 +491,10 @@ Test(harness, daemon_smoke, .timeout = 120)
     free(text);
     cr_assert(access(d.pidfile, F_OK) == 0, "pid file %s", d.pidfile);
     json_t *st = ru_h_status(d.sock);
-    char *log = ru_h_daemon_log(&d);
-    cr_assert_not_null(st, "status is not JSON; log:\n%s", log);
-    free(log);
+    CHECK(st != NULL, "status is not JSON");
     json_decref(st);
     ru_h_daemon_kill(&d, SIGTERM);
     int rc = ru_h_daemon_wait_exit(&d, 30000);
-    log = ru_h_daemon_log(&d);
-    cr_assert_eq(rc, 0, "exit status %d; log:\n%s", rc, log);
-    free(log);
+    CHECK(rc == 0, "exit status %d", rc);
     cr_assert(access(d.pidfile, F_OK) != 0, "pid file removed");
 }

@@ -229,18 +229,6 @@ static void finish(void)
 
 /* ------------------------------------------------------------------ observing */
 
-static long long status_ll(const char *key)
-{
-    if (!ru_h_daemon_running(&T.d))
-        return -1;
-    json_t *j = ru_h_status(T.d.sock);
-    long long v = -1;
-    if (j == NULL || !ru_h_json_int(j, key, &v))
-        v = -1;
-    json_decref(j);
-    return v;
-}
-
 static long long hourly_total(void)
 {
     return ru_h_pg_int(T.pg, "SELECT coalesce(sum(total_requests), 0) FROM route_analytics_hourly");
@@ -252,23 +240,20 @@ static bool cond_settled(void *arg)
 {
     (void)arg;
     return ru_h_checkpoint_events(T.pg, T.stream, T.group) >= T.valid &&
-           ru_h_xlen(T.r, T.dead) >= T.refused && status_ll("pending_events") == 0 &&
-           status_ll("events_parked") == 0 && ru_h_xpending(T.r, T.stream, T.group) == 0;
+           ru_h_xlen(T.r, T.dead) >= T.refused && ru_h_status_int(&T.d, "pending_events") == 0 &&
+           ru_h_status_int(&T.d, "events_parked") == 0 &&
+           ru_h_xpending(T.r, T.stream, T.group) == 0;
 }
 
 static void wait_settled(const char *what)
 {
     bool ok = ru_h_wait(cond_settled, NULL, WAIT_MS);
-    char *log = ok ? NULL : ru_h_daemon_log(&T.d);
-    size_t n = log ? strlen(log) : 0;
-    cr_assert(ok,
-              "%s: not settled within %d ms: checkpoint counts %lld of %lld valid events,"
-              " %lld of %lld dead letters, pending_events %lld, events_parked %lld\n"
-              "---- log tail ----\n%s",
-              what, WAIT_MS, ru_h_checkpoint_events(T.pg, T.stream, T.group), T.valid,
-              ru_h_xlen(T.r, T.dead), T.refused, status_ll("pending_events"),
-              status_ll("events_parked"), log ? (n > 4000 ? log + n - 4000 : log) : "");
-    free(log);
+    CHECK(ok,
+          "%s: not settled within %d ms: checkpoint counts %lld of %lld valid events,"
+          " %lld of %lld dead letters, pending_events %lld, events_parked %lld",
+          what, WAIT_MS, ru_h_checkpoint_events(T.pg, T.stream, T.group), T.valid,
+          ru_h_xlen(T.r, T.dead), T.refused, ru_h_status_int(&T.d, "pending_events"),
+          ru_h_status_int(&T.d, "events_parked"));
 }
 
 /* Counted exactly once, rows equal genonaut's SQL over the storable events, each refused
@@ -333,9 +318,9 @@ static void counted_as_genonaut(bool lone)
     wait_settled(what);
     check_counted(what, refused, 2);
     /* four distinct long keys, each asked about once; the hour does not matter */
-    cr_assert_eq(status_ll("key_probes"), 4);
-    cr_assert_eq(status_ll("events_key_refused"), 2);
-    cr_assert_eq(status_ll("events_invalid"), 2);
+    cr_assert_eq(ru_h_status_int(&T.d, "key_probes"), 4);
+    cr_assert_eq(ru_h_status_int(&T.d, "events_key_refused"), 2);
+    cr_assert_eq(ru_h_status_int(&T.d, "events_invalid"), 2);
     if (!lone) {
         long long raw = ru_h_pg_int(T.pg, "SELECT count(*) FROM route_analytics");
         cr_assert_eq(raw, T.valid, "%s: %lld raw rows, want %lld", what, raw, T.valid);
@@ -365,7 +350,7 @@ Test(lengths, counted_as_genonaut_lone_consumer, .timeout = 180)
 static bool cond_probe_waits(void *arg)
 {
     (void)arg;
-    return status_ll("events_parked") >= 1 &&
+    return ru_h_status_int(&T.d, "events_parked") >= 1 &&
            ru_h_pg_int(T.pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name ="
                              " 'rollupd' AND wait_event_type = 'Lock'") >= 1;
 }
@@ -373,7 +358,7 @@ static bool cond_probe_waits(void *arg)
 static bool cond_committed(void *arg)
 {
     return ru_h_checkpoint_events(T.pg, T.stream, T.group) >= *(const long long *)arg &&
-           status_ll("pending_events") == 0;
+           ru_h_status_int(&T.d, "pending_events") == 0;
 }
 
 static void kill9_while_parked(bool lone)

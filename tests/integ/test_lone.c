@@ -17,7 +17,7 @@
 
 static bool cond_reloaded(void *arg)
 {
-    return log_has(arg, "configuration reloaded");
+    return ru_h_log_has(arg, "configuration reloaded");
 }
 
 /* kill -9 at four moments while a feed with invalid entries runs: every valid event is
@@ -26,21 +26,15 @@ static bool cond_reloaded(void *arg)
 Test(lone, lone_consumer_kill9_exactly_once, .timeout = 240)
 {
     setup();
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
     struct ru_h_cfg k = lone_cfg(1000);
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
+    start_connected(&d, &k);
 
     const long long n = 60000;
     struct ru_h_proc lg;
-    ru_h_loadgen_start(&lg,
-                       "-s %s -n %lld --rate 20000 --seed 43 --start-ts %lld --hours 4"
-                       " --invalid-frac 0.005 --oracle %s --quiet",
-                       T.stream, n, H0, oracle);
+    start_kill9_feed(&lg, n, 43);
     CHECK(ru_h_wait(cond_in_memory, &d, 10000), "no events waiting in memory within 10 s");
-    struct ginfo g = group_info();
+    struct ru_h_group g = group_info();
     CHECK(g.pending == 0, "a lone consumer left %lld entries in the pending list", g.pending);
     static const enum kill_at moments[] = {K_CONSUMED, K_IN_FLUSH, K_AT_START, K_FLUSHES_3,
                                            K_CONSUMED};
@@ -48,8 +42,8 @@ Test(lone, lone_consumer_kill9_exactly_once, .timeout = 240)
     for (size_t i = 0; i < sizeof(moments) / sizeof(moments[0]); i++) {
         struct kill_arg a = {&d, moments[i], 0};
         bool reached = ru_h_wait(cond_kill_moment, &a, 10000);
-        long long r = status_int(&d, "events_recovered"),
-                  dk = status_int(&d, "recovery_dead_known");
+        long long r = ru_h_status_int(&d, "events_recovered"),
+                  dk = ru_h_status_int(&d, "recovery_dead_known");
         recovered += r > 0 ? r : 0;
         dead_known += dk > 0 ? dk : 0;
         ru_h_daemon_kill(&d, SIGKILL);
@@ -63,13 +57,13 @@ Test(lone, lone_consumer_kill9_exactly_once, .timeout = 240)
     long long valid = ru_h_loadgen_finish(&lg);
     struct ru_h_lg_result res = *ru_h_loadgen_last();
     wait_lone_drained(res.written, valid, "lone_consumer_kill9_exactly_once");
-    long long r = status_int(&d, "events_recovered");
+    long long r = ru_h_status_int(&d, "events_recovered");
     recovered += r > 0 ? r : 0;
 
     check_dead_letters(res.invalid, "lone_consumer_kill9_exactly_once");
-    check_exactly_once(oracle, valid, "lone_consumer_kill9_exactly_once");
+    check_exactly_once(T.oracle, valid, "lone_consumer_kill9_exactly_once");
     CHECK(recovered > 0, "no event was recovered after five kills with events in memory");
-    CHECK(log_has(&d, "recovery: reading again"), "no recovery seen in the log");
+    CHECK(ru_h_log_has(&d, "recovery: reading again"), "no recovery seen in the log");
     CHECK(lone_rows() == 1, "the checkpoint row is not marked as a lone consumer's");
     cr_log_info("lone kill9: %lld events recovered, %lld invalid entries found already"
                 " dead-lettered",
@@ -94,7 +88,7 @@ static bool cond_left(void *arg)
 {
     struct ru_h_daemon *d = arg;
     struct st s = status_of(d);
-    return s.ok && !s.redis && log_has(d, "another consumer joined group");
+    return s.ok && !s.redis && ru_h_log_has(d, "another consumer joined group");
 }
 
 /* A lone consumer does not read while another consumer is in its group, and stops
@@ -112,14 +106,12 @@ Test(lone, lone_consumer_refuses_company, .timeout = 120)
     redis_cmd_ok("XGROUP DELCONSUMER %s %s %s", T.stream, T.group, "other");
     wait_connected(&d);
 
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
     long long valid = ru_h_loadgen("-s %s -n 3000 --seed 44 --start-ts %lld --hours 2"
                                    " --invalid-frac 0.01 --oracle %s --quiet",
-                                   T.stream, H0, oracle);
+                                   T.stream, H0, T.oracle);
     const struct ru_h_lg_result *res = ru_h_loadgen_last();
     wait_lone_drained(res->written, valid, "lone_consumer_refuses_company");
-    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    cr_assert_eq(ru_h_oracle_load(T.pg, T.oracle), valid);
     check_rows_match_oracle("lone_consumer_refuses_company");
     check_dead_letters(res->invalid, "lone_consumer_refuses_company");
 
@@ -133,24 +125,25 @@ Test(lone, lone_consumer_refuses_company, .timeout = 120)
 
 static bool cond_recovered_dead(void *arg)
 {
-    return status_int(arg, "recovery_dead_known") >= 3;
+    return ru_h_status_int(arg, "recovery_dead_known") >= 3;
 }
 
 static bool cond_recovered(void *arg)
 {
-    return status_int(arg, "recoveries") >= 1;
+    return ru_h_status_int(arg, "recoveries") >= 1;
 }
 
 /* a recovery that found the copies, or had nothing to read (the checkpoint had passed them) */
 static bool cond_recovery_over(void *arg)
 {
-    return status_int(arg, "recoveries") >= 1 && (status_int(arg, "recovery_dead_known") >= 3 ||
-                                                  status_int(arg, "recovery_entries_read") == 0);
+    return ru_h_status_int(arg, "recoveries") >= 1 &&
+           (ru_h_status_int(arg, "recovery_dead_known") >= 3 ||
+            ru_h_status_int(arg, "recovery_entries_read") == 0);
 }
 
 static bool cond_flushed_one(void *arg)
 {
-    return status_int(arg, "events_flushed") >= 1;
+    return ru_h_status_int(arg, "events_flushed") >= 1;
 }
 
 /* Does the group's checkpoint (read while no rollupd runs) cover stream id `id`? */
@@ -179,13 +172,10 @@ Test(lone, lone_consumer_dead_letters_once, .timeout = 180)
     setup();
     struct ru_h_cfg k = lone_cfg(200);
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    start_connected(&d, &k);
     long long valid = ru_h_loadgen("-s %s -n 2000 --seed 46 --start-ts %lld --hours 1"
                                    " --oracle %s --quiet",
-                                   T.stream, H0, oracle);
+                                   T.stream, H0, T.oracle);
     const struct ru_h_lg_result res = *ru_h_loadgen_last();
     wait_lone_drained(res.written, valid, "lone_consumer_dead_letters_once");
     char last_bad[64] = "";
@@ -205,8 +195,7 @@ Test(lone, lone_consumer_dead_letters_once, .timeout = 180)
           "after a lost connection, no recovery within 60 s");
     check_dead_letters(want, "after a lost connection");
 
-    ru_h_daemon_kill(&d, SIGKILL);
-    CHECK(ru_h_daemon_wait_exit(&d, 10000) == 128 + SIGKILL, "rollupd did not die of SIGKILL");
+    kill9(&d);
     bool covered = checkpoint_covers(last_bad);
     ru_h_daemon_restart(&d);
     if (covered)
@@ -223,7 +212,7 @@ Test(lone, lone_consumer_dead_letters_once, .timeout = 180)
     CHECK(ru_h_wait(cond_flushed_one, &d, 60000), "the entry after the recovery was not committed");
     check_dead_letters(want, covered ? "after kill -9 (checkpoint past the invalid entries)"
                                      : "after kill -9 (recovery read them again)");
-    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    cr_assert_eq(ru_h_oracle_load(T.pg, T.oracle), valid);
     CHECK(hourly_total() == valid + 1, "sum(total_requests) = %lld, want %lld", hourly_total(),
           valid + 1);
     finish("lone_consumer_dead_letters_once");
@@ -259,25 +248,22 @@ Test(lone, lone_consumer_starts_after_its_floor, .timeout = 120)
     ru_h_daemon_kill(&d, SIGHUP);
     CHECK(ru_h_wait(cond_blocked_start, &d, 30000),
           "no Redis connection with the starting point's commit waiting on the lock");
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
     long long valid = ru_h_loadgen("-s %s -n 2000 --seed 48 --start-ts %lld --hours 1"
                                    " --oracle %s --quiet",
-                                   T.stream, H0, oracle);
+                                   T.stream, H0, T.oracle);
     const struct ru_h_lg_result res = *ru_h_loadgen_last();
-    struct ginfo g = group_info();
+    struct ru_h_group g = group_info();
     CHECK(g.entries_read <= 1000,
           "the group delivered %lld entries before the starting point was committed",
           g.entries_read);
-    ru_h_daemon_kill(&d, SIGKILL);
-    CHECK(ru_h_daemon_wait_exit(&d, 10000) == 128 + SIGKILL, "rollupd did not die of SIGKILL");
+    kill9(&d);
     ru_h_pg_exec(locker, "ROLLBACK");
     PQfinish(locker);
     k.flush_interval_ms = 200;
     rewrite_config(&d, k);
     ru_h_daemon_restart(&d);
     wait_lone_drained(res.written, valid, "lone_consumer_starts_after_its_floor");
-    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    cr_assert_eq(ru_h_oracle_load(T.pg, T.oracle), valid);
     CHECK(hourly_total() == valid,
           "sum(total_requests) = %lld, want %lld (the 1000 entries from"
           " before the group counted?)",
@@ -292,22 +278,20 @@ Test(lone, lone_consumer_not_reloaded, .timeout = 120)
     setup();
     struct ru_h_cfg k = base_cfg(200);
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
+    start_connected(&d, &k);
     k.redis_extra = "lone_consumer = true;";
     rewrite_config(&d, k);
     ru_h_daemon_kill(&d, SIGHUP);
     CHECK(ru_h_wait(cond_reloaded, &d, 10000), "no reload seen within 10 s");
-    CHECK(log_has(&d, "redis.lone_consumer"), "the reload did not warn that lone_consumer waits"
-                                              " for a restart");
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    CHECK(ru_h_log_has(&d, "redis.lone_consumer"),
+          "the reload did not warn that lone_consumer waits"
+          " for a restart");
     long long valid = ru_h_loadgen("-s %s -n 2000 --seed 49 --start-ts %lld --hours 1"
                                    " --oracle %s --quiet",
-                                   T.stream, H0, oracle);
+                                   T.stream, H0, T.oracle);
     /* drained: every entry acknowledged, none left pending */
     wait_drained(ru_h_loadgen_last()->written, "lone_consumer_not_reloaded");
-    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    cr_assert_eq(ru_h_oracle_load(T.pg, T.oracle), valid);
     check_rows_match_oracle("lone_consumer_not_reloaded");
     finish("lone_consumer_not_reloaded");
 }
@@ -319,30 +303,26 @@ Test(lone, lone_then_shared_recovers, .timeout = 120)
     setup();
     struct ru_h_cfg k = lone_cfg(600000); /* no timed flush: everything stays in memory */
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    start_connected(&d, &k);
     long long valid = ru_h_loadgen("-s %s -n 5000 --seed 45 --start-ts %lld --hours 2"
                                    " --invalid-frac 0.01 --oracle %s --quiet",
-                                   T.stream, H0, oracle);
+                                   T.stream, H0, T.oracle);
     const struct ru_h_lg_result res = *ru_h_loadgen_last();
     struct want w = {.target = valid};
     CHECK(ru_h_wait(cond_consumed, &w, 20000), "not all %lld events taken in within 20 s: %s",
           valid, obs_text(&w.o));
     CHECK(w.o.g.pending == 0 && w.o.flushed == 0,
           "want nothing pending and nothing flushed before the kill: %s", obs_text(&w.o));
-    ru_h_daemon_kill(&d, SIGKILL);
-    CHECK(ru_h_daemon_wait_exit(&d, 10000) == 128 + SIGKILL, "rollupd did not die of SIGKILL");
+    kill9(&d);
 
     rewrite_config(&d, base_cfg(200));
     ru_h_daemon_restart(&d);
     wait_lone_drained(res.written, valid, "lone_then_shared_recovers");
-    cr_assert_eq(ru_h_oracle_load(T.pg, oracle), valid);
+    cr_assert_eq(ru_h_oracle_load(T.pg, T.oracle), valid);
     CHECK(hourly_total() == valid, "sum(total_requests) = %lld, want %lld", hourly_total(), valid);
     check_rows_match_oracle("lone_then_shared_recovers");
     check_dead_letters(res.invalid, "lone_then_shared_recovers");
-    CHECK(log_has(&d, "entries delivered after it are read again first"),
+    CHECK(ru_h_log_has(&d, "entries delivered after it are read again first"),
           "the shared-group run did not announce the recovery");
     CHECK(lone_rows() == 0, "the shared-group run left the lone mark on its checkpoint");
     finish("lone_then_shared_recovers");

@@ -79,12 +79,6 @@ static void stop_clean(struct ru_h_daemon *d, const char *what)
     CHECK(rc == 0, "%s: rollupd exited with status %d after SIGTERM", what, rc);
 }
 
-static void kill9(struct ru_h_daemon *d)
-{
-    ru_h_daemon_kill(d, SIGKILL);
-    CHECK(ru_h_daemon_wait_exit(d, 10000) == 128 + SIGKILL, "rollupd did not die of SIGKILL");
-}
-
 static bool cond_lone_drained_here(void *arg)
 {
     struct want *w = arg;
@@ -120,14 +114,12 @@ Test(operator, lone_host_move_and_back, .timeout = 300)
     struct ru_h_daemon a, b;
     struct ru_h_cfg ka = named(lone_cfg(200), "host-a"), kb = named(lone_cfg(200), "host-b");
 
-    start_daemon(&a, &ka);
-    wait_connected(&a);
+    start_connected(&a, &ka);
     feed_counted(&f, 2000, 61, "host a, first run");
     stop_clean(&a, "host a, first run");
     del_consumer("host-a");
 
-    start_daemon(&b, &kb);
-    wait_connected(&b);
+    start_connected(&b, &kb);
     feed_counted(&f, 5000, 62, "host b");
     stop_clean(&b, "host b");
     del_consumer("host-b");
@@ -189,14 +181,13 @@ Test(operator, shared_instance_beside_lone, .timeout = 300)
     struct ru_h_daemon a, s;
     struct ru_h_cfg ka = named(lone_cfg(200), "lone"), ks = named(base_cfg(200), "shared");
 
-    start_daemon(&a, &ka);
-    wait_connected(&a);
+    start_connected(&a, &ka);
     feed_counted(&f, 2000, 71, "lone consumer");
 
     start_daemon(&s, &ks);
     CHECK(ru_h_wait(cond_waits_for_lone, &s, 30000),
           "the shared-group instance did not report that it waits for the lone consumer");
-    CHECK(status_int(&s, "events_consumed") == 0 && group_consumers() == 1,
+    CHECK(ru_h_status_int(&s, "events_consumed") == 0 && group_consumers() == 1,
           "the shared-group instance read beside the lone consumer");
     feed_counted(&f, 1000, 72, "lone consumer with a shared instance waiting");
 
@@ -222,13 +213,11 @@ Test(operator, lone_to_shared_switch, .timeout = 300)
     struct ru_h_daemon a, s;
     struct ru_h_cfg ka = named(lone_cfg(200), "a"), ks = named(base_cfg(200), "s");
 
-    start_daemon(&a, &ka);
-    wait_connected(&a);
+    start_connected(&a, &ka);
     feed_counted(&f, 2000, 81, "lone consumer");
     stop_clean(&a, "lone consumer");
 
-    start_daemon(&s, &ks);
-    wait_connected(&s);
+    start_connected(&s, &ks);
     feed_counted(&f, 5000, 82, "shared-group instance");
     stop_clean(&s, "shared-group instance");
 
@@ -236,7 +225,7 @@ Test(operator, lone_to_shared_switch, .timeout = 300)
     ru_h_daemon_restart(&a);
     wait_connected(&a);
     feed_counted(&f, 100, 83, "a as a shared-group consumer");
-    CHECK(!log_has(&a, "did not stop cleanly"), "a refused with a false reason");
+    CHECK(!ru_h_log_has(&a, "did not stop cleanly"), "a refused with a false reason");
     check_all(&f, "lone_to_shared_switch");
     CHECK(lone_rows() == 0, "the group's lone mark was not cleared");
     finish("lone_to_shared_switch");
@@ -255,13 +244,12 @@ Test(operator, same_name_refused, .timeout = 120)
     setup();
     struct ru_h_daemon a, b;
     struct ru_h_cfg k = base_cfg(200);
-    start_daemon(&a, &k);
-    wait_connected(&a);
+    start_connected(&a, &k);
     start_daemon(&b, &k); /* same consumer, its own status socket */
     CHECK(ru_h_wait(cond_exited, &b, 30000), "the second process did not give up within 30 s");
     CHECK(ru_h_daemon_wait_exit(&b, 1000) == 1, "the second process did not exit with status 1");
-    CHECK(log_has(&b, "is in use by another rollupd"), "the second process did not say why");
-    CHECK(status_int(&b, "events_consumed") < 0 && status_int(&a, "events_consumed") >= 0,
+    CHECK(ru_h_log_has(&b, "is in use by another rollupd"), "the second process did not say why");
+    CHECK(ru_h_status_int(&b, "events_consumed") < 0 && ru_h_status_int(&a, "events_consumed") >= 0,
           "the first process stopped answering");
     finish("same_name_refused");
 }
@@ -281,8 +269,7 @@ static void same_name_takeover(bool lone, const char *what)
     begin(&f);
     struct ru_h_daemon a, b;
     struct ru_h_cfg k = lone ? lone_cfg(500) : base_cfg(500);
-    start_daemon(&a, &k);
-    wait_connected(&a);
+    start_connected(&a, &k);
     struct ru_h_proc lg;
     ru_h_loadgen_start(&lg,
                        "-s %s -n 60000 --rate 15000 --seed 91 --start-ts %lld --hours 3"
@@ -297,8 +284,8 @@ static void same_name_takeover(bool lone, const char *what)
     CHECK(ru_h_wait(cond_exited, &a, 30000),
           "the first process went on after its session and lock were lost");
     CHECK(ru_h_daemon_wait_exit(&a, 1000) == 1, "the first process did not exit with status 1");
-    CHECK(log_has(&a, "is in use by another rollupd") || log_has(&a, "took the consumer over") ||
-              log_has(&a, "took it over"),
+    CHECK(ru_h_log_has(&a, "is in use by another rollupd") ||
+              ru_h_log_has(&a, "took the consumer over") || ru_h_log_has(&a, "took it over"),
           "the first process did not say why it stopped");
     f.valid = ru_h_loadgen_finish(&lg);
     f.written = ru_h_loadgen_last()->written;
@@ -330,8 +317,7 @@ Test(operator, group_lost_with_start_dollar, .timeout = 240)
     struct ru_h_daemon a;
     struct ru_h_cfg k = base_cfg(200);
     k.start = "$";
-    start_daemon(&a, &k);
-    wait_connected(&a);
+    start_connected(&a, &k);
     feed_counted(&f, 1000, 101, "first feed");
     stop_clean(&a, "first run");
     freeReplyObject(ru_h_redis_cmd(T.r, "DEL %s %s", T.stream, T.dead));
@@ -339,7 +325,7 @@ Test(operator, group_lost_with_start_dollar, .timeout = 240)
     feed(&f, 2500, 102);
     ru_h_daemon_restart(&a);
     wait_counted(f.valid, f.written, "after the group was lost");
-    CHECK(log_has(&a, "has been created again"), "the lost group was not reported");
+    CHECK(ru_h_log_has(&a, "has been created again"), "the lost group was not reported");
     check_all(&f, "group_lost_with_start_dollar");
     finish("group_lost_with_start_dollar");
 }
@@ -369,12 +355,13 @@ static bool cond_dead3(void *arg)
 
 static bool cond_read100(void *arg)
 {
-    return status_int(arg, "events_consumed") >= 100;
+    return ru_h_status_int(arg, "events_consumed") >= 100;
 }
 
 static bool cond_recovered_all(void *arg)
 {
-    return status_int(arg, "events_recovered") >= 97 && status_int(arg, "recovery_dead_known") >= 3;
+    return ru_h_status_int(arg, "events_recovered") >= 97 &&
+           ru_h_status_int(arg, "recovery_dead_known") >= 3;
 }
 
 /* Stream ids a day ahead of Redis' clock (explicit ids, a clock stepped back): invalid
@@ -385,8 +372,7 @@ Test(operator, lone_ids_ahead_of_clock, .timeout = 180)
     setup();
     struct ru_h_daemon a;
     struct ru_h_cfg k = lone_cfg(600000); /* commits only when asked */
-    start_daemon(&a, &k);
-    wait_connected(&a);
+    start_connected(&a, &k);
     long long ahead = (long long)time(NULL) * 1000 + 86400000LL;
     for (int i = 1; i <= 100; i++)
         xadd_at(ahead, i, "/api/v1/ahead");
@@ -424,10 +410,10 @@ Test(operator, synchronous_commit_forced, .timeout = 120)
                        " = off', current_database()); END $$");
     struct ru_h_daemon a;
     struct ru_h_cfg k = base_cfg(200);
-    start_daemon(&a, &k);
-    wait_connected(&a);
-    CHECK(log_has(&a, "synchronous_commit is off on this server; rollupd's session sets it on"),
-          "rollupd did not override synchronous_commit = off");
+    start_connected(&a, &k);
+    CHECK(
+        ru_h_log_has(&a, "synchronous_commit is off on this server; rollupd's session sets it on"),
+        "rollupd did not override synchronous_commit = off");
     CHECK(ru_h_pg_int(T.pg, "SELECT count(*) FROM pg_stat_activity WHERE datname ="
                             " current_database() AND application_name = 'rollupd'") >= 1,
           "no rollupd session");
@@ -446,7 +432,7 @@ Test(operator, checkpoint_went_backwards, .timeout = 120)
     CHECK(ru_h_pg_terminate_lock_holders(T.pg) >= 1, "no rollupd session to terminate");
     CHECK(ru_h_wait(cond_exited, &a, 30000), "rollupd went on with a checkpoint that went back");
     CHECK(ru_h_daemon_wait_exit(&a, 1000) == 1, "rollupd did not exit with status 1");
-    CHECK(log_has(&a, "went backwards"), "rollupd did not name the lost commits");
+    CHECK(ru_h_log_has(&a, "went backwards"), "rollupd did not name the lost commits");
     finish("checkpoint_went_backwards");
 }
 
@@ -514,6 +500,6 @@ Test(operator, deadlock_retried, .timeout = 180)
           "PostgreSQL counted no deadlock in this database");
     wait_counted(f.valid, f.written, "after the deadlock");
     check_all(&f, "deadlock_retried");
-    CHECK(status_int(&a, "flush_failures") >= 1, "the flush did not fail on the deadlock");
+    CHECK(ru_h_status_int(&a, "flush_failures") >= 1, "the flush did not fail on the deadlock");
     finish("deadlock_retried");
 }

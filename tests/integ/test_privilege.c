@@ -239,8 +239,7 @@ static void dml_only(bool lone, bool raw, bool create_schema)
     apply_readme_grants(&role, raw, NULL);
 
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
+    start_connected(&d, &k);
     struct fed f = {0};
     feed(&f, 3000, 1601);
     check_counted(&f, lone, "DML-only role");
@@ -497,11 +496,11 @@ static void noperm(bool lone, const char *drop, const char *cmd)
     const char *want[] = {d.sock, "NOPERM", cmd, "Least privilege", NULL};
     CHECK(ru_h_wait(cond_redis_error_has, want, 20000),
           "redis_last_error does not name NOPERM and %s", cmd);
-    long long before = status_int(&d, "redis_reconnects");
+    long long before = ru_h_status_int(&d, "redis_reconnects");
     int64_t until = ru_mono_ms() + 4000;
     while (ru_mono_ms() < until)
         ru_h_sleep_ms(100); /* an interval to count over */
-    long long after = status_int(&d, "redis_reconnects");
+    long long after = ru_h_status_int(&d, "redis_reconnects");
     CHECK(after - before <= 1, "%lld reconnects in 4 s after NOPERM on %s", after - before, cmd);
     char *h = ru_h_sock_cmd(d.sock, "health");
     CHECK(h && strncmp(h, "down", 4) == 0 && strstr(h, cmd), "health: %s", h ? h : "(none)");
@@ -626,7 +625,7 @@ static void siege_close(struct siege *s)
 
 static long long flushed_now(struct ru_h_daemon *d)
 {
-    return status_int(d, "events_flushed");
+    return ru_h_status_int(d, "events_flushed");
 }
 
 /* Hundreds of idle and slow clients on both listeners, plus an oversized request on each:
@@ -641,16 +640,13 @@ Test(privilege, listeners_cannot_be_held, .timeout = 240)
     k.metrics_listen = listen_addr;
     k.log_level = "info";
     struct ru_h_daemon d;
-    start_daemon(&d, &k);
-    wait_connected(&d);
+    start_connected(&d, &k);
 
-    char oracle[RU_H_PATH];
-    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
     struct ru_h_proc lg;
     ru_h_loadgen_start(&lg,
                        "-s %s -n 40000 --rate 4000 --seed 1609 --start-ts %lld --hours 2"
                        " --oracle %s --quiet",
-                       T.stream, H0, oracle);
+                       T.stream, H0, T.oracle);
 
     static struct siege http, sock;
     siege_open(&http, port, NULL, 300, 50);
@@ -707,6 +703,6 @@ Test(privilege, listeners_cannot_be_held, .timeout = 240)
 
     long long valid = ru_h_loadgen_finish(&lg);
     wait_flushed(valid, "after the siege");
-    check_exactly_once(oracle, valid, "after the siege");
+    check_exactly_once(T.oracle, valid, "after the siege");
     finish("listeners");
 }

@@ -15,7 +15,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,43 +31,6 @@
 
 #define START_MS 20000 /* deadline for start-up states (health ok, READY=1) */
 #define STATE_MS 15000 /* deadline for a state reached by the daemon's own work */
-#define TAIL     3000  /* bytes of a log quoted in a failure message */
-
-/* ------------------------------------------------------------------ failing */
-
-/* Fails the test with "line N: " and a message, then the tail of the daemon's log (d may
- * be NULL). */
-static void fail_at(int line, const struct ru_h_daemon *d, const char *fmt, ...)
-    __attribute__((noreturn, format(printf, 3, 4)));
-static void fail_at(int line, const struct ru_h_daemon *d, const char *fmt, ...)
-{
-    static char msg[TAIL + 4096];
-    int n = snprintf(msg, sizeof(msg), "line %d: ", line);
-    va_list ap;
-    va_start(ap, fmt);
-    int m = vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
-    va_end(ap);
-    n += m < 0 ? 0 : m;
-    if ((size_t)n >= sizeof(msg))
-        n = (int)sizeof(msg) - 1;
-    if (d != NULL && d->log[0]) {
-        char *log = ru_h_daemon_log(d);
-        size_t len = strlen(log);
-        const char *tail = len > TAIL ? log + len - TAIL : log;
-        snprintf(msg + n, sizeof(msg) - (size_t)n, "\n---- rollupd log tail (%s) ----\n%s", d->log,
-                 tail);
-        free(log);
-    }
-    cr_assert_fail("%s", msg);
-    abort();
-}
-
-#define fail_log(d, ...) fail_at(__LINE__, (d), __VA_ARGS__)
-#define CHECK(d, cond, ...)                                                                        \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            fail_at(__LINE__, (d), __VA_ARGS__);                                                   \
-    } while (0)
 
 /* ------------------------------------------------------------------ set-up */
 
@@ -103,32 +65,10 @@ static void svc_start(struct svc *s, const struct ru_h_cfg *k)
 static void svc_stop(struct svc *s)
 {
     int st = ru_h_daemon_stop(&s->d);
-    CHECK(&s->d, st == 0, "rollupd exited with status %d after SIGTERM", st);
+    CHECK(st == 0, "rollupd exited with status %d after SIGTERM", st);
 }
 
 /* ------------------------------------------------------------------ status socket */
-
-static bool status_get(const char *sock, const char *key, long long *out)
-{
-    json_t *j = ru_h_status(sock);
-    if (j == NULL)
-        return false;
-    bool ok = ru_h_json_int(j, key, out);
-    json_decref(j);
-    return ok;
-}
-
-/* 1 true, 0 false, -1 unreachable or missing. */
-static int status_bool(const char *sock, const char *key)
-{
-    json_t *j = ru_h_status(sock);
-    if (j == NULL)
-        return -1;
-    json_t *v = json_object_get(j, key);
-    int r = json_is_boolean(v) ? json_is_true(v) : -1;
-    json_decref(j);
-    return r;
-}
 
 struct want_int {
     const char *sock, *key;
@@ -139,7 +79,7 @@ static bool status_int_eq(void *arg)
 {
     struct want_int *w = arg;
     long long v;
-    if (!status_get(w->sock, w->key, &v))
+    if (!ru_h_status_get(w->sock, w->key, &v))
         return false;
     w->last = v;
     return v == w->want;
@@ -150,14 +90,14 @@ static void wait_status_int(const struct ru_h_daemon *d, const char *key, long l
                             int timeout_ms)
 {
     struct want_int w = {d->sock, key, want, -1};
-    CHECK(d, ru_h_wait(status_int_eq, &w, timeout_ms),
+    CHECK(ru_h_wait(status_int_eq, &w, timeout_ms),
           "status %s did not reach %lld within %d ms (last %lld)", key, want, timeout_ms, w.last);
 }
 
 static long long status_int(const struct ru_h_daemon *d, const char *key)
 {
     long long v = 0;
-    CHECK(d, status_get(d->sock, key, &v), "status has no integer '%s'", key);
+    CHECK(ru_h_status_get(d->sock, key, &v), "status has no integer '%s'", key);
     return v;
 }
 
@@ -166,7 +106,7 @@ static void wait_answer(const struct ru_h_daemon *d, const char *cmd, const char
                         int timeout_ms)
 {
     char last[512];
-    CHECK(d, ru_h_wait_answer(d->sock, cmd, prefix, timeout_ms, last, sizeof(last)),
+    CHECK(ru_h_wait_answer(d->sock, cmd, prefix, timeout_ms, last, sizeof(last)),
           "'%s' did not answer '%s...' within %d ms; last answer: %s", cmd, prefix, timeout_ms,
           last);
 }
@@ -174,8 +114,7 @@ static void wait_answer(const struct ru_h_daemon *d, const char *cmd, const char
 static void wait_healthy(const struct ru_h_daemon *d)
 {
     char last[512];
-    CHECK(d,
-          ru_h_wait_answer(d->sock, "health", "ok\n", START_MS, last, sizeof(last)) &&
+    CHECK(ru_h_wait_answer(d->sock, "health", "ok\n", START_MS, last, sizeof(last)) &&
               strcmp(last, "ok\n") == 0,
           "health did not become \"ok\" within %d ms; last answer: %s", START_MS, last);
 }
@@ -205,7 +144,7 @@ static bool hourly_sum_eq(void *arg)
 static void wait_hourly_sum(const struct ru_h_daemon *d, PGconn *c, long long want, int timeout_ms)
 {
     struct want_sum w = {c, want, -2};
-    CHECK(d, ru_h_wait(hourly_sum_eq, &w, timeout_ms),
+    CHECK(ru_h_wait(hourly_sum_eq, &w, timeout_ms),
           "hourly sum(total_requests) did not reach %lld within %d ms (last %lld)", want,
           timeout_ms, w.last);
 }
@@ -232,76 +171,12 @@ static bool someone_waits(void *arg)
                                       " AND relation = 'route_analytics_hourly'::regclass") > 0;
 }
 
-/* ------------------------------------------------------------------ logs */
-
-struct want_log {
-    const struct ru_h_daemon *d;
-    const char *needle;
-    size_t from;
-};
-
-static bool log_has_cond(void *arg)
-{
-    struct want_log *w = arg;
-    char *log = ru_h_daemon_log(w->d);
-    bool ok = strlen(log) >= w->from && strstr(log + w->from, w->needle) != NULL;
-    free(log);
-    return ok;
-}
-
-static void wait_log(const struct ru_h_daemon *d, const char *needle, size_t from, int timeout_ms)
-{
-    struct want_log w = {d, needle, from};
-    CHECK(d, ru_h_wait(log_has_cond, &w, timeout_ms), "the log did not show '%s' within %d ms",
-          needle, timeout_ms);
-}
-
-static size_t log_len(const struct ru_h_daemon *d)
-{
-    char *log = ru_h_daemon_log(d);
-    size_t n = strlen(log);
-    free(log);
-    return n;
-}
-
-/* True when a line of text (from offset from) starts with prefix and contains needle
- * (needle may be NULL). */
-static bool log_line(const struct ru_h_daemon *d, size_t from, const char *prefix,
-                     const char *needle)
-{
-    char *log = ru_h_daemon_log(d);
-    bool found = false;
-    if (strlen(log) >= from) {
-        char *save = NULL;
-        for (char *l = strtok_r(log + from, "\n", &save); l && !found;
-             l = strtok_r(NULL, "\n", &save))
-            found = strncmp(l, prefix, strlen(prefix)) == 0 &&
-                    (needle == NULL || strstr(l, needle) != NULL);
-    }
-    free(log);
-    return found;
-}
-
 /* ------------------------------------------------------------------ processes */
 
 struct run {
     int status; /* exit code, 128 + signal, or -1 on timeout */
     char *out, *err;
 };
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    struct ru_buf b = RU_BUF_INIT;
-    if (f) {
-        char tmp[8192];
-        size_t n;
-        while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
-            ru_buf_append(&b, tmp, n);
-        fclose(f);
-    }
-    return b.p ? b.p : ru_xstrdup("");
-}
 
 /* Runs argv (argv[0] a path) with stdout and stderr captured; kills it after timeout_ms. */
 static void run_prog(struct run *r, int timeout_ms, const char *const *argv)
@@ -312,26 +187,8 @@ static void run_prog(struct run *r, int timeout_ms, const char *const *argv)
     int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     cr_assert(fo >= 0 && fe >= 0, "cannot create %s / %s: %s", out, err, strerror(errno));
-    fflush(NULL);
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = ru_h_fork_exec(argv, fo, fe, NULL);
     cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int nul = open("/dev/null", O_RDONLY);
-        if (nul >= 0)
-            dup2(nul, 0);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        execv(argv[0], (char *const *)argv);
-        dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
     close(fo);
     close(fe);
     int64_t deadline = ru_mono_ms() + timeout_ms;
@@ -350,8 +207,8 @@ static void run_prog(struct run *r, int timeout_ms, const char *const *argv)
         }
         ru_h_sleep_ms(10);
     }
-    r->out = slurp(out);
-    r->err = slurp(err);
+    r->out = ru_h_file_text(out);
+    r->err = ru_h_file_text(err);
     unlink(out);
     unlink(err);
 }
@@ -478,8 +335,8 @@ static size_t notes_wait(const struct ru_h_daemon *d, struct notes *nt, const ch
             return (size_t)i;
         int64_t left = deadline - ru_mono_ms();
         if (left <= 0)
-            fail_log(d, "no notify message '%s' (after index %zu) within %d ms; received:\n%s",
-                     prefix, from, timeout_ms, notes_dump(nt));
+            FAIL("no notify message '%s' (after index %zu) within %d ms; received:\n%s", prefix,
+                 from, timeout_ms, notes_dump(nt));
         notes_read(nt, left > 100 ? 100 : (int)left);
     }
 }
@@ -503,7 +360,7 @@ static void daemon_start_env(struct ru_h_daemon *d, const char *config_text, con
     }
     cr_assert_str_eq(d->sock, sock, "the config's status socket");
     pid_t pid = d->pid;
-    CHECK(d, ru_h_daemon_wait_ready(d, START_MS),
+    CHECK(ru_h_daemon_wait_ready(d, START_MS),
           "rollupd (pid %d) did not answer on %s within %d ms (running: %d)", (int)pid, d->sock,
           START_MS, (int)ru_h_daemon_running(d));
 }
@@ -611,11 +468,11 @@ static int check_metrics_text(const struct ru_h_daemon *d, const char *text)
     char *save = NULL;
     for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
         if (l[0] == '#') {
-            CHECK(d, strncmp(l, "# HELP ", 7) == 0 || strncmp(l, "# TYPE ", 7) == 0,
+            CHECK(strncmp(l, "# HELP ", 7) == 0 || strncmp(l, "# TYPE ", 7) == 0,
                   "metrics comment line is neither HELP nor TYPE: '%s'", l);
             continue;
         }
-        CHECK(d, sample_line_ok(l), "metrics sample line does not parse: '%s'", l);
+        CHECK(sample_line_ok(l), "metrics sample line does not parse: '%s'", l);
         samples++;
     }
     free(copy);
@@ -624,32 +481,42 @@ static int check_metrics_text(const struct ru_h_daemon *d, const char *text)
 
 /* ================================================================== tests */
 
+/* svc_init, then rollupd on svc_cfg with flush.interval_ms = 60000 (it flushes only when
+ * asked) and log.level = log_level (NULL: the harness' debug), answering healthy; returns
+ * the config it runs. */
+static struct ru_h_cfg svc_up(struct svc *s, const char *log_level)
+{
+    svc_init(s);
+    struct ru_h_cfg k = svc_cfg(s);
+    k.flush_interval_ms = 60000;
+    k.log_level = log_level;
+    svc_start(s, &k);
+    wait_healthy(&s->d);
+    return k;
+}
+
 /* SIGUSR1 flushes at once, long before the 60 s interval. */
 Test(service, sigusr1_flushes_now, .timeout = 120)
 {
     struct svc s;
-    svc_init(&s);
-    struct ru_h_cfg k = svc_cfg(&s);
-    k.flush_interval_ms = 60000;
-    svc_start(&s, &k);
-    wait_healthy(&s.d);
+    svc_up(&s, NULL);
 
     long long valid = ru_h_loadgen("-s %s -n 1000 --seed 11 --quiet", s.stream);
-    CHECK(&s.d, valid > 900, "loadgen wrote only %lld valid events", valid);
+    CHECK(valid > 900, "loadgen wrote only %lld valid events", valid);
     wait_status_int(&s.d, "events_consumed", valid, STATE_MS);
-    CHECK(&s.d, status_int(&s.d, "flushes") == 0, "a flush happened before SIGUSR1");
+    CHECK(status_int(&s.d, "flushes") == 0, "a flush happened before SIGUSR1");
     PGconn *c = ru_h_pg_connect(s.ci);
-    CHECK(&s.d, hourly_sum(c) == 0, "rows before SIGUSR1: sum %lld", hourly_sum(c));
+    CHECK(hourly_sum(c) == 0, "rows before SIGUSR1: sum %lld", hourly_sum(c));
 
     int64_t t0 = ru_mono_ms();
     ru_h_daemon_kill(&s.d, SIGUSR1);
     wait_status_int(&s.d, "flushes", 1, 10000);
     wait_hourly_sum(&s.d, c, valid, 5000);
     int64_t took = ru_mono_ms() - t0;
-    CHECK(&s.d, took < 10000, "SIGUSR1 flush took %lld ms", (long long)took);
-    CHECK(&s.d, status_int(&s.d, "events_flushed") == valid, "events_flushed %lld != %lld",
+    CHECK(took < 10000, "SIGUSR1 flush took %lld ms", (long long)took);
+    CHECK(status_int(&s.d, "events_flushed") == valid, "events_flushed %lld != %lld",
           status_int(&s.d, "events_flushed"), valid);
-    wait_log(&s.d, "flush requested by SIGUSR1", 0, 1000);
+    ru_h_wait_log(&s.d, "flush requested by SIGUSR1", 0, 1000);
 
     PQfinish(c);
     svc_stop(&s);
@@ -659,13 +526,8 @@ Test(service, sigusr1_flushes_now, .timeout = 120)
 Test(service, sighup_reload_good, .timeout = 120)
 {
     struct svc s;
-    svc_init(&s);
-    struct ru_h_cfg k = svc_cfg(&s);
-    k.flush_interval_ms = 60000;
-    k.log_level = "info";
-    svc_start(&s, &k);
-    wait_healthy(&s.d);
-    CHECK(&s.d, !log_line(&s.d, 0, "<7>", NULL), "debug lines at log.level = info");
+    struct ru_h_cfg k = svc_up(&s, "info");
+    CHECK(!ru_h_log_line(&s.d, 0, "<7>", NULL), "debug lines at log.level = info");
 
     char other[160];
     snprintf(other, sizeof(other), "%s:other", s.stream);
@@ -677,18 +539,18 @@ Test(service, sighup_reload_good, .timeout = 120)
     ru_h_daemon_rewrite_config(&s.d, text);
     free(text);
 
-    size_t mark = log_len(&s.d);
+    size_t mark = ru_h_log_len(&s.d);
     ru_h_daemon_kill(&s.d, SIGHUP);
-    wait_log(&s.d, "configuration reloaded", mark, 5000);
-    CHECK(&s.d, log_line(&s.d, mark, "<4>", "redis.stream"),
+    ru_h_wait_log(&s.d, "configuration reloaded", mark, 5000);
+    CHECK(ru_h_log_line(&s.d, mark, "<4>", "redis.stream"),
           "no warning line naming redis.stream after the reload");
-    CHECK(&s.d, log_line(&s.d, mark, "<5>", "flush_interval_ms=200"),
+    CHECK(ru_h_log_line(&s.d, mark, "<5>", "flush_interval_ms=200"),
           "the reload line does not show flush_interval_ms=200");
     /* the restart-only key keeps its running value */
     json_t *st = ru_h_status(s.d.sock);
-    CHECK(&s.d, st != NULL, "no status after the reload");
+    CHECK(st != NULL, "no status after the reload");
     const char *cur = json_string_value(json_object_get(st, "stream"));
-    CHECK(&s.d, cur && strcmp(cur, s.stream) == 0, "stream after reload: %s (want %s)",
+    CHECK(cur && strcmp(cur, s.stream) == 0, "stream after reload: %s (want %s)",
           cur ? cur : "(none)", s.stream);
     json_decref(st);
 
@@ -696,10 +558,10 @@ Test(service, sighup_reload_good, .timeout = 120)
     long long valid = ru_h_loadgen("-s %s -n 500 --seed 12 --quiet", s.stream);
     PGconn *c = ru_h_pg_connect(s.ci);
     wait_hourly_sum(&s.d, c, valid, 10000);
-    CHECK(&s.d, !log_line(&s.d, 0, "<6>info msg=\"flush requested by SIGUSR1\"", NULL),
+    CHECK(!ru_h_log_line(&s.d, 0, "<6>info msg=\"flush requested by SIGUSR1\"", NULL),
           "a SIGUSR1 flush was logged");
     /* new level: debug lines appear after the reload */
-    wait_log(&s.d, "<7>debug ", mark, 5000);
+    ru_h_wait_log(&s.d, "<7>debug ", mark, 5000);
     PQfinish(c);
     svc_stop(&s);
 }
@@ -708,12 +570,7 @@ Test(service, sighup_reload_good, .timeout = 120)
 Test(service, sighup_reload_bad, .timeout = 120)
 {
     struct svc s;
-    svc_init(&s);
-    struct ru_h_cfg k = svc_cfg(&s);
-    k.flush_interval_ms = 60000;
-    k.log_level = "info";
-    svc_start(&s, &k);
-    wait_healthy(&s.d);
+    struct ru_h_cfg k = svc_up(&s, "info");
 
     struct ru_h_cfg k2 = k;
     k2.log_level = "debug";
@@ -725,30 +582,29 @@ Test(service, sighup_reload_bad, .timeout = 120)
     ru_h_daemon_rewrite_config(&s.d, bad.p);
     ru_buf_free(&bad);
 
-    size_t mark = log_len(&s.d);
+    size_t mark = ru_h_log_len(&s.d);
     ru_h_daemon_kill(&s.d, SIGHUP);
-    wait_log(&s.d, "reload rejected", mark, 5000);
+    ru_h_wait_log(&s.d, "reload rejected", mark, 5000);
     char where[RU_H_PATH + 32];
     snprintf(where, sizeof(where), "%s:%d", s.d.conf, bad_line);
-    CHECK(&s.d, log_line(&s.d, mark, "<4>", "reload rejected"),
+    CHECK(ru_h_log_line(&s.d, mark, "<4>", "reload rejected"),
           "'reload rejected' is not a warning line");
-    CHECK(&s.d, log_line(&s.d, mark, "<4>", where), "the rejection does not name %s", where);
-    CHECK(&s.d, !log_line(&s.d, mark, "<5>", "configuration reloaded"),
+    CHECK(ru_h_log_line(&s.d, mark, "<4>", where), "the rejection does not name %s", where);
+    CHECK(!ru_h_log_line(&s.d, mark, "<5>", "configuration reloaded"),
           "a rejected file was reported as reloaded");
 
     /* still running, old settings (info level, 60 s interval), still flushing on demand */
-    CHECK(&s.d, ru_h_daemon_running(&s.d), "rollupd exited after a bad reload");
+    CHECK(ru_h_daemon_running(&s.d), "rollupd exited after a bad reload");
     wait_healthy(&s.d);
     long long valid = ru_h_loadgen("-s %s -n 500 --seed 13 --quiet", s.stream);
     wait_status_int(&s.d, "events_consumed", valid, STATE_MS);
-    CHECK(&s.d, status_int(&s.d, "flushes") == 0, "flushed before asked: interval changed?");
+    CHECK(status_int(&s.d, "flushes") == 0, "flushed before asked: interval changed?");
     char *ans = ru_h_sock_cmd(s.d.sock, "flush");
-    CHECK(&s.d, ans && strstr(ans, "\"flushed\":true"), "flush answered: %s",
-          ans ? ans : "(nothing)");
+    CHECK(ans && strstr(ans, "\"flushed\":true"), "flush answered: %s", ans ? ans : "(nothing)");
     free(ans);
     PGconn *c = ru_h_pg_connect(s.ci);
-    CHECK(&s.d, hourly_sum(c) == valid, "after flush: sum %lld, want %lld", hourly_sum(c), valid);
-    CHECK(&s.d, !log_line(&s.d, 0, "<7>", NULL), "debug lines: the bad file's level applied");
+    CHECK(hourly_sum(c) == valid, "after flush: sum %lld, want %lld", hourly_sum(c), valid);
+    CHECK(!ru_h_log_line(&s.d, 0, "<7>", NULL), "debug lines: the bad file's level applied");
     PQfinish(c);
     svc_stop(&s);
 }
@@ -757,29 +613,25 @@ Test(service, sighup_reload_bad, .timeout = 120)
 Test(service, sigterm_final_flush, .timeout = 120)
 {
     struct svc s;
-    svc_init(&s);
-    struct ru_h_cfg k = svc_cfg(&s);
-    k.flush_interval_ms = 60000;
-    svc_start(&s, &k);
-    wait_healthy(&s.d);
+    svc_up(&s, NULL);
 
     long long valid = ru_h_loadgen("-s %s -n 1000 --seed 14 --quiet", s.stream);
     wait_status_int(&s.d, "events_consumed", valid, STATE_MS);
-    CHECK(&s.d, status_int(&s.d, "flushes") == 0, "a flush happened before SIGTERM");
+    CHECK(status_int(&s.d, "flushes") == 0, "a flush happened before SIGTERM");
 
     ru_h_daemon_kill(&s.d, SIGTERM);
     int st = ru_h_daemon_wait_exit(&s.d, 20000);
-    CHECK(&s.d, st == 0, "exit status after SIGTERM: %d (-1 = still running after 20 s)", st);
-    CHECK(&s.d, log_line(&s.d, 0, "<5>", "stopping: final flush"), "no stopping line");
-    CHECK(&s.d, log_line(&s.d, 0, "<6>info msg=flush ", NULL), "no flush line");
+    CHECK(st == 0, "exit status after SIGTERM: %d (-1 = still running after 20 s)", st);
+    CHECK(ru_h_log_line(&s.d, 0, "<5>", "stopping: final flush"), "no stopping line");
+    CHECK(ru_h_log_line(&s.d, 0, "<6>info msg=flush ", NULL), "no flush line");
 
     PGconn *c = ru_h_pg_connect(s.ci);
     long long sum = hourly_sum(c);
-    CHECK(&s.d, sum == valid, "after the final flush: sum %lld, want %lld", sum, valid);
+    CHECK(sum == valid, "after the final flush: sum %lld, want %lld", sum, valid);
     PQfinish(c);
     redisContext *r = ru_h_redis();
     long long pend = ru_h_xpending(r, s.stream, s.group);
-    CHECK(&s.d, pend == 0, "%lld entries still pending in the group after the final flush", pend);
+    CHECK(pend == 0, "%lld entries still pending in the group after the final flush", pend);
     redisFree(r);
 }
 
@@ -787,22 +639,17 @@ Test(service, sigterm_final_flush, .timeout = 120)
 Test(service, second_sigterm_exits_at_once, .timeout = 120)
 {
     struct svc s;
-    svc_init(&s);
-    struct ru_h_cfg k = svc_cfg(&s);
-    k.flush_interval_ms = 60000;
-    svc_start(&s, &k);
-    wait_healthy(&s.d); /* the schema exists once PostgreSQL is ready */
+    svc_up(&s, NULL); /* the schema exists once PostgreSQL is ready */
 
     PGconn *lock = lock_hourly(s.ci);
     long long valid = ru_h_loadgen("-s %s -n 1000 --seed 15 --quiet", s.stream);
     wait_status_int(&s.d, "events_consumed", valid, STATE_MS);
 
     ru_h_daemon_kill(&s.d, SIGTERM);
-    CHECK(&s.d, ru_h_wait(someone_waits, lock, 10000),
-          "the final flush never waited for the table lock");
-    CHECK(&s.d, status_bool(s.d.sock, "flush_in_progress") == 1,
+    CHECK(ru_h_wait(someone_waits, lock, 10000), "the final flush never waited for the table lock");
+    CHECK(ru_h_status_bool(s.d.sock, "flush_in_progress") == 1,
           "status does not show flush_in_progress while the final flush hangs");
-    CHECK(&s.d, ru_h_daemon_running(&s.d), "rollupd exited although its final flush hangs");
+    CHECK(ru_h_daemon_running(&s.d), "rollupd exited although its final flush hangs");
 
     int64_t t0 = ru_mono_ms();
     ru_h_daemon_kill(&s.d, SIGTERM);
@@ -812,18 +659,18 @@ Test(service, second_sigterm_exits_at_once, .timeout = 120)
         ru_h_daemon_kill(&s.d, SIGKILL);
         ru_h_daemon_wait_exit(&s.d, 5000);
     }
-    CHECK(&s.d, st != -1, "rollupd still ran 5 s after the second SIGTERM");
-    CHECK(&s.d, st == 0, "exit status after the second SIGTERM: %d", st);
-    CHECK(&s.d, took < 5000, "exit took %lld ms", (long long)took);
-    CHECK(&s.d, log_line(&s.d, 0, "<5>", "second stop signal"), "no 'second stop signal' line");
+    CHECK(st != -1, "rollupd still ran 5 s after the second SIGTERM");
+    CHECK(st == 0, "exit status after the second SIGTERM: %d", st);
+    CHECK(took < 5000, "exit took %lld ms", (long long)took);
+    CHECK(ru_h_log_line(&s.d, 0, "<5>", "second stop signal"), "no 'second stop signal' line");
 
     /* nothing was committed; the entries stay pending in Redis */
     long long sum = ru_h_pg_int(lock, "SELECT coalesce(sum(total_requests), 0)"
                                       " FROM route_analytics_hourly");
-    CHECK(&s.d, sum == 0, "rows committed although the flush hung: sum %lld", sum);
+    CHECK(sum == 0, "rows committed although the flush hung: sum %lld", sum);
     redisContext *r = ru_h_redis();
     long long pend = ru_h_xpending(r, s.stream, s.group);
-    CHECK(&s.d, pend == ru_h_xlen(r, s.stream), "pending after the hard exit: %lld of %lld", pend,
+    CHECK(pend == ru_h_xlen(r, s.stream), "pending after the hard exit: %lld of %lld", pend,
           ru_h_xlen(r, s.stream));
     redisFree(r);
     lock_release(lock);
@@ -833,8 +680,7 @@ Test(service, second_sigterm_exits_at_once, .timeout = 120)
     wait_healthy(&s.d);
     wait_status_int(&s.d, "events_consumed", valid, STATE_MS);
     char *ans = ru_h_sock_cmd(s.d.sock, "flush");
-    CHECK(&s.d, ans && strstr(ans, "\"flushed\":true"), "flush answered: %s",
-          ans ? ans : "(nothing)");
+    CHECK(ans && strstr(ans, "\"flushed\":true"), "flush answered: %s", ans ? ans : "(nothing)");
     free(ans);
     PGconn *c = ru_h_pg_connect(s.ci);
     wait_hourly_sum(&s.d, c, valid, 5000);
@@ -842,31 +688,27 @@ Test(service, second_sigterm_exits_at_once, .timeout = 120)
     svc_stop(&s);
     r = ru_h_redis();
     pend = ru_h_xpending(r, s.stream, s.group);
-    CHECK(&s.d, pend == 0, "%lld entries still pending after the restart", pend);
+    CHECK(pend == 0, "%lld entries still pending after the restart", pend);
     redisFree(r);
 }
 
-/* The status socket's commands, the metrics text and the socket's mode. */
-Test(service, socket_commands, .timeout = 120)
+/* ---- socket_commands, one step a command */
+
+/* The socket is a socket, mode 0660. */
+static void check_socket_mode(const struct svc *s)
 {
-    struct svc s;
-    svc_init(&s);
-    struct ru_h_cfg k = svc_cfg(&s);
-    k.flush_interval_ms = 60000;
-    svc_start(&s, &k);
-    wait_healthy(&s.d);
-
     struct stat sb;
-    CHECK(&s.d, stat(s.d.sock, &sb) == 0, "stat %s: %s", s.d.sock, strerror(errno));
-    CHECK(&s.d, S_ISSOCK(sb.st_mode), "%s is not a socket", s.d.sock);
-    CHECK(&s.d, (sb.st_mode & 07777) == 0660, "socket mode %04o, want 0660",
+    CHECK(stat(s->d.sock, &sb) == 0, "stat %s: %s", s->d.sock, strerror(errno));
+    CHECK(S_ISSOCK(sb.st_mode), "%s is not a socket", s->d.sock);
+    CHECK((sb.st_mode & 07777) == 0660, "socket mode %04o, want 0660",
           (unsigned)(sb.st_mode & 07777));
+}
 
-    long long valid = ru_h_loadgen("-s %s -n 300 --seed 16 --quiet", s.stream);
-    wait_status_int(&s.d, "events_consumed", valid, STATE_MS);
-
-    json_t *st = ru_h_status(s.d.sock);
-    CHECK(&s.d, json_is_object(st), "status is not a JSON object");
+/* status: every key, connected, this config file, healthy, valid events pending. */
+static void check_status_keys(const struct svc *s, long long valid)
+{
+    json_t *st = ru_h_status(s->d.sock);
+    CHECK(json_is_object(st), "status is not a JSON object");
     static const char *const keys[] = {"events_consumed",
                                        "events_flushed",
                                        "events_invalid",
@@ -887,69 +729,87 @@ Test(service, socket_commands, .timeout = 120)
                                        "config_file",
                                        "health"};
     for (size_t i = 0; i < RU_ARRAY_LEN(keys); i++)
-        CHECK(&s.d, json_object_get(st, keys[i]) != NULL, "status lacks \"%s\"", keys[i]);
-    CHECK(&s.d, json_is_true(json_object_get(st, "redis_connected")), "redis_connected");
-    CHECK(&s.d, json_is_true(json_object_get(st, "postgres_connected")), "postgres_connected");
-    CHECK(&s.d, json_is_string(json_object_get(st, "version")), "version is not a string");
+        CHECK(json_object_get(st, keys[i]) != NULL, "status lacks \"%s\"", keys[i]);
+    CHECK(json_is_true(json_object_get(st, "redis_connected")), "redis_connected");
+    CHECK(json_is_true(json_object_get(st, "postgres_connected")), "postgres_connected");
+    CHECK(json_is_string(json_object_get(st, "version")), "version is not a string");
     const char *cf = json_string_value(json_object_get(st, "config_file"));
-    CHECK(&s.d, cf && strcmp(cf, s.d.conf) == 0, "config_file %s", cf ? cf : "(null)");
+    CHECK(cf && strcmp(cf, s->d.conf) == 0, "config_file %s", cf ? cf : "(null)");
     const char *h = json_string_value(json_object_get(st, "health"));
-    CHECK(&s.d, h && strcmp(h, "ok") == 0, "status health %s", h ? h : "(null)");
+    CHECK(h && strcmp(h, "ok") == 0, "status health %s", h ? h : "(null)");
     long long pending = 0;
-    CHECK(&s.d, ru_h_json_int(st, "pending_events", &pending) && pending == valid,
+    CHECK(ru_h_json_int(st, "pending_events", &pending) && pending == valid,
           "pending_events %lld, want %lld", pending, valid);
     json_decref(st);
+}
 
-    char *ans = ru_h_sock_cmd(s.d.sock, "health");
-    CHECK(&s.d, ans && strcmp(ans, "ok\n") == 0, "health: '%s'", ans ? ans : "(nothing)");
+/* health: "ok". */
+static void check_health_answer(const struct svc *s)
+{
+    char *ans = ru_h_sock_cmd(s->d.sock, "health");
+    CHECK(ans && strcmp(ans, "ok\n") == 0, "health: '%s'", ans ? ans : "(nothing)");
     free(ans);
+}
 
-    ans = ru_h_sock_cmd(s.d.sock, "flush");
+/* flush: a JSON answer with the events flushed, sent after the COMMIT. */
+static void check_flush_answer(const struct svc *s, long long valid)
+{
+    char *ans = ru_h_sock_cmd(s->d.sock, "flush");
     json_error_t jerr;
     json_t *fj = ans ? json_loads(ans, 0, &jerr) : NULL;
-    CHECK(&s.d, fj != NULL, "flush answer is not JSON: '%s'", ans ? ans : "(nothing)");
-    CHECK(&s.d, json_is_true(json_object_get(fj, "flushed")), "flush: '%s'", ans);
+    CHECK(fj != NULL, "flush answer is not JSON: '%s'", ans ? ans : "(nothing)");
+    CHECK(json_is_true(json_object_get(fj, "flushed")), "flush: '%s'", ans);
     long long ev = -1;
-    CHECK(&s.d, ru_h_json_int(fj, "events", &ev) && ev == valid, "flush events %lld, want %lld", ev,
+    CHECK(ru_h_json_int(fj, "events", &ev) && ev == valid, "flush events %lld, want %lld", ev,
           valid);
     json_decref(fj);
     free(ans);
     /* the answer comes after the COMMIT */
-    PGconn *c = ru_h_pg_connect(s.ci);
-    CHECK(&s.d, hourly_sum(c) == valid, "after the flush answer: sum %lld", hourly_sum(c));
+    PGconn *c = ru_h_pg_connect(s->ci);
+    CHECK(hourly_sum(c) == valid, "after the flush answer: sum %lld", hourly_sum(c));
     PQfinish(c);
+}
 
-    ans = ru_h_sock_cmd(s.d.sock, "metrics");
-    CHECK(&s.d, ans && *ans, "no metrics answer");
-    CHECK(&s.d, strstr(ans, "# TYPE rollupd_events_consumed_total counter\n") != NULL,
+/* metrics: the Prometheus text with one flush and the events consumed. */
+static void check_metrics_answer(const struct svc *s, long long valid)
+{
+    char *ans = ru_h_sock_cmd(s->d.sock, "metrics");
+    CHECK(ans && *ans, "no metrics answer");
+    CHECK(strstr(ans, "# TYPE rollupd_events_consumed_total counter\n") != NULL,
           "metrics lack the counter TYPE line:\n%.2000s", ans);
-    CHECK(&s.d, strstr(ans, "# TYPE rollupd_flush_duration_seconds histogram\n") != NULL,
+    CHECK(strstr(ans, "# TYPE rollupd_flush_duration_seconds histogram\n") != NULL,
           "metrics lack the histogram TYPE line");
-    CHECK(&s.d, strstr(ans, "rollupd_flush_duration_seconds_bucket{le=\"+Inf\"} 1\n") != NULL,
+    CHECK(strstr(ans, "rollupd_flush_duration_seconds_bucket{le=\"+Inf\"} 1\n") != NULL,
           "metrics lack the +Inf bucket with 1 flush:\n%.3000s", ans);
-    CHECK(&s.d, strstr(ans, "rollupd_flush_duration_seconds_count 1\n") != NULL,
-          "metrics lack _count 1");
+    CHECK(strstr(ans, "rollupd_flush_duration_seconds_count 1\n") != NULL, "metrics lack _count 1");
     char want[128];
     snprintf(want, sizeof(want), "\nrollupd_events_consumed_total %lld\n", valid);
-    CHECK(&s.d, strstr(ans, want) != NULL, "metrics lack '%s'", want + 1);
-    int samples = check_metrics_text(&s.d, ans);
-    CHECK(&s.d, samples >= 20, "only %d samples", samples);
+    CHECK(strstr(ans, want) != NULL, "metrics lack '%s'", want + 1);
+    int samples = check_metrics_text(&s->d, ans);
+    CHECK(samples >= 20, "only %d samples", samples);
     free(ans);
+}
 
-    ans = ru_h_sock_cmd(s.d.sock, "help");
-    CHECK(&s.d, ans != NULL, "no help answer");
+/* help: lists every command. */
+static void check_help_answer(const struct svc *s)
+{
+    char *ans = ru_h_sock_cmd(s->d.sock, "help");
+    CHECK(ans != NULL, "no help answer");
     static const char *const cmds[] = {"status", "health", "flush", "metrics", "config", "help"};
     for (size_t i = 0; i < RU_ARRAY_LEN(cmds); i++) {
         char line[32];
         snprintf(line, sizeof(line), "%s ", cmds[i]);
-        CHECK(&s.d, strstr(ans, line) != NULL, "help does not list '%s':\n%s", cmds[i], ans);
+        CHECK(strstr(ans, line) != NULL, "help does not list '%s':\n%s", cmds[i], ans);
     }
     free(ans);
+}
 
-    /* config: one line per key, the running value, the default, what a reload does */
-    ans = ru_h_sock_cmd(s.d.sock, "config");
-    CHECK(&s.d, ans != NULL, "no config answer");
-    CHECK(&s.d, (size_t)count_char(ans, '\n') == ru_config_key_count(),
+/* config: one line per key, the running value, the default, what a reload does. */
+static void check_config_answer(const struct svc *s)
+{
+    char *ans = ru_h_sock_cmd(s->d.sock, "config");
+    CHECK(ans != NULL, "no config answer");
+    CHECK((size_t)count_char(ans, '\n') == ru_config_key_count(),
           "config: %d lines for %zu keys:\n%s", count_char(ans, '\n'), ru_config_key_count(), ans);
     static const char *const cfg_lines[] = {
         "\nflush.interval_ms = 60000;  # default 5000; a reload applies it\n",
@@ -960,16 +820,36 @@ Test(service, socket_commands, .timeout = 120)
         "\nlog.level = \"",
     };
     for (size_t i = 0; i < RU_ARRAY_LEN(cfg_lines); i++)
-        CHECK(&s.d, strstr(ans, cfg_lines[i]) != NULL, "config lacks '%s':\n%s", cfg_lines[i], ans);
-    CHECK(&s.d, strncmp(ans, "redis.url = \"redis://", 21) == 0, "config starts: %.80s", ans);
+        CHECK(strstr(ans, cfg_lines[i]) != NULL, "config lacks '%s':\n%s", cfg_lines[i], ans);
+    CHECK(strncmp(ans, "redis.url = \"redis://", 21) == 0, "config starts: %.80s", ans);
     free(ans);
+}
 
-    ans = ru_h_sock_cmd(s.d.sock, "bogus");
-    CHECK(&s.d, ans && strncmp(ans, "error:", 6) == 0, "bogus answered: '%s'",
-          ans ? ans : "(nothing)");
-    CHECK(&s.d, count_char(ans, '\n') == 1, "bogus answer is not one line: '%s'", ans);
+/* An unknown command: one error line. */
+static void check_bogus_answer(const struct svc *s)
+{
+    char *ans = ru_h_sock_cmd(s->d.sock, "bogus");
+    CHECK(ans && strncmp(ans, "error:", 6) == 0, "bogus answered: '%s'", ans ? ans : "(nothing)");
+    CHECK(count_char(ans, '\n') == 1, "bogus answer is not one line: '%s'", ans);
     free(ans);
+}
 
+/* The status socket's commands, the metrics text and the socket's mode. */
+Test(service, socket_commands, .timeout = 120)
+{
+    struct svc s;
+    svc_up(&s, NULL);
+    check_socket_mode(&s);
+
+    long long valid = ru_h_loadgen("-s %s -n 300 --seed 16 --quiet", s.stream);
+    wait_status_int(&s.d, "events_consumed", valid, STATE_MS);
+    check_status_keys(&s, valid);
+    check_health_answer(&s);
+    check_flush_answer(&s, valid);
+    check_metrics_answer(&s, valid);
+    check_help_answer(&s);
+    check_config_answer(&s);
+    check_bogus_answer(&s);
     svc_stop(&s);
 }
 
@@ -989,17 +869,16 @@ Test(service, socket_answers_during_slow_flush_and_watchdog_beats, .timeout = 12
 
     size_t ready = notes_wait(&s.d, &nt, "READY=1", 0, START_MS);
     size_t status = notes_wait(&s.d, &nt, "STATUS=", ready + 1, 5000);
-    CHECK(&s.d, strstr(nt.v[status].text, "redis up") && strstr(nt.v[status].text, "postgres up"),
+    CHECK(strstr(nt.v[status].text, "redis up") && strstr(nt.v[status].text, "postgres up"),
           "the STATUS= after READY=1 does not say both servers are up: %s", nt.v[status].text);
-    CHECK(&s.d, notes_find(&nt, "STOPPING=1", 0) < 0, "STOPPING=1 at start-up:\n%s",
-          notes_dump(&nt));
+    CHECK(notes_find(&nt, "STOPPING=1", 0) < 0, "STOPPING=1 at start-up:\n%s", notes_dump(&nt));
     wait_healthy(&s.d);
 
     PGconn *lock = lock_hourly(s.ci);
     long long valid = ru_h_loadgen("-s %s -n 500 --seed 17 --quiet", s.stream);
     wait_status_int(&s.d, "events_consumed", valid, STATE_MS);
     ru_h_daemon_kill(&s.d, SIGUSR1);
-    CHECK(&s.d, ru_h_wait(someone_waits, lock, 10000), "the flush never waited for the lock");
+    CHECK(ru_h_wait(someone_waits, lock, 10000), "the flush never waited for the lock");
 
     /* ~3 s of a hanging flush */
     int64_t start = ru_mono_ms();
@@ -1011,15 +890,14 @@ Test(service, socket_answers_during_slow_flush_and_watchdog_beats, .timeout = 12
         int64_t dt = ru_mono_us() - t0;
         if (dt > worst_us)
             worst_us = dt;
-        CHECK(&s.d, ans && *ans, "no status answer during the hanging flush");
-        CHECK(&s.d, dt < 100000, "status took %.1f ms during the hanging flush",
-              (double)dt / 1000.0);
+        CHECK(ans && *ans, "no status answer during the hanging flush");
+        CHECK(dt < 100000, "status took %.1f ms during the hanging flush", (double)dt / 1000.0);
         json_t *j = json_loads(ans, 0, NULL);
-        CHECK(&s.d, j != NULL, "status is not JSON: %s", ans);
-        CHECK(&s.d, json_is_true(json_object_get(j, "flush_in_progress")),
+        CHECK(j != NULL, "status is not JSON: %s", ans);
+        CHECK(json_is_true(json_object_get(j, "flush_in_progress")),
               "flush_in_progress is not true during the hanging flush: %s", ans);
         long long fl = -1;
-        CHECK(&s.d, ru_h_json_int(j, "flushes", &fl) && fl == 0, "flushes %lld while blocked", fl);
+        CHECK(ru_h_json_int(j, "flushes", &fl) && fl == 0, "flushes %lld while blocked", fl);
         json_decref(j);
         free(ans);
         asks++;
@@ -1042,10 +920,9 @@ Test(service, socket_answers_during_slow_flush_and_watchdog_beats, .timeout = 12
     cr_log_info("hanging flush: %d status answers, slowest %.1f ms; %d WATCHDOG=1, max gap %lld "
                 "ms",
                 asks, (double)worst_us / 1000.0, beats, (long long)max_gap);
-    CHECK(&s.d, beats >= 2, "only %d WATCHDOG=1 during %lld ms of a hanging flush:\n%s", beats,
+    CHECK(beats >= 2, "only %d WATCHDOG=1 during %lld ms of a hanging flush:\n%s", beats,
           (long long)(end - start), notes_dump(&nt));
-    CHECK(&s.d, max_gap < 2000, "WATCHDOG=1 gap of %lld ms (WATCHDOG_USEC = 2 s)",
-          (long long)max_gap);
+    CHECK(max_gap < 2000, "WATCHDOG=1 gap of %lld ms (WATCHDOG_USEC = 2 s)", (long long)max_gap);
 
     lock_release(lock);
     wait_status_int(&s.d, "flushes", 1, 10000);
@@ -1064,7 +941,7 @@ Test(service, socket_answers_during_slow_flush_and_watchdog_beats, .timeout = 12
     ru_h_daemon_kill(&s.d, SIGTERM);
     notes_wait(&s.d, &nt, "STOPPING=1", before, 5000);
     int st = ru_h_daemon_wait_exit(&s.d, 20000);
-    CHECK(&s.d, st == 0, "exit status after SIGTERM: %d", st);
+    CHECK(st == 0, "exit status after SIGTERM: %d", st);
     notes_close(&nt);
 }
 
@@ -1086,27 +963,27 @@ Test(service, rollupctl_exit_codes, .timeout = 120)
 
     struct run r;
     rollupctl(&r, s.d.sock, "health", NULL);
-    CHECK(&s.d, r.status == 0 && strcmp(r.out, "ok\n") == 0,
+    CHECK(r.status == 0 && strcmp(r.out, "ok\n") == 0,
           "rollupctl health: exit %d, stdout '%s', stderr '%s'", r.status, r.out, r.err);
     run_free(&r);
 
     rollupctl(&r, s.d.sock, "status", NULL);
-    CHECK(&s.d, r.status == 0, "rollupctl status: exit %d, stderr '%s'", r.status, r.err);
-    CHECK(&s.d, strstr(r.out, "health") && strstr(r.out, "events") && r.out[0] != '{',
+    CHECK(r.status == 0, "rollupctl status: exit %d, stderr '%s'", r.status, r.err);
+    CHECK(strstr(r.out, "health") && strstr(r.out, "events") && r.out[0] != '{',
           "rollupctl status is not a readable summary:\n%s", r.out);
     run_free(&r);
 
     rollupctl(&r, s.d.sock, "status", "--json");
-    CHECK(&s.d, r.status == 0, "rollupctl status --json: exit %d, stderr '%s'", r.status, r.err);
+    CHECK(r.status == 0, "rollupctl status --json: exit %d, stderr '%s'", r.status, r.err);
     json_t *j = json_loads(r.out, 0, NULL);
-    CHECK(&s.d, json_is_object(j) && json_object_get(j, "events_consumed"),
+    CHECK(json_is_object(j) && json_object_get(j, "events_consumed"),
           "rollupctl status --json is not the status object:\n%s", r.out);
     json_decref(j);
     run_free(&r);
 
     /* the daemon answers with an error */
     rollupctl(&r, s.d.sock, "bogus", NULL);
-    CHECK(&s.d, r.status == 1 && strstr(r.err, "error:") && count_char(r.err, '\n') == 1,
+    CHECK(r.status == 1 && strstr(r.err, "error:") && count_char(r.err, '\n') == 1,
           "rollupctl bogus: exit %d, stderr '%s'", r.status, r.err);
     run_free(&r);
 
@@ -1114,15 +991,15 @@ Test(service, rollupctl_exit_codes, .timeout = 120)
     char nosock[RU_H_PATH];
     ru_h_sock_path(nosock, sizeof(nosock));
     rollupctl(&r, nosock, "status", NULL);
-    CHECK(&s.d, r.status == 2, "rollupctl on a missing socket: exit %d", r.status);
-    CHECK(&s.d, count_char(r.err, '\n') == 1 && r.err[strlen(r.err) - 1] == '\n',
+    CHECK(r.status == 2, "rollupctl on a missing socket: exit %d", r.status);
+    CHECK(count_char(r.err, '\n') == 1 && r.err[strlen(r.err) - 1] == '\n',
           "stderr is not one line: '%s'", r.err);
-    CHECK(&s.d, r.out[0] == '\0', "stdout not empty: '%s'", r.out);
+    CHECK(r.out[0] == '\0', "stdout not empty: '%s'", r.out);
     run_free(&r);
     rollupctl(&r, nosock, "health", NULL);
-    CHECK(&s.d, r.status == 2 && strncmp(r.out, "down:", 5) == 0,
+    CHECK(r.status == 2 && strncmp(r.out, "down:", 5) == 0,
           "rollupctl health on a missing socket: exit %d, stdout '%s'", r.status, r.out);
-    CHECK(&s.d, count_char(r.err, '\n') == 1, "stderr is not one line: '%s'", r.err);
+    CHECK(count_char(r.err, '\n') == 1, "stderr is not one line: '%s'", r.err);
     run_free(&r);
 
     /* degraded: flushes fail on the lock (lock_timeout = statement_timeout = 300 ms) */
@@ -1132,27 +1009,26 @@ Test(service, rollupctl_exit_codes, .timeout = 120)
     ru_h_daemon_kill(&s.d, SIGUSR1);
     wait_answer(&s.d, "health", "degraded: postgres failing", 10000);
     rollupctl(&r, s.d.sock, "health", NULL);
-    CHECK(&s.d, r.status == 1 && strncmp(r.out, "degraded: postgres failing", 26) == 0,
+    CHECK(r.status == 1 && strncmp(r.out, "degraded: postgres failing", 26) == 0,
           "rollupctl health while flushes fail: exit %d, stdout '%s'", r.status, r.out);
     run_free(&r);
     char *a = http_raw(port1, "GET /health HTTP/1.0\r\n\r\n");
-    CHECK(&s.d,
-          a && strncmp(a, "HTTP/1.0 200", 12) == 0 && http_body(a) &&
+    CHECK(a && strncmp(a, "HTTP/1.0 200", 12) == 0 && http_body(a) &&
               strncmp(http_body(a), "degraded:", 9) == 0,
           "GET /health while degraded: %.300s", a ? a : "(nothing)");
     free(a);
-    CHECK(&s.d, status_int(&s.d, "flush_failures") >= 1, "no flush_failures counted");
-    CHECK(&s.d, log_line(&s.d, 0, "<3>", "flush failed, batch kept for retry"),
+    CHECK(status_int(&s.d, "flush_failures") >= 1, "no flush_failures counted");
+    CHECK(ru_h_log_line(&s.d, 0, "<3>", "flush failed, batch kept for retry"),
           "no 'flush failed' error line");
     lock_release(lock);
     wait_answer(&s.d, "health", "ok\n", 30000);
     rollupctl(&r, s.d.sock, "health", NULL);
-    CHECK(&s.d, r.status == 0 && strcmp(r.out, "ok\n") == 0,
+    CHECK(r.status == 0 && strcmp(r.out, "ok\n") == 0,
           "rollupctl health after recovery: exit %d, stdout '%s'", r.status, r.out);
     run_free(&r);
     PGconn *c = ru_h_pg_connect(s.ci);
     wait_hourly_sum(&s.d, c, valid, 5000);
-    CHECK(&s.d, status_int(&s.d, "flushes") == 1, "flushes %lld after the retry",
+    CHECK(status_int(&s.d, "flushes") == 1, "flushes %lld after the retry",
           status_int(&s.d, "flushes"));
     PQfinish(c);
     svc_stop(&s);
@@ -1169,24 +1045,22 @@ Test(service, rollupctl_exit_codes, .timeout = 120)
     k2.conninfo = badci;
     k2.metrics_listen = listen_addr;
     svc_start(&s2, &k2); /* waits until the socket answers "status" */
-    CHECK(&s2.d, status_bool(s2.d.sock, "postgres_connected") == 0,
+    CHECK(ru_h_status_bool(s2.d.sock, "postgres_connected") == 0,
           "postgres_connected is not false");
     rollupctl(&r, s2.d.sock, "health", NULL);
-    CHECK(&s2.d, r.status == 2 && strncmp(r.out, "down:", 5) == 0,
+    CHECK(r.status == 2 && strncmp(r.out, "down:", 5) == 0,
           "rollupctl health with PostgreSQL unreachable: exit %d, stdout '%s', stderr '%s'",
           r.status, r.out, r.err);
-    CHECK(&s2.d, strstr(r.out, "postgres") != NULL, "the reason does not name postgres: '%s'",
-          r.out);
+    CHECK(strstr(r.out, "postgres") != NULL, "the reason does not name postgres: '%s'", r.out);
     run_free(&r);
     a = http_raw(port, "GET /health HTTP/1.0\r\n\r\n");
-    CHECK(&s2.d,
-          a && strncmp(a, "HTTP/1.0 503", 12) == 0 && http_body(a) &&
+    CHECK(a && strncmp(a, "HTTP/1.0 503", 12) == 0 && http_body(a) &&
               strncmp(http_body(a), "down:", 5) == 0,
           "GET /health while down: %.300s", a ? a : "(nothing)");
     free(a);
     ru_h_daemon_kill(&s2.d, SIGTERM);
     int st = ru_h_daemon_wait_exit(&s2.d, 10000);
-    CHECK(&s2.d, st == 0, "exit status after SIGTERM with PostgreSQL down: %d", st);
+    CHECK(st == 0, "exit status after SIGTERM with PostgreSQL down: %d", st);
 }
 
 /* metrics.listen: GET /metrics, GET /health, 404, 405. */
@@ -1206,39 +1080,37 @@ Test(service, http_metrics_endpoint, .timeout = 120)
     wait_status_int(&s.d, "events_consumed", valid, STATE_MS);
 
     char *a = http_raw(port, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    CHECK(&s.d, a != NULL, "cannot connect to %s", listen_addr);
-    CHECK(&s.d, strncmp(a, "HTTP/1.0 200", 12) == 0, "GET /metrics: %.300s", a);
+    CHECK(a != NULL, "cannot connect to %s", listen_addr);
+    CHECK(strncmp(a, "HTTP/1.0 200", 12) == 0, "GET /metrics: %.300s", a);
     const char *body = http_body(a);
-    CHECK(&s.d, body != NULL, "GET /metrics: no header end: %.300s", a);
+    CHECK(body != NULL, "GET /metrics: no header end: %.300s", a);
     char *ct = strcasestr(a, "\r\nContent-Type:");
-    CHECK(&s.d, ct && ct < body, "GET /metrics: no Content-Type: %.300s", a);
+    CHECK(ct && ct < body, "GET /metrics: no Content-Type: %.300s", a);
     char *eol = strstr(ct + 2, "\r\n");
-    CHECK(&s.d, eol && memmem(ct, (size_t)(eol - ct), "version=0.0.4", 13) != NULL,
+    CHECK(eol && memmem(ct, (size_t)(eol - ct), "version=0.0.4", 13) != NULL,
           "Content-Type lacks version=0.0.4: %.300s", a);
-    CHECK(&s.d, strstr(body, "rollupd_events_consumed_total") != NULL,
+    CHECK(strstr(body, "rollupd_events_consumed_total") != NULL,
           "body lacks rollupd_events_consumed_total");
     check_metrics_text(&s.d, body);
     free(a);
 
     a = http_raw(port, "GET /health HTTP/1.0\r\n\r\n");
-    CHECK(&s.d, a && strncmp(a, "HTTP/1.0 200", 12) == 0, "GET /health: %.300s",
-          a ? a : "(nothing)");
+    CHECK(a && strncmp(a, "HTTP/1.0 200", 12) == 0, "GET /health: %.300s", a ? a : "(nothing)");
     body = http_body(a);
-    CHECK(&s.d, body && strncmp(body, "ok", 2) == 0, "GET /health body: %.300s", a);
+    CHECK(body && strncmp(body, "ok", 2) == 0, "GET /health body: %.300s", a);
     free(a);
 
     a = http_raw(port, "GET /nope HTTP/1.0\r\n\r\n");
-    CHECK(&s.d, a && strncmp(a, "HTTP/1.0 404", 12) == 0, "GET /nope: %.300s", a ? a : "(nothing)");
+    CHECK(a && strncmp(a, "HTTP/1.0 404", 12) == 0, "GET /nope: %.300s", a ? a : "(nothing)");
     free(a);
 
     a = http_raw(port, "POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
-    CHECK(&s.d, a && strncmp(a, "HTTP/1.0 405", 12) == 0, "POST /metrics: %.300s",
-          a ? a : "(nothing)");
+    CHECK(a && strncmp(a, "HTTP/1.0 405", 12) == 0, "POST /metrics: %.300s", a ? a : "(nothing)");
     free(a);
 
     svc_stop(&s);
     a = http_raw(port, "GET /health HTTP/1.0\r\n\r\n");
-    CHECK(&s.d, a == NULL, "the listener still answers after exit");
+    CHECK(a == NULL, "the listener still answers after exit");
 }
 
 /* tests/integ/test_units.sh BUILD_DIR (the systemd unit and manual page checks), when it
@@ -1318,23 +1190,21 @@ Test(service, environment_only, .timeout = 120)
         free(name);
     }
     unsetenv("PGPASSWORD");
-    CHECK(NULL, r.status == 0, "rollupd -t: exit %d\n%s%s", r.status, r.out, r.err);
-    CHECK(NULL,
-          strstr(r.out, "redis.url = \"redis://:***@127.0.0.1:") != NULL &&
+    CHECK(r.status == 0, "rollupd -t: exit %d\n%s%s", r.status, r.out, r.err);
+    CHECK(strstr(r.out, "redis.url = \"redis://:***@127.0.0.1:") != NULL &&
               strstr(r.out, "# environment ROLLUPD_REDIS_URL\n") != NULL &&
               strstr(r.out, "password=***") != NULL &&
               strstr(r.out, "\";  # environment ROLLUPD_PG_CONNINFO\n") != NULL &&
               strstr(r.out, "redis.count = 1000;  # default\n") != NULL &&
               strstr(r.out, "# libpq: PGPASSWORD=***\n") != NULL,
           "rollupd -t does not show the origins:\n%s", r.out);
-    CHECK(NULL, strstr(r.out, "secret") == NULL && strstr(r.err, "secret") == NULL,
+    CHECK(strstr(r.out, "secret") == NULL && strstr(r.err, "secret") == NULL,
           "rollupd -t shows a secret:\n%s%s", r.out, r.err);
     run_free(&r);
 
     env[0] = url_nopw;
     ru_h_daemon_spawn_noconf(&s.d, s.sock, env);
-    CHECK(&s.d, ru_h_daemon_wait_ready(&s.d, START_MS),
-          "rollupd from the environment did not start");
+    CHECK(ru_h_daemon_wait_ready(&s.d, START_MS), "rollupd from the environment did not start");
     wait_healthy(&s.d);
     long long valid = ru_h_loadgen("-s %s -n 500 --seed 21 --quiet", s.stream);
     wait_status_int(&s.d, "events_consumed", valid, STATE_MS);
@@ -1344,14 +1214,14 @@ Test(service, environment_only, .timeout = 120)
     size_t mark = strlen(log_now);
     free(log_now);
     ru_h_daemon_kill(&s.d, SIGHUP);
-    wait_log(&s.d, "\"flush_interval_ms\":60000", mark, STATE_MS);
-    CHECK(&s.d, ru_h_daemon_running(&s.d), "rollupd exited on SIGHUP");
+    ru_h_wait_log(&s.d, "\"flush_interval_ms\":60000", mark, STATE_MS);
+    CHECK(ru_h_daemon_running(&s.d), "rollupd exited on SIGHUP");
 
     ru_h_daemon_kill(&s.d, SIGTERM);
     int st = ru_h_daemon_wait_exit(&s.d, 20000);
-    CHECK(&s.d, st == 0, "exit status after SIGTERM: %d", st);
+    CHECK(st == 0, "exit status after SIGTERM: %d", st);
     PGconn *c = ru_h_pg_connect(s.ci);
-    CHECK(&s.d, hourly_sum(c) == valid, "after the final flush: sum %lld, want %lld", hourly_sum(c),
+    CHECK(hourly_sum(c) == valid, "after the final flush: sum %lld, want %lld", hourly_sum(c),
           valid);
     PQfinish(c);
 
@@ -1361,14 +1231,13 @@ Test(service, environment_only, .timeout = 120)
     for (char *save = NULL, *l = strtok_r(log, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
         json_error_t je;
         json_t *o = json_loads(l, 0, &je);
-        CHECK(&s.d,
-              o != NULL && json_is_string(json_object_get(o, "level")) &&
+        CHECK(o != NULL && json_is_string(json_object_get(o, "level")) &&
                   json_is_string(json_object_get(o, "time")) &&
                   json_is_string(json_object_get(o, "msg")),
               "not a JSON log line: %s", l);
         json_decref(o);
         lines++;
     }
-    CHECK(&s.d, lines >= 3, "only %d log lines", lines);
+    CHECK(lines >= 3, "only %d log lines", lines);
     free(log);
 }
