@@ -101,11 +101,8 @@ void ru_rconn_set_error(struct ru_stream *s, const char *why)
 
 static void schedule_reconnect(struct ru_stream *s)
 {
-    int b = s->backoff_ms ? s->backoff_ms : BACKOFF_MIN_MS;
-    /* full jitter in [b/2, b] so instances restarted together do not reconnect in step */
-    int wait = b / 2 + (int)(random() % (b / 2 + 1));
-    s->next_attempt_ms = ru_mono_ms() + wait;
-    s->backoff_ms = b * 2 > RU_RCONN_BACKOFF_MAX_MS ? RU_RCONN_BACKOFF_MAX_MS : b * 2;
+    s->next_attempt_ms =
+        ru_mono_ms() + ru_backoff_next(&s->backoff_ms, BACKOFF_MIN_MS, RU_RCONN_BACKOFF_MAX_MS);
 }
 
 void ru_rconn_drop(struct ru_stream *s, const char *why)

@@ -343,3 +343,11 @@ int ru_hex_digit(int c)
         return c - 'A' + 10;
     return -1;
 }
+
+int ru_backoff_next(int *step_ms, int min_ms, int max_ms)
+{
+    int b = *step_ms > 0 ? *step_ms : min_ms;
+    int wait = b / 2 + (int)(random() % (b / 2 + 1));
+    *step_ms = b > max_ms / 2 ? max_ms : b * 2;
+    return wait;
+}

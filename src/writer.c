@@ -42,9 +42,7 @@ void ru_writer_pg_error(struct ru_pgw *w, const char *what, const PGresult *r)
  * stopping. */
 bool ru_writer_backoff(struct ru_pgw *w)
 {
-    int b = w->backoff_ms ? w->backoff_ms : RU_WRITER_BACKOFF_MIN_MS;
-    int wait = b / 2 + (int)(random() % (b / 2 + 1));
-    w->backoff_ms = b * 2 > RU_WRITER_BACKOFF_MAX_MS ? RU_WRITER_BACKOFF_MAX_MS : b * 2;
+    int wait = ru_backoff_next(&w->backoff_ms, RU_WRITER_BACKOFF_MIN_MS, RU_WRITER_BACKOFF_MAX_MS);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += wait / 1000;

@@ -498,3 +498,25 @@ Test(util, hex_digit)
     cr_assert_eq(ru_hex_digit('/'), -1);
     cr_assert_eq(ru_hex_digit(0), -1);
 }
+
+Test(util, backoff)
+{
+    int step = 0;
+    int want[] = {100,  200,  400,  800,
+                  1600, 3200, 3200, 3200}; /* the step each wait is drawn from */
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        for (int k = 0; k < 50; k++) { /* the jitter: every draw in [step/2, step] */
+            int s = step;
+            int w = ru_backoff_next(&s, 100, 3200);
+            cr_assert(w >= want[i] / 2 && w <= want[i], "wait %d outside [%d, %d]", w, want[i] / 2,
+                      want[i]);
+        }
+        ru_backoff_next(&step, 100, 3200);
+        cr_assert_eq(step, want[i] * 2 > 3200 ? 3200 : want[i] * 2);
+    }
+    step = 0; /* a success starts again from the minimum */
+    cr_assert_leq(ru_backoff_next(&step, 100, 3200), 100);
+    step = 3000; /* a step above half the bound stops at the bound */
+    ru_backoff_next(&step, 100, 3200);
+    cr_assert_eq(step, 3200);
+}

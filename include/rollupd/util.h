@@ -66,6 +66,12 @@ bool ru_sid_is_zero(const struct ru_sid *id);
 
 /* Clocks: monotonic milliseconds, and wall-clock time. */
 int64_t ru_mono_ms(void);
+
+/* One reconnect backoff for Redis and PostgreSQL alike: the wait before the next attempt
+ * after a failure, drawn with full jitter from [step/2, step] (so instances restarted
+ * together do not retry in step), where step is *step_ms (0: no failure yet, min_ms);
+ * then doubles *step_ms, at most max_ms. A success sets *step_ms back to 0. */
+int ru_backoff_next(int *step_ms, int min_ms, int max_ms);
 int64_t ru_mono_us(void);
 int64_t ru_wall_ms(void);
 double ru_wall_s(void);
