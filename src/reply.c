@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rollupd/arena.h"
 #include "rollupd/util.h"
 
 #define CHUNK_MIN (1024 * 1024)
@@ -11,35 +12,13 @@
  * peak is not kept for the life of the connection. */
 #define KEEP_MAX (4 * CHUNK_MIN)
 
-struct chunk {
-    struct chunk *next;
-    size_t used, cap;
-    char data[];
-};
-
 struct ru_reply_arena {
-    struct chunk *head;
-    size_t total; /* bytes of every chunk */
-    size_t used;  /* bytes handed out since the last reset */
+    struct ru_arena mem;
 };
 
 static void *arena_alloc(struct ru_reply_arena *a, size_t n)
 {
-    n = (n + 15) & ~(size_t)15;
-    struct chunk *c = a->head;
-    if (c == NULL || c->cap - c->used < n) {
-        size_t cap = n > CHUNK_MIN ? n : CHUNK_MIN;
-        c = ru_xmalloc(sizeof(*c) + cap);
-        c->cap = cap;
-        c->used = 0;
-        c->next = a->head;
-        a->head = c;
-        a->total += cap;
-    }
-    void *p = c->data + c->used;
-    c->used += n;
-    a->used += n;
-    return p;
+    return ru_arena_alloc(&a->mem, n);
 }
 
 void *ru_reply_arena_alloc(struct ru_reply_arena *a, size_t n)
@@ -47,56 +26,34 @@ void *ru_reply_arena_alloc(struct ru_reply_arena *a, size_t n)
     return arena_alloc(a, n);
 }
 
-static void free_chunks(struct ru_reply_arena *a)
-{
-    while (a->head) {
-        struct chunk *n = a->head->next;
-        free(a->head);
-        a->head = n;
-    }
-    a->total = 0;
-}
-
 struct ru_reply_arena *ru_reply_arena_new(void)
 {
-    return ru_xcalloc(1, sizeof(struct ru_reply_arena));
+    struct ru_reply_arena *a = ru_xmalloc(sizeof(*a));
+    ru_arena_init(&a->mem, CHUNK_MIN, KEEP_MAX);
+    return a;
 }
 
 void ru_reply_arena_free(struct ru_reply_arena *a)
 {
     if (a == NULL)
         return;
-    free_chunks(a);
+    ru_arena_deinit(&a->mem);
     free(a);
 }
 
 void ru_reply_arena_reset(struct ru_reply_arena *a)
 {
-    a->used = 0;
-    if (a->head == NULL)
-        return;
-    if (a->head->next == NULL && a->total <= KEEP_MAX) {
-        a->head->used = 0;
-        return;
-    }
-    size_t keep = a->total < KEEP_MAX ? a->total : KEEP_MAX;
-    free_chunks(a);
-    struct chunk *c = ru_xmalloc(sizeof(*c) + keep);
-    c->cap = keep;
-    c->used = 0;
-    c->next = NULL;
-    a->head = c;
-    a->total = keep;
+    ru_arena_reset(&a->mem);
 }
 
 size_t ru_reply_arena_used(const struct ru_reply_arena *a)
 {
-    return a->used;
+    return ru_arena_used(&a->mem);
 }
 
 size_t ru_reply_arena_size(const struct ru_reply_arena *a)
 {
-    return a->total;
+    return ru_arena_size(&a->mem);
 }
 
 /* The reader passes its privdata (the arena) to every task. */

@@ -3,13 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Bump arena for key and user-id strings: they live exactly as long as the store, so
- * one free per chunk instead of one per string. */
-struct chunk {
-    struct chunk *next;
-    size_t used, cap;
-    char data[];
-};
+#include "rollupd/arena.h"
 
 struct strdict_slot {
     uint64_t hash;
@@ -30,33 +24,22 @@ struct ru_store {
     struct strdict_slot *udict;
     size_t udict_cap;
 
-    struct chunk *arena;
-    size_t mem;
+    /* key and user-id strings: they live exactly as long as the store, so one free per
+     * chunk instead of one per string */
+    struct ru_arena strings;
+    size_t mem; /* beyond the strings */
     uint64_t nevents;
 };
 
 static char *arena_copy(struct ru_store *st, const char *s, size_t len)
 {
-    struct chunk *c = st->arena;
-    if (c == NULL || c->cap - c->used < len + 1) {
-        size_t cap = len + 1 > 64 * 1024 ? len + 1 : 64 * 1024;
-        c = ru_xmalloc(sizeof(*c) + cap);
-        c->cap = cap;
-        c->used = 0;
-        c->next = st->arena;
-        st->arena = c;
-        st->mem += sizeof(*c) + cap;
-    }
-    char *p = c->data + c->used;
-    memcpy(p, s, len);
-    p[len] = '\0';
-    c->used += len + 1;
-    return p;
+    return ru_arena_strndup(&st->strings, s, len);
 }
 
 struct ru_store *ru_store_new(void)
 {
     struct ru_store *st = ru_xcalloc(1, sizeof(*st));
+    ru_arena_init(&st->strings, 64 * 1024, 0);
     st->table_cap = 1024;
     st->table = ru_xcalloc(st->table_cap, sizeof(*st->table));
     st->udict_cap = 1024;
@@ -78,12 +61,7 @@ void ru_store_free(struct ru_store *st)
     free(st->user_text);
     free(st->user_len);
     free(st->udict);
-    struct chunk *c = st->arena;
-    while (c) {
-        struct chunk *n = c->next;
-        free(c);
-        c = n;
-    }
+    ru_arena_deinit(&st->strings);
     free(st);
 }
 
@@ -335,7 +313,7 @@ uint64_t ru_store_nevents(const struct ru_store *st)
 
 size_t ru_store_mem(const struct ru_store *st)
 {
-    return st->mem;
+    return st->mem + ru_arena_size(&st->strings);
 }
 
 size_t ru_store_next_growth(const struct ru_store *st)

@@ -50,4 +50,4 @@ endfunction()
 
 ru_add_fuzzer(event util.c json.c event.c pcache.c)
 ru_add_fuzzer(config util.c log.c json.c cluster.c redisurl.c redact.c libcfg.c config.c cfgcheck.c cfgfile.c)
-ru_add_fuzzer(resp util.c reply.c resp.c)
+ru_add_fuzzer(resp util.c arena.c reply.c resp.c)

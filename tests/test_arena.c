@@ -1,0 +1,86 @@
+/* arena: alignment, string copies, what a reset keeps and gives back. */
+#include <criterion/criterion.h>
+
+#include <stdint.h>
+#include <string.h>
+
+#include "rollupd/arena.h"
+
+#define KIB 1024
+
+Test(arena, aligned_pieces_do_not_overlap)
+{
+    struct ru_arena a;
+    ru_arena_init(&a, 4 * KIB, 64 * KIB);
+    char *prev = NULL;
+    size_t prev_n = 0;
+    for (size_t n = 1; n < 3000; n += 97) {
+        char *p = ru_arena_alloc(&a, n);
+        cr_assert_eq((uintptr_t)p % 16, 0, "piece of %zu bytes not 16-byte aligned", n);
+        memset(p, 0xab, n);
+        if (prev != NULL && p > prev)
+            cr_assert_geq((size_t)(p - prev), prev_n, "a piece overlaps the one before");
+        prev = p;
+        prev_n = n;
+    }
+    char *big = ru_arena_alloc(&a, 100 * KIB); /* larger than a chunk: a chunk of its own */
+    memset(big, 1, 100 * KIB);
+    cr_assert_geq(ru_arena_size(&a), 100 * KIB);
+    ru_arena_deinit(&a);
+    cr_assert_eq(ru_arena_size(&a), 0);
+}
+
+Test(arena, strings_pack_and_end_in_nul)
+{
+    struct ru_arena a;
+    ru_arena_init(&a, 4 * KIB, 0);
+    char *x = ru_arena_strndup(&a, "route/x", 5);
+    char *y = ru_arena_strndup(&a, "GET", 3);
+    cr_assert_str_eq(x, "route");
+    cr_assert_str_eq(y, "GET");
+    cr_assert_eq(y, x + 6, "strings are not packed: %p after %p", (void *)y, (void *)x);
+    char *e = ru_arena_strndup(&a, "", 0);
+    cr_assert_str_eq(e, "");
+    ru_arena_deinit(&a);
+}
+
+Test(arena, reset_keeps_one_chunk_for_a_steady_load)
+{
+    struct ru_arena a;
+    ru_arena_init(&a, 4 * KIB, 1024 * KIB);
+    for (int i = 0; i < 40; i++) /* 40 KiB: ten chunks */
+        ru_arena_alloc(&a, KIB);
+    ru_arena_reset(&a);
+    size_t kept = ru_arena_size(&a);
+    cr_assert(kept >= 40 * KIB && kept < 50 * KIB + 64, "kept %zu bytes for 40 KiB", kept);
+    for (int round = 0; round < 5; round++) { /* the same load: no new chunk */
+        for (int i = 0; i < 40; i++)
+            ru_arena_alloc(&a, KIB);
+        cr_assert_eq(ru_arena_size(&a), kept, "round %d allocated another chunk", round);
+        ru_arena_reset(&a);
+        cr_assert_eq(ru_arena_size(&a), kept);
+    }
+    ru_arena_deinit(&a);
+}
+
+Test(arena, reset_gives_back_a_peak)
+{
+    struct ru_arena a;
+    ru_arena_init(&a, 4 * KIB, 256 * KIB);
+    ru_arena_alloc(&a, 1024 * KIB); /* a peak above what a reset may keep */
+    ru_arena_reset(&a);
+    cr_assert_leq(ru_arena_size(&a), 256 * KIB + 64, "kept %zu bytes", ru_arena_size(&a));
+    ru_arena_alloc(&a, 8 * KIB); /* then a small load: the chunk shrinks */
+    ru_arena_reset(&a);
+    cr_assert_leq(ru_arena_size(&a), 16 * KIB, "kept %zu bytes for 8 KiB", ru_arena_size(&a));
+    ru_arena_reset(&a); /* nothing used: the smallest chunk stays */
+    cr_assert_leq(ru_arena_size(&a), 4 * KIB + 64);
+    ru_arena_deinit(&a);
+
+    ru_arena_init(&a, 4 * KIB, 0); /* keep_max 0: a reset keeps nothing */
+    ru_arena_alloc(&a, 100);
+    ru_arena_reset(&a);
+    cr_assert_eq(ru_arena_size(&a), 0);
+    cr_assert_not_null(ru_arena_alloc(&a, 100));
+    ru_arena_deinit(&a);
+}
