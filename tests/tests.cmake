@@ -3,7 +3,7 @@
 # the "servers" fixture starts on free loopback ports and always stops (label "integration").
 pkg_check_modules(CRITERION REQUIRED IMPORTED_TARGET criterion)
 
-foreach(m util redisurl redact libcfg config envcfg log ingest report json event keycheck store batch
+foreach(m util redisurl redact libcfg config envcfg log ingest report utf8 json event keycheck store batch
         pgerr sql pgnum userset rowcodec rowstate rowcache cluster resp pcache stream)
   if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/tests/test_${m}.c)
     add_executable(test_${m} tests/test_${m}.c)
