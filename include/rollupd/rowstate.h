@@ -1,5 +1,5 @@
 /* rowstate: the complete mergeable state of one hourly row, as the PostgreSQL writer keeps
- * it between flushes, and the compact encoding in which it is stored. Pure.
+ * it between flushes. Pure.
  *
  * PostgreSQL holds, per hourly row, a short list of versions (rollupd_rowstate): each has
  * the counters as of that version and a chunk of what it added to the row's duration
@@ -11,8 +11,8 @@
  * back.
  *
  * A flush of one row: ru_rowdelta_prepare (next state = cached state + one batch key),
- * ru_rowdelta_derive (the hourly row's values), ru_rowdelta_encode (the chunk to store),
- * and after COMMIT ru_rowstate_commit.
+ * ru_rowdelta_derive (the hourly row's values), ru_rowdelta_encode (rowcodec: the chunk to
+ * store), and after COMMIT ru_rowstate_commit.
  *
  * The user set is userset's, the stored form rowcodec's, the flush's arena scratch's and
  * the writer's cache of states rowcache's. */
