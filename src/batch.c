@@ -3,7 +3,7 @@
 #include <stdlib.h>
 
 #include "rollupd/event.h"
-#include "rollupd/json.h"
+#include "rollupd/utf8.h"
 
 struct ru_batch *ru_batch_new(void)
 {

@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "rollupd/json.h"
 #include "rollupd/pcache.h"
+#include "rollupd/utf8.h"
 
 enum field_id {
     F_ROUTE,

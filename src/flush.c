@@ -8,6 +8,9 @@
 #include "rollupd/event.h"
 #include "rollupd/owner.h"
 #include "rollupd/pgerr.h"
+#include "rollupd/rowcache.h"
+#include "rollupd/rowcodec.h"
+#include "rollupd/rowstate.h"
 #include "rollupd/writer.h"
 
 #define MAX_CHUNKS 32 /* chunks per row before they are folded into one base chunk */

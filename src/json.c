@@ -22,8 +22,7 @@
  * reported as "number out of range".
  *
  * Objects: each member is first written to the output as [key length][member length] header
- * + `"key":value`; once the object is closed, the members are sorted through an index and
- * the object's region of the output is rewritten (in place when no reordering is needed).
+ * + `"key":value`; once the object is closed, jsonobj puts the members in canonical order.
  * Apart from growing the caller's buffer nothing is allocated and nothing is shared between
  * calls, so any number of threads may call this concurrently. */
 #include "rollupd/json.h"
@@ -32,14 +31,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "rollupd/jsonobj.h"
+#include "rollupd/utf8.h"
+
 #define JSON_MAX_NUMBER_DIGITS 1000
 #define PG_NUMERIC_DSCALE_MAX  16383      /* digits after the point numeric can keep */
 #define PG_NUMERIC_EXP_LIMIT   1073741823 /* numeric_in refuses |exponent| >= INT_MAX / 2 */
 #define PG_NUMERIC_INT_DIGITS  131072     /* digits before the point numeric can keep */
-
-#define HDR_SIZE   (2 * sizeof(size_t)) /* key length, member length */
-#define SMALL_OBJ  32                   /* members indexed on the stack */
-#define INSERT_MAX 16                   /* insertion sort up to this many members */
 
 struct parser {
     const unsigned char *s; /* start of the text, for byte offsets */
@@ -73,75 +71,6 @@ static const unsigned char plain_byte[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     /* clang-format on */
 };
-
-/* ---- UTF-8 ---- */
-
-/* Length of the well-formed UTF-8 sequence at p (p < end), or 0 when it is not one. */
-static inline size_t utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-    unsigned c = p[0];
-    size_t avail = (size_t)(end - p);
-    if (c < 0x80)
-        return 1;
-    if (c < 0xc2)
-        return 0; /* continuation byte or overlong 2-byte lead */
-    if (c < 0xe0) {
-        if (avail < 2 || (p[1] & 0xc0) != 0x80)
-            return 0;
-        return 2;
-    }
-    if (c < 0xf0) {
-        if (avail < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
-            return 0;
-        if (c == 0xe0 && p[1] < 0xa0)
-            return 0; /* overlong */
-        if (c == 0xed && p[1] >= 0xa0)
-            return 0; /* surrogate */
-        return 3;
-    }
-    if (c < 0xf5) {
-        if (avail < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
-            return 0;
-        if (c == 0xf0 && p[1] < 0x90)
-            return 0; /* overlong */
-        if (c == 0xf4 && p[1] >= 0x90)
-            return 0; /* above U+10FFFF */
-        return 4;
-    }
-    return 0;
-}
-
-bool ru_utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    while (p < end) {
-        /* ASCII fast path, eight bytes at a time */
-        while ((size_t)(end - p) >= 8) {
-            uint64_t w;
-            memcpy(&w, p, 8);
-            if (w & 0x8080808080808080ULL)
-                break;
-            p += 8;
-        }
-        while (p < end && *p < 0x80)
-            p++;
-        if (p == end)
-            break;
-        size_t n = utf8_seq(p, end);
-        if (n == 0)
-            return false;
-        p += n;
-    }
-    return true;
-}
-
-size_t ru_utf8_chars(const char *s, size_t len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += ((unsigned char)s[i] & 0xc0) != 0x80;
-    return n;
-}
 
 /* ---- errors ---- */
 
@@ -312,7 +241,7 @@ static int parse_string(struct parser *ps)
             return 0;
         }
         if (c >= 0x80) {
-            size_t n = utf8_seq(p, end);
+            size_t n = ru_utf8_seq(p, end);
             if (n == 0)
                 return fail(ps, p, "invalid UTF-8");
             p += n;
@@ -564,135 +493,6 @@ static int parse_array(struct parser *ps)
     }
 }
 
-/* ---- object members: [size_t klen][size_t mlen]"key":value, back to back ---- */
-
-static inline size_t hdr_get(const char *rec, int which)
-{
-    size_t v;
-    memcpy(&v, rec + (size_t)which * sizeof(size_t), sizeof(v));
-    return v;
-}
-
-static inline int key_cmp(const char *base, size_t a, size_t b)
-{
-    size_t ka = hdr_get(base + a, 0), kb = hdr_get(base + b, 0);
-    if (ka != kb)
-        return ka < kb ? -1 : 1;
-    return memcmp(base + a + HDR_SIZE, base + b + HDR_SIZE, ka);
-}
-
-/* Total order: key, then position (so the last of equal keys sorts last). */
-static inline bool member_less(const char *base, size_t a, size_t b)
-{
-    int c = key_cmp(base, a, b);
-    return c < 0 || (c == 0 && a < b);
-}
-
-static void sift_down(const char *base, size_t *idx, size_t root, size_t n)
-{
-    for (;;) {
-        size_t child = 2 * root + 1;
-        if (child >= n)
-            return;
-        if (child + 1 < n && member_less(base, idx[child], idx[child + 1]))
-            child++;
-        if (!member_less(base, idx[root], idx[child]))
-            return;
-        size_t t = idx[root];
-        idx[root] = idx[child];
-        idx[child] = t;
-        root = child;
-    }
-}
-
-static void sort_members(const char *base, size_t *idx, size_t n)
-{
-    if (n <= INSERT_MAX) {
-        for (size_t i = 1; i < n; i++) {
-            size_t v = idx[i], j = i;
-            while (j > 0 && member_less(base, v, idx[j - 1])) {
-                idx[j] = idx[j - 1];
-                j--;
-            }
-            idx[j] = v;
-        }
-        return;
-    }
-    for (size_t i = n / 2; i-- > 0;)
-        sift_down(base, idx, i, n);
-    for (size_t i = n; i-- > 1;) {
-        size_t t = idx[0];
-        idx[0] = idx[i];
-        idx[i] = t;
-        sift_down(base, idx, 0, i);
-    }
-}
-
-/* Rewrites the n member records at out[r0..] as the canonical object. */
-static void finish_object(struct ru_buf *out, size_t r0, size_t n)
-{
-    size_t region = out->len - r0;
-    size_t small[SMALL_OBJ];
-    size_t *idx = small;
-    size_t idx_off = 0;
-
-    /* Everything below fits in what is reserved here, so out->p stays put. */
-    if (n > SMALL_OBJ) {
-        idx_off = (out->len + sizeof(size_t) - 1) / sizeof(size_t) * sizeof(size_t);
-        ru_buf_reserve(out, idx_off - out->len + n * sizeof(size_t) + region + 2);
-        idx = (size_t *)(void *)(out->p + idx_off);
-    } else {
-        ru_buf_reserve(out, region + 2);
-    }
-    char *base = out->p + r0;
-
-    size_t off = 0;
-    for (size_t i = 0; i < n; i++) {
-        idx[i] = off;
-        off += HDR_SIZE + hdr_get(base + off, 1);
-    }
-    sort_members(base, idx, n);
-
-    /* keep the last of each run of equal keys; note whether the order is unchanged */
-    size_t u = 0;
-    bool in_order = true;
-    for (size_t i = 0; i < n; i++) {
-        if (i + 1 < n && key_cmp(base, idx[i], idx[i + 1]) == 0)
-            continue;
-        if (u > 0 && idx[i] < idx[u - 1])
-            in_order = false;
-        idx[u++] = idx[i];
-    }
-
-    if (in_order) {
-        /* Each member moves down (its header is dropped), so compact in place. */
-        char *w = base;
-        for (size_t i = 0; i < u; i++) {
-            size_t mlen = hdr_get(base + idx[i], 1); /* read before anything overwrites it */
-            *w++ = i == 0 ? '{' : ',';
-            memmove(w, base + idx[i] + HDR_SIZE, mlen);
-            w += mlen;
-        }
-        *w++ = '}';
-        out->len = (size_t)(w - out->p);
-    } else {
-        char *dst = n > SMALL_OBJ ? out->p + idx_off + n * sizeof(size_t) : out->p + out->len;
-        char *w = dst;
-        *w++ = '{';
-        for (size_t i = 0; i < u; i++) {
-            size_t mlen = hdr_get(base + idx[i], 1);
-            if (i > 0)
-                *w++ = ',';
-            memcpy(w, base + idx[i] + HDR_SIZE, mlen);
-            w += mlen;
-        }
-        *w++ = '}';
-        memmove(base, dst, (size_t)(w - dst));
-        out->len = r0 + (size_t)(w - dst);
-    }
-    out->p[out->len] = '\0';
-}
-
 static int parse_object(struct parser *ps)
 {
     struct ru_buf *out = ps->out;
@@ -712,8 +512,8 @@ static int parse_object(struct parser *ps)
         if (ps->p >= ps->end || *ps->p != '"')
             return fail_unexpected(ps, ps->p, "a string key");
         size_t hdr = out->len;
-        ru_buf_reserve(out, HDR_SIZE);
-        out->len += HDR_SIZE;
+        ru_buf_reserve(out, RU_JSONOBJ_HDR_SIZE);
+        out->len += RU_JSONOBJ_HDR_SIZE;
         size_t kstart = out->len;
         if (parse_string(ps) < 0)
             return -1;
@@ -742,7 +542,7 @@ static int parse_object(struct parser *ps)
         }
         return fail_unexpected(ps, ps->p, "',' or '}'");
     }
-    finish_object(out, r0, n);
+    ru_jsonobj_finish(out, r0, n);
     ps->depth--;
     return 0;
 }

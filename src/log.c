@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "rollupd/json.h"
+#include "rollupd/utf8.h"
 
 const char *ru_log_level_name(enum ru_log_level level)
 {

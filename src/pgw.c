@@ -17,6 +17,7 @@
 #include "rollupd/owner.h"
 #include "rollupd/pgerr.h"
 #include "rollupd/probe.h"
+#include "rollupd/rowcache.h"
 #include "rollupd/rowstate.h"
 #include "rollupd/schema.h"
 #include "rollupd/sql.h"

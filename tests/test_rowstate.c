@@ -1,6 +1,7 @@
-/* Unit tests for rowstate: the per-row state the writer caches, its chunk encoding, the
- * derived columns and the cache. The reference for every derived value is a brute-force
- * computation over the raw values (genonaut's definitions, pgnum's arithmetic). */
+/* Unit tests for rowstate: the per-row state the writer caches, rebuilt from its stored
+ * chunks (rowcodec), the derived columns and the reconciliation with the stored version.
+ * The reference for every derived value is a brute-force computation over the raw values
+ * (genonaut's definitions, pgnum's arithmetic). */
 #include <criterion/criterion.h>
 
 #include <stdio.h>
@@ -9,6 +10,7 @@
 
 #include "rollupd/event.h"
 #include "rollupd/pgnum.h"
+#include "rollupd/rowcodec.h"
 #include "rollupd/rowstate.h"
 #include "rollupd/store.h"
 
@@ -111,19 +113,6 @@ static void run_batches(const int32_t *dur, const char *const *users, size_t n, 
         ru_buf_free(&all[c]);
     ru_scratch_free(&sc);
     ru_rowstate_free(s);
-}
-
-Test(rowstate, uuid_text)
-{
-    struct ru_uuid u;
-    cr_assert(ru_uuid_from_text("121e194b-4caa-4b81-ad4f-86ca3919d5b9", 36, &u));
-    cr_assert_eq(u.hi, 0x121e194b4caa4b81ULL);
-    cr_assert_eq(u.lo, 0xad4f86ca3919d5b9ULL);
-    cr_assert_not(ru_uuid_from_text("121E194B-4caa-4b81-ad4f-86ca3919d5b9", 36, &u),
-                  "upper case is not the canonical text");
-    cr_assert_not(ru_uuid_from_text("121e194b4caa-4b81-ad4f-86ca3919d5b9-", 36, &u));
-    cr_assert_not(ru_uuid_from_text("121e194b-4caa-4b81-ad4f-86ca3919d5b", 35, &u));
-    cr_assert_not(ru_uuid_from_text("121e194b-4caa-4b81-ad4f-86ca3919d5bg", 36, &u));
 }
 
 Test(rowstate, two_values_interpolate)
@@ -245,30 +234,6 @@ Test(rowstate, counters_and_sizes)
     ru_store_free(st);
 }
 
-Test(rowstate, bad_chunks_refused)
-{
-    struct ru_rowstate *s = ru_rowstate_new(1);
-    /* values must ascend, counts be positive, lengths fit, nothing trail */
-    const uint8_t descending[] = {2, 20, 1, 1, 1, 0, 0}; /* 10, then 10 + (-1) */
-    const uint8_t zero_count[] = {1, 20, 0, 0, 0};
-    const uint8_t truncated[] = {2, 20, 1};
-    const uint8_t trailing[] = {0, 0, 0, 7};
-    const uint8_t text_too_long[] = {0, 0, 1, 9, 'a'};
-    /* a step of INT64_MAX after 10 (zigzag 2^64 - 2) */
-    const uint8_t huge_step[] = {2,    20,   1,    0xfe, 0xff, 0xff, 0xff, 0xff,
-                                 0xff, 0xff, 0xff, 0xff, 0x01, 1,    0,    0};
-    const uint8_t empty_ok[] = {0, 0, 0};
-    cr_assert_eq(ru_rowstate_apply_chunk(s, descending, sizeof(descending), false), -1);
-    cr_assert_eq(ru_rowstate_apply_chunk(s, zero_count, sizeof(zero_count), false), -1);
-    cr_assert_eq(ru_rowstate_apply_chunk(s, truncated, sizeof(truncated), false), -1);
-    cr_assert_eq(ru_rowstate_apply_chunk(s, trailing, sizeof(trailing), false), -1);
-    cr_assert_eq(ru_rowstate_apply_chunk(s, text_too_long, sizeof(text_too_long), false), -1);
-    cr_assert_eq(ru_rowstate_apply_chunk(s, huge_step, sizeof(huge_step), false), -1);
-    cr_assert_eq(ru_rowstate_apply_chunk(s, empty_ok, sizeof(empty_ok), false), 0);
-    cr_assert_eq(ru_rowstate_apply_chunk(s, NULL, 0, false), -1);
-    ru_rowstate_free(s);
-}
-
 /* A state of row 9 at version v: three events (5, 7, 7 ms), two users. */
 static struct ru_rowstate *state_at(int64_t v, struct ru_rowcounts *counts)
 {
@@ -302,32 +267,6 @@ Test(rowstate, consistency_with_counters)
     c.users_n = 1;
     cr_assert_not(ru_rowstate_consistent(s, &c), "two users in the set, one counted");
     ru_rowstate_free(s);
-}
-
-Test(rowstate, cache_evicts_least_recent)
-{
-    struct ru_rowcache *c = ru_rowcache_new();
-    for (int64_t id = 1; id <= 3000; id++) {
-        struct ru_rowstate *s = ru_rowstate_new(id);
-        s->used = (uint64_t)id;
-        ru_rowcache_put(c, s);
-    }
-    cr_assert_eq(ru_rowcache_count(c), 3000);
-    for (int64_t id = 1; id <= 3000; id++)
-        cr_assert_not_null(ru_rowcache_get(c, id));
-    cr_assert_null(ru_rowcache_get(c, 3001));
-    size_t before = ru_rowcache_mem(c);
-    size_t gone = ru_rowcache_evict(c, before / 2);
-    cr_assert_gt(gone, 0);
-    cr_assert_leq(ru_rowcache_mem(c), before / 2);
-    cr_assert_eq(ru_rowcache_count(c), 3000 - gone);
-    /* the oldest went first */
-    for (int64_t id = 1; id <= (int64_t)gone; id++)
-        cr_assert_null(ru_rowcache_get(c, id), "id %lld", (long long)id);
-    for (int64_t id = (int64_t)gone + 1; id <= 3000; id++)
-        cr_assert_not_null(ru_rowcache_get(c, id), "id %lld", (long long)id);
-    cr_assert_eq(ru_rowcache_evict(c, ru_rowcache_mem(c)), 0);
-    ru_rowcache_free(c);
 }
 
 Test(rowstate, reconcile)

@@ -3,8 +3,8 @@
 # the "servers" fixture starts on free loopback ports and always stops (label "integration").
 pkg_check_modules(CRITERION REQUIRED IMPORTED_TARGET criterion)
 
-foreach(m util arena redisurl redact libcfg config envcfg log ingest report json event keycheck store batch
-        pgerr sql pgnum rowstate cluster resp pcache stream)
+foreach(m util arena redisurl redact libcfg config envcfg log ingest report utf8 json event keycheck
+        store batch pgerr sql pgnum userset rowcodec rowstate rowcache cluster resp pcache stream)
   if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/tests/test_${m}.c)
     add_executable(test_${m} tests/test_${m}.c)
     target_link_libraries(test_${m} PRIVATE rollupd_core PkgConfig::CRITERION)

@@ -1,4 +1,4 @@
-/* json: canonical form of a JSON text under PostgreSQL jsonb equality, and UTF-8 checks. Pure.
+/* json: canonical form of a JSON text under PostgreSQL jsonb equality. Pure.
  *
  * Two texts that PostgreSQL considers equal once cast to jsonb (key order, white space,
  * number spelling such as 1 / 1.0 / 1e0 / 10E-1, string escapes, duplicate keys where the
@@ -23,11 +23,5 @@
  * its length unchanged. Returns 0 on success. */
 int ru_json_canon(const char *s, size_t len, bool require_object, struct ru_buf *out, char *err,
                   size_t errlen) RU_MUSTCHECK;
-
-/* True when [s, s+len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
-bool ru_utf8_valid(const char *s, size_t len);
-
-/* Number of UTF-8 characters in a valid UTF-8 string (continuation bytes not counted). */
-size_t ru_utf8_chars(const char *s, size_t len);
 
 #endif

@@ -1,5 +1,5 @@
 /* rowstate: the complete mergeable state of one hourly row, as the PostgreSQL writer keeps
- * it between flushes, and the compact encoding in which it is stored. Pure.
+ * it between flushes. Pure.
  *
  * PostgreSQL holds, per hourly row, a short list of versions (rollupd_rowstate): each has
  * the counters as of that version and a chunk of what it added to the row's duration
@@ -11,8 +11,11 @@
  * back.
  *
  * A flush of one row: ru_rowdelta_prepare (next state = cached state + one batch key),
- * ru_rowdelta_derive (the hourly row's values), ru_rowdelta_encode (the chunk to store),
- * and after COMMIT ru_rowstate_commit. */
+ * ru_rowdelta_derive (the hourly row's values), ru_rowdelta_encode (rowcodec: the chunk to
+ * store), and after COMMIT ru_rowstate_commit.
+ *
+ * The user set is userset's, the stored form rowcodec's, the flush's arena scratch's and
+ * the writer's cache of states rowcache's. */
 #ifndef ROLLUPD_ROWSTATE_H
 #define ROLLUPD_ROWSTATE_H
 
@@ -20,7 +23,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rollupd/scratch.h"
 #include "rollupd/store.h"
+#include "rollupd/userset.h"
 #include "rollupd/util.h"
 
 /* Counters stored with each version in rollupd_rowstate, in its column order. */
@@ -34,24 +39,6 @@ struct ru_rowcounts {
 struct ru_hv {
     int32_t value;
     uint64_t count;
-};
-
-/* A 128-bit user id (a canonical UUID); other user ids are kept as text. */
-struct ru_uuid {
-    uint64_t hi, lo;
-};
-
-struct ru_userset {
-    struct ru_uuid *uuids; /* open addressing; the all-zero UUID is has_zero */
-    size_t uuids_cap, uuids_n;
-    bool has_zero;
-    struct ru_textslot {
-        uint64_t hash;
-        char *text; /* NULL = empty */
-        uint32_t len;
-    } * texts;
-    size_t texts_cap, texts_n;
-    size_t text_bytes; /* the texts themselves, NUL included */
 };
 
 struct ru_rowstate {
@@ -70,15 +57,14 @@ struct ru_rowstate *ru_rowstate_new(int64_t id);
 void ru_rowstate_free(struct ru_rowstate *s);
 /* Forgets histogram and users (counters and version are the caller's). */
 void ru_rowstate_clear(struct ru_rowstate *s);
-/* Applies one stored chunk: a base chunk replaces histogram and users, another adds to
- * them. Returns 0, or -1 when the bytes are not a chunk. */
-int ru_rowstate_apply_chunk(struct ru_rowstate *s, const uint8_t *data, size_t len,
-                            bool base) RU_MUSTCHECK;
 /* Bytes the state holds. */
 size_t ru_rowstate_mem(const struct ru_rowstate *s);
 /* Whether the histogram and user set agree with stored counters (every event is in the
  * histogram; users_n counts the set). */
 bool ru_rowstate_consistent(const struct ru_rowstate *s, const struct ru_rowcounts *c);
+/* out = a + b, both sorted by value; returns the entries written (out holds an + bn). */
+size_t ru_rowstate_hist_merge(struct ru_hv *out, const struct ru_hv *a, size_t an,
+                              const struct ru_hv *b, size_t bn);
 
 /* The newest version of a row PostgreSQL holds, read under the row lock. */
 struct ru_rowstored {
@@ -104,10 +90,6 @@ enum ru_rowsync {
  * versions deleted and written again). Pure. */
 enum ru_rowsync ru_rowstate_reconcile(struct ru_rowstate *s, const struct ru_rowstored *st,
                                       int64_t *after, bool *disagreed);
-
-/* Canonical UUID text (36 characters, lower-case hex, dashes at 8, 13, 18, 23) -> 128 bits.
- * Returns false for any other text. */
-bool ru_uuid_from_text(const char *s, size_t len, struct ru_uuid *out);
 
 /* The next state of one row: base (NULL for a row with no stored state) plus one batch key. */
 struct ru_rowdelta {
@@ -138,47 +120,14 @@ struct ru_userkey {
 /* One entry per user index of st (ru_store_nusers); the caller frees it. */
 struct ru_userkey *ru_userkeys_build(const struct ru_store *st);
 
-/* Memory for the deltas of one flush: one block reused from flush to flush (sized to what
- * the last flush needed), so preparing a key allocates nothing and faults in no fresh
- * pages. Everything allocated lives until the next reset. */
-struct ru_scratch {
-    char *base;
-    size_t used, cap;
-    size_t want; /* bytes asked for since the reset */
-    struct scratch_block *overflow;
-};
-void *ru_scratch_alloc(struct ru_scratch *sc, size_t n);
-void ru_scratch_reset(struct ru_scratch *sc);
-void ru_scratch_free(struct ru_scratch *sc);
-
 /* Fills d, its arrays in sc (valid until sc is reset). */
 void ru_rowdelta_prepare(struct ru_rowdelta *d, const struct ru_rowstate *base,
                          const struct ru_store *st, const struct ru_userkey *uk,
                          const struct ru_agg *a, struct ru_scratch *sc);
 /* The hourly row's columns for the next state, as genonaut's SQL computes them. */
 void ru_rowdelta_derive(const struct ru_rowdelta *d, struct ru_hourly_vals *v);
-/* Appends the chunk to store: what the delta adds, or with full the whole next state
- * (base's users included). */
-void ru_rowdelta_encode(const struct ru_rowdelta *d, const struct ru_rowstate *base, bool full,
-                        struct ru_buf *out);
 /* After COMMIT: s becomes the next state (its arrays copied out of the scratch). */
 void ru_rowstate_commit(struct ru_rowstate *s, struct ru_rowdelta *d, int64_t version,
                         int32_t nchunks);
-
-/* The writer's cache of row states, by hourly id. */
-struct ru_rowcache;
-struct ru_rowcache *ru_rowcache_new(void);
-void ru_rowcache_free(struct ru_rowcache *c);
-struct ru_rowstate *ru_rowcache_get(const struct ru_rowcache *c, int64_t id);
-/* Adds s (owned by the cache from now on); id must not be cached yet. */
-void ru_rowcache_put(struct ru_rowcache *c, struct ru_rowstate *s);
-size_t ru_rowcache_count(const struct ru_rowcache *c);
-/* Bytes held by the cache and its states, as last measured. */
-size_t ru_rowcache_mem(const struct ru_rowcache *c);
-/* Measures s again after it changed (reloaded, cleared, committed). */
-void ru_rowcache_remeasure(struct ru_rowcache *c, struct ru_rowstate *s);
-/* Evicts the least recently used states until at most budget bytes are held. Returns how
- * many were evicted. */
-size_t ru_rowcache_evict(struct ru_rowcache *c, size_t budget);
 
 #endif

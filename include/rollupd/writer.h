@@ -26,6 +26,7 @@
 #include "rollupd/keycheck.h"
 #include "rollupd/log.h"
 #include "rollupd/pgw.h"
+#include "rollupd/rowcache.h"
 #include "rollupd/rowstate.h"
 #include "rollupd/sql.h"
 #include "rollupd/util.h"

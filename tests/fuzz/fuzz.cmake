@@ -48,6 +48,6 @@ function(ru_add_fuzzer name)
   set_tests_properties(fuzz_${name}_short PROPERTIES LABELS fuzz TIMEOUT ${timeout})
 endfunction()
 
-ru_add_fuzzer(event util.c json.c event.c pcache.c)
-ru_add_fuzzer(config util.c log.c json.c cluster.c redisurl.c redact.c libcfg.c config.c cfgcheck.c cfgfile.c)
+ru_add_fuzzer(event util.c utf8.c json.c jsonobj.c event.c pcache.c)
+ru_add_fuzzer(config util.c utf8.c log.c json.c jsonobj.c cluster.c redisurl.c redact.c libcfg.c config.c cfgcheck.c cfgfile.c)
 ru_add_fuzzer(resp util.c arena.c reply.c resp.c)

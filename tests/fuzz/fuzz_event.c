@@ -39,6 +39,7 @@
 
 #include "rollupd/event.h"
 #include "rollupd/json.h"
+#include "rollupd/utf8.h"
 #include "rollupd/pcache.h"
 #include "rollupd/util.h"
 
