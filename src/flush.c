@@ -282,7 +282,7 @@ static int sync_states(struct rows *x)
     for (size_t k = 0; k < x->n; k++)
         if (keys[k].base)
             ru_rowcache_remeasure(w->cache, keys[k].base);
-    atomic_store(&w->cache_bytes, ru_rowcache_mem(w->cache) + w->scratch.cap);
+    atomic_store(&w->cache_bytes, ru_rowcache_mem(w->cache) + ru_arena_size(&w->scratch));
     return rc;
 }
 
@@ -489,10 +489,10 @@ static void commit_states(struct ru_pgw *w, struct ru_flush_key *keys, size_t n)
     w->stats.state_evictions += evicted;
     w->stats.cache_rows = ru_rowcache_count(w->cache);
     w->stats.cache_bytes = ru_rowcache_mem(w->cache);
-    w->stats.scratch_bytes = w->scratch.cap;
+    w->stats.scratch_bytes = ru_arena_size(&w->scratch);
     w->stats.cache_flushes++;
     pthread_mutex_unlock(&w->mu);
-    atomic_store(&w->cache_bytes, ru_rowcache_mem(w->cache) + w->scratch.cap);
+    atomic_store(&w->cache_bytes, ru_rowcache_mem(w->cache) + ru_arena_size(&w->scratch));
 }
 
 void ru_flush_keys_free(struct ru_flush_key *keys)
@@ -574,7 +574,7 @@ int ru_flush_once(struct ru_pgw *w, struct ru_batch *b)
     struct ru_flush_key *keys = n ? ru_xcalloc(n, sizeof(*keys)) : NULL;
     for (size_t i = 0; i < n; i++)
         keys[i].a = ru_store_agg(b->store, i);
-    ru_scratch_reset(&w->scratch);
+    ru_arena_reset(&w->scratch);
     /* one key order for every writer: rows are locked and inserted in it */
     if (n > 1)
         qsort(keys, n, sizeof(*keys), fk_cmp);

@@ -382,6 +382,7 @@ struct ru_pgw *ru_pgw_new(const struct ru_config *cfg)
     pthread_cond_init(&w->cv, NULL);
     w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     w->cache = ru_rowcache_new();
+    ru_arena_init(&w->scratch, RU_WRITER_SCRATCH_MIN, SIZE_MAX);
     copy_settings(w, cfg);
     w->stream = ru_xstrdup(cfg->redis.stream);
     w->group = ru_xstrdup(cfg->redis.group);
@@ -432,7 +433,7 @@ void ru_pgw_free(struct ru_pgw *w)
     free(w->cfg_path);
     ru_sql_flush_deinit(&w->sql);
     ru_flush_keys_free(w->done_keys);
-    ru_scratch_free(&w->scratch);
+    ru_arena_deinit(&w->scratch);
     ru_rowcache_free(w->cache);
     ru_sql_names_deinit(&w->n);
     ru_buf_free(&w->copybuf);

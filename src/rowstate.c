@@ -165,7 +165,7 @@ struct ru_userkey *ru_userkeys_build(const struct ru_store *st)
 
 void ru_rowdelta_prepare(struct ru_rowdelta *d, const struct ru_rowstate *base,
                          const struct ru_store *st, const struct ru_userkey *uk,
-                         const struct ru_agg *a, struct ru_scratch *sc)
+                         const struct ru_agg *a, struct ru_arena *sc)
 {
     static const struct ru_rowstate empty;
     if (base == NULL)
@@ -186,20 +186,20 @@ void ru_rowdelta_prepare(struct ru_rowdelta *d, const struct ru_rowstate *base,
     c.db_sum += a->db_sum;
     c.db_n += (int64_t)a->db_n;
 
-    d->add = ru_scratch_alloc(sc, (a->hist_n ? a->hist_n : 1) * sizeof(*d->add));
+    d->add = ru_arena_alloc(sc, (a->hist_n ? a->hist_n : 1) * sizeof(*d->add));
     for (uint32_t i = 0; i < a->hist_cap; i++)
         if (a->hist[i].count) {
             d->add[d->add_n].value = a->hist[i].value;
             d->add[d->add_n++].count = a->hist[i].count;
         }
     hv_sort(d->add, d->add_n);
-    d->next_hist = ru_scratch_alloc(sc, (base->hist_n + d->add_n) * sizeof(*d->next_hist));
+    d->next_hist = ru_arena_alloc(sc, (base->hist_n + d->add_n) * sizeof(*d->next_hist));
     d->next_n = ru_rowstate_hist_merge(d->next_hist, base->hist, base->hist_n, d->add, d->add_n);
 
     /* user ids of this batch that the row has not seen */
     if (a->users_n) {
-        d->new_uuids = ru_scratch_alloc(sc, a->users_n * sizeof(*d->new_uuids));
-        d->new_texts = ru_scratch_alloc(sc, a->users_n * sizeof(*d->new_texts));
+        d->new_uuids = ru_arena_alloc(sc, a->users_n * sizeof(*d->new_uuids));
+        d->new_texts = ru_arena_alloc(sc, a->users_n * sizeof(*d->new_texts));
     }
     for (uint32_t i = 0; i < a->users_cap; i++) {
         if (a->users[i] == 0)
@@ -214,7 +214,7 @@ void ru_rowdelta_prepare(struct ru_rowdelta *d, const struct ru_rowstate *base,
         const char *t = ru_store_user(st, a->users[i] - 1, &len);
         if (!ru_userset_has_text(&base->users, t, len, k->hash)) {
             /* copied: the batch (and its store) may be gone before the commit applies */
-            char *copy = ru_scratch_alloc(sc, len + 1);
+            char *copy = ru_arena_alloc(sc, len + 1);
             memcpy(copy, t, len);
             copy[len] = '\0';
             d->new_texts[d->new_texts_n].p = copy;

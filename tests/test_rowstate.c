@@ -64,7 +64,8 @@ static void run_batches(const int32_t *dur, const char *const *users, size_t n, 
     struct ru_rowstate *s = ru_rowstate_new(7);
     struct ru_buf all[64];
     size_t nchunks = 0;
-    struct ru_scratch sc = {0};
+    struct ru_arena sc;
+    ru_arena_init(&sc, 64 * 1024, SIZE_MAX);
     for (size_t b = 0; b < nb; b++) {
         struct ru_store *st = ru_store_new();
         for (size_t i = b * n / nb; i < (b + 1) * n / nb; i++)
@@ -72,7 +73,7 @@ static void run_batches(const int32_t *dur, const char *const *users, size_t n, 
         cr_assert_eq(ru_store_nkeys(st), 1);
         struct ru_rowdelta d;
         struct ru_userkey *uk = ru_userkeys_build(st);
-        ru_scratch_reset(&sc); /* the first batch overflows, the later ones reuse */
+        ru_arena_reset(&sc); /* the first batch overflows, the later ones reuse */
         ru_rowdelta_prepare(&d, s, st, uk, ru_store_agg(st, 0), &sc);
         free(uk);
         ru_rowdelta_derive(&d, out);
@@ -111,7 +112,7 @@ static void run_batches(const int32_t *dur, const char *const *users, size_t n, 
     }
     for (size_t c = 0; c < nchunks; c++)
         ru_buf_free(&all[c]);
-    ru_scratch_free(&sc);
+    ru_arena_deinit(&sc);
     ru_rowstate_free(s);
 }
 
@@ -219,7 +220,8 @@ Test(rowstate, counters_and_sizes)
     add(st, 40, "", 307);
     struct ru_rowdelta d;
     struct ru_userkey *uk = ru_userkeys_build(st);
-    struct ru_scratch sc = {0};
+    struct ru_arena sc;
+    ru_arena_init(&sc, 64 * 1024, SIZE_MAX);
     ru_rowdelta_prepare(&d, NULL, st, uk, ru_store_agg(st, 0), &sc);
     free(uk);
     struct ru_hourly_vals v;
@@ -230,7 +232,7 @@ Test(rowstate, counters_and_sizes)
     cr_assert_eq(v.c5xx, 1);
     cr_assert_eq(v.avg_dur, 25);
     cr_assert_eq(v.p50, 25); /* 20 + 0.5 * 10 */
-    ru_scratch_free(&sc);
+    ru_arena_deinit(&sc);
     ru_store_free(st);
 }
 
@@ -243,14 +245,15 @@ static struct ru_rowstate *state_at(int64_t v, struct ru_rowcounts *counts)
     for (int i = 0; i < 3; i++)
         add(st, dur[i], users[i], 200);
     struct ru_rowdelta d;
-    struct ru_scratch sc = {0};
+    struct ru_arena sc;
+    ru_arena_init(&sc, 64 * 1024, SIZE_MAX);
     struct ru_userkey *uk = ru_userkeys_build(st);
     ru_rowdelta_prepare(&d, NULL, st, uk, ru_store_agg(st, 0), &sc);
     struct ru_rowstate *s = ru_rowstate_new(9);
     ru_rowstate_commit(s, &d, v, 2);
     *counts = d.c;
     free(uk);
-    ru_scratch_free(&sc);
+    ru_arena_deinit(&sc);
     ru_store_free(st);
     return s;
 }

@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "rollupd/scratch.h"
+#include "rollupd/arena.h"
 #include "rollupd/store.h"
 #include "rollupd/userset.h"
 #include "rollupd/util.h"
@@ -123,7 +123,7 @@ struct ru_userkey *ru_userkeys_build(const struct ru_store *st);
 /* Fills d, its arrays in sc (valid until sc is reset). */
 void ru_rowdelta_prepare(struct ru_rowdelta *d, const struct ru_rowstate *base,
                          const struct ru_store *st, const struct ru_userkey *uk,
-                         const struct ru_agg *a, struct ru_scratch *sc);
+                         const struct ru_agg *a, struct ru_arena *sc);
 /* The hourly row's columns for the next state, as genonaut's SQL computes them. */
 void ru_rowdelta_derive(const struct ru_rowdelta *d, struct ru_hourly_vals *v);
 /* After COMMIT: s becomes the next state (its arrays copied out of the scratch). */

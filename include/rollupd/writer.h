@@ -33,7 +33,8 @@
 
 #define RU_WRITER_BACKOFF_MIN_MS 100
 #define RU_WRITER_BACKOFF_MAX_MS 30000
-#define RU_WRITER_SCHEMA_LOCK    7250301 /* advisory lock key serialising schema changes */
+#define RU_WRITER_SCRATCH_MIN    (64 * 1024) /* the smallest chunk of a flush's deltas */
+#define RU_WRITER_SCHEMA_LOCK    7250301     /* advisory lock key serialising schema changes */
 
 struct ru_flush_key;
 
@@ -110,8 +111,11 @@ struct ru_pgw {
     struct ru_sql_names n;
     struct ru_sql_flush sql;   /* the statements for n */
     struct ru_rowcache *cache; /* states of recently written rows */
-    struct ru_scratch scratch; /* the deltas of the flush in progress */
-    size_t cache_budget;       /* bytes */
+    /* the deltas of the flush in progress: one chunk reused from flush to flush (sized to
+     * what the last flush needed), so preparing a key allocates nothing and faults in no
+     * fresh pages */
+    struct ru_arena scratch;
+    size_t cache_budget; /* bytes */
     uint64_t flush_seq;
     struct ru_flush_key *done_keys; /* committed, not yet in the cache */
     size_t done_nkeys;
