@@ -27,6 +27,7 @@ static const struct ru_envcfg_var vars[] = {
     {"ROLLUPD_RAW_TABLE", "postgres.raw_table"},
     {"ROLLUPD_PG_STATEMENT_TIMEOUT_MS", "postgres.statement_timeout_ms"},
     {"ROLLUPD_PG_CONNECT_TIMEOUT_S", "postgres.connect_timeout_s"},
+    {"ROLLUPD_PG_CREATE_SCHEMA", "postgres.create_schema"},
     {"ROLLUPD_FLUSH_INTERVAL_MS", "flush.interval_ms"},
     {"ROLLUPD_FLUSH_MAX_EVENTS", "flush.max_events"},
     {"ROLLUPD_FLUSH_MAX_KEYS", "flush.max_keys"},

@@ -43,6 +43,7 @@ Test(envcfg, defaults_and_environment_without_a_file)
                    "ROLLUPD_STREAM=s",
                    "ROLLUPD_LONE_CONSUMER=yes",
                    "ROLLUPD_FLUSH_INTERVAL_MS=250",
+                   "ROLLUPD_PG_CREATE_SCHEMA=false",
                    "HOME=/x",
                    NULL};
     struct ru_config c;
@@ -54,6 +55,7 @@ Test(envcfg, defaults_and_environment_without_a_file)
     cr_assert_eq(c.redis.addr.db, 2);
     cr_assert(c.redis.lone_consumer);
     cr_assert_eq(c.flush.interval_ms, 250);
+    cr_assert(!c.postgres.create_schema, "ROLLUPD_PG_CREATE_SCHEMA=false ignored");
     cr_assert_str_eq(c.redis.dead_letter_stream, "s:dead", "the dead-letter default follows");
     cr_assert_str_eq(origin(&c, "redis.url"), "environment ROLLUPD_REDIS_URL");
     cr_assert_null(origin(&c, "redis.group"));
@@ -197,26 +199,18 @@ Test(envcfg, table_names_real_keys_once)
 }
 
 /* The other way: every key of the configuration's table has a variable, so a key added
- * there without one fails here. postgres.create_schema is the one key without a
- * variable (as at 5000dcb): giving it one would be a new interface. */
+ * there without one fails here (a container may be configured by its environment only). */
 Test(envcfg, every_key_has_a_variable)
 {
     size_t n;
     const struct ru_envcfg_var *v = ru_envcfg_vars(&n);
     char name[64];
-    size_t without = 0;
     for (size_t k = 0; k < ru_config_key_count(); k++) {
         ru_config_key_name(k, name, sizeof(name));
         bool found = false;
         for (size_t i = 0; i < n; i++)
             found = found || strcmp(v[i].key, name) == 0;
-        if (strcmp(name, "postgres.create_schema") == 0) {
-            cr_assert(!found, "create_schema has a variable now: drop this exception");
-            without++;
-            continue;
-        }
         cr_assert(found, "%s: no ROLLUPD_* variable in envcfg.c's table", name);
     }
-    cr_assert_eq(without, 1);
-    cr_assert_eq(n + 1, ru_config_key_count());
+    cr_assert_eq(n, ru_config_key_count());
 }
