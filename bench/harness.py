@@ -35,9 +35,10 @@ CLK = os.sysconf("SC_CLK_TCK")
 
 # ---------------------------------------------------------------- /proc
 
-def proc_fields(pid):
-    """Fields of /proc/PID/stat after the command name: [0] = state (field 3)."""
-    with open(f"/proc/{pid}/stat") as f:
+def proc_fields(pid, tid=None):
+    """Fields of /proc/PID/stat (or of its thread TID) after the command name: [0] = state
+    (field 3)."""
+    with open(f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat") as f:
         s = f.read()
     return s[s.rindex(")") + 2:].split()
 
@@ -57,11 +58,9 @@ def proc_cpu_split(pid):
            "writer_sys_s": 0.0}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                st = f.read()
+            fields = proc_fields(pid, tid)
         except OSError:
             continue
-        fields = st[st.rindex(")") + 2:].split()
         who = "reader" if int(tid) == pid else "writer"
         out[f"{who}_user_s"] += int(fields[11]) / CLK
         out[f"{who}_sys_s"] += int(fields[12]) / CLK

@@ -16,14 +16,9 @@ struct ru_reply_arena {
     struct ru_arena mem;
 };
 
-static void *arena_alloc(struct ru_reply_arena *a, size_t n)
-{
-    return ru_arena_alloc(&a->mem, n);
-}
-
 void *ru_reply_arena_alloc(struct ru_reply_arena *a, size_t n)
 {
-    return arena_alloc(a, n);
+    return ru_arena_alloc(&a->mem, n);
 }
 
 struct ru_reply_arena *ru_reply_arena_new(void)
@@ -59,7 +54,7 @@ size_t ru_reply_arena_size(const struct ru_reply_arena *a)
 /* The reader passes its privdata (the arena) to every task. */
 static redisReply *new_reply(const redisReadTask *task, int type)
 {
-    redisReply *r = arena_alloc(task->privdata, sizeof(*r));
+    redisReply *r = ru_reply_arena_alloc(task->privdata, sizeof(*r));
     memset(r, 0, sizeof(*r));
     r->type = type;
     if (task->parent) {
@@ -72,7 +67,7 @@ static redisReply *new_reply(const redisReadTask *task, int type)
 static void *create_string(const redisReadTask *task, char *str, size_t len)
 {
     redisReply *r = new_reply(task, task->type);
-    r->str = arena_alloc(task->privdata, len + 1);
+    r->str = ru_reply_arena_alloc(task->privdata, len + 1);
     memcpy(r->str, str, len);
     r->str[len] = '\0';
     r->len = len;
@@ -84,7 +79,7 @@ static void *create_array(const redisReadTask *task, int elements)
     redisReply *r = new_reply(task, REDIS_REPLY_ARRAY);
     r->elements = elements > 0 ? (size_t)elements : 0;
     if (elements > 0) {
-        r->element = arena_alloc(task->privdata, (size_t)elements * sizeof(redisReply *));
+        r->element = ru_reply_arena_alloc(task->privdata, (size_t)elements * sizeof(redisReply *));
         memset(r->element, 0, (size_t)elements * sizeof(redisReply *));
     }
     return r;
