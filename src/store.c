@@ -65,12 +65,14 @@ void ru_store_free(struct ru_store *st)
     free(st);
 }
 
-static uint64_t key_hash(const struct ru_event *ev)
+/* The hash of a key (hour, route, method, params), in one pass over its fields. */
+static uint64_t key_hash(int64_t hour_us, const char *route, size_t route_len, const char *method,
+                         size_t method_len, const char *params, size_t params_len)
 {
-    uint64_t h = ru_hash(&ev->hour_us, sizeof(ev->hour_us), 0x5bd1e995);
-    h = ru_hash(ev->route.p, ev->route.len, h);
-    h = ru_hash(ev->method.p, ev->method.len, h);
-    return ru_hash(ev->params_canon.p, ev->params_canon.len, h);
+    uint64_t h = ru_fhash_word(0x5bd1e995, (uint64_t)hour_us);
+    h = ru_fhash_bytes(h, route, route_len);
+    h = ru_fhash_bytes(h, method, method_len);
+    return ru_fhash_end(ru_fhash_bytes(h, params, params_len));
 }
 
 static bool key_eq(const struct ru_agg *a, const struct ru_event *ev)
@@ -89,10 +91,8 @@ static void table_grow(struct ru_store *st)
     for (size_t i = 0; i < st->naggs; i++) {
         /* rehash from the stored upper bits plus a recomputed hash of the key */
         const struct ru_agg *a = &st->aggs[i];
-        uint64_t h = ru_hash(&a->hour_us, sizeof(a->hour_us), 0x5bd1e995);
-        h = ru_hash(a->route, a->route_len, h);
-        h = ru_hash(a->method, a->method_len, h);
-        h = ru_hash(a->params, a->params_len, h);
+        uint64_t h = key_hash(a->hour_us, a->route, a->route_len, a->method, a->method_len,
+                              a->params, a->params_len);
         size_t j = (size_t)h & (cap - 1);
         while (t[j])
             j = (j + 1) & (cap - 1);
@@ -106,7 +106,8 @@ static void table_grow(struct ru_store *st)
 
 static struct ru_agg *agg_get(struct ru_store *st, const struct ru_event *ev)
 {
-    uint64_t h = key_hash(ev);
+    uint64_t h = key_hash(ev->hour_us, ev->route.p, ev->route.len, ev->method.p, ev->method.len,
+                          ev->params_canon.p, ev->params_canon.len);
     uint32_t hi = (uint32_t)(h >> 32);
     size_t mask = st->table_cap - 1;
     size_t j = (size_t)h & mask;
@@ -189,7 +190,7 @@ static void hist_add(struct ru_store *st, struct ru_agg *a, int32_t value)
 
 static uint32_t user_index(struct ru_store *st, const char *s, size_t len)
 {
-    uint64_t h = ru_hash(s, len, 0x27d4eb2f);
+    uint64_t h = ru_fhash_end(ru_fhash_bytes(0x27d4eb2f, s, len));
     size_t mask = st->udict_cap - 1;
     size_t j = (size_t)h & mask;
     while (st->udict[j].idx) {

@@ -141,7 +141,7 @@ void ru_userset_add_text(struct ru_userset *us, const char *s, size_t len, uint6
 
 uint64_t ru_userset_text_hash(const char *s, size_t len)
 {
-    return ru_hash(s, len, 0x51afd7ed558ccd);
+    return ru_fhash_end(ru_fhash_bytes(0x51afd7ed558ccd, s, len));
 }
 
 void ru_userset_free(struct ru_userset *us)

@@ -203,6 +203,57 @@ Test(util, hash_equal_inputs)
     cr_assert_eq(ru_hash("", 0, 3), ru_hash("x", 0, 3));
 }
 
+static uint64_t fh(const void *p, size_t len, uint64_t seed)
+{
+    return ru_fhash_end(ru_fhash_bytes(seed, p, len));
+}
+
+Test(util, fhash_equal_inputs_and_bounds)
+{
+    const char *s = "/api/v1/content/unified";
+    char buf[80];
+    for (size_t len = 0; len <= strlen(s); len++)
+        for (size_t off = 0; off < 8; off++) {
+            memcpy(buf + off, s, len);
+            buf[off + len] = 'Z'; /* a byte past the end is never read */
+            cr_assert_eq(fh(buf + off, len, 7), fh(s, len, 7), "len %zu offset %zu", len, off);
+        }
+    cr_assert_neq(fh(s, 10, 1), fh(s, 10, 2), "the seed is ignored");
+}
+
+/* Every prefix length of one text, and fields split at every point, hash apart: the
+ * length is folded into each field. */
+Test(util, fhash_lengths_and_field_splits_differ)
+{
+    const char *s = "{\"page\":\"2\",\"sort\":\"created_at\"}";
+    size_t n = strlen(s);
+    uint64_t seen[128];
+    size_t k = 0;
+    for (size_t len = 0; len <= n; len++)
+        seen[k++] = fh(s, len, 0);
+    for (size_t cut = 0; cut <= n; cut++) /* the same bytes as two fields */
+        seen[k++] = ru_fhash_end(ru_fhash_bytes(ru_fhash_bytes(0, s, cut), s + cut, n - cut));
+    for (size_t i = 0; i < k; i++)
+        for (size_t j = i + 1; j < k; j++)
+            cr_assert_neq(seen[i], seen[j], "inputs %zu and %zu collide", i, j);
+}
+
+/* Short keys that differ in one byte spread over the low bits a table indexes by. */
+Test(util, fhash_spreads_low_bits)
+{
+    enum { N = 4096, CAP = 8192 };
+    static unsigned char used[CAP];
+    size_t collisions = 0;
+    char key[16];
+    for (unsigned i = 0; i < N; i++) {
+        int len = snprintf(key, sizeof(key), "/r/%u", i);
+        size_t j = (size_t)fh(key, (size_t)len, 0) & (CAP - 1);
+        collisions += used[j]++ > 0;
+    }
+    /* a uniform hash puts 4096 keys into 8192 slots with ~850 on an occupied slot */
+    cr_assert_lt(collisions, 1100, "%zu of %d keys landed on an occupied slot", collisions, N);
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
