@@ -64,6 +64,33 @@ static inline ssize_t header_num(const char *buf, size_t i, size_t len, long lon
     return (ssize_t)(i + 2);
 }
 
+/* The usual bulk header, "$" and 1 to 3 digits without a leading zero (or "$0") then CR
+ * LF, read without header_num's general checks when the buffer holds at least 6 bytes
+ * from pos. Returns the index just past the CR LF with the length in *out, or 0 when the
+ * header is not of that form (header_num then decides). */
+static inline size_t short_bulk(const char *buf, size_t pos, size_t len, long long *out)
+{
+    if (len - pos < 6)
+        return 0;
+    const unsigned char *p = (const unsigned char *)buf + pos + 1;
+    unsigned d0 = p[0] - (unsigned)'0', d1 = p[1] - (unsigned)'0', d2 = p[2] - (unsigned)'0';
+    if (d0 <= 9 && p[1] == '\r' && p[2] == '\n') {
+        *out = d0;
+        return pos + 4;
+    }
+    if (d0 - 1u > 8u || d1 > 9)
+        return 0;
+    if (p[2] == '\r' && p[3] == '\n') {
+        *out = d0 * 10 + d1;
+        return pos + 5;
+    }
+    if (d2 <= 9 && p[3] == '\r' && p[4] == '\n') {
+        *out = d0 * 100 + d1 * 10 + d2;
+        return pos + 6;
+    }
+    return 0;
+}
+
 static ssize_t fail(char *err, size_t errlen, const char *why)
 {
     if (errlen > 0)
@@ -106,9 +133,12 @@ ssize_t ru_resp_scan(struct ru_resp_scan *sc, const char *buf, size_t len, char 
                 return fail(err, errlen, "bad integer");
             break;
         case '$':
-            next = header_num(buf, pos + 1, len, &v);
-            if (next < 0 || (next > 0 && (v < -1 || v > RU_RESP_MAX_BULK)))
-                return fail(err, errlen, "bad bulk length");
+            next = (ssize_t)short_bulk(buf, pos, len, &v);
+            if (next == 0) {
+                next = header_num(buf, pos + 1, len, &v);
+                if (next < 0 || (next > 0 && (v < -1 || v > RU_RESP_MAX_BULK)))
+                    return fail(err, errlen, "bad bulk length");
+            }
             if (next > 0 && v >= 0) {
                 if (len - (size_t)next < (size_t)v + 2) {
                     next = 0;

@@ -115,10 +115,38 @@ Test(resp, protocol_errors)
         "$3\r\nabcd\r\n",            /* no CR LF after the string */
         "*-2\r\n",                   /* negative count other than -1 */
         "$1x\r\n",
+        "$05\r\nhello\r\n", /* leading zero in a short bulk length */
+        "$00\r\n\r\n",
+        "$1\rx\r\n\r\n", /* CR without LF after the length */
+        "$12\r\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct ru_resp_scan sc;
         cr_assert_eq(scan(&sc, bad[i], strlen(bad[i])), -1, "%s", bad[i]);
+    }
+}
+
+/* Bulk lengths of every digit count: the short headers (1 to 3 digits) are read on a
+ * path of their own, longer ones by the general parser. */
+Test(resp, bulk_lengths_of_each_digit_count)
+{
+    static const size_t lens[] = {0, 1, 9, 10, 99, 100, 999, 1000, 12345};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        size_t n = lens[i];
+        char *buf = malloc(n + 32);
+        int h = snprintf(buf, 32, "$%zu\r\n", n);
+        memset(buf + h, 'x', n);
+        memcpy(buf + h + n, "\r\n", 2);
+        size_t total = (size_t)h + n + 2;
+        redisReply *r = parse(buf, total);
+        cr_assert_eq(r->type, REDIS_REPLY_STRING, "length %zu", n);
+        cr_assert_eq(r->len, n, "length %zu", n);
+        /* cut short anywhere: more bytes are needed, never an error */
+        for (size_t cut = 0; cut < total; cut++) {
+            struct ru_resp_scan sc;
+            cr_assert_eq(scan(&sc, buf, cut), 0, "length %zu cut at %zu", n, cut);
+        }
+        free(buf);
     }
 }
 
