@@ -210,8 +210,9 @@ static uint64_t fh(const void *p, size_t len, uint64_t seed)
 
 Test(util, fhash_equal_inputs_and_bounds)
 {
-    const char *s = "/api/v1/content/unified";
-    char buf[80];
+    /* up to 72 bytes: the one-lane path and the four-lane path of long texts */
+    const char *s = "/api/v1/content/unified?page=2&sort=created_at&tag=0c8a2f0e&lang=en-GB";
+    char buf[96];
     for (size_t len = 0; len <= strlen(s); len++)
         for (size_t off = 0; off < 8; off++) {
             memcpy(buf + off, s, len);
@@ -225,9 +226,10 @@ Test(util, fhash_equal_inputs_and_bounds)
  * length is folded into each field. */
 Test(util, fhash_lengths_and_field_splits_differ)
 {
-    const char *s = "{\"page\":\"2\",\"sort\":\"created_at\"}";
+    const char *s =
+        "{\"page\":\"2\",\"sort\":\"created_at\",\"tag\":[\"0c8a2f0e\",\"9b1d\"],\"q\":\"x\"}";
     size_t n = strlen(s);
-    uint64_t seen[128];
+    uint64_t seen[160];
     size_t k = 0;
     for (size_t len = 0; len <= n; len++)
         seen[k++] = fh(s, len, 0);
