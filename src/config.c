@@ -101,6 +101,7 @@ static const struct key keys[] = {
     {KSTR(redis, group, ru_cfgcheck_nonempty, "rollupd", RESTART)},
     {KSTR(redis, consumer, NULL, "", RESTART)},
     {KINT(redis, count, 1, 100000, 1000, REDIS)},
+    {KINT(redis, read_bytes, 0, 1073741824, 524288, REDIS)},
     {KINT(redis, block_ms, 0, 60000, 1000, REDIS)},
     {KSTR(redis, start, ru_cfgcheck_start, "0", 0)},
     {KSTR(redis, dead_letter_stream, NULL, "", RESTART)},

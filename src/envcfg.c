@@ -14,6 +14,7 @@ static const struct ru_envcfg_var vars[] = {
     {"ROLLUPD_GROUP", "redis.group"},
     {"ROLLUPD_CONSUMER", "redis.consumer"},
     {"ROLLUPD_REDIS_COUNT", "redis.count"},
+    {"ROLLUPD_REDIS_READ_BYTES", "redis.read_bytes"},
     {"ROLLUPD_REDIS_BLOCK_MS", "redis.block_ms"},
     {"ROLLUPD_START", "redis.start"},
     {"ROLLUPD_DEAD_LETTER_STREAM", "redis.dead_letter_stream"},

@@ -14,23 +14,35 @@ void ru_readsize_set(struct ru_stream *s, size_t n)
     snprintf(s->read_count_s, sizeof(s->read_count_s), "%d", s->read_count);
 }
 
+/* The bytes one reply may take in memory: the smaller of the memory bound's share
+ * (read_budget) and redis.read_bytes; 0 when neither bounds it. */
+static size_t reply_bound(const struct ru_stream *s)
+{
+    if (s->read_budget == 0 || (s->read_bytes > 0 && s->read_bytes < s->read_budget))
+        return s->read_bytes;
+    return s->read_budget;
+}
+
 /* An XREADGROUP or XRANGE has a COUNT but no limit in bytes, and its reply is held whole
  * in the arena while it is walked: the entry count is what bounds its memory. Each reply
  * measures what an entry takes (arena bytes over entries) and the next reads ask for
- * read_budget / that many, at most redis.count. After each connect reading starts at
+ * reply_bound / that many, at most redis.count. After each connect reading starts at
  * RU_RCONN_SLOW_START entries and doubles with each full reply, so even the first read of a stream
- * of huge entries stays small; a shrink applies at once. sent: the COUNT of this read. */
+ * of huge entries stays small; a shrink applies at once. sent: the COUNT of this read.
+ * redis.read_bytes keeps a reply within the processor's cache: it is scanned as it
+ * arrives, then parsed and walked entry by entry, and a reply larger than the cache is
+ * read back from memory at each pass. */
 void ru_readsize_adapt(struct ru_stream *s, size_t n, int sent)
 {
     if (n == 0)
         return;
     size_t bytes = ru_reply_arena_used(s->arena) + s->reply_bytes;
     s->entry_bytes = bytes / n > 0 ? bytes / n : 1;
-    size_t next = (size_t)s->read_count;
+    size_t next = (size_t)s->read_count, bound = reply_bound(s);
     if (n >= (size_t)sent)
         next *= 2;
-    if (s->read_budget > 0 && next > s->read_budget / s->entry_bytes)
-        next = s->read_budget / s->entry_bytes;
+    if (bound > 0 && next > bound / s->entry_bytes)
+        next = bound / s->entry_bytes;
     ru_readsize_set(s, next);
 }
 
@@ -51,8 +63,9 @@ int ru_readsize_answered(struct ru_stream *s)
 void ru_readsize_budget(struct ru_stream *s, size_t bytes)
 {
     s->read_budget = bytes;
-    if (bytes > 0 && s->entry_bytes > 0 && (size_t)s->read_count > bytes / s->entry_bytes)
-        ru_readsize_set(s, bytes / s->entry_bytes);
+    size_t bound = reply_bound(s);
+    if (bound > 0 && s->entry_bytes > 0 && (size_t)s->read_count > bound / s->entry_bytes)
+        ru_readsize_set(s, bound / s->entry_bytes);
 }
 
 int ru_readsize_count(const struct ru_stream *s)
@@ -65,5 +78,6 @@ size_t ru_readsize_entry_bytes(const struct ru_stream *s)
     if (s->entry_bytes > 0)
         return s->entry_bytes;
     /* nothing measured yet: as if the next read filled its budget */
-    return s->read_budget > 0 ? s->read_budget / (size_t)s->read_count : 1024;
+    size_t bound = reply_bound(s);
+    return bound > 0 ? bound / (size_t)s->read_count : 1024;
 }

@@ -34,6 +34,7 @@ static void copy_config(struct ru_stream *s, const struct ru_config *cfg)
     s->port = a->port;
     s->db = a->db;
     s->count = cfg->redis.count;
+    s->read_bytes = (size_t)cfg->redis.read_bytes;
     s->block_ms = cfg->redis.block_ms;
     s->connect_timeout_ms = cfg->redis.connect_timeout_ms;
     s->cluster_mode = strcmp(cfg->redis.cluster, "on") == 0    ? 'y'

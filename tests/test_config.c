@@ -145,6 +145,7 @@ static void assert_defaults(const struct ru_config *c)
     cr_assert_str_eq(c->redis.group, "rollupd");
     cr_assert_str_eq(c->redis.consumer, host);
     cr_assert_eq(c->redis.count, 1000);
+    cr_assert_eq(c->redis.read_bytes, 524288);
     cr_assert_eq(c->redis.block_ms, 1000);
     cr_assert_str_eq(c->redis.start, "0");
     cr_assert_str_eq(c->redis.dead_letter_stream, "genonaut:route_analytics:stream:dead");
@@ -717,9 +718,13 @@ Test(config, reload_flags)
                                           "redis.lone_consumer", "postgres.hourly_table",
                                           "postgres.raw_table",  "status.socket",
                                           "metrics.listen"};
-    static const char *const redis[] = {"redis.url",      "redis.count",
-                                        "redis.block_ms", "redis.connect_timeout_ms",
-                                        "redis.cluster",  "redis.cluster_seeds"};
+    static const char *const redis[] = {"redis.url",
+                                        "redis.count",
+                                        "redis.read_bytes",
+                                        "redis.block_ms",
+                                        "redis.connect_timeout_ms",
+                                        "redis.cluster",
+                                        "redis.cluster_seeds"};
     static const char *const pg[] = {"postgres.conninfo", "postgres.statement_timeout_ms",
                                      "postgres.connect_timeout_s"};
     size_t nr = 0, nredis = 0, npg = 0;

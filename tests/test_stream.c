@@ -19,6 +19,8 @@
 #include <hiredis/hiredis.h>
 
 #include "rollupd/config.h"
+#include "rollupd/rconn.h"
+#include "rollupd/readsize.h"
 #include "rollupd/redisurl.h"
 #include "rollupd/stream.h"
 
@@ -469,4 +471,50 @@ Test(deadletter, lone_live_copy_blocks_commits_until_confirmed)
     cr_assert_eq(ru_stream_stats(x.s)->dead_lettered, 1);
     cr_assert_eq(x.downs, 0, "dropped: %s", x.err);
     fake_stop(&x);
+}
+
+/* ---- readsize: the COUNT of the next read ---- */
+
+/* A stream as the read size sees it: redis.count, the memory bound's share, redis.read_bytes
+ * and the last reply's size (bytes over its n entries). */
+static void reply_of(struct ru_stream *s, size_t bytes, size_t n, int sent)
+{
+    s->reply_bytes = bytes;
+    ru_readsize_adapt(s, n, sent);
+}
+
+Test(readsize, read_bytes_bounds_the_count_below_redis_count)
+{
+    struct ru_stream s = {.count = 1000, .read_bytes = 512 * 1024};
+    s.arena = ru_reply_arena_new();
+    ru_readsize_set(&s, 16);
+    /* entries of 1 KiB: 16, 32, ... doubling while replies are full, up to 512 */
+    int sent = ru_readsize_count(&s);
+    for (int i = 0; i < 12; i++) {
+        reply_of(&s, (size_t)sent * 1024, (size_t)sent, sent);
+        sent = ru_readsize_count(&s);
+    }
+    cr_assert_eq(sent, 512, "COUNT %d for 1 KiB entries within 512 KiB", sent);
+    /* entries of 100 bytes: redis.count bounds it */
+    for (int i = 0; i < 12; i++) {
+        reply_of(&s, (size_t)sent * 100, (size_t)sent, sent);
+        sent = ru_readsize_count(&s);
+    }
+    cr_assert_eq(sent, 1000);
+    /* the memory bound's share, when smaller, wins */
+    ru_readsize_budget(&s, 50 * 1000);
+    cr_assert_eq(ru_readsize_count(&s), 500);
+    /* 0: redis.count alone (and the memory bound) */
+    s.read_bytes = 0;
+    ru_readsize_budget(&s, 0);
+    for (int i = 0; i < 12; i++) {
+        sent = ru_readsize_count(&s);
+        reply_of(&s, (size_t)sent * 4096, (size_t)sent, sent);
+    }
+    cr_assert_eq(ru_readsize_count(&s), 1000);
+    /* never below one entry, however large */
+    s.read_bytes = 1024;
+    reply_of(&s, 10 * 1024 * 1024, 1, 1000);
+    cr_assert_eq(ru_readsize_count(&s), 1);
+    ru_reply_arena_free(s.arena);
 }

@@ -24,6 +24,7 @@ struct ru_config {
         char *group;
         char *consumer;           /* never empty after load: defaults to the host name */
         int count;                /* XREADGROUP COUNT, 1..100000, default 1000 */
+        int read_bytes;           /* a reply in memory, at most: sets COUNT; 0 = no bound */
         int block_ms;             /* XREADGROUP BLOCK, 0..60000, default 1000 */
         char *start;              /* "0" or "$" */
         char *dead_letter_stream; /* never empty after load: "<stream>:dead" */

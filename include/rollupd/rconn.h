@@ -89,6 +89,7 @@ struct ru_stream {
     int read_count;
     char read_count_s[16];
     size_t read_budget; /* bytes one reply may take in memory; 0 = no bound */
+    size_t read_bytes;  /* redis.read_bytes: the same for the processor's cache; 0 = none */
     size_t entry_bytes; /* bytes an entry took in memory in the last reply; 0 = unknown */
     bool in_reply;      /* a reply is being walked: its arena memory must stay */
 
