@@ -12,6 +12,10 @@
  * we work. Its drain rate of a pre-filled stream is the physical limit
  * for any consumer on this machine; bench/run compares rollupd with it.
  *
+ * With --read-bytes it sizes each read as rollupd's redis.read_bytes does (the entries
+ * that fit so many bytes of parsed reply, judged by the last reply): the same reads as
+ * rollupd, so the comparison stays like for like.
+ *
  * Prints one JSON object on stdout: events, seconds, events_per_s, reads, acked,
  * utime_s, stime_s, vmhwm_kb (the process's own CPU and peak RSS), noack. */
 #include "rollupd/reply.h"
@@ -44,6 +48,10 @@ struct ceil {
     int qhead, qlen;
     const char *stream, *group, *consumer;
     long long count, max, requested;
+    /* --read-bytes: the COUNT of the next read, as many entries as fit that many bytes of
+     * parsed reply (rollupd's redis.read_bytes rule), within count; 0 = count always */
+    long long read_bytes, next_count;
+    long long sent[2]; /* the COUNT of each read in flight, oldest first */
     int reads_inflight;
     bool noack; /* XREADGROUP ... NOACK, no XACK */
     /* ids of the last walked batch, waiting for the next XACK */
@@ -97,7 +105,7 @@ static redisReply *next_reply(struct ceil *cl)
 /* Queues XREADGROUP for the next batch; false when -n is reached. */
 static bool send_read(struct ceil *cl)
 {
-    long long cnt = cl->count;
+    long long cnt = cl->next_count;
     if (cl->max > 0 && cl->max - cl->requested < cnt)
         cnt = cl->max - cl->requested;
     if (cnt <= 0)
@@ -113,7 +121,7 @@ static bool send_read(struct ceil *cl)
     if (ok != REDIS_OK)
         die("XREADGROUP: %s", cl->c->errstr);
     cl->requested += cnt;
-    cl->reads_inflight++;
+    cl->sent[cl->reads_inflight++] = cnt;
     q_push(cl, K_READ);
     return true;
 }
@@ -183,6 +191,9 @@ static void usage(FILE *f)
           "  -g GROUP           consumer group, created at --start if missing (default ceiling)\n"
           "  -c CONSUMER        consumer name (default ceiling)\n"
           "  --count N          XREADGROUP COUNT (default 1000, as rollupd's redis.count)\n"
+          "  --read-bytes N     each read asks for as many entries as fit N bytes of parsed\n"
+          "                     reply, judged by the last reply, within --count (rollupd's\n"
+          "                     redis.read_bytes; default 0: --count always)\n"
           "  -n N               stop after N entries (default 0: at the first empty read)\n"
           "  --start ID         where a new group starts (default 0)\n"
           "  --noack            read with XREADGROUP ... NOACK and acknowledge nothing (the\n"
@@ -199,11 +210,10 @@ int main(int argc, char **argv)
     cl.group = "ceiling";
     cl.consumer = "ceiling";
     cl.count = 1000;
-    static const struct option lopts[] = {{"count", required_argument, NULL, 'C'},
-                                          {"start", required_argument, NULL, 'S'},
-                                          {"noack", no_argument, NULL, 'N'},
-                                          {"help", no_argument, NULL, 'H'},
-                                          {NULL, 0, NULL, 0}};
+    static const struct option lopts[] = {
+        {"count", required_argument, NULL, 'C'}, {"start", required_argument, NULL, 'S'},
+        {"noack", no_argument, NULL, 'N'},       {"read-bytes", required_argument, NULL, 'B'},
+        {"help", no_argument, NULL, 'H'},        {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h:p:s:g:c:n:", lopts, NULL)) != -1) {
         switch (o) {
@@ -225,6 +235,9 @@ int main(int argc, char **argv)
         case 'N':
             cl.noack = true;
             break;
+        case 'B':
+            cl.read_bytes = atoll(optarg);
+            break;
         case 'H':
             usage(stdout);
             return 0;
@@ -235,8 +248,10 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (cl.count < 1 || cl.count > 100000 || addr.port < 1 || addr.port > 65535 || cl.max < 0)
+    if (cl.count < 1 || cl.count > 100000 || addr.port < 1 || addr.port > 65535 || cl.max < 0 ||
+        cl.read_bytes < 0)
         die("bad arguments (see --help)");
+    cl.next_count = cl.count;
 
     cl.stream = addr.stream;
     cl.c = bench_redis(&addr, 60);
@@ -272,18 +287,26 @@ int main(int argc, char **argv)
             continue;
         }
         reads++;
+        long long sent = cl.sent[0];
+        cl.sent[0] = cl.sent[1];
         cl.reads_inflight--;
         long long entries = 0;
         if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
             r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
             r->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
             entries = (long long)r->element[0]->element[1]->elements;
+        if (cl.read_bytes > 0 && entries > 0) {
+            /* the arena holds this reply whole: its tree and its strings */
+            long long per = (long long)ru_reply_arena_used(cl.arena) / entries;
+            long long fit = per > 0 ? cl.read_bytes / per : cl.count;
+            cl.next_count = fit < 1 ? 1 : fit > cl.count ? cl.count : fit;
+        }
         /* Redis gets the previous batch's XACK and the next read(s) before we walk this
          * one: two reads in flight after a full batch, one after a short one, none after
          * an empty one (the stream is drained) */
         send_ack(&cl);
         if (entries > 0) {
-            int depth = entries >= cl.count ? 2 : 1;
+            int depth = entries >= sent ? 2 : 1;
             while (cl.reads_inflight < depth && send_read(&cl))
                 ;
         }

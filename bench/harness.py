@@ -33,6 +33,11 @@ import time
 CLK = os.sysconf("SC_CLK_TCK")
 
 
+# rollupd's redis.read_bytes default, written into the main table's configuration; the
+# ceiling reader sizes its reads by the same rule (--read-bytes)
+READ_BYTES = 524288
+
+
 # ---------------------------------------------------------------- /proc
 
 def proc_fields(pid, tid=None):
@@ -255,7 +260,8 @@ def cmd_rollupd(a):
     # BENCH_ROLLUPD_FLUSH: more flush settings for the main table, e.g. " max_events = 10000;"
     rollupd_conf(conf, srv, a.stream, a.group, a.db, sock, a.interval_ms, a.backlog_entries,
                  os.environ.get("BENCH_ROLLUPD_FLUSH", ""),
-                 extra_redis=" lone_consumer = true;" if a.lone else "")
+                 extra_redis=f" read_bytes = {READ_BYTES};" +
+                 (" lone_consumer = true;" if a.lone else ""))
     s0 = srv.snapshot()
     d = Rollupd(a.bin, conf, os.path.join(logdir, f"{a.name}.log"), srv)
     # where the time goes: until the first event is read (start-up: PostgreSQL set-up,
@@ -317,7 +323,8 @@ def cmd_ceiling(a):
     srv = Servers(a.env)
     run_exiting(a, "ceiling-noack" if a.noack else "ceiling",
                 [a.bin, "-p", str(srv.redis_port), "-s", a.stream, "-g", a.group, "-n",
-                 str(a.events), "--count", "1000"] + (["--noack"] if a.noack else []))
+                 str(a.events), "--count", "1000", "--read-bytes", str(READ_BYTES)] +
+                (["--noack"] if a.noack else []))
 
 
 def cmd_python(a):
