@@ -77,7 +77,7 @@ size_t ru_readsize_entry_bytes(const struct ru_stream *s)
 {
     if (s->entry_bytes > 0)
         return s->entry_bytes;
-    /* nothing measured yet: as if the next read filled its budget */
-    size_t bound = reply_bound(s);
-    return bound > 0 ? bound / (size_t)s->read_count : 1024;
+    /* nothing measured yet: as if the next read filled the memory bound's share (not
+     * redis.read_bytes, which sizes reads for speed: the memory bound plans for the worst) */
+    return s->read_budget > 0 ? s->read_budget / (size_t)s->read_count : 1024;
 }
