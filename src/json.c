@@ -127,16 +127,6 @@ static inline void skip_ws(struct parser *ps)
     ps->p = p;
 }
 
-static inline int hexval(unsigned c)
-{
-    if (c - '0' < 10)
-        return (int)(c - '0');
-    c |= 0x20;
-    if (c - 'a' < 6)
-        return (int)(c - 'a' + 10);
-    return -1;
-}
-
 /* The code unit of the \uXXXX escape whose 'u' is at p, or -1. */
 static long hex4(const unsigned char *p, const unsigned char *end)
 {
@@ -144,7 +134,7 @@ static long hex4(const unsigned char *p, const unsigned char *end)
         return -1;
     long v = 0;
     for (int i = 1; i <= 4; i++) {
-        int h = hexval(p[i]);
+        int h = ru_hex_digit(p[i]);
         if (h < 0)
             return -1;
         v = v * 16 + h;

@@ -77,7 +77,7 @@ int ru_pcache_canon(struct ru_pcache *c, const char *s, size_t len, bool require
 {
     if (c == NULL || len > RU_PCACHE_MAX_TEXT)
         return ru_json_canon(s, len, require_object, out, err, errlen);
-    uint64_t h = ru_fhash_end(ru_fhash_bytes(require_object ? 0x9e3779b97f4a7c15ULL : 0, s, len));
+    uint64_t h = ru_fhash(s, len, require_object ? 0x9e3779b97f4a7c15ULL : 0);
     size_t i = (size_t)h & (TABLE_CAP - 1);
     for (struct entry *e; (e = c->table[i]) != NULL; i = (i + 1) & (TABLE_CAP - 1))
         if (e->hash == h && e->len == len && e->obj == require_object &&

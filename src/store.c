@@ -190,7 +190,7 @@ static void hist_add(struct ru_store *st, struct ru_agg *a, int32_t value)
 
 static uint32_t user_index(struct ru_store *st, const char *s, size_t len)
 {
-    uint64_t h = ru_fhash_end(ru_fhash_bytes(0x27d4eb2f, s, len));
+    uint64_t h = ru_fhash(s, len, 0x27d4eb2f);
     size_t mask = st->udict_cap - 1;
     size_t j = (size_t)h & mask;
     while (st->udict[j].idx) {

@@ -17,6 +17,8 @@ bool ru_userset_uuid_is_zero(const struct ru_uuid *u)
     return u->hi == 0 && u->lo == 0;
 }
 
+/* Lower case only: the text is the canonical form (ru_event_uuid_canon's), and any other
+ * spelling is an identifier of its own (ru_hex_digit takes either case). */
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')
@@ -141,7 +143,7 @@ void ru_userset_add_text(struct ru_userset *us, const char *s, size_t len, uint6
 
 uint64_t ru_userset_text_hash(const char *s, size_t len)
 {
-    return ru_fhash_end(ru_fhash_bytes(0x51afd7ed558ccd, s, len));
+    return ru_fhash(s, len, 0x51afd7ed558ccd);
 }
 
 void ru_userset_free(struct ru_userset *us)

@@ -203,11 +203,6 @@ Test(util, hash_equal_inputs)
     cr_assert_eq(ru_hash("", 0, 3), ru_hash("x", 0, 3));
 }
 
-static uint64_t fh(const void *p, size_t len, uint64_t seed)
-{
-    return ru_fhash_end(ru_fhash_bytes(seed, p, len));
-}
-
 Test(util, fhash_equal_inputs_and_bounds)
 {
     /* up to 72 bytes: the one-lane path and the four-lane path of long texts */
@@ -217,9 +212,10 @@ Test(util, fhash_equal_inputs_and_bounds)
         for (size_t off = 0; off < 8; off++) {
             memcpy(buf + off, s, len);
             buf[off + len] = 'Z'; /* a byte past the end is never read */
-            cr_assert_eq(fh(buf + off, len, 7), fh(s, len, 7), "len %zu offset %zu", len, off);
+            cr_assert_eq(ru_fhash(buf + off, len, 7), ru_fhash(s, len, 7), "len %zu offset %zu",
+                         len, off);
         }
-    cr_assert_neq(fh(s, 10, 1), fh(s, 10, 2), "the seed is ignored");
+    cr_assert_neq(ru_fhash(s, 10, 1), ru_fhash(s, 10, 2), "the seed is ignored");
 }
 
 /* Every prefix length of one text, and fields split at every point, hash apart: the
@@ -232,7 +228,7 @@ Test(util, fhash_lengths_and_field_splits_differ)
     uint64_t seen[160];
     size_t k = 0;
     for (size_t len = 0; len <= n; len++)
-        seen[k++] = fh(s, len, 0);
+        seen[k++] = ru_fhash(s, len, 0);
     for (size_t cut = 0; cut <= n; cut++) /* the same bytes as two fields */
         seen[k++] = ru_fhash_end(ru_fhash_bytes(ru_fhash_bytes(0, s, cut), s + cut, n - cut));
     for (size_t i = 0; i < k; i++)
@@ -249,7 +245,7 @@ Test(util, fhash_spreads_low_bits)
     char key[16];
     for (unsigned i = 0; i < N; i++) {
         int len = snprintf(key, sizeof(key), "/r/%u", i);
-        size_t j = (size_t)fh(key, (size_t)len, 0) & (CAP - 1);
+        size_t j = (size_t)ru_fhash(key, (size_t)len, 0) & (CAP - 1);
         collisions += used[j]++ > 0;
     }
     /* a uniform hash puts 4096 keys into 8192 slots with ~850 on an occupied slot */

@@ -878,9 +878,6 @@ static void check_counts(struct counts *out)
     long long in_streams = collect(copies, &unacked, in_shard);
     long long unmatched = counted_events(counted);
 
-    /* Per event: every copy the streams hold counted once; a copy counted that the
-     * streams do not hold is Redis' loss only if a crash can have taken it (an XADD in
-     * flight to the killed master, or acknowledged by it); anything else is doubled. */
     char path[RU_H_PATH];
     ru_h_tmp_path(path, sizeof(path), "shards-oracle");
     FILE *f = fopen(path, "w");
