@@ -375,6 +375,32 @@ long long ru_h_redis_int(redisContext *c, const char *fmt, ...)
     return v;
 }
 
+int ru_h_redis_kill_readers(redisContext *c, const char *stream, const char *group)
+{
+    /* rollupd names its connections "rollupd:<hash of group and stream>:..." (stream.c) */
+    uint64_t g = ru_hash(group, strlen(group), ru_hash(stream, strlen(stream), 0));
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), " name=rollupd:%016" PRIx64 ":", g);
+    redisReply *r = ru_h_redis_cmd(c, "CLIENT LIST TYPE normal");
+    if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS) {
+        freeReplyObject(r);
+        FAIL("harness: CLIENT LIST did not answer with a list");
+    }
+    int cut = 0;
+    for (const char *line = r->str; line && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        const char *hit = memmem(line, len, prefix, strlen(prefix));
+        long long id;
+        if (hit && sscanf(line, "id=%lld", &id) == 1 &&
+            ru_h_redis_int(c, "CLIENT KILL ID %lld", id) == 1)
+            cut++;
+        line = end ? end + 1 : NULL;
+    }
+    freeReplyObject(r);
+    return cut;
+}
+
 long long ru_h_xlen(redisContext *c, const char *stream)
 {
     return ru_h_redis_int(c, "XLEN %s", stream);

@@ -104,6 +104,11 @@ redisReply *ru_h_redis_cmd(redisContext *c, const char *fmt, ...);
 /* Runs a command whose reply must be an integer (asserts), e.g. "XLEN %s". */
 long long ru_h_redis_int(redisContext *c, const char *fmt, ...);
 
+/* Cuts the connections of every rollupd reading stream in group (found by the name each
+ * gives its connection, CLIENT LIST, then CLIENT KILL ID), and no other client: the test
+ * redis-server is shared by tests running at the same time. Returns how many were cut. */
+int ru_h_redis_kill_readers(redisContext *c, const char *stream, const char *group);
+
 /* XLEN of stream (0 when it does not exist). */
 long long ru_h_xlen(redisContext *c, const char *stream);
 
