@@ -42,11 +42,12 @@ static void adopt_range(struct ru_stream *s, const redisReply *r)
         adopt_finish(s, NULL);
 }
 
-static const struct ru_rconn_cmd C_XRANGE_ADOPT = {adopt_range, "xrange", RU_RCONN_NOPERM_HANDLED};
+static const struct ru_rconn_cmd C_XRANGE_ADOPT = {adopt_range, "xrange", RU_RCONN_NOPERM_HANDLED,
+                                                   0};
 
 static void adopt_pending_page(struct ru_stream *s, const redisReply *r);
 static const struct ru_rconn_cmd C_XPENDING_ADOPT = {adopt_pending_page, "xpending",
-                                                     RU_RCONN_NOPERM_HANDLED};
+                                                     RU_RCONN_NOPERM_HANDLED, 0};
 
 static void send_xpending_page(struct ru_stream *s, const struct ru_sid *after)
 {
@@ -159,7 +160,7 @@ static void parse_consumers(struct ru_stream *s, const redisReply *r)
 }
 
 static const struct ru_rconn_cmd C_XINFO_CONSUMERS = {parse_consumers, "xinfo|consumers",
-                                                      RU_RCONN_NOPERM_FATAL};
+                                                      RU_RCONN_NOPERM_FATAL, 0};
 
 int ru_adopt_list_consumers(struct ru_stream *s)
 {

@@ -17,8 +17,8 @@ static void on_queued(struct ru_stream *s, const redisReply *r)
         ru_warn("msg=\"dead-letter command refused\" error=\"%s\"", r->str);
 }
 
-static const struct ru_rconn_cmd C_MULTI = {on_queued, "multi", RU_RCONN_NOPERM_FATAL};
-static const struct ru_rconn_cmd C_QUEUED = {on_queued, "xadd or xack", RU_RCONN_NOPERM_FATAL};
+static const struct ru_rconn_cmd C_MULTI = {on_queued, "multi", RU_RCONN_NOPERM_FATAL, 0};
+static const struct ru_rconn_cmd C_QUEUED = {on_queued, "xadd or xack", RU_RCONN_NOPERM_FATAL, 0};
 
 static void on_exec_dl(struct ru_stream *s, const redisReply *r)
 {
@@ -35,7 +35,7 @@ static void on_exec_dl(struct ru_stream *s, const redisReply *r)
                 r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
 }
 
-static const struct ru_rconn_cmd C_EXEC_DL = {on_exec_dl, "exec", RU_RCONN_NOPERM_FATAL};
+static const struct ru_rconn_cmd C_EXEC_DL = {on_exec_dl, "exec", RU_RCONN_NOPERM_FATAL, 0};
 
 /* A confirmed dead-letter copy's id: the newest one is stored with the next checkpoint. */
 static void note_dead_copy(struct ru_stream *s, const redisReply *id)
@@ -64,7 +64,8 @@ static void on_exec_dl_lone(struct ru_stream *s, const redisReply *r)
 }
 
 /* EXEC of a copy of an entry without a pending entry (recovery) */
-static const struct ru_rconn_cmd C_EXEC_DL_LONE = {on_exec_dl_lone, "exec", RU_RCONN_NOPERM_FATAL};
+static const struct ru_rconn_cmd C_EXEC_DL_LONE = {on_exec_dl_lone, "exec", RU_RCONN_NOPERM_FATAL,
+                                                   0};
 
 static void on_xadd_dl(struct ru_stream *s, const redisReply *r)
 {
@@ -81,7 +82,7 @@ static void on_xadd_dl(struct ru_stream *s, const redisReply *r)
 }
 
 /* a lone consumer's dead letter: nothing to acknowledge */
-static const struct ru_rconn_cmd C_XADD_DL = {on_xadd_dl, "xadd", RU_RCONN_NOPERM_FATAL};
+static const struct ru_rconn_cmd C_XADD_DL = {on_xadd_dl, "xadd", RU_RCONN_NOPERM_FATAL, 0};
 
 void ru_deadletter_copy(struct ru_stream *s, const struct ru_sid *id, const struct ru_field *fields,
                         size_t nfields, const char *reason, enum ru_origin origin)
@@ -154,7 +155,7 @@ static void on_note(struct ru_stream *s, const redisReply *r)
         ru_warn("msg=\"dead-letter note refused\" error=\"%s\"", r->str);
 }
 
-static const struct ru_rconn_cmd C_NOTE = {on_note, "xadd", RU_RCONN_NOPERM_FATAL};
+static const struct ru_rconn_cmd C_NOTE = {on_note, "xadd", RU_RCONN_NOPERM_FATAL, 0};
 
 void ru_deadletter_note(struct ru_stream *s, const struct ru_sid *id, const char *reason)
 {

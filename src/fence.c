@@ -19,7 +19,7 @@ static void on_client_kill(struct ru_stream *s, const redisReply *r)
 }
 
 static const struct ru_rconn_cmd C_CLIENT_KILL = {on_client_kill, "client|kill",
-                                                  RU_RCONN_NOPERM_HANDLED};
+                                                  RU_RCONN_NOPERM_HANDLED, 0};
 
 /* CLIENT LIST: "id=7 addr=... name=rollupd:...:S ...\n" per connection. Closes those of
  * the same consumer and those of a lone consumer of the group (for a lone consumer: all
@@ -79,8 +79,9 @@ static void on_client_id(struct ru_stream *s, const redisReply *r)
 }
 
 static const struct ru_rconn_cmd C_SETNAME = {on_client_id, "client|setname",
-                                              RU_RCONN_NOPERM_HANDLED};
-static const struct ru_rconn_cmd C_CLIENT_ID = {on_client_id, "client|id", RU_RCONN_NOPERM_HANDLED};
+                                              RU_RCONN_NOPERM_HANDLED, 0};
+static const struct ru_rconn_cmd C_CLIENT_ID = {on_client_id, "client|id", RU_RCONN_NOPERM_HANDLED,
+                                                0};
 
 static void on_client_list(struct ru_stream *s, const redisReply *r)
 {
@@ -93,7 +94,7 @@ static void on_client_list(struct ru_stream *s, const redisReply *r)
 }
 
 static const struct ru_rconn_cmd C_CLIENT_LIST = {on_client_list, "client|list",
-                                                  RU_RCONN_NOPERM_HANDLED};
+                                                  RU_RCONN_NOPERM_HANDLED, 0};
 
 /* The fence: name this connection, then (on the CLIENT LIST reply) close those that
  * may still read for us before anything is read here. */

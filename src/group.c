@@ -22,7 +22,7 @@ static void on_xsetid(struct ru_stream *s, const redisReply *r)
                 r->str);
 }
 
-static const struct ru_rconn_cmd C_XSETID = {on_xsetid, "xsetid", RU_RCONN_NOPERM_HANDLED};
+static const struct ru_rconn_cmd C_XSETID = {on_xsetid, "xsetid", RU_RCONN_NOPERM_HANDLED, 0};
 
 static void id_guard(struct ru_stream *s, const redisReply *r)
 {
@@ -48,7 +48,8 @@ static void id_guard(struct ru_stream *s, const redisReply *r)
     ru_rconn_flush(s);
 }
 
-static const struct ru_rconn_cmd C_ID_GUARD = {id_guard, "xinfo|stream", RU_RCONN_NOPERM_HANDLED};
+static const struct ru_rconn_cmd C_ID_GUARD = {id_guard, "xinfo|stream", RU_RCONN_NOPERM_HANDLED,
+                                               0};
 
 /* A failover can lose the last writes the old master acknowledged, entries this process
  * has already taken in among them: the new master's stream then ends below the checkpoint,
@@ -91,7 +92,7 @@ static void on_group_create(struct ru_stream *s, const redisReply *r)
 }
 
 static const struct ru_rconn_cmd C_GROUP_CREATE = {on_group_create, "xgroup|create",
-                                                   RU_RCONN_NOPERM_FATAL};
+                                                   RU_RCONN_NOPERM_FATAL, 0};
 
 static void send_group_create(struct ru_stream *s, const char *start)
 {
@@ -167,7 +168,7 @@ static void on_xinfo(struct ru_stream *s, const redisReply *r)
     parse_xinfo(s, r);
 }
 
-static const struct ru_rconn_cmd C_XINFO = {on_xinfo, "xinfo|groups", RU_RCONN_NOPERM_FATAL};
+static const struct ru_rconn_cmd C_XINFO = {on_xinfo, "xinfo|groups", RU_RCONN_NOPERM_FATAL, 0};
 
 void ru_group_xinfo_consumers(struct ru_stream *s, const struct ru_rconn_cmd *k)
 {

@@ -80,7 +80,7 @@ static void check_consumers(struct ru_stream *s, const redisReply *r)
 }
 
 static const struct ru_rconn_cmd C_CHECK_CONSUMERS = {check_consumers, "xinfo|consumers",
-                                                      RU_RCONN_NOPERM_FATAL};
+                                                      RU_RCONN_NOPERM_FATAL, 0};
 
 static void on_recover_groups(struct ru_stream *s, const redisReply *r)
 {
@@ -93,7 +93,7 @@ static void on_recover_groups(struct ru_stream *s, const redisReply *r)
 }
 
 static const struct ru_rconn_cmd C_RECOVER_GROUPS = {on_recover_groups, "xinfo|groups",
-                                                     RU_RCONN_NOPERM_FATAL};
+                                                     RU_RCONN_NOPERM_FATAL, 0};
 
 static void begin_recovery(struct ru_stream *s);
 
@@ -107,7 +107,7 @@ static void on_recover_stream(struct ru_stream *s, const redisReply *r)
 }
 
 static const struct ru_rconn_cmd C_RECOVER_STREAM = {on_recover_stream, "xinfo|stream",
-                                                     RU_RCONN_NOPERM_FATAL};
+                                                     RU_RCONN_NOPERM_FATAL, 0};
 
 void ru_lone_start_check(struct ru_stream *s)
 {
@@ -124,7 +124,8 @@ void ru_lone_start_check(struct ru_stream *s)
 /* ---- the dead-letter scan ---- */
 
 static void dead_scan_page(struct ru_stream *s, const redisReply *r);
-static const struct ru_rconn_cmd C_DEAD_SCAN = {dead_scan_page, "xrevrange", RU_RCONN_NOPERM_FATAL};
+static const struct ru_rconn_cmd C_DEAD_SCAN = {dead_scan_page, "xrevrange", RU_RCONN_NOPERM_FATAL,
+                                                0};
 
 static void send_dead_scan(struct ru_stream *s, const struct ru_sid *before)
 {
@@ -261,7 +262,7 @@ static void on_read_recover(struct ru_stream *s, const redisReply *r)
 {
     int sent = ru_readsize_answered(s);
     s->stats.reads++;
-    if (r->type != REDIS_REPLY_ARRAY) {
+    if (!ru_resp_is_array(r)) {
         ru_rconn_failf(s, "XRANGE: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         return;
     }
@@ -278,8 +279,9 @@ static void on_read_recover(struct ru_stream *s, const redisReply *r)
     else
         ru_stream_send_read(s);
 }
-static const struct ru_rconn_cmd C_READ_RECOVER = {on_read_recover, "xrange",
-                                                   RU_RCONN_NOPERM_FATAL};
+/* [entry, ...]: the reply itself lazy */
+static const struct ru_rconn_cmd C_READ_RECOVER = {on_read_recover, "xrange", RU_RCONN_NOPERM_FATAL,
+                                                   1};
 
 /* XRANGE of what the group delivered after the start point, from the cursor. */
 void ru_lone_send_read(struct ru_stream *s)

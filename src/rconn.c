@@ -156,7 +156,7 @@ static void on_auth(struct ru_stream *s, const redisReply *r)
         ru_rconn_failf(s, "AUTH: %s", r->str);
 }
 
-static const struct ru_rconn_cmd C_AUTH = {on_auth, "auth", RU_RCONN_NOPERM_FATAL};
+static const struct ru_rconn_cmd C_AUTH = {on_auth, "auth", RU_RCONN_NOPERM_FATAL, 0};
 
 static void on_select(struct ru_stream *s, const redisReply *r)
 {
@@ -164,7 +164,7 @@ static void on_select(struct ru_stream *s, const redisReply *r)
         ru_rconn_failf(s, "SELECT: %s", r->str);
 }
 
-static const struct ru_rconn_cmd C_SELECT = {on_select, "select", RU_RCONN_NOPERM_FATAL};
+static const struct ru_rconn_cmd C_SELECT = {on_select, "select", RU_RCONN_NOPERM_FATAL, 0};
 
 /* ---- Redis Cluster ---- */
 
@@ -286,7 +286,7 @@ static void cluster_slots(struct ru_stream *s, const redisReply *r)
 }
 
 static const struct ru_rconn_cmd C_CLUSTER_SLOTS = {cluster_slots, "cluster|slots",
-                                                    RU_RCONN_NOPERM_HANDLED_AUTO};
+                                                    RU_RCONN_NOPERM_HANDLED_AUTO, 0};
 
 static void start_handshake(struct ru_stream *s)
 {
@@ -453,11 +453,12 @@ static void read_replies(struct ru_stream *s)
                 ru_rconn_drop(s, "unexpected reply");
                 return;
             }
-            redisReply *reply = ru_resp_build(s->rbuf + s->rstart, (size_t)len, &s->scan, s->arena);
+            const struct ru_rconn_cmd *k = q_pop(s);
+            redisReply *reply = ru_resp_build_lazy(s->rbuf + s->rstart, (size_t)len, &s->scan,
+                                                   s->arena, k->lazy_at);
             ru_resp_scan_reset(&s->scan);
             s->reply_bytes = (size_t)len;
             s->in_reply = true;
-            const struct ru_rconn_cmd *k = q_pop(s);
             if (!cluster_error(s, reply) && !acl_refused(s, k, reply))
                 k->on_reply(s, reply);
             s->in_reply = false;

@@ -185,20 +185,85 @@ ssize_t ru_resp_scan(struct ru_resp_scan *sc, const char *buf, size_t len, char 
     return done;
 }
 
-redisReply *ru_resp_build(char *buf, size_t n, const struct ru_resp_scan *sc,
-                          struct ru_reply_arena *arena)
+/* The number of a header line at buf[pos] (just after its type byte; checked by the scan)
+ * in *out; returns the index just past its CR LF. */
+static inline size_t line_num(const char *buf, size_t pos, long long *out)
 {
-    char *mem = ru_reply_arena_alloc(arena, sc->nodes * sizeof(redisReply) +
-                                                sc->elems * sizeof(redisReply *));
-    redisReply *nodes = (redisReply *)(void *)mem, *root = nodes;
-    redisReply **elems = (redisReply **)(void *)(mem + sc->nodes * sizeof(redisReply));
-    /* the arrays being filled, and how many elements each has so far */
-    redisReply *open[RU_RESP_MAX_DEPTH + 1];
-    size_t fill[RU_RESP_MAX_DEPTH + 1];
+    const char *p = buf + pos;
+    bool neg = *p == '-';
+    p += neg;
+    unsigned long long u = 0;
+    while (*p != '\r')
+        u = u * 10 + (unsigned)(*p++ - '0');
+    *out = neg ? (u == 0 ? 0 : -(long long)(u - 1) - 1) : (long long)u;
+    return (size_t)(p - buf) + 2;
+}
+
+/* Whether the item about to be read, inside depth open arrays with left[k] elements still
+ * to come in each (this item included), is the last thing in all of them. */
+static inline bool ends_all(const long long *left, int depth)
+{
+    for (int k = 0; k < depth; k++)
+        if (left[k] != 1)
+            return false;
+    return true;
+}
+
+/* Walks the complete (scanned) item at buf[pos], within buf[0..n), adding its nodes and
+ * element pointers to *nodes and *elems; returns the index just past it. With lazy_at > 0
+ * it stops at the first non-empty array inside lazy_at - 1 arrays: when that array ends the
+ * item it is counted as one node without elements, *lazy is set and the index just past
+ * its header returned; when it does not, 0 is returned (no lazy build). */
+static size_t walk(const char *buf, size_t pos, size_t n, int lazy_at, size_t *nodes, size_t *elems,
+                   bool *lazy)
+{
+    long long left[RU_RESP_MAX_DEPTH + 1];
     int depth = 0;
-    size_t pos = 0;
     for (;;) {
-        /* the item at pos was checked by the scan: well formed and complete within n */
+        char t = buf[pos];
+        long long v = 0;
+        (*nodes)++;
+        if (t == '+' || t == '-') {
+            pos = (size_t)line_end(buf, pos + 1, n) + 2;
+        } else {
+            pos = line_num(buf, pos + 1, &v);
+            if (t == '$' && v >= 0)
+                pos += (size_t)v + 2;
+        }
+        if (t == '*' && v > 0) {
+            if (depth == lazy_at - 1) {
+                if (!ends_all(left, depth))
+                    return 0;
+                *lazy = true;
+                return pos;
+            }
+            *elems += (size_t)v;
+            left[depth++] = v;
+            continue;
+        }
+        while (depth > 0 && --left[depth - 1] == 0)
+            depth--;
+        if (depth == 0)
+            return pos;
+    }
+}
+
+/* Builds the complete (scanned) item at buf[*pos], within buf[0..n), from nnodes nodes and
+ * nelems element pointers (as walk counts them) taken from arena; leaves an array inside
+ * lazy_at - 1 arrays unbuilt as walk does (lazy_at 0: none). Sets *pos past the item. */
+static redisReply *build(char *buf, size_t *pos_io, size_t n, size_t nnodes, size_t nelems,
+                         struct ru_reply_arena *arena, int lazy_at)
+{
+    char *mem =
+        ru_reply_arena_alloc(arena, nnodes * sizeof(redisReply) + nelems * sizeof(redisReply *));
+    redisReply *nodes = (redisReply *)(void *)mem, *root = nodes;
+    redisReply **elems = (redisReply **)(void *)(mem + nnodes * sizeof(redisReply));
+    /* where the next element of each open array goes, and how many are still to come */
+    redisReply **slot[RU_RESP_MAX_DEPTH + 1];
+    long long left[RU_RESP_MAX_DEPTH + 1];
+    int depth = 0;
+    size_t pos = *pos_io;
+    for (;;) {
         redisReply *r = nodes++;
         char t = buf[pos];
         long long v = 0;
@@ -210,14 +275,7 @@ redisReply *ru_resp_build(char *buf, size_t n, const struct ru_resp_scan *sc,
             buf[e] = '\0';
             pos = e + 2;
         } else {
-            const char *p = buf + pos + 1; /* digits up to CR LF */
-            bool neg = *p == '-';
-            p += neg;
-            unsigned long long u = 0;
-            while (*p != '\r')
-                u = u * 10 + (unsigned)(*p++ - '0');
-            v = neg ? (u == 0 ? 0 : -(long long)(u - 1) - 1) : (long long)u;
-            pos = (size_t)(p - buf) + 2;
+            pos = line_num(buf, pos + 1, &v);
             if (t == ':') {
                 *r = (redisReply){.type = REDIS_REPLY_INTEGER, .integer = v};
             } else if (v < 0) {
@@ -232,18 +290,98 @@ redisReply *ru_resp_build(char *buf, size_t n, const struct ru_resp_scan *sc,
             }
         }
         if (depth > 0)
-            open[depth - 1]->element[fill[depth - 1]++] = r;
+            *slot[depth - 1]++ = r;
         if (t == '*' && v > 0) {
+            if (depth == lazy_at - 1) { /* walk found that it ends the item */
+                *r = (redisReply){
+                    .type = RU_RESP_LAZY, .elements = (size_t)v, .str = buf + pos, .len = n - pos};
+                *pos_io = n;
+                return root;
+            }
             r->element = elems;
             elems += v;
-            open[depth] = r;
-            fill[depth++] = 0;
+            slot[depth] = r->element;
+            left[depth++] = v;
             continue;
         }
         /* r completes each array whose last element it is */
-        while (depth > 0 && fill[depth - 1] == open[depth - 1]->elements)
+        while (depth > 0 && --left[depth - 1] == 0)
             depth--;
-        if (depth == 0)
+        if (depth == 0) {
+            *pos_io = pos;
             return root;
+        }
     }
+}
+
+redisReply *ru_resp_build(char *buf, size_t n, const struct ru_resp_scan *sc,
+                          struct ru_reply_arena *arena)
+{
+    size_t pos = 0;
+    return build(buf, &pos, n, sc->nodes, sc->elems, arena, 0);
+}
+
+redisReply *ru_resp_build_lazy(char *buf, size_t n, const struct ru_resp_scan *sc,
+                               struct ru_reply_arena *arena, int lazy_at)
+{
+    size_t nodes = 0, elems = 0, pos = 0;
+    bool lazy = false;
+    if (lazy_at > 0 && walk(buf, 0, n, lazy_at, &nodes, &elems, &lazy) > 0 && lazy)
+        return build(buf, &pos, n, nodes, elems, arena, lazy_at);
+    return build(buf, &pos, n, sc->nodes, sc->elems, arena, 0);
+}
+
+redisReply *ru_resp_build_item(char *buf, size_t *pos, size_t n, struct ru_reply_arena *arena)
+{
+    size_t nodes = 0, elems = 0;
+    bool lazy = false;
+    walk(buf, *pos, n, 0, &nodes, &elems, &lazy);
+    return build(buf, pos, n, nodes, elems, arena, 0);
+}
+
+/* The non-nil bulk string at buf[pos] of a scanned reply in *out (NUL-terminated in
+ * place); returns the index just past it, or 0 when the item there is anything else. */
+static inline size_t bulk_at(char *buf, size_t pos, size_t n, struct ru_str *out)
+{
+    if (buf[pos] != '$')
+        return 0;
+    long long v;
+    size_t p = short_bulk(buf, pos, n, &v);
+    if (p == 0) {
+        p = line_num(buf, pos + 1, &v);
+        if (v < 0)
+            return 0;
+    }
+    out->p = buf + p;
+    out->len = (size_t)v;
+    buf[p + (size_t)v] = '\0';
+    return p + (size_t)v + 2;
+}
+
+int ru_resp_entry(char *buf, size_t *pos_io, size_t n, struct ru_str *id, struct ru_field *fields,
+                  size_t cap, long long *nfields)
+{
+    size_t pos = *pos_io;
+    long long v;
+    if (buf[pos] != '*')
+        return 0;
+    pos = line_num(buf, pos + 1, &v);
+    if (v != 2 || (pos = bulk_at(buf, pos, n, id)) == 0 || buf[pos] != '*')
+        return 0;
+    pos = line_num(buf, pos + 1, &v);
+    if (v <= 0) {
+        *nfields = -1;
+        *pos_io = pos;
+        return 1;
+    }
+    if ((v & 1) != 0 || (size_t)v / 2 > cap)
+        return 0;
+    for (size_t k = 0; k < (size_t)v / 2; k++) {
+        if ((pos = bulk_at(buf, pos, n, &fields[k].name)) == 0 ||
+            (pos = bulk_at(buf, pos, n, &fields[k].value)) == 0)
+            return 0;
+    }
+    *nfields = v / 2;
+    *pos_io = pos;
+    return 1;
 }

@@ -71,6 +71,7 @@ struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_str
     s->rcap = RU_RCONN_READ_CHUNK;
     s->rbuf = ru_xmalloc(s->rcap);
     s->arena = ru_reply_arena_new();
+    s->item_arena = ru_reply_arena_new();
     s->stats.lag = -1;
     s->stats.group_pending = -1;
     s->read_depth = 1;
@@ -85,6 +86,7 @@ void ru_stream_free(struct ru_stream *s)
     if (s->c)
         redisFree(s->c);
     ru_reply_arena_free(s->arena);
+    ru_reply_arena_free(s->item_arena);
     free(s->host);
     free(s->path);
     free(s->user);
@@ -137,45 +139,69 @@ size_t ru_stream_take_fields(struct ru_stream *s, const redisReply *fr)
     return k;
 }
 
-/* Walks a list of entries [[id, [f, v, ...] | nil], ...]. */
+/* One entry of a list: its id's text, and its fields in s->fields[0..nf) (nf < 0: none,
+ * the entry was deleted while pending). Returns 1 when it counts (its id parses), else 0. */
+static size_t take_entry(struct ru_stream *s, const char *idp, size_t idlen, long long nf,
+                         enum ru_origin origin)
+{
+    struct ru_sid id;
+    if (ru_sid_parse(&id, idp, idlen) < 0)
+        return 0;
+    enum ru_seen seen = classify(s, &id);
+    if (origin != RU_FROM_LIVE)
+        s->cursor = id;
+    if (origin == RU_FROM_RECOVERY) {
+        s->stats.recovered++;
+        /* also for an entry this process holds: its copy may or may not have been
+         * written before the connection went */
+        if (ru_lone_is_dead_lettered(s, &id))
+            seen = RU_SEEN_DEAD;
+    }
+    if (ru_sid_cmp(&id, &s->last_seen) > 0)
+        s->last_seen = id;
+    if (nf < 0) {
+        /* trimmed while pending: nothing left to apply (an entry already in an
+         * uncommitted batch is acknowledged by that batch after its COMMIT) */
+        if (seen != RU_SEEN_INFLIGHT && origin == RU_FROM_PENDING)
+            ru_stream_ack(s, &id, 1);
+        if (s->cb.on_trimmed)
+            s->cb.on_trimmed(s->cb.ud, &id, seen);
+        return 1;
+    }
+    s->stats.entries++;
+    s->cb.on_entry(s->cb.ud, &id, s->fields, (size_t)nf, seen, origin);
+    return 1;
+}
+
+/* Walks a list of entries [[id, [f, v, ...] | nil], ...], built or lazy. A lazy list's
+ * entries are read straight from the reply's bytes (ru_resp_entry); one of another shape
+ * is built alone into the item arena, reused from one entry to the next. */
 size_t ru_stream_entry_list(struct ru_stream *s, const redisReply *entries, enum ru_origin origin)
 {
-    bool replay = origin == RU_FROM_PENDING;
-    size_t n = 0;
+    size_t n = 0, pos = 0;
     for (size_t i = 0; i < entries->elements; i++) {
-        const redisReply *e = entries->element[i];
+        const redisReply *e;
+        if (entries->type == RU_RESP_LAZY) {
+            struct ru_str id;
+            long long nf;
+            if (ru_resp_entry(entries->str, &pos, entries->len, &id, s->fields, s->fields_cap,
+                              &nf)) {
+                n += take_entry(s, id.p, id.len, nf, origin);
+                continue;
+            }
+            ru_reply_arena_reset(s->item_arena);
+            e = ru_resp_build_item(entries->str, &pos, entries->len, s->item_arena);
+        } else {
+            e = entries->element[i];
+        }
         if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
             e->element[0]->type != REDIS_REPLY_STRING)
             continue;
-        struct ru_sid id;
-        if (ru_sid_parse(&id, e->element[0]->str, e->element[0]->len) < 0)
-            continue;
-        enum ru_seen seen = classify(s, &id);
-        if (origin != RU_FROM_LIVE)
-            s->cursor = id;
-        if (origin == RU_FROM_RECOVERY) {
-            s->stats.recovered++;
-            /* also for an entry this process holds: its copy may or may not have been
-             * written before the connection went */
-            if (ru_lone_is_dead_lettered(s, &id))
-                seen = RU_SEEN_DEAD;
-        }
-        if (ru_sid_cmp(&id, &s->last_seen) > 0)
-            s->last_seen = id;
-        n++;
         const redisReply *fr = e->element[1];
-        if (fr->type != REDIS_REPLY_ARRAY || fr->elements == 0) {
-            /* trimmed while pending: nothing left to apply (an entry already in an
-             * uncommitted batch is acknowledged by that batch after its COMMIT) */
-            if (seen != RU_SEEN_INFLIGHT && replay)
-                ru_stream_ack(s, &id, 1);
-            if (s->cb.on_trimmed)
-                s->cb.on_trimmed(s->cb.ud, &id, seen);
-            continue;
-        }
-        size_t k = ru_stream_take_fields(s, fr);
-        s->stats.entries++;
-        s->cb.on_entry(s->cb.ud, &id, s->fields, k, seen, origin);
+        long long nf = fr->type != REDIS_REPLY_ARRAY || fr->elements == 0
+                           ? -1
+                           : (long long)ru_stream_take_fields(s, fr);
+        n += take_entry(s, e->element[0]->str, e->element[0]->len, nf, origin);
     }
     return n;
 }
@@ -186,8 +212,7 @@ static size_t handle_entries(struct ru_stream *s, const redisReply *r, bool repl
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
         return 0;
     const redisReply *sr = r->element[0];
-    if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2 ||
-        sr->element[1]->type != REDIS_REPLY_ARRAY)
+    if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2 || !ru_resp_is_array(sr->element[1]))
         return 0;
     return ru_stream_entry_list(s, sr->element[1], replay ? RU_FROM_PENDING : RU_FROM_LIVE);
 }
@@ -198,8 +223,7 @@ static size_t reply_entries(const redisReply *r)
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
         return 0;
     const redisReply *st = r->element[0];
-    if (st->type != REDIS_REPLY_ARRAY || st->elements < 2 ||
-        st->element[1]->type != REDIS_REPLY_ARRAY)
+    if (st->type != REDIS_REPLY_ARRAY || st->elements < 2 || !ru_resp_is_array(st->element[1]))
         return 0;
     return st->element[1]->elements;
 }
@@ -273,15 +297,17 @@ static void on_read_replay(struct ru_stream *s, const redisReply *r)
     on_read(s, r, true);
 }
 
+/* [[stream, [entry, ...]]]: the entries lazy (depth 2) */
 static const struct ru_rconn_cmd C_READ_REPLAY = {on_read_replay, "xreadgroup",
-                                                  RU_RCONN_NOPERM_FATAL};
+                                                  RU_RCONN_NOPERM_FATAL, 3};
 
 static void on_read_live(struct ru_stream *s, const redisReply *r)
 {
     on_read(s, r, false);
 }
 
-static const struct ru_rconn_cmd C_READ_LIVE = {on_read_live, "xreadgroup", RU_RCONN_NOPERM_FATAL};
+static const struct ru_rconn_cmd C_READ_LIVE = {on_read_live, "xreadgroup", RU_RCONN_NOPERM_FATAL,
+                                                3};
 
 /* Queues one more XREADGROUP (or, recovering, XRANGE) if the depth allows; true when
  * it did. */
@@ -347,7 +373,7 @@ static void on_ack(struct ru_stream *s, const redisReply *r)
         ru_debug("msg=\"XACK failed\" error=\"%s\"", r->str);
 }
 
-static const struct ru_rconn_cmd C_ACK = {on_ack, "xack", RU_RCONN_NOPERM_FATAL};
+static const struct ru_rconn_cmd C_ACK = {on_ack, "xack", RU_RCONN_NOPERM_FATAL, 0};
 
 /* XACK of m ids, the command written here in one buffer (hiredis formatting each id as
  * an argument cost more than the rest of an entry's acknowledgement). */

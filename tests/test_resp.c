@@ -163,3 +163,105 @@ Test(resp, nesting_limit_as_hiredis)
     strcat(deep, ":1\r\n");
     cr_assert_eq(scan(&sc, deep, strlen(deep)), -1);
 }
+
+static redisReply *parse_lazy(char *buf, size_t len, int lazy_at)
+{
+    struct ru_resp_scan sc;
+    ssize_t n = scan(&sc, buf, len);
+    cr_assert_gt(n, 0, "not complete: %.*s", (int)len, buf);
+    return ru_resp_build_lazy(buf, (size_t)n, &sc, arena, lazy_at);
+}
+
+/* An XREADGROUP reply's entries left lazy, then read one by one: straight from the bytes
+ * when every string is a bulk string, built alone otherwise, ending where the reply does. */
+Test(resp, xreadgroup_entries_read_lazily)
+{
+    char text[] = "*1\r\n*2\r\n$1\r\ns\r\n*4\r\n"
+                  "*2\r\n$3\r\n1-0\r\n*4\r\n$5\r\nroute\r\n$2\r\n/a\r\n$6\r\nstatus\r\n$3\r\n200\r\n"
+                  "*2\r\n$3\r\n1-1\r\n*-1\r\n"
+                  "*2\r\n$3\r\n1-2\r\n*2\r\n$5\r\nroute\r\n:7\r\n"
+                  "*2\r\n$3\r\n1-3\r\n*0\r\n";
+    size_t len = strlen(text); /* before the build writes its NULs */
+    redisReply *r = parse_lazy(text, len, 3);
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    cr_assert_str_eq(r->element[0]->element[0]->str, "s");
+    const redisReply *list = r->element[0]->element[1];
+    cr_assert_eq(list->type, RU_RESP_LAZY);
+    cr_assert(ru_resp_is_array(list));
+    cr_assert_eq(list->elements, 4);
+    cr_assert_eq(list->str + list->len, text + len);
+
+    struct ru_field f[4];
+    struct ru_str id;
+    long long nf;
+    size_t pos = 0;
+    cr_assert_eq(ru_resp_entry(list->str, &pos, list->len, &id, f, 4, &nf), 1);
+    cr_assert_eq(nf, 2);
+    cr_assert_str_eq(id.p, "1-0");
+    cr_assert_eq(f[0].name.len, 5);
+    cr_assert_str_eq(f[0].name.p, "route");
+    cr_assert_str_eq(f[0].value.p, "/a");
+    cr_assert_str_eq(f[1].name.p, "status");
+    cr_assert_str_eq(f[1].value.p, "200");
+    cr_assert(f[1].value.p > text && f[1].value.p < text + sizeof(text));
+
+    cr_assert_eq(ru_resp_entry(list->str, &pos, list->len, &id, f, 4, &nf), 1);
+    cr_assert_str_eq(id.p, "1-1");
+    cr_assert_eq(nf, -1, "nil fields: deleted while pending");
+
+    /* an integer among the fields: not read straight, built alone instead */
+    size_t at = pos;
+    cr_assert_eq(ru_resp_entry(list->str, &pos, list->len, &id, f, 4, &nf), 0);
+    cr_assert_eq(pos, at, "a refused entry leaves the position");
+    struct ru_reply_arena *item = ru_reply_arena_new();
+    redisReply *e = ru_resp_build_item(list->str, &pos, list->len, item);
+    cr_assert_eq(e->type, REDIS_REPLY_ARRAY);
+    cr_assert_str_eq(e->element[0]->str, "1-2");
+    cr_assert_eq(e->element[1]->element[1]->type, REDIS_REPLY_INTEGER);
+    cr_assert_eq(e->element[1]->element[1]->integer, 7);
+    ru_reply_arena_free(item);
+
+    cr_assert_eq(ru_resp_entry(list->str, &pos, list->len, &id, f, 4, &nf), 1);
+    cr_assert_eq(nf, -1, "no fields at all counts as none");
+    cr_assert_eq(pos, list->len);
+}
+
+Test(resp, an_entry_with_more_pairs_than_room_is_refused)
+{
+    char text[] = "*1\r\n*2\r\n$3\r\n1-0\r\n*4\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\nd\r\n";
+    redisReply *r = parse_lazy(text, strlen(text), 1);
+    cr_assert_eq(r->type, RU_RESP_LAZY);
+    struct ru_field f[2];
+    struct ru_str id;
+    long long nf;
+    size_t pos = 0;
+    cr_assert_eq(ru_resp_entry(r->str, &pos, r->len, &id, f, 1, &nf), 0);
+    cr_assert_eq(pos, 0);
+    cr_assert_eq(ru_resp_entry(r->str, &pos, r->len, &id, f, 2, &nf), 1);
+    cr_assert_eq(nf, 2);
+    cr_assert_str_eq(f[1].value.p, "d");
+}
+
+/* Only a list that ends the reply is left lazy: one followed by more (two streams in one
+ * reply, XAUTOCLAIM's deleted ids) is built whole, as are empty lists and other replies. */
+Test(resp, lazy_only_where_the_list_ends_the_reply)
+{
+    char two[] = "*2\r\n*2\r\n$1\r\na\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*-1\r\n"
+                 "*2\r\n$1\r\nb\r\n*1\r\n*2\r\n$3\r\n2-0\r\n*-1\r\n";
+    redisReply *r = parse_lazy(two, strlen(two), 3);
+    cr_assert_eq(r->element[0]->element[1]->type, REDIS_REPLY_ARRAY);
+    cr_assert_str_eq(r->element[0]->element[1]->element[0]->element[0]->str, "1-0");
+    cr_assert_eq(r->element[1]->element[1]->type, REDIS_REPLY_ARRAY);
+    cr_assert_str_eq(r->element[1]->element[1]->element[0]->element[0]->str, "2-0");
+
+    char claim[] = "*3\r\n$3\r\n0-0\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*-1\r\n*1\r\n$3\r\n1-1\r\n";
+    r = parse_lazy(claim, strlen(claim), 2);
+    cr_assert_eq(r->element[1]->type, REDIS_REPLY_ARRAY);
+    cr_assert_eq(r->element[2]->type, REDIS_REPLY_ARRAY);
+    cr_assert_str_eq(r->element[2]->element[0]->str, "1-1");
+
+    char empty[] = "*0\r\n", nil[] = "*-1\r\n", err[] = "-NOGROUP x\r\n";
+    cr_assert_eq(parse_lazy(empty, strlen(empty), 1)->type, REDIS_REPLY_ARRAY);
+    cr_assert_eq(parse_lazy(nil, strlen(nil), 3)->type, REDIS_REPLY_NIL);
+    cr_assert_eq(parse_lazy(err, strlen(err), 3)->type, REDIS_REPLY_ERROR);
+}

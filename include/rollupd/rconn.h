@@ -51,6 +51,9 @@ struct ru_rconn_cmd {
     ru_rconn_reply_fn *on_reply;
     const char *acl;
     enum ru_rconn_noperm noperm;
+    /* ru_resp_build_lazy's lazy_at for its reply: 0 builds the whole tree; for a list of
+     * entries, which the handler walks with ru_stream_entry_list, the list's depth + 1 */
+    int lazy_at;
 };
 
 /* RU_S_GATE: the handshake is done and the fence is up; nothing is read until the owner
@@ -136,6 +139,7 @@ struct ru_stream {
     char last_err[512];
 
     struct ru_reply_arena *arena;
+    struct ru_reply_arena *item_arena; /* one entry of a lazy list at a time */
     /* the socket's input: replies are parsed in place (resp.h) from rbuf[rstart..rend) */
     char *rbuf;
     size_t rcap, rstart, rend;

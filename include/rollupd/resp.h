@@ -4,7 +4,10 @@
  * when more bytes arrive), then ru_resp_build makes the same redisReply tree hiredis 0.14
  * would, in one block of a reply arena, with every string pointing into the buffer itself
  * (NUL-terminated in place: the CR after each string is overwritten). The tree therefore
- * lives as long as both the arena's contents and those buffer bytes. Pure: no I/O, no
+ * lives as long as both the arena's contents and those buffer bytes. A long list of stream
+ * entries can be left unbuilt (ru_resp_build_lazy) and read one entry at a time
+ * (ru_resp_entry, ru_resp_build_item), so that no tree of a whole reply (over a kilobyte per
+ * entry) is written out and read back from beyond the core's cache. Pure: no I/O, no
  * logging. */
 #ifndef ROLLUPD_RESP_H
 #define ROLLUPD_RESP_H
@@ -14,6 +17,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "rollupd/event.h"
 #include "rollupd/reply.h"
 
 /* Arrays nest at most this deep below the top-level reply, as in hiredis 0.14. */
@@ -48,5 +52,36 @@ ssize_t ru_resp_scan(struct ru_resp_scan *sc, const char *buf, size_t len, char 
  * pointers. Writes into buf (the NULs); the strings point into buf. */
 redisReply *ru_resp_build(char *buf, size_t n, const struct ru_resp_scan *sc,
                           struct ru_reply_arena *arena);
+
+/* The type of a node ru_resp_build_lazy leaves unbuilt: an array of `elements` items whose
+ * bytes are str[0..len), each read with ru_resp_build_item. Not a hiredis type. */
+#define RU_RESP_LAZY 100
+
+/* Whether r is an array, built or lazy. */
+static inline int ru_resp_is_array(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ARRAY || r->type == RU_RESP_LAZY;
+}
+
+/* As ru_resp_build, but the first non-empty array inside lazy_at - 1 arrays (lazy_at 1: the
+ * reply itself; 3: the entries of an XREADGROUP reply [[stream, [entry, ...]]]) is left as
+ * an RU_RESP_LAZY node when it is the last thing in the reply, so that a long list costs
+ * one node until its items are read one by one, each into memory that stays in the cache.
+ * Otherwise (lazy_at 0, or that array is followed by more) the whole tree is built. */
+redisReply *ru_resp_build_lazy(char *buf, size_t n, const struct ru_resp_scan *sc,
+                               struct ru_reply_arena *arena, int lazy_at);
+
+/* Builds the item at buf[*pos], one of a lazy array's (its first at 0 with buf = the lazy
+ * node's str and n its len), in arena as ru_resp_build would, and sets *pos past it. */
+redisReply *ru_resp_build_item(char *buf, size_t *pos, size_t n, struct ru_reply_arena *arena);
+
+/* Reads the stream entry [id, [name, value, ...] | nil] at buf[*pos] of a lazy list (as
+ * ru_resp_build_item) without building it, when its strings are all bulk strings: the id
+ * in *id, the name/value pairs in fields[0..*nfields) (nil or no fields, an entry deleted
+ * while pending: *nfields = -1); the strings point into buf, NUL-terminated. Returns 1 and sets
+ * *pos past the entry; 0 when the entry has another shape or more than cap pairs (*pos
+ * unchanged: build it with ru_resp_build_item). */
+int ru_resp_entry(char *buf, size_t *pos, size_t n, struct ru_str *id, struct ru_field *fields,
+                  size_t cap, long long *nfields);
 
 #endif

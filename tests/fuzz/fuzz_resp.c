@@ -12,6 +12,11 @@
  *     exactly as many bytes, and ru_resp_build's tree equals it node by node (type, string
  *     bytes and length, integer, element count); every string of the tree lies inside the
  *     input and is NUL-terminated;
+ *   - the same reply built by ru_resp_build_lazy, with lazy_at 1 to 4 in turn:
+ *     a lazy list, its items built one by one with ru_resp_build_item, equals hiredis'
+ *     array, ends exactly where the reply does, and only ends the reply; each item that
+ *     ru_resp_entry reads straight is the entry hiredis built (id, then nil, no fields, or
+ *     name/value bulk strings) and ends where ru_resp_build_item ends it;
  *   - an incomplete one: hiredis returns no reply either (fed only when the arrays announced
  *     so far are no larger than the input, since hiredis allocates them up front);
  *   - a refusal: nothing (hiredis accepts looser input, e.g. "+" before an integer).
@@ -60,11 +65,69 @@ static void same_tree(const redisReply *a, const redisReply *h, const char *lo, 
     }
 }
 
+static bool is_entry_of(const redisReply *h, const struct ru_str *id, const struct ru_field *f,
+                        long long nf)
+{
+    if (h->type != REDIS_REPLY_ARRAY || h->elements != 2)
+        return false;
+    const redisReply *hid = h->element[0], *hf = h->element[1];
+    if (hid->type != REDIS_REPLY_STRING || hid->len != id->len ||
+        memcmp(hid->str, id->p, id->len) != 0 || id->p[id->len] != '\0')
+        return false;
+    if (nf < 0)
+        return hf->type == REDIS_REPLY_NIL || (hf->type == REDIS_REPLY_ARRAY && hf->elements == 0);
+    if (hf->type != REDIS_REPLY_ARRAY || hf->elements != (size_t)nf * 2)
+        return false;
+    for (size_t k = 0; k < hf->elements; k++) {
+        const struct ru_str *v = k % 2 ? &f[k / 2].value : &f[k / 2].name;
+        const redisReply *x = hf->element[k];
+        if (x->type != REDIS_REPLY_STRING || x->len != v->len ||
+            memcmp(x->str, v->p, v->len) != 0 || v->p[v->len] != '\0')
+            return false;
+    }
+    return true;
+}
+
+/* a, built lazily, against hiredis' h */
+static void same_lazy(const redisReply *a, const redisReply *h, const char *lo, const char *hi,
+                      struct ru_reply_arena *items, bool last)
+{
+    if (a->type != RU_RESP_LAZY) {
+        CHECK(a->type == h->type);
+        if (a->type != REDIS_REPLY_ARRAY) {
+            same_tree(a, h, lo, hi);
+            return;
+        }
+        CHECK(a->elements == h->elements);
+        for (size_t i = 0; i < a->elements; i++)
+            same_lazy(a->element[i], h->element[i], lo, hi, items, last && i + 1 == a->elements);
+        return;
+    }
+    CHECK(last);
+    CHECK(h->type == REDIS_REPLY_ARRAY && h->elements == a->elements && a->elements > 0);
+    CHECK(a->str >= lo && a->str + a->len == hi);
+    size_t pos = 0;
+    for (size_t i = 0; i < a->elements; i++) {
+        struct ru_field f[8];
+        struct ru_str id;
+        long long nf = 0;
+        size_t at = pos, straight = pos;
+        int got = ru_resp_entry(a->str, &straight, a->len, &id, f, 8, &nf);
+        CHECK(got == 0 ? straight == at : is_entry_of(h->element[i], &id, f, nf));
+        ru_reply_arena_reset(items);
+        same_tree(ru_resp_build_item(a->str, &pos, a->len, items), h->element[i], lo, hi);
+        CHECK(got == 0 || straight == pos);
+    }
+    CHECK(pos == a->len);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static struct ru_reply_arena *arena;
-    if (arena == NULL)
+    static struct ru_reply_arena *arena, *items;
+    if (arena == NULL) {
         arena = ru_reply_arena_new();
+        items = ru_reply_arena_new();
+    }
     char *buf = malloc(size ? size : 1);
     memcpy(buf, data, size);
     char err[64];
@@ -96,6 +159,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(theirs != NULL);
         CHECK(r->pos == (size_t)n || (r->pos == 0 && r->len == size - (size_t)n));
         same_tree(mine, theirs, buf, buf + n);
+        /* lazily at each depth, each time on a fresh copy of the bytes (the NULs a build
+         * writes end its status lines) */
+        for (int lazy_at = 1; lazy_at <= 4; lazy_at++) {
+            memcpy(buf, data, size);
+            redisReply *lazy = ru_resp_build_lazy(buf, (size_t)n, &whole, arena, lazy_at);
+            same_lazy(lazy, theirs, buf, buf + n, items, true);
+        }
         freeReplyObject(theirs);
         redisReaderFree(r);
     } else if (n == 0 && whole.elems <= size) {
