@@ -29,10 +29,10 @@ static size_t reply_bound(const struct ru_stream *s)
  * entries is read in place, one entry at a time, so the arena holds only the nodes around
  * it) and the next reads ask for reply_bound / that many, at most redis.count. After each
  * connect reading starts at RU_RCONN_SLOW_START entries and doubles with each full reply,
- * so even the first read of a stream of huge entries stays small; a shrink applies at once. sent: the COUNT of this read.
- * redis.read_bytes keeps a reply within the processor's cache: it is scanned as it
- * arrives, then read entry by entry, and a reply larger than the cache is read back from
- * memory for that second pass. */
+ * so even the first read of a stream of huge entries stays small; a shrink applies at
+ * once. sent: the COUNT of this read. redis.read_bytes keeps a reply within the
+ * processor's cache: it is scanned as it arrives, then read entry by entry, and a reply
+ * larger than the cache is read back from memory for that second pass. */
 void ru_readsize_adapt(struct ru_stream *s, size_t n, int sent)
 {
     if (n == 0)
