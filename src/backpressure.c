@@ -58,7 +58,8 @@ size_t ru_backpressure_budget(const struct ru_daemon *d)
 
 /* What one read's reply may take: an eighth of the budget. Two reads can be in flight,
  * and while a reply is walked its entries exist twice at worst, in the read buffer with
- * their reply objects in the arena, and (the one being received) raw: four eighths. The
+ * their reply objects in the arena (a list of entries read in place has almost none), and
+ * (the one being received) raw: four eighths. The
  * other half is left to the batches and the row-state cache, which backpressure keeps
  * within it. At the default limit this is about 110 MiB a read, far above a full read
  * of usual events (1000 of ~1.5 KiB); at 64 MiB about 5 MiB, some 25 entries of 200 kB. */

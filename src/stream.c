@@ -71,7 +71,9 @@ struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_str
     s->rcap = RU_RCONN_READ_CHUNK;
     s->rbuf = ru_xmalloc(s->rcap);
     s->arena = ru_reply_arena_new();
-    s->item_arena = ru_reply_arena_new();
+    /* room for the usual entry, so that ru_resp_entry reads it from the first reply on */
+    s->fields_cap = 32;
+    s->fields = ru_xmalloc(s->fields_cap * sizeof(*s->fields));
     s->stats.lag = -1;
     s->stats.group_pending = -1;
     s->read_depth = 1;
@@ -86,7 +88,6 @@ void ru_stream_free(struct ru_stream *s)
     if (s->c)
         redisFree(s->c);
     ru_reply_arena_free(s->arena);
-    ru_reply_arena_free(s->item_arena);
     free(s->host);
     free(s->path);
     free(s->user);
@@ -175,7 +176,7 @@ static size_t take_entry(struct ru_stream *s, const char *idp, size_t idlen, lon
 
 /* Walks a list of entries [[id, [f, v, ...] | nil], ...], built or lazy. A lazy list's
  * entries are read straight from the reply's bytes (ru_resp_entry); one of another shape
- * is built alone into the item arena, reused from one entry to the next. */
+ * (or with more fields than s->fields holds) is built alone in the reply's arena. */
 size_t ru_stream_entry_list(struct ru_stream *s, const redisReply *entries, enum ru_origin origin)
 {
     size_t n = 0, pos = 0;
@@ -189,8 +190,7 @@ size_t ru_stream_entry_list(struct ru_stream *s, const redisReply *entries, enum
                 n += take_entry(s, id.p, id.len, nf, origin);
                 continue;
             }
-            ru_reply_arena_reset(s->item_arena);
-            e = ru_resp_build_item(entries->str, &pos, entries->len, s->item_arena);
+            e = ru_resp_build_item(entries->str, &pos, entries->len, s->arena);
         } else {
             e = entries->element[i];
         }

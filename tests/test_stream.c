@@ -34,6 +34,7 @@ struct fake {
     int gates, ups, downs, refusals, entries, batches;
     char err[600];
     char entry_id[RU_SID_STRLEN], entry_f0[64];
+    char seen[512]; /* "id n last-name=last-value " for each entry */
 };
 
 static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f, size_t n,
@@ -47,6 +48,11 @@ static void on_entry(void *ud, const struct ru_sid *id, const struct ru_field *f
     if (n > 0)
         snprintf(x->entry_f0, sizeof(x->entry_f0), "%.*s=%.*s", (int)f[0].name.len, f[0].name.p,
                  (int)f[0].value.len, f[0].value.p);
+    size_t at = strlen(x->seen);
+    if (n > 0)
+        snprintf(x->seen + at, sizeof(x->seen) - at, "%s %zu %.*s=%.*s ", x->entry_id, n,
+                 (int)f[n - 1].name.len, f[n - 1].name.p, (int)f[n - 1].value.len,
+                 f[n - 1].value.p);
 }
 
 static void on_batch(void *ud, size_t n, bool full, bool replay)
@@ -193,11 +199,12 @@ static void reply(struct fake *x, const char *resp)
 
 static void replyf(struct fake *x, const char *fmt, ...)
 {
-    char buf[2048];
+    char buf[4096];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
+    cr_assert_lt(n, (int)sizeof(buf), "replyf: reply too long for the test's buffer");
     reply(x, buf);
 }
 
@@ -303,6 +310,36 @@ Test(stream, busygroup_gate_replay_live_entry)
     /* a short reply: one blocked read follows it */
     expect_cmd(&x, "XREADGROUP GROUP g c1 COUNT 16 BLOCK 1000 STREAMS s >");
     cr_assert_eq(x.downs, 0, "dropped: %s", x.err);
+    fake_stop(&x);
+}
+
+static void shared_to_live(struct fake *x);
+
+/* The entries of one reply read in place: the usual ones straight from the bytes, one
+ * with a value that is not a string or with more fields than there is room for built
+ * alone, and one whose id is not a string skipped, each handed on in order. */
+Test(stream, entries_of_every_shape_in_one_reply)
+{
+    struct fake x;
+    fake_start(&x, false, NULL);
+    shared_to_live(&x);
+    struct ru_buf many = RU_BUF_INIT;
+    ru_buf_printf(&many, "*80\r\n");
+    for (int k = 0; k < 40; k++)
+        ru_buf_printf(&many, "$%d\r\nk%d\r\n$1\r\nv\r\n", k < 10 ? 2 : 3, k);
+    replyf(&x,
+           "*1\r\n*2\r\n$1\r\ns\r\n*5\r\n"
+           "*2\r\n$3\r\n5-1\r\n*4\r\n$5\r\nroute\r\n$2\r\n/a\r\n$6\r\nstatus\r\n$3\r\n200\r\n"
+           "*2\r\n$3\r\n5-2\r\n*2\r\n$5\r\nroute\r\n:7\r\n"
+           "*2\r\n$3\r\n5-3\r\n%s"
+           "*2\r\n:5\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+           "*2\r\n$3\r\n5-4\r\n%s",
+           many.p, many.p);
+    ru_buf_free(&many);
+    cr_assert_eq(x.downs, 0, "dropped: %s", x.err);
+    cr_assert_eq(x.entries, 4);
+    cr_assert_str_eq(x.seen, "5-1 2 status=200 5-2 1 route= 5-3 40 k39=v 5-4 40 k39=v ");
+    cr_assert_eq(ru_stream_stats(x.s)->entries, 4);
     fake_stop(&x);
 }
 

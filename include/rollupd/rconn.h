@@ -139,7 +139,6 @@ struct ru_stream {
     char last_err[512];
 
     struct ru_reply_arena *arena;
-    struct ru_reply_arena *item_arena; /* one entry of a lazy list at a time */
     /* the socket's input: replies are parsed in place (resp.h) from rbuf[rstart..rend) */
     char *rbuf;
     size_t rcap, rstart, rend;

@@ -66,7 +66,8 @@ static inline int ru_resp_is_array(const redisReply *r)
 /* As ru_resp_build, but the first non-empty array inside lazy_at - 1 arrays (lazy_at 1: the
  * reply itself; 3: the entries of an XREADGROUP reply [[stream, [entry, ...]]]) is left as
  * an RU_RESP_LAZY node when it is the last thing in the reply, so that a long list costs
- * one node until its items are read one by one, each into memory that stays in the cache.
+ * one node and its items are read one by one (ru_resp_entry, ru_resp_build_item) while
+ * their bytes are in the cache.
  * Otherwise (lazy_at 0, or that array is followed by more) the whole tree is built. */
 redisReply *ru_resp_build_lazy(char *buf, size_t n, const struct ru_resp_scan *sc,
                                struct ru_reply_arena *arena, int lazy_at);

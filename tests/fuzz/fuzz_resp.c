@@ -12,9 +12,13 @@
  *     exactly as many bytes, and ru_resp_build's tree equals it node by node (type, string
  *     bytes and length, integer, element count); every string of the tree lies inside the
  *     input and is NUL-terminated;
- *   - the same reply built by ru_resp_build_lazy, with lazy_at 1 to 4 in turn:
- *     a lazy list, its items built one by one with ru_resp_build_item, equals hiredis'
- *     array, ends exactly where the reply does, and only ends the reply; each item that
+ *   - the scan's node and element counts are hiredis' and the build takes exactly that
+ *     much of the arena;
+ *   - the same reply built by ru_resp_build_lazy, with lazy_at 1 to 4 in turn: the first
+ *     non-empty array inside lazy_at - 1 arrays is lazy exactly when it ends the reply,
+ *     and the part built takes exactly its nodes' room; a lazy list's items, built one by
+ *     one with ru_resp_build_item (each taking exactly its room), are hiredis' elements,
+ *     ending exactly where the reply does; each item that
  *     ru_resp_entry reads straight is the entry hiredis built (id, then nil, no fields, or
  *     name/value bulk strings) and ends where ru_resp_build_item ends it;
  *   - an incomplete one: hiredis returns no reply either (fed only when the arrays announced
@@ -88,23 +92,56 @@ static bool is_entry_of(const redisReply *h, const struct ru_str *id, const stru
     return true;
 }
 
-/* a, built lazily, against hiredis' h */
-static void same_lazy(const redisReply *a, const redisReply *h, const char *lo, const char *hi,
-                      struct ru_reply_arena *items, bool last)
+/* Nodes and element pointers of a hiredis tree, and what they take in a reply arena. */
+static void count_tree(const redisReply *h, size_t *nodes, size_t *elems)
 {
+    (*nodes)++;
+    if (h->type != REDIS_REPLY_ARRAY)
+        return;
+    *elems += h->elements;
+    for (size_t i = 0; i < h->elements; i++)
+        count_tree(h->element[i], nodes, elems);
+}
+
+static size_t tree_bytes(size_t nodes, size_t elems)
+{
+    return (nodes * sizeof(redisReply) + elems * sizeof(redisReply *) + 15) & ~(size_t)15;
+}
+
+struct lazy_check {
+    int lazy_at;
+    bool candidate_seen; /* the first non-empty array inside lazy_at - 1 arrays was met */
+    size_t nodes, elems; /* of the part that was built */
+    struct ru_reply_arena *items;
+};
+
+/* a, built lazily, against hiredis' h: the first non-empty array inside lazy_at - 1 arrays
+ * is lazy exactly when it ends the reply (last), every other node is built as hiredis
+ * built it; a lazy list's items, read one by one, are hiredis' elements */
+static void same_lazy(const redisReply *a, const redisReply *h, const char *lo, const char *hi,
+                      struct lazy_check *lc, int depth, bool last)
+{
+    bool candidate = h->type == REDIS_REPLY_ARRAY && h->elements > 0 && depth == lc->lazy_at - 1 &&
+                     !lc->candidate_seen;
+    if (candidate)
+        lc->candidate_seen = true;
+    lc->nodes++;
     if (a->type != RU_RESP_LAZY) {
+        CHECK(!(candidate && last));
         CHECK(a->type == h->type);
         if (a->type != REDIS_REPLY_ARRAY) {
             same_tree(a, h, lo, hi);
             return;
         }
         CHECK(a->elements == h->elements);
+        lc->elems += a->elements;
         for (size_t i = 0; i < a->elements; i++)
-            same_lazy(a->element[i], h->element[i], lo, hi, items, last && i + 1 == a->elements);
+            same_lazy(a->element[i], h->element[i], lo, hi, lc, depth + 1,
+                      last && i + 1 == a->elements);
         return;
     }
-    CHECK(last);
-    CHECK(h->type == REDIS_REPLY_ARRAY && h->elements == a->elements && a->elements > 0);
+    CHECK(candidate && last);
+    CHECK(h->elements == a->elements);
     CHECK(a->str >= lo && a->str + a->len == hi);
     size_t pos = 0;
     for (size_t i = 0; i < a->elements; i++) {
@@ -114,8 +151,11 @@ static void same_lazy(const redisReply *a, const redisReply *h, const char *lo, 
         size_t at = pos, straight = pos;
         int got = ru_resp_entry(a->str, &straight, a->len, &id, f, 8, &nf);
         CHECK(got == 0 ? straight == at : is_entry_of(h->element[i], &id, f, nf));
-        ru_reply_arena_reset(items);
-        same_tree(ru_resp_build_item(a->str, &pos, a->len, items), h->element[i], lo, hi);
+        ru_reply_arena_reset(lc->items);
+        same_tree(ru_resp_build_item(a->str, &pos, a->len, lc->items), h->element[i], lo, hi);
+        size_t nodes = 0, elems = 0;
+        count_tree(h->element[i], &nodes, &elems);
+        CHECK(ru_reply_arena_used(lc->items) == tree_bytes(nodes, elems));
         CHECK(got == 0 || straight == pos);
     }
     CHECK(pos == a->len);
@@ -159,12 +199,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(theirs != NULL);
         CHECK(r->pos == (size_t)n || (r->pos == 0 && r->len == size - (size_t)n));
         same_tree(mine, theirs, buf, buf + n);
+        /* the scan counted what hiredis built, and the build took exactly that */
+        size_t nodes = 0, elems = 0;
+        count_tree(theirs, &nodes, &elems);
+        CHECK(nodes == whole.nodes && elems == whole.elems);
+        CHECK(ru_reply_arena_used(arena) == tree_bytes(nodes, elems));
         /* lazily at each depth, each time on a fresh copy of the bytes (the NULs a build
-         * writes end its status lines) */
+         * writes end its status lines) and in an emptied arena */
         for (int lazy_at = 1; lazy_at <= 4; lazy_at++) {
             memcpy(buf, data, size);
+            ru_reply_arena_reset(arena);
             redisReply *lazy = ru_resp_build_lazy(buf, (size_t)n, &whole, arena, lazy_at);
-            same_lazy(lazy, theirs, buf, buf + n, items, true);
+            struct lazy_check lc = {.lazy_at = lazy_at, .items = items};
+            same_lazy(lazy, theirs, buf, buf + n, &lc, 0, true);
+            CHECK(ru_reply_arena_used(arena) == tree_bytes(lc.nodes, lc.elems));
         }
         freeReplyObject(theirs);
         redisReaderFree(r);
