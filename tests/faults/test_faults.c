@@ -1395,7 +1395,12 @@ Test(faults, trimmed_entries)
 }
 
 /* XGROUP DESTROY while the daemon runs (once; 5 times long): it recreates the group, logs
- * it, reports degraded, and counts nothing twice although the stream is delivered again. */
+ * it, reports degraded, and counts nothing twice although the stream is delivered again.
+ * The group is created again after the checkpoint, so what comes back is the batch being
+ * filled (skipped as in flight, acknowledged by its COMMIT) and, only when a flush commits
+ * while it is delivered again, committed entries that are only acknowledged
+ * (events_replay_acked): how many of each is a matter of timing, which the test reports
+ * and does not assert; compare() is what must hold. */
 Test(faults, group_deleted)
 {
     ft_begin("group_deleted");
@@ -1428,7 +1433,6 @@ Test(faults, group_deleted)
     cr_assert_str_eq(s.health, "degraded", "health %s: %s", s.health, s.reason);
     cr_assert(strstr(s.reason, "recreated"), "health_reason: %s", s.reason);
     cr_assert(logged, "no log line about the recreated group");
-    cr_assert_gt(s.replay_acked, 0, "no committed entry came back after the recreation");
     check_dead_letters();
     ft.passed = true;
 }
