@@ -36,6 +36,9 @@ CLK = os.sysconf("SC_CLK_TCK")
 # rollupd's redis.read_bytes default, written into the main table's configuration; the
 # ceiling reader sizes its reads by the same rule (--read-bytes)
 READ_BYTES = 524288
+# BENCH_ROLLUPD_READ_BYTES: rollupd's alone, for an experiment on the size of reads (the
+# tables then say so); the ceiling reader keeps READ_BYTES
+ROLLUPD_READ_BYTES = int(os.environ.get("BENCH_ROLLUPD_READ_BYTES", READ_BYTES))
 
 
 # ---------------------------------------------------------------- /proc
@@ -260,7 +263,7 @@ def cmd_rollupd(a):
     # BENCH_ROLLUPD_FLUSH: more flush settings for the main table, e.g. " max_events = 10000;"
     rollupd_conf(conf, srv, a.stream, a.group, a.db, sock, a.interval_ms, a.backlog_entries,
                  os.environ.get("BENCH_ROLLUPD_FLUSH", ""),
-                 extra_redis=f" read_bytes = {READ_BYTES};" +
+                 extra_redis=f" read_bytes = {ROLLUPD_READ_BYTES};" +
                  (" lone_consumer = true;" if a.lone else ""))
     s0 = srv.snapshot()
     d = Rollupd(a.bin, conf, os.path.join(logdir, f"{a.name}.log"), srv)
@@ -861,6 +864,9 @@ def main_table(runs, w):
 
 def mix_table(mix, runs, w):
     w(f"### End to end, {MIXES.get(mix, mix)}: pre-filled stream -> every event committed\n")
+    if ROLLUPD_READ_BYTES != READ_BYTES:
+        w(f"Not like for like: rollupd ran with redis.read_bytes = {ROLLUPD_READ_BYTES} "
+          f"(BENCH_ROLLUPD_READ_BYTES), the ceiling reader with --read-bytes {READ_BYTES}.\n")
     w("| consumer | events | seconds | events/s | consumer CPU s / M ev | redis CPU s / M ev"
       " | postgres CPU s / M ev | cores busy (consumer + redis + postgres) | peak RSS MiB |"
       " flushes | rows written | other load (cores) |")
