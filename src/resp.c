@@ -212,10 +212,10 @@ static inline bool ends_all(const long long *left, int depth)
 /* Walks the complete (scanned) item at buf[pos], within buf[0..n), adding its nodes and
  * element pointers to *nodes and *elems; returns the index just past it. With lazy_at > 0
  * it stops at the first non-empty array inside lazy_at - 1 arrays: when that array ends the
- * item it is counted as one node without elements, *lazy is set and the index just past
- * its header returned; when it does not, 0 is returned (no lazy build). */
-static size_t walk(const char *buf, size_t pos, size_t n, int lazy_at, size_t *nodes, size_t *elems,
-                   bool *lazy)
+ * item it is counted as one node without elements and the index just past its header is
+ * returned (below the item's end, since elements follow); when it does not, 0 (no lazy
+ * build). */
+static size_t walk(const char *buf, size_t pos, size_t n, int lazy_at, size_t *nodes, size_t *elems)
 {
     long long left[RU_RESP_MAX_DEPTH + 1];
     int depth = 0;
@@ -232,10 +232,7 @@ static size_t walk(const char *buf, size_t pos, size_t n, int lazy_at, size_t *n
         }
         if (t == '*' && v > 0) {
             if (depth == lazy_at - 1) {
-                if (!ends_all(left, depth))
-                    return 0;
-                *lazy = true;
-                return pos;
+                return ends_all(left, depth) ? pos : 0;
             }
             *elems += (size_t)v;
             left[depth++] = v;
@@ -325,8 +322,8 @@ redisReply *ru_resp_build_lazy(char *buf, size_t n, const struct ru_resp_scan *s
                                struct ru_reply_arena *arena, int lazy_at)
 {
     size_t nodes = 0, elems = 0, pos = 0;
-    bool lazy = false;
-    if (lazy_at > 0 && walk(buf, 0, n, lazy_at, &nodes, &elems, &lazy) > 0 && lazy)
+    size_t stop = lazy_at > 0 ? walk(buf, 0, n, lazy_at, &nodes, &elems) : 0;
+    if (stop > 0 && stop < n) /* stopped at a list that ends the reply */
         return build(buf, &pos, n, nodes, elems, arena, lazy_at);
     return build(buf, &pos, n, sc->nodes, sc->elems, arena, 0);
 }
@@ -334,8 +331,7 @@ redisReply *ru_resp_build_lazy(char *buf, size_t n, const struct ru_resp_scan *s
 redisReply *ru_resp_build_item(char *buf, size_t *pos, size_t n, struct ru_reply_arena *arena)
 {
     size_t nodes = 0, elems = 0;
-    bool lazy = false;
-    walk(buf, *pos, n, 0, &nodes, &elems, &lazy);
+    walk(buf, *pos, n, 0, &nodes, &elems);
     return build(buf, pos, n, nodes, elems, arena, 0);
 }
 

@@ -51,6 +51,12 @@ static void copy_config(struct ru_stream *s, const struct ru_config *cfg)
     ru_readsize_set(s, RU_RCONN_SLOW_START);
 }
 
+void ru_stream_conn_prefix(const char *stream, const char *group, char *out, size_t len)
+{
+    uint64_t g = ru_hash(group, strlen(group), ru_hash(stream, strlen(stream), 0));
+    snprintf(out, len, "rollupd:%016" PRIx64 ":", g);
+}
+
 struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_stream_cb *cb)
 {
     struct ru_stream *s = ru_xcalloc(1, sizeof(*s));
@@ -64,7 +70,7 @@ struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_str
     s->slot = ru_cluster_keyslot(s->stream, strlen(s->stream));
     uint64_t g = ru_hash(s->group, strlen(s->group), ru_hash(s->stream, strlen(s->stream), 0));
     uint64_t c = ru_hash(s->consumer, strlen(s->consumer), g);
-    snprintf(s->group_prefix, sizeof(s->group_prefix), "rollupd:%016" PRIx64 ":", g);
+    ru_stream_conn_prefix(s->stream, s->group, s->group_prefix, sizeof(s->group_prefix));
     snprintf(s->name, sizeof(s->name), "%s%016" PRIx64 ":%c", s->group_prefix, c,
              s->lone ? 'L' : 'S');
     s->cb = *cb;

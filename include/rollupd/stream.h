@@ -103,6 +103,10 @@ struct ru_stream_stats {
 
 struct ru_stream;
 
+/* The prefix of the name (CLIENT SETNAME) every rollupd reading stream in group gives its
+ * connection, "rollupd:<hash of both>:" (the consumer's hash and mode follow). */
+void ru_stream_conn_prefix(const char *stream, const char *group, char *out, size_t len);
+
 /* Copies what it needs from cfg. Does not connect until ru_stream_start. */
 struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_stream_cb *cb);
 void ru_stream_free(struct ru_stream *s);

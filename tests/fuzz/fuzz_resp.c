@@ -69,24 +69,27 @@ static void same_tree(const redisReply *a, const redisReply *h, const char *lo, 
     }
 }
 
+/* x is a bulk string with v's bytes, and v is NUL-terminated in place */
+static bool same_str(const redisReply *x, const struct ru_str *v)
+{
+    return x->type == REDIS_REPLY_STRING && x->len == v->len && memcmp(x->str, v->p, v->len) == 0 &&
+           v->p[v->len] == '\0';
+}
+
 static bool is_entry_of(const redisReply *h, const struct ru_str *id, const struct ru_field *f,
                         long long nf)
 {
     if (h->type != REDIS_REPLY_ARRAY || h->elements != 2)
         return false;
-    const redisReply *hid = h->element[0], *hf = h->element[1];
-    if (hid->type != REDIS_REPLY_STRING || hid->len != id->len ||
-        memcmp(hid->str, id->p, id->len) != 0 || id->p[id->len] != '\0')
+    const redisReply *hf = h->element[1];
+    if (!same_str(h->element[0], id))
         return false;
     if (nf < 0)
         return hf->type == REDIS_REPLY_NIL || (hf->type == REDIS_REPLY_ARRAY && hf->elements == 0);
     if (hf->type != REDIS_REPLY_ARRAY || hf->elements != (size_t)nf * 2)
         return false;
     for (size_t k = 0; k < hf->elements; k++) {
-        const struct ru_str *v = k % 2 ? &f[k / 2].value : &f[k / 2].name;
-        const redisReply *x = hf->element[k];
-        if (x->type != REDIS_REPLY_STRING || x->len != v->len ||
-            memcmp(x->str, v->p, v->len) != 0 || v->p[v->len] != '\0')
+        if (!same_str(hf->element[k], k % 2 ? &f[k / 2].value : &f[k / 2].name))
             return false;
     }
     return true;

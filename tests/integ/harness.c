@@ -22,6 +22,8 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 
+#include "rollupd/stream.h"
+
 struct ru_h_env ru_h_env;
 
 /* ------------------------------------------------------------------ files */
@@ -377,10 +379,8 @@ long long ru_h_redis_int(redisContext *c, const char *fmt, ...)
 
 int ru_h_redis_kill_readers(redisContext *c, const char *stream, const char *group)
 {
-    /* rollupd names its connections "rollupd:<hash of group and stream>:..." (stream.c) */
-    uint64_t g = ru_hash(group, strlen(group), ru_hash(stream, strlen(stream), 0));
-    char prefix[64];
-    snprintf(prefix, sizeof(prefix), " name=rollupd:%016" PRIx64 ":", g);
+    char prefix[64] = " name=";
+    ru_stream_conn_prefix(stream, group, prefix + 6, sizeof(prefix) - 6);
     redisReply *r = ru_h_redis_cmd(c, "CLIENT LIST TYPE normal");
     if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS) {
         freeReplyObject(r);
