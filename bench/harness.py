@@ -324,7 +324,8 @@ def run_exiting(a, kind, argv):
 
 def cmd_ceiling(a):
     srv = Servers(a.env)
-    run_exiting(a, "ceiling-noack" if a.noack else "ceiling",
+    kind = "ceiling-noack" if a.noack else "ceiling"
+    run_exiting(a, kind + ("-again" if a.again else ""),
                 [a.bin, "-p", str(srv.redis_port), "-s", a.stream, "-g", a.group, "-n",
                  str(a.events), "--count", "1000", "--read-bytes", str(READ_BYTES)] +
                 (["--noack"] if a.noack else []))
@@ -850,6 +851,10 @@ MIXES = {
 # each rollupd mode against its like-for-like ceiling
 PAIRS = (("rollupd", "ceiling", "rollupd (shared group) / ceiling (XACK per batch)"),
          ("lone", "ceiling-noack", "rollupd (lone consumer) / ceiling (NOACK)"))
+# the control: each ceiling run again right after its rollupd mode, the same work twice;
+# its ratios, computed the same way, show what the machine's noise alone does to a ratio
+CONTROLS = (("ceiling-again", "ceiling", "control: ceiling (XACK per batch) run again / ceiling"),
+            ("ceiling-noack-again", "ceiling-noack", "control: ceiling (NOACK) run again / ceiling"))
 
 
 def cores_busy(r):
@@ -885,12 +890,21 @@ def mix_table(mix, runs, w):
           "event is read (PostgreSQL set-up, replay of its own pending entries); tail = from "
           "the last event read to its COMMIT (the last flush); the rate between them is the "
           "draining rate.\n")
-        w("| run | seconds | start-up s | tail s | draining events/s |")
-        w("|---|---:|---:|---:|---:|")
+        w("| run | seconds | start-up s | tail s | draining events/s | redis-server cores "
+          "while draining |")
+        w("|---|---:|---:|---:|---:|---:|")
         for r in parts:
             mid = r["seconds"] - r["startup_s"] - r["tail_s"]
             w(f"| {r['name']} | {fmt(r['seconds'], 2)} | {fmt(r['startup_s'], 2)} | "
-              f"{fmt(r['tail_s'], 2)} | {fmt(r['events'] / mid, 0) if mid > 0 else '–'} |")
+              f"{fmt(r['tail_s'], 2)} | {fmt(r['events'] / mid, 0) if mid > 0 else '–'} | "
+              f"{fmt(r['redis_cpu_s'] / mid, 2) if mid > 0 else '–'} |")
+        ceils = [r for r in runs if r["kind"].startswith("ceiling") and r["seconds"] > 0]
+        if ceils:
+            busy = statistics.median(r["redis_cpu_s"] / r["seconds"] for r in ceils)
+            w(f"\nredis-server cores while a ceiling reader ran (median of its {len(ceils)} "
+              f"runs, which have no start-up or tail): {fmt(busy, 2)}. redis-server is the "
+              "busiest process of every run; the rest of its core is time it waited, for the "
+              "next read or for room in the socket to write a reply.")
 
     def med(kind, key):
         v = [r[key] for r in runs if r["kind"] == kind]
@@ -934,8 +948,42 @@ def mix_table(mix, runs, w):
         for label, v, goal, ok in rows:
             met = "–" if v is None else ("yes" if ok(v) else "**no**")
             w(f"| {label} | {fmt(v, 2) if v is not None else '–'} | {goal} | {met} |")
+    controls = [c for c in CONTROLS if any(r["kind"] == c[0] for r in runs)]
+    if controls:
+        w("\nThe control: each ceiling run again right after its rollupd mode (the same "
+          "program, the same entries, the same rules), its ratios taken the same way. Identical "
+          "work gives 1.00 on a quiet machine; how far these stray from 1.00 is what the "
+          "machine's noise alone does to a ratio in this run. Per repetition: each run "
+          "against the ceiling run just before it (min–max over the repetitions).\n")
+        w("| ratio | events/s | redis-server CPU per event | own CPU per event |")
+        w("|---|---:|---:|---:|")
+        for kind, ceil, who in PAIRS + CONTROLS:
+            if kind.endswith("-again") and kind not in [c[0] for c in controls]:
+                continue
+            cells = []
+            for key, per in (("events_per_s", False), ("redis_cpu_s", True),
+                             ("consumer_cpu_s", True)):
+                m = ratio(med_per_event(kind, key), med_per_event(ceil, key)) if per else \
+                    ratio(med(kind, key), med(ceil, key))
+                pr = paired(runs, kind, ceil, key)
+                span = f" ({fmt(min(pr), 2)}–{fmt(max(pr), 2)})" if pr else ""
+                cells.append(f"{fmt(m, 2) if m is not None else '–'}{span}")
+            w(f"| {who} | " + " | ".join(cells) + " |")
     cpu_split_table(mix, runs, w)
     w("")
+
+
+def paired(runs, kind, ceil, key):
+    """Per repetition: the run of kind against the ceiling run of the same mix and
+    repetition (the number that ends the name)."""
+    by_rep = {r["name"].rsplit("-", 1)[-1]: r for r in runs if r["kind"] == ceil}
+    out = []
+    for r in runs:
+        c = by_rep.get(r["name"].rsplit("-", 1)[-1])
+        if r["kind"] != kind or c is None or not c.get(key) or not r.get(key):
+            continue
+        out.append(r[key] / c[key])  # same events on both sides: per event = per run
+    return out
 
 
 SPLIT = ("reader_user_s", "reader_sys_s", "writer_user_s", "writer_sys_s")
@@ -978,7 +1026,8 @@ def cmd_report(a):
     runs = []
     for p in sorted(glob.glob(os.path.join(a.dir, "main-*.json"))):
         runs.append(json.load(open(p)))
-    order = {"ceiling": 0, "rollupd": 1, "ceiling-noack": 2, "lone": 3, "careful": 4, "today": 5}
+    order = {"ceiling": 0, "rollupd": 1, "ceiling-again": 2, "ceiling-noack": 3, "lone": 4,
+             "ceiling-noack-again": 5, "careful": 6, "today": 7}
     runs.sort(key=lambda r: (order.get(r["kind"], 9), r["name"]))
     out = []
     w = out.append
@@ -1119,6 +1168,8 @@ def main():
     p.add_argument("--bin", required=True)
     p.add_argument("--noack", action="store_true",
                    help="XREADGROUP ... NOACK, no XACK (the lone consumer's ceiling)")
+    p.add_argument("--again", action="store_true",
+                   help="the control: the same ceiling run again, right after rollupd")
     p.set_defaults(fn=cmd_ceiling)
 
     p = sub.add_parser("rollupd")
