@@ -96,6 +96,13 @@ def pg_cpu(postmaster):
     return total
 
 
+def run_queue_wait(pid):
+    """Seconds the task (a process' main thread) has spent runnable but waiting for a
+    core (/proc/PID/schedstat, second field, in ns)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
+
+
 def machine_busy():
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
@@ -129,7 +136,8 @@ class Servers:
 
     def snapshot(self):
         return {"t": time.monotonic(), "redis": proc_cpu(self.redis_pid),
-                "pg": pg_cpu(self.pg_pid), "busy": machine_busy()}
+                "redis_wait": run_queue_wait(self.redis_pid), "pg": pg_cpu(self.pg_pid),
+                "busy": machine_busy()}
 
 
 def measured(name, kind, events, s0, s1, consumer_cpu, hwm_kb, extra):
@@ -142,6 +150,7 @@ def measured(name, kind, events, s0, s1, consumer_cpu, hwm_kb, extra):
         "events_per_s": round(events / secs, 1) if secs > 0 else 0,
         "consumer_cpu_s": round(consumer_cpu, 3), "redis_cpu_s": round(redis, 3),
         "pg_cpu_s": round(pg, 3),
+        "redis_runq_s": round(s1["redis_wait"] - s0["redis_wait"], 3),
         "other_cores": round(max(0.0, busy - consumer_cpu - redis - pg) / secs, 2)
         if secs > 0 else 0,
         "vmhwm_kb": hwm_kb,
@@ -891,20 +900,25 @@ def mix_table(mix, runs, w):
           "the last event read to its COMMIT (the last flush); the rate between them is the "
           "draining rate.\n")
         w("| run | seconds | start-up s | tail s | draining events/s | redis-server cores "
-          "while draining |")
-        w("|---|---:|---:|---:|---:|---:|")
+          "while draining | redis-server waiting for a core (cores) |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
         for r in parts:
             mid = r["seconds"] - r["startup_s"] - r["tail_s"]
             w(f"| {r['name']} | {fmt(r['seconds'], 2)} | {fmt(r['startup_s'], 2)} | "
               f"{fmt(r['tail_s'], 2)} | {fmt(r['events'] / mid, 0) if mid > 0 else '–'} | "
-              f"{fmt(r['redis_cpu_s'] / mid, 2) if mid > 0 else '–'} |")
+              f"{fmt(r['redis_cpu_s'] / mid, 2) if mid > 0 else '–'} | "
+              f"{fmt(r['redis_runq_s'] / mid, 2) if mid > 0 and 'redis_runq_s' in r else '–'} |")
         ceils = [r for r in runs if r["kind"].startswith("ceiling") and r["seconds"] > 0]
         if ceils:
             busy = statistics.median(r["redis_cpu_s"] / r["seconds"] for r in ceils)
-            w(f"\nredis-server cores while a ceiling reader ran (median of its {len(ceils)} "
-              f"runs, which have no start-up or tail): {fmt(busy, 2)}. redis-server is the "
-              "busiest process of every run; the rest of its core is time it waited, for the "
-              "next read or for room in the socket to write a reply.")
+            waits = [r["redis_runq_s"] / r["seconds"] for r in ceils if "redis_runq_s" in r]
+            wait = f", waiting for a core {fmt(statistics.median(waits), 2)}" if waits else ""
+            w(f"\nredis-server while a ceiling reader ran (median of its {len(ceils)} runs, "
+              f"which have no start-up or tail): {fmt(busy, 2)} cores busy{wait}. "
+              "redis-server is the busiest process of every run. Waiting for a core: "
+              "runnable, but both cores taken (`/proc/PID/schedstat`, its main thread); the "
+              "rest of its core is time it had nothing to do (the next read not there yet, "
+              "or no room in the socket for its reply).")
 
     def med(kind, key):
         v = [r[key] for r in runs if r["kind"] == kind]
