@@ -98,9 +98,13 @@ def pg_cpu(postmaster):
 
 def run_queue_wait(pid):
     """Seconds the task (a process' main thread) has spent runnable but waiting for a
-    core (/proc/PID/schedstat, second field, in ns)."""
-    with open(f"/proc/{pid}/schedstat") as f:
-        return int(f.read().split()[1]) / 1e9
+    core (/proc/PID/schedstat, second field, in ns); None where the kernel does not say
+    (built without schedstats)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def machine_busy():
@@ -150,11 +154,12 @@ def measured(name, kind, events, s0, s1, consumer_cpu, hwm_kb, extra):
         "events_per_s": round(events / secs, 1) if secs > 0 else 0,
         "consumer_cpu_s": round(consumer_cpu, 3), "redis_cpu_s": round(redis, 3),
         "pg_cpu_s": round(pg, 3),
-        "redis_runq_s": round(s1["redis_wait"] - s0["redis_wait"], 3),
-        "other_cores": round(max(0.0, busy - consumer_cpu - redis - pg) / secs, 2)
-        if secs > 0 else 0,
-        "vmhwm_kb": hwm_kb,
     }
+    if s0["redis_wait"] is not None and s1["redis_wait"] is not None:
+        res["redis_runq_s"] = round(s1["redis_wait"] - s0["redis_wait"], 3)
+    res["other_cores"] = round(max(0.0, busy - consumer_cpu - redis - pg) / secs, 2) \
+        if secs > 0 else 0
+    res["vmhwm_kb"] = hwm_kb
     res.update(extra)
     return res
 
@@ -898,7 +903,8 @@ def mix_table(mix, runs, w):
         w("\nrollupd's time split (status polled every 20 ms): start-up = until the first "
           "event is read (PostgreSQL set-up, replay of its own pending entries); tail = from "
           "the last event read to its COMMIT (the last flush); the rate between them is the "
-          "draining rate.\n")
+          "draining rate. redis-server's cores while draining: its CPU over the whole run "
+          "(it has no reads to serve during start-up and the tail) over the draining time.\n")
         w("| run | seconds | start-up s | tail s | draining events/s | redis-server cores "
           "while draining | redis-server waiting for a core (cores) |")
         w("|---|---:|---:|---:|---:|---:|---:|")

@@ -117,7 +117,7 @@ static const struct key keys[] = {
     {KINT(postgres, connect_timeout_s, 1, 600, 10, PG)},
     {KBOOL(postgres, create_schema, true, 0)},
     {KINT(flush, interval_ms, 100, 3600000, 5000, 0)},
-    {KINT(flush, max_events, 1000, 100000000, RU_CONFIG_MAX_EVENTS_SHARED, 0)},
+    {KINT(flush, max_events, 1000, 100000000, 50000, 0)},
     {KINT(flush, max_keys, 100, 10000000, 100000, 0)},
     {KINT(flush, backlog_entries, 0, 100000000, 8000, 0)},
     {KINT(limits, max_memory_mb, 64, 1048576, 1024, 0)},
@@ -148,13 +148,10 @@ bool ru_config_section_known(const char *name)
 
 /* ---- defaults / deinit -------------------------------------------------------------- */
 
-/* Values derived from other keys when left empty or unset: the consumer (the host
- * name), the dead-letter stream ("<stream>:dead") and flush.max_events (by mode). */
+/* Values derived from other keys when left empty: the consumer (the host name) and the
+ * dead-letter stream ("<stream>:dead"). */
 void ru_config_derive(struct ru_config *c)
 {
-    if (c->origin[ru_config_key_find("flush", "max_events")] == NULL)
-        c->flush.max_events =
-            c->redis.lone_consumer ? RU_CONFIG_MAX_EVENTS_LONE : RU_CONFIG_MAX_EVENTS_SHARED;
     if (c->redis.dead_letter_stream[0] == '\0') {
         free(c->redis.dead_letter_stream);
         c->redis.dead_letter_stream = dead_letter_for(c->redis.stream);
@@ -379,8 +376,6 @@ void ru_config_describe(const struct ru_config *c, struct ru_buf *out)
     char name[64], value[1024], dvalue[1024];
 
     ru_config_defaults(&def);
-    def.redis.lone_consumer = c->redis.lone_consumer; /* flush.max_events' default follows it */
-    ru_config_derive(&def);
     for (size_t i = 0; i < NKEYS; i++) {
         unsigned f = keys[i].flags;
         ru_config_key_value(c, i, value, sizeof(value));

@@ -480,21 +480,6 @@ Test(config, lone_consumer)
                  "%s:2: redis.lone_consumer: expected true or false, got a string");
     expect_error("redis: { lone_consumer = 1; };\n",
                  "%s:1: redis.lone_consumer: expected true or false, got an integer");
-    /* flush.max_events, when not set, follows the mode: a lone consumer has no pending
-     * list to keep short */
-    expect_load("redis: { lone_consumer = true; };\n", &c);
-    cr_assert_eq(c.flush.max_events, RU_CONFIG_MAX_EVENTS_LONE);
-    struct ru_buf b = RU_BUF_INIT;
-    ru_config_describe(&c, &b);
-    cr_assert_not_null(strstr(b.p, "flush.max_events = 1000000;  # default 1000000;"), "%s", b.p);
-    ru_buf_free(&b);
-    ru_config_deinit(&c);
-    expect_load("redis: { lone_consumer = true; };\nflush: { max_events = 50000; };\n", &c);
-    cr_assert_eq(c.flush.max_events, 50000, "a value set is kept");
-    ru_config_deinit(&c);
-    expect_load("redis: { lone_consumer = false; };\n", &c);
-    cr_assert_eq(c.flush.max_events, RU_CONFIG_MAX_EVENTS_SHARED);
-    ru_config_deinit(&c);
     /* a lone consumer has nobody to take over from */
     expect_error("redis: {\n  lone_consumer = true;\n  claim_idle_ms = 60000;\n};\n",
                  "%s:3: redis.claim_idle_ms: a lone consumer has no other consumers to take "

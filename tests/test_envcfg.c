@@ -57,7 +57,6 @@ Test(envcfg, defaults_and_environment_without_a_file)
     cr_assert_eq(c.flush.interval_ms, 250);
     cr_assert(!c.postgres.create_schema, "ROLLUPD_PG_CREATE_SCHEMA=false ignored");
     cr_assert_str_eq(c.redis.dead_letter_stream, "s:dead", "the dead-letter default follows");
-    cr_assert_eq(c.flush.max_events, RU_CONFIG_MAX_EVENTS_LONE, "max_events' default follows");
     cr_assert_str_eq(origin(&c, "redis.url"), "environment ROLLUPD_REDIS_URL");
     cr_assert_null(origin(&c, "redis.group"));
     cr_assert_str_eq(c.postgres.conninfo, "dbname=genonaut");
@@ -78,23 +77,6 @@ Test(envcfg, environment_overrides_the_file_and_each_origin_is_recorded)
     snprintf(want, sizeof(want), "%s:4", path);
     cr_assert_str_eq(origin(&c, "redis.group"), want);
     cr_assert_str_eq(origin(&c, "redis.stream"), "environment ROLLUPD_STREAM");
-    ru_config_deinit(&c);
-}
-
-/* flush.max_events' default follows the mode the environment leaves, not the file's */
-Test(envcfg, max_events_default_follows_the_final_mode)
-{
-    const char *path = write_conf("redis: { lone_consumer = true; };\n");
-    char *shared[] = {"ROLLUPD_LONE_CONSUMER=false", NULL};
-    char *set[] = {"ROLLUPD_FLUSH_MAX_EVENTS=20000", NULL};
-    struct ru_config c;
-    char err[256];
-    cr_assert_eq(ru_envcfg_load(&c, path, shared, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(c.flush.max_events, RU_CONFIG_MAX_EVENTS_SHARED);
-    cr_assert_null(origin(&c, "flush.max_events"));
-    ru_config_deinit(&c);
-    cr_assert_eq(ru_envcfg_load(&c, path, set, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(c.flush.max_events, 20000);
     ru_config_deinit(&c);
 }
 

@@ -46,15 +46,10 @@ struct ru_config {
 
     struct {
         int interval_ms;     /* default 5000, 100..3600000 */
-        int max_events;      /* flush early when this many events wait; default by mode */
+        int max_events;      /* flush early when this many events wait; default 50000 */
         int max_keys;        /* flush early when this many keys wait; default 100000 */
         int backlog_entries; /* flush when a backlog of this many entries drains; 0 = off */
     } flush;
-/* flush.max_events when it is not set: it keeps a shared group's pending-entries list
- * short; a lone consumer has none, and there each early flush only adds PostgreSQL work
- * while a backlog drains */
-#define RU_CONFIG_MAX_EVENTS_SHARED 50000
-#define RU_CONFIG_MAX_EVENTS_LONE   1000000
 
     struct {
         int max_memory_mb; /* stop reading (backpressure) above this; default 1024 */
