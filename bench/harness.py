@@ -937,6 +937,14 @@ def mix_table(mix, runs, w):
     def ratio(x, y):
         return x / y if x and y else None
 
+    # the three like-for-like ratios of a run kind against its ceiling, as the goals take
+    # them: events/s from the medians of each side, CPU per event likewise
+    RATIOS = (("events_per_s", med), ("redis_cpu_s", med_per_event),
+              ("consumer_cpu_s", med_per_event))
+
+    def against(kind, ceil):
+        return [ratio(f(kind, key), f(ceil, key)) for key, f in RATIOS]
+
     ca, to = med("careful", "events_per_s"), med("today", "events_per_s")
     w(f"\n### Ratios, {mix} mix (medians over interleaved repetitions)\n")
     w("rollupd-N: a consumer in a shared group (the default: XREADGROUP, XACK after COMMIT), "
@@ -948,16 +956,13 @@ def mix_table(mix, runs, w):
     w("| ratio | value | goal | met |")
     w("|---|---:|---:|:-:|")
     for kind, ceil, who in PAIRS:
-        rd, rr = med(kind, "events_per_s"), med_per_event(kind, "redis_cpu_s")
-        rc = med_per_event(kind, "consumer_cpu_s")
+        rd = med(kind, "events_per_s")
         if rd is None:
             continue
-        ce, cr = med(ceil, "events_per_s"), med_per_event(ceil, "redis_cpu_s")
-        cc = med_per_event(ceil, "consumer_cpu_s")
-        rows = [(f"{who}, events/s", ratio(rd, ce), ">= 0.90", lambda x: x >= 0.9),
-                (f"{who}, redis-server CPU per event", ratio(rr, cr), "<= 1.10",
-                 lambda x: x <= 1.1),
-                (f"{who}, own CPU per event", ratio(rc, cc), "<= 1.30", lambda x: x <= 1.3)]
+        e2e, redis, own = against(kind, ceil)
+        rows = [(f"{who}, events/s", e2e, ">= 0.90", lambda x: x >= 0.9),
+                (f"{who}, redis-server CPU per event", redis, "<= 1.10", lambda x: x <= 1.1),
+                (f"{who}, own CPU per event", own, "<= 1.30", lambda x: x <= 1.3)]
         short = who.split(" / ")[0]
         if ca:
             rows.append((f"{short} / careful Python, events/s", ratio(rd, ca), ">= 10",
@@ -977,14 +982,9 @@ def mix_table(mix, runs, w):
           "against the ceiling run just before it (min–max over the repetitions).\n")
         w("| ratio | events/s | redis-server CPU per event | own CPU per event |")
         w("|---|---:|---:|---:|")
-        for kind, ceil, who in PAIRS + CONTROLS:
-            if kind.endswith("-again") and kind not in [c[0] for c in controls]:
-                continue
+        for kind, ceil, who in PAIRS + tuple(controls):
             cells = []
-            for key, per in (("events_per_s", False), ("redis_cpu_s", True),
-                             ("consumer_cpu_s", True)):
-                m = ratio(med_per_event(kind, key), med_per_event(ceil, key)) if per else \
-                    ratio(med(kind, key), med(ceil, key))
+            for (key, _), m in zip(RATIOS, against(kind, ceil)):
                 pr = paired(runs, kind, ceil, key)
                 span = f" ({fmt(min(pr), 2)}–{fmt(max(pr), 2)})" if pr else ""
                 cells.append(f"{fmt(m, 2) if m is not None else '–'}{span}")

@@ -51,10 +51,15 @@ static void copy_config(struct ru_stream *s, const struct ru_config *cfg)
     ru_readsize_set(s, RU_RCONN_SLOW_START);
 }
 
+/* Names the (stream, group) pair in connection names */
+static uint64_t group_hash(const char *stream, const char *group)
+{
+    return ru_hash(group, strlen(group), ru_hash(stream, strlen(stream), 0));
+}
+
 void ru_stream_conn_prefix(const char *stream, const char *group, char *out, size_t len)
 {
-    uint64_t g = ru_hash(group, strlen(group), ru_hash(stream, strlen(stream), 0));
-    snprintf(out, len, "rollupd:%016" PRIx64 ":", g);
+    snprintf(out, len, "rollupd:%016" PRIx64 ":", group_hash(stream, group));
 }
 
 struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_stream_cb *cb)
@@ -68,8 +73,7 @@ struct ru_stream *ru_stream_new(const struct ru_config *cfg, const struct ru_str
     s->start = ru_xstrdup(cfg->redis.start);
     s->lone = cfg->redis.lone_consumer;
     s->slot = ru_cluster_keyslot(s->stream, strlen(s->stream));
-    uint64_t g = ru_hash(s->group, strlen(s->group), ru_hash(s->stream, strlen(s->stream), 0));
-    uint64_t c = ru_hash(s->consumer, strlen(s->consumer), g);
+    uint64_t c = ru_hash(s->consumer, strlen(s->consumer), group_hash(s->stream, s->group));
     ru_stream_conn_prefix(s->stream, s->group, s->group_prefix, sizeof(s->group_prefix));
     snprintf(s->name, sizeof(s->name), "%s%016" PRIx64 ":%c", s->group_prefix, c,
              s->lone ? 'L' : 'S');
