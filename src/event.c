@@ -120,6 +120,19 @@ static int too_long(char *err, size_t errlen, const char *field)
 /* Integer text in [lo, hi]: 0, -1 not an integer, -2 out of range. */
 static int parse_int_range(const struct ru_str *v, int64_t lo, int64_t hi, int32_t *out)
 {
+    /* the usual field: 1 to 9 digits, no sign */
+    if (v->len - 1 < 9) {
+        uint32_t u = 0;
+        size_t i = 0;
+        for (unsigned d; i < v->len && (d = (unsigned)(unsigned char)v->p[i] - '0') <= 9; i++)
+            u = u * 10 + d;
+        if (i == v->len) {
+            if ((int64_t)u < lo || (int64_t)u > hi)
+                return -2;
+            *out = (int32_t)u;
+            return 0;
+        }
+    }
     int64_t x;
     if (ru_parse_i64(v->p, v->len, &x) < 0) {
         size_t i = v->len > 0 && (v->p[0] == '-' || v->p[0] == '+');
@@ -170,6 +183,11 @@ static inline bool parse_ts_plain(const char *s, size_t len, int64_t *us)
     static const int64_t scale[7] = {1000000, 100000, 10000, 1000, 100, 10, 1};
     size_t i = 0;
     int64_t secs = 0, frac = 0;
+    uint32_t v8;
+    if (len >= 8 && ru_digits8(s, &v8)) { /* the first 8 of a timestamp's 10 */
+        secs = v8;
+        i = 8;
+    }
     while (i < len && i < 12 && (unsigned)(s[i] - '0') <= 9)
         secs = secs * 10 + (s[i++] - '0');
     if (i == 0)
@@ -304,8 +322,42 @@ static const signed char hex_value[256] = {
     /* clang-format on */
 };
 
+/* Whether all 8 bytes of w are lower-case hex digits, tested a word at a time: a byte
+ * below 0x80 is '0'..'9' when adding 0x50 sets its top bit and adding 0x46 does not, and
+ * 'a'..'f' likewise with 0x1f and 0x19 (no sum carries into the next byte). */
+static inline bool word_lower_hex(uint64_t w)
+{
+    const uint64_t top = 0x8080808080808080ULL, ones = 0x0101010101010101ULL;
+    uint64_t digit = (w + 0x50 * ones) & ~(w + 0x46 * ones);
+    uint64_t lower = (w + 0x1f * ones) & ~(w + 0x19 * ones);
+    return (w & top) == 0 && ((digit | lower) & top) == top;
+}
+
+/* Whether the 36 bytes at s are a UUID already in canonical form (lower-case hex, hyphens
+ * at 8, 13, 18 and 23): what Python's str(uuid) writes, so nearly every user_id. */
+static bool uuid_is_canonical(const char *s)
+{
+    if (s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
+        return false;
+    char hex[32];
+    memcpy(hex, s, 8);
+    memcpy(hex + 8, s + 9, 4);
+    memcpy(hex + 12, s + 14, 4);
+    memcpy(hex + 16, s + 19, 4);
+    memcpy(hex + 20, s + 24, 12);
+    uint64_t w[4];
+    memcpy(w, hex, sizeof(w));
+    return word_lower_hex(w[0]) && word_lower_hex(w[1]) && word_lower_hex(w[2]) &&
+           word_lower_hex(w[3]);
+}
+
 int ru_event_uuid_canon(const char *s, size_t len, char out[37])
 {
+    if (len == 36 && uuid_is_canonical(s)) {
+        memcpy(out, s, 36);
+        out[36] = '\0';
+        return 0;
+    }
     static const char hex[] = "0123456789abcdef";
     size_t i = 0, o = 0;
     bool braces = false;

@@ -165,6 +165,7 @@ static const struct row rows[] = {
     {J(health_reason, V_STR)},
 };
 
+/* The field at row->off of r, of the given type; const is added here (pass char *). */
 #define FIELD(r, row, type) (*(const type *)((const char *)(r) + (row)->off))
 
 static const char *health_name(int h)
@@ -186,7 +187,7 @@ static json_t *json_value(const struct ru_report *r, const struct row *w)
     case V_REAL:
         return json_real(FIELD(r, w, double));
     case V_STR: {
-        const char *s = FIELD(r, w, const char *);
+        const char *s = FIELD(r, w, char *);
         return s != NULL ? json_string(s) : json_null();
     }
     case V_MS_AS_S:
@@ -249,11 +250,11 @@ static void prom_samples(const struct ru_report *r, const struct row *w, struct 
     double v = 0;
     switch (w->kind) {
     case V_BUILD_INFO:
-        ru_buf_printf(b, "%s{version=\"%s\"} 1\n", w->prom, FIELD(r, w, const char *));
+        ru_buf_printf(b, "%s{version=\"%s\"} 1\n", w->prom, FIELD(r, w, char *));
         return;
     case V_SHARD_INFO:
         ru_buf_printf(b, "%s{shard=\"", w->prom);
-        label_value(b, FIELD(r, w, const char *));
+        label_value(b, FIELD(r, w, char *));
         ru_buf_printf(b, "\",cluster=\"%d\"} 1\n", r->redis_cluster ? 1 : 0);
         return;
     case V_HISTOGRAM:

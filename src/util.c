@@ -211,8 +211,45 @@ static int parse_u64(const char *s, size_t len, uint64_t *out)
     return 0;
 }
 
+/* Up to 18 decimal digits from s[*i] (too few to overflow), stopping at the first other
+ * byte or at len; sets *i past them and returns how many there were. */
+static inline size_t short_digits(const char *s, size_t *i, size_t len, uint64_t *v)
+{
+    size_t start = *i, j = start, end = len - start > 18 ? start + 18 : len;
+    uint64_t x = 0;
+    unsigned d;
+    uint32_t v8;
+    if (end - j >= 8 && ru_digits8(s + j, &v8)) { /* a timestamp's first 8 of 13 */
+        x = v8;
+        j += 8;
+    }
+    while (j < end && (d = (unsigned)(unsigned char)s[j] - '0') <= 9) {
+        x = x * 10 + d;
+        j++;
+    }
+    *i = j;
+    *v = x;
+    return j - start;
+}
+
 int ru_sid_parse(struct ru_sid *out, const char *s, size_t len)
 {
+    /* every id Redis writes ("ms-seq", at most 18 digits each) in one pass */
+    size_t i = 0;
+    uint64_t ms, seq = 0;
+    if (short_digits(s, &i, len, &ms) > 0) {
+        bool ok = i == len;
+        if (!ok && s[i] == '-') {
+            i++;
+            ok = short_digits(s, &i, len, &seq) > 0 && i == len;
+        }
+        if (ok) {
+            out->ms = ms;
+            out->seq = seq;
+            return 0;
+        }
+    }
+    /* anything else: longer numbers (leading zeros, 19 or 20 digits), or not an id */
     const char *dash = memchr(s, '-', len);
     if (dash == NULL) {
         out->seq = 0;
@@ -223,37 +260,40 @@ int ru_sid_parse(struct ru_sid *out, const char *s, size_t len)
     return parse_u64(dash + 1, len - (size_t)(dash - s) - 1, &out->seq);
 }
 
-/* Two digits per division: an id's 13-digit milliseconds take 7. */
-static size_t put_u64(char *p, uint64_t v)
+/* Two digits per division, written in place: an id's 13-digit milliseconds take 7. */
+size_t ru_u64_format(uint64_t v, char *p)
 {
     static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
                                 "31323334353637383940414243444546474849505152535455565758596061"
                                 "6263646566676869707172737475767778798081828384858687888990919293"
                                 "949596979899";
-    char tmp[20];
-    size_t n = sizeof(tmp);
+    size_t len = 1;
+    uint64_t top = v;
+    for (; top >= 10000; top /= 10000)
+        len += 4;
+    len += (size_t)(top >= 10) + (top >= 100) + (top >= 1000);
+    char *q = p + len;
     while (v >= 100) {
         size_t r = (size_t)(v % 100) * 2;
         v /= 100;
-        tmp[--n] = pairs[r + 1];
-        tmp[--n] = pairs[r];
+        *--q = pairs[r + 1];
+        *--q = pairs[r];
     }
     if (v >= 10) {
-        tmp[--n] = pairs[v * 2 + 1];
-        tmp[--n] = pairs[v * 2];
+        *--q = pairs[v * 2 + 1];
+        *--q = pairs[v * 2];
     } else {
-        tmp[--n] = (char)('0' + v);
+        *--q = (char)('0' + v);
     }
-    memcpy(p, tmp + n, sizeof(tmp) - n);
-    return sizeof(tmp) - n;
+    return len;
 }
 
 /* Hot: every acknowledged id is formatted once (no printf). */
 size_t ru_sid_format(const struct ru_sid *id, char *buf)
 {
-    size_t n = put_u64(buf, id->ms);
+    size_t n = ru_u64_format(id->ms, buf);
     buf[n++] = '-';
-    n += put_u64(buf + n, id->seq);
+    n += ru_u64_format(id->seq, buf + n);
     buf[n] = '\0';
     return n;
 }

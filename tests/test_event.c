@@ -1,6 +1,8 @@
 /* Unit tests for event: stream entry -> struct ru_event. */
 #include <criterion/criterion.h>
 
+#include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -537,6 +539,33 @@ Test(event, uuid_canon)
     /* an embedded NUL byte is not a UUID */
     char out[37];
     cr_assert_eq(ru_event_uuid_canon("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1\0", 36, out), -1);
+}
+
+/* Each byte of a canonical UUID replaced by each of the 256 values: only a hex digit (either
+ * case) where a digit was, or the hyphen where it was, keeps it a UUID, in lower case. */
+Test(event, uuid_canon_every_byte)
+{
+    static const char canon[] = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+    for (int i = 0; i < 36; i++) {
+        for (int c = 0; c < 256; c++) {
+            char in[36], out[37], want[37];
+            memcpy(in, canon, 36);
+            in[i] = (char)c;
+            bool hyphen = i == 8 || i == 13 || i == 18 || i == 23;
+            bool ok = hyphen ? c == '-' : isxdigit(c) != 0;
+            int rc = ru_event_uuid_canon(in, 36, out);
+            cr_assert_eq(rc, ok ? 0 : -1, "byte %d = %d", i, c);
+            if (!ok)
+                continue;
+            memcpy(want, canon, 37);
+            want[i] = (char)tolower(c);
+            cr_assert_str_eq(out, want, "byte %d = %d", i, c);
+        }
+    }
+    /* 36 bytes with the hyphens elsewhere (after groups of four) are still a UUID */
+    char out[37];
+    cr_assert_eq(ru_event_uuid_canon("a0ee-bc99-9c0b-4ef8-bb6d6bb9bd380a11", 36, out), 0);
+    cr_assert_str_eq(out, canon);
 }
 
 Test(event, timestamp_invalid)

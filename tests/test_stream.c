@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -340,6 +341,49 @@ Test(stream, entries_of_every_shape_in_one_reply)
     cr_assert_eq(x.entries, 4);
     cr_assert_str_eq(x.seen, "5-1 2 status=200 5-2 1 route= 5-3 40 k39=v 5-4 40 k39=v ");
     cr_assert_eq(ru_stream_stats(x.s)->entries, 4);
+    fake_stop(&x);
+}
+
+/* XACK as the server reads it: ids of one millisecond (which share its text), of one and
+ * two-digit lengths, and the largest; more ids than one command carries go in two. */
+Test(stream, xack_ids_of_every_shape)
+{
+    struct fake x;
+    fake_start(&x, false, NULL);
+    shared_to_live(&x);
+    const struct ru_sid ids[] = {
+        {0, 1},
+        {5, 1},
+        {5, 2},
+        {5, 10},
+        {1761235223315ULL, 0},
+        {1761235223315ULL, 7},
+        {1761235223316ULL, 7},
+        {UINT64_MAX, UINT64_MAX},
+    };
+    ru_stream_ack(x.s, ids, RU_ARRAY_LEN(ids));
+    expect_cmd(&x, "XACK s g 0-1 5-1 5-2 5-10 1761235223315-0 1761235223315-7 1761235223316-7 "
+                   "18446744073709551615-18446744073709551615");
+    size_t n = 1500;
+    struct ru_sid *many = ru_xcalloc(n, sizeof(*many));
+    for (size_t i = 0; i < n; i++)
+        many[i] = (struct ru_sid){1761235223315ULL + i / 100, i % 100};
+    ru_stream_ack(x.s, many, n);
+    for (size_t part = 0; part < 2; part++) {
+        size_t lo = part * 1000, hi = part ? n : 1000;
+        size_t cap = 32 * (hi - lo) + 64;
+        char *want = ru_xmalloc(cap), *got = ru_xmalloc(cap);
+        size_t o = (size_t)snprintf(want, cap, "XACK s g");
+        for (size_t i = lo; i < hi; i++)
+            o += (size_t)snprintf(want + o, cap - o, " %" PRIu64 "-%" PRIu64, many[i].ms,
+                                  many[i].seq);
+        next_cmd(&x, got, cap);
+        cr_assert_str_eq(got, want, "part %zu", part);
+        free(want);
+        free(got);
+    }
+    free(many);
+    cr_assert_eq(x.downs, 0, "dropped: %s", x.err);
     fake_stop(&x);
 }
 

@@ -290,6 +290,40 @@ Test(util, hash_seeds_and_inputs_differ)
     free(h);
 }
 
+/* ---- eight digits a word at a time ---- */
+
+Test(util, digits8)
+{
+    char s[9];
+    uint32_t v;
+    /* values spread over the whole range, and each digit at each place */
+    for (uint32_t x = 0; x < 100000000u; x += 999983u) {
+        snprintf(s, sizeof(s), "%08" PRIu32, x);
+        cr_assert(ru_digits8(s, &v), "%s", s);
+        cr_assert_eq(v, x, "%s", s);
+    }
+    for (int place = 0; place < 8; place++) {
+        for (int d = 0; d <= 9; d++) {
+            memcpy(s, "99999999", 9);
+            s[place] = (char)('0' + d);
+            cr_assert(ru_digits8(s, &v));
+            cr_assert_eq(v, (uint32_t)strtoul(s, NULL, 10), "%s", s);
+        }
+    }
+    /* any other byte anywhere: refused, the output untouched */
+    for (int place = 0; place < 8; place++) {
+        for (int c = 0; c < 256; c++) {
+            if (c >= '0' && c <= '9')
+                continue;
+            memcpy(s, "12345678", 9);
+            s[place] = (char)c;
+            v = 7;
+            cr_assert_not(ru_digits8(s, &v), "byte %d = %d", place, c);
+            cr_assert_eq(v, 7);
+        }
+    }
+}
+
 /* ---- stream ids ---- */
 
 static struct ru_sid parse_ok(const char *s)
@@ -384,6 +418,45 @@ Test(util, sid_format)
     check_format(UINT64_MAX, UINT64_MAX, "18446744073709551615-18446744073709551615");
     check_format(UINT64_MAX, 0, "18446744073709551615-0");
     cr_assert_leq(strlen("18446744073709551615-18446744073709551615") + 1, RU_SID_STRLEN);
+}
+
+/* Every length of number, on both sides of each power of ten: the formatter counts digits
+ * before writing them, and the parser reads up to 18 digits in one pass and longer numbers
+ * (or leading zeros beyond 18 characters) another way. */
+Test(util, sid_every_length)
+{
+    uint64_t p = 1;
+    for (int digits = 1; digits <= 20; digits++) {
+        uint64_t vals[] = {p, p + 1, digits < 20 ? p * 10 - 1 : UINT64_MAX};
+        for (size_t k = 0; k < RU_ARRAY_LEN(vals); k++) {
+            struct ru_sid id = {vals[k], vals[RU_ARRAY_LEN(vals) - 1 - k]}, back;
+            char buf[RU_SID_STRLEN], want[RU_SID_STRLEN];
+            snprintf(want, sizeof(want), "%" PRIu64 "-%" PRIu64, id.ms, id.seq);
+            size_t n = ru_sid_format(&id, buf);
+            cr_assert_str_eq(buf, want);
+            cr_assert_eq(n, strlen(want));
+            cr_assert_eq(ru_sid_parse(&back, buf, n), 0, "refused %s", buf);
+            cr_assert_eq(ru_sid_cmp(&back, &id), 0, "round trip of %s", want);
+        }
+        if (digits < 20)
+            p *= 10;
+    }
+    static const struct {
+        const char *text;
+        uint64_t ms, seq;
+    } longer[] = {
+        {"0001-0002", 1, 2},
+        {"0000000000000000000000007-00000000000000000000000000008", 7, 8},
+        {"999999999999999999-999999999999999999", 999999999999999999ULL,
+         999999999999999999ULL},                              /* 18 digits each */
+        {"1000000000000000000-1", 1000000000000000000ULL, 1}, /* 19 */
+    };
+    for (size_t i = 0; i < RU_ARRAY_LEN(longer); i++) {
+        struct ru_sid id = parse_ok(longer[i].text);
+        cr_assert(id.ms == longer[i].ms && id.seq == longer[i].seq, "%s", longer[i].text);
+    }
+    parse_bad("1-0000000000000000000x");
+    parse_bad("1234567890123456789x-0");
 }
 
 Test(util, sid_cmp)

@@ -120,6 +120,38 @@ static inline uint64_t ru_fhash(const void *data, size_t len, uint64_t seed)
     return ru_fhash_end(ru_fhash_bytes(seed, data, len));
 }
 
+/* The value of the 8 decimal digits at s in *out, all eight tested and converted a word at
+ * a time; false (and *out untouched) when any of them is not a digit. */
+static inline bool ru_digits8(const char *s, uint32_t *out)
+{
+    uint64_t w;
+    memcpy(&w, s, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* each byte 0x30..0x39: its high nibble 3, and adding 6 leaves it 3 */
+    const uint64_t hi = 0xf0f0f0f0f0f0f0f0ULL;
+    if (((w & hi) | (((w + 0x0606060606060606ULL) & hi) >> 4)) != 0x3333333333333333ULL)
+        return false;
+    w -= 0x3030303030303030ULL; /* digits d0..d7, d0 (the first) in the lowest byte */
+    w = w * 10 + (w >> 8);      /* byte 2k: 10 d2k + d2k+1 */
+    const uint64_t mask = 0x000000ff000000ffULL;
+    uint64_t pairs02 = (w & mask) * (100 + (1000000ULL << 32)); /* pairs 0 and 2, weighted */
+    uint64_t pairs13 = ((w >> 16) & mask) * (1 + (10000ULL << 32));
+    *out = (uint32_t)((pairs02 + pairs13) >> 32);
+    return true;
+#else
+    uint32_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9)
+            return false;
+        v = v * 10 + d;
+    }
+    (void)w;
+    *out = v;
+    return true;
+#endif
+}
+
 /* A Redis stream entry id "ms-seq". */
 struct ru_sid {
     uint64_t ms;
@@ -130,6 +162,8 @@ struct ru_sid {
 int ru_sid_parse(struct ru_sid *out, const char *s, size_t len) RU_MUSTCHECK;
 /* Writes "ms-seq" into buf (at least RU_SID_STRLEN bytes); returns its length. */
 size_t ru_sid_format(const struct ru_sid *id, char *buf);
+/* Writes v in decimal into buf (at least 20 bytes, no NUL); returns its length. */
+size_t ru_u64_format(uint64_t v, char *buf);
 int ru_sid_cmp(const struct ru_sid *a, const struct ru_sid *b);
 bool ru_sid_is_zero(const struct ru_sid *id);
 
