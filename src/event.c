@@ -464,27 +464,52 @@ static void truncate_to(struct ru_buf *b, size_t len)
         b->p[len] = '\0';
 }
 
-/* True when the eight bytes at p are ASCII and none is NUL. */
-static inline bool word_plain(const char *p)
+/* Bits that show a byte of w is NUL (the usual test: exact on whether there is one) or
+ * not ASCII: none of them set in (w - 0x01..) & ~w | w at 0x80 of each byte. */
+static inline uint64_t not_plain(uint64_t w)
+{
+    return ((w - 0x0101010101010101ULL) & ~w) | w;
+}
+
+static inline uint64_t load64(const char *p)
 {
     uint64_t w;
     memcpy(&w, p, 8);
-    uint64_t zero = (w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL;
-    return ((zero | w) & 0x8080808080808080ULL) == 0;
+    return w;
+}
+
+/* True when the len bytes at s are ASCII and none is NUL, read eight bytes at a time
+ * (32 per test), the tail as one overlapping word; fields under 8 bytes byte by byte. */
+static inline bool text_plain(const char *s, size_t len)
+{
+    const uint64_t top = 0x8080808080808080ULL;
+    if (len < 8) {
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)s[i] - 1u >= 0x7fu)
+                return false;
+        return true;
+    }
+    uint64_t bad = 0;
+    size_t i = 0;
+    for (; i + 32 <= len; i += 32) {
+        bad |= not_plain(load64(s + i)) | not_plain(load64(s + i + 8)) |
+               not_plain(load64(s + i + 16)) | not_plain(load64(s + i + 24));
+        if (bad & top)
+            return false;
+    }
+    for (; i + 8 <= len; i += 8)
+        bad |= not_plain(load64(s + i));
+    return ((bad | not_plain(load64(s + len - 8))) & top) == 0;
 }
 
 /* A text field: no NUL byte, valid UTF-8. ASCII without NUL (the usual case) is checked
- * eight bytes at a time, the tail as one overlapping word. */
+ * a word at a time; anything else byte by byte, for the reason. */
 static int check_text(const struct ru_str *v, enum field_id id, char *err, size_t errlen)
 {
     const char *s = v->p;
     size_t len = v->len, i = 0;
-    if (len >= 8) {
-        while (i + 8 <= len && word_plain(s + i))
-            i += 8;
-        if (i + 8 > len && word_plain(s + len - 8))
-            return 0;
-    }
+    if (text_plain(s, len))
+        return 0;
     for (; i < len && (unsigned char)s[i] < 0x80; i++)
         if (s[i] == '\0')
             return bad(err, errlen, "%s contains a NUL byte", field_names[id]);

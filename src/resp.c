@@ -169,6 +169,19 @@ ssize_t ru_resp_scan(struct ru_resp_scan *sc, const char *buf, size_t len, char 
             left[depth++] = v;
             continue;
         }
+        /* the bulk strings that follow in the same array (a stream entry's fields: most of
+         * a reply) in a tighter loop, up to its last element, which the general path takes */
+        while (depth > 0 && left[depth - 1] > 2 && pos < len && buf[pos] == '$') {
+            long long b;
+            size_t body = short_bulk(buf, pos, len, &b);
+            if (body == 0 || len - body < (size_t)b + 2)
+                break; /* a long or incomplete string: the general path decides */
+            if (buf[body + (size_t)b] != '\r' || buf[body + (size_t)b + 1] != '\n')
+                return fail(err, errlen, "bulk string not followed by CR LF");
+            pos = body + (size_t)b + 2;
+            nodes++;
+            left[depth - 1]--;
+        }
         /* one item is complete, and with it each array whose last element it was */
         while (depth > 0 && --left[depth - 1] == 0)
             depth--;

@@ -387,9 +387,10 @@ Test(event, text_fields_must_be_utf8_without_nul)
 
 Test(event, text_check_at_every_position)
 {
-    /* NUL bytes and bad UTF-8 are found wherever they are (word loop, tail, short strings) */
-    char buf[48];
-    for (size_t len = 1; len <= 40; len++) {
+    /* NUL bytes and bad UTF-8 are found wherever they are (the 32-byte and the word loops,
+     * the tail, short strings) */
+    char buf[88];
+    for (size_t len = 1; len <= 80; len++) {
         for (size_t pos = 0; pos < len; pos++) {
             struct entry e = minimal_entry();
             struct ru_event ev;
