@@ -532,7 +532,8 @@ int ru_event_parse_cached(struct ru_event *ev, const struct ru_field *fields, si
                           struct ru_buf *scratch, struct ru_pcache *cache, char *err, size_t errlen)
 {
     struct ru_str f[F_COUNT];
-    memset(f, 0, sizeof(f));
+    for (int id = 0; id < F_COUNT; id++) /* not memset: rep stos starts slowly */
+        f[id] = (struct ru_str){NULL, 0};
 
     for (size_t i = 0; i < nfields; i++) {
         enum field_id id = lookup_field(&fields[i].name);

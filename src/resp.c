@@ -348,9 +348,10 @@ redisReply *ru_resp_build_item(char *buf, size_t *pos, size_t n, struct ru_reply
     return build(buf, pos, n, nodes, elems, arena, 0);
 }
 
-/* The non-nil bulk string at buf[pos] of a scanned reply in *out (NUL-terminated in
- * place); returns the index just past it, or 0 when the item there is anything else. */
-static inline size_t bulk_at(char *buf, size_t pos, size_t n, struct ru_str *out)
+/* The non-nil bulk string at buf[pos] of a scanned reply in *out (not NUL-terminated: the
+ * byte after it is not written, which would cost a store into each line of the buffer);
+ * returns the index just past it, or 0 when the item there is anything else. */
+static inline size_t bulk_at(const char *buf, size_t pos, size_t n, struct ru_str *out)
 {
     if (buf[pos] != '$')
         return 0;
@@ -363,12 +364,11 @@ static inline size_t bulk_at(char *buf, size_t pos, size_t n, struct ru_str *out
     }
     out->p = buf + p;
     out->len = (size_t)v;
-    buf[p + (size_t)v] = '\0';
     return p + (size_t)v + 2;
 }
 
-int ru_resp_entry(char *buf, size_t *pos_io, size_t n, struct ru_str *id, struct ru_field *fields,
-                  size_t cap, long long *nfields)
+int ru_resp_entry(const char *buf, size_t *pos_io, size_t n, struct ru_str *id,
+                  struct ru_field *fields, size_t cap, long long *nfields)
 {
     size_t pos = *pos_io;
     long long v;

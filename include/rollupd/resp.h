@@ -79,10 +79,11 @@ redisReply *ru_resp_build_item(char *buf, size_t *pos, size_t n, struct ru_reply
 /* Reads the stream entry [id, [name, value, ...] | nil] at buf[*pos] of a lazy list (as
  * ru_resp_build_item) without building it, when its strings are all bulk strings: the id
  * in *id, the name/value pairs in fields[0..*nfields) (nil or no fields, an entry deleted
- * while pending: *nfields = -1); the strings point into buf, NUL-terminated. Returns 1 and sets
+ * while pending: *nfields = -1); the strings point into buf, by length only (ru_str: buf is
+ * not written, so they are not NUL-terminated, unlike a built tree's). Returns 1 and sets
  * *pos past the entry; 0 when the entry has another shape or more than cap pairs (*pos
  * unchanged: build it with ru_resp_build_item). */
-int ru_resp_entry(char *buf, size_t *pos, size_t n, struct ru_str *id, struct ru_field *fields,
-                  size_t cap, long long *nfields);
+int ru_resp_entry(const char *buf, size_t *pos, size_t n, struct ru_str *id,
+                  struct ru_field *fields, size_t cap, long long *nfields);
 
 #endif

@@ -69,11 +69,10 @@ static void same_tree(const redisReply *a, const redisReply *h, const char *lo, 
     }
 }
 
-/* x is a bulk string with v's bytes, and v is NUL-terminated in place */
+/* x is a bulk string with v's bytes (ru_resp_entry's strings go by length alone) */
 static bool same_str(const redisReply *x, const struct ru_str *v)
 {
-    return x->type == REDIS_REPLY_STRING && x->len == v->len && memcmp(x->str, v->p, v->len) == 0 &&
-           v->p[v->len] == '\0';
+    return x->type == REDIS_REPLY_STRING && x->len == v->len && memcmp(x->str, v->p, v->len) == 0;
 }
 
 static bool is_entry_of(const redisReply *h, const struct ru_str *id, const struct ru_field *f,
