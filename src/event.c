@@ -532,7 +532,7 @@ int ru_event_parse_cached(struct ru_event *ev, const struct ru_field *fields, si
                           struct ru_buf *scratch, struct ru_pcache *cache, char *err, size_t errlen)
 {
     struct ru_str f[F_COUNT];
-    for (int id = 0; id < F_COUNT; id++) /* not memset: rep stos starts slowly */
+    for (int id = 0; id < F_COUNT; id++) /* a memset here compiled to rep stos (GCC -O2) */
         f[id] = (struct ru_str){NULL, 0};
 
     for (size_t i = 0; i < nfields; i++) {

@@ -395,8 +395,11 @@ static void send_ack(struct ru_stream *s, const struct ru_sid *ids, size_t m, st
     /* each id as "$NN\r\n<ms>-<seq>\r\n", formatted straight into the buffer; ids of one
      * millisecond (a busy stream has dozens) share the text of ms. Numbers are copied 24
      * bytes at a time (fixed-size copies, no call): room for that is reserved past each. */
+    enum { COPY = 24 }; /* bytes copied of each number's text (at most 20 used) */
+    _Static_assert(RU_SID_STRLEN + 8 >= 5 + 20 + 1 + COPY,
+                   "room for an id's header, its ms, '-' and a full copy of its seq");
     ru_buf_reserve(b, m * (RU_SID_STRLEN + 8));
-    char *w = b->p + b->len, ms_txt[24], seq_txt[24];
+    char *w = b->p + b->len, ms_txt[COPY] = {0}, seq_txt[COPY] = {0};
     size_t ms_len = 0;
     for (size_t i = 0; i < m; i++) {
         if (i == 0 || ids[i].ms != ids[i - 1].ms)

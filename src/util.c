@@ -234,7 +234,8 @@ static inline size_t short_digits(const char *s, size_t *i, size_t len, uint64_t
 
 int ru_sid_parse(struct ru_sid *out, const char *s, size_t len)
 {
-    /* every id Redis writes ("ms-seq", at most 18 digits each) in one pass */
+    /* an id Redis generates ("ms-seq", 13 digits of ms) and any other of at most 18 digits
+     * each side, in one pass */
     size_t i = 0;
     uint64_t ms, seq = 0;
     if (short_digits(s, &i, len, &ms) > 0) {

@@ -92,21 +92,39 @@ Test(resp, only_the_first_reply_is_measured)
     cr_assert_eq(scan(&sc, "+OK\r\n:3\r\n", 9), 5);
 }
 
-Test(resp, incomplete_at_every_cut_then_resumed)
+/* text, cut at every byte: incomplete; the same scan resumed once the rest arrives finds
+ * the whole reply, with its nodes and element pointers */
+static void cut_and_resume(const char *text, size_t nodes, size_t elems)
 {
-    const char text[] = "*2\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\na\r\n$3\r\nxyz\r\n:42\r\n";
     size_t len = strlen(text);
     for (size_t cut = 0; cut < len; cut++) {
         struct ru_resp_scan whole, sc;
         cr_assert_eq(scan(&whole, text, cut), 0, "cut at %zu", cut);
-        /* the same scan, resumed once the rest arrives */
         char err[64];
         ru_resp_scan_reset(&sc);
         cr_assert_eq(ru_resp_scan(&sc, text, cut, err, sizeof(err)), 0);
-        cr_assert_eq(ru_resp_scan(&sc, text, len, err, sizeof(err)), (ssize_t)len);
-        cr_assert_eq(sc.nodes, 7);
-        cr_assert_eq(sc.elems, 6);
+        cr_assert_eq(ru_resp_scan(&sc, text, len, err, sizeof(err)), (ssize_t)len, "cut at %zu",
+                     cut);
+        cr_assert_eq(sc.nodes, nodes);
+        cr_assert_eq(sc.elems, elems);
     }
+}
+
+Test(resp, incomplete_at_every_cut_then_resumed)
+{
+    cut_and_resume("*2\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\na\r\n$3\r\nxyz\r\n:42\r\n", 7, 6);
+}
+
+/* An entry of four field pairs: the strings after the first of an array are scanned in a
+ * loop of their own, which must stop and resume at any byte as the general path does. */
+Test(resp, a_run_of_strings_cut_anywhere_then_resumed)
+{
+    cut_and_resume("*1\r\n*2\r\n$3\r\n1-0\r\n*8\r\n$5\r\nroute\r\n$2\r\n/a\r\n"
+                   "$6\r\nmethod\r\n$3\r\nGET\r\n$11\r\nduration_ms\r\n$2\r\n15\r\n"
+                   "$6\r\nstatus\r\n$100\r\n"
+                   "0123456789012345678901234567890123456789012345678901234567890123456789"
+                   "012345678901234567890123456789\r\n",
+                   12, 11);
 }
 
 Test(resp, protocol_errors)
@@ -126,6 +144,11 @@ Test(resp, protocol_errors)
         "$00\r\n\r\n",
         "$1\rx\r\n\r\n", /* CR without LF after the length */
         "$12\r\r\n",
+        /* the same faults in a run of strings (an array's second and later elements) */
+        "*4\r\n$1\r\na\r\n$1\r\nbx\r\n$1\r\nc\r\n$1\r\nd\r\n",
+        "*4\r\n$1\r\na\r\n$05\r\nhello\r\n$1\r\nc\r\n$1\r\nd\r\n",
+        "*4\r\n$1\r\na\r\n$1\r\nb\r\n$-2\r\n$1\r\nd\r\n",
+        "*4\r\n$1\r\na\r\n$1\r\nb\r\n$1\rc\r\n$1\r\nd\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct ru_resp_scan sc;

@@ -120,13 +120,27 @@ static inline uint64_t ru_fhash(const void *data, size_t len, uint64_t seed)
     return ru_fhash_end(ru_fhash_bytes(seed, data, len));
 }
 
-/* The value of the 8 decimal digits at s in *out, all eight tested and converted a word at
- * a time; false (and *out untouched) when any of them is not a digit. */
+/* The value of the 8 decimal digits at s in *out, or false (*out untouched) when any of
+ * them is not a digit: ru_digits8 tests and converts all eight a word at a time on a
+ * little-endian machine, ru_digits8_bytes (elsewhere) one by one. */
+static inline bool ru_digits8_bytes(const char *s, uint32_t *out)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
 static inline bool ru_digits8(const char *s, uint32_t *out)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     uint64_t w;
     memcpy(&w, s, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     /* each byte 0x30..0x39: its high nibble 3, and adding 6 leaves it 3 */
     const uint64_t hi = 0xf0f0f0f0f0f0f0f0ULL;
     if (((w & hi) | (((w + 0x0606060606060606ULL) & hi) >> 4)) != 0x3333333333333333ULL)
@@ -139,16 +153,7 @@ static inline bool ru_digits8(const char *s, uint32_t *out)
     *out = (uint32_t)((pairs02 + pairs13) >> 32);
     return true;
 #else
-    uint32_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        unsigned d = (unsigned)(unsigned char)s[i] - '0';
-        if (d > 9)
-            return false;
-        v = v * 10 + d;
-    }
-    (void)w;
-    *out = v;
-    return true;
+    return ru_digits8_bytes(s, out);
 #endif
 }
 

@@ -20,7 +20,8 @@
  *     one with ru_resp_build_item (each taking exactly its room), are hiredis' elements,
  *     ending exactly where the reply does; each item that
  *     ru_resp_entry reads straight is the entry hiredis built (id, then nil, no fields, or
- *     name/value bulk strings) and ends where ru_resp_build_item ends it;
+ *     name/value bulk strings), ends where ru_resp_build_item ends it, and leaves the
+ *     input's bytes as they were;
  *   - an incomplete one: hiredis returns no reply either (fed only when the arrays announced
  *     so far are no larger than the input, since hiredis allocates them up front);
  *   - a refusal: nothing (hiredis accepts looser input, e.g. "+" before an integer).
@@ -69,7 +70,8 @@ static void same_tree(const redisReply *a, const redisReply *h, const char *lo, 
     }
 }
 
-/* x is a bulk string with v's bytes (ru_resp_entry's strings go by length alone) */
+/* x is a bulk string with v's bytes (ru_resp_entry's strings go by length alone, and the
+ * caller checks that it left the input as it was) */
 static bool same_str(const redisReply *x, const struct ru_str *v)
 {
     return x->type == REDIS_REPLY_STRING && x->len == v->len && memcmp(x->str, v->p, v->len) == 0;
@@ -151,7 +153,13 @@ static void same_lazy(const redisReply *a, const redisReply *h, const char *lo, 
         struct ru_str id;
         long long nf = 0;
         size_t at = pos, straight = pos;
+        /* ru_resp_entry only reads: the bytes are the same afterwards */
+        char *before = malloc(a->len - at + 1);
+        CHECK(before != NULL);
+        memcpy(before, a->str + at, a->len - at);
         int got = ru_resp_entry(a->str, &straight, a->len, &id, f, 8, &nf);
+        CHECK(memcmp(before, a->str + at, a->len - at) == 0);
+        free(before);
         CHECK(got == 0 ? straight == at : is_entry_of(h->element[i], &id, f, nf));
         ru_reply_arena_reset(lc->items);
         same_tree(ru_resp_build_item(a->str, &pos, a->len, lc->items), h->element[i], lo, hi);
