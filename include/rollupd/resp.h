@@ -6,9 +6,9 @@
  * (NUL-terminated in place: the CR after each string is overwritten). The tree therefore
  * lives as long as both the arena's contents and those buffer bytes. A long list of stream
  * entries can be left unbuilt (ru_resp_build_lazy) and read one entry at a time
- * (ru_resp_entry, ru_resp_build_item), so that no tree of a whole reply (over a kilobyte per
- * entry) is written out and read back from beyond the core's cache. Pure: no I/O, no
- * logging. */
+ * (ru_resp_entry, its strings by length and the buffer left as it is; or
+ * ru_resp_build_item), so that no tree of a whole reply (over a kilobyte per entry) is
+ * written out and read back from beyond the core's cache. Pure: no I/O, no logging. */
 #ifndef ROLLUPD_RESP_H
 #define ROLLUPD_RESP_H
 
