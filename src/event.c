@@ -120,18 +120,14 @@ static int too_long(char *err, size_t errlen, const char *field)
 /* Integer text in [lo, hi]: 0, -1 not an integer, -2 out of range. */
 static int parse_int_range(const struct ru_str *v, int64_t lo, int64_t hi, int32_t *out)
 {
-    /* the usual field: 1 to 9 digits, no sign */
-    if (v->len - 1 < 9) {
-        uint32_t u = 0;
-        size_t i = 0;
-        for (unsigned d; i < v->len && (d = (unsigned)(unsigned char)v->p[i] - '0') <= 9; i++)
-            u = u * 10 + d;
-        if (i == v->len) {
-            if ((int64_t)u < lo || (int64_t)u > hi)
-                return -2;
-            *out = (int32_t)u;
-            return 0;
-        }
+    /* the usual field: digits only, no sign */
+    size_t end = 0;
+    uint64_t u;
+    if (v->len - 1 < 18 && ru_digits(v->p, &end, v->len, &u) == v->len) {
+        if ((int64_t)u < lo || (int64_t)u > hi)
+            return -2;
+        *out = (int32_t)u;
+        return 0;
     }
     int64_t x;
     if (ru_parse_i64(v->p, v->len, &x) < 0) {
@@ -182,27 +178,16 @@ static inline bool parse_ts_plain(const char *s, size_t len, int64_t *us)
 {
     static const int64_t scale[7] = {1000000, 100000, 10000, 1000, 100, 10, 1};
     size_t i = 0;
-    int64_t secs = 0, frac = 0;
-    uint32_t v8;
-    if (len >= 8 && ru_digits8(s, &v8)) { /* the first 8 of a timestamp's 10 */
-        secs = v8;
-        i = 8;
-    }
-    while (i < len && i < 12 && (unsigned)(s[i] - '0') <= 9)
-        secs = secs * 10 + (s[i++] - '0');
-    if (i == 0)
+    uint64_t secs, frac = 0;
+    if (ru_digits(s, &i, len < 12 ? len : 12, &secs) == 0)
         return false;
     if (i < len) {
-        if (s[i] != '.' || len - i - 1 > 6 || len - i - 1 == 0)
+        size_t nf = len - i - 1;
+        if (s[i++] != '.' || nf > 6 || nf == 0 || ru_digits(s, &i, len, &frac) != nf)
             return false;
-        for (size_t j = i + 1; j < len; j++) {
-            if ((unsigned)(s[j] - '0') > 9)
-                return false;
-            frac = frac * 10 + (s[j] - '0');
-        }
-        frac *= scale[len - i - 1];
+        frac *= (uint64_t)scale[nf];
     }
-    *us = secs * 1000000 + frac;
+    *us = (int64_t)(secs * 1000000 + frac);
     return true;
 }
 

@@ -211,38 +211,17 @@ static int parse_u64(const char *s, size_t len, uint64_t *out)
     return 0;
 }
 
-/* Up to 18 decimal digits from s[*i] (too few to overflow), stopping at the first other
- * byte or at len; sets *i past them and returns how many there were. */
-static inline size_t short_digits(const char *s, size_t *i, size_t len, uint64_t *v)
-{
-    size_t start = *i, j = start, end = len - start > 18 ? start + 18 : len;
-    uint64_t x = 0;
-    unsigned d;
-    uint32_t v8;
-    if (end - j >= 8 && ru_digits8(s + j, &v8)) { /* a timestamp's first 8 of 13 */
-        x = v8;
-        j += 8;
-    }
-    while (j < end && (d = (unsigned)(unsigned char)s[j] - '0') <= 9) {
-        x = x * 10 + d;
-        j++;
-    }
-    *i = j;
-    *v = x;
-    return j - start;
-}
-
 int ru_sid_parse(struct ru_sid *out, const char *s, size_t len)
 {
     /* an id Redis generates ("ms-seq", 13 digits of ms) and any other of at most 18 digits
      * each side, in one pass */
     size_t i = 0;
     uint64_t ms, seq = 0;
-    if (short_digits(s, &i, len, &ms) > 0) {
+    if (ru_digits(s, &i, len, &ms) > 0) {
         bool ok = i == len;
         if (!ok && s[i] == '-') {
             i++;
-            ok = short_digits(s, &i, len, &seq) > 0 && i == len;
+            ok = ru_digits(s, &i, len, &seq) > 0 && i == len;
         }
         if (ok) {
             out->ms = ms;

@@ -157,6 +157,25 @@ static inline bool ru_digits8(const char *s, uint32_t *out)
 #endif
 }
 
+/* The run of decimal digits at s[*i..), at most 18 of them (too few to overflow) and not
+ * past len, in *v (eight at a time where it can); sets *i past them and returns how many
+ * there were. Ids, timestamps and integer fields are read with it. */
+static inline size_t ru_digits(const char *s, size_t *i, size_t len, uint64_t *v)
+{
+    size_t start = *i, j = start, end = len - start > 18 ? start + 18 : len;
+    uint64_t x = 0;
+    uint32_t v8;
+    if (end - j >= 8 && ru_digits8(s + j, &v8)) {
+        x = v8;
+        j += 8;
+    }
+    for (unsigned d; j < end && (d = (unsigned)(unsigned char)s[j] - '0') <= 9; j++)
+        x = x * 10 + d;
+    *i = j;
+    *v = x;
+    return j - start;
+}
+
 /* A Redis stream entry id "ms-seq". */
 struct ru_sid {
     uint64_t ms;
