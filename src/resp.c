@@ -170,7 +170,9 @@ ssize_t ru_resp_scan(struct ru_resp_scan *sc, const char *buf, size_t len, char 
             continue;
         }
         /* the bulk strings that follow in the same array (a stream entry's fields: most of
-         * a reply) in a tighter loop, up to its last element, which the general path takes */
+         * a reply) in a tighter loop, up to its last element, which the general path takes:
+         * the '$' case above for short headers, its checks repeated here (one helper for
+         * both cost 3-5 % more instructions per event) */
         while (depth > 0 && left[depth - 1] > 2 && pos < len && buf[pos] == '$') {
             long long b;
             size_t body = short_bulk(buf, pos, len, &b);
