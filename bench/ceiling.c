@@ -12,9 +12,12 @@
  * we work. Its drain rate of a pre-filled stream is the physical limit
  * for any consumer on this machine; bench/run compares rollupd with it.
  *
- * With --read-bytes it sizes each read as rollupd's redis.read_bytes does (the entries
- * that fit so many bytes of parsed reply, judged by the last reply): the same reads as
- * rollupd, so the comparison stays like for like.
+ * With --read-bytes it sizes each read as rollupd's redis.read_bytes does: the entries
+ * that fit so many bytes of reply as Redis sent it (RESP), judged by the last reply.
+ * rollupd reads its replies in place, so those bytes are what a reply takes in its
+ * memory; counting this reader's own tree of reply objects instead would make its reads
+ * several times smaller than rollupd's, and Redis would no longer do the same work for
+ * both. The same reads as rollupd, so the comparison stays like for like.
  *
  * Prints one JSON object on stdout: events, seconds, events_per_s, reads, acked,
  * utime_s, stime_s, vmhwm_kb (the process's own CPU and peak RSS), noack. */
@@ -52,6 +55,9 @@ struct ceil {
      * parsed reply (rollupd's redis.read_bytes rule), within count; 0 = count always */
     long long read_bytes, next_count;
     long long sent[2]; /* the COUNT of each read in flight, oldest first */
+    /* bytes fed to hiredis' reader, and of them those its replies took so far */
+    unsigned long long fed, taken;
+    long long reply_bytes; /* the last reply's, as Redis sent it */
     int reads_inflight;
     bool noack; /* XREADGROUP ... NOACK, no XACK */
     /* ids of the last walked batch, waiting for the next XACK */
@@ -90,8 +96,14 @@ static redisReply *next_reply(struct ceil *cl)
         void *rep = NULL;
         if (redisReaderGetReply(cl->c->reader, &rep) != REDIS_OK)
             die("protocol error: %s", cl->c->reader->errstr);
-        if (rep)
+        if (rep) {
+            /* what the reader holds unparsed stays len - pos when it compacts */
+            const redisReader *rd = cl->c->reader;
+            unsigned long long upto = cl->fed - (unsigned long long)(rd->len - rd->pos);
+            cl->reply_bytes = (long long)(upto - cl->taken);
+            cl->taken = upto;
             return rep;
+        }
         ssize_t n = read(cl->c->fd, cl->rbuf, READ_CHUNK);
         if (n < 0 && errno == EINTR)
             continue;
@@ -99,6 +111,7 @@ static redisReply *next_reply(struct ceil *cl)
             die("read: %s", n == 0 ? "connection closed" : strerror(errno));
         if (redisReaderFeed(cl->c->reader, cl->rbuf, (size_t)n) != REDIS_OK)
             die("protocol error");
+        cl->fed += (unsigned long long)n;
     }
 }
 
@@ -191,9 +204,9 @@ static void usage(FILE *f)
           "  -g GROUP           consumer group, created at --start if missing (default ceiling)\n"
           "  -c CONSUMER        consumer name (default ceiling)\n"
           "  --count N          XREADGROUP COUNT (default 1000, as rollupd's redis.count)\n"
-          "  --read-bytes N     each read asks for as many entries as fit N bytes of parsed\n"
-          "                     reply, judged by the last reply, within --count (rollupd's\n"
-          "                     redis.read_bytes; default 0: --count always)\n"
+          "  --read-bytes N     each read asks for as many entries as fit N bytes of reply\n"
+          "                     as Redis sent it, judged by the last reply, within --count\n"
+          "                     (rollupd's redis.read_bytes; default 0: --count always)\n"
           "  -n N               stop after N entries (default 0: at the first empty read)\n"
           "  --start ID         where a new group starts (default 0)\n"
           "  --noack            read with XREADGROUP ... NOACK and acknowledge nothing (the\n"
@@ -296,8 +309,8 @@ int main(int argc, char **argv)
             r->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
             entries = (long long)r->element[0]->element[1]->elements;
         if (cl.read_bytes > 0 && entries > 0) {
-            /* the arena holds this reply whole: its tree and its strings */
-            long long per = (long long)ru_reply_arena_used(cl.arena) / entries;
+            /* the reply's bytes as they came, rollupd's measure (see the head) */
+            long long per = cl.reply_bytes / entries;
             long long fit = per > 0 ? cl.read_bytes / per : cl.count;
             cl.next_count = fit < 1 ? 1 : fit > cl.count ? cl.count : fit;
         }

@@ -23,6 +23,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -141,7 +142,28 @@ class Servers:
     def snapshot(self):
         return {"t": time.monotonic(), "redis": proc_cpu(self.redis_pid),
                 "redis_wait": run_queue_wait(self.redis_pid), "pg": pg_cpu(self.pg_pid),
-                "busy": machine_busy()}
+                "busy": machine_busy(), "xreads": self.xreadgroup_calls()}
+
+    def xreadgroup_calls(self):
+        """XREADGROUP calls redis-server has served (INFO commandstats), None if unknown:
+        events over their difference is the entries per read, the same for rollupd and
+        its ceiling when both do the same reads."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.redis_port), timeout=5) as c:
+                c.sendall(b"INFO commandstats\r\n")
+                data, need = b"", None  # a bulk string: $<length>\r\n<bytes>\r\n
+                while need is None or len(data) < need:
+                    b = c.recv(65536)
+                    if not b:
+                        return None
+                    data += b
+                    if need is None and b"\r\n" in data:
+                        head = data.index(b"\r\n")
+                        need = head + 2 + int(data[1:head]) + 2
+            m = re.search(rb"cmdstat_xreadgroup:calls=(\d+)", data)
+            return int(m.group(1)) if m else 0
+        except (OSError, ValueError):
+            return None
 
 
 def measured(name, kind, events, s0, s1, consumer_cpu, hwm_kb, extra):
@@ -157,6 +179,8 @@ def measured(name, kind, events, s0, s1, consumer_cpu, hwm_kb, extra):
     }
     if s0["redis_wait"] is not None and s1["redis_wait"] is not None:
         res["redis_runq_s"] = round(s1["redis_wait"] - s0["redis_wait"], 3)
+    if s0.get("xreads") is not None and s1.get("xreads") is not None:
+        res["xreadgroup_calls"] = s1["xreads"] - s0["xreads"]
     res["other_cores"] = round(max(0.0, busy - consumer_cpu - redis - pg) / secs, 2) \
         if secs > 0 else 0
     res["vmhwm_kb"] = hwm_kb
@@ -471,7 +495,9 @@ def cmd_flush(a):
     them all, then asks for one flush (the status command answers after COMMIT). The same
     keys are written again for the "updated" flush. rollupd runs with a one-hour flush
     interval and limits high enough that only these flushes happen; everything else is
-    rollupd's default (statement_timeout_ms = 60000)."""
+    rollupd's default (statement_timeout_ms = 60000). With --reps K each case runs K
+    times in a row, each repetition with keys of its own (new rows again) and followed by
+    its bare upsert: rollupd and the yardstick interleaved, as the main table's runs are."""
     srv = Servers(a.env)
     bindir = a.bindir
     stream = "bench:flush"
@@ -508,8 +534,9 @@ def cmd_flush(a):
     try:
         wait_status(sock, d, lambda s: s["redis_connected"] and s["postgres_connected"], 60,
                     "rollupd ready")
-        for ci, (label, rows, per_row, durations, users) in enumerate(cases):
-            tag = f"c{ci}"
+        for ci, rep, (label, rows, per_row, durations, users) in (
+                (ci, rep, c) for ci, c in enumerate(cases) for rep in range(1, a.reps + 1)):
+            tag = f"c{ci}r{rep}"
             for phase in ("new", "updated"):
                 gen = run_tool([os.path.join(bindir, "rollupd-bench-keygen"), "-p",
                                 str(srv.redis_port), "-s", stream, "--rows", str(rows),
@@ -518,7 +545,8 @@ def cmd_flush(a):
                 consumed += gen["events"]
                 st = wait_status(sock, d, lambda s: s["events_consumed"] >= consumed
                                  and s["pending_keys"] == rows, 600, f"case {label} read")
-                r = {"case": label, "phase": phase, "rows": rows, "events_per_row": per_row,
+                r = {"case": label, "phase": phase, "rep": rep, "rows": rows,
+                     "events_per_row": per_row,
                      "events": gen["events"], "memory_bytes": st["memory_bytes"],
                      "pending_keys": st["pending_keys"], "hist_slots": gen["hist_slots"],
                      "user_slots": gen["user_slots"], "row_durations": gen["row_durations"],
@@ -579,7 +607,7 @@ def cmd_flush(a):
             if not a.no_bare:
                 # the yardstick, measured right after, so both see the same machine load
                 b = run_tool([os.path.join(bindir, "rollupd-bench-upsert"), "-d", srv.dsn(a.db),
-                              "--rows", str(rows), "--reps", "1", "--tag", f"b{ci}",
+                              "--rows", str(rows), "--reps", "1", "--tag", f"b{ci}r{rep}",
                               "--hour", str(hour)])
                 results[-2]["bare_ms"] = b["new_ms"][0]
                 results[-1]["bare_ms"] = b["updated_ms"][0]
@@ -888,16 +916,17 @@ def mix_table(mix, runs, w):
           f"(BENCH_ROLLUPD_READ_BYTES), the ceiling reader with --read-bytes {READ_BYTES}.\n")
     w("| consumer | events | seconds | events/s | consumer CPU s / M ev | redis CPU s / M ev"
       " | postgres CPU s / M ev | cores busy (consumer + redis + postgres) | peak RSS MiB |"
-      " flushes | rows written | other load (cores) |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      " flushes | rows written | entries per XREADGROUP | other load (cores) |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in runs:
+        xr = r.get("xreadgroup_calls")
         w(f"| {r['name']} | {fmt(r['events'])} | {fmt(r['seconds'], 2)} | "
           f"{fmt(r['events_per_s'], 0)} | {fmt(per_m(r['consumer_cpu_s'], r['events']), 2)} | "
           f"{fmt(per_m(r['redis_cpu_s'], r['events']), 2)} | "
           f"{fmt(per_m(r['pg_cpu_s'], r['events']), 2)} | {fmt(cores_busy(r), 2)} | "
           f"{fmt(r['vmhwm_kb'] / 1024, 1)} | "
           f"{fmt(r.get('flushes'))} | {fmt(r.get('rows_written'))} | "
-          f"{fmt(r['other_cores'], 2)} |")
+          f"{fmt(r['events'] / xr, 0) if xr else '–'} | {fmt(r['other_cores'], 2)} |")
     parts = [r for r in runs if "startup_s" in r]
     if parts:
         w("\nrollupd's time split (status polled every 20 ms): start-up = until the first "
@@ -1042,6 +1071,28 @@ def cpu_split_table(mix, runs, w):
           f"(user {fmt(mu / cu, 2) if cu else '–'}x, kernel {fmt(ms / cs, 2) if cs else '–'}x)")
 
 
+def flush_groups(cases):
+    """The flush benchmark's results, one list of repetitions per (case, phase), in order."""
+    groups = {}
+    for c in cases:
+        groups.setdefault((c["case"], c["phase"]), []).append(c)
+    return list(groups.values())
+
+
+def flush_medians(g):
+    """Medians over one case's repetitions, the ratio of the medians, and the per-repetition
+    ratios' range (each flush against the bare upsert run right after it)."""
+    def med(key):
+        v = [x[key] for x in g if x.get(key) is not None]
+        return statistics.median(v) if v else None
+    m = {k: med(k) for k in ("flush_ms", "bare_ms", "cache_ms", "pg_cpu_ms", "other_cores")}
+    m["ratio"] = m["flush_ms"] / m["bare_ms"] if m["flush_ms"] and m["bare_ms"] else None
+    each = [x["flush_ms"] / x["bare_ms"] for x in g if x.get("bare_ms") and "flush_ms" in x]
+    m["range"] = f"{min(each):.2f}–{max(each):.2f}" if len(each) > 1 else \
+        (f"{each[0]:.2f}" if each else "–")
+    return m
+
+
 def cmd_report(a):
     runs = []
     for p in sorted(glob.glob(os.path.join(a.dir, "main-*.json"))):
@@ -1056,40 +1107,50 @@ def cmd_report(a):
     fl = os.path.join(a.dir, "flush.json")
     if os.path.exists(fl):
         f = json.load(open(fl))
+        groups = flush_groups(f["cases"])
+        reps = max((len(g) for g in groups), default=1)
         w("\n### Flush: one rollupd flush (BEGIN..COMMIT, as the `flush` command reports it) vs "
           "a bare COPY + INSERT ... ON CONFLICT DO UPDATE of the same number of rows, run "
-          "right after it\n")
+          f"right after it; medians of {reps} interleaved repetition{'s' if reps > 1 else ''}"
+          " (each with rows of its own)\n")
         w("| case (rows x events per row) | phase | events | rollupd flush ms | bare upsert ms"
-          " | rollupd / bare | distinct (row, duration) | distinct (row, user) |"
-          " chunk bytes written | cache update after COMMIT ms | postgres CPU ms |"
-          " other load (cores) |")
-        w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for c in f["cases"]:
-            if "error" in c:
-                w(f"| {c['case']} | {c['phase']} | {fmt(c['events'])} | **failed** after "
-                  f"{c['failed_after_s']} s: {c['error']} | | | {fmt(c['row_durations'])} | "
-                  f"{fmt(c['row_users'])} | | | | |")
+          " | rollupd / bare | per repetition | distinct (row, duration) |"
+          " distinct (row, user) | chunk bytes written | cache update after COMMIT ms |"
+          " postgres CPU ms | other load (cores) |")
+        w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for g in groups:
+            c = g[0]
+            bad = [x for x in g if "error" in x]
+            if bad:
+                x = bad[0]
+                w(f"| {c['case']} | {c['phase']} | {fmt(c['events'])} | **failed** (repetition "
+                  f"{x.get('rep', 1)}) after {x['failed_after_s']} s: {x['error']} | | | | "
+                  f"{fmt(c['row_durations'])} | {fmt(c['row_users'])} | | | | |")
                 continue
-            bare = c.get("bare_ms")
-            w(f"| {c['case']} | {c['phase']} | {fmt(c['events'])} | {fmt(c['flush_ms'], 1)} | "
-              f"{fmt(bare, 1)} | {fmt(c['flush_ms'] / bare, 2) if bare else '–'} | "
+            m = flush_medians(g)
+            w(f"| {c['case']} | {c['phase']} | {fmt(c['events'])} | {fmt(m['flush_ms'], 1)} | "
+              f"{fmt(m['bare_ms'], 1)} | {fmt(m['ratio'], 2)} | {m['range']} | "
               f"{fmt(c['row_durations'])} | {fmt(c['row_users'])} | "
-              f"{fmt(c.get('chunk_bytes'))} | {fmt(c.get('cache_ms'), 1)} | "
-              f"{fmt(c.get('pg_cpu_ms'), 0)} | {fmt(c.get('other_cores'), 2)} |")
-        w("\n| goal: flush of 10k touched rows <= 3 x bare | rollupd / bare | met |")
-        w("|---|---:|:-:|")
-        for c in f["cases"]:
-            if c["rows"] != 10000 or "error" in c or not c.get("bare_ms"):
+              f"{fmt(c.get('chunk_bytes'))} | {fmt(m['cache_ms'], 1)} | "
+              f"{fmt(m['pg_cpu_ms'], 0)} | {fmt(m['other_cores'], 2)} |")
+        w("\n| goal: flush of 10k touched rows <= 3 x bare (medians) | rollupd / bare |"
+          " per repetition | met |")
+        w("|---|---:|---:|:-:|")
+        for g in groups:
+            m = flush_medians(g)
+            if g[0]["rows"] != 10000 or m["ratio"] is None:
                 continue
-            v = c["flush_ms"] / c["bare_ms"]
-            w(f"| {c['case']}, {c['phase']} | {fmt(v, 2)} | {'yes' if v <= 3 else '**no**'} |")
+            v = m["ratio"]
+            w(f"| {g[0]['case']}, {g[0]['phase']} | {fmt(v, 2)} | {m['range']} | "
+              f"{'yes' if v <= 3 else '**no**'} |")
         w("\n| memory case | keys | events | batch bytes | bytes / key | bytes / key beyond"
           " ids, histogram slots, user sets and dictionary | goal | cached row state bytes"
           " / key (after the flush) | of which beyond 16 B per histogram entry and per"
           " user-set slot |")
         w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        # the first repetition's: the later ones start with more rows cached
         for c in f["cases"]:
-            if c["phase"] != "new" or c["rows"] < 10000 or "error" in c:
+            if c["phase"] != "new" or c["rows"] < 10000 or "error" in c or c.get("rep", 1) != 1:
                 continue
             w(f"| {c['case']} | {fmt(c['pending_keys'])} | {fmt(c['events'])} | "
               f"{fmt(c.get('batch_bytes', c['memory_bytes']))} | {fmt(c['per_key_bytes'], 0)} | "
@@ -1216,6 +1277,8 @@ def main():
     p.add_argument("--flush-timeout", type=float, default=300)
     p.add_argument("--name", default="flush")
     p.add_argument("--cases", choices=("all", "profile"), default="all")
+    p.add_argument("--reps", type=int, default=1,
+                   help="repetitions of each case, each followed by its bare upsert")
     p.add_argument("--explain", action="store_true",
                    help="log each flush statement with auto_explain and break flushes down")
     p.add_argument("--no-bare", action="store_true")
