@@ -495,9 +495,10 @@ def cmd_flush(a):
     them all, then asks for one flush (the status command answers after COMMIT). The same
     keys are written again for the "updated" flush. rollupd runs with a one-hour flush
     interval and limits high enough that only these flushes happen; everything else is
-    rollupd's default (statement_timeout_ms = 60000). With --reps K each case runs K
-    times in a row, each repetition with keys of its own (new rows again) and followed by
-    its bare upsert: rollupd and the yardstick interleaved, as the main table's runs are."""
+    rollupd's default (statement_timeout_ms = 60000). Each case is followed by its bare
+    upsert. With --reps K all of it runs K times, each time in a new rollupd and with keys
+    of its own (new rows again): rollupd and the yardstick interleaved, as the main
+    table's runs are."""
     srv = Servers(a.env)
     bindir = a.bindir
     stream = "bench:flush"
@@ -527,95 +528,102 @@ def cmd_flush(a):
             subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-h", "127.0.0.1",
                             "-p", str(srv.pg_port), "-U", "postgres", "-d", a.db, "-c",
                             f"ALTER DATABASE {a.db} SET {setting}"], check=True)
-    d = Rollupd(os.path.join(bindir, "rollupd"), conf,
-                os.path.join(logdir, f"rollupd-{a.name}.log"), srv)
+    # each repetition is the whole benchmark once, in a rollupd of its own: one process
+    # for all would carry every earlier repetition's row states in its cache, and that
+    # cache would reach the memory bound's flush (limits.max_memory_mb) before the last
     results = []
-    consumed = 0
-    try:
-        wait_status(sock, d, lambda s: s["redis_connected"] and s["postgres_connected"], 60,
-                    "rollupd ready")
-        for ci, rep, (label, rows, per_row, durations, users) in (
-                (ci, rep, c) for ci, c in enumerate(cases) for rep in range(1, a.reps + 1)):
-            tag = f"c{ci}r{rep}"
-            for phase in ("new", "updated"):
-                gen = run_tool([os.path.join(bindir, "rollupd-bench-keygen"), "-p",
-                                str(srv.redis_port), "-s", stream, "--rows", str(rows),
-                                "--events", str(per_row), "--tag", tag, "--hour", str(hour),
-                                "--durations", durations, "--users", str(users)])
-                consumed += gen["events"]
-                st = wait_status(sock, d, lambda s: s["events_consumed"] >= consumed
-                                 and s["pending_keys"] == rows, 600, f"case {label} read")
-                r = {"case": label, "phase": phase, "rep": rep, "rows": rows,
-                     "events_per_row": per_row,
-                     "events": gen["events"], "memory_bytes": st["memory_bytes"],
-                     "pending_keys": st["pending_keys"], "hist_slots": gen["hist_slots"],
-                     "user_slots": gen["user_slots"], "row_durations": gen["row_durations"],
-                     "row_users": gen["row_users"], "distinct_users": gen["distinct_users"]}
-                # memory per key beyond the per-value structures: stream ids (16 B each,
-                # capacity doubling from 1024), histogram slots (8 B), user-set slots
-                # (4 B) and the user dictionary (text + index arrays + hash slots)
-                ids = pow2_at_least(gen["events"], 1024) * 16
-                du = gen["distinct_users"]
-                udict = (du * 37 + pow2_at_least(du, 256) * 12 if du else 0) + \
-                    pow2_at_least(2 * du + 1, 1024) * 16
-                r["ids_bytes"] = ids
-                # the batch being filled (memory_bytes also counts the writer's cache of
-                # row states, reported on its own below)
-                batch = st["memory_bytes"] - st.get("state_cache_bytes", 0) \
-                    - st.get("state_scratch_bytes", 0)
-                r["batch_bytes"] = batch
-                r["per_key_bytes"] = round(batch / rows, 1)
-                r["per_key_bytes_excl"] = round((batch - ids - 8 * gen["hist_slots"]
-                                                 - 4 * gen["user_slots"] - udict) / rows, 1)
-                cache0 = st.get("state_cache_bytes", 0)
-                chunk0 = st.get("state_chunk_bytes", 0)
-                log_off = os.path.getsize(pg_log) if a.explain else 0
-                s0 = srv.snapshot()
-                t0 = time.monotonic()
-                try:
-                    fl = flush_and_wait(sock, d, a.flush_timeout)
-                except FlushFailed as e:
-                    # the batch stays in rollupd, retried forever: no later case can run
-                    r["error"] = str(e)
-                    r["failed_after_s"] = round(time.monotonic() - t0, 1)
+    failed = False
+    for rep in range(1, a.reps + 1):
+        if failed:
+            break
+        suffix = f"-{rep}" if a.reps > 1 else ""
+        d = Rollupd(os.path.join(bindir, "rollupd"), conf,
+                    os.path.join(logdir, f"rollupd-{a.name}{suffix}.log"), srv)
+        consumed = 0
+        try:
+            wait_status(sock, d, lambda s: s["redis_connected"] and s["postgres_connected"], 60,
+                        "rollupd ready")
+            for ci, (label, rows, per_row, durations, users) in enumerate(cases):
+                tag = f"c{ci}r{rep}"
+                for phase in ("new", "updated"):
+                    gen = run_tool([os.path.join(bindir, "rollupd-bench-keygen"), "-p",
+                                    str(srv.redis_port), "-s", stream, "--rows", str(rows),
+                                    "--events", str(per_row), "--tag", tag, "--hour", str(hour),
+                                    "--durations", durations, "--users", str(users)])
+                    consumed += gen["events"]
+                    st = wait_status(sock, d, lambda s: s["events_consumed"] >= consumed
+                                     and s["pending_keys"] == rows, 600, f"case {label} read")
+                    r = {"case": label, "phase": phase, "rep": rep, "rows": rows,
+                         "events_per_row": per_row,
+                         "events": gen["events"], "memory_bytes": st["memory_bytes"],
+                         "pending_keys": st["pending_keys"], "hist_slots": gen["hist_slots"],
+                         "user_slots": gen["user_slots"], "row_durations": gen["row_durations"],
+                         "row_users": gen["row_users"], "distinct_users": gen["distinct_users"]}
+                    # memory per key beyond the per-value structures: stream ids (16 B each,
+                    # capacity doubling from 1024), histogram slots (8 B), user-set slots
+                    # (4 B) and the user dictionary (text + index arrays + hash slots)
+                    ids = pow2_at_least(gen["events"], 1024) * 16
+                    du = gen["distinct_users"]
+                    udict = (du * 37 + pow2_at_least(du, 256) * 12 if du else 0) + \
+                        pow2_at_least(2 * du + 1, 1024) * 16
+                    r["ids_bytes"] = ids
+                    # the batch being filled (memory_bytes also counts the writer's cache of
+                    # row states, reported on its own below)
+                    batch = st["memory_bytes"] - st.get("state_cache_bytes", 0) \
+                        - st.get("state_scratch_bytes", 0)
+                    r["batch_bytes"] = batch
+                    r["per_key_bytes"] = round(batch / rows, 1)
+                    r["per_key_bytes_excl"] = round((batch - ids - 8 * gen["hist_slots"]
+                                                     - 4 * gen["user_slots"] - udict) / rows, 1)
+                    cache0 = st.get("state_cache_bytes", 0)
+                    chunk0 = st.get("state_chunk_bytes", 0)
+                    log_off = os.path.getsize(pg_log) if a.explain else 0
+                    s0 = srv.snapshot()
+                    t0 = time.monotonic()
+                    try:
+                        fl = flush_and_wait(sock, d, a.flush_timeout)
+                    except FlushFailed as e:
+                        # the batch stays in rollupd, retried forever: no later case can run
+                        r["error"] = str(e)
+                        r["failed_after_s"] = round(time.monotonic() - t0, 1)
+                        results.append(r)
+                        print(json.dumps(r), flush=True)
+                        raise
+                    s1 = srv.snapshot()
+                    # the writer moves the committed states into its cache right after
+                    # answering: wait for that before reading the cache's size
+                    st1 = wait_status(sock, d, lambda s: s.get("state_cache_flushes", 0)
+                                      >= s["flushes"], 60, "states cached")
+                    # row states the writer now caches for this case's rows (new phase: all
+                    # new), and the histogram/user chunk bytes this flush wrote
+                    r["cache_delta_bytes"] = st1.get("state_cache_bytes", 0) - cache0
+                    r["cache_rows"] = st1.get("state_cache_rows", 0)
+                    r["chunk_bytes"] = st1.get("state_chunk_bytes", 0) - chunk0
+                    r["cache_ms"] = st1.get("state_cache_last_ms")
+                    r["flush_ms"] = fl["ms"]
+                    r["flush_wall_ms"] = round((time.monotonic() - t0) * 1000, 1)
+                    r["flushed_rows"] = fl["rows"]
+                    r["pg_cpu_ms"] = round((s1["pg"] - s0["pg"]) * 1000, 0)
+                    r["other_cores"] = round(max(0.0, (s1["busy"] - s0["busy"]) - (s1["pg"] - s0["pg"])
+                                                 - (s1["redis"] - s0["redis"])) / (s1["t"] - s0["t"]),
+                                             2)
+                    if a.explain:
+                        time.sleep(0.2)
+                        r["statements"] = explain_segment(pg_log, log_off)
                     results.append(r)
                     print(json.dumps(r), flush=True)
-                    raise
-                s1 = srv.snapshot()
-                # the writer moves the committed states into its cache right after
-                # answering: wait for that before reading the cache's size
-                st1 = wait_status(sock, d, lambda s: s.get("state_cache_flushes", 0)
-                                  >= s["flushes"], 60, "states cached")
-                # row states the writer now caches for this case's rows (new phase: all
-                # new), and the histogram/user chunk bytes this flush wrote
-                r["cache_delta_bytes"] = st1.get("state_cache_bytes", 0) - cache0
-                r["cache_rows"] = st1.get("state_cache_rows", 0)
-                r["chunk_bytes"] = st1.get("state_chunk_bytes", 0) - chunk0
-                r["cache_ms"] = st1.get("state_cache_last_ms")
-                r["flush_ms"] = fl["ms"]
-                r["flush_wall_ms"] = round((time.monotonic() - t0) * 1000, 1)
-                r["flushed_rows"] = fl["rows"]
-                r["pg_cpu_ms"] = round((s1["pg"] - s0["pg"]) * 1000, 0)
-                r["other_cores"] = round(max(0.0, (s1["busy"] - s0["busy"]) - (s1["pg"] - s0["pg"])
-                                             - (s1["redis"] - s0["redis"])) / (s1["t"] - s0["t"]),
-                                         2)
-                if a.explain:
-                    time.sleep(0.2)
-                    r["statements"] = explain_segment(pg_log, log_off)
-                results.append(r)
-                print(json.dumps(r), flush=True)
-            if not a.no_bare:
-                # the yardstick, measured right after, so both see the same machine load
-                b = run_tool([os.path.join(bindir, "rollupd-bench-upsert"), "-d", srv.dsn(a.db),
-                              "--rows", str(rows), "--reps", "1", "--tag", f"b{ci}r{rep}",
-                              "--hour", str(hour)])
-                results[-2]["bare_ms"] = b["new_ms"][0]
-                results[-1]["bare_ms"] = b["updated_ms"][0]
-                print(json.dumps(b), flush=True)
-    except FlushFailed:
-        pass
-    finally:
-        d.stop()
+                if not a.no_bare:
+                    # the yardstick, measured right after, so both see the same machine load
+                    b = run_tool([os.path.join(bindir, "rollupd-bench-upsert"), "-d",
+                                  srv.dsn(a.db), "--rows", str(rows), "--reps", "1", "--tag",
+                                  f"b{ci}r{rep}", "--hour", str(hour)])
+                    results[-2]["bare_ms"] = b["new_ms"][0]
+                    results[-1]["bare_ms"] = b["updated_ms"][0]
+                    print(json.dumps(b), flush=True)
+        except FlushFailed:
+            failed = True
+        finally:
+            d.stop()
     if a.explain:
         subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-h", "127.0.0.1", "-p",
                         str(srv.pg_port), "-U", "postgres", "-d", "postgres", "-c",
@@ -1278,7 +1286,7 @@ def main():
     p.add_argument("--name", default="flush")
     p.add_argument("--cases", choices=("all", "profile"), default="all")
     p.add_argument("--reps", type=int, default=1,
-                   help="repetitions of each case, each followed by its bare upsert")
+                   help="runs of all the cases, each in a new rollupd")
     p.add_argument("--explain", action="store_true",
                    help="log each flush statement with auto_explain and break flushes down")
     p.add_argument("--no-bare", action="store_true")
