@@ -19,6 +19,11 @@
  * several times smaller than rollupd's, and Redis would no longer do the same work for
  * both. The same reads as rollupd, so the comparison stays like for like.
  *
+ * With --hold N it acknowledges only once N entries are held, all of them, in XACKs of at
+ * most 1000 ids, as rollupd does after a flush's COMMIT (flush.max_events): Redis then
+ * keeps up to N entries in the group's pending list, as it does for rollupd. It measures
+ * what a pending list that size costs Redis; the ceiling itself acknowledges each batch.
+ *
  * Prints one JSON object on stdout: events, seconds, events_per_s, reads, acked,
  * utime_s, stime_s, vmhwm_kb (the process's own CPU and peak RSS), noack. */
 #include "rollupd/reply.h"
@@ -37,7 +42,8 @@
 #include "common.h"
 
 #define READ_CHUNK (256 * 1024)
-#define QCAP       16
+#define QCAP       16384 /* replies awaited: two reads and the XACKs of --hold (at most 10M ids) */
+#define ACK_CHUNK  1000  /* ids per XACK with --hold, as rollupd's */
 
 /* ---- connection ---- */
 
@@ -59,9 +65,11 @@ struct ceil {
     unsigned long long fed, taken;
     long long reply_bytes; /* the last reply's, as Redis sent it */
     int reads_inflight;
-    bool noack; /* XREADGROUP ... NOACK, no XACK */
-    /* ids of the last walked batch, waiting for the next XACK */
+    bool noack;     /* XREADGROUP ... NOACK, no XACK */
+    long long hold; /* --hold: acknowledge once this many are held; 0 = every batch */
+    /* ids walked and not yet acknowledged */
     char (*ids)[RU_SID_STRLEN];
+    size_t *idlen;
     const char **argv;
     size_t *argvlen;
     long long nids;
@@ -139,20 +147,30 @@ static bool send_read(struct ceil *cl)
     return true;
 }
 
-static void send_ack(struct ceil *cl)
+/* XACK of the ids held: one command for all without --hold, else once at least --hold
+ * are held (or with force: the last), in commands of at most ACK_CHUNK ids. */
+static void send_ack(struct ceil *cl, bool force)
 {
-    if (cl->nids == 0)
+    if (cl->nids == 0 || (!force && cl->nids < cl->hold))
         return;
+    long long chunk = cl->hold > 0 ? ACK_CHUNK : cl->nids;
     cl->argv[0] = "XACK";
     cl->argvlen[0] = 4;
     cl->argv[1] = cl->stream;
     cl->argvlen[1] = strlen(cl->stream);
     cl->argv[2] = cl->group;
     cl->argvlen[2] = strlen(cl->group);
-    if (redisAppendCommandArgv(cl->c, (int)(cl->nids + 3), cl->argv, cl->argvlen) != REDIS_OK)
-        die("XACK: %s", cl->c->errstr);
+    for (long long off = 0; off < cl->nids; off += chunk) {
+        long long n = cl->nids - off < chunk ? cl->nids - off : chunk;
+        for (long long j = 0; j < n; j++) {
+            cl->argv[3 + j] = cl->ids[off + j];
+            cl->argvlen[3 + j] = cl->idlen[off + j];
+        }
+        if (redisAppendCommandArgv(cl->c, (int)(n + 3), cl->argv, cl->argvlen) != REDIS_OK)
+            die("XACK: %s", cl->c->errstr);
+        q_push(cl, K_ACK);
+    }
     cl->nids = 0; /* hiredis copied the arguments into its output buffer */
-    q_push(cl, K_ACK);
 }
 
 /* Walks [[stream, [[id, fields], ...]]] and keeps the ids for the next XACK. */
@@ -177,8 +195,7 @@ static long long take_ids(struct ceil *cl, const redisReply *r)
             continue; /* nothing to acknowledge */
         long long k = cl->nids++;
         memcpy(cl->ids[k], e->element[0]->str, e->element[0]->len + 1);
-        cl->argv[3 + k] = cl->ids[k];
-        cl->argvlen[3 + k] = e->element[0]->len;
+        cl->idlen[k] = e->element[0]->len;
     }
     return (long long)entries->elements;
 }
@@ -210,7 +227,10 @@ static void usage(FILE *f)
           "  -n N               stop after N entries (default 0: at the first empty read)\n"
           "  --start ID         where a new group starts (default 0)\n"
           "  --noack            read with XREADGROUP ... NOACK and acknowledge nothing (the\n"
-          "                     ceiling of a lone consumer)\n",
+          "                     ceiling of a lone consumer)\n"
+          "  --hold N           acknowledge only once N entries are held, all of them, in\n"
+          "                     XACKs of at most 1000 ids (what rollupd's pending list costs\n"
+          "                     Redis; default 0: each batch)\n",
           f);
 }
 
@@ -223,10 +243,13 @@ int main(int argc, char **argv)
     cl.group = "ceiling";
     cl.consumer = "ceiling";
     cl.count = 1000;
-    static const struct option lopts[] = {
-        {"count", required_argument, NULL, 'C'}, {"start", required_argument, NULL, 'S'},
-        {"noack", no_argument, NULL, 'N'},       {"read-bytes", required_argument, NULL, 'B'},
-        {"help", no_argument, NULL, 'H'},        {NULL, 0, NULL, 0}};
+    static const struct option lopts[] = {{"count", required_argument, NULL, 'C'},
+                                          {"start", required_argument, NULL, 'S'},
+                                          {"noack", no_argument, NULL, 'N'},
+                                          {"read-bytes", required_argument, NULL, 'B'},
+                                          {"hold", required_argument, NULL, 'K'},
+                                          {"help", no_argument, NULL, 'H'},
+                                          {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h:p:s:g:c:n:", lopts, NULL)) != -1) {
         switch (o) {
@@ -251,6 +274,9 @@ int main(int argc, char **argv)
         case 'B':
             cl.read_bytes = atoll(optarg);
             break;
+        case 'K':
+            cl.hold = atoll(optarg);
+            break;
         case 'H':
             usage(stdout);
             return 0;
@@ -262,7 +288,7 @@ int main(int argc, char **argv)
         }
     }
     if (cl.count < 1 || cl.count > 100000 || addr.port < 1 || addr.port > 65535 || cl.max < 0 ||
-        cl.read_bytes < 0)
+        cl.read_bytes < 0 || cl.hold < 0 || cl.hold > 10000000 || (cl.hold > 0 && cl.noack))
         die("bad arguments (see --help)");
     cl.next_count = cl.count;
 
@@ -272,9 +298,14 @@ int main(int argc, char **argv)
     ru_reply_arena_attach(cl.arena, cl.c->reader);
     cl.c->reader->maxbuf = 0;
     cl.rbuf = ru_xmalloc(READ_CHUNK);
-    cl.ids = ru_xmalloc((size_t)cl.count * sizeof(*cl.ids));
-    cl.argv = ru_xmalloc(((size_t)cl.count + 3) * sizeof(*cl.argv));
-    cl.argvlen = ru_xmalloc(((size_t)cl.count + 3) * sizeof(*cl.argvlen));
+    /* held: fewer than --hold, plus a batch */
+    size_t held = (size_t)(cl.hold + cl.count), per_xack = (size_t)cl.count;
+    if (cl.hold > 0 && per_xack < ACK_CHUNK)
+        per_xack = ACK_CHUNK;
+    cl.ids = ru_xmalloc(held * sizeof(*cl.ids));
+    cl.idlen = ru_xmalloc(held * sizeof(*cl.idlen));
+    cl.argv = ru_xmalloc((per_xack + 3) * sizeof(*cl.argv));
+    cl.argvlen = ru_xmalloc((per_xack + 3) * sizeof(*cl.argvlen));
 
     const char *mk[] = {"XGROUP", "CREATE", cl.stream, cl.group, start, "MKSTREAM"};
     if (redisAppendCommandArgv(cl.c, (int)RU_ARRAY_LEN(mk), mk, NULL) != REDIS_OK)
@@ -317,7 +348,7 @@ int main(int argc, char **argv)
         /* Redis gets the previous batch's XACK and the next read(s) before we walk this
          * one: two reads in flight after a full batch, one after a short one, none after
          * an empty one (the stream is drained) */
-        send_ack(&cl);
+        send_ack(&cl, false);
         if (entries > 0) {
             int depth = entries >= sent ? 2 : 1;
             while (cl.reads_inflight < depth && send_read(&cl))
@@ -327,8 +358,8 @@ int main(int argc, char **argv)
         events += take_ids(&cl, r);
         ru_reply_arena_reset(cl.arena);
         if (cl.reads_inflight == 0) {
-            /* no read follows: acknowledge this batch now */
-            send_ack(&cl);
+            /* no read follows: acknowledge what is held now */
+            send_ack(&cl, true);
             flush_out(&cl);
         }
     }
