@@ -58,7 +58,8 @@ struct ceil {
     const char *stream, *group, *consumer;
     long long count, max, requested;
     /* --read-bytes: the COUNT of the next read, as many entries as fit that many bytes of
-     * parsed reply (rollupd's redis.read_bytes rule), within count; 0 = count always */
+     * reply as Redis sent it (rollupd's redis.read_bytes rule), within count; 0 = count
+     * always */
     long long read_bytes, next_count;
     long long sent[2]; /* the COUNT of each read in flight, oldest first */
     /* bytes fed to hiredis' reader, and of them those its replies took so far */
