@@ -18,14 +18,21 @@ void ru_arena_init(struct ru_arena *a, size_t chunk_min, size_t keep_max)
     *a = (struct ru_arena){.chunk_min = chunk_min, .keep_max = keep_max};
 }
 
+static void free_list(struct ru_arena_chunk *c)
+{
+    while (c) {
+        struct ru_arena_chunk *n = c->next;
+        free(c);
+        c = n;
+    }
+}
+
 static void free_chunks(struct ru_arena *a)
 {
-    while (a->head) {
-        struct ru_arena_chunk *n = a->head->next;
-        free(a->head);
-        a->head = n;
-    }
-    a->total = 0;
+    free_list(a->head);
+    free_list(a->spare);
+    a->head = a->spare = NULL;
+    a->total = a->cap = 0;
 }
 
 void ru_arena_deinit(struct ru_arena *a)
@@ -42,17 +49,35 @@ static struct ru_arena_chunk *new_chunk(struct ru_arena *a, size_t cap)
     c->next = a->head;
     a->head = c;
     a->total += sizeof(*c) + cap;
+    a->cap += cap;
     return c;
 }
 
+/* A spare chunk of at least n bytes, moved to the head; NULL when none is that large. */
+static struct ru_arena_chunk *reuse_chunk(struct ru_arena *a, size_t n)
+{
+    for (struct ru_arena_chunk **p = &a->spare; *p; p = &(*p)->next) {
+        struct ru_arena_chunk *c = *p;
+        if (c->cap < n)
+            continue;
+        *p = c->next;
+        c->next = a->head;
+        a->head = c;
+        return c;
+    }
+    return NULL;
+}
+
 /* n bytes at an offset that is a multiple of align (a power of two) in the current chunk,
- * or in a new one */
+ * else in a spare one, else in a new one */
 static void *take(struct ru_arena *a, size_t n, size_t align)
 {
     struct ru_arena_chunk *c = a->head;
     size_t at = c ? (c->used + align - 1) & ~(align - 1) : 0;
     if (c == NULL || at > c->cap || c->cap - at < n) {
-        c = new_chunk(a, n > a->chunk_min ? n : a->chunk_min);
+        c = reuse_chunk(a, n);
+        if (c == NULL)
+            c = new_chunk(a, n > a->chunk_min ? n : a->chunk_min);
         at = 0;
     }
     a->want += n + (at - c->used);
@@ -75,19 +100,32 @@ char *ru_arena_strndup(struct ru_arena *a, const char *s, size_t len)
 
 void ru_arena_reset(struct ru_arena *a)
 {
-    size_t want = a->want;
+    /* the recent peak: this use, or the last peak less an eighth, whichever is larger, so
+     * a small use right after a large one (an XACK's reply after a read's) does not give
+     * back what the next large one needs; a peak fades after about a dozen small uses */
+    a->peak = a->want > a->peak - a->peak / 8 ? a->want : a->peak - a->peak / 8;
     a->want = 0;
-    struct ru_arena_chunk *c = a->head;
-    if (c == NULL)
+    if (a->total == 0)
         return;
-    /* one chunk that held everything, not outgrown by far: used again as it is */
-    bool shrunk = c->cap > a->chunk_min && want < c->cap / 4;
-    if (c->next == NULL && c->cap <= a->keep_max && !shrunk) {
-        c->used = 0;
+    /* the chunks stay, as spares, while they are not far more than the recent peak nor
+     * more than may be kept: the next load as large then allocates nothing and touches
+     * only pages it touched before. Putting a grown load's chunks together into one new
+     * chunk instead would allocate that much again, and a large block is fresh memory
+     * from the kernel, faulted in page by page (a flush of 1M events spent about a third
+     * of its own CPU so). */
+    bool shrunk = a->cap > a->chunk_min && a->peak < a->cap / 4;
+    if (a->cap <= a->keep_max && !shrunk) {
+        while (a->head) {
+            struct ru_arena_chunk *c = a->head;
+            a->head = c->next;
+            c->used = 0;
+            c->next = a->spare;
+            a->spare = c;
+        }
         return;
     }
     free_chunks(a);
-    size_t keep = want + want / 8;
+    size_t keep = a->peak + a->peak / 8;
     if (keep < a->chunk_min)
         keep = a->chunk_min;
     if (keep > a->keep_max)

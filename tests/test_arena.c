@@ -1,6 +1,7 @@
 /* arena: alignment, string copies, what a reset keeps and gives back. */
 #include <criterion/criterion.h>
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -44,7 +45,7 @@ Test(arena, strings_pack_and_end_in_nul)
     ru_arena_deinit(&a);
 }
 
-Test(arena, reset_keeps_one_chunk_for_a_steady_load)
+Test(arena, reset_keeps_its_chunks_for_a_steady_load)
 {
     struct ru_arena a;
     ru_arena_init(&a, 4 * KIB, 1024 * KIB);
@@ -63,6 +64,72 @@ Test(arena, reset_keeps_one_chunk_for_a_steady_load)
     ru_arena_deinit(&a);
 }
 
+Test(arena, a_grown_load_reuses_its_memory_after_a_reset)
+{
+    struct ru_arena a;
+    ru_arena_init(&a, 4 * KIB, SIZE_MAX);
+    char *first[8];
+    for (int i = 0; i < 8; i++) /* grows chunk by chunk, one of them larger */
+        first[i] = ru_arena_alloc(&a, i == 5 ? 20 * KIB : 3 * KIB);
+    size_t held = ru_arena_size(&a);
+    ru_arena_reset(&a);
+    cr_assert_eq(ru_arena_size(&a), held, "a reset of a grown load changed %zu to %zu bytes", held,
+                 ru_arena_size(&a));
+    for (int i = 0; i < 8; i++) {
+        char *p = ru_arena_alloc(&a, i == 5 ? 20 * KIB : 3 * KIB);
+        memset(p, 0xcd, i == 5 ? 20 * KIB : 3 * KIB);
+        bool old = false;
+        for (int j = 0; j < 8; j++)
+            old = old || p == first[j];
+        cr_assert(old, "piece %d of the same load is in memory the arena did not hold", i);
+    }
+    cr_assert_eq(ru_arena_size(&a), held, "the same load again allocated more");
+    ru_arena_deinit(&a);
+}
+
+Test(arena, reset_keeps_a_chunk_at_its_limits)
+{
+    struct ru_arena a;
+    ru_arena_init(&a, 4 * KIB, 64 * KIB);
+    char *p = ru_arena_alloc(&a, 16); /* the smallest chunk, hardly used */
+    size_t held = ru_arena_size(&a);
+    for (int i = 0; i < 3; i++) {
+        ru_arena_reset(&a);
+        cr_assert_eq(ru_arena_alloc(&a, 16), p, "reset %d replaced the smallest chunk", i);
+        cr_assert_eq(ru_arena_size(&a), held);
+    }
+    ru_arena_alloc(&a, 100 * KIB); /* above keep_max: one chunk of keep_max comes back */
+    ru_arena_reset(&a);
+    held = ru_arena_size(&a);
+    p = ru_arena_alloc(&a, 60 * KIB);
+    for (int i = 0; i < 3; i++) { /* a chunk of exactly keep_max, well used: it stays */
+        ru_arena_reset(&a);
+        cr_assert_eq(ru_arena_alloc(&a, 60 * KIB), p, "reset %d replaced the kept chunk", i);
+        cr_assert_eq(ru_arena_size(&a), held);
+    }
+    ru_arena_deinit(&a);
+}
+
+Test(arena, small_loads_between_large_ones_keep_the_large_ones_memory)
+{
+    struct ru_arena a;
+    ru_arena_init(&a, 64 * KIB, 1024 * KIB); /* as a connection's replies: reads and XACKs */
+    size_t held = 0;
+    for (int round = 0; round < 40; round++) {
+        ru_arena_alloc(&a, 100 * KIB); /* a read's reply: two chunks */
+        ru_arena_alloc(&a, 20 * KIB);
+        ru_arena_reset(&a);
+        if (round == 0)
+            held = ru_arena_size(&a);
+        cr_assert_eq(ru_arena_size(&a), held, "round %d: %zu bytes held, not %zu", round,
+                     ru_arena_size(&a), held);
+        ru_arena_alloc(&a, 16); /* an XACK's reply */
+        ru_arena_reset(&a);
+        cr_assert_eq(ru_arena_size(&a), held, "round %d: the small load gave back memory", round);
+    }
+    ru_arena_deinit(&a);
+}
+
 Test(arena, reset_gives_back_a_peak)
 {
     struct ru_arena a;
@@ -70,10 +137,13 @@ Test(arena, reset_gives_back_a_peak)
     ru_arena_alloc(&a, 1024 * KIB); /* a peak above what a reset may keep */
     ru_arena_reset(&a);
     cr_assert_leq(ru_arena_size(&a), 256 * KIB + 64, "kept %zu bytes", ru_arena_size(&a));
-    ru_arena_alloc(&a, 8 * KIB); /* then a small load: the chunk shrinks */
-    ru_arena_reset(&a);
-    cr_assert_leq(ru_arena_size(&a), 16 * KIB, "kept %zu bytes for 8 KiB", ru_arena_size(&a));
-    ru_arena_reset(&a); /* nothing used: the smallest chunk stays */
+    for (int i = 0; i < 60; i++) { /* then small loads: the peak fades, the chunk shrinks */
+        ru_arena_alloc(&a, 8 * KIB);
+        ru_arena_reset(&a);
+    }
+    cr_assert_leq(ru_arena_size(&a), 32 * KIB, "kept %zu bytes for 8 KiB", ru_arena_size(&a));
+    for (int i = 0; i < 60; i++) /* nothing used: the smallest chunk stays */
+        ru_arena_reset(&a);
     cr_assert_leq(ru_arena_size(&a), 4 * KIB + 64);
     ru_arena_deinit(&a);
 

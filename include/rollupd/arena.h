@@ -10,11 +10,14 @@
 struct ru_arena_chunk;
 
 struct ru_arena {
-    struct ru_arena_chunk *head; /* the chunk being filled, then the older ones */
-    size_t total;                /* bytes of every chunk, headers included */
-    size_t want;                 /* bytes handed out since the last reset */
-    size_t chunk_min;            /* the smallest chunk allocated */
-    size_t keep_max;             /* what a reset may keep, at most */
+    struct ru_arena_chunk *head;  /* the chunk being filled, then the older ones */
+    struct ru_arena_chunk *spare; /* chunks a reset emptied, used before new ones */
+    size_t total;                 /* bytes of every chunk, headers included */
+    size_t cap;                   /* what the chunks can hand out (total less headers) */
+    size_t want;                  /* bytes handed out since the last reset */
+    size_t peak;                  /* the recent peak of want, fading (ru_arena_reset) */
+    size_t chunk_min;             /* the smallest chunk allocated */
+    size_t keep_max;              /* what a reset may keep, at most */
 };
 
 /* An empty arena (allocates nothing yet); chunks of at least chunk_min bytes, and a
@@ -28,10 +31,12 @@ void *ru_arena_alloc(struct ru_arena *a, size_t n);
 /* A NUL-terminated copy of s[0..len), not aligned (strings pack tightly). */
 char *ru_arena_strndup(struct ru_arena *a, const char *s, size_t len);
 
-/* Releases everything handed out. Keeps one chunk for what comes next, sized to what was
- * used since the last reset (so a steady load allocates nothing), at most keep_max, and
- * given back when the use has shrunk to a quarter of it (so one peak is not held for
- * ever). */
+/* Releases everything handed out. Keeps the chunks for what comes next (so a steady or
+ * a repeated load allocates nothing and touches no new page) while they hold at most
+ * keep_max and the recent peak of use is at least a quarter of them; otherwise gives them
+ * back and keeps one chunk sized to that peak, at most keep_max. The peak fades by an
+ * eighth at each reset with less use, so one large load is not held for ever, and small
+ * loads between large ones do not give back what the large ones need. */
 void ru_arena_reset(struct ru_arena *a);
 
 /* Bytes handed out since the last reset (alignment included). */
