@@ -142,12 +142,13 @@ class Servers:
     def snapshot(self):
         return {"t": time.monotonic(), "redis": proc_cpu(self.redis_pid),
                 "redis_wait": run_queue_wait(self.redis_pid), "pg": pg_cpu(self.pg_pid),
-                "busy": machine_busy(), "xreads": self.xreadgroup_calls()}
+                "busy": machine_busy(), "cmds": self.commandstats()}
 
-    def xreadgroup_calls(self):
-        """XREADGROUP calls redis-server has served (INFO commandstats), None if unknown:
-        events over their difference is the entries per read, the same for rollupd and
-        its ceiling when both do the same reads."""
+    def commandstats(self):
+        """{command: (calls, usec)} from redis-server's INFO commandstats, None if unknown.
+        usec is the time spent running the command, not reading it or writing its reply.
+        Events over the difference of xreadgroup's calls is the entries per read, the same
+        for rollupd and its ceiling when both do the same reads."""
         try:
             with socket.create_connection(("127.0.0.1", self.redis_port), timeout=5) as c:
                 c.sendall(b"INFO commandstats\r\n")
@@ -160,10 +161,20 @@ class Servers:
                     if need is None and b"\r\n" in data:
                         head = data.index(b"\r\n")
                         need = head + 2 + int(data[1:head]) + 2
-            m = re.search(rb"cmdstat_xreadgroup:calls=(\d+)", data)
-            return int(m.group(1)) if m else 0
+            return {m.group(1).decode(): (int(m.group(2)), int(m.group(3))) for m in
+                    re.finditer(rb"cmdstat_([a-z|]+):calls=(\d+),usec=(\d+)", data)}
         except (OSError, ValueError):
             return None
+
+
+def command_split(c0, c1):
+    """redis-server's time in commands between two commandstats: {"xreadgroup": s,
+    "xack": s, "other": s} (INFO's own call counted in other, a few microseconds)."""
+    out = {"xreadgroup": 0.0, "xack": 0.0, "other": 0.0}
+    for cmd, (_, usec) in c1.items():
+        d = (usec - c0.get(cmd, (0, 0))[1]) / 1e6
+        out[cmd if cmd in out else "other"] += d
+    return {k: round(v, 4) for k, v in out.items()}
 
 
 def measured(name, kind, events, s0, s1, consumer_cpu, hwm_kb, extra):
@@ -179,8 +190,10 @@ def measured(name, kind, events, s0, s1, consumer_cpu, hwm_kb, extra):
     }
     if s0["redis_wait"] is not None and s1["redis_wait"] is not None:
         res["redis_runq_s"] = round(s1["redis_wait"] - s0["redis_wait"], 3)
-    if s0.get("xreads") is not None and s1.get("xreads") is not None:
-        res["xreadgroup_calls"] = s1["xreads"] - s0["xreads"]
+    if s0.get("cmds") is not None and s1.get("cmds") is not None:
+        res["xreadgroup_calls"] = s1["cmds"].get("xreadgroup", (0, 0))[0] - \
+            s0["cmds"].get("xreadgroup", (0, 0))[0]
+        res["redis_cmd_s"] = command_split(s0["cmds"], s1["cmds"])
     res["other_cores"] = round(max(0.0, busy - consumer_cpu - redis - pg) / secs, 2) \
         if secs > 0 else 0
     res["vmhwm_kb"] = hwm_kb
@@ -362,11 +375,11 @@ def run_exiting(a, kind, argv):
 
 def cmd_ceiling(a):
     srv = Servers(a.env)
-    kind = "ceiling-noack" if a.noack else "ceiling"
+    kind = "ceiling-noack" if a.noack else "ceiling-hold" if a.hold else "ceiling"
     run_exiting(a, kind + ("-again" if a.again else ""),
                 [a.bin, "-p", str(srv.redis_port), "-s", a.stream, "-g", a.group, "-n",
                  str(a.events), "--count", "1000", "--read-bytes", str(READ_BYTES)] +
-                (["--noack"] if a.noack else []))
+                (["--noack"] if a.noack else []) + (["--hold", str(a.hold)] if a.hold else []))
 
 
 def cmd_python(a):
@@ -1027,6 +1040,7 @@ def mix_table(mix, runs, w):
                 cells.append(f"{fmt(m, 2) if m is not None else '–'}{span}")
             w(f"| {who} | " + " | ".join(cells) + " |")
     cpu_split_table(mix, runs, w)
+    redis_split_table(mix, runs, w)
     w("")
 
 
@@ -1077,6 +1091,36 @@ def cpu_split_table(mix, runs, w):
         cu, cs = med(ceil, "reader_user_s"), med(ceil, "reader_sys_s")
         w(f"\n{who}: main thread alone {fmt((mu + ms) / (cu + cs), 2) if cu + cs else '–'}x "
           f"(user {fmt(mu / cu, 2) if cu else '–'}x, kernel {fmt(ms / cs, 2) if cs else '–'}x)")
+
+
+def redis_split_table(mix, runs, w):
+    """Where redis-server's CPU goes for each consumer: the time INFO commandstats counts in
+    XREADGROUP, in XACK and in other commands, and the rest of its CPU (reading requests,
+    writing replies, the event loop, its cron), µs per event, medians."""
+    kinds = [k for k in ("ceiling", "ceiling-hold", "rollupd", "ceiling-again",
+                         "ceiling-noack", "lone", "ceiling-noack-again")
+             if any(r["kind"] == k and "redis_cmd_s" in r for r in runs)]
+    if not kinds:
+        return
+
+    def med(kind, f):
+        v = [f(r) / r["events"] * 1e6 for r in runs
+             if r["kind"] == kind and r["events"] and "redis_cmd_s" in r]
+        return statistics.median(v) if v else None
+    parts = (("XREADGROUP", lambda r: r["redis_cmd_s"]["xreadgroup"]),
+             ("XACK", lambda r: r["redis_cmd_s"]["xack"]),
+             ("other commands", lambda r: r["redis_cmd_s"]["other"]),
+             ("outside commands", lambda r: r["redis_cpu_s"] - sum(r["redis_cmd_s"].values())),
+             ("all", lambda r: r["redis_cpu_s"]))
+    w(f"\n### Where redis-server's CPU goes, {mix} mix (µs per event, medians)\n")
+    w("In commands: the time INFO commandstats counts running each command. Outside "
+      "commands: the rest of redis-server's CPU (utime + stime) in the same run: reading "
+      "requests, writing replies, the event loop, its timers.\n")
+    w("| consumer | " + " | ".join(p[0] for p in parts) + " |")
+    w("|---|" + "---:|" * len(parts))
+    for k in kinds:
+        w(f"| {k} | " + " | ".join(fmt(med(k, f), 3) if med(k, f) is not None else "–"
+                                   for _, f in parts) + " |")
 
 
 def flush_groups(cases):
@@ -1259,6 +1303,8 @@ def main():
                    help="XREADGROUP ... NOACK, no XACK (the lone consumer's ceiling)")
     p.add_argument("--again", action="store_true",
                    help="the control: the same ceiling run again, right after rollupd")
+    p.add_argument("--hold", type=int, default=0,
+                   help="acknowledge only once so many entries are held (ceiling-hold)")
     p.set_defaults(fn=cmd_ceiling)
 
     p = sub.add_parser("rollupd")
