@@ -299,10 +299,9 @@ int main(int argc, char **argv)
     ru_reply_arena_attach(cl.arena, cl.c->reader);
     cl.c->reader->maxbuf = 0;
     cl.rbuf = ru_xmalloc(READ_CHUNK);
-    /* held: fewer than --hold, plus a batch */
-    size_t held = (size_t)(cl.hold + cl.count), per_xack = (size_t)cl.count;
-    if (cl.hold > 0 && per_xack < ACK_CHUNK)
-        per_xack = ACK_CHUNK;
+    /* held: fewer than --hold, plus a batch; an XACK takes a batch, or ACK_CHUNK of them */
+    size_t held = (size_t)(cl.hold + cl.count);
+    size_t per_xack = cl.hold > 0 ? ACK_CHUNK : (size_t)cl.count;
     cl.ids = ru_xmalloc(held * sizeof(*cl.ids));
     cl.idlen = ru_xmalloc(held * sizeof(*cl.idlen));
     cl.argv = ru_xmalloc((per_xack + 3) * sizeof(*cl.argv));

@@ -920,6 +920,13 @@ CONTROLS = (("ceiling-again", "ceiling", "control: ceiling (XACK per batch) run 
             ("ceiling-noack-again", "ceiling-noack", "control: ceiling (NOACK) run again / ceiling"))
 
 
+# the kinds of run of the ceiling readers and rollupd, then all kinds, in the order the
+# report shows them
+READERS = ("ceiling", "ceiling-hold", "rollupd", "ceiling-again", "ceiling-noack", "lone",
+           "ceiling-noack-again")
+KINDS = READERS + ("careful", "today")
+
+
 def cores_busy(r):
     s = r["seconds"]
     return (r["consumer_cpu_s"] + r["redis_cpu_s"] + r["pg_cpu_s"]) / s if s else 0.0
@@ -1093,34 +1100,36 @@ def cpu_split_table(mix, runs, w):
           f"(user {fmt(mu / cu, 2) if cu else '–'}x, kernel {fmt(ms / cs, 2) if cs else '–'}x)")
 
 
-def redis_split_table(mix, runs, w):
-    """Where redis-server's CPU goes for each consumer: the time INFO commandstats counts in
-    XREADGROUP, in XACK and in other commands, and the rest of its CPU (reading requests,
-    writing replies, the event loop, its cron), µs per event, medians."""
-    kinds = [k for k in ("ceiling", "ceiling-hold", "rollupd", "ceiling-again",
-                         "ceiling-noack", "lone", "ceiling-noack-again")
-             if any(r["kind"] == k and "redis_cmd_s" in r for r in runs)]
-    if not kinds:
-        return
+REDIS_PARTS = ("XREADGROUP", "XACK", "other commands", "outside commands", "all")
 
-    def med(kind, f):
-        v = [f(r) / r["events"] * 1e6 for r in runs
-             if r["kind"] == kind and r["events"] and "redis_cmd_s" in r]
-        return statistics.median(v) if v else None
-    parts = (("XREADGROUP", lambda r: r["redis_cmd_s"]["xreadgroup"]),
-             ("XACK", lambda r: r["redis_cmd_s"]["xack"]),
-             ("other commands", lambda r: r["redis_cmd_s"]["other"]),
-             ("outside commands", lambda r: r["redis_cpu_s"] - sum(r["redis_cmd_s"].values())),
-             ("all", lambda r: r["redis_cpu_s"]))
+
+def redis_parts(r):
+    """One run's redis-server CPU in µs per event, in the order of REDIS_PARTS: the time
+    INFO commandstats counts in XREADGROUP, in XACK and in other commands, the rest of its
+    CPU (reading requests, writing replies, the event loop, its cron), and all of it."""
+    c = r["redis_cmd_s"]
+    v = (c["xreadgroup"], c["xack"], c["other"], r["redis_cpu_s"] - sum(c.values()),
+         r["redis_cpu_s"])
+    return [x / r["events"] * 1e6 for x in v]
+
+
+def redis_split_table(mix, runs, w):
+    """Where redis-server's CPU goes for each consumer (redis_parts), medians."""
+    by_kind = {}
+    for r in runs:
+        if r["kind"] in READERS and r["events"] and "redis_cmd_s" in r:
+            by_kind.setdefault(r["kind"], []).append(redis_parts(r))
+    if not by_kind:
+        return
     w(f"\n### Where redis-server's CPU goes, {mix} mix (µs per event, medians)\n")
     w("In commands: the time INFO commandstats counts running each command. Outside "
       "commands: the rest of redis-server's CPU (utime + stime) in the same run: reading "
       "requests, writing replies, the event loop, its timers.\n")
-    w("| consumer | " + " | ".join(p[0] for p in parts) + " |")
-    w("|---|" + "---:|" * len(parts))
-    for k in kinds:
-        w(f"| {k} | " + " | ".join(fmt(med(k, f), 3) if med(k, f) is not None else "–"
-                                   for _, f in parts) + " |")
+    w("| consumer | " + " | ".join(REDIS_PARTS) + " |")
+    w("|---|" + "---:|" * len(REDIS_PARTS))
+    for k in (k for k in READERS if k in by_kind):
+        w(f"| {k} | " + " | ".join(fmt(statistics.median(v[i] for v in by_kind[k]), 3)
+                                   for i in range(len(REDIS_PARTS))) + " |")
 
 
 def flush_groups(cases):
@@ -1149,9 +1158,8 @@ def cmd_report(a):
     runs = []
     for p in sorted(glob.glob(os.path.join(a.dir, "main-*.json"))):
         runs.append(json.load(open(p)))
-    order = {"ceiling": 0, "rollupd": 1, "ceiling-again": 2, "ceiling-noack": 3, "lone": 4,
-             "ceiling-noack-again": 5, "careful": 6, "today": 7}
-    runs.sort(key=lambda r: (order.get(r["kind"], 9), r["name"]))
+    order = {k: i for i, k in enumerate(KINDS)}
+    runs.sort(key=lambda r: (order.get(r["kind"], len(KINDS)), r["name"]))
     out = []
     w = out.append
     if runs:

@@ -69,15 +69,18 @@ Test(arena, a_grown_load_reuses_its_memory_after_a_reset)
     struct ru_arena a;
     ru_arena_init(&a, 4 * KIB, SIZE_MAX);
     char *first[8];
-    for (int i = 0; i < 8; i++) /* grows chunk by chunk, one of them larger */
-        first[i] = ru_arena_alloc(&a, i == 5 ? 20 * KIB : 3 * KIB);
+    size_t size[8];
+    for (int i = 0; i < 8; i++) { /* grows chunk by chunk, one of them larger */
+        size[i] = i == 5 ? 20 * KIB : 3 * KIB;
+        first[i] = ru_arena_alloc(&a, size[i]);
+    }
     size_t held = ru_arena_size(&a);
     ru_arena_reset(&a);
     cr_assert_eq(ru_arena_size(&a), held, "a reset of a grown load changed %zu to %zu bytes", held,
                  ru_arena_size(&a));
     for (int i = 0; i < 8; i++) {
-        char *p = ru_arena_alloc(&a, i == 5 ? 20 * KIB : 3 * KIB);
-        memset(p, 0xcd, i == 5 ? 20 * KIB : 3 * KIB);
+        char *p = ru_arena_alloc(&a, size[i]);
+        memset(p, 0xcd, size[i]);
         bool old = false;
         for (int j = 0; j < 8; j++)
             old = old || p == first[j];
