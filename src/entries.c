@@ -35,7 +35,8 @@ static int parse_entry(struct ru_daemon *d, struct ru_event *ev, const struct ru
                        char *why, size_t len)
 {
     ru_buf_reset(&d->scratch);
-    if (ru_event_parse_cached(ev, f, n, &d->scratch, d->pcache, why, len) < 0)
+    unsigned flags = d->cfg.postgres.raw_table[0] ? RU_EVENT_RAW : 0;
+    if (ru_event_parse_cached(ev, f, n, &d->scratch, d->pcache, flags, why, len) < 0)
         return ENTRY_INVALID;
     if (!ev->key_long)
         return ENTRY_OK;

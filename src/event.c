@@ -510,11 +510,12 @@ static int check_text(const struct ru_str *v, enum field_id id, char *err, size_
 int ru_event_parse(struct ru_event *ev, const struct ru_field *fields, size_t nfields,
                    struct ru_buf *scratch, char *err, size_t errlen)
 {
-    return ru_event_parse_cached(ev, fields, nfields, scratch, NULL, err, errlen);
+    return ru_event_parse_cached(ev, fields, nfields, scratch, NULL, RU_EVENT_RAW, err, errlen);
 }
 
 int ru_event_parse_cached(struct ru_event *ev, const struct ru_field *fields, size_t nfields,
-                          struct ru_buf *scratch, struct ru_pcache *cache, char *err, size_t errlen)
+                          struct ru_buf *scratch, struct ru_pcache *cache, unsigned flags,
+                          char *err, size_t errlen)
 {
     struct ru_str f[F_COUNT];
     for (int id = 0; id < F_COUNT; id++) /* a memset here compiled to rep stos (GCC -O2) */
@@ -637,10 +638,14 @@ int ru_event_parse_cached(struct ru_event *ev, const struct ru_field *fields, si
         params_in_scratch = true;
     }
 
-    /* query_params: kept as given; only record whether jsonb would accept it */
+    /* query_params: kept as given; only record whether jsonb would accept it, for a raw
+     * row */
     if (f[F_QUERY_PARAMS].p == NULL) {
         ev->query_params = (struct ru_str){empty_object, 2};
-        ev->query_params_json = true;
+        ev->query_params_json = (flags & RU_EVENT_RAW) != 0;
+    } else if (!(flags & RU_EVENT_RAW)) {
+        ev->query_params = f[F_QUERY_PARAMS];
+        ev->query_params_json = false;
     } else {
         const struct ru_str *qp = &f[F_QUERY_PARAMS];
         ev->query_params = *qp;

@@ -903,6 +903,18 @@ Test(event, query_params_json_flag)
         /* the check leaves nothing behind in scratch */
         assert_str(ev.params_canon, "{\"sort\":\"name-asc\"}");
         cr_assert_eq(scratch.len, ev.params_canon.len);
+
+        /* without RU_EVENT_RAW (no raw table) the text is not checked: the same event,
+         * valid either way, query_params_json false */
+        struct ru_event lean;
+        char err[128];
+        ru_buf_reset(&scratch);
+        cr_assert_eq(ru_event_parse_cached(&lean, e.f, e.n, &scratch, NULL, 0, err, sizeof(err)), 0,
+                     "%s", err);
+        assert_str(lean.query_params, cases[i].qp);
+        cr_assert_not(lean.query_params_json, "%s", cases[i].qp);
+        assert_str(lean.params_canon, "{\"sort\":\"name-asc\"}");
+        cr_assert_eq(scratch.len, lean.params_canon.len);
     }
 }
 

@@ -75,7 +75,8 @@ bool ru_batch_empty(const struct ru_batch *b);
 /* Bytes the batch holds (store + ids + raw rows). */
 size_t ru_batch_mem(const struct ru_batch *b);
 
-/* Appends one raw row in COPY text format for genonaut's route_analytics table.
+/* Appends one raw row in COPY text format for genonaut's route_analytics table (ev parsed
+ * with RU_EVENT_RAW).
  * Returns 0, or -1 when PostgreSQL would refuse the row (user id not a UUID,
  * query_params not JSON, cache_status too long): the refusal is recorded in
  * b->rejects with its reason instead. */

@@ -61,7 +61,8 @@ struct ru_event {
     int32_t status_code;        /* smallint range */
     struct ru_str params_canon; /* canonical query_params_normalized ("{}" when missing) */
     struct ru_str query_params; /* query_params as given, "{}" when missing */
-    bool query_params_json;     /* query_params is valid JSON PostgreSQL would accept */
+    bool query_params_json;     /* query_params is valid JSON PostgreSQL would accept
+                                 * (checked with RU_EVENT_RAW only, else false) */
     bool user_is_uuid;          /* user_id parsed as a UUID (raw table's uuid column) */
     int32_t request_size;       /* 0 = none (missing, empty or 0) */
     int32_t response_size;
@@ -89,13 +90,19 @@ struct ru_event {
 int ru_event_parse(struct ru_event *ev, const struct ru_field *fields, size_t nfields,
                    struct ru_buf *scratch, char *err, size_t errlen) RU_MUSTCHECK;
 
+/* Flags of ru_event_parse_cached. RU_EVENT_RAW: also find whether query_params is JSON
+ * PostgreSQL would accept (query_params_json), which only a raw row needs
+ * (ru_batch_add_raw). Without it that field is false and the text is not parsed as JSON;
+ * which entries are valid does not change. */
+#define RU_EVENT_RAW 1u
+
 /* ru_event_parse with the JSON of query_params_normalized and query_params answered from
  * cache (pcache.h) when the same text came before: the same result, each distinct text
- * parsed once. cache may be NULL. */
+ * parsed once. cache may be NULL. ru_event_parse is this with RU_EVENT_RAW. */
 struct ru_pcache;
 int ru_event_parse_cached(struct ru_event *ev, const struct ru_field *fields, size_t nfields,
-                          struct ru_buf *scratch, struct ru_pcache *cache, char *err,
-                          size_t errlen) RU_MUSTCHECK;
+                          struct ru_buf *scratch, struct ru_pcache *cache, unsigned flags,
+                          char *err, size_t errlen) RU_MUSTCHECK;
 
 /* Exact conversion of a decimal timestamp text (seconds since the epoch, optional fraction
  * and exponent) to microseconds, rounding half to even. Returns 0 or -1 (not a number,

@@ -28,7 +28,8 @@
  *     RU_USECS_PER_HOUR, hour_us % RU_USECS_PER_HOUR == 0, ...); a second parse into a
  *     scratch buffer that already holds data gives the same event and keeps that data, also
  *     through the params cache (ru_event_parse_cached; the first pass a miss or an earlier
- *     input's hit, the second a hit). */
+ *     input's hit, the second a hit), and a third without RU_EVENT_RAW gives the same
+ *     event but for query_params_json, false. */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -889,17 +890,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static struct ru_pcache *cache;
     if (cache == NULL)
         cache = ru_pcache_new();
-    for (int pass = 0; pass < 2; pass++) {
+    for (int pass = 0; pass < 3; pass++) {
         size_t pad = size % 53;
         ru_buf_reset(&dirty);
         for (size_t i = 0; i < pad; i++)
             ru_buf_putc(&dirty, (char)('A' + i % 26));
-        int rc2 = ru_event_parse_cached(&ev2, e.f, e.n, &dirty, cache, err2, sizeof(err2));
+        /* the third pass without RU_EVENT_RAW: the same but for query_params_json */
+        unsigned flags = pass < 2 ? RU_EVENT_RAW : 0;
+        int rc2 = ru_event_parse_cached(&ev2, e.f, e.n, &dirty, cache, flags, err2, sizeof(err2));
         CHECK(rc2 == rc);
         CHECK(dirty.len >= pad);
         for (size_t i = 0; i < pad; i++)
             CHECK(dirty.p[i] == (char)('A' + i % 26));
         if (rc == 0) {
+            if (!(flags & RU_EVENT_RAW)) {
+                CHECK(!ev2.query_params_json);
+                ev2.query_params_json = ev.query_params_json;
+            }
             check_event(&ev2, &x, &e, &dirty, &canon);
             CHECK(same_event(&ev, &ev2));
         } else {
