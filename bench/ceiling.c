@@ -24,9 +24,22 @@
  * keeps up to N entries in the group's pending list, as it does for rollupd. It measures
  * what a pending list that size costs Redis; the ceiling itself acknowledges each batch.
  *
+ * With --work parse it also does what rollupd's reading thread does with each entry
+ * before it adds it: the id parsed, the fields parsed and checked into an event with the
+ * query parameters' canonical text from a cache (ru_event_parse_cached, without
+ * RU_EVENT_RAW: rollupd's default has no raw table). With --work
+ * aggregate it adds each event to a store of hourly aggregates as well (ru_store_add),
+ * handed off and freed every --flush-every events, as a flush does (flush.max_events).
+ * The same library code as rollupd, without its event loop, its dead letters, its batch
+ * ids and its writer thread: what the bare work costs on top of reading (bench/owncost).
+ *
  * Prints one JSON object on stdout: events, seconds, events_per_s, reads, acked,
- * utime_s, stime_s, vmhwm_kb (the process's own CPU and peak RSS), noack. */
+ * utime_s, stime_s, vmhwm_kb (the process's own CPU and peak RSS), noack, work,
+ * invalid (entries --work found invalid). */
+#include "rollupd/event.h"
+#include "rollupd/pcache.h"
 #include "rollupd/reply.h"
+#include "rollupd/store.h"
 #include "rollupd/util.h"
 
 #include <errno.h>
@@ -48,6 +61,9 @@
 /* ---- connection ---- */
 
 enum kind { K_READ, K_ACK };
+
+enum work { W_READ, W_PARSE, W_AGGREGATE };
+static const char *const work_names[] = {"read", "parse", "aggregate"};
 
 struct ceil {
     redisContext *c;
@@ -74,6 +90,15 @@ struct ceil {
     const char **argv;
     size_t *argvlen;
     long long nids;
+    /* --work */
+    enum work work;
+    long long flush_every;
+    struct ru_field *fields;
+    size_t fields_cap;
+    struct ru_buf scratch;
+    struct ru_pcache *pcache;
+    struct ru_store *store;
+    long long invalid;
 };
 
 static void q_push(struct ceil *cl, enum kind k)
@@ -174,6 +199,46 @@ static void send_ack(struct ceil *cl, bool force)
     cl->nids = 0; /* hiredis copied the arguments into its output buffer */
 }
 
+/* --work: one entry parsed as rollupd parses it, and with aggregate added to the store. */
+static void work_entry(struct ceil *cl, const redisReply *e)
+{
+    struct ru_sid id;
+    if (ru_sid_parse(&id, e->element[0]->str, e->element[0]->len) < 0)
+        die("XREADGROUP: entry id %s does not parse", e->element[0]->str);
+    const redisReply *fr = e->elements == 2 ? e->element[1] : NULL;
+    if (fr == NULL || fr->type != REDIS_REPLY_ARRAY) {
+        cl->invalid++;
+        return;
+    }
+    size_t nf = fr->elements / 2;
+    if (nf > cl->fields_cap) {
+        cl->fields_cap = nf * 2;
+        cl->fields = ru_xrealloc(cl->fields, cl->fields_cap * sizeof(*cl->fields));
+    }
+    for (size_t j = 0; j < nf; j++) {
+        const redisReply *fn = fr->element[2 * j], *fv = fr->element[2 * j + 1];
+        cl->fields[j].name.p = fn->str ? fn->str : "";
+        cl->fields[j].name.len = fn->str ? fn->len : 0;
+        cl->fields[j].value.p = fv->str ? fv->str : "";
+        cl->fields[j].value.len = fv->str ? fv->len : 0;
+    }
+    struct ru_event ev;
+    char why[256];
+    ru_buf_reset(&cl->scratch);
+    if (ru_event_parse_cached(&ev, cl->fields, nf, &cl->scratch, cl->pcache, 0, why, sizeof(why)) <
+        0) {
+        cl->invalid++;
+        return;
+    }
+    if (cl->work != W_AGGREGATE)
+        return;
+    ru_store_add(cl->store, &ev);
+    if (ru_store_nevents(cl->store) >= (uint64_t)cl->flush_every) {
+        ru_store_free(cl->store);
+        cl->store = ru_store_new();
+    }
+}
+
 /* Walks [[stream, [[id, fields], ...]]] and keeps the ids for the next XACK. */
 static long long take_ids(struct ceil *cl, const redisReply *r)
 {
@@ -192,6 +257,8 @@ static long long take_ids(struct ceil *cl, const redisReply *r)
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 ||
             e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= RU_SID_STRLEN)
             die("XREADGROUP: unexpected entry");
+        if (cl->work != W_READ)
+            work_entry(cl, e);
         if (cl->noack)
             continue; /* nothing to acknowledge */
         long long k = cl->nids++;
@@ -231,7 +298,12 @@ static void usage(FILE *f)
           "                     ceiling of a lone consumer)\n"
           "  --hold N           acknowledge only once N entries are held, all of them, in\n"
           "                     XACKs of at most 1000 ids (what rollupd's pending list costs\n"
-          "                     Redis; default 0: each batch)\n",
+          "                     Redis; default 0: each batch)\n"
+          "  --work W           what is done with each entry: read (default: nothing),\n"
+          "                     parse (as rollupd parses it), aggregate (parsed and added\n"
+          "                     to hourly aggregates)\n"
+          "  --flush-every N    with --work aggregate, the aggregates are handed off and\n"
+          "                     freed every N events (default 50000, flush.max_events)\n",
           f);
 }
 
@@ -244,11 +316,14 @@ int main(int argc, char **argv)
     cl.group = "ceiling";
     cl.consumer = "ceiling";
     cl.count = 1000;
+    cl.flush_every = 50000;
     static const struct option lopts[] = {{"count", required_argument, NULL, 'C'},
                                           {"start", required_argument, NULL, 'S'},
                                           {"noack", no_argument, NULL, 'N'},
                                           {"read-bytes", required_argument, NULL, 'B'},
                                           {"hold", required_argument, NULL, 'K'},
+                                          {"work", required_argument, NULL, 'W'},
+                                          {"flush-every", required_argument, NULL, 'F'},
                                           {"help", no_argument, NULL, 'H'},
                                           {NULL, 0, NULL, 0}};
     int o;
@@ -278,6 +353,18 @@ int main(int argc, char **argv)
         case 'K':
             cl.hold = atoll(optarg);
             break;
+        case 'W': {
+            size_t w = 0;
+            while (w < RU_ARRAY_LEN(work_names) && strcmp(optarg, work_names[w]) != 0)
+                w++;
+            if (w == RU_ARRAY_LEN(work_names))
+                die("--work: read, parse or aggregate, not %s", optarg);
+            cl.work = (enum work)w;
+            break;
+        }
+        case 'F':
+            cl.flush_every = atoll(optarg);
+            break;
         case 'H':
             usage(stdout);
             return 0;
@@ -289,7 +376,8 @@ int main(int argc, char **argv)
         }
     }
     if (cl.count < 1 || cl.count > 100000 || addr.port < 1 || addr.port > 65535 || cl.max < 0 ||
-        cl.read_bytes < 0 || cl.hold < 0 || cl.hold > 10000000 || (cl.hold > 0 && cl.noack))
+        cl.read_bytes < 0 || cl.hold < 0 || cl.hold > 10000000 || (cl.hold > 0 && cl.noack) ||
+        cl.flush_every < 1)
         die("bad arguments (see --help)");
     cl.next_count = cl.count;
 
@@ -299,6 +387,10 @@ int main(int argc, char **argv)
     ru_reply_arena_attach(cl.arena, cl.c->reader);
     cl.c->reader->maxbuf = 0;
     cl.rbuf = ru_xmalloc(READ_CHUNK);
+    if (cl.work != W_READ) {
+        cl.pcache = ru_pcache_new();
+        cl.store = ru_store_new();
+    }
     /* held: fewer than --hold, plus a batch; an XACK takes a batch, or ACK_CHUNK of them */
     size_t held = (size_t)(cl.hold + cl.count);
     size_t per_xack = cl.hold > 0 ? ACK_CHUNK : (size_t)cl.count;
@@ -367,13 +459,18 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("{\"events\":%lld,\"seconds\":%.6f,\"events_per_s\":%.1f,\"reads\":%lld,"
-           "\"acked\":%lld,\"utime_s\":%.3f,\"stime_s\":%.3f,\"vmhwm_kb\":%ld,\"noack\":%s}\n",
+           "\"acked\":%lld,\"utime_s\":%.3f,\"stime_s\":%.3f,\"vmhwm_kb\":%ld,\"noack\":%s,"
+           "\"work\":\"%s\",\"invalid\":%lld}\n",
            events, secs, secs > 0 ? (double)events / secs : 0.0, reads, acked,
            (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, vmhwm_kb(),
-           cl.noack ? "true" : "false");
+           cl.noack ? "true" : "false", work_names[cl.work], cl.invalid);
     if (!cl.noack && acked != events)
         die("acknowledged %lld of %lld entries", acked, events);
+    ru_store_free(cl.store);
+    ru_pcache_free(cl.pcache);
+    ru_buf_free(&cl.scratch);
+    free(cl.fields);
     redisFree(cl.c);
     return 0;
 }

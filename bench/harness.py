@@ -367,7 +367,7 @@ def run_exiting(a, kind, argv):
         raise SystemExit(f"harness: {a.name} failed (exit {p.returncode})")
     res = json.loads(open(out_path).read().strip().splitlines()[-1])
     extra = {k: res[k] for k in ("flushes", "rows_written", "raw_rows", "hourly_rows",
-                                 "skipped", "keys") if k in res}
+                                 "skipped", "keys", "work", "invalid") if k in res}
     extra.update({"reader_user_s": round(ru.ru_utime, 3), "reader_sys_s": round(ru.ru_stime, 3)})
     write_json(a.out, with_mix(a, measured(a.name, kind, res["events"], s0, s1,
                                            ru.ru_utime + ru.ru_stime, ru.ru_maxrss, extra)))
@@ -376,10 +376,13 @@ def run_exiting(a, kind, argv):
 def cmd_ceiling(a):
     srv = Servers(a.env)
     kind = "ceiling-noack" if a.noack else "ceiling-hold" if a.hold else "ceiling"
+    if a.work != "read":
+        kind += "-" + a.work
     run_exiting(a, kind + ("-again" if a.again else ""),
                 [a.bin, "-p", str(srv.redis_port), "-s", a.stream, "-g", a.group, "-n",
                  str(a.events), "--count", "1000", "--read-bytes", str(READ_BYTES)] +
-                (["--noack"] if a.noack else []) + (["--hold", str(a.hold)] if a.hold else []))
+                (["--noack"] if a.noack else []) + (["--hold", str(a.hold)] if a.hold else []) +
+                ["--work", a.work])
 
 
 def cmd_python(a):
@@ -1313,6 +1316,9 @@ def main():
                    help="the control: the same ceiling run again, right after rollupd")
     p.add_argument("--hold", type=int, default=0,
                    help="acknowledge only once so many entries are held (ceiling-hold)")
+    p.add_argument("--work", choices=("read", "parse", "aggregate"), default="read",
+                   help="what the reader does with each entry besides reading it (the kind "
+                        "gets -parse or -aggregate): bench/owncost")
     p.set_defaults(fn=cmd_ceiling)
 
     p = sub.add_parser("rollupd")
