@@ -210,18 +210,7 @@ static void work_entry(struct ceil *cl, const redisReply *e)
         cl->invalid++;
         return;
     }
-    size_t nf = fr->elements / 2;
-    if (nf > cl->fields_cap) {
-        cl->fields_cap = nf * 2;
-        cl->fields = ru_xrealloc(cl->fields, cl->fields_cap * sizeof(*cl->fields));
-    }
-    for (size_t j = 0; j < nf; j++) {
-        const redisReply *fn = fr->element[2 * j], *fv = fr->element[2 * j + 1];
-        cl->fields[j].name.p = fn->str ? fn->str : "";
-        cl->fields[j].name.len = fn->str ? fn->len : 0;
-        cl->fields[j].value.p = fv->str ? fv->str : "";
-        cl->fields[j].value.len = fv->str ? fv->len : 0;
-    }
+    size_t nf = ru_reply_fields(fr, &cl->fields, &cl->fields_cap);
     struct ru_event ev;
     char why[256];
     ru_buf_reset(&cl->scratch);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "rollupd/arena.h"
+#include "rollupd/event.h"
 #include "rollupd/util.h"
 
 #define CHUNK_MIN (1024 * 1024)
@@ -110,4 +111,21 @@ void ru_reply_arena_attach(struct ru_reply_arena *a, redisReader *reader)
     reader->fn = &arena_fns;
     reader->privdata = a;
     reader->maxbuf = 0;
+}
+
+size_t ru_reply_fields(const redisReply *fr, struct ru_field **fields, size_t *cap)
+{
+    size_t nf = fr->elements / 2;
+    if (nf > *cap) {
+        *cap = nf * 2;
+        *fields = ru_xrealloc(*fields, *cap * sizeof(**fields));
+    }
+    for (size_t k = 0; k < nf; k++) {
+        const redisReply *fn = fr->element[2 * k], *fv = fr->element[2 * k + 1];
+        (*fields)[k].name.p = fn->str ? fn->str : "";
+        (*fields)[k].name.len = fn->str ? fn->len : 0;
+        (*fields)[k].value.p = fv->str ? fv->str : "";
+        (*fields)[k].value.len = fv->str ? fv->len : 0;
+    }
+    return nf;
 }

@@ -133,21 +133,7 @@ static enum ru_seen classify(struct ru_stream *s, const struct ru_sid *id)
 /* The field/value pairs of one entry's reply array, as borrowed views in s->fields. */
 size_t ru_stream_take_fields(struct ru_stream *s, const redisReply *fr)
 {
-    size_t nf = fr->elements / 2;
-    if (nf > s->fields_cap) {
-        s->fields_cap = nf * 2;
-        s->fields = ru_xrealloc(s->fields, s->fields_cap * sizeof(*s->fields));
-    }
-    size_t k = 0;
-    for (size_t j = 0; j + 1 < fr->elements; j += 2) {
-        const redisReply *fn = fr->element[j], *fv = fr->element[j + 1];
-        s->fields[k].name.p = fn->str ? fn->str : "";
-        s->fields[k].name.len = fn->str ? fn->len : 0;
-        s->fields[k].value.p = fv->str ? fv->str : "";
-        s->fields[k].value.len = fv->str ? fv->len : 0;
-        k++;
-    }
-    return k;
+    return ru_reply_fields(fr, &s->fields, &s->fields_cap);
 }
 
 /* One entry of a list: its id's text, and its fields in s->fields[0..nf) (nf < 0: none,

@@ -34,4 +34,10 @@ size_t ru_reply_arena_used(const struct ru_reply_arena *a);
 /* Bytes the arena holds from the allocator, used or not. */
 size_t ru_reply_arena_size(const struct ru_reply_arena *a);
 
+/* The field/value pairs of one stream entry's reply array fr ([f, v, ...]) as borrowed
+ * views into its strings, in *fields (grown to hold them; *cap its capacity, the caller
+ * frees it). Returns the number of pairs; an odd last element is left out. */
+struct ru_field;
+size_t ru_reply_fields(const redisReply *fr, struct ru_field **fields, size_t *cap);
+
 #endif
