@@ -9,7 +9,7 @@
 # here, hence the explicit per-target standard, definition and warnings below.
 include_guard(GLOBAL)
 
-foreach(prog ceiling keygen upsert fresh)
+foreach(prog ceiling keygen upsert fresh replywalk)
   add_executable(rollupd-bench-${prog} ${CMAKE_CURRENT_LIST_DIR}/${prog}.c
                  ${CMAKE_CURRENT_LIST_DIR}/common.c)
   target_link_libraries(rollupd-bench-${prog} PRIVATE rollupd_core)

@@ -450,8 +450,8 @@ static void read_replies(struct ru_stream *s)
         s->rend += (size_t)n;
         for (;;) {
             char err[64];
-            ssize_t len =
-                ru_resp_scan(&s->scan, s->rbuf + s->rstart, s->rend - s->rstart, err, sizeof(err));
+            ssize_t len = ru_resp_scan_indexed(&s->scan, &s->index, s->rbuf + s->rstart,
+                                               s->rend - s->rstart, err, sizeof(err));
             if (len < 0) {
                 ru_rconn_failf(s, "protocol error: %s", err);
                 return;

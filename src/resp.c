@@ -3,7 +3,10 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "rollupd/util.h"
 
 /* Index of the CR of the first CR LF at or after pos, or -1 when buf[0..len) has none. */
 static ssize_t line_end(const char *buf, size_t pos, size_t len)
@@ -106,13 +109,54 @@ void ru_resp_scan_reset(struct ru_resp_scan *sc)
     sc->depth = 0;
 }
 
-ssize_t ru_resp_scan(struct ru_resp_scan *sc, const char *buf, size_t len, char *err, size_t errlen)
+void ru_resp_index_free(struct ru_resp_index *ix)
+{
+    free(ix->w);
+    ix->w = NULL;
+    ix->cap = 0;
+    ix->ok = false;
+}
+
+/* Notes node number `node` (offset at, what: see struct ru_resp_index) in ix, whose words
+ * are w[0..*cap) as the scan holds them; returns w, moved when it had to grow. */
+static inline uint64_t *note(struct ru_resp_index *ix, uint64_t *w, size_t *cap, size_t node,
+                             size_t at, uint32_t what)
+{
+    if (node >= *cap) {
+        size_t n = *cap ? *cap : 1024;
+        while (n <= node)
+            n *= 2;
+        w = ix->w = ru_xrealloc(ix->w, n * sizeof(*w));
+        *cap = ix->cap = n;
+    }
+    w[node] = (uint64_t)what << 32 | (uint32_t)at;
+    return w;
+}
+
+/* The scan; rec says whether to note nodes in ix (a constant in each caller, so that the
+ * plain scan carries none of it). */
+static inline ssize_t scan(struct ru_resp_scan *sc, struct ru_resp_index *ix, bool rec,
+                           const char *buf, size_t len, char *err, size_t errlen)
 {
     /* locals, not sc->: stores through sc could alias buf and force reloads */
     size_t pos = sc->pos, nodes = sc->nodes, elems = sc->elems;
     int depth = sc->depth;
     long long left[RU_RESP_MAX_DEPTH + 1];
     memcpy(left, sc->left, sizeof(left));
+    uint64_t *w = NULL;
+    size_t wcap = 0;
+    if (rec) {
+        if (pos == 0 && nodes == 0) { /* a new reply */
+            if (ix->cap > RU_RESP_IX_KEEP)
+                ru_resp_index_free(ix);
+            ix->ok = true;
+        }
+        if (len > UINT32_MAX) /* offsets are noted in 32 bits */
+            ix->ok = false;
+        rec = ix->ok;
+        w = ix->w;
+        wcap = ix->cap;
+    }
     ssize_t done = 0;
     for (;;) {
         if (pos >= len)
@@ -120,6 +164,8 @@ ssize_t ru_resp_scan(struct ru_resp_scan *sc, const char *buf, size_t len, char 
         char t = buf[pos];
         long long v = 0;
         ssize_t next;
+        size_t at = pos;                  /* where the node is noted */
+        uint32_t what = RU_RESP_IX_OTHER; /* and as what */
         switch (t) {
         case '+':
         case '-': {
@@ -147,6 +193,8 @@ ssize_t ru_resp_scan(struct ru_resp_scan *sc, const char *buf, size_t len, char 
                 const char *end = buf + next + v;
                 if (end[0] != '\r' || end[1] != '\n')
                     return fail(err, errlen, "bulk string not followed by CR LF");
+                at = (size_t)next;
+                what = (uint32_t)v;
                 next += v + 2;
             }
             break;
@@ -156,12 +204,19 @@ ssize_t ru_resp_scan(struct ru_resp_scan *sc, const char *buf, size_t len, char 
             next = header_num(buf, pos + 1, len, &v);
             if (next < 0 || (next > 0 && (v < -1 || v > INT_MAX)))
                 return fail(err, errlen, "bad array length");
+            if (v >= 0) {
+                if (v >= (1LL << 30) && rec)
+                    rec = ix->ok = false; /* more than the index can say */
+                what = RU_RESP_IX_ARRAY | (uint32_t)v;
+            }
             break;
         default:
             return fail(err, errlen, "unknown reply type byte");
         }
         if (next == 0)
             break; /* this item is incomplete: scan it again with more bytes */
+        if (rec)
+            w = note(ix, w, &wcap, nodes, at, what);
         pos = (size_t)next;
         nodes++;
         if (t == '*' && v > 0) {
@@ -180,6 +235,8 @@ ssize_t ru_resp_scan(struct ru_resp_scan *sc, const char *buf, size_t len, char 
                 break; /* a long or incomplete string: the general path decides */
             if (buf[body + (size_t)b] != '\r' || buf[body + (size_t)b + 1] != '\n')
                 return fail(err, errlen, "bulk string not followed by CR LF");
+            if (rec)
+                w = note(ix, w, &wcap, nodes, body, (uint32_t)b);
             pos = body + (size_t)b + 2;
             nodes++;
             left[depth - 1]--;
@@ -198,6 +255,17 @@ ssize_t ru_resp_scan(struct ru_resp_scan *sc, const char *buf, size_t len, char 
     sc->depth = depth;
     memcpy(sc->left, left, sizeof(left));
     return done;
+}
+
+ssize_t ru_resp_scan(struct ru_resp_scan *sc, const char *buf, size_t len, char *err, size_t errlen)
+{
+    return scan(sc, NULL, false, buf, len, err, errlen);
+}
+
+ssize_t ru_resp_scan_indexed(struct ru_resp_scan *sc, struct ru_resp_index *ix, const char *buf,
+                             size_t len, char *err, size_t errlen)
+{
+    return scan(sc, ix, true, buf, len, err, errlen);
 }
 
 /* The number of a header line at buf[pos] (just after its type byte; checked by the scan)
@@ -305,8 +373,11 @@ static redisReply *build(char *buf, size_t *pos_io, size_t n, size_t nnodes, siz
             *slot[depth - 1]++ = r;
         if (t == '*' && v > 0) {
             if (depth == lazy_at - 1) { /* walk found that it ends the item */
-                *r = (redisReply){
-                    .type = RU_RESP_LAZY, .elements = (size_t)v, .str = buf + pos, .len = n - pos};
+                *r = (redisReply){.type = RU_RESP_LAZY,
+                                  .elements = (size_t)v,
+                                  .integer = (long long)(r - root) + 1, /* its first item */
+                                  .str = buf + pos,
+                                  .len = n - pos};
                 *pos_io = n;
                 return root;
             }
@@ -395,4 +466,68 @@ int ru_resp_entry(const char *buf, size_t *pos_io, size_t n, struct ru_str *id,
     *nfields = v / 2;
     *pos_io = pos;
     return 1;
+}
+
+static inline size_t ix_off(uint64_t w)
+{
+    return (uint32_t)w;
+}
+
+static inline uint32_t ix_what(uint64_t w)
+{
+    return (uint32_t)(w >> 32);
+}
+
+/* Where the node of word w starts: its type byte. A bulk string's word gives its body;
+ * its header before it is "$", the length's digits (the scan takes no leading zeros) and
+ * CR LF. */
+static inline size_t ix_start(uint64_t w)
+{
+    uint32_t what = ix_what(w);
+    if (what >= RU_RESP_IX_ARRAY)
+        return ix_off(w);
+    size_t digits = 1;
+    for (uint32_t v = what; v >= 10; v /= 10)
+        digits++;
+    return ix_off(w) - 3 - digits;
+}
+
+int ru_resp_entry_indexed(const struct ru_resp_index *ix, const redisReply *list, size_t *node,
+                          struct ru_str *id, struct ru_field *fields, size_t cap,
+                          long long *nfields)
+{
+    const uint64_t *w = ix->w + *node;
+    const char *base = list->str - ix_start(ix->w[list->integer]);
+    /* [id, fields]: an array of two, a bulk string */
+    if (ix_what(w[0]) != (RU_RESP_IX_ARRAY | 2) || ix_what(w[1]) >= RU_RESP_IX_ARRAY)
+        return 0;
+    id->p = base + ix_off(w[1]);
+    id->len = ix_what(w[1]);
+    uint32_t what = ix_what(w[2]);
+    if (what == RU_RESP_IX_ARRAY || (what == RU_RESP_IX_OTHER && base[ix_off(w[2])] == '*')) {
+        *nfields = -1; /* no fields, or a nil array: deleted while pending */
+        *node += 3;
+        return 1;
+    }
+    if ((what & RU_RESP_IX_OTHER) != RU_RESP_IX_ARRAY)
+        return 0;
+    size_t v = what & ~RU_RESP_IX_OTHER;
+    if ((v & 1) != 0 || v / 2 > cap)
+        return 0;
+    const uint64_t *f = w + 3;
+    for (size_t k = 0; k < v / 2; k++) {
+        uint64_t a = f[2 * k], b = f[2 * k + 1];
+        if (ix_what(a) >= RU_RESP_IX_ARRAY || ix_what(b) >= RU_RESP_IX_ARRAY)
+            return 0;
+        fields[k].name = (struct ru_str){base + ix_off(a), ix_what(a)};
+        fields[k].value = (struct ru_str){base + ix_off(b), ix_what(b)};
+    }
+    *nfields = (long long)(v / 2);
+    *node += 3 + v;
+    return 1;
+}
+
+size_t ru_resp_index_pos(const struct ru_resp_index *ix, const redisReply *list, size_t node)
+{
+    return ix_start(ix->w[node]) - ix_start(ix->w[list->integer]);
 }

@@ -109,6 +109,7 @@ void ru_stream_free(struct ru_stream *s)
     free(s->start);
     free(s->q);
     free(s->rbuf);
+    ru_resp_index_free(&s->index);
     free(s->fields);
     free(s->argv);
     free(s->argvlen);
@@ -171,18 +172,30 @@ static size_t take_entry(struct ru_stream *s, const char *idp, size_t idlen, lon
 }
 
 /* Walks a list of entries [[id, [f, v, ...] | nil], ...], built or lazy. A lazy list's
- * entries are read straight from the reply's bytes (ru_resp_entry); one of another shape
- * (or with more fields than s->fields holds) is built alone in the reply's arena. */
+ * entries are read straight from where the scan of the reply noted its strings
+ * (ru_resp_entry_indexed; from the reply's bytes, ru_resp_entry, when it could not note
+ * them); one of another shape (or with more fields than s->fields holds) is built alone in
+ * the reply's arena, and the entries after it are read from the bytes. */
 size_t ru_stream_entry_list(struct ru_stream *s, const redisReply *entries, enum ru_origin origin)
 {
     size_t n = 0, pos = 0;
+    bool indexed = entries->type == RU_RESP_LAZY && s->index.ok;
+    size_t node = indexed ? (size_t)entries->integer : 0;
     for (size_t i = 0; i < entries->elements; i++) {
         const redisReply *e;
         if (entries->type == RU_RESP_LAZY) {
             struct ru_str id;
             long long nf;
-            if (ru_resp_entry(entries->str, &pos, entries->len, &id, s->fields, s->fields_cap,
-                              &nf)) {
+            if (indexed) {
+                if (ru_resp_entry_indexed(&s->index, entries, &node, &id, s->fields, s->fields_cap,
+                                          &nf)) {
+                    n += take_entry(s, id.p, id.len, nf, origin);
+                    continue;
+                }
+                pos = ru_resp_index_pos(&s->index, entries, node);
+                indexed = false;
+            } else if (ru_resp_entry(entries->str, &pos, entries->len, &id, s->fields,
+                                     s->fields_cap, &nf)) {
                 n += take_entry(s, id.p, id.len, nf, origin);
                 continue;
             }
@@ -642,7 +655,7 @@ const struct ru_sid *ru_stream_last_seen(const struct ru_stream *s)
 
 size_t ru_stream_mem(const struct ru_stream *s)
 {
-    return ru_reply_arena_size(s->arena) + s->rcap;
+    return ru_reply_arena_size(s->arena) + s->rcap + s->index.cap * sizeof(*s->index.w);
 }
 
 void ru_stream_set_read_budget(struct ru_stream *s, size_t bytes)

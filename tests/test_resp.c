@@ -258,6 +258,121 @@ Test(resp, xreadgroup_entries_read_lazily)
     cr_assert_eq(pos, list->len);
 }
 
+/* The same reply scanned with an index, in two pieces: each entry read from the index is
+ * the one read from the bytes, ending at the same node as the bytes' next entry starts;
+ * one of another shape is refused with the position to build it from. */
+Test(resp, xreadgroup_entries_read_from_the_index)
+{
+    char text[] =
+        "*1\r\n*2\r\n$1\r\ns\r\n*5\r\n"
+        "*2\r\n$3\r\n1-0\r\n*4\r\n$5\r\nroute\r\n$2\r\n/a\r\n$6\r\nstatus\r\n$3\r\n200\r\n"
+        "*2\r\n$3\r\n1-1\r\n*-1\r\n"
+        "*2\r\n$3\r\n1-2\r\n$-1\r\n"
+        "*2\r\n$3\r\n1-3\r\n*2\r\n$5\r\nroute\r\n:7\r\n"
+        "*2\r\n$3\r\n1-4\r\n*0\r\n";
+    size_t len = strlen(text), cut = 40;
+    struct ru_resp_scan sc;
+    struct ru_resp_index ix = {0};
+    char err[64];
+    ru_resp_scan_reset(&sc);
+    cr_assert_eq(ru_resp_scan_indexed(&sc, &ix, text, cut, err, sizeof(err)), 0);
+    cr_assert_eq(ru_resp_scan_indexed(&sc, &ix, text, len, err, sizeof(err)), (ssize_t)len);
+    cr_assert(ix.ok);
+    redisReply *r = ru_resp_build_lazy(text, len, &sc, arena, 3);
+    const redisReply *list = r->element[0]->element[1];
+    cr_assert_eq(list->type, RU_RESP_LAZY);
+    cr_assert_eq(list->integer, 4, "the reply, the stream's array, its name, the list: 0-3");
+
+    struct ru_field f[4];
+    struct ru_str id;
+    long long nf;
+    size_t node = (size_t)list->integer;
+    cr_assert_eq(ru_resp_entry_indexed(&ix, list, &node, &id, f, 4, &nf), 1);
+    assert_str(id, "1-0");
+    cr_assert_eq(nf, 2);
+    assert_str(f[0].name, "route");
+    assert_str(f[0].value, "/a");
+    assert_str(f[1].name, "status");
+    assert_str(f[1].value, "200");
+    cr_assert_eq(node, 4 + 7);
+
+    cr_assert_eq(ru_resp_entry_indexed(&ix, list, &node, &id, f, 4, &nf), 1);
+    assert_str(id, "1-1");
+    cr_assert_eq(nf, -1, "a nil array: deleted while pending");
+
+    /* a nil bulk string in place of the fields: ru_resp_entry refuses it too */
+    size_t at = node, pos = ru_resp_index_pos(&ix, list, node), bytes = pos;
+    cr_assert_eq(ru_resp_entry_indexed(&ix, list, &node, &id, f, 4, &nf), 0);
+    cr_assert_eq(node, at, "a refused entry leaves the node");
+    cr_assert_eq(ru_resp_entry(list->str, &bytes, list->len, &id, f, 4, &nf), 0);
+    cr_assert_eq(memcmp(list->str + pos, "*2\r\n$3\r\n1-2\r\n", 13), 0);
+    node += 3;
+
+    /* an integer among the fields, and more pairs than room: refused */
+    cr_assert_eq(ru_resp_entry_indexed(&ix, list, &node, &id, f, 4, &nf), 0);
+    pos = ru_resp_index_pos(&ix, list, node);
+    cr_assert_eq(memcmp(list->str + pos, "*2\r\n$3\r\n1-3\r\n", 13), 0);
+    struct ru_reply_arena *item = ru_reply_arena_new();
+    redisReply *e = ru_resp_build_item(list->str, &pos, list->len, item);
+    cr_assert_eq(e->element[1]->element[1]->integer, 7);
+    ru_reply_arena_free(item);
+    node += 5;
+    cr_assert_eq(ru_resp_index_pos(&ix, list, node), pos, "the next entry: where the build ended");
+
+    cr_assert_eq(ru_resp_entry_indexed(&ix, list, &node, &id, f, 4, &nf), 1);
+    assert_str(id, "1-4");
+    cr_assert_eq(nf, -1, "no fields at all counts as none");
+    cr_assert_eq(node, sc.nodes, "the last node of the reply");
+
+    node = (size_t)list->integer;
+    cr_assert_eq(ru_resp_entry_indexed(&ix, list, &node, &id, f, 1, &nf), 0,
+                 "two pairs, room for one");
+    ru_resp_index_free(&ix);
+}
+
+/* The index's room is kept from one reply to the next, given back when a large reply is
+ * followed by the next; a reply it cannot note (an array of 2^30 elements or more) is
+ * marked so, and the scan still measures it. */
+Test(resp, the_index_keeps_its_room_within_bounds)
+{
+    struct ru_resp_scan sc;
+    struct ru_resp_index ix = {0};
+    char err[64];
+    size_t n = RU_RESP_IX_KEEP + 10;
+    char *big = malloc(4 * n + 32);
+    int h = snprintf(big, 32, "*%zu\r\n", n);
+    for (size_t i = 0; i < n; i++)
+        memcpy(big + h + 4 * i, ":1\r\n", 4);
+    size_t len = (size_t)h + 4 * n;
+    ru_resp_scan_reset(&sc);
+    cr_assert_eq(ru_resp_scan_indexed(&sc, &ix, big, len, err, sizeof(err)), (ssize_t)len);
+    cr_assert(ix.ok);
+    cr_assert_gt(ix.cap, RU_RESP_IX_KEEP);
+    free(big);
+
+    char small[] = "*1\r\n$1\r\na\r\n";
+    ru_resp_scan_reset(&sc);
+    cr_assert_eq(ru_resp_scan_indexed(&sc, &ix, small, strlen(small), err, sizeof(err)),
+                 (ssize_t)strlen(small));
+    cr_assert(ix.ok);
+    cr_assert_leq(ix.cap, RU_RESP_IX_KEEP);
+    size_t cap = ix.cap;
+    ru_resp_scan_reset(&sc);
+    cr_assert_eq(ru_resp_scan_indexed(&sc, &ix, small, strlen(small), err, sizeof(err)),
+                 (ssize_t)strlen(small));
+    cr_assert_eq(ix.cap, cap, "kept for the next reply");
+
+    char huge[] = "*1073741824\r\n:1\r\n"; /* incomplete, but already too many to note */
+    ru_resp_scan_reset(&sc);
+    cr_assert_eq(ru_resp_scan_indexed(&sc, &ix, huge, strlen(huge), err, sizeof(err)), 0);
+    cr_assert(!ix.ok);
+    ru_resp_scan_reset(&sc);
+    cr_assert_eq(ru_resp_scan_indexed(&sc, &ix, small, strlen(small), err, sizeof(err)),
+                 (ssize_t)strlen(small));
+    cr_assert(ix.ok, "the next reply is noted again");
+    ru_resp_index_free(&ix);
+}
+
 Test(resp, an_entry_with_more_pairs_than_room_is_refused)
 {
     char text[] = "*1\r\n*2\r\n$3\r\n1-0\r\n*4\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\nd\r\n";

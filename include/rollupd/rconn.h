@@ -142,8 +142,9 @@ struct ru_stream {
     /* the socket's input: replies are parsed in place (resp.h) from rbuf[rstart..rend) */
     char *rbuf;
     size_t rcap, rstart, rend;
-    size_t reply_bytes;       /* bytes the reply being handled takes in rbuf */
-    struct ru_resp_scan scan; /* of the reply at rstart */
+    size_t reply_bytes;         /* bytes the reply being handled takes in rbuf */
+    struct ru_resp_scan scan;   /* of the reply at rstart */
+    struct ru_resp_index index; /* where the scan found each of its items */
     struct ru_field *fields;
     size_t fields_cap;
     const char **argv;

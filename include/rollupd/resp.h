@@ -8,11 +8,16 @@
  * entries can be left unbuilt (ru_resp_build_lazy) and read one entry at a time
  * (ru_resp_entry, its strings by length and the buffer left as it is; or
  * ru_resp_build_item), so that no tree of a whole reply (over a kilobyte per entry) is
- * written out and read back from beyond the core's cache. Pure: no I/O, no logging. */
+ * written out and read back from beyond the core's cache. The scan can also note where
+ * each item of the reply is (struct ru_resp_index), so that those entries are then read
+ * from its notes instead of from the headers a second time (ru_resp_entry_indexed). Pure:
+ * no I/O, no logging. */
 #ifndef ROLLUPD_RESP_H
 #define ROLLUPD_RESP_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <hiredis/hiredis.h>
@@ -37,6 +42,27 @@ struct ru_resp_scan {
 
 void ru_resp_scan_reset(struct ru_resp_scan *sc);
 
+/* Where each item (node) of the reply being scanned is: word k for the k-th node in the
+ * order of the bytes, its offset from the reply's first byte (of a bulk string: of its
+ * body; of anything else: of its type byte) in the low 32 bits, and in the high 32 what it
+ * is: a bulk string's length (below 2^30), RU_RESP_IX_ARRAY with its element count, or
+ * RU_RESP_IX_OTHER (nil, status, error, integer). A reply beyond 4 GiB, or with an array
+ * of 2^30 elements or more, is not noted (ok false). Zero it to start (ru_resp_index_free
+ * gives its memory back); the scan keeps it from one reply to the next, and lets go of
+ * room a large reply took when the next one starts. */
+struct ru_resp_index {
+    uint64_t *w;
+    size_t cap; /* words */
+    bool ok;    /* w holds every node of the reply scanned so far */
+};
+
+#define RU_RESP_IX_ARRAY (2u << 30)
+#define RU_RESP_IX_OTHER (3u << 30)
+/* The room an index keeps between replies, at most (words). */
+#define RU_RESP_IX_KEEP (128u * 1024)
+
+void ru_resp_index_free(struct ru_resp_index *ix);
+
 /* Scans the reply at the start of buf[0..len), from where sc stopped (buf must start with
  * the same reply as at the previous call, len at least as large). Returns the reply's
  * length in bytes (> 0) once it is complete; 0 when more bytes are needed; -1 on a
@@ -46,6 +72,10 @@ void ru_resp_scan_reset(struct ru_resp_scan *sc);
 ssize_t ru_resp_scan(struct ru_resp_scan *sc, const char *buf, size_t len, char *err,
                      size_t errlen);
 
+/* As ru_resp_scan, noting each node in ix (the same ix for every call of one reply). */
+ssize_t ru_resp_scan_indexed(struct ru_resp_scan *sc, struct ru_resp_index *ix, const char *buf,
+                             size_t len, char *err, size_t errlen);
+
 /* Builds the tree of the reply sc has just found complete (n bytes at buf) in arena, as
  * hiredis with the reply arena builds it: status and error replies and bulk strings as
  * str/len (without the type byte; NUL-terminated), integers, nil, arrays with their element
@@ -54,7 +84,9 @@ redisReply *ru_resp_build(char *buf, size_t n, const struct ru_resp_scan *sc,
                           struct ru_reply_arena *arena);
 
 /* The type of a node ru_resp_build_lazy leaves unbuilt: an array of `elements` items whose
- * bytes are str[0..len), each read with ru_resp_build_item. Not a hiredis type. */
+ * bytes are str[0..len), each read with ru_resp_build_item; `integer` is the number of
+ * its first item among the reply's nodes (its word in a ru_resp_index). Not a hiredis
+ * type. */
 #define RU_RESP_LAZY 100
 
 /* Whether r is an array, built or lazy. */
@@ -85,5 +117,17 @@ redisReply *ru_resp_build_item(char *buf, size_t *pos, size_t n, struct ru_reply
  * unchanged: build it with ru_resp_build_item). */
 int ru_resp_entry(const char *buf, size_t *pos, size_t n, struct ru_str *id,
                   struct ru_field *fields, size_t cap, long long *nfields);
+
+/* As ru_resp_entry, the entry at node *node of the lazy list `list` (its first:
+ * list->integer), read from the index the scan of its reply noted (ix->ok), without
+ * reading the headers again: 1 and *node past the entry, or 0 (*node unchanged) for one
+ * of another shape, which is then read from its bytes at ru_resp_index_pos. The index
+ * must be the one of the reply list belongs to, not yet scanned over by another. */
+int ru_resp_entry_indexed(const struct ru_resp_index *ix, const redisReply *list, size_t *node,
+                          struct ru_str *id, struct ru_field *fields, size_t cap,
+                          long long *nfields);
+
+/* The position in list->str of the item at node `node` (as ru_resp_build_item takes it). */
+size_t ru_resp_index_pos(const struct ru_resp_index *ix, const redisReply *list, size_t node);
 
 #endif

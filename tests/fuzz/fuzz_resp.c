@@ -22,6 +22,11 @@
  *     ru_resp_entry reads straight is the entry hiredis built (id, then nil, no fields, or
  *     name/value bulk strings), ends where ru_resp_build_item ends it, and leaves the
  *     input's bytes as they were;
+ *   - the index the scan in pieces noted (ru_resp_scan_indexed): one word per node of
+ *     hiredis' tree in order, each at its place in the input (a bulk string's body and
+ *     length, an array's type byte and count, anything else's type byte); each lazy item
+ *     read from it (ru_resp_entry_indexed) is what ru_resp_entry reads from the bytes, or
+ *     refused exactly when that is, ending at the node where the next item starts;
  *   - an incomplete one: hiredis returns no reply either (fed only when the arrays announced
  *     so far are no larger than the input, since hiredis allocates them up front);
  *   - a refusal: nothing (hiredis accepts looser input, e.g. "+" before an integer).
@@ -96,6 +101,34 @@ static bool is_entry_of(const redisReply *h, const struct ru_str *id, const stru
     return true;
 }
 
+/* The index's words from *k on are hiredis' tree h in order, at their places in buf. */
+static void same_index(const struct ru_resp_index *ix, size_t *k, const redisReply *h,
+                       const char *buf)
+{
+    uint64_t w = ix->w[(*k)++];
+    size_t off = (uint32_t)w;
+    uint32_t what = (uint32_t)(w >> 32);
+    switch (h->type) {
+    case REDIS_REPLY_STRING:
+        CHECK(what == h->len && off >= 4 && buf[off - 1] == '\n');
+        CHECK(memcmp(buf + off, h->str, h->len) == 0);
+        break;
+    case REDIS_REPLY_ARRAY:
+        CHECK(buf[off] == '*' && what == (RU_RESP_IX_ARRAY | (uint32_t)h->elements));
+        for (size_t i = 0; i < h->elements; i++)
+            same_index(ix, k, h->element[i], buf);
+        break;
+    case REDIS_REPLY_NIL:
+        CHECK(what == RU_RESP_IX_OTHER && (buf[off] == '$' || buf[off] == '*'));
+        break;
+    case REDIS_REPLY_INTEGER:
+        CHECK(what == RU_RESP_IX_OTHER && buf[off] == ':');
+        break;
+    default: /* status, error */
+        CHECK(what == RU_RESP_IX_OTHER && (buf[off] == '+' || buf[off] == '-'));
+    }
+}
+
 /* Nodes and element pointers of a hiredis tree, and what they take in a reply arena. */
 static void count_tree(const redisReply *h, size_t *nodes, size_t *elems)
 {
@@ -113,6 +146,7 @@ static size_t tree_bytes(size_t nodes, size_t elems)
 }
 
 struct lazy_check {
+    const struct ru_resp_index *ix;
     int lazy_at;
     bool candidate_seen; /* the first non-empty array inside lazy_at - 1 arrays was met */
     size_t nodes, elems; /* of the part that was built */
@@ -147,12 +181,13 @@ static void same_lazy(const redisReply *a, const redisReply *h, const char *lo, 
     CHECK(candidate && last);
     CHECK(h->elements == a->elements);
     CHECK(a->str >= lo && a->str + a->len == hi);
-    size_t pos = 0;
+    size_t pos = 0, node = (size_t)a->integer;
     for (size_t i = 0; i < a->elements; i++) {
-        struct ru_field f[8];
-        struct ru_str id;
-        long long nf = 0;
-        size_t at = pos, straight = pos;
+        struct ru_field f[8], g[8];
+        struct ru_str id, gid;
+        long long nf = 0, gnf = 0;
+        size_t at = pos, straight = pos, gnode = node;
+        CHECK(ru_resp_index_pos(lc->ix, a, node) == at);
         /* ru_resp_entry only reads: the bytes are the same afterwards */
         char *before = malloc(a->len - at + 1);
         CHECK(before != NULL);
@@ -161,6 +196,20 @@ static void same_lazy(const redisReply *a, const redisReply *h, const char *lo, 
         CHECK(memcmp(before, a->str + at, a->len - at) == 0);
         free(before);
         CHECK(got == 0 ? straight == at : is_entry_of(h->element[i], &id, f, nf));
+        /* from the index: the same strings, or refused as well */
+        int gix = ru_resp_entry_indexed(lc->ix, a, &gnode, &gid, g, 8, &gnf);
+        CHECK(gix == got);
+        size_t inodes = 0, ielems = 0;
+        count_tree(h->element[i], &inodes, &ielems);
+        if (got) {
+            CHECK(gnode == node + inodes && gnf == nf && gid.p == id.p && gid.len == id.len);
+            for (long long k = 0; k < nf; k++)
+                CHECK(g[k].name.p == f[k].name.p && g[k].name.len == f[k].name.len &&
+                      g[k].value.p == f[k].value.p && g[k].value.len == f[k].value.len);
+        } else {
+            CHECK(gnode == node);
+        }
+        node += inodes;
         ru_reply_arena_reset(lc->items);
         same_tree(ru_resp_build_item(a->str, &pos, a->len, lc->items), h->element[i], lo, hi);
         size_t nodes = 0, elems = 0;
@@ -190,10 +239,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* the same scan, resumed piece by piece */
     size_t step = size ? 1 + (size_t)data[0] % 64 : 1;
     struct ru_resp_scan sc;
+    static struct ru_resp_index ix;
     ru_resp_scan_reset(&sc);
     ssize_t m = 0;
     for (size_t have = step < size ? step : size;; have = have + step < size ? have + step : size) {
-        m = ru_resp_scan(&sc, buf, have, err, sizeof(err));
+        m = ru_resp_scan_indexed(&sc, &ix, buf, have, err, sizeof(err));
         if (m != 0 || have == size)
             break;
     }
@@ -214,13 +264,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         count_tree(theirs, &nodes, &elems);
         CHECK(nodes == whole.nodes && elems == whole.elems);
         CHECK(ru_reply_arena_used(arena) == tree_bytes(nodes, elems));
+        CHECK(ix.ok);
+        size_t k = 0;
+        same_index(&ix, &k, theirs, (const char *)data);
+        CHECK(k == nodes);
         /* lazily at each depth, each time on a fresh copy of the bytes (the NULs a build
          * writes end its status lines) and in an emptied arena */
         for (int lazy_at = 1; lazy_at <= 4; lazy_at++) {
             memcpy(buf, data, size);
             ru_reply_arena_reset(arena);
             redisReply *lazy = ru_resp_build_lazy(buf, (size_t)n, &whole, arena, lazy_at);
-            struct lazy_check lc = {.lazy_at = lazy_at, .items = items};
+            struct lazy_check lc = {.ix = &ix, .lazy_at = lazy_at, .items = items};
             same_lazy(lazy, theirs, buf, buf + n, &lc, 0, true);
             CHECK(ru_reply_arena_used(arena) == tree_bytes(lc.nodes, lc.elems));
         }
