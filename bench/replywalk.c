@@ -71,8 +71,7 @@ static void usage(FILE *f)
 {
     fputs("usage: rollupd-bench-replywalk [-h HOST] [-p PORT] [-s STREAM] [--count N] "
           "[--rounds R]\n"
-          "  --count N   entries in the reply (default 1000; rollupd's reads of 512 KiB hold\n"
-          "              about as many of loadgen's heavy entries)\n"
+          "  --count N   entries in the reply (default 1000, COUNT's bound in rollupd's reads)\n"
           "  --rounds R  replies walked each way (default 2000, in blocks of 100)\n",
           f);
 }
