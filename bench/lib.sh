@@ -1,5 +1,6 @@
-# bench/lib.sh: the set-up bench/pairs, bench/rediscost and bench/owncost share, sourced
-# (not run) from the repository's top directory after each has read its options.
+# bench/lib.sh: the set-up bench/pairs, bench/rediscost, bench/owncost and bench/replywalk
+# share, sourced (not run) from the repository's top directory after each has read its
+# options.
 #   bench_prepare NAME   installs what is missing (scripts/deps), builds Release into
 #                        build-bench/ (as bench/run does), empties bench/out/NAME ($out),
 #                        makes a scratch directory ($run) and starts a private redis-server

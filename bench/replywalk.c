@@ -7,7 +7,10 @@
  * the bytes are copied into the read buffer (as read() does, leaving them where the
  * cache has them after a read), scanned in two halves (two reads), the list left lazy
  * and every entry read, each value's length and first byte summed as a parse would touch
- * them. Prints the time per reply and per entry each way, and the ratio, as one JSON line.
+ * them; both ways must come to the same sums. The reply is XRANGE's list of entries, the
+ * list an XREADGROUP reply ends with (which has two more arrays and the stream's name
+ * before it). Prints the time per reply and per entry each way, and the ratio, as one JSON
+ * line.
  * A time on a shared machine moves with its load; the ratio of the interleaved blocks is
  * the figure to read. */
 #include <getopt.h>
@@ -111,7 +114,7 @@ int main(int argc, char **argv)
     struct ru_reply_arena *arena = ru_reply_arena_new();
     struct ru_resp_index ix = {0};
     struct ru_field fields[64];
-    size_t entries = 0, sink = 0;
+    size_t entries = 0, sink[2] = {0, 0};
     double t[2] = {0, 0};
     for (long done = 0; done < rounds; done += 100) {
         for (int way = 0; way < 2; way++) {
@@ -128,7 +131,11 @@ int main(int argc, char **argv)
                 } else {
                     ru_resp_scan_indexed(&sc, &ix, buf, n / 2, err, sizeof(err));
                     len = ru_resp_scan_indexed(&sc, &ix, buf, n, err, sizeof(err));
+                    if (!ix.ok)
+                        die("the reply was not noted");
                 }
+                if (len != (ssize_t)n)
+                    die("the reply scans as %zd bytes, not %zu", len, n);
                 redisReply *list = ru_resp_build_lazy(buf, (size_t)len, &sc, arena, 1);
                 if (list->type != RU_RESP_LAZY)
                     die("the reply is not a list of entries");
@@ -141,10 +148,11 @@ int main(int argc, char **argv)
                                  : ru_resp_entry_indexed(&ix, list, &node, &id, fields, 64, &nf);
                     if (!ok)
                         die("entry %zu is not of the usual shape", i);
-                    sink += id.len;
+                    sink[way] += id.len;
                     for (long long k = 0; k < nf; k++)
-                        sink += fields[k].value.len +
-                                (fields[k].value.len ? (unsigned char)fields[k].value.p[0] : 0);
+                        sink[way] +=
+                            fields[k].value.len +
+                            (fields[k].value.len ? (unsigned char)fields[k].value.p[0] : 0);
                 }
                 if (way == 0 && done == 0 && r == 0)
                     entries = list->elements;
@@ -153,13 +161,15 @@ int main(int argc, char **argv)
             t[way] += now() - t0;
         }
     }
+    if (sink[0] != sink[1])
+        die("the two ways read different bytes (%zu, %zu)", sink[0], sink[1]);
     double per = (double)(rounds / 100 * 100);
     printf("{\"reply_bytes\": %zu, \"entries\": %zu, \"rounds\": %.0f, "
            "\"twice_us_per_reply\": %.1f, \"once_us_per_reply\": %.1f, "
            "\"twice_ns_per_entry\": %.1f, \"once_ns_per_entry\": %.1f, \"ratio\": %.3f, "
            "\"sink\": %zu}\n",
            n, entries, per, t[0] / per * 1e6, t[1] / per * 1e6, t[0] / per / (double)entries * 1e9,
-           t[1] / per / (double)entries * 1e9, t[1] / t[0], sink);
+           t[1] / per / (double)entries * 1e9, t[1] / t[0], sink[0]);
     ru_resp_index_free(&ix);
     ru_reply_arena_free(arena);
     free(buf);

@@ -465,6 +465,7 @@ static void read_replies(struct ru_stream *s)
             const struct ru_rconn_cmd *k = q_pop(s);
             redisReply *reply = ru_resp_build_lazy(s->rbuf + s->rstart, (size_t)len, &s->scan,
                                                    s->arena, k->lazy_at);
+            s->reply_nodes = s->index.ok ? s->scan.nodes : 0;
             ru_resp_scan_reset(&s->scan);
             s->reply_bytes = (size_t)len;
             s->in_reply = true;
@@ -472,6 +473,7 @@ static void read_replies(struct ru_stream *s)
                 k->on_reply(s, reply);
             s->in_reply = false;
             s->reply_bytes = 0;
+            s->reply_nodes = 0;
             s->rstart += (size_t)len;
             ru_reply_arena_reset(s->arena);
             if (s->c == NULL) { /* the handler disconnected */

@@ -599,3 +599,24 @@ Test(readsize, read_bytes_bounds_the_count_below_redis_count)
     cr_assert_eq(ru_readsize_count(&s), 1);
     ru_reply_arena_free(s.arena);
 }
+
+/* The scan's index (8 bytes an item) counts against the memory bound's share, not against
+ * redis.read_bytes, which sizes a reply for the cache as both readers of bench/run do. */
+Test(readsize, the_index_counts_against_the_memory_share_only)
+{
+    struct ru_stream s = {.count = 1000, .read_bytes = 512 * 1024};
+    s.arena = ru_reply_arena_new();
+    ru_readsize_set(&s, 1000);
+    s.reply_nodes = 1000 * 64; /* 512 bytes of index an entry */
+    reply_of(&s, 1000 * 512, 1000, 1000);
+    cr_assert_eq(ru_readsize_count(&s), 1000, "512-byte entries: read_bytes allows 1024");
+    cr_assert_eq(ru_readsize_entry_bytes(&s), 1024, "an entry's memory includes its index");
+    ru_readsize_budget(&s, 1000 * 1024);
+    cr_assert_eq(ru_readsize_count(&s), 1000);
+    ru_readsize_budget(&s, 500 * 1024);
+    cr_assert_eq(ru_readsize_count(&s), 500, "the budget over reply and index: 1 KiB an entry");
+    s.reply_nodes = 0; /* a reply not noted */
+    reply_of(&s, 500 * 512, 500, 500);
+    cr_assert_eq(ru_readsize_count(&s), 1000);
+    ru_reply_arena_free(s.arena);
+}

@@ -91,10 +91,11 @@ struct ru_stream {
     /* COUNT of the next read, adapted to the size of the entries (ru_readsize_adapt) */
     int read_count;
     char read_count_s[16];
-    size_t read_budget; /* bytes one reply may take in memory; 0 = no bound */
-    size_t read_bytes;  /* redis.read_bytes: the same for the processor's cache; 0 = none */
-    size_t entry_bytes; /* bytes an entry took in memory in the last reply; 0 = unknown */
-    bool in_reply;      /* a reply is being walked: its arena memory must stay */
+    size_t read_budget;       /* bytes one reply may take in memory; 0 = no bound */
+    size_t read_bytes;        /* redis.read_bytes: the same for the processor's cache; 0 = none */
+    size_t entry_bytes;       /* bytes an entry took in memory in the last reply; 0 = unknown */
+    size_t entry_index_bytes; /* and in the scan's index (struct ru_resp_index) */
+    bool in_reply;            /* a reply is being walked: its arena memory must stay */
 
     /* FIFO of the replies we expect, in command order */
     const struct ru_rconn_cmd **q;
@@ -143,6 +144,7 @@ struct ru_stream {
     char *rbuf;
     size_t rcap, rstart, rend;
     size_t reply_bytes;         /* bytes the reply being handled takes in rbuf */
+    size_t reply_nodes;         /* and items its scan noted in the index (0: none) */
     struct ru_resp_scan scan;   /* of the reply at rstart */
     struct ru_resp_index index; /* where the scan found each of its items */
     struct ru_field *fields;

@@ -46,10 +46,10 @@ void ru_resp_scan_reset(struct ru_resp_scan *sc);
  * order of the bytes, its offset from the reply's first byte (of a bulk string: of its
  * body; of anything else: of its type byte) in the low 32 bits, and in the high 32 what it
  * is: a bulk string's length (below 2^30), RU_RESP_IX_ARRAY with its element count, or
- * RU_RESP_IX_OTHER (nil, status, error, integer). A reply beyond 4 GiB, or with an array
- * of 2^30 elements or more, is not noted (ok false). Zero it to start (ru_resp_index_free
- * gives its memory back); the scan keeps it from one reply to the next, and lets go of
- * room a large reply took when the next one starts. */
+ * RU_RESP_IX_OTHER (nil, status, error, integer). A reply scanned in a buffer of more
+ * than 4 GiB, or with an array of 2^30 elements or more, is not noted (ok false). Zero it
+ * to start (ru_resp_index_free gives its memory back); the scan keeps it from one reply
+ * to the next, and lets go of room a large reply took when the next one starts. */
 struct ru_resp_index {
     uint64_t *w;
     size_t cap; /* words */

@@ -109,10 +109,13 @@ static void same_index(const struct ru_resp_index *ix, size_t *k, const redisRep
     size_t off = (uint32_t)w;
     uint32_t what = (uint32_t)(w >> 32);
     switch (h->type) {
-    case REDIS_REPLY_STRING:
-        CHECK(what == h->len && off >= 4 && buf[off - 1] == '\n');
+    case REDIS_REPLY_STRING: {
+        char head[32]; /* the header right before the body */
+        int hl = snprintf(head, sizeof(head), "$%zu\r\n", h->len);
+        CHECK(what == h->len && off >= (size_t)hl && memcmp(buf + off - hl, head, (size_t)hl) == 0);
         CHECK(memcmp(buf + off, h->str, h->len) == 0);
         break;
+    }
     case REDIS_REPLY_ARRAY:
         CHECK(buf[off] == '*' && what == (RU_RESP_IX_ARRAY | (uint32_t)h->elements));
         for (size_t i = 0; i < h->elements; i++)
@@ -240,6 +243,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t step = size ? 1 + (size_t)data[0] % 64 : 1;
     struct ru_resp_scan sc;
     static struct ru_resp_index ix;
+    if (ix.w != NULL) /* no word of an earlier input may pass for one of this input's */
+        memset(ix.w, 0xff, ix.cap * sizeof(*ix.w));
     ru_resp_scan_reset(&sc);
     ssize_t m = 0;
     for (size_t have = step < size ? step : size;; have = have + step < size ? have + step : size) {
@@ -267,7 +272,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(ix.ok);
         size_t k = 0;
         same_index(&ix, &k, theirs, (const char *)data);
-        CHECK(k == nodes);
         /* lazily at each depth, each time on a fresh copy of the bytes (the NULs a build
          * writes end its status lines) and in an emptied arena */
         for (int lazy_at = 1; lazy_at <= 4; lazy_at++) {
