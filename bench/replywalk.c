@@ -140,12 +140,13 @@ int main(int argc, char **argv)
                 if (list->type != RU_RESP_LAZY)
                     die("the reply is not a list of entries");
                 size_t pos = 0, node = (size_t)list->integer;
+                const char *base = way == 1 ? ru_resp_index_base(&ix, list) : NULL;
                 for (size_t i = 0; i < list->elements; i++) {
                     struct ru_str id;
                     long long nf;
                     int ok = way == 0
                                  ? ru_resp_entry(list->str, &pos, list->len, &id, fields, 64, &nf)
-                                 : ru_resp_entry_indexed(&ix, list, &node, &id, fields, 64, &nf);
+                                 : ru_resp_entry_indexed(&ix, base, &node, &id, fields, 64, &nf);
                     if (!ok)
                         die("entry %zu is not of the usual shape", i);
                     sink[way] += id.len;

@@ -492,12 +492,16 @@ static inline size_t ix_start(uint64_t w)
     return ix_off(w) - 3 - digits;
 }
 
-int ru_resp_entry_indexed(const struct ru_resp_index *ix, const redisReply *list, size_t *node,
+const char *ru_resp_index_base(const struct ru_resp_index *ix, const redisReply *list)
+{
+    return list->str - ix_start(ix->w[list->integer]);
+}
+
+int ru_resp_entry_indexed(const struct ru_resp_index *ix, const char *base, size_t *node,
                           struct ru_str *id, struct ru_field *fields, size_t cap,
                           long long *nfields)
 {
     const uint64_t *w = ix->w + *node;
-    const char *base = list->str - ix_start(ix->w[list->integer]);
     /* [id, fields]: an array of two, a bulk string */
     if (ix_what(w[0]) != (RU_RESP_IX_ARRAY | 2) || ix_what(w[1]) >= RU_RESP_IX_ARRAY)
         return 0;
@@ -527,7 +531,8 @@ int ru_resp_entry_indexed(const struct ru_resp_index *ix, const redisReply *list
     return 1;
 }
 
-size_t ru_resp_index_pos(const struct ru_resp_index *ix, const redisReply *list, size_t node)
+size_t ru_resp_index_pos(const struct ru_resp_index *ix, const char *base, const redisReply *list,
+                         size_t node)
 {
-    return ix_start(ix->w[node]) - ix_start(ix->w[list->integer]);
+    return (size_t)(base + ix_start(ix->w[node]) - list->str);
 }

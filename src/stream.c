@@ -181,18 +181,19 @@ size_t ru_stream_entry_list(struct ru_stream *s, const redisReply *entries, enum
     size_t n = 0, pos = 0;
     bool indexed = entries->type == RU_RESP_LAZY && s->index.ok;
     size_t node = indexed ? (size_t)entries->integer : 0;
+    const char *base = indexed ? ru_resp_index_base(&s->index, entries) : NULL;
     for (size_t i = 0; i < entries->elements; i++) {
         const redisReply *e;
         if (entries->type == RU_RESP_LAZY) {
             struct ru_str id;
             long long nf;
             if (indexed) {
-                if (ru_resp_entry_indexed(&s->index, entries, &node, &id, s->fields, s->fields_cap,
+                if (ru_resp_entry_indexed(&s->index, base, &node, &id, s->fields, s->fields_cap,
                                           &nf)) {
                     n += take_entry(s, id.p, id.len, nf, origin);
                     continue;
                 }
-                pos = ru_resp_index_pos(&s->index, entries, node);
+                pos = ru_resp_index_pos(&s->index, base, entries, node);
                 indexed = false;
             } else if (ru_resp_entry(entries->str, &pos, entries->len, &id, s->fields,
                                      s->fields_cap, &nf)) {

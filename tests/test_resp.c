@@ -287,7 +287,8 @@ Test(resp, xreadgroup_entries_read_from_the_index)
     struct ru_str id;
     long long nf;
     size_t node = (size_t)list->integer;
-    cr_assert_eq(ru_resp_entry_indexed(&ix, list, &node, &id, f, 4, &nf), 1);
+    const char *base = ru_resp_index_base(&ix, list);
+    cr_assert_eq(ru_resp_entry_indexed(&ix, base, &node, &id, f, 4, &nf), 1);
     assert_str(id, "1-0");
     cr_assert_eq(nf, 2);
     assert_str(f[0].name, "route");
@@ -296,36 +297,37 @@ Test(resp, xreadgroup_entries_read_from_the_index)
     assert_str(f[1].value, "200");
     cr_assert_eq(node, 4 + 7);
 
-    cr_assert_eq(ru_resp_entry_indexed(&ix, list, &node, &id, f, 4, &nf), 1);
+    cr_assert_eq(ru_resp_entry_indexed(&ix, base, &node, &id, f, 4, &nf), 1);
     assert_str(id, "1-1");
     cr_assert_eq(nf, -1, "a nil array: deleted while pending");
 
     /* a nil bulk string in place of the fields: ru_resp_entry refuses it too */
-    size_t at = node, pos = ru_resp_index_pos(&ix, list, node), bytes = pos;
-    cr_assert_eq(ru_resp_entry_indexed(&ix, list, &node, &id, f, 4, &nf), 0);
+    size_t at = node, pos = ru_resp_index_pos(&ix, base, list, node), bytes = pos;
+    cr_assert_eq(ru_resp_entry_indexed(&ix, base, &node, &id, f, 4, &nf), 0);
     cr_assert_eq(node, at, "a refused entry leaves the node");
     cr_assert_eq(ru_resp_entry(list->str, &bytes, list->len, &id, f, 4, &nf), 0);
     cr_assert_eq(memcmp(list->str + pos, "*2\r\n$3\r\n1-2\r\n", 13), 0);
     node += 3;
 
     /* an integer among the fields, and more pairs than room: refused */
-    cr_assert_eq(ru_resp_entry_indexed(&ix, list, &node, &id, f, 4, &nf), 0);
-    pos = ru_resp_index_pos(&ix, list, node);
+    cr_assert_eq(ru_resp_entry_indexed(&ix, base, &node, &id, f, 4, &nf), 0);
+    pos = ru_resp_index_pos(&ix, base, list, node);
     cr_assert_eq(memcmp(list->str + pos, "*2\r\n$3\r\n1-3\r\n", 13), 0);
     struct ru_reply_arena *item = ru_reply_arena_new();
     redisReply *e = ru_resp_build_item(list->str, &pos, list->len, item);
     cr_assert_eq(e->element[1]->element[1]->integer, 7);
     ru_reply_arena_free(item);
     node += 5;
-    cr_assert_eq(ru_resp_index_pos(&ix, list, node), pos, "the next entry: where the build ended");
+    cr_assert_eq(ru_resp_index_pos(&ix, base, list, node), pos,
+                 "the next entry: where the build ended");
 
-    cr_assert_eq(ru_resp_entry_indexed(&ix, list, &node, &id, f, 4, &nf), 1);
+    cr_assert_eq(ru_resp_entry_indexed(&ix, base, &node, &id, f, 4, &nf), 1);
     assert_str(id, "1-4");
     cr_assert_eq(nf, -1, "no fields at all counts as none");
     cr_assert_eq(node, sc.nodes, "the last node of the reply");
 
     node = (size_t)list->integer;
-    cr_assert_eq(ru_resp_entry_indexed(&ix, list, &node, &id, f, 1, &nf), 0,
+    cr_assert_eq(ru_resp_entry_indexed(&ix, base, &node, &id, f, 1, &nf), 0,
                  "two pairs, room for one");
     ru_resp_index_free(&ix);
 }

@@ -118,16 +118,21 @@ redisReply *ru_resp_build_item(char *buf, size_t *pos, size_t n, struct ru_reply
 int ru_resp_entry(const char *buf, size_t *pos, size_t n, struct ru_str *id,
                   struct ru_field *fields, size_t cap, long long *nfields);
 
-/* As ru_resp_entry, the entry at node *node of the lazy list `list` (its first:
- * list->integer), read from the index the scan of its reply noted (ix->ok), without
- * reading the headers again: 1 and *node past the entry, or 0 (*node unchanged) for one
- * of another shape, which is then read from its bytes at ru_resp_index_pos. The index
- * must be the one of the reply list belongs to, not yet scanned over by another. */
-int ru_resp_entry_indexed(const struct ru_resp_index *ix, const redisReply *list, size_t *node,
+/* The first byte of the reply the lazy list `list` belongs to, from the index the scan of
+ * that reply noted (ix->ok): what the index's offsets count from. Taken once a list. The
+ * index must be that reply's, not yet scanned over by another. */
+const char *ru_resp_index_base(const struct ru_resp_index *ix, const redisReply *list);
+
+/* As ru_resp_entry, the entry at node *node of a lazy list (its first: list->integer),
+ * read from the index of its reply (base: ru_resp_index_base) without reading the headers
+ * again: 1 and *node past the entry, or 0 (*node unchanged) for one of another shape,
+ * which is then read from its bytes at ru_resp_index_pos. */
+int ru_resp_entry_indexed(const struct ru_resp_index *ix, const char *base, size_t *node,
                           struct ru_str *id, struct ru_field *fields, size_t cap,
                           long long *nfields);
 
 /* The position in list->str of the item at node `node` (as ru_resp_build_item takes it). */
-size_t ru_resp_index_pos(const struct ru_resp_index *ix, const redisReply *list, size_t node);
+size_t ru_resp_index_pos(const struct ru_resp_index *ix, const char *base, const redisReply *list,
+                         size_t node);
 
 #endif

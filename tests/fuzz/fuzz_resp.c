@@ -185,12 +185,13 @@ static void same_lazy(const redisReply *a, const redisReply *h, const char *lo, 
     CHECK(h->elements == a->elements);
     CHECK(a->str >= lo && a->str + a->len == hi);
     size_t pos = 0, node = (size_t)a->integer;
+    const char *base = ru_resp_index_base(lc->ix, a);
     for (size_t i = 0; i < a->elements; i++) {
         struct ru_field f[8], g[8];
         struct ru_str id, gid;
         long long nf = 0, gnf = 0;
         size_t at = pos, straight = pos, gnode = node;
-        CHECK(ru_resp_index_pos(lc->ix, a, node) == at);
+        CHECK(ru_resp_index_pos(lc->ix, base, a, node) == at);
         /* ru_resp_entry only reads: the bytes are the same afterwards */
         char *before = malloc(a->len - at + 1);
         CHECK(before != NULL);
@@ -200,7 +201,7 @@ static void same_lazy(const redisReply *a, const redisReply *h, const char *lo, 
         free(before);
         CHECK(got == 0 ? straight == at : is_entry_of(h->element[i], &id, f, nf));
         /* from the index: the same strings, or refused as well */
-        int gix = ru_resp_entry_indexed(lc->ix, a, &gnode, &gid, g, 8, &gnf);
+        int gix = ru_resp_entry_indexed(lc->ix, base, &gnode, &gid, g, 8, &gnf);
         CHECK(gix == got);
         size_t inodes = 0, ielems = 0;
         count_tree(h->element[i], &inodes, &ielems);
