@@ -117,7 +117,7 @@ static const struct key keys[] = {
     {KINT(postgres, connect_timeout_s, 1, 600, 10, PG)},
     {KBOOL(postgres, create_schema, true, 0)},
     {KINT(flush, interval_ms, 100, 3600000, 5000, 0)},
-    {KINT(flush, max_events, 1000, 100000000, 50000, 0)},
+    {KINT(flush, max_events, 1000, 100000000, RU_CONFIG_MAX_EVENTS_SHARED, 0)},
     {KINT(flush, max_keys, 100, 10000000, 100000, 0)},
     {KINT(flush, backlog_entries, 0, 100000000, 8000, 0)},
     {KINT(limits, max_memory_mb, 64, 1048576, 1024, 0)},
@@ -505,6 +505,13 @@ int ru_config_check(struct ru_config *c, char *err, size_t errlen)
 
     if (c->origin[dead] == NULL)
         set_str(&c->redis.dead_letter_stream, ""); /* follows redis.stream */
+    /* flush.max_events left unset follows the mode: in a shared group every event waiting
+     * for a flush is an entry in the group's pending list, and a long list makes Redis
+     * slower per entry read (bench/RESULTS.md, "Redis and the pending list"), so the
+     * default there is half the lone consumer's */
+    if (c->origin[ru_config_key_find("flush", "max_events")] == NULL)
+        c->flush.max_events =
+            c->redis.lone_consumer ? RU_CONFIG_MAX_EVENTS_LONE : RU_CONFIG_MAX_EVENTS_SHARED;
     ru_config_derive(c);
     if (ru_cfgcheck_across(c, &bad, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "%s: %s", c->origin[bad] != NULL ? c->origin[bad] : "default", why);

@@ -161,7 +161,7 @@ static void assert_defaults(const struct ru_config *c)
     cr_assert_eq(c->postgres.connect_timeout_s, 10);
     cr_assert(c->postgres.create_schema);
     cr_assert_eq(c->flush.interval_ms, 5000);
-    cr_assert_eq(c->flush.max_events, 50000);
+    cr_assert_eq(c->flush.max_events, 25000);
     cr_assert_eq(c->flush.max_keys, 100000);
     cr_assert_eq(c->flush.backlog_entries, 8000);
     cr_assert_eq(c->limits.max_memory_mb, 1024);

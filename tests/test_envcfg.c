@@ -80,6 +80,38 @@ Test(envcfg, environment_overrides_the_file_and_each_origin_is_recorded)
     ru_config_deinit(&c);
 }
 
+/* flush.max_events left unset follows the mode (a shared group's pending list kept shorter);
+ * a value given in the file or the environment stays in either mode. */
+Test(envcfg, max_events_default_follows_the_mode)
+{
+    struct ru_config c;
+    char err[256];
+    char *shared[] = {NULL};
+    cr_assert_eq(ru_envcfg_load(&c, NULL, shared, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(c.flush.max_events, RU_CONFIG_MAX_EVENTS_SHARED);
+    cr_assert_eq(c.flush.max_events, 25000);
+    cr_assert_null(origin(&c, "flush.max_events"));
+    ru_config_deinit(&c);
+
+    char *lone[] = {"ROLLUPD_LONE_CONSUMER=yes", NULL};
+    cr_assert_eq(ru_envcfg_load(&c, NULL, lone, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(c.flush.max_events, RU_CONFIG_MAX_EVENTS_LONE);
+    cr_assert_eq(c.flush.max_events, 50000);
+    ru_config_deinit(&c);
+
+    const char *path = write_conf("redis: { lone_consumer = true; };\n"
+                                  "flush: { max_events = 30000; };\n");
+    char *none[] = {NULL};
+    cr_assert_eq(ru_envcfg_load(&c, path, none, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(c.flush.max_events, 30000, "a value in the file stays for a lone consumer");
+    ru_config_deinit(&c);
+
+    char *set[] = {"ROLLUPD_FLUSH_MAX_EVENTS=60000", NULL};
+    cr_assert_eq(ru_envcfg_load(&c, NULL, set, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(c.flush.max_events, 60000, "a value in the environment stays in a shared group");
+    ru_config_deinit(&c);
+}
+
 /* Each bad value is refused with the variable's name and the reason the file would get. */
 Test(envcfg, bad_values_are_refused_naming_the_variable)
 {

@@ -13,6 +13,9 @@
 
 #define RU_CONFIG_MAX_KEYS    48      /* room for the key table; config.c checks it */
 #define RU_CONFIG_DEAD_SUFFIX ":dead" /* redis.dead_letter_stream's default: stream + this */
+/* flush.max_events' default in a shared group and for a lone consumer (redis.lone_consumer) */
+#define RU_CONFIG_MAX_EVENTS_SHARED 25000
+#define RU_CONFIG_MAX_EVENTS_LONE   50000
 
 struct ru_config {
     char *path; /* the file it was loaded from (NULL for defaults only) */
@@ -46,7 +49,8 @@ struct ru_config {
 
     struct {
         int interval_ms;     /* default 5000, 100..3600000 */
-        int max_events;      /* flush early when this many events wait; default 50000 */
+        int max_events;      /* flush early when this many events wait; default 25000 in
+                              * a shared group, 50000 for a lone consumer */
         int max_keys;        /* flush early when this many keys wait; default 100000 */
         int backlog_entries; /* flush when a backlog of this many entries drains; 0 = off */
     } flush;
