@@ -29,13 +29,15 @@
  * query parameters' canonical text from a cache (ru_event_parse_cached, without
  * RU_EVENT_RAW: rollupd's default has no raw table). With --work
  * aggregate it adds each event to a store of hourly aggregates as well (ru_store_add),
- * handed off and freed every --flush-every events, as a flush does (flush.max_events).
+ * handed off and freed every --flush-every events, as a flush does (flush.max_events;
+ * by default as rollupd's: 25,000 in a shared group, 50,000 with --noack).
  * The same library code as rollupd, without its event loop, its dead letters, its batch
  * ids and its writer thread: what the bare work costs on top of reading (bench/owncost).
  *
  * Prints one JSON object on stdout: events, seconds, events_per_s, reads, acked,
  * utime_s, stime_s, vmhwm_kb (the process's own CPU and peak RSS), noack, work,
  * invalid (entries --work found invalid). */
+#include "rollupd/config.h"
 #include "rollupd/event.h"
 #include "rollupd/pcache.h"
 #include "rollupd/reply.h"
@@ -292,7 +294,8 @@ static void usage(FILE *f)
           "                     parse (as rollupd parses it), aggregate (parsed and added\n"
           "                     to hourly aggregates)\n"
           "  --flush-every N    with --work aggregate, the aggregates are handed off and\n"
-          "                     freed every N events (default 50000, flush.max_events)\n",
+          "                     freed every N events (default rollupd's flush.max_events:\n"
+          "                     25000, or 50000 with --noack)\n",
           f);
 }
 
@@ -305,7 +308,7 @@ int main(int argc, char **argv)
     cl.group = "ceiling";
     cl.consumer = "ceiling";
     cl.count = 1000;
-    cl.flush_every = 50000;
+    cl.flush_every = -1; /* rollupd's default for the mode, once the options are read */
     static const struct option lopts[] = {{"count", required_argument, NULL, 'C'},
                                           {"start", required_argument, NULL, 'S'},
                                           {"noack", no_argument, NULL, 'N'},
@@ -364,6 +367,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (cl.flush_every == -1)
+        cl.flush_every = cl.noack ? RU_CONFIG_MAX_EVENTS_LONE : RU_CONFIG_MAX_EVENTS_SHARED;
     if (cl.count < 1 || cl.count > 100000 || addr.port < 1 || addr.port > 65535 || cl.max < 0 ||
         cl.read_bytes < 0 || cl.hold < 0 || cl.hold > 10000000 || (cl.hold > 0 && cl.noack) ||
         cl.flush_every < 1)

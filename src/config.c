@@ -148,10 +148,17 @@ bool ru_config_section_known(const char *name)
 
 /* ---- defaults / deinit -------------------------------------------------------------- */
 
-/* Values derived from other keys when left empty: the consumer (the host name) and the
- * dead-letter stream ("<stream>:dead"). */
+/* Values derived from other keys when left empty or unset: the consumer (the host name),
+ * the dead-letter stream ("<stream>:dead") and flush.max_events. */
 void ru_config_derive(struct ru_config *c)
 {
+    /* flush.max_events left unset follows the mode: in a shared group every event waiting
+     * for a flush is an entry in the group's pending list, and a long list makes Redis
+     * slower per entry read (bench/RESULTS.md, "Redis and the pending list"), so the
+     * default there is half the lone consumer's */
+    if (c->origin[ru_config_key_find("flush", "max_events")] == NULL)
+        c->flush.max_events =
+            c->redis.lone_consumer ? RU_CONFIG_MAX_EVENTS_LONE : RU_CONFIG_MAX_EVENTS_SHARED;
     if (c->redis.dead_letter_stream[0] == '\0') {
         free(c->redis.dead_letter_stream);
         c->redis.dead_letter_stream = dead_letter_for(c->redis.stream);
@@ -295,6 +302,7 @@ void ru_config_keep_restart_keys(struct ru_config *next, struct ru_config *runni
             memcpy(fn, fr, n);
         }
     }
+    ru_config_derive(next); /* what follows a kept key (the mode) follows its running value */
 }
 
 /* ---- key access by index (envcfg, reports) ------------------------------------------ */
@@ -376,6 +384,8 @@ void ru_config_describe(const struct ru_config *c, struct ru_buf *out)
     char name[64], value[1024], dvalue[1024];
 
     ru_config_defaults(&def);
+    def.redis.lone_consumer = c->redis.lone_consumer; /* the defaults of this mode */
+    ru_config_derive(&def);
     for (size_t i = 0; i < NKEYS; i++) {
         unsigned f = keys[i].flags;
         ru_config_key_value(c, i, value, sizeof(value));
@@ -505,13 +515,6 @@ int ru_config_check(struct ru_config *c, char *err, size_t errlen)
 
     if (c->origin[dead] == NULL)
         set_str(&c->redis.dead_letter_stream, ""); /* follows redis.stream */
-    /* flush.max_events left unset follows the mode: in a shared group every event waiting
-     * for a flush is an entry in the group's pending list, and a long list makes Redis
-     * slower per entry read (bench/RESULTS.md, "Redis and the pending list"), so the
-     * default there is half the lone consumer's */
-    if (c->origin[ru_config_key_find("flush", "max_events")] == NULL)
-        c->flush.max_events =
-            c->redis.lone_consumer ? RU_CONFIG_MAX_EVENTS_LONE : RU_CONFIG_MAX_EVENTS_SHARED;
     ru_config_derive(c);
     if (ru_cfgcheck_across(c, &bad, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "%s: %s", c->origin[bad] != NULL ? c->origin[bad] : "default", why);

@@ -110,6 +110,50 @@ Test(envcfg, max_events_default_follows_the_mode)
     cr_assert_eq(ru_envcfg_load(&c, NULL, set, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(c.flush.max_events, 60000, "a value in the environment stays in a shared group");
     ru_config_deinit(&c);
+
+    path = write_conf("redis: { lone_consumer = true; };\n");
+    cr_assert_eq(ru_envcfg_load(&c, path, none, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(c.flush.max_events, 50000, "a lone consumer from the file, the key unset");
+    struct ru_buf b = RU_BUF_INIT;
+    ru_config_describe(&c, &b);
+    cr_assert_not_null(strstr(b.p, "flush.max_events = 50000;  # default 50000;"), "%s", b.p);
+    ru_buf_free(&b);
+    ru_config_deinit(&c);
+}
+
+/* The mode only changes on restart: a reload that turns redis.lone_consumer on or off keeps
+ * the running mode, and an unset flush.max_events keeps following it. */
+Test(envcfg, reload_keeps_the_running_modes_max_events)
+{
+    struct ru_config running, next;
+    char err[256];
+    char *shared[] = {NULL};
+    char *lone[] = {"ROLLUPD_LONE_CONSUMER=yes", NULL};
+
+    cr_assert_eq(ru_envcfg_load(&running, NULL, shared, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(ru_envcfg_load(&next, NULL, lone, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(next.flush.max_events, 50000);
+    ru_config_keep_restart_keys(&next, &running);
+    cr_assert(!next.redis.lone_consumer);
+    cr_assert_eq(next.flush.max_events, 25000, "the running shared group's default");
+    ru_config_deinit(&next);
+    ru_config_deinit(&running);
+
+    cr_assert_eq(ru_envcfg_load(&running, NULL, lone, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(ru_envcfg_load(&next, NULL, shared, err, sizeof(err)), 0, "%s", err);
+    ru_config_keep_restart_keys(&next, &running);
+    cr_assert(next.redis.lone_consumer);
+    cr_assert_eq(next.flush.max_events, 50000, "the running lone consumer's default");
+    ru_config_deinit(&next);
+    ru_config_deinit(&running);
+
+    char *set[] = {"ROLLUPD_FLUSH_MAX_EVENTS=30000", NULL};
+    cr_assert_eq(ru_envcfg_load(&running, NULL, lone, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(ru_envcfg_load(&next, NULL, set, err, sizeof(err)), 0, "%s", err);
+    ru_config_keep_restart_keys(&next, &running);
+    cr_assert_eq(next.flush.max_events, 30000, "a value set stays through the mode kept");
+    ru_config_deinit(&next);
+    ru_config_deinit(&running);
 }
 
 /* Each bad value is refused with the variable's name and the reason the file would get. */

@@ -147,8 +147,8 @@ bool ru_config_section_known(const char *section);
 int ru_config_set_int(struct ru_config *c, size_t i, int64_t v, const char *origin, char *why,
                       size_t whylen) RU_MUSTCHECK;
 void ru_config_set_bool(struct ru_config *c, size_t i, bool v, const char *origin);
-/* Values derived from others when left empty: the consumer (the host name) and the
- * dead-letter stream ("<stream>:dead"). */
+/* Values derived from others when left empty or unset: the consumer (the host name), the
+ * dead-letter stream ("<stream>:dead") and flush.max_events (by redis.lone_consumer). */
 void ru_config_derive(struct ru_config *c);
 
 /* The checks across keys and the values derived from others, after ru_config_set: a
