@@ -368,7 +368,7 @@ int main(int argc, char **argv)
         }
     }
     if (cl.flush_every == -1)
-        cl.flush_every = cl.noack ? RU_CONFIG_MAX_EVENTS_LONE : RU_CONFIG_MAX_EVENTS_SHARED;
+        cl.flush_every = ru_config_max_events_default(cl.noack);
     if (cl.count < 1 || cl.count > 100000 || addr.port < 1 || addr.port > 65535 || cl.max < 0 ||
         cl.read_bytes < 0 || cl.hold < 0 || cl.hold > 10000000 || (cl.hold > 0 && cl.noack) ||
         cl.flush_every < 1)

@@ -157,8 +157,7 @@ void ru_config_derive(struct ru_config *c)
      * slower per entry read (bench/RESULTS.md, "Redis and the pending list"), so the
      * default there is half the lone consumer's */
     if (c->origin[ru_config_key_find("flush", "max_events")] == NULL)
-        c->flush.max_events =
-            c->redis.lone_consumer ? RU_CONFIG_MAX_EVENTS_LONE : RU_CONFIG_MAX_EVENTS_SHARED;
+        c->flush.max_events = ru_config_max_events_default(c->redis.lone_consumer);
     if (c->redis.dead_letter_stream[0] == '\0') {
         free(c->redis.dead_letter_stream);
         c->redis.dead_letter_stream = dead_letter_for(c->redis.stream);

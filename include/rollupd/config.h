@@ -151,6 +151,12 @@ void ru_config_set_bool(struct ru_config *c, size_t i, bool v, const char *origi
  * dead-letter stream ("<stream>:dead") and flush.max_events (by redis.lone_consumer). */
 void ru_config_derive(struct ru_config *c);
 
+/* flush.max_events when it is not set, for the mode (redis.lone_consumer). */
+static inline int ru_config_max_events_default(bool lone_consumer)
+{
+    return lone_consumer ? RU_CONFIG_MAX_EVENTS_LONE : RU_CONFIG_MAX_EVENTS_SHARED;
+}
+
 /* The checks across keys and the values derived from others, after ru_config_set: a
  * dead-letter stream still at its default follows redis.stream. On failure -1 and
  * "ORIGIN: key: reason" in err. */
