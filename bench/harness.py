@@ -779,8 +779,8 @@ def cmd_soak(a):
         end = t0 + a.minutes * 60
         prev = None
         with open(csv_path, "w") as csv:
-            csv.write("t_s,rss_kib,cpu_cores,events_per_s,memory_bytes,pending_events,"
-                      "flushes,redis_cores,pg_cores\n")
+            csv.write("t_s,unix_s,rss_kib,cpu_cores,events_per_s,memory_bytes,"
+                      "pending_events,flushes,redis_cores,pg_cores\n")
             nxt = t0
             while True:
                 now = time.monotonic()
@@ -797,7 +797,8 @@ def cmd_soak(a):
                        "rss": vmrss_kb(d.p.pid), "st": st, "snap": snap}
                 if prev is not None and st is not None and prev["st"] is not None:
                     dt = cur["t"] - prev["t"]
-                    row = {"t_s": round(cur["t"] - t0, 1), "rss_kib": cur["rss"],
+                    row = {"t_s": round(cur["t"] - t0, 1), "unix_s": round(time.time(), 1),
+                           "rss_kib": cur["rss"],
                            "cpu_cores": (cur["cpu"] - prev["cpu"]) / dt,
                            "events_per_s": (st["events_consumed"] -
                                             prev["st"]["events_consumed"]) / dt,
