@@ -737,6 +737,72 @@ def beyond_held(warm, xs):
             "beyond_held_fit_change_mib": sl * span if sl is not None else None}
 
 
+def soak_hours(warm, every):
+    """The samples after warm-up by clock hour (UTC), and each hour against the hour before
+    at the same minutes past the hour. What rollupd holds follows the hour: the writer
+    keeps the complete state of the current hour's rows, which gather distinct durations
+    and users until the hour changes, so a line fitted across a change of hour measures
+    that saw-tooth. Matched by the minute past the hour, a leak or a creeping cost shows
+    as a difference that the hour's own growth cannot make. Needs the samples' wall-clock
+    time (unix_s)."""
+    if not warm or "unix_s" not in warm[0]:
+        return None
+    by = {}
+    for r in warm:
+        by.setdefault(int(r["unix_s"] // 3600), []).append(r)
+
+    def held(r):
+        return r["memory_bytes"] / 1048576
+
+    def rss(r):
+        return r["rss_kib"] / 1024
+
+    def slack(r):
+        return rss(r) - held(r)
+
+    hours = []
+    for h in sorted(by):
+        rs = by[h]
+        mins = [(r["unix_s"] % 3600) / 60 for r in rs]
+        ev = statistics.mean(r["events_per_s"] for r in rs)
+        cpu = statistics.mean(r["cpu_cores"] for r in rs)
+        hours.append({"hour": h, "samples": len(rs), "from_min": min(mins),
+                      "to_min": max(mins), "rss_mean": statistics.mean(map(rss, rs)),
+                      "rss_max": max(map(rss, rs)), "held_mean": statistics.mean(map(held, rs)),
+                      "held_max": max(map(held, rs)),
+                      "slack_mean": statistics.mean(map(slack, rs)),
+                      "slack_max": max(map(slack, rs)), "cpu_mean": cpu,
+                      "cpu_us_per_event": cpu / ev * 1e6 if ev else None})
+    pairs = []
+    for h in sorted(by):
+        if h - 1 not in by:
+            continue
+        prev = {int((r["unix_s"] % 3600) // every): r for r in by[h - 1]}
+        cur = {int((r["unix_s"] % 3600) // every): r for r in by[h]}
+        slots = sorted(set(prev) & set(cur))
+        if not slots:
+            continue
+        d = {k: statistics.mean(fn(cur[s]) - fn(prev[s]) for s in slots)
+             for k, fn in (("rss", rss), ("held", held), ("slack", slack),
+                           ("cpu", lambda r: r["cpu_cores"]))}
+        rss_mean = statistics.mean(rss(prev[s]) for s in slots)
+        cpu_mean = statistics.mean(prev[s]["cpu_cores"] for s in slots)
+        # the same bounds as the fitted line's: max(1 MiB, 2 %) for RSS, 10 % for CPU
+        pairs.append({"hour": h, "matched": len(slots),
+                      "from_min": slots[0] * every / 60, "to_min": slots[-1] * every / 60,
+                      "rss_diff": d["rss"], "held_diff": d["held"], "slack_diff": d["slack"],
+                      "cpu_diff": d["cpu"], "rss_mean_before": rss_mean,
+                      "cpu_mean_before": cpu_mean,
+                      "rss_same": abs(d["rss"]) <= max(1.0, 0.02 * rss_mean),
+                      "cpu_same": abs(d["cpu"]) <= 0.1 * cpu_mean})
+    return {"hours": hours, "pairs": pairs}
+
+
+def hhmm(h, minute):
+    """Hour number since the epoch and a minute past it, as HH:MM (UTC)."""
+    return time.strftime("%H:%M", time.gmtime(h * 3600 + round(minute * 60)))
+
+
 def soak_samples(path):
     rows = []
     with open(path) as f:
@@ -891,6 +957,37 @@ def soak_table(f, w):
         w("|---:|---:|---:|")
         w(f"| {f['beyond_held_mib_mean']:.1f} | {f['beyond_held_slope_mib_per_min']:+.4f} | "
           f"{f['beyond_held_fit_change_mib']:+.2f} |\n")
+    hs = f.get("by_hour")
+    if not hs:
+        return
+    w("By clock hour (UTC, samples after warm-up). Held: what rollupd holds (status "
+      "memory_bytes), most of it the writer's complete state of the hour's rows; slack: RSS "
+      "less held memory.\n")
+    w("| hour | samples (minutes past the hour) | RSS MiB mean (max) | held MiB mean (max) |"
+      " slack MiB mean (max) | CPU cores mean | CPU µs / event |")
+    w("|---|---:|---|---|---|---:|---:|")
+    for h in hs["hours"]:
+        w(f"| {hhmm(h['hour'], 0)} | {h['samples']} ({h['from_min']:.1f}–{h['to_min']:.1f}) | "
+          f"{h['rss_mean']:.1f} ({h['rss_max']:.1f}) | {h['held_mean']:.1f} "
+          f"({h['held_max']:.1f}) | {h['slack_mean']:.1f} ({h['slack_max']:.1f}) | "
+          f"{h['cpu_mean']:.3f} | {fmt(h['cpu_us_per_event'], 2)} |")
+    if not hs["pairs"]:
+        w("\nNo two consecutive hours to compare.\n")
+        return
+    w("\nEach hour against the hour before, at the same minutes past the hour (the mean of "
+      "the matched samples' differences; same: within max(1 MiB, 2 % of the earlier hour's "
+      "mean RSS) and 10 % of its mean CPU, the fitted line's bounds).\n")
+    w("| hour vs the hour before | matched samples (minutes) | RSS MiB | held MiB | slack MiB |"
+      " CPU cores | same |")
+    w("|---|---:|---:|---:|---:|---:|---|")
+    for p in hs["pairs"]:
+        same = "yes" if p["rss_same"] and p["cpu_same"] else \
+            f"**no** (RSS {'same' if p['rss_same'] else 'differs'}, CPU " \
+            f"{'same' if p['cpu_same'] else 'differs'})"
+        w(f"| {hhmm(p['hour'], 0)} vs {hhmm(p['hour'] - 1, 0)} | {p['matched']} "
+          f"({p['from_min']:.1f}–{p['to_min']:.1f}) | {p['rss_diff']:+.2f} | "
+          f"{p['held_diff']:+.2f} | {p['slack_diff']:+.2f} | {p['cpu_diff']:+.4f} | {same} |")
+    w("")
 
 
 # ---------------------------------------------------------------- report
@@ -1255,9 +1352,11 @@ def cmd_report(a):
     if os.path.exists(sk):
         f = json.load(open(sk))
         csv = os.path.join(a.dir, "soak-samples.csv")
-        if "beyond_held_slope_mib_per_min" not in f and os.path.exists(csv):
+        if os.path.exists(csv):
             warm = [r for r in soak_samples(csv) if r["t_s"] >= f["warmup_minutes"] * 60]
-            f.update(beyond_held(warm, [r["t_s"] / 60 for r in warm]))
+            if "beyond_held_slope_mib_per_min" not in f:
+                f.update(beyond_held(warm, [r["t_s"] / 60 for r in warm]))
+            f["by_hour"] = soak_hours(warm, f["every_s"])
         soak_table(f, w)
     frs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(a.dir, "fresh*.json")))]
     if frs:
