@@ -103,7 +103,8 @@ void ru_arena_reset(struct ru_arena *a)
     /* the recent peak: this use, or the last peak less an eighth, whichever is larger, so
      * a small use right after a large one (an XACK's reply after a read's) does not give
      * back what the next large one needs; a peak fades after about a dozen small uses */
-    a->peak = a->want > a->peak - a->peak / 8 ? a->want : a->peak - a->peak / 8;
+    size_t used = a->want;
+    a->peak = used > a->peak - a->peak / 8 ? used : a->peak - a->peak / 8;
     a->want = 0;
     if (a->total == 0)
         return;
@@ -114,7 +115,17 @@ void ru_arena_reset(struct ru_arena *a)
      * from the kernel, faulted in page by page (a flush of 1M events spent about a third
      * of its own CPU so). */
     bool shrunk = a->cap > a->chunk_min && a->peak < a->cap / 4;
-    if (a->cap <= a->keep_max && !shrunk) {
+    /* But a use spread over several chunks leaves each one's tail unused wherever the next
+     * piece did not fit, and spares are taken first fit, so a load of pieces of many sizes
+     * that grows a little each time (the writer's next states, flush after flush) added a
+     * chunk now and then and held up to four times what it used before the rule above gave
+     * it back. Once its chunks hold half as much again as this use took, they are put
+     * together into one: a steady load then fits in it and allocates nothing more. */
+    size_t nused = 0;
+    for (const struct ru_arena_chunk *c = a->head; c != NULL && nused < 2; c = c->next)
+        nused++;
+    bool scattered = nused > 1 && a->cap > used + used / 2;
+    if (a->cap <= a->keep_max && !shrunk && !scattered) {
         while (a->head) {
             struct ru_arena_chunk *c = a->head;
             a->head = c->next;

@@ -157,3 +157,40 @@ Test(arena, reset_gives_back_a_peak)
     cr_assert_not_null(ru_arena_alloc(&a, 100));
     ru_arena_deinit(&a);
 }
+
+/* The writer's scratch: each flush prepares the next state of the rows it touches, pieces
+ * of many sizes, most rows each time, every state a little larger than the last. Chunk by
+ * chunk the arena once grew to four times such a use before a reset gave it back. */
+Test(arena, a_slowly_growing_load_of_many_sizes_stays_near_its_use)
+{
+    struct ru_arena a;
+    ru_arena_init(&a, 64 * KIB, SIZE_MAX);
+    uint32_t x = 7; /* xorshift: the same rows and sizes on every run */
+#define NEXT() (x ^= x << 13, x ^= x >> 17, x ^= x << 5, x)
+    double size[106];
+    for (int k = 0; k < 106; k++)
+        size[k] = 500 + (NEXT() % 1000) * (k % 7 == 0 ? 150.0 : 20.0);
+    size_t most = 0, most_used = 0;
+    for (int round = 0; round < 600; round++) {
+        size_t used = 0;
+        for (int k = 0; k < 106; k++) {
+            if (NEXT() % 10 == 0)
+                continue; /* a row this flush does not touch */
+            size[k] *= 1.0005;
+            size_t n = (size_t)size[k];
+            memset(ru_arena_alloc(&a, n / 2), 1, n / 2);         /* its durations */
+            memset(ru_arena_alloc(&a, n - n / 2), 2, n - n / 2); /* its users */
+            used += n;
+        }
+        ru_arena_reset(&a);
+        cr_assert_leq(ru_arena_size(&a), 2 * used, "round %d: %zu bytes held after a use of %zu",
+                      round, ru_arena_size(&a), used);
+        if (ru_arena_size(&a) > most) {
+            most = ru_arena_size(&a);
+            most_used = used;
+        }
+    }
+#undef NEXT
+    cr_log_info("most held %zu bytes, after a use of %zu", most, most_used);
+    ru_arena_deinit(&a);
+}
