@@ -103,29 +103,32 @@ void ru_arena_reset(struct ru_arena *a)
     /* the recent peak: this use, or the last peak less an eighth, whichever is larger, so
      * a small use right after a large one (an XACK's reply after a read's) does not give
      * back what the next large one needs; a peak fades after about a dozen small uses */
-    size_t used = a->want;
-    a->peak = used > a->peak - a->peak / 8 ? used : a->peak - a->peak / 8;
+    a->peak = a->want > a->peak - a->peak / 8 ? a->want : a->peak - a->peak / 8;
     a->want = 0;
     if (a->total == 0)
         return;
-    /* the chunks stay, as spares, while they are not far more than the recent peak nor
-     * more than may be kept: the next load as large then allocates nothing and touches
-     * only pages it touched before. Putting a grown load's chunks together into one new
-     * chunk instead would allocate that much again, and a large block is fresh memory
-     * from the kernel, faulted in page by page (a flush of 1M events spent about a third
-     * of its own CPU so). */
-    bool shrunk = a->cap > a->chunk_min && a->peak < a->cap / 4;
-    /* But a use spread over several chunks leaves each one's tail unused wherever the next
-     * piece did not fit, and spares are taken first fit, so a load of pieces of many sizes
-     * that grows a little each time (the writer's next states, flush after flush) added a
-     * chunk now and then and held up to four times what it used before the rule above gave
-     * it back. Once its chunks hold half as much again as this use took, they are put
-     * together into one: a steady load then fits in it and allocates nothing more. */
+    /* The chunks stay, as spares, unless one of the two rules below gives them back: the
+     * next load as large then allocates nothing and touches only pages it touched before.
+     * Putting a grown load's chunks together into one new chunk at every reset would
+     * allocate that much again each time, and a large block is fresh memory from the
+     * kernel, faulted in page by page (a flush of 1M events spent about a third of its own
+     * CPU so). When either rule gives them back, one chunk of the recent peak and an eighth
+     * comes in their place (at least chunk_min, at most keep_max).
+     * Shrunk: the recent peak is under a quarter of what the chunks hold, or they hold more
+     * than may be kept. */
+    bool shrunk = a->cap > a->keep_max || (a->cap > a->chunk_min && a->peak < a->cap / 4);
+    /* Scattered: this use went through more than one chunk and they hold half as much again
+     * as the recent peak. A use spread over several chunks leaves each one's tail unused
+     * wherever the next piece did not fit, and spares are taken first fit, so a load of
+     * pieces of many sizes that grows a little each time (the writer's next states, flush
+     * after flush) added a chunk now and then and held up to four times its use before
+     * shrunk gave the chunks back. Measured against the peak, not this use, a smaller use
+     * after a larger one keeps the chunks the larger one will need again. */
     size_t nused = 0;
     for (const struct ru_arena_chunk *c = a->head; c != NULL && nused < 2; c = c->next)
         nused++;
-    bool scattered = nused > 1 && a->cap > used + used / 2;
-    if (a->cap <= a->keep_max && !shrunk && !scattered) {
+    bool scattered = nused > 1 && a->cap > a->peak + a->peak / 2;
+    if (!shrunk && !scattered) {
         while (a->head) {
             struct ru_arena_chunk *c = a->head;
             a->head = c->next;

@@ -170,7 +170,8 @@ Test(arena, a_slowly_growing_load_of_many_sizes_stays_near_its_use)
     double size[106];
     for (int k = 0; k < 106; k++)
         size[k] = 500 + (NEXT() % 1000) * (k % 7 == 0 ? 150.0 : 20.0);
-    size_t most = 0, most_used = 0;
+    size_t most = 0, most_used = 0, before = 0;
+    int changed = 0; /* times memory was allocated or given back: faulted in afresh */
     for (int round = 0; round < 600; round++) {
         size_t used = 0;
         for (int k = 0; k < 106; k++) {
@@ -182,7 +183,11 @@ Test(arena, a_slowly_growing_load_of_many_sizes_stays_near_its_use)
             memset(ru_arena_alloc(&a, n - n / 2), 2, n - n / 2); /* its users */
             used += n;
         }
+        size_t grown = ru_arena_size(&a);
+        changed += grown != before; /* this use allocated */
         ru_arena_reset(&a);
+        changed += ru_arena_size(&a) != grown; /* the reset gave back (and reallocated) */
+        before = ru_arena_size(&a);
         cr_assert_leq(ru_arena_size(&a), 2 * used, "round %d: %zu bytes held after a use of %zu",
                       round, ru_arena_size(&a), used);
         if (ru_arena_size(&a) > most) {
@@ -191,6 +196,32 @@ Test(arena, a_slowly_growing_load_of_many_sizes_stays_near_its_use)
         }
     }
 #undef NEXT
-    cr_log_info("most held %zu bytes, after a use of %zu", most, most_used);
+    /* and it does not get there by allocating afresh at every reset */
+    cr_assert_leq(changed, 60, "memory allocated or given back %d times in 600 rounds", changed);
+    cr_log_info("most held %zu bytes, after a use of %zu; %d allocations or give-backs", most,
+                most_used, changed);
+    ru_arena_deinit(&a);
+}
+
+Test(arena, a_smaller_scattered_use_after_a_larger_one_keeps_the_chunks)
+{
+    struct ru_arena a;
+    ru_arena_init(&a, 64 * KIB, SIZE_MAX);
+    ru_arena_alloc(&a, 1000 * KIB); /* two chunks of 1000 KiB */
+    ru_arena_alloc(&a, 1000 * KIB);
+    ru_arena_reset(&a);
+    size_t held = ru_arena_size(&a);
+    for (int round = 0; round < 4; round++) {
+        ru_arena_alloc(&a, 600 * KIB); /* through both chunks, far less than they hold */
+        ru_arena_alloc(&a, 600 * KIB);
+        ru_arena_reset(&a);
+        cr_assert_eq(ru_arena_size(&a), held, "round %d: the smaller use changed %zu to %zu bytes",
+                     round, held, ru_arena_size(&a));
+        ru_arena_alloc(&a, 1000 * KIB); /* the larger one again: what it needs is there */
+        ru_arena_alloc(&a, 1000 * KIB);
+        ru_arena_reset(&a);
+        cr_assert_eq(ru_arena_size(&a), held, "round %d: the larger use changed %zu to %zu bytes",
+                     round, held, ru_arena_size(&a));
+    }
     ru_arena_deinit(&a);
 }

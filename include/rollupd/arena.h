@@ -33,10 +33,12 @@ char *ru_arena_strndup(struct ru_arena *a, const char *s, size_t len);
 
 /* Releases everything handed out. Keeps the chunks for what comes next (so a steady or
  * a repeated load allocates nothing and touches no new page) while they hold at most
- * keep_max and the recent peak of use is at least a quarter of them; otherwise gives them
- * back and keeps one chunk sized to that peak, at most keep_max. The peak fades by an
- * eighth at each reset with less use, so one large load is not held for ever, and small
- * loads between large ones do not give back what the large ones need. */
+ * keep_max, the recent peak of use is at least a quarter of them, and, if this use went
+ * through more than one chunk, they hold at most half as much again as that peak;
+ * otherwise gives them back and keeps one chunk of the peak and an eighth (at least
+ * chunk_min, at most keep_max). The peak fades by an eighth at each reset with less use,
+ * so one large load is not held for ever, and small loads between large ones do not give
+ * back what the large ones need. */
 void ru_arena_reset(struct ru_arena *a);
 
 /* Bytes handed out since the last reset (alignment included). */
