@@ -120,6 +120,7 @@ static const struct key keys[] = {
     {KINT(flush, max_events, 1000, 100000000, RU_CONFIG_MAX_EVENTS_SHARED, 0)},
     {KINT(flush, max_keys, 100, 10000000, 100000, 0)},
     {KINT(flush, backlog_entries, 0, 100000000, 8000, 0)},
+    {KINT(flush, state_idle_s, 0, 604800, 900, 0)},
     {KINT(limits, max_memory_mb, 64, 1048576, 1024, 0)},
     {KSTR(status, socket, ru_cfgcheck_socket, "/run/rollupd/rollupd.sock", RESTART)},
     {KSTR(metrics, listen, ru_cfgcheck_listen, "", RESTART)},

@@ -33,6 +33,7 @@ static const struct ru_envcfg_var vars[] = {
     {"ROLLUPD_FLUSH_MAX_EVENTS", "flush.max_events"},
     {"ROLLUPD_FLUSH_MAX_KEYS", "flush.max_keys"},
     {"ROLLUPD_FLUSH_BACKLOG_ENTRIES", "flush.backlog_entries"},
+    {"ROLLUPD_FLUSH_STATE_IDLE_S", "flush.state_idle_s"},
     {"ROLLUPD_MAX_MEMORY_MB", "limits.max_memory_mb"},
     {"ROLLUPD_STATUS_SOCKET", "status.socket"},
     {"ROLLUPD_METRICS_LISTEN", "metrics.listen"},

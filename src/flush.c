@@ -242,6 +242,7 @@ static int sync_states(struct rows *x)
             ru_rowcache_put(w->cache, s);
         }
         s->used = w->flush_seq;
+        s->used_ms = w->flush_ms;
         fk->base = s;
         bool disagreed;
         enum ru_rowsync sync = ru_rowstate_reconcile(s, &fk->st, &after[nstale], &disagreed);
@@ -465,7 +466,11 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct ru_flu
     return rc;
 }
 
-/* After COMMIT: the cache takes the committed states, then keeps to its budget. */
+/* After COMMIT: the cache takes the committed states, gives back the states no flush has
+ * needed for flush.state_idle_s (searched for at most every half of that, and at least
+ * every 30 s), then keeps to its budget. An hour's rows are idle soon after the hour ends,
+ * unless late events come, so a steady stream holds the current hour's states and not
+ * every past hour's up to the budget; a late event reads its row's state back. */
 static void commit_states(struct ru_pgw *w, struct ru_flush_key *keys, size_t n)
 {
     for (size_t k = 0; k < n; k++) {
@@ -474,6 +479,7 @@ static void commit_states(struct ru_pgw *w, struct ru_flush_key *keys, size_t n)
         if (s == NULL) {
             s = ru_rowstate_new(fk->id);
             s->used = w->flush_seq;
+            s->used_ms = w->flush_ms;
             ru_rowstate_commit(s, &fk->d, fk->version, fk->nchunks);
             ru_rowcache_put(w->cache, s);
         } else {
@@ -483,8 +489,15 @@ static void commit_states(struct ru_pgw *w, struct ru_flush_key *keys, size_t n)
     }
     pthread_mutex_lock(&w->mu);
     size_t budget = w->cache_budget; /* set by a reload, under mu */
+    int64_t idle_ms = w->state_idle_ms;
     pthread_mutex_unlock(&w->mu);
-    size_t evicted = ru_rowcache_evict(w->cache, budget);
+    int64_t idle_before = INT64_MIN; /* no state is idle enough */
+    int64_t every = (idle_ms < 60000 ? idle_ms : 60000) / 2;
+    if (idle_ms > 0 && w->flush_ms - w->idle_scan_ms >= every) {
+        w->idle_scan_ms = w->flush_ms;
+        idle_before = w->flush_ms - idle_ms; /* this flush's states are never idle */
+    }
+    size_t evicted = ru_rowcache_evict(w->cache, budget, idle_before);
     pthread_mutex_lock(&w->mu);
     w->stats.state_evictions += evicted;
     w->stats.cache_rows = ru_rowcache_count(w->cache);
@@ -579,6 +592,7 @@ int ru_flush_once(struct ru_pgw *w, struct ru_batch *b)
     if (n > 1)
         qsort(keys, n, sizeof(*keys), fk_cmp);
     w->flush_seq++;
+    w->flush_ms = ru_mono_ms();
     int rc = flush_txn(w, b, keys, n);
     if (rc == 0) {
         /* the cache takes the committed states once the loop has been told */

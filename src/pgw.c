@@ -371,6 +371,7 @@ static void copy_settings(struct ru_pgw *w, const struct ru_config *cfg)
     w->statement_timeout_ms = cfg->postgres.statement_timeout_ms;
     /* a quarter of the memory bound for the states of recently written rows */
     w->cache_budget = (size_t)cfg->limits.max_memory_mb * 1024 * 1024 / 4;
+    w->state_idle_ms = (int64_t)cfg->flush.state_idle_s * 1000;
     w->connect_timeout_s = cfg->postgres.connect_timeout_s;
     atomic_store(&w->create_schema, cfg->postgres.create_schema);
 }

@@ -100,29 +100,43 @@ static int used_cmp(const void *a, const void *b)
     return (x->used > y->used) - (x->used < y->used);
 }
 
-size_t ru_rowcache_evict(struct ru_rowcache *c, size_t budget)
+static void drop(struct ru_rowcache *c, struct ru_rowstate *s)
 {
-    if (c->mem <= budget || c->n == 0)
+    c->mem -= s->counted;
+    ru_rowstate_free(s);
+}
+
+size_t ru_rowcache_evict(struct ru_rowcache *c, size_t budget, int64_t idle_before)
+{
+    if ((c->mem <= budget && idle_before == INT64_MIN) || c->n == 0)
         return 0;
     struct ru_rowstate **all = ru_xmalloc(c->n * sizeof(*all));
-    size_t n = 0;
-    for (size_t i = 0; i < c->cap; i++)
-        if (c->slots[i])
-            all[n++] = c->slots[i];
-    qsort(all, n, sizeof(*all), used_cmp);
-    size_t gone = 0;
-    while (gone < n && c->mem > budget) {
-        c->mem -= all[gone]->counted;
-        ru_rowstate_free(all[gone]);
-        all[gone++] = NULL;
+    size_t n = 0, idle = 0;
+    for (size_t i = 0; i < c->cap; i++) {
+        struct ru_rowstate *s = c->slots[i];
+        if (s == NULL)
+            continue;
+        if (s->used_ms < idle_before) {
+            drop(c, s);
+            idle++;
+        } else {
+            all[n++] = s;
+        }
     }
-    /* rebuild the table from the survivors */
-    memset(c->slots, 0, c->cap * sizeof(*c->slots));
-    c->n = 0;
-    for (size_t i = gone; i < n; i++) {
-        slot_insert(c->slots, c->cap, all[i]);
-        c->n++;
+    size_t lru = 0;
+    if (c->mem > budget) {
+        qsort(all, n, sizeof(*all), used_cmp);
+        while (lru < n && c->mem > budget)
+            drop(c, all[lru++]);
+    }
+    if (idle + lru > 0) { /* rebuild the table from the survivors */
+        memset(c->slots, 0, c->cap * sizeof(*c->slots));
+        c->n = 0;
+        for (size_t i = lru; i < n; i++) {
+            slot_insert(c->slots, c->cap, all[i]);
+            c->n++;
+        }
     }
     free(all);
-    return gone;
+    return idle + lru;
 }

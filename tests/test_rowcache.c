@@ -1,4 +1,4 @@
-/* Unit tests for rowcache: lookups and least-recently-used eviction. */
+/* Unit tests for rowcache: lookups, eviction of idle states and least-recently-used eviction. */
 #include <criterion/criterion.h>
 
 #include <stdint.h>
@@ -19,7 +19,7 @@ Test(rowcache, cache_evicts_least_recent)
         cr_assert_not_null(ru_rowcache_get(c, id));
     cr_assert_null(ru_rowcache_get(c, 3001));
     size_t before = ru_rowcache_mem(c);
-    size_t gone = ru_rowcache_evict(c, before / 2);
+    size_t gone = ru_rowcache_evict(c, before / 2, INT64_MIN);
     cr_assert_gt(gone, 0);
     cr_assert_leq(ru_rowcache_mem(c), before / 2);
     cr_assert_eq(ru_rowcache_count(c), 3000 - gone);
@@ -28,6 +28,45 @@ Test(rowcache, cache_evicts_least_recent)
         cr_assert_null(ru_rowcache_get(c, id), "id %lld", (long long)id);
     for (int64_t id = (int64_t)gone + 1; id <= 3000; id++)
         cr_assert_not_null(ru_rowcache_get(c, id), "id %lld", (long long)id);
-    cr_assert_eq(ru_rowcache_evict(c, ru_rowcache_mem(c)), 0);
+    cr_assert_eq(ru_rowcache_evict(c, ru_rowcache_mem(c), INT64_MIN), 0);
+    ru_rowcache_free(c);
+}
+
+/* A past hour's rows: no flush needs them once the hour is over. They go when idle long
+ * enough, whatever the budget; the rest stay, and a budget still applies after. */
+Test(rowcache, cache_gives_back_idle_states)
+{
+    struct ru_rowcache *c = ru_rowcache_new();
+    for (int64_t id = 1; id <= 200; id++) {
+        struct ru_rowstate *s = ru_rowstate_new(id);
+        s->used = (uint64_t)id;
+        s->used_ms = id <= 120 ? 1000 : 5000; /* ids 1-120 last used at 1 s, the rest at 5 s */
+        ru_rowcache_put(c, s);
+    }
+    size_t all = ru_rowcache_mem(c);
+    cr_assert_eq(ru_rowcache_evict(c, SIZE_MAX, 1000), 0, "a state used at the bound is not idle");
+    cr_assert_eq(ru_rowcache_evict(c, SIZE_MAX, 1001), 120);
+    cr_assert_eq(ru_rowcache_count(c), 80);
+    cr_assert_lt(ru_rowcache_mem(c), all);
+    for (int64_t id = 1; id <= 200; id++)
+        if (id <= 120)
+            cr_assert_null(ru_rowcache_get(c, id), "idle id %lld kept", (long long)id);
+        else
+            cr_assert_not_null(ru_rowcache_get(c, id), "id %lld used at 5 s evicted",
+                               (long long)id);
+    /* idle and over the budget at once: the idle ones first, then the least recent */
+    for (int64_t id = 201; id <= 220; id++) {
+        struct ru_rowstate *s = ru_rowstate_new(id);
+        s->used = (uint64_t)id;
+        s->used_ms = 2000;
+        ru_rowcache_put(c, s);
+    }
+    size_t budget = ru_rowcache_mem(c) / 2;
+    size_t gone = ru_rowcache_evict(c, budget, 3000);
+    cr_assert_geq(gone, 20);
+    cr_assert_leq(ru_rowcache_mem(c), budget);
+    for (int64_t id = 201; id <= 220; id++)
+        cr_assert_null(ru_rowcache_get(c, id), "idle id %lld kept", (long long)id);
+    cr_assert_not_null(ru_rowcache_get(c, 200), "the most recent state went");
     ru_rowcache_free(c);
 }

@@ -53,6 +53,8 @@ struct ru_config {
                               * a shared group, 50000 for a lone consumer */
         int max_keys;        /* flush early when this many keys wait; default 100000 */
         int backlog_entries; /* flush when a backlog of this many entries drains; 0 = off */
+        int state_idle_s;    /* give back a cached row state no flush has needed for this
+                              * long; default 900, 0 = only to keep the memory bound */
     } flush;
 
     struct {

@@ -20,8 +20,9 @@ size_t ru_rowcache_count(const struct ru_rowcache *c);
 size_t ru_rowcache_mem(const struct ru_rowcache *c);
 /* Measures s again after it changed (reloaded, cleared, committed). */
 void ru_rowcache_remeasure(struct ru_rowcache *c, struct ru_rowstate *s);
-/* Evicts the least recently used states until at most budget bytes are held. Returns how
- * many were evicted. */
-size_t ru_rowcache_evict(struct ru_rowcache *c, size_t budget);
+/* Evicts the states last used before idle_before (ru_rowstate.used_ms; INT64_MIN: none),
+ * then the least recently used until at most budget bytes are held. Returns how many were
+ * evicted. */
+size_t ru_rowcache_evict(struct ru_rowcache *c, size_t budget, int64_t idle_before);
 
 #endif

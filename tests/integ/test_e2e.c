@@ -269,6 +269,60 @@ Test(e2e, late_events_merge, .timeout = 240)
     finish("late_events_merge");
 }
 
+/* Row states no flush has needed for flush.state_idle_s (1 s here) are given back: once
+ * only hour H+1 is written, hour H's states leave the writer's cache, late events for H
+ * read them back from PostgreSQL, and every row still matches genonaut's aggregation. */
+Test(e2e, idle_row_states_given_back, .timeout = 240)
+{
+    setup();
+    struct ru_h_cfg k = base_cfg(200);
+    k.flush_extra = "state_idle_s = 1;";
+    struct ru_h_daemon d;
+    start_connected(&d, &k);
+
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+    long long written = ru_h_loadgen("-s %s -n 3000 --seed 41 --start-ts %lld --hours 1"
+                                     " --late-frac 0 --oracle %s --quiet",
+                                     T.stream, H0, oracle);
+    wait_flushed(written, "idle_row_states phase 1 (hour H)");
+    long long rows_h = ru_h_status_int(&d, "state_cache_rows");
+    CHECK(rows_h > 0 && ru_h_status_int(&d, "state_evictions") == 0,
+          "after hour H: %lld states cached, %lld evicted", rows_h,
+          ru_h_status_int(&d, "state_evictions"));
+
+    /* a flush is what gives states back: hour H+1 in small slices until one has */
+    long long evicted = 0;
+    for (int i = 0; i < 50 && evicted == 0; i++) {
+        written += ru_h_loadgen("-s %s -n 50 --seed %d --start-ts %lld --hours 1 --late-frac 0"
+                                " --oracle %s --quiet",
+                                T.stream, 42 + i, H0 + HOUR_S, oracle);
+        wait_flushed(written, "idle_row_states phase 2 (hour H+1)");
+        evicted = ru_h_status_int(&d, "state_evictions");
+    }
+    long long rows_after = ru_h_status_int(&d, "state_cache_rows");
+    long long reloads = ru_h_status_int(&d, "state_reloads");
+    CHECK(evicted >= rows_h, "%lld states given back, hour H alone had %lld", evicted, rows_h);
+    CHECK(rows_after < rows_h, "%lld states still cached (hour H alone: %lld)", rows_after, rows_h);
+
+    /* late events for hour H: their states are read back, the rows stay exact */
+    written += ru_h_loadgen("-s %s -n 1000 --seed 99 --start-ts %lld --hours 1 --late-frac 0"
+                            " --oracle %s --quiet",
+                            T.stream, H0, oracle);
+    wait_flushed(written, "idle_row_states phase 3 (late events for hour H)");
+    ru_h_oracle_load(T.pg, oracle);
+    check_rows_match_oracle("idle_row_states_given_back");
+    long long reloads_late = ru_h_status_int(&d, "state_reloads");
+    CHECK(reloads_late > reloads,
+          "state_reloads %lld -> %lld: the late events' rows were not"
+          " read back",
+          reloads, reloads_late);
+    cr_log_info("idle_row_states: %lld states for hour H, %lld given back, %lld cached after,"
+                " reloads %lld -> %lld",
+                rows_h, evicted, rows_after, reloads, reloads_late);
+    finish("idle_row_states_given_back");
+}
+
 /* ------------------------------------------------------------------ 4 */
 
 /* After CLIENT PAUSE WRITE: every event read has been committed by a flush that started
