@@ -467,10 +467,12 @@ static int write_rows(struct ru_pgw *w, const struct ru_store *st, struct ru_flu
 }
 
 /* After COMMIT: the cache takes the committed states, gives back the states no flush has
- * needed for flush.state_idle_s (searched for at most every half of that, and at least
- * every 30 s), then keeps to its budget. An hour's rows are idle soon after the hour ends,
+ * needed for flush.state_idle_s (searched for every half of that, or every 30 s if that
+ * is shorter), then keeps to its budget. An hour's rows are idle soon after the hour ends,
  * unless late events come, so a steady stream holds the current hour's states and not
- * every past hour's up to the budget; a late event reads its row's state back. */
+ * every past hour's up to the budget; a late event reads its row's state back. Idle time
+ * runs from flush start to flush start, so a long outage makes every state idle: the
+ * first flush after it reads back the states it needs. */
 static void commit_states(struct ru_pgw *w, struct ru_flush_key *keys, size_t n)
 {
     for (size_t k = 0; k < n; k++) {

@@ -362,6 +362,15 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* What a reload changes without a new session (under mu). */
+static void copy_live_settings(struct ru_pgw *w, const struct ru_config *cfg)
+{
+    /* a quarter of the memory bound for the states of recently written rows */
+    w->cache_budget = (size_t)cfg->limits.max_memory_mb * 1024 * 1024 / 4;
+    w->state_idle_ms = (int64_t)cfg->flush.state_idle_s * 1000;
+    atomic_store(&w->create_schema, cfg->postgres.create_schema);
+}
+
 static void copy_settings(struct ru_pgw *w, const struct ru_config *cfg)
 {
     free(w->conninfo);
@@ -369,11 +378,8 @@ static void copy_settings(struct ru_pgw *w, const struct ru_config *cfg)
     ru_buf_puts(&ci, cfg->postgres.conninfo);
     w->conninfo = ci.p;
     w->statement_timeout_ms = cfg->postgres.statement_timeout_ms;
-    /* a quarter of the memory bound for the states of recently written rows */
-    w->cache_budget = (size_t)cfg->limits.max_memory_mb * 1024 * 1024 / 4;
-    w->state_idle_ms = (int64_t)cfg->flush.state_idle_s * 1000;
     w->connect_timeout_s = cfg->postgres.connect_timeout_s;
-    atomic_store(&w->create_schema, cfg->postgres.create_schema);
+    copy_live_settings(w, cfg);
 }
 
 struct ru_pgw *ru_pgw_new(const struct ru_config *cfg)
@@ -578,6 +584,13 @@ void ru_pgw_adopt_release(struct ru_pgw *w)
     atomic_store(&w->adopt_release, true);
     pthread_mutex_lock(&w->mu);
     pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void ru_pgw_apply_live(struct ru_pgw *w, const struct ru_config *cfg)
+{
+    pthread_mutex_lock(&w->mu);
+    copy_live_settings(w, cfg);
     pthread_mutex_unlock(&w->mu);
 }
 

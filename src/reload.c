@@ -53,6 +53,7 @@ void ru_reload(struct ru_daemon *d)
         {d->cfg.flush.interval_ms / 1000, (long)(d->cfg.flush.interval_ms % 1000) * 1000000L}};
     timerfd_settime(d->tfd, 0, &its, NULL);
     ru_backpressure_set_read_budget(d); /* limits.max_memory_mb changes live */
+    ru_pgw_apply_live(d->pgw, &d->cfg); /* and the writer's cache budget, with others */
     if (redis_changed)
         ru_stream_reconfigure(d->stream, &d->cfg);
     if (pg_changed)

@@ -117,7 +117,9 @@ static const struct row rows[] = {
         "Row states read back from PostgreSQL (not cached, or written by another process).",
         V_U64)},
     {JP(state_evictions, "rollupd_state_evictions_total", "counter",
-        "Row states dropped from memory to keep to a quarter of limits.max_memory_mb.", V_U64)},
+        "Row states dropped from memory: idle for flush.state_idle_s, or to keep to a quarter "
+        "of limits.max_memory_mb.",
+        V_U64)},
     {J(state_scratch_bytes, V_U64)},
     {J(state_cache_flushes, V_U64)},
     {"state_cache_last_ms", NULL, NULL, NULL, V_US_AS_MS, AT(state_cache_last_us)},

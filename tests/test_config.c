@@ -164,6 +164,7 @@ static void assert_defaults(const struct ru_config *c)
     cr_assert_eq(c->flush.max_events, 25000);
     cr_assert_eq(c->flush.max_keys, 100000);
     cr_assert_eq(c->flush.backlog_entries, 8000);
+    cr_assert_eq(c->flush.state_idle_s, 900);
     cr_assert_eq(c->limits.max_memory_mb, 1024);
     cr_assert_str_eq(c->status.socket, "/run/rollupd/rollupd.sock");
     cr_assert_str_eq(c->metrics.listen, "");
@@ -231,6 +232,7 @@ Test(config, example_file_documents_the_defaults)
         "max_events =",
         "max_keys =",
         "backlog_entries =",
+        "state_idle_s =",
         "max_memory_mb =",
         "socket =",
         "listen =",
@@ -265,7 +267,7 @@ Test(config, full_file_overrides_every_key)
                 "  create_schema = false;\n"
                 "};\n"
                 "flush: { interval_ms = 100; max_events = 1000; max_keys = 100;\n"
-                "         backlog_entries = 0; };\n"
+                "         backlog_entries = 0; state_idle_s = 0; };\n"
                 "limits: { max_memory_mb = 64; };\n"
                 "status: { socket = \"/tmp/r.sock\"; };\n"
                 "metrics: { listen = \"127.0.0.1:9187\"; };\n"
@@ -296,6 +298,7 @@ Test(config, full_file_overrides_every_key)
     cr_assert_eq(c.flush.max_events, 1000);
     cr_assert_eq(c.flush.max_keys, 100);
     cr_assert_eq(c.flush.backlog_entries, 0);
+    cr_assert_eq(c.flush.state_idle_s, 0);
     cr_assert_eq(c.limits.max_memory_mb, 64);
     cr_assert_str_eq(c.status.socket, "/tmp/r.sock");
     cr_assert_str_eq(c.metrics.listen, "127.0.0.1:9187");
@@ -309,7 +312,7 @@ Test(config, range_bounds_are_inclusive)
     expect_load("redis: { count = 100000; block_ms = 60000; connect_timeout_ms = 600000; };\n"
                 "postgres: { statement_timeout_ms = 3600000; connect_timeout_s = 600; };\n"
                 "flush: { interval_ms = 3600000; max_events = 100000000; max_keys = 10000000;\n"
-                "         backlog_entries = 100000000; };\n"
+                "         backlog_entries = 100000000; state_idle_s = 604800; };\n"
                 "limits: { max_memory_mb = 1048576; };\n",
                 &c);
     cr_assert_eq(c.redis.count, 100000);
@@ -321,6 +324,7 @@ Test(config, range_bounds_are_inclusive)
     cr_assert_eq(c.flush.max_events, 100000000);
     cr_assert_eq(c.flush.max_keys, 10000000);
     cr_assert_eq(c.flush.backlog_entries, 100000000);
+    cr_assert_eq(c.flush.state_idle_s, 604800);
     cr_assert_eq(c.limits.max_memory_mb, 1048576);
     ru_config_deinit(&c);
 }
@@ -519,6 +523,10 @@ Test(config, out_of_range)
                  "%s:1: flush.max_keys: must be from 100 to 10000000 (got 10000001)");
     expect_error("flush: { backlog_entries = -1; };\n",
                  "%s:1: flush.backlog_entries: must be from 0 to 100000000 (got -1)");
+    expect_error("flush: { state_idle_s = -1; };\n",
+                 "%s:1: flush.state_idle_s: must be from 0 to 604800 (got -1)");
+    expect_error("flush: { state_idle_s = 604801; };\n",
+                 "%s:1: flush.state_idle_s: must be from 0 to 604800 (got 604801)");
     expect_error("limits: { max_memory_mb = 63; };\n",
                  "%s:1: limits.max_memory_mb: must be from 64 to 1048576 (got 63)");
 }

@@ -130,6 +130,10 @@ int ru_pgw_take_keycheck(struct ru_pgw *w, struct ru_keycheck_probe **probes, si
 /* New conninfo and statement timeout on reload: the writer reconnects before its next
  * transaction. */
 void ru_pgw_reconfigure(struct ru_pgw *w, const struct ru_config *cfg);
+/* Applies what a reload changes without a new session: the row-state cache's budget
+ * (limits.max_memory_mb), flush.state_idle_s and postgres.create_schema. Called on every
+ * reload; ru_pgw_reconfigure applies them too. */
+void ru_pgw_apply_live(struct ru_pgw *w, const struct ru_config *cfg);
 
 /* Asks PostgreSQL to cancel the statement in progress (thread-safe; for an immediate
  * exit, so the server session does not linger holding locks). */

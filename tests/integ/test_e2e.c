@@ -269,57 +269,97 @@ Test(e2e, late_events_merge, .timeout = 240)
     finish("late_events_merge");
 }
 
-/* Row states no flush has needed for flush.state_idle_s (1 s here) are given back: once
- * only hour H+1 is written, hour H's states leave the writer's cache, late events for H
- * read them back from PostgreSQL, and every row still matches genonaut's aggregation. */
+/* Every committed flush has reached the writer's cache (status counts a flush's events
+ * before the cache takes its states). */
+static bool cond_cache_caught_up(void *arg)
+{
+    struct ru_h_daemon *d = arg;
+    long long f = ru_h_status_int(d, "flushes");
+    return f > 0 && ru_h_status_int(d, "state_cache_flushes") == f;
+}
+
+static bool cond_time_reached(void *arg)
+{
+    return ru_mono_ms() >= *(const int64_t *)arg;
+}
+
+/* Writes n events of the hour starting at hour_ts and waits until they are flushed and
+ * their states are in the cache. */
+static long long idle_slice(struct ru_h_daemon *d, long long written, int n, int seed,
+                            long long hour_ts, const char *oracle, const char *what)
+{
+    written += ru_h_loadgen("-s %s -n %d --seed %d --start-ts %lld --hours 1 --late-frac 0"
+                            " --oracle %s --quiet",
+                            T.stream, n, seed, hour_ts, oracle);
+    wait_flushed(written, what);
+    CHECK(ru_h_wait(cond_cache_caught_up, d, 10000), "%s: the cache did not take the flush", what);
+    return written;
+}
+
+/* Lets every state cached so far be idle for more than ms. */
+static void idle_for(int ms)
+{
+    int64_t until = ru_mono_ms() + ms;
+    CHECK(ru_h_wait(cond_time_reached, &until, ms + 5000), "the clock did not advance");
+}
+
+/* flush.state_idle_s: 0 keeps idle row states; reloaded to 1 s, the next flush gives back
+ * hour H's states (only hour H+1 is written) and keeps its own; late events for H read
+ * their states back from PostgreSQL, and every row still matches genonaut's aggregation. */
 Test(e2e, idle_row_states_given_back, .timeout = 240)
 {
     setup();
     struct ru_h_cfg k = base_cfg(200);
-    k.flush_extra = "state_idle_s = 1;";
+    k.flush_extra = "state_idle_s = 0;";
     struct ru_h_daemon d;
     start_connected(&d, &k);
-
     char oracle[RU_H_PATH];
     ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
-    long long written = ru_h_loadgen("-s %s -n 3000 --seed 41 --start-ts %lld --hours 1"
-                                     " --late-frac 0 --oracle %s --quiet",
-                                     T.stream, H0, oracle);
-    wait_flushed(written, "idle_row_states phase 1 (hour H)");
-    long long rows_h = ru_h_status_int(&d, "state_cache_rows");
-    CHECK(rows_h > 0 && ru_h_status_int(&d, "state_evictions") == 0,
-          "after hour H: %lld states cached, %lld evicted", rows_h,
-          ru_h_status_int(&d, "state_evictions"));
 
-    /* a flush is what gives states back: hour H+1 in small slices until one has */
-    long long evicted = 0;
-    for (int i = 0; i < 50 && evicted == 0; i++) {
-        written += ru_h_loadgen("-s %s -n 50 --seed %d --start-ts %lld --hours 1 --late-frac 0"
-                                " --oracle %s --quiet",
-                                T.stream, 42 + i, H0 + HOUR_S, oracle);
-        wait_flushed(written, "idle_row_states phase 2 (hour H+1)");
-        evicted = ru_h_status_int(&d, "state_evictions");
-    }
+    long long written = idle_slice(&d, 0, 3000, 41, H0, oracle, "idle phase 1 (hour H)");
+    long long rows_h = ru_h_status_int(&d, "state_cache_rows");
+    CHECK(rows_h > 0, "no states cached after hour H");
+
+    /* 0: nothing is given back for being idle */
+    idle_for(1500);
+    written = idle_slice(&d, written, 50, 42, H0 + HOUR_S, oracle, "idle phase 2 (setting 0)");
+    CHECK(ru_h_status_int(&d, "state_evictions") == 0 &&
+              ru_h_status_int(&d, "state_cache_rows") > rows_h,
+          "with state_idle_s = 0: %lld states given back, %lld cached (hour H: %lld)",
+          ru_h_status_int(&d, "state_evictions"), ru_h_status_int(&d, "state_cache_rows"), rows_h);
+
+    /* reloaded to 1 s: hour H's states and the idle ones of H+1 go, this flush's stay */
+    k.flush_extra = "state_idle_s = 1;";
+    rewrite_config(&d, k);
+    size_t mark = ru_h_log_len(&d);
+    ru_h_daemon_kill(&d, SIGHUP);
+    ru_h_wait_log(&d, "configuration reloaded", mark, 5000);
+    idle_for(1500);
+    written = idle_slice(&d, written, 50, 43, H0 + HOUR_S, oracle, "idle phase 3 (1 s)");
+    long long evicted = ru_h_status_int(&d, "state_evictions");
     long long rows_after = ru_h_status_int(&d, "state_cache_rows");
-    long long reloads = ru_h_status_int(&d, "state_reloads");
+    long long rows_h1 = ru_h_pg_intf(T.pg,
+                                     "SELECT count(*) FROM route_analytics_hourly WHERE"
+                                     " \"timestamp\" = to_timestamp(%lld) AT TIME ZONE 'UTC'",
+                                     H0 + HOUR_S);
     CHECK(evicted >= rows_h, "%lld states given back, hour H alone had %lld", evicted, rows_h);
-    CHECK(rows_after < rows_h, "%lld states still cached (hour H alone: %lld)", rows_after, rows_h);
+    CHECK(rows_after > 0 && rows_after <= rows_h1,
+          "%lld states cached after the flush, want this flush's own (1 to the %lld rows of"
+          " hour H+1)",
+          rows_after, rows_h1);
+    long long reloads = ru_h_status_int(&d, "state_reloads");
 
     /* late events for hour H: their states are read back, the rows stay exact */
-    written += ru_h_loadgen("-s %s -n 1000 --seed 99 --start-ts %lld --hours 1 --late-frac 0"
-                            " --oracle %s --quiet",
-                            T.stream, H0, oracle);
-    wait_flushed(written, "idle_row_states phase 3 (late events for hour H)");
+    written = idle_slice(&d, written, 1000, 99, H0, oracle, "idle phase 4 (late, hour H)");
     ru_h_oracle_load(T.pg, oracle);
     check_rows_match_oracle("idle_row_states_given_back");
     long long reloads_late = ru_h_status_int(&d, "state_reloads");
     CHECK(reloads_late > reloads,
-          "state_reloads %lld -> %lld: the late events' rows were not"
-          " read back",
-          reloads, reloads_late);
-    cr_log_info("idle_row_states: %lld states for hour H, %lld given back, %lld cached after,"
-                " reloads %lld -> %lld",
-                rows_h, evicted, rows_after, reloads, reloads_late);
+          "state_reloads %lld -> %lld: the late events' rows were not read back", reloads,
+          reloads_late);
+    cr_log_info("idle_row_states: %lld states for hour H, %lld given back, %lld cached after"
+                " (hour H+1: %lld rows), reloads %lld -> %lld",
+                rows_h, evicted, rows_after, rows_h1, reloads, reloads_late);
     finish("idle_row_states_given_back");
 }
 
