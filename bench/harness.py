@@ -976,7 +976,9 @@ def soak_table(f, w):
         return
     w("\nEach hour against the hour before, at the same minutes past the hour (the mean of "
       "the matched samples' differences; same: within max(1 MiB, 2 % of the earlier hour's "
-      "mean RSS) and 10 % of its mean CPU, the fitted line's bounds).\n")
+      "mean RSS) and 10 % of its mean CPU, the fitted line's bounds). The run's first hour "
+      "gathers its rows from the run's start, not from the hour's, so only pairs of whole "
+      "hours compare like with like.\n")
     w("| hour vs the hour before | matched samples (minutes) | RSS MiB | held MiB | slack MiB |"
       " CPU cores | same |")
     w("|---|---:|---:|---:|---:|---:|---|")
