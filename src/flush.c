@@ -241,7 +241,6 @@ static int sync_states(struct rows *x)
             s = ru_rowstate_new(fk->id);
             ru_rowcache_put(w->cache, s);
         }
-        s->used = w->flush_seq;
         s->used_ms = w->flush_ms;
         fk->base = s;
         bool disagreed;
@@ -480,7 +479,6 @@ static void commit_states(struct ru_pgw *w, struct ru_flush_key *keys, size_t n)
         struct ru_rowstate *s = fk->base;
         if (s == NULL) {
             s = ru_rowstate_new(fk->id);
-            s->used = w->flush_seq;
             s->used_ms = w->flush_ms;
             ru_rowstate_commit(s, &fk->d, fk->version, fk->nchunks);
             ru_rowcache_put(w->cache, s);
@@ -593,7 +591,6 @@ int ru_flush_once(struct ru_pgw *w, struct ru_batch *b)
     /* one key order for every writer: rows are locked and inserted in it */
     if (n > 1)
         qsort(keys, n, sizeof(*keys), fk_cmp);
-    w->flush_seq++;
     w->flush_ms = ru_mono_ms();
     int rc = flush_txn(w, b, keys, n);
     if (rc == 0) {

@@ -97,7 +97,7 @@ static int used_cmp(const void *a, const void *b)
 {
     const struct ru_rowstate *x = *(struct ru_rowstate *const *)a;
     const struct ru_rowstate *y = *(struct ru_rowstate *const *)b;
-    return (x->used > y->used) - (x->used < y->used);
+    return (x->used_ms > y->used_ms) - (x->used_ms < y->used_ms);
 }
 
 static void drop(struct ru_rowcache *c, struct ru_rowstate *s)

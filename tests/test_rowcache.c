@@ -11,7 +11,7 @@ Test(rowcache, cache_evicts_least_recent)
     struct ru_rowcache *c = ru_rowcache_new();
     for (int64_t id = 1; id <= 3000; id++) {
         struct ru_rowstate *s = ru_rowstate_new(id);
-        s->used = (uint64_t)id;
+        s->used_ms = id;
         ru_rowcache_put(c, s);
     }
     cr_assert_eq(ru_rowcache_count(c), 3000);
@@ -39,8 +39,7 @@ Test(rowcache, cache_gives_back_idle_states)
     struct ru_rowcache *c = ru_rowcache_new();
     for (int64_t id = 1; id <= 200; id++) {
         struct ru_rowstate *s = ru_rowstate_new(id);
-        s->used = (uint64_t)id;
-        s->used_ms = id <= 120 ? 1000 : 5000; /* ids 1-120 last used at 1 s, the rest at 5 s */
+        s->used_ms = id <= 120 ? 1000 : 5000 + id; /* ids 1-120 used at 1 s, the rest after 5 s */
         ru_rowcache_put(c, s);
     }
     size_t all = ru_rowcache_mem(c);
@@ -57,7 +56,6 @@ Test(rowcache, cache_gives_back_idle_states)
     /* idle and over the budget at once: the idle ones first, then the least recent */
     for (int64_t id = 201; id <= 220; id++) {
         struct ru_rowstate *s = ru_rowstate_new(id);
-        s->used = (uint64_t)id;
         s->used_ms = 2000;
         ru_rowcache_put(c, s);
     }

@@ -45,8 +45,8 @@ struct ru_rowstate {
     int64_t id;      /* route_analytics_hourly.id */
     int64_t version; /* the rollupd_rowstate seq this state reflects (0: none stored) */
     int32_t nchunks; /* chunk rows behind it in PostgreSQL */
-    uint64_t used;   /* the writer's flush sequence when last used (for eviction) */
-    int64_t used_ms; /* when that flush started (ru_mono_ms): how long it has been idle */
+    int64_t used_ms; /* when the flush that last used it started (ru_mono_ms): eviction's
+                      * order (least recent first) and how long it has been idle */
     size_t counted;  /* bytes the cache counts for it (ru_rowcache_remeasure) */
     struct ru_rowcounts c;
     struct ru_hv *hist; /* sorted by value */

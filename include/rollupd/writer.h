@@ -115,11 +115,10 @@ struct ru_pgw {
      * what the last flush needed), so preparing a key allocates nothing and faults in no
      * fresh pages */
     struct ru_arena scratch;
-    size_t cache_budget;   /* bytes */
-    int64_t state_idle_ms; /* flush.state_idle_s: a state idle this long is given back */
-    int64_t idle_scan_ms;  /* when the cache was last searched for idle states */
-    uint64_t flush_seq;
-    int64_t flush_ms;               /* when the flush in progress (flush_seq) started */
+    size_t cache_budget;            /* bytes */
+    int64_t state_idle_ms;          /* flush.state_idle_s: a state idle this long is given back */
+    int64_t idle_scan_ms;           /* when the cache was last searched for idle states */
+    int64_t flush_ms;               /* when the flush in progress started */
     struct ru_flush_key *done_keys; /* committed, not yet in the cache */
     size_t done_nkeys;
     int backoff_ms;
