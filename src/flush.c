@@ -497,9 +497,10 @@ static void commit_states(struct ru_pgw *w, struct ru_flush_key *keys, size_t n)
         w->idle_scan_ms = w->flush_ms;
         idle_before = w->flush_ms - idle_ms; /* this flush's states are never idle */
     }
-    size_t evicted = ru_rowcache_evict(w->cache, budget, idle_before);
+    struct ru_evicted ev = ru_rowcache_evict(w->cache, budget, idle_before);
     pthread_mutex_lock(&w->mu);
-    w->stats.state_evictions += evicted;
+    w->stats.state_evictions += ev.idle + ev.budget;
+    w->stats.state_budget_evictions += ev.budget;
     w->stats.cache_rows = ru_rowcache_count(w->cache);
     w->stats.cache_bytes = ru_rowcache_mem(w->cache);
     w->stats.scratch_bytes = ru_arena_size(&w->scratch);

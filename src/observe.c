@@ -157,6 +157,7 @@ static void fill_report(struct ru_daemon *d, struct ru_report *r, struct report_
         .state_cache_bytes = ps.cache_bytes,
         .state_reloads = ps.state_reloads,
         .state_evictions = ps.state_evictions,
+        .state_budget_evictions = ps.state_budget_evictions,
         .state_scratch_bytes = ps.scratch_bytes,
         .state_cache_flushes = ps.cache_flushes,
         .state_cache_last_us = ps.cache_last_us,

@@ -120,6 +120,10 @@ static const struct row rows[] = {
         "Row states dropped from memory: idle for flush.state_idle_s, or to keep to a quarter "
         "of limits.max_memory_mb.",
         V_U64)},
+    {JP(state_budget_evictions, "rollupd_state_budget_evictions_total", "counter",
+        "Row states dropped only to keep to a quarter of limits.max_memory_mb, not idle: the "
+        "cache is smaller than the rows being written, and their states are read back.",
+        V_U64)},
     {J(state_scratch_bytes, V_U64)},
     {J(state_cache_flushes, V_U64)},
     {"state_cache_last_ms", NULL, NULL, NULL, V_US_AS_MS, AT(state_cache_last_us)},

@@ -106,10 +106,10 @@ static void drop(struct ru_rowcache *c, struct ru_rowstate *s)
     ru_rowstate_free(s);
 }
 
-size_t ru_rowcache_evict(struct ru_rowcache *c, size_t budget, int64_t idle_before)
+struct ru_evicted ru_rowcache_evict(struct ru_rowcache *c, size_t budget, int64_t idle_before)
 {
     if ((c->mem <= budget && idle_before == INT64_MIN) || c->n == 0)
-        return 0;
+        return (struct ru_evicted){0, 0};
     struct ru_rowstate **all = ru_xmalloc(c->n * sizeof(*all));
     size_t n = 0, idle = 0;
     for (size_t i = 0; i < c->cap; i++) {
@@ -138,5 +138,5 @@ size_t ru_rowcache_evict(struct ru_rowcache *c, size_t budget, int64_t idle_befo
         }
     }
     free(all);
-    return idle + lru;
+    return (struct ru_evicted){idle, lru};
 }

@@ -19,8 +19,10 @@ Test(rowcache, cache_evicts_least_recent)
         cr_assert_not_null(ru_rowcache_get(c, id));
     cr_assert_null(ru_rowcache_get(c, 3001));
     size_t before = ru_rowcache_mem(c);
-    size_t gone = ru_rowcache_evict(c, before / 2, INT64_MIN);
+    struct ru_evicted ev = ru_rowcache_evict(c, before / 2, INT64_MIN);
+    size_t gone = ev.budget;
     cr_assert_gt(gone, 0);
+    cr_assert_eq(ev.idle, 0);
     cr_assert_leq(ru_rowcache_mem(c), before / 2);
     cr_assert_eq(ru_rowcache_count(c), 3000 - gone);
     /* the oldest went first */
@@ -28,7 +30,8 @@ Test(rowcache, cache_evicts_least_recent)
         cr_assert_null(ru_rowcache_get(c, id), "id %lld", (long long)id);
     for (int64_t id = (int64_t)gone + 1; id <= 3000; id++)
         cr_assert_not_null(ru_rowcache_get(c, id), "id %lld", (long long)id);
-    cr_assert_eq(ru_rowcache_evict(c, ru_rowcache_mem(c), INT64_MIN), 0);
+    ev = ru_rowcache_evict(c, ru_rowcache_mem(c), INT64_MIN);
+    cr_assert_eq(ev.idle + ev.budget, 0);
     ru_rowcache_free(c);
 }
 
@@ -43,8 +46,11 @@ Test(rowcache, cache_gives_back_idle_states)
         ru_rowcache_put(c, s);
     }
     size_t all = ru_rowcache_mem(c);
-    cr_assert_eq(ru_rowcache_evict(c, SIZE_MAX, 1000), 0, "a state used at the bound is not idle");
-    cr_assert_eq(ru_rowcache_evict(c, SIZE_MAX, 1001), 120);
+    struct ru_evicted ev = ru_rowcache_evict(c, SIZE_MAX, 1000);
+    cr_assert_eq(ev.idle + ev.budget, 0, "a state used at the bound is not idle");
+    ev = ru_rowcache_evict(c, SIZE_MAX, 1001);
+    cr_assert_eq(ev.idle, 120);
+    cr_assert_eq(ev.budget, 0);
     cr_assert_eq(ru_rowcache_count(c), 80);
     cr_assert_lt(ru_rowcache_mem(c), all);
     for (int64_t id = 1; id <= 200; id++)
@@ -60,8 +66,9 @@ Test(rowcache, cache_gives_back_idle_states)
         ru_rowcache_put(c, s);
     }
     size_t budget = ru_rowcache_mem(c) / 2;
-    size_t gone = ru_rowcache_evict(c, budget, 3000);
-    cr_assert_geq(gone, 20);
+    ev = ru_rowcache_evict(c, budget, 3000);
+    cr_assert_eq(ev.idle, 20, "ids 201-220 are idle");
+    cr_assert_gt(ev.budget, 0, "the idle ones alone were not enough");
     cr_assert_leq(ru_rowcache_mem(c), budget);
     for (int64_t id = 201; id <= 220; id++)
         cr_assert_null(ru_rowcache_get(c, id), "idle id %lld kept", (long long)id);

@@ -37,8 +37,9 @@ enum ru_pgw_state { RU_PGW_CONNECTING, RU_PGW_READY, RU_PGW_FLUSHING, RU_PGW_RET
 struct ru_pgw_stats {
     uint64_t flushes, flush_failures, rows_written, events_flushed, raw_rows;
     /* row states: rows whose cached state was behind PostgreSQL's and was read back,
-     * states evicted, chunk bytes written, and the cache's current size */
-    uint64_t state_reloads, state_evictions, chunk_bytes;
+     * states evicted (all, and those only to keep the memory bound), chunk bytes written,
+     * and the cache's current size */
+    uint64_t state_reloads, state_evictions, state_budget_evictions, chunk_bytes;
     uint64_t cache_rows, cache_bytes;
     uint64_t scratch_bytes; /* the reused block the next states are prepared in */
     uint64_t cache_flushes; /* committed flushes whose states the cache has taken */

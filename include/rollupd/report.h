@@ -34,6 +34,7 @@ struct ru_report {
     double flush_seconds_sum;
     uint64_t pending_events, pending_keys, memory_bytes;
     uint64_t state_cache_rows, state_cache_bytes, state_reloads, state_evictions;
+    uint64_t state_budget_evictions;
     uint64_t state_scratch_bytes, state_cache_flushes;
     int64_t state_cache_last_us;
     uint64_t state_chunk_bytes, memory_limit_bytes, rss_bytes, rss_base_bytes, rss_limit_bytes;

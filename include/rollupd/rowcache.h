@@ -20,9 +20,13 @@ size_t ru_rowcache_count(const struct ru_rowcache *c);
 size_t ru_rowcache_mem(const struct ru_rowcache *c);
 /* Measures s again after it changed (reloaded, cleared, committed). */
 void ru_rowcache_remeasure(struct ru_rowcache *c, struct ru_rowstate *s);
+/* How many states one ru_rowcache_evict gave back, and why. */
+struct ru_evicted {
+    size_t idle;   /* last used before idle_before */
+    size_t budget; /* the least recently used, to keep to the budget */
+};
 /* Evicts the states last used before idle_before (ru_rowstate.used_ms; INT64_MIN: none),
- * then the least recently used until at most budget bytes are held. Returns how many were
- * evicted. */
-size_t ru_rowcache_evict(struct ru_rowcache *c, size_t budget, int64_t idle_before);
+ * then the least recently used until at most budget bytes are held. */
+struct ru_evicted ru_rowcache_evict(struct ru_rowcache *c, size_t budget, int64_t idle_before);
 
 #endif

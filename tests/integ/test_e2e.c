@@ -343,6 +343,9 @@ Test(e2e, idle_row_states_given_back, .timeout = 240)
                                      " \"timestamp\" = to_timestamp(%lld) AT TIME ZONE 'UTC'",
                                      H0 + HOUR_S);
     CHECK(evicted >= rows_h, "%lld states given back, hour H alone had %lld", evicted, rows_h);
+    CHECK(ru_h_status_int(&d, "state_budget_evictions") == 0,
+          "%lld states counted as given back to keep the memory bound, none was over it",
+          ru_h_status_int(&d, "state_budget_evictions"));
     CHECK(rows_after > 0 && rows_after <= rows_h1,
           "%lld states cached after the flush, want this flush's own (1 to the %lld rows of"
           " hour H+1)",
