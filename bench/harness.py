@@ -506,6 +506,13 @@ def explain_segment(pg_log, offset):
     return out
 
 
+def settle_writes(srv, db):
+    """Ends any checkpoint in progress and writes dirty pages out before a timed flush."""
+    subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-h", "127.0.0.1", "-p",
+                    str(srv.pg_port), "-U", "postgres", "-d", db, "-c", "CHECKPOINT"], check=True)
+    os.sync()
+
+
 def cmd_flush(a):
     """Each case XADDs ROWS x EVENTS events (keys of its own), waits until rollupd holds
     them all, then asks for one flush (the status command answers after COMMIT). The same
@@ -514,7 +521,11 @@ def cmd_flush(a):
     rollupd's default (statement_timeout_ms = 60000). Each case is followed by its bare
     upsert. With --reps K all of it runs K times, each time in a new rollupd and with keys
     of its own (new rows again): rollupd and the yardstick interleaved, as the main
-    table's runs are."""
+    table's runs are. Each timed flush, and each timed transaction of the bare upsert
+    (its --settle), starts after a CHECKPOINT and a sync (not timed), so that neither
+    side shares the machine with a checkpoint the earlier cases' WAL started (about one
+    every 30 s) or pays to write out the dirty pages earlier work left in shared
+    buffers."""
     srv = Servers(a.env)
     bindir = a.bindir
     stream = "bench:flush"
@@ -594,6 +605,7 @@ def cmd_flush(a):
                     cache0 = st.get("state_cache_bytes", 0)
                     chunk0 = st.get("state_chunk_bytes", 0)
                     log_off = os.path.getsize(pg_log) if a.explain else 0
+                    settle_writes(srv, a.db)
                     s0 = srv.snapshot()
                     t0 = time.monotonic()
                     try:
@@ -632,7 +644,7 @@ def cmd_flush(a):
                     # the yardstick, measured right after, so both see the same machine load
                     b = run_tool([os.path.join(bindir, "rollupd-bench-upsert"), "-d",
                                   srv.dsn(a.db), "--rows", str(rows), "--reps", "1", "--tag",
-                                  f"b{ci}r{rep}", "--hour", str(hour)])
+                                  f"b{ci}r{rep}", "--hour", str(hour), "--settle"])
                     results[-2]["bare_ms"] = b["new_ms"][0]
                     results[-1]["bare_ms"] = b["updated_ms"][0]
                     print(json.dumps(b), flush=True)

@@ -9,6 +9,10 @@
  * values (total_requests and avg_duration_ms are indexed, so updates are not HOT, as
  * rollupd's are not).
  *
+ * With --settle, each timed transaction starts after a CHECKPOINT and a sync(2) (not
+ * timed), as bench/harness.py's flush benchmark starts each of rollupd's flushes, so no
+ * checkpoint or write-back that earlier writes started lands in one side's timing.
+ *
  * Prints one JSON object: rows, new_ms[] and updated_ms[] per repetition and their
  * medians. */
 #include "rollupd/util.h"
@@ -18,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -70,6 +75,14 @@ static void build(struct ru_buf *b, const char *hour, const char *tag, int rep, 
 static double now_ms(void)
 {
     return (double)ru_mono_us() / 1000.0;
+}
+
+/* Ends any checkpoint in progress and writes the dirty pages out, so the next timed
+ * transaction does not share the machine with them. */
+static void settle_writes(PGconn *c)
+{
+    exec_ok(c, "CHECKPOINT");
+    sync();
 }
 
 static double timed_upsert(PGconn *c, const struct ru_buf *data, const char *table)
@@ -129,10 +142,14 @@ int main(int argc, char **argv)
     long rows = 10000;
     int reps = 3;
     long long hour = -1;
-    static const struct option lopts[] = {
-        {"rows", required_argument, NULL, 'R'},  {"reps", required_argument, NULL, 'N'},
-        {"tag", required_argument, NULL, 'T'},   {"hour", required_argument, NULL, 'O'},
-        {"table", required_argument, NULL, 'B'}, {NULL, 0, NULL, 0}};
+    bool settle = false;
+    static const struct option lopts[] = {{"rows", required_argument, NULL, 'R'},
+                                          {"reps", required_argument, NULL, 'N'},
+                                          {"tag", required_argument, NULL, 'T'},
+                                          {"hour", required_argument, NULL, 'O'},
+                                          {"table", required_argument, NULL, 'B'},
+                                          {"settle", no_argument, NULL, 'S'},
+                                          {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "d:", lopts, NULL)) != -1) {
         switch (o) {
@@ -151,11 +168,14 @@ int main(int argc, char **argv)
         case 'B':
             table = optarg;
             break;
+        case 'S':
+            settle = true;
+            break;
         default:
             if (bench_addr_opt(&addr, o, optarg))
                 break;
             fputs("usage: rollupd-bench-upsert -d CONNINFO [--rows N] [--reps K] [--tag T]"
-                  " [--hour EPOCH] [--table NAME]\n",
+                  " [--hour EPOCH] [--table NAME] [--settle]\n",
                   stderr);
             return 2;
         }
@@ -179,8 +199,12 @@ int main(int argc, char **argv)
     struct ru_buf b = RU_BUF_INIT;
     for (int r = 0; r < reps; r++) {
         build(&b, hs, tag, r, rows, 0);
+        if (settle)
+            settle_writes(c);
         new_ms[r] = timed_upsert(c, &b, table);
         build(&b, hs, tag, r, rows, 1);
+        if (settle)
+            settle_writes(c);
         upd_ms[r] = timed_upsert(c, &b, table);
     }
     printf("{\"rows\":%ld,\"reps\":%d,\"new_ms\":", rows, reps);
