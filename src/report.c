@@ -121,8 +121,8 @@ static const struct row rows[] = {
         "of limits.max_memory_mb.",
         V_U64)},
     {JP(state_budget_evictions, "rollupd_state_budget_evictions_total", "counter",
-        "Row states dropped only to keep to a quarter of limits.max_memory_mb, not idle: the "
-        "cache is smaller than the rows being written, and their states are read back.",
+        "Row states dropped only to keep to a quarter of limits.max_memory_mb, not idle; "
+        "growing with rollupd_state_reloads_total on a steady stream, the cache is too small.",
         V_U64)},
     {J(state_scratch_bytes, V_U64)},
     {J(state_cache_flushes, V_U64)},

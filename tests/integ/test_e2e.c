@@ -283,17 +283,26 @@ static bool cond_time_reached(void *arg)
     return ru_mono_ms() >= *(const int64_t *)arg;
 }
 
-/* Writes n events of the hour starting at hour_ts and waits until they are flushed and
- * their states are in the cache. */
-static long long idle_slice(struct ru_h_daemon *d, long long written, int n, int seed,
-                            long long hour_ts, const char *oracle, const char *what)
+/* Writes n events of the hour starting at hour_ts over loadgen's routes (0: its default)
+ * and waits until they are flushed and their states are in the cache. */
+static long long slice_routes(struct ru_h_daemon *d, long long written, int n, int seed,
+                              long long hour_ts, int routes, const char *oracle, const char *what)
 {
+    char r[32] = "";
+    if (routes > 0)
+        snprintf(r, sizeof(r), " --routes %d", routes);
     written += ru_h_loadgen("-s %s -n %d --seed %d --start-ts %lld --hours 1 --late-frac 0"
-                            " --oracle %s --quiet",
-                            T.stream, n, seed, hour_ts, oracle);
+                            " --oracle %s --quiet%s",
+                            T.stream, n, seed, hour_ts, oracle, r);
     wait_flushed(written, what);
     CHECK(ru_h_wait(cond_cache_caught_up, d, 10000), "%s: the cache did not take the flush", what);
     return written;
+}
+
+static long long idle_slice(struct ru_h_daemon *d, long long written, int n, int seed,
+                            long long hour_ts, const char *oracle, const char *what)
+{
+    return slice_routes(d, written, n, seed, hour_ts, 0, oracle, what);
 }
 
 /* Lets every state cached so far be idle for more than ms. */
@@ -364,6 +373,46 @@ Test(e2e, idle_row_states_given_back, .timeout = 240)
                 " (hour H+1: %lld rows), reloads %lld -> %lld",
                 rows_h, evicted, rows_after, rows_h1, reloads, reloads_late);
     finish("idle_row_states_given_back");
+}
+
+/* limits.max_memory_mb = 64 keeps the row-state cache to 16 MiB. One hour over 400,000
+ * routes writes more states than that: the least recently used are given back to keep to
+ * it (state_budget_evictions, none idle), the same rows written again read theirs back
+ * from PostgreSQL, and every row matches genonaut's aggregation. */
+Test(e2e, row_states_given_back_to_budget, .timeout = 240)
+{
+    setup();
+    struct ru_h_cfg k = base_cfg(200);
+    k.max_memory_mb = 64;
+    struct ru_h_daemon d;
+    start_connected(&d, &k);
+    char oracle[RU_H_PATH];
+    ru_h_tmp_path(oracle, sizeof(oracle), "oracle.tsv");
+
+    long long written =
+        slice_routes(&d, 0, 150000, 51, H0, 400000, oracle, "budget phase 1 (over the budget)");
+    long long budget_ev = ru_h_status_int(&d, "state_budget_evictions");
+    long long all_ev = ru_h_status_int(&d, "state_evictions");
+    long long cache = ru_h_status_int(&d, "state_cache_bytes");
+    long long rows = ru_h_pg_intf(T.pg, "SELECT count(*) FROM route_analytics_hourly");
+    CHECK(budget_ev > 0, "%lld rows, %lld B of states cached: none given back to the budget", rows,
+          cache);
+    CHECK(all_ev == budget_ev, "%lld states given back, %lld of them to the budget: none was idle",
+          all_ev, budget_ev);
+    CHECK(cache <= 16LL * 1024 * 1024, "%lld B of states cached, over the 16 MiB budget", cache);
+    long long reloads = ru_h_status_int(&d, "state_reloads");
+
+    /* the same events again: the rows whose states were given back read them back */
+    written = slice_routes(&d, written, 150000, 51, H0, 400000, oracle, "budget phase 2 (again)");
+    long long reloads_after = ru_h_status_int(&d, "state_reloads");
+    CHECK(reloads_after > reloads, "state_reloads %lld -> %lld: no state given back was read back",
+          reloads, reloads_after);
+    ru_h_oracle_load(T.pg, oracle);
+    check_rows_match_oracle("row_states_given_back_to_budget");
+    cr_log_info("budget: %lld rows, %lld states given back to the budget (%lld B cached),"
+                " reloads %lld -> %lld, %lld events",
+                rows, budget_ev, cache, reloads, reloads_after, written);
+    finish("row_states_given_back_to_budget");
 }
 
 /* ------------------------------------------------------------------ 4 */
