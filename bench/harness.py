@@ -604,8 +604,8 @@ def cmd_flush(a):
                                                      - 4 * gen["user_slots"] - udict) / rows, 1)
                     cache0 = st.get("state_cache_bytes", 0)
                     chunk0 = st.get("state_chunk_bytes", 0)
-                    log_off = os.path.getsize(pg_log) if a.explain else 0
                     settle_writes(srv, a.db)
+                    log_off = os.path.getsize(pg_log) if a.explain else 0
                     s0 = srv.snapshot()
                     t0 = time.monotonic()
                     try:

@@ -11,7 +11,9 @@
  *
  * With --settle, each timed transaction starts after a CHECKPOINT and a sync(2) (not
  * timed), as bench/harness.py's flush benchmark starts each of rollupd's flushes, so no
- * checkpoint or write-back that earlier writes started lands in one side's timing.
+ * checkpoint or write-back that earlier writes started lands in one side's timing
+ * (CHECKPOINT needs a superuser or pg_checkpoint; the sync helps only a server on this
+ * machine).
  *
  * Prints one JSON object: rows, new_ms[] and updated_ms[] per repetition and their
  * medians. */
