@@ -139,6 +139,12 @@ class Servers:
     def dsn(self, db):
         return f"host=127.0.0.1 port={self.pg_port} user=postgres dbname={db}"
 
+    def psql(self, db, sql):
+        """Runs one SQL command through psql as postgres; fails the run if it fails."""
+        subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-h", "127.0.0.1",
+                        "-p", str(self.pg_port), "-U", "postgres", "-d", db, "-c", sql],
+                       check=True)
+
     def snapshot(self):
         return {"t": time.monotonic(), "redis": proc_cpu(self.redis_pid),
                 "redis_wait": run_queue_wait(self.redis_pid), "pg": pg_cpu(self.pg_pid),
@@ -508,8 +514,7 @@ def explain_segment(pg_log, offset):
 
 def settle_writes(srv, db):
     """Ends any checkpoint in progress and writes dirty pages out before a timed flush."""
-    subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-h", "127.0.0.1", "-p",
-                    str(srv.pg_port), "-U", "postgres", "-d", db, "-c", "CHECKPOINT"], check=True)
+    srv.psql(db, "CHECKPOINT")
     os.sync()
 
 
@@ -552,9 +557,7 @@ def cmd_flush(a):
     pg_log = os.path.join(srv.dir, "pg.log")
     if a.explain:
         for setting in AUTO_EXPLAIN:
-            subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-h", "127.0.0.1",
-                            "-p", str(srv.pg_port), "-U", "postgres", "-d", a.db, "-c",
-                            f"ALTER DATABASE {a.db} SET {setting}"], check=True)
+            srv.psql(a.db, f"ALTER DATABASE {a.db} SET {setting}")
     # each repetition is the whole benchmark once, in a rollupd of its own: one process
     # for all would carry every earlier repetition's row states in its cache, and that
     # cache would reach the memory bound's flush (limits.max_memory_mb) before the last
@@ -653,9 +656,7 @@ def cmd_flush(a):
         finally:
             d.stop()
     if a.explain:
-        subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-h", "127.0.0.1", "-p",
-                        str(srv.pg_port), "-U", "postgres", "-d", "postgres", "-c",
-                        f"ALTER DATABASE {a.db} RESET ALL"], check=True)
+        srv.psql("postgres", f"ALTER DATABASE {a.db} RESET ALL")
     write_json(a.out, {"cases": results})
 
 
