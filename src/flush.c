@@ -1,6 +1,7 @@
 #include "rollupd/flush.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -497,7 +498,20 @@ static void commit_states(struct ru_pgw *w, struct ru_flush_key *keys, size_t n)
         w->idle_scan_ms = w->flush_ms;
         idle_before = w->flush_ms - idle_ms; /* this flush's states are never idle */
     }
+    size_t held = ru_rowcache_mem(w->cache);
     struct ru_evicted ev = ru_rowcache_evict(w->cache, budget, idle_before);
+    size_t freed = held - ru_rowcache_mem(w->cache);
+    if (ev.idle > 0 && freed >= held / 8) {
+        /* A past hour's states go together, once an hour on a steady stream. They were
+         * allocated among the batches' memory, so their pages are scattered and only a
+         * trim hands them back to the system. A few rare rows going idle, or states
+         * evicted only to keep the budget (replaced at once), are not worth one. */
+        int64_t t0 = ru_mono_ms();
+        malloc_trim(0);
+        ru_info("msg=\"idle row states given back, heap trimmed\" states=%zu bytes=%zu"
+                " trim_ms=%" PRId64,
+                ev.idle + ev.budget, freed, ru_mono_ms() - t0);
+    }
     pthread_mutex_lock(&w->mu);
     w->stats.state_evictions += ev.idle + ev.budget;
     w->stats.state_budget_evictions += ev.budget;

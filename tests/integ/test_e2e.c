@@ -314,7 +314,8 @@ static void idle_for(int ms)
 
 /* flush.state_idle_s: 0 keeps idle row states; reloaded to 1 s, the next flush gives back
  * hour H's states (only hour H+1 is written) and keeps its own; late events for H read
- * their states back from PostgreSQL, and every row still matches genonaut's aggregation. */
+ * their states back from PostgreSQL, and every row still matches genonaut's aggregation.
+ * Giving hour H's states back trims the heap (logged). */
 Test(e2e, idle_row_states_given_back, .timeout = 240)
 {
     setup();
@@ -332,6 +333,8 @@ Test(e2e, idle_row_states_given_back, .timeout = 240)
     /* 0: nothing is given back for being idle */
     idle_for(1500);
     written = idle_slice(&d, written, 50, 42, H0 + HOUR_S, oracle, "idle phase 2 (setting 0)");
+    CHECK(!ru_h_log_has(&d, "idle row states given back"),
+          "with state_idle_s = 0 the writer logged idle states given back");
     CHECK(ru_h_status_int(&d, "state_evictions") == 0 &&
               ru_h_status_int(&d, "state_cache_rows") > rows_h,
           "with state_idle_s = 0: %lld states given back, %lld cached (hour H: %lld)",
@@ -344,7 +347,10 @@ Test(e2e, idle_row_states_given_back, .timeout = 240)
     ru_h_daemon_kill(&d, SIGHUP);
     ru_h_wait_log(&d, "configuration reloaded", mark, 5000);
     idle_for(1500);
+    mark = ru_h_log_len(&d);
     written = idle_slice(&d, written, 50, 43, H0 + HOUR_S, oracle, "idle phase 3 (1 s)");
+    /* hour H's states were most of the cache: their pages go back with a trim */
+    ru_h_wait_log(&d, "idle row states given back, heap trimmed", mark, 5000);
     long long evicted = ru_h_status_int(&d, "state_evictions");
     long long rows_after = ru_h_status_int(&d, "state_cache_rows");
     long long rows_h1 = ru_h_pg_intf(T.pg,
