@@ -500,17 +500,19 @@ static void commit_states(struct ru_pgw *w, struct ru_flush_key *keys, size_t n)
     }
     size_t held = ru_rowcache_mem(w->cache);
     struct ru_evicted ev = ru_rowcache_evict(w->cache, budget, idle_before);
-    size_t freed = held - ru_rowcache_mem(w->cache);
-    if (ev.idle > 0 && freed >= held / 8) {
-        /* A past hour's states go together, once an hour on a steady stream. They were
-         * allocated among the batches' memory, so their pages are scattered and only a
-         * trim hands them back to the system. A few rare rows going idle, or states
-         * evicted only to keep the budget (replaced at once), are not worth one. */
-        int64_t t0 = ru_mono_ms();
-        malloc_trim(0);
-        ru_info("msg=\"idle row states given back, heap trimmed\" states=%zu bytes=%zu"
-                " trim_ms=%" PRId64,
-                ev.idle + ev.budget, freed, ru_mono_ms() - t0);
+    if (ev.idle_bytes > 0 && ev.idle_bytes >= held / 8 &&
+        (w->trim_ms == 0 || w->flush_ms - w->trim_ms >= idle_ms)) {
+        /* A past hour's states go together, once an hour on a steady stream, and leave
+         * their pages scattered through the writer's heap: only a trim hands those back
+         * to the system. A few rare rows going idle are not worth one, nor are states
+         * evicted only to keep the budget (replaced at once); at most one trim per
+         * state_idle_s. */
+        w->trim_ms = w->flush_ms;
+        int64_t t0 = ru_mono_us();
+        int released = malloc_trim(0);
+        ru_info("msg=\"idle row states given back, heap trimmed\" idle=%zu idle_bytes=%zu"
+                " budget=%zu trim_ms=%.1f released=%d",
+                ev.idle, ev.idle_bytes, ev.budget, (double)(ru_mono_us() - t0) / 1000.0, released);
     }
     pthread_mutex_lock(&w->mu);
     w->stats.state_evictions += ev.idle + ev.budget;

@@ -109,14 +109,15 @@ static void drop(struct ru_rowcache *c, struct ru_rowstate *s)
 struct ru_evicted ru_rowcache_evict(struct ru_rowcache *c, size_t budget, int64_t idle_before)
 {
     if ((c->mem <= budget && idle_before == INT64_MIN) || c->n == 0)
-        return (struct ru_evicted){0, 0};
+        return (struct ru_evicted){0, 0, 0};
     struct ru_rowstate **all = ru_xmalloc(c->n * sizeof(*all));
-    size_t n = 0, idle = 0;
+    size_t n = 0, idle = 0, idle_bytes = 0;
     for (size_t i = 0; i < c->cap; i++) {
         struct ru_rowstate *s = c->slots[i];
         if (s == NULL)
             continue;
         if (s->used_ms < idle_before) {
+            idle_bytes += s->counted;
             drop(c, s);
             idle++;
         } else {
@@ -138,5 +139,5 @@ struct ru_evicted ru_rowcache_evict(struct ru_rowcache *c, size_t budget, int64_
         }
     }
     free(all);
-    return (struct ru_evicted){idle, lru};
+    return (struct ru_evicted){idle, lru, idle_bytes};
 }

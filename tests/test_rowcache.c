@@ -23,6 +23,7 @@ Test(rowcache, cache_evicts_least_recent)
     size_t gone = ev.budget;
     cr_assert_gt(gone, 0);
     cr_assert_eq(ev.idle, 0);
+    cr_assert_eq(ev.idle_bytes, 0);
     cr_assert_leq(ru_rowcache_mem(c), before / 2);
     cr_assert_eq(ru_rowcache_count(c), 3000 - gone);
     /* the oldest went first */
@@ -53,6 +54,8 @@ Test(rowcache, cache_gives_back_idle_states)
     cr_assert_eq(ev.budget, 0);
     cr_assert_eq(ru_rowcache_count(c), 80);
     cr_assert_lt(ru_rowcache_mem(c), all);
+    cr_assert_eq(ev.idle_bytes, all - ru_rowcache_mem(c), "idle bytes %zu, given back %zu",
+                 ev.idle_bytes, all - ru_rowcache_mem(c));
     for (int64_t id = 1; id <= 200; id++)
         if (id <= 120)
             cr_assert_null(ru_rowcache_get(c, id), "idle id %lld kept", (long long)id);
@@ -65,10 +68,14 @@ Test(rowcache, cache_gives_back_idle_states)
         s->used_ms = 2000;
         ru_rowcache_put(c, s);
     }
-    size_t budget = ru_rowcache_mem(c) / 2;
+    size_t held = ru_rowcache_mem(c);
+    size_t budget = held / 2;
     ev = ru_rowcache_evict(c, budget, 3000);
     cr_assert_eq(ev.idle, 20, "ids 201-220 are idle");
     cr_assert_gt(ev.budget, 0, "the idle ones alone were not enough");
+    cr_assert(ev.idle_bytes > 0 && ev.idle_bytes < held - ru_rowcache_mem(c),
+              "idle bytes %zu: the idle ones' share of the %zu given back", ev.idle_bytes,
+              held - ru_rowcache_mem(c));
     cr_assert_leq(ru_rowcache_mem(c), budget);
     for (int64_t id = 201; id <= 220; id++)
         cr_assert_null(ru_rowcache_get(c, id), "idle id %lld kept", (long long)id);

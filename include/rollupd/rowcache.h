@@ -22,8 +22,9 @@ size_t ru_rowcache_mem(const struct ru_rowcache *c);
 void ru_rowcache_remeasure(struct ru_rowcache *c, struct ru_rowstate *s);
 /* How many states one ru_rowcache_evict gave back, and why. */
 struct ru_evicted {
-    size_t idle;   /* last used before idle_before */
-    size_t budget; /* the least recently used, to keep to the budget */
+    size_t idle;       /* last used before idle_before */
+    size_t budget;     /* the least recently used, to keep to the budget */
+    size_t idle_bytes; /* what the idle ones held (ru_rowcache_mem's measure) */
 };
 /* Evicts the states last used before idle_before (ru_rowstate.used_ms; INT64_MIN: none),
  * then the least recently used until at most budget bytes are held. */

@@ -118,6 +118,7 @@ struct ru_pgw {
     size_t cache_budget;            /* bytes */
     int64_t state_idle_ms;          /* flush.state_idle_s: a state idle this long is given back */
     int64_t idle_scan_ms;           /* when the cache was last searched for idle states */
+    int64_t trim_ms;                /* when the heap was last trimmed after idle states went */
     int64_t flush_ms;               /* when the flush in progress started */
     struct ru_flush_key *done_keys; /* committed, not yet in the cache */
     size_t done_nkeys;
