@@ -677,6 +677,7 @@ def cmd_fresh(a):
     conf = os.path.join(logdir, f"rollupd-{a.name}.conf")
     sock = os.path.join(a.rundir, f"{a.name}.sock")
     rollupd_conf(conf, srv, stream, "rollupd", a.db, sock, a.interval_ms, a.backlog_entries,
+                 extra_flush=f" state_idle_s = {SOAK_STATE_IDLE_S};",
                  extra_redis=" lone_consumer = true;" if a.lone else "")
     d = Rollupd(os.path.join(a.bindir, "rollupd"), conf,
                 os.path.join(logdir, f"rollupd-{a.name}.log"), srv)
@@ -750,14 +751,23 @@ def beyond_held(warm, xs):
             "beyond_held_fit_change_mib": sl * span if sl is not None else None}
 
 
-def soak_hours(warm, every):
+# The soak's flush.state_idle_s, written into its configuration: the past hour's row states
+# are given back this long after the hour's last flush of them, within one idle search (30 s).
+SOAK_STATE_IDLE_S = 900
+
+
+def soak_hours(warm, every, state_idle_s=SOAK_STATE_IDLE_S):
     """The samples after warm-up by clock hour (UTC), and each hour against the hour before
     at the same minutes past the hour. What rollupd holds follows the hour: the writer
     keeps the complete state of the current hour's rows, which gather distinct durations
     and users until the hour changes, so a line fitted across a change of hour measures
     that saw-tooth. Matched by the minute past the hour, a leak or a creeping cost shows
     as a difference that the hour's own growth cannot make. Needs the samples' wall-clock
-    time (unix_s)."""
+    time (unix_s). Until the past hour's states are given back (state_idle_s and one idle
+    search after the hour), an hour also holds the hour before's: an hour that follows the
+    run's first, partial hour holds fewer of them than the next does. From own_from_min on,
+    each hour holds its own states only, so the pairs are also compared from there."""
+    own_from = (state_idle_s + 60) / 60
     if not warm or "unix_s" not in warm[0]:
         return None
     by = {}
@@ -795,20 +805,29 @@ def soak_hours(warm, every):
         slots = sorted(set(prev) & set(cur))
         if not slots:
             continue
-        d = {k: statistics.mean(fn(cur[s]) - fn(prev[s]) for s in slots)
-             for k, fn in (("rss", rss), ("held", held), ("slack", slack),
-                           ("cpu", lambda r: r["cpu_cores"]))}
-        rss_mean = statistics.mean(rss(prev[s]) for s in slots)
-        cpu_mean = statistics.mean(prev[s]["cpu_cores"] for s in slots)
-        # the same bounds as the fitted line's: max(1 MiB, 2 %) for RSS, 10 % for CPU
-        pairs.append({"hour": h, "matched": len(slots),
-                      "from_min": slots[0] * every / 60, "to_min": slots[-1] * every / 60,
-                      "rss_diff": d["rss"], "held_diff": d["held"], "slack_diff": d["slack"],
-                      "cpu_diff": d["cpu"], "rss_mean_before": rss_mean,
-                      "cpu_mean_before": cpu_mean,
-                      "rss_same": abs(d["rss"]) <= max(1.0, 0.02 * rss_mean),
-                      "cpu_same": abs(d["cpu"]) <= 0.1 * cpu_mean})
-    return {"hours": hours, "pairs": pairs}
+
+        def compare(slots):
+            if not slots:
+                return None
+            d = {k: statistics.mean(fn(cur[s]) - fn(prev[s]) for s in slots)
+                 for k, fn in (("rss", rss), ("held", held), ("slack", slack),
+                               ("cpu", lambda r: r["cpu_cores"]))}
+            rss_mean = statistics.mean(rss(prev[s]) for s in slots)
+            cpu_mean = statistics.mean(prev[s]["cpu_cores"] for s in slots)
+            # the same bounds as the fitted line's: max(1 MiB, 2 %) for RSS, 10 % for CPU
+            return {"matched": len(slots), "from_min": slots[0] * every / 60,
+                    "to_min": slots[-1] * every / 60, "rss_diff": d["rss"],
+                    "held_diff": d["held"], "slack_diff": d["slack"], "cpu_diff": d["cpu"],
+                    "rss_mean_before": rss_mean, "cpu_mean_before": cpu_mean,
+                    "rss_same": abs(d["rss"]) <= max(1.0, 0.02 * rss_mean),
+                    "cpu_same": abs(d["cpu"]) <= 0.1 * cpu_mean}
+
+        p = compare(slots)
+        p["hour"] = h
+        p["own"] = compare([x for x in slots if x * every / 60 >= own_from])
+        pairs.append(p)
+    return {"hours": hours, "pairs": pairs, "own_from_min": own_from,
+            "state_idle_s": state_idle_s}
 
 
 def hhmm(h, minute):
@@ -901,7 +920,8 @@ def cmd_soak(a):
     xs = [r["t_s"] / 60 for r in warm]
     res = {"minutes": a.minutes, "rate_target": a.rate, "every_s": a.every,
            "warmup_minutes": a.warmup_minutes, "interval_ms": a.interval_ms,
-           "lone": a.lone, "mix": a.mix, "samples": len(samples), "samples_after_warmup":
+           "lone": a.lone, "mix": a.mix, "state_idle_s": SOAK_STATE_IDLE_S,
+           "samples": len(samples), "samples_after_warmup":
            len(warm), "flushes": st_end["flushes"] if st_end else None,
            "flushes_failed": st_end.get("flush_failures") if st_end else None,
            "csv": csv_path}
@@ -991,17 +1011,37 @@ def soak_table(f, w):
       "the matched samples' differences; same: within max(1 MiB, 2 % of the earlier hour's "
       "mean RSS) and 10 % of its mean CPU, the fitted line's bounds). The run's first hour "
       "gathers its rows from the run's start, not from the hour's, so only pairs of whole "
-      "hours compare like with like.\n")
+      "hours compare like with like; and until its states are given back, the hour after "
+      "it holds fewer of them than the next hour holds of its own, so the first pair of "
+      "whole hours differs in its first minutes.\n")
     w("| hour vs the hour before | matched samples (minutes) | RSS MiB | held MiB | slack MiB |"
       " CPU cores | same |")
     w("|---|---:|---:|---:|---:|---:|---|")
-    for p in hs["pairs"]:
-        same = "yes" if p["rss_same"] and p["cpu_same"] else \
+
+    def same(p):
+        return "yes" if p["rss_same"] and p["cpu_same"] else \
             f"**no** (RSS {'same' if p['rss_same'] else 'differs'}, CPU " \
             f"{'same' if p['cpu_same'] else 'differs'})"
-        w(f"| {hhmm(p['hour'], 0)} vs {hhmm(p['hour'] - 1, 0)} | {p['matched']} "
+
+    def row(h, p):
+        w(f"| {hhmm(h, 0)} vs {hhmm(h - 1, 0)} | {p['matched']} "
           f"({p['from_min']:.1f}–{p['to_min']:.1f}) | {p['rss_diff']:+.2f} | "
-          f"{p['held_diff']:+.2f} | {p['slack_diff']:+.2f} | {p['cpu_diff']:+.4f} | {same} |")
+          f"{p['held_diff']:+.2f} | {p['slack_diff']:+.2f} | {p['cpu_diff']:+.4f} | "
+          f"{same(p)} |")
+
+    for p in hs["pairs"]:
+        row(p["hour"], p)
+    own = [p for p in hs["pairs"] if p.get("own")]
+    if own:
+        w(f"\nThe same from {hs['own_from_min']:.0f} minutes past the hour on: by then the "
+          f"past hour's row states have been given back (flush.state_idle_s = "
+          f"{hs['state_idle_s']} s, and one idle search), so each hour holds its own rows "
+          "only, whether the hour before it was whole or not.\n")
+        w("| hour vs the hour before | matched samples (minutes) | RSS MiB | held MiB |"
+          " slack MiB | CPU cores | same |")
+        w("|---|---:|---:|---:|---:|---:|---|")
+        for p in own:
+            row(p["hour"], p["own"])
     w("")
 
 
@@ -1371,7 +1411,8 @@ def cmd_report(a):
             warm = [r for r in soak_samples(csv) if r["t_s"] >= f["warmup_minutes"] * 60]
             if "beyond_held_slope_mib_per_min" not in f:
                 f.update(beyond_held(warm, [r["t_s"] / 60 for r in warm]))
-            f["by_hour"] = soak_hours(warm, f["every_s"])
+            f["by_hour"] = soak_hours(warm, f["every_s"],
+                                      f.get("state_idle_s", SOAK_STATE_IDLE_S))
         soak_table(f, w)
     frs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(a.dir, "fresh*.json")))]
     if frs:
