@@ -795,6 +795,7 @@ def soak_hours(warm, every, state_idle_s=SOAK_STATE_IDLE_S):
                       "held_max": max(map(held, rs)),
                       "slack_mean": statistics.mean(map(slack, rs)),
                       "slack_max": max(map(slack, rs)), "cpu_mean": cpu,
+                      "redis_mean": statistics.mean(r["redis_cores"] for r in rs),
                       "cpu_us_per_event": cpu / ev * 1e6 if ev else None})
     pairs = []
     for h in sorted(by):
@@ -811,13 +812,17 @@ def soak_hours(warm, every, state_idle_s=SOAK_STATE_IDLE_S):
                 return None
             d = {k: statistics.mean(fn(cur[s]) - fn(prev[s]) for s in slots)
                  for k, fn in (("rss", rss), ("held", held), ("slack", slack),
-                               ("cpu", lambda r: r["cpu_cores"]))}
+                               ("cpu", lambda r: r["cpu_cores"]),
+                               ("redis", lambda r: r["redis_cores"]))}
             rss_mean = statistics.mean(rss(prev[s]) for s in slots)
             cpu_mean = statistics.mean(prev[s]["cpu_cores"] for s in slots)
+            redis_mean = statistics.mean(prev[s]["redis_cores"] for s in slots)
             # the same bounds as the fitted line's: max(1 MiB, 2 %) for RSS, 10 % for CPU
             return {"matched": len(slots), "from_min": slots[0] * every / 60,
                     "to_min": slots[-1] * every / 60, "rss_diff": d["rss"],
                     "held_diff": d["held"], "slack_diff": d["slack"], "cpu_diff": d["cpu"],
+                    "cpu_rel": d["cpu"] / cpu_mean if cpu_mean else None,
+                    "redis_rel": d["redis"] / redis_mean if redis_mean else None,
                     "rss_mean_before": rss_mean, "cpu_mean_before": cpu_mean,
                     "rss_same": abs(d["rss"]) <= max(1.0, 0.02 * rss_mean),
                     "cpu_same": abs(d["cpu"]) <= 0.1 * cpu_mean}
@@ -997,13 +1002,14 @@ def soak_table(f, w):
       "memory_bytes), most of it the writer's complete state of the hour's rows; slack: RSS "
       "less held memory.\n")
     w("| hour | samples (minutes past the hour) | RSS MiB mean (max) | held MiB mean (max) |"
-      " slack MiB mean (max) | CPU cores mean | CPU µs / event |")
-    w("|---|---:|---|---|---|---:|---:|")
+      " slack MiB mean (max) | CPU cores mean | CPU µs / event | redis cores |")
+    w("|---|---:|---|---|---|---:|---:|---:|")
     for h in hs["hours"]:
         w(f"| {hhmm(h['hour'], 0)} | {h['samples']} ({h['from_min']:.1f}–{h['to_min']:.1f}) | "
           f"{h['rss_mean']:.1f} ({h['rss_max']:.1f}) | {h['held_mean']:.1f} "
           f"({h['held_max']:.1f}) | {h['slack_mean']:.1f} ({h['slack_max']:.1f}) | "
-          f"{h['cpu_mean']:.3f} | {fmt(h['cpu_us_per_event'], 2)} |")
+          f"{h['cpu_mean']:.3f} | {fmt(h['cpu_us_per_event'], 2)} | "
+          f"{h['redis_mean']:.3f} |")
     if not hs["pairs"]:
         w("\nNo two consecutive hours to compare.\n")
         return
@@ -1013,10 +1019,12 @@ def soak_table(f, w):
       "gathers its rows from the run's start, not from the hour's, so only pairs of whole "
       "hours compare like with like; and until its states are given back, the hour after "
       "it holds fewer of them than the next hour holds of its own, so the first pair of "
-      "whole hours differs in its first minutes.\n")
-    w("| hour vs the hour before | matched samples (minutes) | RSS MiB | held MiB | slack MiB |"
-      " CPU cores | same |")
-    w("|---|---:|---:|---:|---:|---:|---|")
+      "whole hours differs in its first minutes. redis-server does the same work every "
+      "hour: when its CPU moves as much as rollupd's, the machine moved.\n")
+    head = ("| hour vs the hour before | matched samples (minutes) | RSS MiB | held MiB |"
+            " slack MiB | CPU cores | CPU | redis-server CPU | same |")
+    w(head)
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
 
     def same(p):
         return "yes" if p["rss_same"] and p["cpu_same"] else \
@@ -1027,7 +1035,7 @@ def soak_table(f, w):
         w(f"| {hhmm(h, 0)} vs {hhmm(h - 1, 0)} | {p['matched']} "
           f"({p['from_min']:.1f}–{p['to_min']:.1f}) | {p['rss_diff']:+.2f} | "
           f"{p['held_diff']:+.2f} | {p['slack_diff']:+.2f} | {p['cpu_diff']:+.4f} | "
-          f"{same(p)} |")
+          f"{p['cpu_rel'] * 100:+.1f} % | {p['redis_rel'] * 100:+.1f} % | {same(p)} |")
 
     for p in hs["pairs"]:
         row(p["hour"], p)
@@ -1037,9 +1045,8 @@ def soak_table(f, w):
           f"past hour's row states have been given back (flush.state_idle_s = "
           f"{hs['state_idle_s']} s, and one idle search), so each hour holds its own rows "
           "only, whether the hour before it was whole or not.\n")
-        w("| hour vs the hour before | matched samples (minutes) | RSS MiB | held MiB |"
-          " slack MiB | CPU cores | same |")
-        w("|---|---:|---:|---:|---:|---:|---|")
+        w(head)
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
         for p in own:
             row(p["hour"], p["own"])
     w("")
