@@ -677,7 +677,6 @@ def cmd_fresh(a):
     conf = os.path.join(logdir, f"rollupd-{a.name}.conf")
     sock = os.path.join(a.rundir, f"{a.name}.sock")
     rollupd_conf(conf, srv, stream, "rollupd", a.db, sock, a.interval_ms, a.backlog_entries,
-                 extra_flush=f" state_idle_s = {SOAK_STATE_IDLE_S};",
                  extra_redis=" lone_consumer = true;" if a.lone else "")
     d = Rollupd(os.path.join(a.bindir, "rollupd"), conf,
                 os.path.join(logdir, f"rollupd-{a.name}.log"), srv)
@@ -862,6 +861,7 @@ def cmd_soak(a):
     conf = os.path.join(logdir, "rollupd-soak.conf")
     sock = os.path.join(a.rundir, "soak.sock")
     rollupd_conf(conf, srv, stream, "rollupd", a.db, sock, a.interval_ms, a.backlog_entries,
+                 extra_flush=f" state_idle_s = {SOAK_STATE_IDLE_S};",
                  extra_redis=" lone_consumer = true;" if a.lone else "")
     d = Rollupd(os.path.join(a.bindir, "rollupd"), conf,
                 os.path.join(logdir, "rollupd-soak.log"), srv)
