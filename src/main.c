@@ -5,6 +5,7 @@
  * error (SD_ERR) rather than as information; elsewhere they are logfmt or JSON lines. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <systemd/sd-daemon.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,6 +36,27 @@ static void say(enum ru_log_level level, const char *fmt, ...)
         fprintf(stderr, "<%d>rollupd: %s\n", (int)level, text);
     else
         ru_log(level, "msg=\"%s\"", text);
+}
+
+/* Blocks of MMAP_THRESHOLD bytes or more get a mapping of their own, given back when they are
+ * freed. glibc's default starts there but raises the threshold to the size of each such block
+ * freed (up to 32 MiB), and from then on the blocks that every flush makes and frees again (a
+ * batch's entry ids, hiredis' output buffer of a flush's XACKs: up to a MiB each) come from
+ * the heap, between small blocks that live longer (row states, user sets, keys). Those keep
+ * the freed pages around them in use, and RSS settles megabytes above what rollupd holds.
+ * Fixed, the churn stays out of the heap. An operator's own setting (GLIBC_TUNABLES
+ * glibc.malloc.mmap_threshold, MALLOC_MMAP_THRESHOLD_) is left alone. */
+#define MMAP_THRESHOLD (128 * 1024)
+
+static void fix_mmap_threshold(void)
+{
+    const char *tunables = getenv("GLIBC_TUNABLES");
+    if (getenv("MALLOC_MMAP_THRESHOLD_") != NULL ||
+        (tunables != NULL && strstr(tunables, "glibc.malloc.mmap_threshold") != NULL))
+        return;
+    /* 0 under an allocator that is not glibc's (the sanitizers'): nothing to fix there */
+    if (mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) != 1)
+        ru_debug("msg=\"the allocator does not take an mmap threshold\"");
 }
 
 static void usage(FILE *out)
@@ -133,6 +155,7 @@ int main(int argc, char **argv)
         ru_config_deinit(&cfg);
         return 0;
     }
+    fix_mmap_threshold();
     struct ru_daemon *d = ru_daemon_new(&cfg, err, sizeof(err));
     if (d == NULL) {
         ru_err("msg=\"cannot start\" error=\"%s\"", err);
