@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -524,10 +525,33 @@ static int poll_timeout(const struct ru_daemon *d)
     return timeout;
 }
 
+/* poll(2) failed with err (not EINTR). EFAULT and EINVAL would be this loop's own mistake:
+ * stop. Anything else (ENOMEM, or an errno that a debugger's call into the process leaves
+ * behind) is waited out for POLL_RETRY_MS and the loop goes on; MAX_POLL_FAILURES in a row
+ * stop the daemon. Returns true to stop. */
+#define POLL_RETRY_MS     10
+#define MAX_POLL_FAILURES 100
+
+static bool poll_failed(int err, int *failures)
+{
+    if (err == EFAULT || err == EINVAL || ++*failures > MAX_POLL_FAILURES) {
+        ru_err("msg=\"poll failed, stopping; the next start reads what was not committed "
+               "again\" error=\"%s\" errno=%d failures=%d",
+               strerror(err), err, *failures);
+        return true;
+    }
+    if (*failures == 1)
+        ru_warn("msg=\"poll failed, polling again\" error=\"%s\" errno=%d", strerror(err), err);
+    struct timespec pause = {0, POLL_RETRY_MS * 1000000L};
+    nanosleep(&pause, NULL);
+    return false;
+}
+
 int ru_daemon_run(struct ru_daemon *d)
 {
     struct pollfd fds[MAX_POLLFDS];
     int end[RU_ARRAY_LEN(sources)]; /* source k's fds are [end[k-1], end[k]) */
+    int poll_failures = 0;
     for (;;) {
         int n = 0;
         for (size_t k = 0; k < RU_ARRAY_LEN(sources); k++) {
@@ -535,10 +559,10 @@ int ru_daemon_run(struct ru_daemon *d)
             end[k] = n;
         }
         int rc = poll(fds, (nfds_t)n, poll_timeout(d));
-        if (rc < 0 && errno != EINTR) {
-            ru_err("msg=\"poll failed\" error=\"%s\"", strerror(errno));
+        if (rc >= 0)
+            poll_failures = 0;
+        else if (errno != EINTR && poll_failed(errno, &poll_failures))
             return 1;
-        }
         for (size_t k = 0, i = 0; rc > 0 && k < RU_ARRAY_LEN(sources); k++)
             for (; i < (size_t)end[k]; i++)
                 if (fds[i].revents)
