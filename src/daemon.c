@@ -534,7 +534,7 @@ static int poll_timeout(const struct ru_daemon *d)
 
 static bool poll_failed(int err, int *failures)
 {
-    if (err == EFAULT || err == EINVAL || ++*failures > MAX_POLL_FAILURES) {
+    if (err == EFAULT || err == EINVAL || ++*failures >= MAX_POLL_FAILURES) {
         ru_err("msg=\"poll failed, stopping; the next start reads what was not committed "
                "again\" error=\"%s\" errno=%d failures=%d",
                strerror(err), err, *failures);
@@ -559,9 +559,10 @@ int ru_daemon_run(struct ru_daemon *d)
             end[k] = n;
         }
         int rc = poll(fds, (nfds_t)n, poll_timeout(d));
-        if (rc >= 0)
+        if (rc >= 0 && poll_failures > 0) {
+            ru_info("msg=\"poll works again\" failures=%d", poll_failures);
             poll_failures = 0;
-        else if (errno != EINTR && poll_failed(errno, &poll_failures))
+        } else if (errno != EINTR && poll_failed(errno, &poll_failures))
             return 1;
         for (size_t k = 0, i = 0; rc > 0 && k < RU_ARRAY_LEN(sources); k++)
             for (; i < (size_t)end[k]; i++)
