@@ -93,11 +93,16 @@ stop_rollupd() {
 health_says() {
     [[ $("$build/rollupctl" -s "$sock" health 2>&1) == "$1"* ]]
 }
+# consumed_is N: rollupd has read N events (a flush commits what has been read, no more)
+consumed_is() {
+    grep -q "\"events_consumed\": *$1[,}]" <<<"$("$build/rollupctl" -s "$sock" status --json)"
+}
 
 # ---- verify-full with the right CA -----------------------------------------------------
 run_rollupd good "$tls sslrootcert=$work/ca.crt"
 wait_for 30 "health ok over verify-full ($(tail -n 3 "$log"))" health_says ok
 feed 1000
+wait_for 30 "rollupd read the $VALID events" consumed_is "$VALID"
 "$build/rollupctl" -s "$sock" flush >/dev/null || fail "rollupctl flush"
 sum=$(psql -X -t -A "$tls sslrootcert=$work/ca.crt" \
     -c "SELECT coalesce(sum(total_requests), 0) FROM route_analytics_hourly")

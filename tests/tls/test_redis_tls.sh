@@ -75,6 +75,10 @@ run_rollupd() {
 health_says() {
     [[ $("$build/rollupctl" -s "$sock" health 2>&1) == "$1"* ]]
 }
+# consumed_is N: rollupd has read N events (a flush commits what has been read, no more)
+consumed_is() {
+    grep -q "\"events_consumed\": *$1[,}]" <<<"$("$build/rollupctl" -s "$sock" status --json)"
+}
 
 # ---- through a sidecar that trusts the CA ----------------------------------------------
 sidecar good "$work/ca.crt"
@@ -83,6 +87,7 @@ wait_for 30 "health ok through stunnel ($(tail -n 3 "$log"))" health_says ok
 # the producer writes over TLS (loadgen has no TLS either: it goes through the sidecar)
 RU_REDIS_HOST=127.0.0.1 RU_REDIS_PORT=$LPORT feed 1000
 [[ $(rtls XLEN "$STREAM") == 1000 ]] || fail "the stream on the TLS server is not there"
+wait_for 30 "rollupd read the $VALID events" consumed_is "$VALID"
 "$build/rollupctl" -s "$sock" flush >/dev/null || fail "rollupctl flush"
 sum=$(ct_sql "SELECT coalesce(sum(total_requests), 0) FROM route_analytics_hourly")
 [[ $sum == "$VALID" ]] || fail "rows count $sum events, want $VALID"
