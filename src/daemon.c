@@ -559,11 +559,13 @@ int ru_daemon_run(struct ru_daemon *d)
             end[k] = n;
         }
         int rc = poll(fds, (nfds_t)n, poll_timeout(d));
-        if (rc >= 0 && poll_failures > 0) {
+        if (rc < 0) {
+            if (errno != EINTR && poll_failed(errno, &poll_failures))
+                return 1;
+        } else if (poll_failures > 0) {
             ru_info("msg=\"poll works again\" failures=%d", poll_failures);
             poll_failures = 0;
-        } else if (errno != EINTR && poll_failed(errno, &poll_failures))
-            return 1;
+        }
         for (size_t k = 0, i = 0; rc > 0 && k < RU_ARRAY_LEN(sources); k++)
             for (; i < (size_t)end[k]; i++)
                 if (fds[i].revents)

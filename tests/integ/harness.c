@@ -1074,6 +1074,12 @@ int ru_h_daemon_stop(struct ru_h_daemon *d)
         kill(d->pid, SIGKILL);
         st = ru_h_daemon_wait_exit(d, 10000);
     }
+    /* the event loop's own failure is expected in no test */
+    char *log = ru_h_file_text(d->log);
+    bool poll_failed = strstr(log, "poll failed") != NULL;
+    free(log);
+    if (poll_failed)
+        FAIL("rollupd's log says \"poll failed\": %s", d->log);
     return st;
 }
 
