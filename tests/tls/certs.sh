@@ -4,8 +4,15 @@
 #   make_ca DIR NAME           DIR/NAME.key, DIR/NAME.crt: a self-signed CA
 #   make_cert DIR CA NAME      DIR/NAME.key, DIR/NAME.crt signed by DIR/CA.crt, valid for
 #                              localhost and 127.0.0.1 (subjectAltName), one day
+#   consumed_is N              rollupd on $sock has read N events
 # shellcheck source=tests/container/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../container/common.sh"
+
+# consumed_is N: the rollupd answering on $sock has read N events (a flush commits what has
+# been read, no more)
+consumed_is() {
+    grep -q "\"events_consumed\": *$1[,}]" <<<"$("$build/rollupctl" -s "${sock:?}" status --json)"
+}
 
 make_ca() {
     openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=rollupd test $2" \

@@ -93,10 +93,6 @@ stop_rollupd() {
 health_says() {
     [[ $("$build/rollupctl" -s "$sock" health 2>&1) == "$1"* ]]
 }
-# consumed_is N: rollupd has read N events (a flush commits what has been read, no more)
-consumed_is() {
-    grep -q "\"events_consumed\": *$1[,}]" <<<"$("$build/rollupctl" -s "$sock" status --json)"
-}
 
 # ---- verify-full with the right CA -----------------------------------------------------
 run_rollupd good "$tls sslrootcert=$work/ca.crt"

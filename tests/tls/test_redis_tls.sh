@@ -75,10 +75,6 @@ run_rollupd() {
 health_says() {
     [[ $("$build/rollupctl" -s "$sock" health 2>&1) == "$1"* ]]
 }
-# consumed_is N: rollupd has read N events (a flush commits what has been read, no more)
-consumed_is() {
-    grep -q "\"events_consumed\": *$1[,}]" <<<"$("$build/rollupctl" -s "$sock" status --json)"
-}
 
 # ---- through a sidecar that trusts the CA ----------------------------------------------
 sidecar good "$work/ca.crt"
