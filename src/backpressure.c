@@ -17,9 +17,10 @@
 
 size_t ru_backpressure_mem_in_use(const struct ru_daemon *d)
 {
-    return ru_batch_mem(d->cur) + d->inflight_mem + (d->adopt.b ? ru_batch_mem(d->adopt.b) : 0) +
-           ru_pgw_cache_mem(d->pgw) + ru_stream_mem(d->stream) + d->parked.mem +
-           ru_keycheck_mem(d->verdicts) + ru_pcache_mem(d->pcache);
+    return ru_batch_mem(d->cur) + d->spare_ids.cap * sizeof(*d->spare_ids.ids) + d->inflight_mem +
+           (d->adopt.b ? ru_batch_mem(d->adopt.b) : 0) + ru_pgw_cache_mem(d->pgw) +
+           ru_stream_mem(d->stream) + d->parked.mem + ru_keycheck_mem(d->verdicts) +
+           ru_pcache_mem(d->pcache);
 }
 
 /* What flushing a row needs beyond the batch: its next state, its COPY lines and the
@@ -80,9 +81,9 @@ void ru_backpressure_step(struct ru_daemon *d)
      * next doubling of the store's tables. The bound holds; memory is never freed by
      * dropping data. */
     size_t per_entry = ru_stream_entry_bytes(d->stream) + NEW_KEY_BYTES;
-    size_t reserve = 2 * (size_t)ru_stream_read_count(d->stream) * per_entry +
-                     ru_store_next_growth(d->cur->store) +
-                     2 * d->cur->ids_cap * sizeof(*d->cur->ids) + d->cur->raw.cap;
+    size_t in_flight = 2 * (size_t)ru_stream_read_count(d->stream);
+    size_t reserve = in_flight * per_entry + ru_store_next_growth(d->cur->store) +
+                     ru_batch_ids_growth(d->cur, in_flight) + d->cur->raw.cap;
     /* with nothing held there is nothing to wait for: a reserve larger than the bound
      * (a huge redis.count) must not stop reading for good */
     bool holding = !ru_batch_empty(d->cur) || d->inflight_mem > 0 || d->parked.n > 0;

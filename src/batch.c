@@ -5,6 +5,8 @@
 #include "rollupd/event.h"
 #include "rollupd/utf8.h"
 
+#define IDS_FIRST_CAP 1024 /* entry ids an id array starts with */
+
 struct ru_batch *ru_batch_new(void)
 {
     struct ru_batch *b = ru_xcalloc(1, sizeof(*b));
@@ -28,12 +30,45 @@ void ru_batch_free(struct ru_batch *b)
 void ru_batch_add_id(struct ru_batch *b, const struct ru_sid *id)
 {
     if (b->nids == b->ids_cap) {
-        b->ids_cap = b->ids_cap ? b->ids_cap * 2 : 1024;
+        b->ids_cap = b->ids_cap ? b->ids_cap * 2 : IDS_FIRST_CAP;
         b->ids = ru_xrealloc(b->ids, b->ids_cap * sizeof(*b->ids));
     }
     b->ids[b->nids++] = *id;
     if (ru_sid_cmp(id, &b->checkpoint) > 0)
         b->checkpoint = *id;
+}
+
+size_t ru_batch_ids_growth(const struct ru_batch *b, size_t more)
+{
+    size_t cap = b->ids_cap;
+    if (b->nids + more <= cap)
+        return 0;
+    if (cap == 0)
+        cap = IDS_FIRST_CAP;
+    while (cap < b->nids + more)
+        cap *= 2;
+    return cap * sizeof(*b->ids);
+}
+
+void ru_batch_keep_ids(struct ru_batch *b, struct ru_batch_ids *spare, size_t max_bytes)
+{
+    if (spare->ids != NULL || b->ids == NULL || b->ids_cap * sizeof(*b->ids) > max_bytes)
+        return;
+    spare->ids = b->ids;
+    spare->cap = b->ids_cap;
+    b->ids = NULL;
+    b->ids_cap = 0;
+    b->nids = 0;
+}
+
+void ru_batch_use_ids(struct ru_batch *b, struct ru_batch_ids *spare)
+{
+    if (spare->ids == NULL || b->ids != NULL)
+        return;
+    b->ids = spare->ids;
+    b->ids_cap = spare->cap;
+    spare->ids = NULL;
+    spare->cap = 0;
 }
 
 bool ru_batch_empty(const struct ru_batch *b)

@@ -324,6 +324,7 @@ void ru_daemon_free(struct ru_daemon *d)
     ru_status_free(d->status);
     ru_http_free(d->http);
     ru_batch_free(d->cur);
+    free(d->spare_ids.ids);
     ru_takeover_reset(d);
     ru_keycheck_parked_deinit(&d->parked);
     ru_keycheck_free(d->verdicts);

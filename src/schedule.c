@@ -112,6 +112,7 @@ void ru_schedule_flush(struct ru_daemon *d)
     }
     struct ru_batch *b = d->cur;
     d->cur = ru_batch_new();
+    ru_batch_use_ids(d->cur, &d->spare_ids);
     b->lone = ru_stream_recovery_owed(d->stream) || b->lone_start;
     b->dead_pos = ru_stream_dead_pos(d->stream);
     d->inflight_events = ru_store_nevents(b->store);
@@ -158,5 +159,7 @@ void ru_schedule_committed(struct ru_daemon *d, struct ru_batch *b)
     d->c.flush_seconds_sum += secs;
     d->inflight_events = 0;
     d->inflight_mem = 0;
+    /* kept unless larger than a 64th of the memory budget (a backlog's batch) */
+    ru_batch_keep_ids(b, &d->spare_ids, ru_backpressure_budget(d) / 64);
     ru_batch_free(b);
 }

@@ -94,6 +94,76 @@ Test(batch, add_id_growth)
     ru_batch_free(b);
 }
 
+Test(batch, ids_growth_counts_the_array_adding_would_allocate)
+{
+    struct ru_batch *b = ru_batch_new();
+    /* no array yet: the first one, doubled until the ids fit */
+    cr_assert_eq(ru_batch_ids_growth(b, 0), 0);
+    cr_assert_eq(ru_batch_ids_growth(b, 1), 1024 * sizeof(struct ru_sid));
+    cr_assert_eq(ru_batch_ids_growth(b, 2000), 2048 * sizeof(struct ru_sid));
+    for (uint64_t i = 0; i < 1000; i++)
+        ru_batch_add_id(b, &(struct ru_sid){1, i});
+    cr_assert_eq(b->ids_cap, 1024);
+    cr_assert_eq(ru_batch_ids_growth(b, 24), 0);
+    cr_assert_eq(ru_batch_ids_growth(b, 25), 2048 * sizeof(struct ru_sid));
+    cr_assert_eq(ru_batch_ids_growth(b, 3097), 8192 * sizeof(struct ru_sid));
+    cr_assert_eq(ru_batch_ids_growth(b, 3096), 4096 * sizeof(struct ru_sid));
+    ru_batch_free(b);
+}
+
+Test(batch, ids_kept_for_the_next_batch)
+{
+    struct ru_batch_ids spare = {NULL, 0};
+    struct ru_batch *b = ru_batch_new();
+    for (uint64_t i = 0; i < 3000; i++)
+        ru_batch_add_id(b, &(struct ru_sid){7, i});
+    struct ru_sid *arr = b->ids;
+    cr_assert_eq(b->ids_cap, 4096);
+    size_t bytes = 4096 * sizeof(struct ru_sid);
+
+    /* larger than allowed: left with the batch, freed with it */
+    ru_batch_keep_ids(b, &spare, bytes - 1);
+    cr_assert_null(spare.ids);
+    cr_assert_eq(b->ids, arr);
+
+    ru_batch_keep_ids(b, &spare, bytes);
+    cr_assert_eq(spare.ids, arr);
+    cr_assert_eq(spare.cap, 4096);
+    cr_assert_null(b->ids);
+    cr_assert_eq(b->ids_cap, 0);
+    cr_assert_eq(b->nids, 0);
+    cr_assert_eq(b->checkpoint.seq, 2999, "the checkpoint stays with the batch");
+    ru_batch_free(b);
+
+    /* a second array does not replace the one kept */
+    struct ru_batch *other = ru_batch_new();
+    ru_batch_add_id(other, &(struct ru_sid){8, 0});
+    ru_batch_keep_ids(other, &spare, bytes);
+    cr_assert_eq(spare.ids, arr);
+    cr_assert_eq(other->nids, 1);
+    ru_batch_free(other);
+
+    /* the next batch fills the kept array from the start, without growing it */
+    struct ru_batch *next = ru_batch_new();
+    size_t m0 = ru_batch_mem(next);
+    ru_batch_use_ids(next, &spare);
+    cr_assert_null(spare.ids);
+    cr_assert_eq(spare.cap, 0);
+    cr_assert_eq(next->ids, arr);
+    cr_assert_eq(next->nids, 0);
+    cr_assert(ru_batch_empty(next));
+    cr_assert_eq(ru_batch_mem(next), m0 + bytes, "the array is counted with its batch");
+    for (uint64_t i = 0; i < 4096; i++)
+        ru_batch_add_id(next, &(struct ru_sid){9, i});
+    cr_assert_eq(next->ids, arr, "filled in place");
+    cr_assert_eq(next->ids[0].ms, 9);
+    cr_assert_eq(next->checkpoint.seq, 4095);
+    /* nothing to give: a batch with an array keeps its own */
+    ru_batch_use_ids(next, &spare);
+    cr_assert_eq(next->ids, arr);
+    ru_batch_free(next);
+}
+
 static char *escaped(const char *s, size_t len)
 {
     struct ru_buf b = RU_BUF_INIT;

@@ -68,6 +68,20 @@ struct ru_batch {
 struct ru_batch *ru_batch_new(void);
 void ru_batch_free(struct ru_batch *b);
 void ru_batch_add_id(struct ru_batch *b, const struct ru_sid *id);
+/* An emptied entry-id array kept from one batch for the next: a steady stream fills one of
+ * about the same size every flush, and growing it again by doubling each time leaves
+ * short-lived blocks among the heap's long-lived ones. */
+struct ru_batch_ids {
+    struct ru_sid *ids;
+    size_t cap;
+};
+/* Bytes of the id array that adding `more` ids to b would allocate (0 when they fit). */
+size_t ru_batch_ids_growth(const struct ru_batch *b, size_t more);
+/* Moves b's id array into *spare when *spare is empty and the array takes at most max_bytes
+ * (a batch after a large backlog gives its array back instead). */
+void ru_batch_keep_ids(struct ru_batch *b, struct ru_batch_ids *spare, size_t max_bytes);
+/* Gives *spare's array to b, which must have none yet; *spare is left empty. */
+void ru_batch_use_ids(struct ru_batch *b, struct ru_batch_ids *spare);
 /* Raises the checkpoint only: an entry read without acknowledgement has nothing to XACK. */
 void ru_batch_note_id(struct ru_batch *b, const struct ru_sid *id);
 /* Nothing to commit: no event, no id, no checkpoint move. */
