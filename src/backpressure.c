@@ -77,13 +77,14 @@ void ru_backpressure_step(struct ru_daemon *d)
         d->flush_due = true;
     /* Pause before the next step could cross the bound: the XREADGROUP replies still on
      * their way (at most two of the stream's current COUNT, each entry taking the size
-     * measured in the last reply, and at worst making a new key: about 1 KiB) plus the
-     * next doubling of the store's tables. The bound holds; memory is never freed by
-     * dropping data. */
+     * measured in the last reply, and at worst making a new key: about 1 KiB), the next
+     * doubling of the store's tables, the id array's growth for those entries and the
+     * parked ones, and the raw rows' buffer doubling. The bound holds; memory is never
+     * freed by dropping data. */
     size_t per_entry = ru_stream_entry_bytes(d->stream) + NEW_KEY_BYTES;
     size_t in_flight = 2 * (size_t)ru_stream_read_count(d->stream);
     size_t reserve = in_flight * per_entry + ru_store_next_growth(d->cur->store) +
-                     ru_batch_ids_growth(d->cur, in_flight) + d->cur->raw.cap;
+                     ru_batch_ids_growth(d->cur, in_flight + d->parked.n) + d->cur->raw.cap;
     /* with nothing held there is nothing to wait for: a reserve larger than the bound
      * (a huge redis.count) must not stop reading for good */
     bool holding = !ru_batch_empty(d->cur) || d->inflight_mem > 0 || d->parked.n > 0;

@@ -40,19 +40,22 @@ void ru_batch_add_id(struct ru_batch *b, const struct ru_sid *id)
 
 size_t ru_batch_ids_growth(const struct ru_batch *b, size_t more)
 {
-    size_t cap = b->ids_cap;
-    if (b->nids + more <= cap)
+    size_t need = b->nids + more, cap = b->ids_cap;
+    if (need <= cap)
         return 0;
-    if (cap == 0)
-        cap = IDS_FIRST_CAP;
-    while (cap < b->nids + more)
-        cap *= 2;
-    return cap * sizeof(*b->ids);
+    size_t prev = cap, next = cap ? cap * 2 : IDS_FIRST_CAP;
+    while (next < need) {
+        prev = next;
+        next *= 2;
+    }
+    /* the last realloc holds the array it grows from and the new one at once */
+    return (next + prev - cap) * sizeof(*b->ids);
 }
 
 void ru_batch_keep_ids(struct ru_batch *b, struct ru_batch_ids *spare, size_t max_bytes)
 {
-    if (spare->ids != NULL || b->ids == NULL || b->ids_cap * sizeof(*b->ids) > max_bytes)
+    if (spare->ids != NULL || b->ids == NULL || b->ids_cap * sizeof(*b->ids) > max_bytes ||
+        b->nids < b->ids_cap / 4)
         return;
     spare->ids = b->ids;
     spare->cap = b->ids_cap;
@@ -67,6 +70,22 @@ void ru_batch_use_ids(struct ru_batch *b, struct ru_batch_ids *spare)
         return;
     b->ids = spare->ids;
     b->ids_cap = spare->cap;
+    spare->ids = NULL;
+    spare->cap = 0;
+}
+
+void ru_batch_ids_release(struct ru_batch *b)
+{
+    if (b->nids > 0)
+        return;
+    free(b->ids);
+    b->ids = NULL;
+    b->ids_cap = 0;
+}
+
+void ru_batch_ids_free(struct ru_batch_ids *spare)
+{
+    free(spare->ids);
     spare->ids = NULL;
     spare->cap = 0;
 }

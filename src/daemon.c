@@ -157,10 +157,14 @@ static void on_writer_event(struct ru_daemon *d)
     /* Give a large batch's memory back rather than keep the peak, but only when reading is
      * idle (nothing gathered since) or the RSS is above half of limits.max_memory_mb:
      * trimming after every flush of a steady stream returns pages that the next batch
-     * faults straight back in. */
-    if (ru_batch_empty(d->cur) ||
-        ru_backpressure_rss() > (size_t)d->cfg.limits.max_memory_mb * 1024 * 1024 / 2)
+     * faults straight back in. The id arrays kept for the next batches go too. */
+    bool idle = ru_batch_empty(d->cur);
+    if (idle || ru_backpressure_rss() > (size_t)d->cfg.limits.max_memory_mb * 1024 * 1024 / 2) {
+        ru_batch_ids_free(&d->spare_ids);
+        if (idle)
+            ru_batch_ids_release(d->cur);
         malloc_trim(0);
+    }
 }
 
 /* ---- readiness ---- */
@@ -324,7 +328,7 @@ void ru_daemon_free(struct ru_daemon *d)
     ru_status_free(d->status);
     ru_http_free(d->http);
     ru_batch_free(d->cur);
-    free(d->spare_ids.ids);
+    ru_batch_ids_free(&d->spare_ids);
     ru_takeover_reset(d);
     ru_keycheck_parked_deinit(&d->parked);
     ru_keycheck_free(d->verdicts);

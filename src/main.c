@@ -40,15 +40,16 @@ static void say(enum ru_log_level level, const char *fmt, ...)
 
 /* Blocks of MMAP_THRESHOLD bytes or more get a mapping of their own, given back when they are
  * freed. glibc's default starts there but raises the threshold to the size of each such block
- * freed (up to 32 MiB), and from then on the blocks that every flush makes and frees again (a
- * batch's entry ids: 400 KB for 25,000) come from the heap, between small blocks that live
- * longer (row states, user sets, keys). Those keep the freed pages around them in use, and
- * RSS settles megabytes above what rollupd holds. Fixed, the churn stays out of the heap
- * (hiredis' output buffer is kept below the threshold: the XACKs are written chunk by chunk).
- * Fixing it also keeps the heap's trim threshold at its 128 KiB default instead of twice the
- * raised mmap threshold, so free space at the heap's top goes back to the system sooner. An
- * operator's own setting (GLIBC_TUNABLES glibc.malloc.mmap_threshold, MALLOC_MMAP_THRESHOLD_)
- * is left alone. */
+ * freed (up to 32 MiB), and from then on the large blocks that flushes make and free again (a
+ * batch's arrays and buffers) come from the heap, between small blocks that live longer (row
+ * states, user sets, keys). Those keep the freed pages around them in use, and RSS settles
+ * megabytes above what rollupd holds. Fixed, such blocks stay out of the heap. So that they
+ * are not mapped and unmapped every flush either, hiredis' output buffer is kept below the
+ * threshold (the XACKs are written chunk by chunk) and a steady stream's entry-id arrays are
+ * kept from batch to batch (batch.h). Fixing it also keeps the heap's trim threshold at its
+ * 128 KiB default instead of twice the raised mmap threshold, so free space at the heap's top
+ * goes back to the system sooner. An operator's own setting (GLIBC_TUNABLES
+ * glibc.malloc.mmap_threshold, MALLOC_MMAP_THRESHOLD_) is left alone. */
 #define MMAP_THRESHOLD (128 * 1024)
 
 static void fix_mmap_threshold(void)

@@ -159,7 +159,7 @@ void ru_schedule_committed(struct ru_daemon *d, struct ru_batch *b)
     d->c.flush_seconds_sum += secs;
     d->inflight_events = 0;
     d->inflight_mem = 0;
-    /* kept unless larger than a 64th of the memory budget (a backlog's batch) */
+    /* kept for the next batch unless larger than a 64th of the memory budget */
     ru_batch_keep_ids(b, &d->spare_ids, ru_backpressure_budget(d) / 64);
     ru_batch_free(b);
 }

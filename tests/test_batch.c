@@ -94,20 +94,23 @@ Test(batch, add_id_growth)
     ru_batch_free(b);
 }
 
-Test(batch, ids_growth_counts_the_array_adding_would_allocate)
+Test(batch, ids_growth_counts_the_peak_of_growing_the_array)
 {
+    const size_t S = sizeof(struct ru_sid);
     struct ru_batch *b = ru_batch_new();
-    /* no array yet: the first one, doubled until the ids fit */
+    /* no array yet: the first one, doubled until the ids fit (with the one it grew from) */
     cr_assert_eq(ru_batch_ids_growth(b, 0), 0);
-    cr_assert_eq(ru_batch_ids_growth(b, 1), 1024 * sizeof(struct ru_sid));
-    cr_assert_eq(ru_batch_ids_growth(b, 2000), 2048 * sizeof(struct ru_sid));
+    cr_assert_eq(ru_batch_ids_growth(b, 1), 1024 * S);
+    cr_assert_eq(ru_batch_ids_growth(b, 2000), (2048 + 1024) * S);
     for (uint64_t i = 0; i < 1000; i++)
         ru_batch_add_id(b, &(struct ru_sid){1, i});
     cr_assert_eq(b->ids_cap, 1024);
     cr_assert_eq(ru_batch_ids_growth(b, 24), 0);
-    cr_assert_eq(ru_batch_ids_growth(b, 25), 2048 * sizeof(struct ru_sid));
-    cr_assert_eq(ru_batch_ids_growth(b, 3097), 8192 * sizeof(struct ru_sid));
-    cr_assert_eq(ru_batch_ids_growth(b, 3096), 4096 * sizeof(struct ru_sid));
+    /* one doubling: the new array (the one it grows from is already counted) */
+    cr_assert_eq(ru_batch_ids_growth(b, 25), 2048 * S);
+    /* two: 4096 beside 2048, less the 1024 held */
+    cr_assert_eq(ru_batch_ids_growth(b, 3096), (4096 + 2048 - 1024) * S);
+    cr_assert_eq(ru_batch_ids_growth(b, 3097), (8192 + 4096 - 1024) * S);
     ru_batch_free(b);
 }
 
@@ -143,6 +146,24 @@ Test(batch, ids_kept_for_the_next_batch)
     cr_assert_eq(other->nids, 1);
     ru_batch_free(other);
 
+    /* an array less than a quarter full is not kept: it was grown by a backlog */
+    struct ru_batch_ids other_spare = {NULL, 0};
+    struct ru_batch *sparse = ru_batch_new();
+    for (uint64_t i = 0; i < 1025; i++)
+        ru_batch_add_id(sparse, &(struct ru_sid){8, i});
+    sparse->nids = 511; /* 2048 ids of room, 511 used */
+    ru_batch_keep_ids(sparse, &other_spare, bytes);
+    cr_assert_null(other_spare.ids);
+    sparse->nids = 512;
+    ru_batch_keep_ids(sparse, &other_spare, bytes);
+    cr_assert_not_null(other_spare.ids);
+    cr_assert_eq(other_spare.cap, 2048);
+    ru_batch_free(sparse);
+    ru_batch_ids_free(&other_spare);
+    cr_assert_null(other_spare.ids);
+    cr_assert_eq(other_spare.cap, 0);
+    ru_batch_ids_free(&other_spare); /* nothing kept: nothing to free */
+
     /* the next batch fills the kept array from the start, without growing it */
     struct ru_batch *next = ru_batch_new();
     size_t m0 = ru_batch_mem(next);
@@ -161,7 +182,18 @@ Test(batch, ids_kept_for_the_next_batch)
     /* nothing to give: a batch with an array keeps its own */
     ru_batch_use_ids(next, &spare);
     cr_assert_eq(next->ids, arr);
+    /* an array holding ids is not released; an empty one is */
+    ru_batch_ids_release(next);
+    cr_assert_eq(next->ids, arr);
     ru_batch_free(next);
+    struct ru_batch *idle = ru_batch_new();
+    ru_batch_add_id(idle, &(struct ru_sid){10, 0});
+    idle->nids = 0;
+    ru_batch_ids_release(idle);
+    cr_assert_null(idle->ids);
+    cr_assert_eq(idle->ids_cap, 0);
+    ru_batch_ids_release(idle);
+    ru_batch_free(idle);
 }
 
 static char *escaped(const char *s, size_t len)

@@ -75,13 +75,19 @@ struct ru_batch_ids {
     struct ru_sid *ids;
     size_t cap;
 };
-/* Bytes of the id array that adding `more` ids to b would allocate (0 when they fit). */
+/* Bytes beyond b's id array as it is that adding `more` ids would have allocated at the
+ * peak: the final array and, during its realloc, the one it grew from (0 when they fit). */
 size_t ru_batch_ids_growth(const struct ru_batch *b, size_t more);
-/* Moves b's id array into *spare when *spare is empty and the array takes at most max_bytes
- * (a batch after a large backlog gives its array back instead). */
+/* Moves b's id array into *spare when *spare is empty, the array takes at most max_bytes
+ * and b used a quarter of it or more (an array grown by a backlog is freed with its batch,
+ * and the next batches grow one to the steady size again). */
 void ru_batch_keep_ids(struct ru_batch *b, struct ru_batch_ids *spare, size_t max_bytes);
 /* Gives *spare's array to b, which must have none yet; *spare is left empty. */
 void ru_batch_use_ids(struct ru_batch *b, struct ru_batch_ids *spare);
+/* Frees b's id array when it holds no id. */
+void ru_batch_ids_release(struct ru_batch *b);
+/* Frees the kept array, if any. */
+void ru_batch_ids_free(struct ru_batch_ids *spare);
 /* Raises the checkpoint only: an entry read without acknowledgement has nothing to XACK. */
 void ru_batch_note_id(struct ru_batch *b, const struct ru_sid *id);
 /* Nothing to commit: no event, no id, no checkpoint move. */
