@@ -598,9 +598,10 @@ def cmd_flush(a):
                         pow2_at_least(2 * du + 1, 1024) * 16
                     r["ids_bytes"] = ids
                     # the batch being filled (memory_bytes also counts the writer's cache of
-                    # row states, reported on its own below)
+                    # row states, reported on its own below, and the id array kept from the
+                    # last flush for the next batch)
                     batch = st["memory_bytes"] - st.get("state_cache_bytes", 0) \
-                        - st.get("state_scratch_bytes", 0)
+                        - st.get("state_scratch_bytes", 0) - st.get("ids_kept_bytes", 0)
                     r["batch_bytes"] = batch
                     r["per_key_bytes"] = round(batch / rows, 1)
                     r["per_key_bytes_excl"] = round((batch - ids - 8 * gen["hist_slots"]

@@ -110,6 +110,7 @@ static const struct row rows[] = {
         V_U64)},
     {JP(memory_bytes, "rollupd_memory_bytes", "gauge",
         "Bytes held by batches and row states in memory.", V_U64)},
+    {J(ids_kept_bytes, V_U64)},
     {JP(state_cache_rows, "rollupd_state_cache_rows", "gauge",
         "Hourly rows whose full state the writer keeps in memory.", V_U64)},
     {JP(state_cache_bytes, "rollupd_state_cache_bytes", "gauge", "Bytes of those states.", V_U64)},

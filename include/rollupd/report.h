@@ -33,6 +33,7 @@ struct ru_report {
     uint64_t flush_bucket[RU_REPORT_NBUCKETS + 1]; /* per bucket, not cumulative; +Inf last */
     double flush_seconds_sum;
     uint64_t pending_events, pending_keys, memory_bytes;
+    uint64_t ids_kept_bytes; /* of memory_bytes: the id array kept for the next batch */
     uint64_t state_cache_rows, state_cache_bytes, state_reloads, state_evictions;
     uint64_t state_budget_evictions;
     uint64_t state_scratch_bytes, state_cache_flushes;
