@@ -433,7 +433,6 @@ void ru_stream_ack(struct ru_stream *s, const struct ru_sid *ids, size_t n)
     for (size_t off = 0; off < n && s->c; off += ACK_CHUNK) {
         size_t m = n - off < ACK_CHUNK ? n - off : ACK_CHUNK;
         send_ack(s, ids + off, m, &b);
-        s->stats.acked += m;
         /* written chunk by chunk: hiredis' output buffer would otherwise grow to the whole
          * batch's XACKs (a MiB for 25,000 ids) and be mapped and unmapped every flush */
         ru_rconn_flush(s);

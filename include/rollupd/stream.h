@@ -88,7 +88,6 @@ struct ru_stream_cb {
 struct ru_stream_stats {
     uint64_t reads;         /* XREADGROUP replies */
     uint64_t entries;       /* entries delivered */
-    uint64_t acked;         /* ids sent in XACK */
     uint64_t dead_lettered; /* MULTI/XADD/XACK/EXEC confirmed */
     uint64_t reconnects;
     uint64_t group_recreated;
