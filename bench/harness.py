@@ -17,7 +17,7 @@ events_flushed + events_invalid == N and pending_events == 0):
     its reaped children plus the live children), before/after;
   - the consumer's peak RSS: VmHWM from /proc/<pid>/status (ru_maxrss for the others);
   - "other load": CPU the whole machine spent (from /proc/stat) beyond the consumer,
-    redis-server and PostgreSQL, in cores: other sessions share this machine.
+    redis-server and PostgreSQL, in cores: other processes share this machine.
 """
 import argparse
 import glob

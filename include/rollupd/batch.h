@@ -68,7 +68,8 @@ struct ru_batch {
 struct ru_batch *ru_batch_new(void);
 void ru_batch_free(struct ru_batch *b);
 void ru_batch_add_id(struct ru_batch *b, const struct ru_sid *id);
-/* An emptied entry-id array kept from one batch for the next: a steady stream fills one of
+/* An emptied entry-id array kept from a committed batch for the batch the next flush starts
+ * (two arrays take turns, one filling, one in the writer's hands): a steady stream fills one of
  * about the same size every flush, and growing it again by doubling each time leaves
  * short-lived blocks among the heap's long-lived ones. */
 struct ru_batch_ids {
@@ -79,8 +80,9 @@ struct ru_batch_ids {
  * peak: the final array and, during its realloc, the one it grew from (0 when they fit). */
 size_t ru_batch_ids_growth(const struct ru_batch *b, size_t more);
 /* Moves b's id array into *spare when *spare is empty, the array takes at most max_bytes
- * and b used a quarter of it or more (an array grown by a backlog is freed with its batch,
- * and the next batches grow one to the steady size again). */
+ * and b used a quarter of it or more (an array grown by a backlog is freed with the first
+ * later batch that fills less than a quarter of it, and the next batches grow one to the
+ * steady size again). */
 void ru_batch_keep_ids(struct ru_batch *b, struct ru_batch_ids *spare, size_t max_bytes);
 /* Gives *spare's array to b, which must have none yet; *spare is left empty. */
 void ru_batch_use_ids(struct ru_batch *b, struct ru_batch_ids *spare);

@@ -71,7 +71,8 @@ struct ru_daemon {
     int sfd, tfd;
 
     struct ru_batch *cur; /* filling */
-    /* The last committed batch's id array, for the next batch to fill (counted as held) */
+    /* The last committed batch's id array, for the batch the next flush starts (counted as
+     * held) */
     struct ru_batch_ids spare_ids;
     /* Entries whose long key waits for PostgreSQL's verdict (keycheck.h), and the verdicts
      * known. No flush is submitted while one of our own entries is parked: the checkpoint
