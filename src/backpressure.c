@@ -17,7 +17,7 @@
 
 size_t ru_backpressure_mem_in_use(const struct ru_daemon *d)
 {
-    return ru_batch_mem(d->cur) + d->spare_ids.cap * sizeof(*d->spare_ids.ids) + d->inflight_mem +
+    return ru_batch_mem(d->cur) + ru_batch_ids_mem(&d->spare_ids) + d->inflight_mem +
            (d->adopt.b ? ru_batch_mem(d->adopt.b) : 0) + ru_pgw_cache_mem(d->pgw) +
            ru_stream_mem(d->stream) + d->parked.mem + ru_keycheck_mem(d->verdicts) +
            ru_pcache_mem(d->pcache);
@@ -33,6 +33,11 @@ size_t ru_backpressure_mem_in_use(const struct ru_daemon *d)
 size_t ru_backpressure_flush_reserve(const struct ru_batch *b)
 {
     return ru_store_nkeys(b->store) * FLUSH_BYTES_PER_KEY;
+}
+
+size_t ru_backpressure_writer_mem(const struct ru_batch *b)
+{
+    return ru_batch_mem(b) + ru_backpressure_flush_reserve(b);
 }
 
 /* The process's resident set now, from /proc/self/statm (0 when unreadable). */

@@ -83,6 +83,11 @@ void ru_batch_ids_release(struct ru_batch *b)
     b->ids_cap = 0;
 }
 
+size_t ru_batch_ids_mem(const struct ru_batch_ids *spare)
+{
+    return spare->cap * sizeof(*spare->ids);
+}
+
 void ru_batch_ids_free(struct ru_batch_ids *spare)
 {
     free(spare->ids);

@@ -139,6 +139,7 @@ static void on_writer_event(struct ru_daemon *d)
         ru_reading_ownership_step(d);
         return;
     }
+    d->inflight_mem = 0; /* the writer's batch is back, ours or an adoption's */
     if (b->adopt_consumer != NULL) {
         ru_takeover_committed(d, b);
         return;
@@ -148,7 +149,6 @@ static void on_writer_event(struct ru_daemon *d)
         snprintf(why, sizeof(why), "%s; the uncommitted batch stays in Redis", b->fence_reason);
         ru_batch_free(b);
         d->inflight_events = 0;
-        d->inflight_mem = 0;
         stop_fatal(d, why);
         return;
     }

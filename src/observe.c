@@ -153,7 +153,7 @@ static void fill_report(struct ru_daemon *d, struct ru_report *r, struct report_
         .pending_events = ru_entries_held(d),
         .pending_keys = ru_store_nkeys(d->cur->store),
         .memory_bytes = ru_backpressure_mem_in_use(d),
-        .ids_kept_bytes = d->spare_ids.cap * sizeof(*d->spare_ids.ids),
+        .ids_kept_bytes = ru_batch_ids_mem(&d->spare_ids),
         .state_cache_rows = ps.cache_rows,
         .state_cache_bytes = ps.cache_bytes,
         .state_reloads = ps.state_reloads,

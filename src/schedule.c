@@ -116,7 +116,7 @@ void ru_schedule_flush(struct ru_daemon *d)
     b->lone = ru_stream_recovery_owed(d->stream) || b->lone_start;
     b->dead_pos = ru_stream_dead_pos(d->stream);
     d->inflight_events = ru_store_nevents(b->store);
-    d->inflight_mem = ru_batch_mem(b) + ru_backpressure_flush_reserve(b);
+    d->inflight_mem = ru_backpressure_writer_mem(b);
     if (d->stopping)
         d->stop_final_sent = true;
     ru_debug("msg=\"flush submitted\" events=%" PRIu64 " keys=%zu", d->inflight_events,
@@ -158,7 +158,6 @@ void ru_schedule_committed(struct ru_daemon *d, struct ru_batch *b)
     d->c.flush_bucket[ru_report_flush_bucket(secs)]++;
     d->c.flush_seconds_sum += secs;
     d->inflight_events = 0;
-    d->inflight_mem = 0;
     /* kept for the next batch unless larger than a 64th of the memory budget */
     ru_batch_keep_ids(b, &d->spare_ids, ru_backpressure_budget(d) / 64);
     ru_batch_free(b);

@@ -159,7 +159,7 @@ bool ru_takeover_step(struct ru_daemon *d)
             ru_takeover_reset(d);
             return false;
         }
-        d->inflight_mem = ru_batch_mem(a->b) + ru_backpressure_flush_reserve(a->b);
+        d->inflight_mem = ru_backpressure_writer_mem(a->b);
         ru_pgw_submit(d->pgw, a->b);
         a->b = NULL;
         a->phase = RU_TAKEOVER_FLUSHING;
@@ -171,7 +171,6 @@ bool ru_takeover_step(struct ru_daemon *d)
 void ru_takeover_committed(struct ru_daemon *d, struct ru_batch *b)
 {
     struct ru_takeover *a = &d->adopt;
-    d->inflight_mem = 0;
     if (b->fenced) {
         adopt_fail(d, b->fence_reason);
         ru_batch_free(b);

@@ -13,6 +13,8 @@ struct ru_daemon;
 size_t ru_backpressure_mem_in_use(const struct ru_daemon *d);
 /* What flushing b needs beyond the batch itself, reserved while it fills. */
 size_t ru_backpressure_flush_reserve(const struct ru_batch *b);
+/* What a batch in the writer's hands holds: the batch and what flushing it needs. */
+size_t ru_backpressure_writer_mem(const struct ru_batch *b);
 /* The process's resident set now, from /proc/self/statm (0 when unreadable). */
 size_t ru_backpressure_rss(void);
 /* What the daemon may hold (memory_limit_bytes): the limit less the fixed footprint. */

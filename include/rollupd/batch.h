@@ -88,6 +88,8 @@ void ru_batch_keep_ids(struct ru_batch *b, struct ru_batch_ids *spare, size_t ma
 void ru_batch_use_ids(struct ru_batch *b, struct ru_batch_ids *spare);
 /* Frees b's id array when it holds no id. */
 void ru_batch_ids_release(struct ru_batch *b);
+/* Bytes of the kept array. */
+size_t ru_batch_ids_mem(const struct ru_batch_ids *spare);
 /* Frees the kept array, if any. */
 void ru_batch_ids_free(struct ru_batch_ids *spare);
 /* Raises the checkpoint only: an entry read without acknowledgement has nothing to XACK. */
