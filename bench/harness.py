@@ -753,10 +753,11 @@ def beyond_held(warm, xs):
 
 # The soak's flush.state_idle_s, written into its configuration: the past hour's row states
 # are given back this long after the hour's last flush of them, within one idle search (30 s).
+# With a faster event clock (--hour-seconds) it is scaled with the hour.
 SOAK_STATE_IDLE_S = 900
 
 
-def soak_hours(warm, every, state_idle_s=SOAK_STATE_IDLE_S):
+def soak_hours(warm, every, state_idle_s=SOAK_STATE_IDLE_S, hour_s=3600):
     """The samples after warm-up by clock hour (UTC), and each hour against the hour before
     at the same minutes past the hour. What rollupd holds follows the hour: the writer
     keeps the complete state of the current hour's rows, which gather distinct durations
@@ -766,13 +767,21 @@ def soak_hours(warm, every, state_idle_s=SOAK_STATE_IDLE_S):
     time (unix_s). Until the past hour's states are given back (state_idle_s and one idle
     search after the hour), an hour also holds the hour before's: an hour that follows the
     run's first, partial hour holds fewer of them than the next does. From own_from_min on,
-    each hour holds its own states only, so the pairs are also compared from there."""
-    own_from = (state_idle_s + 60) / 60
+    each hour holds its own states only, so the pairs are also compared from there.
+    With a faster event clock (hour_s wall seconds to the event hour), the samples are
+    placed by their event time (event_s) and minutes are the event clock's."""
+    fast = 3600 / hour_s
+    own_from = (state_idle_s + 60) * fast / 60
     if not warm or "unix_s" not in warm[0]:
         return None
+
+    def clock(r):
+        return r.get("event_s", r["unix_s"])
+
+    every = every * fast
     by = {}
     for r in warm:
-        by.setdefault(int(r["unix_s"] // 3600), []).append(r)
+        by.setdefault(int(clock(r) // 3600), []).append(r)
 
     def held(r):
         return r["memory_bytes"] / 1048576
@@ -786,7 +795,7 @@ def soak_hours(warm, every, state_idle_s=SOAK_STATE_IDLE_S):
     hours = []
     for h in sorted(by):
         rs = by[h]
-        mins = [(r["unix_s"] % 3600) / 60 for r in rs]
+        mins = [(clock(r) % 3600) / 60 for r in rs]
         ev = statistics.mean(r["events_per_s"] for r in rs)
         cpu = statistics.mean(r["cpu_cores"] for r in rs)
         hours.append({"hour": h, "samples": len(rs), "from_min": min(mins),
@@ -801,8 +810,8 @@ def soak_hours(warm, every, state_idle_s=SOAK_STATE_IDLE_S):
     for h in sorted(by):
         if h - 1 not in by:
             continue
-        prev = {int((r["unix_s"] % 3600) // every): r for r in by[h - 1]}
-        cur = {int((r["unix_s"] % 3600) // every): r for r in by[h]}
+        prev = {int((clock(r) % 3600) // every): r for r in by[h - 1]}
+        cur = {int((clock(r) % 3600) // every): r for r in by[h]}
         slots = sorted(set(prev) & set(cur))
         if not slots:
             continue
@@ -832,7 +841,7 @@ def soak_hours(warm, every, state_idle_s=SOAK_STATE_IDLE_S):
         p["own"] = compare([x for x in slots if x * every / 60 >= own_from])
         pairs.append(p)
     return {"hours": hours, "pairs": pairs, "own_from_min": own_from,
-            "state_idle_s": state_idle_s}
+            "state_idle_s": state_idle_s, "hour_s": hour_s}
 
 
 def hhmm(h, minute):
@@ -861,8 +870,9 @@ def cmd_soak(a):
     logdir = os.path.dirname(os.path.abspath(a.out))
     conf = os.path.join(logdir, "rollupd-soak.conf")
     sock = os.path.join(a.rundir, "soak.sock")
+    state_idle_s = max(1, round(SOAK_STATE_IDLE_S * a.hour_seconds / 3600))
     rollupd_conf(conf, srv, stream, "rollupd", a.db, sock, a.interval_ms, a.backlog_entries,
-                 extra_flush=f" state_idle_s = {SOAK_STATE_IDLE_S};",
+                 extra_flush=f" state_idle_s = {state_idle_s};",
                  extra_redis=" lone_consumer = true;" if a.lone else "")
     d = Rollupd(os.path.join(a.bindir, "rollupd"), conf,
                 os.path.join(logdir, "rollupd-soak.log"), srv)
@@ -874,16 +884,22 @@ def cmd_soak(a):
                     "rollupd ready")
         total = int(a.rate * (a.minutes * 60 + 120))
         lg_log = open(os.path.join(logdir, "soak-loadgen.log"), "w")
+        # the event clock: with --hour-seconds, an hour of event time every hour_seconds,
+        # from the start of the hour at epoch
+        epoch = int(time.time())
+        fast = []
+        if a.hour_seconds != 3600:
+            fast = ["--hour-seconds", f"{a.hour_seconds:g}", "--start-ts", str(epoch)]
         lg = subprocess.Popen([os.path.join(a.bindir, "rollupd-loadgen"), "-p",
                                str(srv.redis_port), "-s", stream, "-n", str(total), "--rate",
                                str(a.rate), "--now-ts", "--seed", "11", "--maxlen",
-                               str(a.maxlen), "--mix", a.mix, "--quiet"], stdout=lg_log,
-                              stderr=lg_log, stdin=subprocess.DEVNULL)
+                               str(a.maxlen), "--mix", a.mix, "--quiet"] + fast,
+                              stdout=lg_log, stderr=lg_log, stdin=subprocess.DEVNULL)
         t0 = time.monotonic()
         end = t0 + a.minutes * 60
         prev = None
         with open(csv_path, "w") as csv:
-            csv.write("t_s,unix_s,rss_kib,cpu_cores,events_per_s,memory_bytes,"
+            csv.write("t_s,unix_s,event_s,rss_kib,cpu_cores,events_per_s,memory_bytes,"
                       "pending_events,flushes,redis_cores,pg_cores\n")
             nxt = t0
             while True:
@@ -901,7 +917,13 @@ def cmd_soak(a):
                        "rss": vmrss_kb(d.p.pid), "st": st, "snap": snap}
                 if prev is not None and st is not None and prev["st"] is not None:
                     dt = cur["t"] - prev["t"]
-                    row = {"t_s": round(cur["t"] - t0, 1), "unix_s": round(time.time(), 1),
+                    unix_s = time.time()
+                    if fast:
+                        event_s = epoch - epoch % 3600 + (unix_s - epoch) * 3600 / a.hour_seconds
+                    else:
+                        event_s = unix_s
+                    row = {"t_s": round(cur["t"] - t0, 1), "unix_s": round(unix_s, 1),
+                           "event_s": round(event_s, 1),
                            "rss_kib": cur["rss"],
                            "cpu_cores": (cur["cpu"] - prev["cpu"]) / dt,
                            "events_per_s": (st["events_consumed"] -
@@ -926,7 +948,8 @@ def cmd_soak(a):
     xs = [r["t_s"] / 60 for r in warm]
     res = {"minutes": a.minutes, "rate_target": a.rate, "every_s": a.every,
            "warmup_minutes": a.warmup_minutes, "interval_ms": a.interval_ms,
-           "lone": a.lone, "mix": a.mix, "state_idle_s": SOAK_STATE_IDLE_S,
+           "lone": a.lone, "mix": a.mix, "state_idle_s": state_idle_s,
+           "hour_seconds": a.hour_seconds,
            "samples": len(samples), "samples_after_warmup":
            len(warm), "flushes": st_end["flushes"] if st_end else None,
            "flushes_failed": st_end.get("flush_failures") if st_end else None,
@@ -999,9 +1022,18 @@ def soak_table(f, w):
     hs = f.get("by_hour")
     if not hs:
         return
-    w("By clock hour (UTC, samples after warm-up). Held: what rollupd holds (status "
-      "memory_bytes), most of it the writer's complete state of the hour's rows; slack: RSS "
-      "less held memory.\n")
+    hour_s = hs.get("hour_s", 3600)
+    if hour_s != 3600:
+        w(f"The event clock ran {3600 / hour_s:g} times faster than the wall clock (loadgen "
+          f"--hour-seconds {hour_s:g}: an hour of event time every {hour_s:g} s, "
+          f"flush.state_idle_s scaled with it), so the run crosses an hour every "
+          f"{hour_s / 60:g} minutes. Hours and minutes below are the event clock's; what "
+          "rollupd does at each change of hour (new row states, the past hour's given back, "
+          "the heap trimmed) happens as often as in that many real hours, with fewer events "
+          "per hour.\n")
+    w(f"By {'clock' if hour_s == 3600 else 'event'} hour (UTC, samples after warm-up). "
+      "Held: what rollupd holds (status memory_bytes), most of it the writer's complete "
+      "state of the hour's rows; slack: RSS less held memory.\n")
     w("| hour | samples (minutes past the hour) | RSS MiB mean (max) | held MiB mean (max) |"
       " slack MiB mean (max) | CPU cores mean | CPU µs / event | redis cores |")
     w("|---|---:|---|---|---|---:|---:|---:|")
@@ -1014,14 +1046,18 @@ def soak_table(f, w):
     if not hs["pairs"]:
         w("\nNo two consecutive hours to compare.\n")
         return
+    first = ("The run's first hour gathers its rows from the run's start, not from the "
+             "hour's, so only pairs of whole hours compare like with like; and until its "
+             "states are given back, the hour after it holds fewer of them than the next hour "
+             "holds of its own, so the first pair of whole hours differs in its first minutes."
+             if hour_s == 3600 else
+             "The event clock starts at the start of an hour, so the first hour is whole, "
+             "but its first minutes are in the warm-up.")
     w("\nEach hour against the hour before, at the same minutes past the hour (the mean of "
       "the matched samples' differences; same: within max(1 MiB, 2 % of the earlier hour's "
-      "mean RSS) and 10 % of its mean CPU, the fitted line's bounds). The run's first hour "
-      "gathers its rows from the run's start, not from the hour's, so only pairs of whole "
-      "hours compare like with like; and until its states are given back, the hour after "
-      "it holds fewer of them than the next hour holds of its own, so the first pair of "
-      "whole hours differs in its first minutes. redis-server does the same work every "
-      "hour: when its CPU moves as much as rollupd's, the machine moved.\n")
+      f"mean RSS) and 10 % of its mean CPU, the fitted line's bounds). {first} "
+      "redis-server does the same work every hour: when its CPU moves as much as rollupd's, "
+      "the machine moved.\n")
     head = ("| hour vs the hour before | matched samples (minutes) | RSS MiB | held MiB |"
             " slack MiB | CPU cores | CPU | redis-server CPU | same |")
     w(head)
@@ -1420,7 +1456,8 @@ def cmd_report(a):
             if "beyond_held_slope_mib_per_min" not in f:
                 f.update(beyond_held(warm, [r["t_s"] / 60 for r in warm]))
             f["by_hour"] = soak_hours(warm, f["every_s"],
-                                      f.get("state_idle_s", SOAK_STATE_IDLE_S))
+                                      f.get("state_idle_s", SOAK_STATE_IDLE_S),
+                                      f.get("hour_seconds", 3600))
         soak_table(f, w)
     frs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(a.dir, "fresh*.json")))]
     if frs:
@@ -1539,6 +1576,8 @@ def main():
     p.add_argument("--warmup-minutes", type=float, default=5)
     p.add_argument("--maxlen", type=int, default=1000000, help="loadgen --maxlen")
     p.add_argument("--mix", default="heavy")
+    p.add_argument("--hour-seconds", type=float, default=3600,
+                   help="wall seconds to an hour of event time (loadgen --hour-seconds)")
     p.set_defaults(fn=cmd_soak)
 
     p = sub.add_parser("report")

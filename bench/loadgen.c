@@ -56,7 +56,8 @@ struct opts {
     int pipeline;
     bool have_id_offset;
     long long id_offset_ms;
-    bool light; /* --mix light */
+    bool light;          /* --mix light */
+    double hour_seconds; /* --hour-seconds: 0 = event time runs with the clock */
 };
 
 static void usage(FILE *f)
@@ -77,6 +78,9 @@ static void usage(FILE *f)
           "  --users N            distinct users (default 200)\n"
           "  --oracle FILE        append every valid event to FILE (COPY text)\n"
           "  --now-ts             time every event with the current clock\n"
+          "  --hour-seconds S     with --now-ts: event time runs 3600/S times faster than the\n"
+          "                       clock, an hour of it every S seconds; at --start-ts (default\n"
+          "                       now) it reads the start of that hour\n"
           "  --maxlen N           XADD MAXLEN ~ N\n"
           "  --pipeline N         commands per pipeline (default 500)\n"
           "  --id-offset-ms MS    explicit entry ids MS milliseconds from now (e.g. 86400000:\n"
@@ -140,6 +144,7 @@ enum {
     OPT_PIPELINE,
     OPT_ID_OFFSET,
     OPT_MIX,
+    OPT_HOUR_SECONDS,
     OPT_HELP,
 };
 
@@ -161,6 +166,7 @@ static void parse_opts(struct opts *o, int argc, char **argv)
         {"pipeline", required_argument, NULL, OPT_PIPELINE},
         {"id-offset-ms", required_argument, NULL, OPT_ID_OFFSET},
         {"mix", required_argument, NULL, OPT_MIX},
+        {"hour-seconds", required_argument, NULL, OPT_HOUR_SECONDS},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -240,6 +246,9 @@ static void parse_opts(struct opts *o, int argc, char **argv)
                 die("--mix: expected heavy or light, not '%s'", optarg);
             o->light = strcmp(optarg, "light") == 0;
             break;
+        case OPT_HOUR_SECONDS:
+            o->hour_seconds = parse_double("--hour-seconds", optarg, 1, 3600);
+            break;
         case OPT_ID_OFFSET:
             o->id_offset_ms = parse_ll("--id-offset-ms", optarg, -1000000000000LL, 1000000000000LL);
             o->have_id_offset = true;
@@ -256,8 +265,10 @@ static void parse_opts(struct opts *o, int argc, char **argv)
         die("unexpected argument '%s' (see --help)", argv[optind]);
     if (o->now_ts && !o->have_late)
         o->late_frac = 0;
+    if (o->hour_seconds > 0 && !o->now_ts)
+        die("--hour-seconds: only with --now-ts");
     if (!o->have_start)
-        o->start_ts = floor(ru_wall_s() - o->hours * 3600.0);
+        o->start_ts = floor(ru_wall_s() - (o->hour_seconds > 0 ? 0 : o->hours * 3600.0));
 }
 
 /* ------------------------------------------------------------------ random numbers */
@@ -1012,6 +1023,11 @@ static int64_t pick_ts(struct gen *g, long long i)
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         base = (int64_t)now.tv_sec * USEC_PER_SEC + now.tv_nsec / 1000;
+        if (g->o->hour_seconds > 0) {
+            /* a faster event clock: from the start of --start-ts's hour at --start-ts */
+            double fast = (double)(base - start) * 3600.0 / g->o->hour_seconds;
+            base = floor_hour(start) + (int64_t)fast;
+        }
         start = floor_hour(base) - 3 * USEC_PER_HOUR;
     } else {
         double step = (double)g->span_us / (double)(g->o->count ? g->o->count : 1);
