@@ -841,7 +841,30 @@ def soak_hours(warm, every, state_idle_s=SOAK_STATE_IDLE_S, hour_s=3600):
         p["own"] = compare([x for x in slots if x * every / 60 >= own_from])
         pairs.append(p)
     return {"hours": hours, "pairs": pairs, "own_from_min": own_from,
-            "state_idle_s": state_idle_s, "hour_s": hour_s}
+            "state_idle_s": state_idle_s, "hour_s": hour_s,
+            "whole": whole_hours_trend(hours, 3600 / every)}
+
+
+def whole_hours_trend(hours, per_hour):
+    """Over the whole hours (sampled from their first minutes to their last: the run's
+    first and last hours are partial), the least-squares line through each hour's mean
+    RSS, held memory and slack: what rollupd's memory does from one hour to the next,
+    where a leak would add the same every hour and a plateau landing at different heights
+    would not. None with fewer than three whole hours."""
+    whole = [h for h in hours if h["samples"] >= 0.9 * per_hour]
+    if len(whole) < 3:
+        return None
+    xs = [h["hour"] for h in whole]
+    res = {"n": len(whole), "first": xs[0], "last": xs[-1]}
+    for k in ("rss", "held", "slack"):
+        ys = [h[k + "_mean"] for h in whole]
+        sl = lsq_slope(xs, ys)
+        res[k] = {"slope_per_hour": sl, "fit_change": sl * (xs[-1] - xs[0]),
+                  "min": min(ys), "max": max(ys), "mean": statistics.mean(ys)}
+    r = res["rss"]
+    # the soak's flat bound for RSS: max(1 MiB, 2 % of the mean)
+    res["rss_flat"] = abs(r["fit_change"]) <= max(1.0, 0.02 * r["mean"])
+    return res
 
 
 def hhmm(h, minute):
@@ -1043,6 +1066,19 @@ def soak_table(f, w):
           f"({h['held_max']:.1f}) | {h['slack_mean']:.1f} ({h['slack_max']:.1f}) | "
           f"{h['cpu_mean']:.3f} | {fmt(h['cpu_us_per_event'], 2)} | "
           f"{h['redis_mean']:.3f} |")
+    t = hs.get("whole")
+    if t:
+        w(f"\nOver the {t['n']} whole hours ({hhmm(t['first'], 0)} to {hhmm(t['last'], 0)}), "
+          "the least-squares line through the hours' means (flat: its change over them at "
+          "most max(1 MiB, 2 % of the mean), the fitted line's bound):\n")
+        w("| hours' mean | lowest – highest MiB | slope MiB / hour | line's change over "
+          "the hours MiB |")
+        w("|---|---|---:|---:|")
+        for k, name in (("rss", "RSS"), ("held", "held"), ("slack", "slack")):
+            v = t[k]
+            w(f"| {name} | {v['min']:.1f} – {v['max']:.1f} | {v['slope_per_hour']:+.3f} | "
+              f"{v['fit_change']:+.2f} |")
+        w(f"\nRSS from hour to hour: {'flat' if t['rss_flat'] else '**not flat**'}.")
     if not hs["pairs"]:
         w("\nNo two consecutive hours to compare.\n")
         return
