@@ -840,18 +840,30 @@ def soak_hours(warm, every, state_idle_s=SOAK_STATE_IDLE_S, hour_s=3600):
         p["hour"] = h
         p["own"] = compare([x for x in slots if x * every / 60 >= own_from])
         pairs.append(p)
+    # where the run (the load) started, on the same clock
+    start = clock(warm[0]) - warm[0]["t_s"] * fast
     return {"hours": hours, "pairs": pairs, "own_from_min": own_from,
             "state_idle_s": state_idle_s, "hour_s": hour_s,
-            "whole": whole_hours_trend(hours, 3600 / every)}
+            "start_hour": int(start // 3600),
+            "whole": whole_hours_trend(hours, every, start)}
 
 
-def whole_hours_trend(hours, per_hour):
-    """Over the whole hours (sampled from their first minutes to their last: the run's
-    first and last hours are partial), the least-squares line through each hour's mean
-    RSS, held memory and slack: what rollupd's memory does from one hour to the next,
-    where a leak would add the same every hour and a plateau landing at different heights
-    would not. None with fewer than three whole hours."""
-    whole = [h for h in hours if h["samples"] >= 0.9 * per_hour]
+def whole_hours_trend(hours, every, start):
+    """Over the whole hours, the least-squares line through each hour's mean RSS, held
+    memory and slack: what rollupd's memory does from one hour to the next, where a leak
+    would add the same every hour and a plateau landing at different heights would not.
+    An hour is whole when it is sampled from its first slot to its last (every: seconds
+    between samples on the hour's clock) and the hour before it had the load from its
+    start too: an hour after a partial one holds fewer of that hour's states in its first
+    minutes. None with fewer than three whole hours."""
+    # the last hour whose hour before did not have the load from its start
+    settled = int(start // 3600) + (1 if start % 3600 > 2 * every else 0)
+
+    def whole_hour(h):
+        return (h["hour"] > settled and h["from_min"] * 60 <= every
+                and h["to_min"] * 60 >= 3600 - 2 * every)
+
+    whole = [h for h in hours if whole_hour(h)]
     if len(whole) < 3:
         return None
     xs = [h["hour"] for h in whole]
@@ -888,6 +900,11 @@ def cmd_soak(a):
     with MAXLEN, flush every second; every a.every seconds rollupd's RSS, CPU (utime +
     stime, as cores over the interval) and status are sampled; after a.warmup_minutes
     the least-squares slopes of RSS and CPU say whether they are flat."""
+    # from 120 s an hour, the past hour's states are given back within the hour's first
+    # 45 minutes; a multiple of --every keeps the samples at the same minutes every hour
+    if not 120 <= a.hour_seconds <= 3600 or (a.hour_seconds / a.every) % 1:
+        raise SystemExit(f"harness: --hour-seconds {a.hour_seconds:g}: expected 120 to 3600, "
+                         f"a multiple of --every ({a.every:g})")
     srv = Servers(a.env)
     stream = "bench:soak"
     logdir = os.path.dirname(os.path.abspath(a.out))
@@ -912,7 +929,7 @@ def cmd_soak(a):
         epoch = int(time.time())
         fast = []
         if a.hour_seconds != 3600:
-            fast = ["--hour-seconds", f"{a.hour_seconds:g}", "--start-ts", str(epoch)]
+            fast = ["--hour-seconds", repr(a.hour_seconds), "--start-ts", str(epoch)]
         lg = subprocess.Popen([os.path.join(a.bindir, "rollupd-loadgen"), "-p",
                                str(srv.redis_port), "-s", stream, "-n", str(total), "--rate",
                                str(a.rate), "--now-ts", "--seed", "11", "--maxlen",
@@ -1049,26 +1066,33 @@ def soak_table(f, w):
     if hour_s != 3600:
         w(f"The event clock ran {3600 / hour_s:g} times faster than the wall clock (loadgen "
           f"--hour-seconds {hour_s:g}: an hour of event time every {hour_s:g} s, "
-          f"flush.state_idle_s scaled with it), so the run crosses an hour every "
-          f"{hour_s / 60:g} minutes. Hours and minutes below are the event clock's; what "
-          "rollupd does at each change of hour (new row states, the past hour's given back, "
-          "the heap trimmed) happens as often as in that many real hours, with fewer events "
-          "per hour.\n")
-    w(f"By {'clock' if hour_s == 3600 else 'event'} hour (UTC, samples after warm-up). "
+          f"flush.state_idle_s scaled with it), so the run crossed an hour every "
+          f"{hour_s / 60:g} minutes: {f['minutes'] * 60 / hour_s:.1f} hours of event time in "
+          f"{f['minutes']:g} minutes. Hours and minutes below are the event clock's, the "
+          "hours numbered from the run's first (hour 0); what rollupd does at each change "
+          "of hour (new row states, the past hour's given back, the heap trimmed) happens "
+          "as often as in that many real hours, with fewer events in each.\n")
+
+        def label(h, minute=0):
+            return f"hour {h - hs['start_hour']}" + (f" :{minute:02.0f}" if minute else "")
+    else:
+        label = hhmm
+    w(f"By {'clock hour (UTC' if hour_s == 3600 else 'event hour ('}samples after warm-up). "
       "Held: what rollupd holds (status memory_bytes), most of it the writer's complete "
       "state of the hour's rows; slack: RSS less held memory.\n")
     w("| hour | samples (minutes past the hour) | RSS MiB mean (max) | held MiB mean (max) |"
       " slack MiB mean (max) | CPU cores mean | CPU µs / event | redis cores |")
     w("|---|---:|---|---|---|---:|---:|---:|")
     for h in hs["hours"]:
-        w(f"| {hhmm(h['hour'], 0)} | {h['samples']} ({h['from_min']:.1f}–{h['to_min']:.1f}) | "
+        w(f"| {label(h['hour'], 0)} | {h['samples']} ({h['from_min']:.1f}–{h['to_min']:.1f}) | "
           f"{h['rss_mean']:.1f} ({h['rss_max']:.1f}) | {h['held_mean']:.1f} "
           f"({h['held_max']:.1f}) | {h['slack_mean']:.1f} ({h['slack_max']:.1f}) | "
           f"{h['cpu_mean']:.3f} | {fmt(h['cpu_us_per_event'], 2)} | "
           f"{h['redis_mean']:.3f} |")
     t = hs.get("whole")
     if t:
-        w(f"\nOver the {t['n']} whole hours ({hhmm(t['first'], 0)} to {hhmm(t['last'], 0)}), "
+        w(f"\nOver the {t['n']} whole hours ({label(t['first'], 0)} to "
+          f"{label(t['last'], 59)}), "
           "the least-squares line through the hours' means (flat: its change over them at "
           "most max(1 MiB, 2 % of the mean), the fitted line's bound):\n")
         w("| hours' mean | lowest – highest MiB | slope MiB / hour | line's change over "
@@ -1087,8 +1111,9 @@ def soak_table(f, w):
              "states are given back, the hour after it holds fewer of them than the next hour "
              "holds of its own, so the first pair of whole hours differs in its first minutes."
              if hour_s == 3600 else
-             "The event clock starts at the start of an hour, so the first hour is whole, "
-             "but its first minutes are in the warm-up.")
+             "The event clock starts at the start of an hour, so the run's first hour has "
+             "the load from its start, but it holds no earlier hour's states and most of it "
+             "may be in the warm-up: the first pair differs in its first minutes.")
     w("\nEach hour against the hour before, at the same minutes past the hour (the mean of "
       "the matched samples' differences; same: within max(1 MiB, 2 % of the earlier hour's "
       f"mean RSS) and 10 % of its mean CPU, the fitted line's bounds). {first} "
@@ -1105,7 +1130,7 @@ def soak_table(f, w):
             f"{'same' if p['cpu_same'] else 'differs'})"
 
     def row(h, p):
-        w(f"| {hhmm(h, 0)} vs {hhmm(h - 1, 0)} | {p['matched']} "
+        w(f"| {label(h, 0)} vs {label(h - 1, 0)} | {p['matched']} "
           f"({p['from_min']:.1f}–{p['to_min']:.1f}) | {p['rss_diff']:+.2f} | "
           f"{p['held_diff']:+.2f} | {p['slack_diff']:+.2f} | {p['cpu_diff']:+.4f} | "
           f"{p['cpu_rel'] * 100:+.1f} % | {p['redis_rel'] * 100:+.1f} % | {same(p)} |")
@@ -1613,7 +1638,8 @@ def main():
     p.add_argument("--maxlen", type=int, default=1000000, help="loadgen --maxlen")
     p.add_argument("--mix", default="heavy")
     p.add_argument("--hour-seconds", type=float, default=3600,
-                   help="wall seconds to an hour of event time (loadgen --hour-seconds)")
+                   help="wall seconds to an hour of event time (loadgen --hour-seconds; "
+                   "120-3600, a multiple of --every)")
     p.set_defaults(fn=cmd_soak)
 
     p = sub.add_parser("report")

@@ -69,7 +69,8 @@ static void usage(FILE *f)
           "  -n COUNT             entries to write (default 10000)\n"
           "  --seed S             random seed (default 1)\n"
           "  --rate EPS           entries per second, 0 = full speed (default 0)\n"
-          "  --start-ts EPOCH     time of the first event (default now - HOURS)\n"
+          "  --start-ts EPOCH     time of the first event (default now - HOURS; with\n"
+          "                       --hour-seconds, now)\n"
           "  --hours H            spread event times over H hours (default 3)\n"
           "  --late-frac F        fraction of events timed in an earlier hour (default 0.05;\n"
           "                       0 with --now-ts unless given)\n"
@@ -1406,9 +1407,9 @@ int main(int argc, char **argv)
     if (!o.quiet)
         fprintf(stderr,
                 "loadgen: %s:%d stream=%s n=%lld seed=%" PRIu64 " rate=%g start=%.0f hours=%g "
-                "routes=%d users=%d\n",
+                "routes=%d users=%d hour_seconds=%g\n",
                 o.host, o.port, o.stream, o.count, o.seed, o.rate, o.start_ts, o.hours, o.routes,
-                o.users);
+                o.users, o.hour_seconds > 0 ? o.hour_seconds : 3600);
 
     struct event ev;
     memset(&ev, 0, sizeof(ev));
