@@ -1102,7 +1102,9 @@ def soak_table(f, w):
             v = t[k]
             w(f"| {name} | {v['min']:.1f} – {v['max']:.1f} | {v['slope_per_hour']:+.3f} | "
               f"{v['fit_change']:+.2f} |")
-        w(f"\nRSS from hour to hour: {'flat' if t['rss_flat'] else '**not flat**'}.")
+        trend = "flat" if t["rss_flat"] else \
+            "**not flat: rising**" if t["rss"]["fit_change"] > 0 else "**not flat: falling**"
+        w(f"\nRSS from hour to hour: {trend}.")
     if not hs["pairs"]:
         w("\nNo two consecutive hours to compare.\n")
         return
