@@ -139,7 +139,9 @@ static void on_writer_event(struct ru_daemon *d)
         ru_reading_ownership_step(d);
         return;
     }
-    d->inflight_mem = 0; /* the writer's batch is back, ours or an adoption's */
+    /* the writer's batch is back, ours or an adoption's */
+    d->inflight_events = 0;
+    d->inflight_mem = 0;
     if (b->adopt_consumer != NULL) {
         ru_takeover_committed(d, b);
         return;
@@ -148,7 +150,6 @@ static void on_writer_event(struct ru_daemon *d)
         char why[sizeof(b->fence_reason) + 64];
         snprintf(why, sizeof(why), "%s; the uncommitted batch stays in Redis", b->fence_reason);
         ru_batch_free(b);
-        d->inflight_events = 0;
         stop_fatal(d, why);
         return;
     }

@@ -157,7 +157,6 @@ void ru_schedule_committed(struct ru_daemon *d, struct ru_batch *b)
     double secs = (double)b->duration_us / 1e6;
     d->c.flush_bucket[ru_report_flush_bucket(secs)]++;
     d->c.flush_seconds_sum += secs;
-    d->inflight_events = 0;
     /* kept for the next batch unless larger than a 64th of the memory budget */
     ru_batch_keep_ids(b, &d->spare_ids, ru_backpressure_budget(d) / 64);
     ru_batch_free(b);
