@@ -778,7 +778,7 @@ def soak_hours(warm, every, state_idle_s=SOAK_STATE_IDLE_S, hour_s=3600):
     def clock(r):
         return r.get("event_s", r["unix_s"])
 
-    every = every * fast
+    slot = every * fast  # seconds between samples on the clock the hours follow
     by = {}
     for r in warm:
         by.setdefault(int(clock(r) // 3600), []).append(r)
@@ -810,8 +810,8 @@ def soak_hours(warm, every, state_idle_s=SOAK_STATE_IDLE_S, hour_s=3600):
     for h in sorted(by):
         if h - 1 not in by:
             continue
-        prev = {int((clock(r) % 3600) // every): r for r in by[h - 1]}
-        cur = {int((clock(r) % 3600) // every): r for r in by[h]}
+        prev = {int((clock(r) % 3600) // slot): r for r in by[h - 1]}
+        cur = {int((clock(r) % 3600) // slot): r for r in by[h]}
         slots = sorted(set(prev) & set(cur))
         if not slots:
             continue
@@ -827,8 +827,8 @@ def soak_hours(warm, every, state_idle_s=SOAK_STATE_IDLE_S, hour_s=3600):
             cpu_mean = statistics.mean(prev[s]["cpu_cores"] for s in slots)
             redis_mean = statistics.mean(prev[s]["redis_cores"] for s in slots)
             # the same bounds as the fitted line's: max(1 MiB, 2 %) for RSS, 10 % for CPU
-            return {"matched": len(slots), "from_min": slots[0] * every / 60,
-                    "to_min": slots[-1] * every / 60, "rss_diff": d["rss"],
+            return {"matched": len(slots), "from_min": slots[0] * slot / 60,
+                    "to_min": slots[-1] * slot / 60, "rss_diff": d["rss"],
                     "held_diff": d["held"], "slack_diff": d["slack"], "cpu_diff": d["cpu"],
                     "cpu_rel": d["cpu"] / cpu_mean if cpu_mean else None,
                     "redis_rel": d["redis"] / redis_mean if redis_mean else None,
@@ -838,14 +838,14 @@ def soak_hours(warm, every, state_idle_s=SOAK_STATE_IDLE_S, hour_s=3600):
 
         p = compare(slots)
         p["hour"] = h
-        p["own"] = compare([x for x in slots if x * every / 60 >= own_from])
+        p["own"] = compare([x for x in slots if x * slot / 60 >= own_from])
         pairs.append(p)
     # where the run (the load) started, on the same clock
     start = clock(warm[0]) - warm[0]["t_s"] * fast
     return {"hours": hours, "pairs": pairs, "own_from_min": own_from,
             "state_idle_s": state_idle_s, "hour_s": hour_s,
             "start_hour": int(start // 3600),
-            "whole": whole_hours_trend(hours, every, start)}
+            "whole": whole_hours_trend(hours, slot, start)}
 
 
 def whole_hours_trend(hours, every, start):
